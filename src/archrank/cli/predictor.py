@@ -1,0 +1,1 @@
+"""CLI commands (filled in by the issue that owns them)."""

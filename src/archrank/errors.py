@@ -1,0 +1,25 @@
+"""User-facing errors.
+
+Every error a user can cause (bad input file, invalid cell, unknown option) is an
+``ArchrankError``; the CLI prints its message on one line and exits with status 2, so the
+message itself must name the problem (file, line, field).
+"""
+
+
+class ArchrankError(Exception):
+    """An error caused by the user's input, shown as one line without a traceback."""
+
+
+class InvalidArchitecture(ArchrankError, ValueError):
+    """An architecture that is not a valid member of its search space."""
+
+
+class BenchmarkFormatError(ArchrankError, ValueError):
+    """A benchmark file that cannot be read: missing column, malformed row, wrong format."""
+
+
+class NotInBenchmark(ArchrankError, KeyError):
+    """An architecture the benchmark table has no record of."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,1 @@
+"""Performance predictors: fit on evaluated architectures, rank the rest."""

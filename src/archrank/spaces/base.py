@@ -1,0 +1,157 @@
+"""The search-space abstraction shared by every space, encoder and strategy.
+
+A search space knows its architectures: how to parse and format them, which are valid, a
+canonical hash under which equivalent cells collide, how to sample, mutate and (when finite)
+enumerate them, and how to turn a batch of them into dense graph tensors (``GraphBatch``).
+Architectures are immutable, hashable values owned by their space; everything else in
+archrank talks to them only through the space.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+import numpy as np
+import torch
+
+A = TypeVar("A")
+
+
+@dataclass(frozen=True)
+class GraphBatch:
+    """A batch of cells as dense tensors, nodes in topological order (edges go from i to j > i).
+
+    ops:      int64 [B, N]     op index of each node in ``space.node_op_names`` (0 on padding)
+    adj:      float32 [B, N, N] ``adj[b, i, j] = 1`` for an edge i -> j that carries information
+    mask:     bool [B, N]      which nodes exist (cells smaller than N are padded at the end,
+                               except the output node, which is always the last real node)
+    edge_ops: int64 [B, N, N]  op-on-edge spaces only: op index in ``space.edge_op_names`` of
+                               edge i -> j; an edge whose op blocks information (``none``) has
+                               ``adj = 0``.
+    """
+
+    ops: torch.Tensor
+    adj: torch.Tensor
+    mask: torch.Tensor
+    edge_ops: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.ops.shape[0])
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.ops.shape[1])
+
+    def to(self, device: torch.device | str) -> GraphBatch:
+        return GraphBatch(
+            self.ops.to(device),
+            self.adj.to(device),
+            self.mask.to(device),
+            None if self.edge_ops is None else self.edge_ops.to(device),
+        )
+
+    def __getitem__(self, index: Any) -> GraphBatch:
+        """Select cells by slice, index array or boolean mask."""
+        if isinstance(index, np.ndarray):
+            index = torch.from_numpy(index)
+        return GraphBatch(
+            self.ops[index],
+            self.adj[index],
+            self.mask[index],
+            None if self.edge_ops is None else self.edge_ops[index],
+        )
+
+    @staticmethod
+    def cat(batches: Sequence[GraphBatch]) -> GraphBatch:
+        edge = [b.edge_ops for b in batches]
+        return GraphBatch(
+            torch.cat([b.ops for b in batches]),
+            torch.cat([b.adj for b in batches]),
+            torch.cat([b.mask for b in batches]),
+            None if any(e is None for e in edge) else torch.cat(edge),  # type: ignore[arg-type]
+        )
+
+
+class SearchSpace(ABC, Generic[A]):
+    """A set of architectures with the operations every method needs.
+
+    Subclasses set ``name``, ``op_on``, ``node_op_names`` (vocabulary of ``GraphBatch.ops``),
+    ``edge_op_names`` (op-on-edge spaces) and ``max_nodes`` (``GraphBatch`` width), and list
+    in ``record_fields`` the table columns an architecture is read from.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    op_on: ClassVar[Literal["node", "edge"]]
+    record_fields: ClassVar[tuple[str, ...]]
+    node_op_names: tuple[str, ...]
+    edge_op_names: tuple[str, ...] = ()
+    max_nodes: int
+
+    # -- text and records -------------------------------------------------------------------
+    @abstractmethod
+    def parse(self, text: str) -> A:
+        """Read an architecture from the space's text form; ``InvalidArchitecture`` if bad."""
+
+    @abstractmethod
+    def format(self, arch: A) -> str:
+        """The space's text form of ``arch`` (``parse(format(a)) == a``)."""
+
+    @abstractmethod
+    def from_record(self, record: Mapping[str, Any]) -> A:
+        """Read an architecture from a table row or JSON object (fields ``record_fields``).
+
+        Raises ``InvalidArchitecture`` naming the field that is wrong.
+        """
+
+    @abstractmethod
+    def to_record(self, arch: A) -> dict[str, Any]:
+        """A JSON-serialisable dict with ``hash`` and the ``record_fields``."""
+
+    # -- identity ---------------------------------------------------------------------------
+    @abstractmethod
+    def hash(self, arch: A) -> str:
+        """Canonical hash: equal for isomorphic or otherwise equivalent cells."""
+
+    def validate(self, arch: A) -> A:
+        """Return the canonical (e.g. pruned) form of ``arch`` or raise ``InvalidArchitecture``."""
+        return arch
+
+    # -- sampling and neighbourhoods --------------------------------------------------------
+    @abstractmethod
+    def sample(self, n: int, rng: np.random.Generator) -> list[A]:
+        """``n`` architectures drawn uniformly from the valid cells (with replacement)."""
+
+    @abstractmethod
+    def neighbours(self, arch: A) -> list[A]:
+        """Every valid architecture one edit away (one op or one edge changed)."""
+
+    def mutate(self, arch: A, rng: np.random.Generator) -> A:
+        """A random valid neighbour of ``arch``."""
+        options = [n for n in self.neighbours(arch) if self.hash(n) != self.hash(arch)]
+        if not options:
+            return arch
+        return options[int(rng.integers(len(options)))]
+
+    # -- enumeration ------------------------------------------------------------------------
+    @property
+    def size(self) -> int | None:
+        """Number of distinct cells when known, else ``None``."""
+        return None
+
+    @property
+    def enumerable(self) -> bool:
+        """Whether ``enumerate`` is practical (the whole space can be scored at once)."""
+        return self.size is not None
+
+    def enumerate(self) -> list[A]:
+        """Every cell of the space, one per canonical hash."""
+        raise NotImplementedError(f"space {self.name!r} cannot be enumerated")
+
+    # -- tensors ----------------------------------------------------------------------------
+    @abstractmethod
+    def to_graphs(self, archs: Sequence[A]) -> GraphBatch:
+        """Dense graph tensors of ``archs`` (see ``GraphBatch``)."""

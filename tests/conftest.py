@@ -1,0 +1,32 @@
+"""Shared fixtures: the real benchmark tables under ../shared/data (skipped when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_file(name: str) -> Path:
+    """Path of a shared benchmark table, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"benchmark table {name} not found under {SHARED_DATA} (../shared absent)")
+    return path
+
+
+@pytest.fixture
+def nb201_csv() -> Path:
+    return shared_file("nb201.csv")
+
+
+@pytest.fixture
+def nb101_csv() -> Path:
+    return shared_file("nb101_10k.csv")
+
+
+@pytest.fixture
+def nb201_zc_csv() -> Path:
+    return shared_file("nb201_zc.csv")
