@@ -26,8 +26,9 @@ class GraphBatch:
 
     ops:      int64 [B, N]     op index of each node in ``space.node_op_names`` (0 on padding)
     adj:      float32 [B, N, N] ``adj[b, i, j] = 1`` for an edge i -> j that carries information
-    mask:     bool [B, N]      which nodes exist (cells smaller than N are padded at the end,
-                               except the output node, which is always the last real node)
+    mask:     bool [B, N]      which nodes exist: node 0 is the input, the last real node
+                               (index ``mask.sum() - 1``) the output; smaller cells are padded
+                               at the end
     edge_ops: int64 [B, N, N]  op-on-edge spaces only: op index in ``space.edge_op_names`` of
                                edge i -> j; an edge whose op blocks information (``none``) has
                                ``adj = 0``.

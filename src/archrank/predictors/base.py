@@ -1,0 +1,150 @@
+"""The predictor API every model follows (scikit-learn style).
+
+``fit(archs, y)`` learns from evaluated architectures, ``predict(archs)`` returns one score per
+architecture (higher = better; only the order is guaranteed to be meaningful for ranking
+losses), ``save``/``load`` round-trip a fitted predictor. ``archs`` may be a list of the space's
+architectures or a ``GraphBatch`` already built by ``space.to_graphs`` (the fast path for
+scoring a whole space).
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import torch
+
+from archrank.errors import ArchrankError
+from archrank.spaces import get_space
+from archrank.spaces.base import GraphBatch, SearchSpace
+
+ArchInput = Sequence[Any] | GraphBatch
+
+# name -> "module:Class"; imported lazily so optional extras (xgboost) load only when used.
+PREDICTORS: dict[str, str] = {}
+
+
+def register(name: str, target: str) -> None:
+    """Make ``make_predictor(name, ...)`` build ``target`` (``"package.module:Class"``)."""
+    PREDICTORS[name] = target
+
+
+def predictor_class(name: str) -> type[Predictor]:
+    try:
+        module, _, cls = PREDICTORS[name].partition(":")
+    except KeyError:
+        raise ArchrankError(
+            f"unknown predictor {name!r}; choose from: {', '.join(sorted(PREDICTORS))}"
+        ) from None
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except ImportError as exc:
+        raise ArchrankError(
+            f"predictor {name!r} needs a missing package ({exc.name}); "
+            "install the extra: pip install 'archrank[trees]'"
+        ) from None
+
+
+def make_predictor(name: str, space: SearchSpace, **kwargs: Any) -> Predictor:
+    """Build the predictor registered as ``name`` for ``space``."""
+    return predictor_class(name)(space, **kwargs)
+
+
+def default_device() -> torch.device:
+    """The GPU when one is present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Predictor(ABC):
+    """Base class: input checking, graph conversion and save/load live here."""
+
+    name: ClassVar[str]
+
+    def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
+        self.space = space
+        self.seed = seed
+        self.params = params
+        self.fitted_ = False
+
+    # -- API --------------------------------------------------------------------------------
+    def fit(self, archs: ArchInput, y: Sequence[float] | np.ndarray,
+            unlabeled: ArchInput | None = None) -> Self:
+        """Learn from ``archs`` and their measured ``y`` (higher = better).
+
+        ``unlabeled`` architectures are used by semi-supervised predictors and ignored by the
+        rest.
+        """
+        graphs = self.as_graphs(archs)
+        target = np.asarray(y, dtype=np.float64).reshape(-1)
+        if len(graphs) == 0:
+            raise ArchrankError("cannot fit a predictor on zero architectures")
+        if len(target) != len(graphs):
+            raise ArchrankError(
+                f"got {len(graphs)} architectures but {len(target)} target values"
+            )
+        if not np.all(np.isfinite(target)):
+            raise ArchrankError("target values contain NaN or infinity")
+        self._fit(graphs, target, None if unlabeled is None else self.as_graphs(unlabeled))
+        self.fitted_ = True
+        return self
+
+    def predict(self, archs: ArchInput) -> np.ndarray:
+        """One score per architecture, in input order."""
+        if not self.fitted_:
+            raise ArchrankError(f"predictor {self.name!r} is not fitted; call fit() first")
+        graphs = self.as_graphs(archs)
+        if len(graphs) == 0:
+            return np.zeros(0)
+        return np.asarray(self._predict(graphs), dtype=np.float64).reshape(-1)
+
+    def as_graphs(self, archs: ArchInput) -> GraphBatch:
+        if isinstance(archs, GraphBatch):
+            return archs
+        return self.space.to_graphs(list(archs))
+
+    # -- subclass hooks ---------------------------------------------------------------------
+    @abstractmethod
+    def _fit(self, graphs: GraphBatch, y: np.ndarray, unlabeled: GraphBatch | None) -> None:
+        ...
+
+    @abstractmethod
+    def _predict(self, graphs: GraphBatch) -> np.ndarray:
+        ...
+
+    @abstractmethod
+    def get_state(self) -> dict[str, Any]:
+        """Fitted state as tensors, numbers, strings, lists and dicts (safe to torch.load)."""
+
+    @abstractmethod
+    def set_state(self, state: dict[str, Any]) -> None:
+        ...
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the fitted predictor to ``path`` (a torch file, loadable with weights_only)."""
+        if not self.fitted_:
+            raise ArchrankError("cannot save a predictor that is not fitted")
+        torch.save(
+            {"predictor": self.name, "space": self.space.name, "seed": self.seed,
+             "params": self.params, "state": self.get_state()},
+            Path(path),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Predictor:
+        """Read a predictor written by ``save`` (no arbitrary code is unpickled)."""
+        try:
+            blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise ArchrankError(f"{path}: no such predictor file") from None
+        except Exception as exc:  # corrupt or foreign file
+            raise ArchrankError(f"{path}: not an archrank predictor file ({exc})") from None
+        klass = predictor_class(blob["predictor"])
+        model = klass(get_space(blob["space"]), seed=blob["seed"], **blob["params"])
+        model.set_state(blob["state"])
+        model.fitted_ = True
+        return model
