@@ -1,1 +1,162 @@
-"""CLI commands (filled in by the issue that owns them)."""
+"""``archrank bench check``: validate a benchmark table against a search space."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from archrank.cli.app import bench_app
+from archrank.errors import ArchrankError
+
+console = Console()
+
+
+def check_report(spec: str, space_name: str, metric: str | None = None,
+                 show: int = 5) -> dict[str, Any]:
+    """Everything ``bench check`` reports, as a JSON-able dict."""
+    from archrank.benchmarks import scan_benchmark
+    from archrank.spaces import get_space
+
+    space = get_space(space_name)
+    start = time.perf_counter()
+    scan = scan_benchmark(spec, space)
+    bench = scan.bench
+    hashes = bench.hashes  # recomputed from every valid row
+    seconds = time.perf_counter() - start
+    lines = scan.lines
+    where_unit = "line" if lines is not None else "row"
+
+    def where(i: int) -> int:
+        return lines[i] if lines is not None else i + 1
+
+    mismatches: list[dict[str, Any]] = []
+    n_mismatch = 0
+    n_checked = 0
+    if scan.recorded_hashes is not None:
+        for i, (rec, got) in enumerate(zip(scan.recorded_hashes, hashes, strict=True)):
+            if rec is None:
+                continue
+            n_checked += 1
+            if rec != got:
+                n_mismatch += 1
+                if len(mismatches) < show:
+                    mismatches.append({where_unit: where(i), "recorded": rec, "computed": got})
+    report: dict[str, Any] = {
+        "file": spec,
+        "space": space.name,
+        "rows": scan.rows,
+        "valid": scan.valid,
+        "invalid": scan.invalid,
+        "unique": bench.n_unique,
+        "duplicates": scan.valid - bench.n_unique,
+        "hash_column": scan.recorded_hashes is not None,
+        "hashes_checked": n_checked,
+        "hash_mismatches": n_mismatch,
+        "metrics": bench.metrics,
+        "cost_column": bench.cost_column,
+        "problems": [{p.unit: p.line, "message": p.message} for p in scan.problems[:show]],
+        "first_mismatches": mismatches,
+        "seconds": round(seconds, 3),
+    }
+    if metric is not None:
+        col = bench.values(metric)
+        present = ~np.isnan(col)
+        info: dict[str, Any] = {"name": metric, "values": int(present.sum()),
+                                "missing": int((~present).sum())}
+        if present.any():
+            i = bench.best_index(metric)
+            info.update({"min": float(np.nanmin(col)), "max": float(col[i]),
+                         "mean": float(np.nanmean(col)),
+                         "best_arch": space.format(bench.archs[i]), "best_hash": hashes[i]})
+        report["metric"] = info
+    return report
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+def _print(report: dict[str, Any]) -> None:
+    table = Table(title=f"bench check: {report['file']} ({report['space']})", show_header=False)
+    table.add_column("item", style="bold")
+    table.add_column("value", overflow="fold")
+    ok = "[green]" if report["invalid"] == 0 else "[red]"
+    table.add_row("rows", _fmt(report["rows"]))
+    table.add_row("valid", f"{ok}{_fmt(report['valid'])}[/]")
+    table.add_row("invalid", f"{ok}{_fmt(report['invalid'])}[/]")
+    table.add_row("unique cells (canonical hash)", _fmt(report["unique"]))
+    table.add_row("duplicates", _fmt(report["duplicates"]))
+    if report["hash_column"]:
+        bad = "[green]" if report["hash_mismatches"] == 0 else "[red]"
+        table.add_row("hashes checked", _fmt(report["hashes_checked"]))
+        table.add_row("hash mismatches", f"{bad}{_fmt(report['hash_mismatches'])}[/]")
+    else:
+        table.add_row("hash column", "none (nothing to compare)")
+    table.add_row("metric columns", ", ".join(report["metrics"]) or "(none)")
+    table.add_row("cost column", report["cost_column"] or "(none)")
+    if "metric" in report:
+        m = report["metric"]
+        table.add_row(f"{m['name']}: values / missing", f"{m['values']:,} / {m['missing']:,}")
+        if "max" in m:
+            table.add_row(f"{m['name']}: min / mean / max",
+                          f"{_fmt(m['min'])} / {_fmt(m['mean'])} / {_fmt(m['max'])}")
+            table.add_row(f"{m['name']}: best", m["best_arch"])
+    table.add_row("read and hashed in", f"{report['seconds']:.2f} s")
+    console.print(table)
+    for p in report["problems"]:
+        unit = next(k for k in p if k != "message")
+        console.print(f"[red]invalid[/] {unit} {p[unit]}: {p['message']}", markup=True,
+                      highlight=False)
+    if report["invalid"] > len(report["problems"]):
+        console.print(f"... and {report['invalid'] - len(report['problems'])} more invalid rows")
+    for m in report["first_mismatches"]:
+        unit = next(k for k in m if k not in ("recorded", "computed"))
+        console.print(f"[red]hash mismatch[/] {unit} {m[unit]}: file says {m['recorded']}, "
+                      f"recomputed {m['computed']}", markup=True, highlight=False)
+
+
+@bench_app.command("check")
+def check(
+    file: str = typer.Argument(..., help="Table (.csv, .jsonl, .json), NB101 .tfrecord, "
+                               "NB201 .pth, NATS-Bench file/dir, or nbgraph:DATASET."),
+    space: str = typer.Option(..., "--space", "-s", help="Search space: nb101, nb201, nbgraph."),
+    metric: str | None = typer.Option(None, "--metric", "-m",
+                                      help="Also summarise this column (and check it exists)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON here "
+                                         "('-' for stdout)."),
+    show: int = typer.Option(5, "--show", min=0, help="How many problems to list."),
+) -> None:
+    """Read a benchmark table, recompute every row's canonical hash, and report rows, valid
+    and invalid rows (with line numbers), duplicates (rows whose canonical hash was already
+    seen) and rows whose `hash` column disagrees with the recomputed hash.
+
+    Exits with status 1 when some rows are invalid or some hashes disagree.
+
+    Example: archrank bench check ../shared/data/nb101_10k.csv --space nb101 --json check.json
+    """
+    report = check_report(file, space, metric, show)
+    if json_out is not None and str(json_out) == "-":
+        print(json.dumps(report, indent=2))
+    else:
+        _print(report)
+        if json_out is not None:
+            try:
+                json_out.write_text(json.dumps(report, indent=2) + "\n")
+            except OSError as exc:
+                raise ArchrankError(f"{json_out}: cannot write ({exc.strerror or exc})") from None
+    if report["invalid"] or report["hash_mismatches"]:
+        raise typer.Exit(1)

@@ -1,0 +1,70 @@
+"""The tabular oracle: answers from a benchmark table instead of training.
+
+Evaluating a cell looks up its row (by canonical hash, see ``TabularBenchmark``) and returns
+every number the table has for it, with the recorded training time as the cost, so a search
+on a table reports the compute it would have spent.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from archrank.benchmarks.table import TabularBenchmark
+from archrank.oracles.base import Evaluation, Oracle
+from archrank.spaces.base import SearchSpace
+
+
+class TabularOracle(Oracle):
+    """Look architectures up in ``bench``; the objective is the column ``metric``.
+
+    ``missing="raise"`` (default) raises ``NotInBenchmark`` for a cell the table lacks;
+    ``missing="fail"`` returns a failed ``Evaluation`` instead, so a search over a partial
+    table can carry on. A row without a value for ``metric`` is a failed evaluation.
+    """
+
+    def __init__(self, bench: TabularBenchmark, metric: str,
+                 missing: Literal["raise", "fail"] = "raise") -> None:
+        bench.check_metric(metric)
+        if missing not in ("raise", "fail"):
+            raise ValueError(f"missing must be 'raise' or 'fail', not {missing!r}")
+        self.bench = bench
+        self.objective = metric
+        self.missing = missing
+
+    @property
+    def space(self) -> SearchSpace:  # type: ignore[override]
+        """The benchmark's space (not stored twice, so pickles ship it once, by name)."""
+        return self.bench.space
+
+    def __repr__(self) -> str:
+        return f"TabularOracle({self.bench.source!r}, metric={self.objective!r})"
+
+    def evaluate(self, arch: Any) -> Evaluation:
+        if self.missing == "raise":
+            index = self.bench.index_of(arch)
+        else:
+            found = self.bench.find(arch)
+            if found is None:
+                return Evaluation(status="failed",
+                                  error=f"not in the benchmark table {self.bench.source}")
+            index = found
+        metrics = self.bench.row(index)
+        cost = 0.0
+        if self.bench.cost_column is not None:
+            cost = metrics.get(self.bench.cost_column, 0.0)
+        if self.objective not in metrics:
+            return Evaluation(metrics, cost, status="failed",
+                              error=f"the table has no {self.objective} for this architecture")
+        return Evaluation(metrics, cost)
+
+    def optimum(self) -> float:
+        """The best value of the objective in the table (for regret and queries-to-optimum)."""
+        value = float(self.bench.best(self.objective)[1])
+        return value if not math.isnan(value) else -math.inf
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update({"source": self.bench.source, "metric": self.objective,
+                     "rows": len(self.bench), "cost_column": self.bench.cost_column})
+        return info

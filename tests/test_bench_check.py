@@ -1,0 +1,126 @@
+"""``archrank bench check``: counts, problems with line numbers, hash mismatches, JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from archrank.cli import main
+from archrank.spaces import get_space
+
+A1 = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
+      "+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
+A2 = ("|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|"
+      "+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|")
+# Two equivalent cells: node 1 feeds nothing, so the edge into it does not matter.
+DEAD_A = "|none~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|none~2|"
+DEAD_B = "|skip_connect~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|none~2|"
+
+
+def run(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_check_reports_problems_duplicates_and_mismatches(tmp_path: Path, capsys) -> None:
+    space = get_space("nb201")
+    h = {a: space.hash(space.parse(a)) for a in (A1, A2, DEAD_A, DEAD_B)}
+    assert h[DEAD_A] == h[DEAD_B]  # node 1 feeds nothing: the same cell
+    table = tmp_path / "t.csv"
+    table.write_text(
+        "arch,acc,hash\n"
+        f"{A1},93.1,{h[A1]}\n"          # line 2
+        f"{A2},80.0,{'0' * 32}\n"       # line 3: wrong hash
+        "|bogus~0|,1,\n"                # line 4: invalid cell
+        f"{DEAD_A},70.0,{h[DEAD_A]}\n"  # line 5
+        f"{DEAD_B},71.0,\n"             # line 6: duplicate of line 5, no hash given
+        f"{A1},oops,{h[A1]}\n"          # line 7: non-numeric metric
+        f"{A1},93.2\n"                  # line 8: truncated
+    )
+    out = tmp_path / "report.json"
+    code = run(["bench", "check", str(table), "--space", "nb201", "--metric", "acc",
+                "--json", str(out)])
+    assert code == 1  # invalid rows or mismatches
+    report = json.loads(out.read_text())
+    assert report["rows"] == 7
+    assert report["valid"] == 4
+    assert report["invalid"] == 3
+    assert report["duplicates"] == 1 and report["unique"] == 3
+    assert report["hashes_checked"] == 3
+    assert report["hash_mismatches"] == 1
+    assert report["first_mismatches"] == [{"line": 3, "recorded": "0" * 32,
+                                           "computed": h[A2]}]
+    assert [p["line"] for p in report["problems"]] == [4, 7, 8]
+    assert "not a number" in report["problems"][1]["message"]
+    assert report["metric"]["max"] == 93.1
+    text = capsys.readouterr().out
+    assert "hash mismatch" in text and "line 4" in text
+
+
+def test_check_json_to_stdout_and_exit_zero(tmp_path: Path, capsys) -> None:
+    table = tmp_path / "ok.jsonl"
+    table.write_text(json.dumps({"arch": A1, "acc": 1.0}) + "\n"
+                     + json.dumps({"arch": A2, "acc": 2.0}) + "\n")
+    assert run(["bench", "check", str(table), "--space", "nb201", "--json", "-"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["rows"], report["valid"], report["duplicates"],
+            report["hash_mismatches"]) == (2, 2, 0, 0)
+    assert report["hash_column"] is False
+
+
+def test_check_user_errors_are_one_line(tmp_path: Path, capsys) -> None:
+    table = tmp_path / "ok.csv"
+    table.write_text(f"arch,acc\n{A1},1\n")
+    cases = [
+        (["bench", "check", str(tmp_path / "nope.csv"), "--space", "nb201"], "no such file"),
+        (["bench", "check", str(table), "--space", "nb201", "--metric", "val"],
+         "unknown metric 'val'"),
+        (["bench", "check", str(table), "--space", "nb999"], "unknown search space"),
+        (["bench", "check", str(table), "--space", "nb101"], "missing column 'adjacency'"),
+    ]
+    for argv, message in cases:
+        assert run(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_check_help_has_example(capsys) -> None:
+    assert run(["bench", "check", "--help"]) == 0
+    assert "Example: archrank bench check" in capsys.readouterr().out
+
+
+def test_acceptance_nb101(nb101_csv: Path, tmp_path: Path) -> None:
+    pytest.importorskip("archrank.spaces.nb101", reason="nb101 space not available yet")
+    out = tmp_path / "nb101.json"
+    assert run(["bench", "check", str(nb101_csv), "--space", "nb101", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["rows"] == report["valid"] == 10_000
+    assert report["hashes_checked"] == 10_000 and report["hash_mismatches"] == 0
+    assert report["duplicates"] == 0
+
+
+def test_acceptance_nb201(nb201_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "nb201.json"
+    assert run(["bench", "check", str(nb201_csv), "--space", "nb201", "--metric",
+                "cifar10_test", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["rows"] == report["valid"] == 15_625
+    assert report["hash_mismatches"] == 0
+    assert report["unique"] + report["duplicates"] == 15_625
+    assert report["metric"]["max"] == 94.3733
+
+
+def test_check_official_reader_hashes(tmp_path: Path) -> None:
+    """Formats whose reader supplies hashes (NAS-Bench-Graph keys) get them re-checked."""
+    pytest.importorskip("nas_bench_graph", reason="nas-bench-graph package not installed")
+    out = tmp_path / "proteins.json"
+    assert run(["bench", "check", "nbgraph:proteins", "--space", "nbgraph", "--json",
+                str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["rows"] == report["valid"] == report["hashes_checked"] > 0
+    assert report["hash_mismatches"] == 0
