@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# One cache directory for the whole test session (and the subprocesses it starts), so tests
+# never read or write the user's cache and pay a cold NB101 enumeration at most once.
+os.environ.setdefault("ARCHRANK_CACHE_DIR", tempfile.mkdtemp(prefix="archrank-test-cache-"))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
