@@ -36,3 +36,9 @@ def nb101_csv() -> Path:
 @pytest.fixture
 def nb201_zc_csv() -> Path:
     return shared_file("nb201_zc.csv")
+
+
+@pytest.fixture(scope="session")
+def shared_cache() -> Path:
+    """The test session's archrank cache directory (NB101 enumeration, NB201 hashes)."""
+    return Path(os.environ["ARCHRANK_CACHE_DIR"])

@@ -17,14 +17,6 @@ from archrank.cli.app import app
 from archrank.spaces import get_space
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The enumeration cache test_nb101.py uses too (computed once per session)."""
-    path = tmp_path_factory.getbasetemp() / "archrank-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def _archrank(args: list[str], cache: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, ENV_VAR: str(cache)}
     return subprocess.run(

@@ -22,14 +22,6 @@ from archrank.spaces.node_cell import Cell, NodeCellSpace
 C3, C1, MP = NB101_OPS
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One enumeration cache per test session (test_cli_spaces.py uses the same folder)."""
-    path = tmp_path_factory.getbasetemp() / "archrank-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 @pytest.fixture(autouse=True)
 def _cache_env(shared_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_VAR, str(shared_cache))
