@@ -1,0 +1,305 @@
+"""Datasets the training oracle can use, all available offline.
+
+``load_dataset(spec)`` understands:
+
+``"mnist1d"`` (the default)
+    MNIST-1D (Greydanus, 2020): 5,000 signals of length 40 in 10 classes, generated locally
+    with the ``mnist1d`` package's ``make_dataset`` and its default arguments (nothing is
+    downloaded), cached as ``.npz`` in the archrank cache folder. The package's 4,000 training
+    signals are split 3,200 / 800 into train / validation (a fixed permutation); its 1,000 test
+    signals are the test set.
+``"digits"``
+    scikit-learn's 8x8 handwritten digits (1,797 images, bundled with scikit-learn), split
+    60 / 20 / 20 by a fixed permutation, scaled to [0, 1] and standardised.
+a path to a ``.npz`` file
+    arrays ``x_train, y_train, x_val, y_val`` and optionally ``x_test, y_test``. ``x`` is
+    ``[N, L]`` (signals, one channel), ``[N, C, L]`` (signals with C channels) or
+    ``[N, C, H, W]`` (images); ``y`` holds integer labels ``0..K-1``. The data are used as
+    given (normalise them beforehand).
+
+From Python, ``ArrayDataset.from_torch(train, val, test)`` (or ``load_dataset((train, val))``)
+turns torch ``Dataset`` objects of ``(x, label)`` pairs into the same form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archrank.errors import ArchrankError
+
+BUILTIN = ("mnist1d", "digits")
+_MNIST1D_FILE = "mnist1d-v1.npz"  # bump the suffix if the generation below changes
+_SPLIT_SEED = 0  # fixed permutation of the validation split, independent of training seeds
+
+
+@dataclass(frozen=True, eq=False)
+class ArrayDataset:
+    """Train / validation / (test) arrays: ``x`` float32 ``[N, C, *spatial]``, ``y`` int64."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    num_classes: int = 0
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one example, channels first."""
+        return tuple(int(s) for s in self.x_train.shape[1:])
+
+    @property
+    def input_kind(self) -> str:
+        """``"1d"`` for signals, ``"2d"`` for images."""
+        return "1d" if self.x_train.ndim == 3 else "2d"
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def has_test(self) -> bool:
+        return self.x_test is not None
+
+    def fingerprint(self) -> str:
+        """Short digest of every array: run directories record it so data cannot change."""
+        digest = hashlib.sha1()
+        for arr in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test,
+                    self.y_test):
+            if arr is not None:
+                digest.update(str(arr.shape).encode())
+                digest.update(np.ascontiguousarray(arr).tobytes())
+        return digest.hexdigest()[:16]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint(),
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "sizes": [len(self.y_train), len(self.y_val),
+                      0 if self.y_test is None else len(self.y_test)],
+        }
+
+    @classmethod
+    def from_arrays(cls, name: str, arrays: dict[str, np.ndarray]) -> ArrayDataset:
+        """Check and convert arrays (the keys of the ``.npz`` form); ``ArchrankError`` if bad."""
+        return _from_arrays(name, arrays)
+
+    @classmethod
+    def from_torch(cls, train: Any, val: Any, test: Any = None,
+                   name: str = "torch-dataset") -> ArrayDataset:
+        """Materialise torch ``Dataset`` objects yielding ``(x, label)`` into arrays."""
+        arrays: dict[str, np.ndarray] = {}
+        for split, ds in (("train", train), ("val", val), ("test", test)):
+            if ds is None:
+                continue
+            xs, ys = [], []
+            for i in range(len(ds)):
+                x, y = ds[i]
+                xs.append(np.asarray(x, dtype=np.float32))
+                ys.append(int(y))
+            if not xs:
+                raise ArchrankError(f"{name}: the {split} dataset is empty")
+            try:
+                arrays[f"x_{split}"] = np.stack(xs)
+            except ValueError:
+                raise ArchrankError(
+                    f"{name}: the {split} examples do not all have the same shape"
+                ) from None
+            arrays[f"y_{split}"] = np.asarray(ys, dtype=np.int64)
+        return _from_arrays(name, arrays)
+
+
+def load_dataset(spec: str | Path | ArrayDataset | tuple | list) -> ArrayDataset:
+    """``"mnist1d"``, ``"digits"``, a ``.npz`` path or ``(train, val[, test])`` torch datasets."""
+    if isinstance(spec, ArrayDataset):
+        return spec
+    if isinstance(spec, (tuple, list)):
+        if len(spec) not in (2, 3):
+            raise ArchrankError("give torch datasets as (train, val) or (train, val, test)")
+        return ArrayDataset.from_torch(*spec)
+    text = str(spec)
+    if text == "mnist1d":
+        return mnist1d()
+    if text == "digits":
+        return digits()
+    path = Path(text)
+    if path.suffix != ".npz" and not path.exists():
+        raise ArchrankError(
+            f"unknown dataset {text!r}; use {', '.join(BUILTIN)} or a path to a .npz file"
+        )
+    return load_npz(path)
+
+
+# -- MNIST-1D ----------------------------------------------------------------------------------
+def _generate_mnist1d() -> dict[str, np.ndarray]:
+    """Run the package's generator with its default arguments, leaving global RNGs untouched."""
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        raise ArchrankError(
+            "the mnist1d dataset needs the mnist1d package: pip install 'archrank[train]'"
+        ) from None
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(get_dataset_args())  # seeds numpy's global RNG itself
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    return {"x": np.asarray(data["x"], dtype=np.float32),
+            "y": np.asarray(data["y"], dtype=np.int64),
+            "x_test": np.asarray(data["x_test"], dtype=np.float32),
+            "y_test": np.asarray(data["y_test"], dtype=np.int64)}
+
+
+def _mnist1d_arrays() -> dict[str, np.ndarray]:
+    from archrank.cache import atomic_path, cache_path
+
+    path = cache_path(_MNIST1D_FILE)
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                return {k: f[k] for k in ("x", "y", "x_test", "y_test")}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # a damaged cache file is regenerated below
+    arrays = _generate_mnist1d()
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    return arrays
+
+
+def mnist1d() -> ArrayDataset:
+    """MNIST-1D, generated locally and cached (see the module docstring)."""
+    a = _mnist1d_arrays()
+    perm = np.random.default_rng(_SPLIT_SEED).permutation(len(a["y"]))
+    n_val = len(perm) // 5
+    val, train = perm[:n_val], perm[n_val:]
+    x, x_test = a["x"][:, None, :], a["x_test"][:, None, :]
+    return ArrayDataset("mnist1d", x[train], a["y"][train], x[val], a["y"][val],
+                        x_test, a["y_test"], num_classes=10)
+
+
+# -- scikit-learn digits -----------------------------------------------------------------------
+def digits() -> ArrayDataset:
+    """scikit-learn's 8x8 digits (see the module docstring)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ArchrankError(
+            "the digits dataset needs scikit-learn: pip install 'archrank[trees]'"
+        ) from None
+    data = load_digits()
+    x = (np.asarray(data.images, dtype=np.float32) / 16.0)[:, None, :, :]
+    y = np.asarray(data.target, dtype=np.int64)
+    perm = np.random.default_rng(_SPLIT_SEED).permutation(len(y))
+    n_val = n_test = len(y) // 5
+    val, test, train = perm[:n_val], perm[n_val : n_val + n_test], perm[n_val + n_test :]
+    mean, std = float(x[train].mean()), float(x[train].std())
+    x = (x - mean) / std
+    return ArrayDataset("digits", x[train], y[train], x[val], y[val], x[test], y[test],
+                        num_classes=10)
+
+
+# -- user arrays -------------------------------------------------------------------------------
+_REQUIRED = ("x_train", "y_train", "x_val", "y_val")
+_OPTIONAL = ("x_test", "y_test")
+
+
+def load_npz(path: str | Path) -> ArrayDataset:
+    """A user dataset from ``.npz`` (see the module docstring); one-line errors if bad."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArchrankError(f"{path}: no such dataset file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ArchrankError(f"{path}: not a readable .npz file ({exc})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ArchrankError(
+            f"{path}: holds a single array, not an .npz archive of x_train, y_train, x_val, "
+            "y_val"
+        )
+    with loaded as f:
+        missing = [k for k in _REQUIRED if k not in f.files]
+        if missing:
+            raise ArchrankError(
+                f"{path}: missing array {missing[0]!r} (an .npz dataset needs "
+                f"{', '.join(_REQUIRED)}; optional {', '.join(_OPTIONAL)})"
+            )
+        try:
+            arrays = {k: f[k] for k in (*_REQUIRED, *_OPTIONAL) if k in f.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ArchrankError(f"{path}: not a readable .npz file ({exc})") from None
+    return _from_arrays(str(path), arrays)
+
+
+def _from_arrays(name: str, arrays: dict[str, np.ndarray]) -> ArrayDataset:
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        have, lack = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
+        raise ArchrankError(f"{name}: has {have} but not {lack} (give both or neither)")
+    for key in _REQUIRED:
+        if key not in arrays:
+            raise ArchrankError(f"{name}: missing array {key!r}")
+    xs: dict[str, np.ndarray] = {}
+    ys: dict[str, np.ndarray] = {}
+    feature_shape: tuple[int, ...] | None = None
+    for split in ("train", "val", "test"):
+        if f"x_{split}" not in arrays:
+            continue
+        x, y = np.asarray(arrays[f"x_{split}"]), np.asarray(arrays[f"y_{split}"])
+        if x.dtype.kind not in "fiub":
+            raise ArchrankError(f"{name}: x_{split} has dtype {x.dtype}; expected numbers")
+        if x.ndim not in (2, 3, 4):
+            raise ArchrankError(
+                f"{name}: x_{split} has shape {x.shape}; expected [N, L], [N, C, L] or "
+                "[N, C, H, W]"
+            )
+        if x.ndim == 2:
+            x = x[:, None, :]
+        if len(x) == 0:
+            raise ArchrankError(f"{name}: x_{split} is empty")
+        if feature_shape is None:
+            feature_shape = x.shape[1:]
+        elif x.shape[1:] != feature_shape:
+            raise ArchrankError(
+                f"{name}: x_{split} examples have shape {tuple(arrays[f'x_{split}'].shape[1:])} "
+                f"but x_train examples have {tuple(arrays['x_train'].shape[1:])}"
+            )
+        if y.shape != (len(x),):
+            raise ArchrankError(
+                f"{name}: y_{split} has shape {y.shape}; expected ({len(x)},), one integer "
+                f"label per row of x_{split}"
+            )
+        if y.dtype.kind == "f":
+            if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+                raise ArchrankError(f"{name}: y_{split} must hold integer class labels")
+        elif y.dtype.kind not in "iub":
+            raise ArchrankError(f"{name}: y_{split} has dtype {y.dtype}; expected integers")
+        x = x.astype(np.float32)
+        if not np.all(np.isfinite(x)):
+            raise ArchrankError(f"{name}: x_{split} contains NaN or infinity")
+        y = y.astype(np.int64)
+        if y.min() < 0:
+            raise ArchrankError(f"{name}: y_{split} contains the negative label {y.min()}")
+        xs[split], ys[split] = x, y
+    num_classes = int(ys["train"].max()) + 1
+    if num_classes < 2:
+        raise ArchrankError(f"{name}: y_train has a single class; need at least 2")
+    for split in ("val", "test"):
+        if split in ys and int(ys[split].max()) >= num_classes:
+            raise ArchrankError(
+                f"{name}: y_{split} contains label {int(ys[split].max())}, but y_train's "
+                f"labels are 0..{num_classes - 1}"
+            )
+    return ArrayDataset(name, xs["train"], ys["train"], xs["val"], ys["val"],
+                        xs.get("test"), ys.get("test"), num_classes=num_classes)

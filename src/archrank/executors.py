@@ -1,0 +1,119 @@
+"""Where evaluations run: any ``concurrent.futures.Executor``.
+
+``make_executor(kind, workers, scheduler)`` gives
+
+``"inline"``   the calling process, synchronously (the default; no pickling, easy to debug)
+``"process"``  a pool of ``workers`` fresh processes on this machine ("spawn" start, so no
+               forked torch state; the oracle and architectures are pickled to them)
+``"dask"``     a Dask distributed cluster: the scheduler at ``scheduler`` (``tcp://host:port``)
+               when given, else a ``LocalCluster`` of ``workers`` single-threaded processes on
+               the loopback interface without dashboard. Needs ``pip install 'archrank[dask]'``;
+               remote workers need archrank installed.
+
+Every executor hands back standard ``concurrent.futures.Future`` objects, so the search keeps
+N evaluations in flight with ``concurrent.futures.wait`` whatever runs them. Close executors
+with ``shutdown()`` or a ``with`` block (the Dask one also closes its client and cluster).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from typing import Any
+
+from archrank.errors import ArchrankError
+
+EXECUTORS: tuple[str, ...] = ("inline", "process", "dask")
+
+
+class InlineExecutor(Executor):
+    """Runs each call when it is submitted, in this process; the future is already done."""
+
+    def __init__(self) -> None:
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        if self._shutdown:
+            raise RuntimeError("cannot submit to an executor that was shut down")
+        future: Future = Future()
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # the future carries it, as a pool's would
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._shutdown = True
+
+
+def _init_worker() -> None:
+    """One torch thread per worker process: workers share the machine's cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+class DaskExecutor(Executor):
+    """A Dask distributed client seen as an ``Executor`` (owns its client and cluster)."""
+
+    def __init__(self, scheduler: str | None = None, workers: int = 2, *,
+                 processes: bool = True, timeout: float = 30.0) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ArchrankError(
+                "the dask executor needs Dask distributed: pip install 'archrank[dask]'"
+            ) from None
+        self.cluster = None
+        try:
+            if scheduler:
+                self.client = Client(scheduler, timeout=timeout)
+            else:
+                self.cluster = LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=processes,
+                    host="127.0.0.1", protocol="tcp://", dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+                self.client = Client(self.cluster, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            if self.cluster is not None:
+                self.cluster.close()
+            where = scheduler or "a local cluster"
+            raise ArchrankError(f"cannot connect to the Dask scheduler {where} ({exc})") from None
+        self._executor = self.client.get_executor(pure=False)
+
+    @property
+    def address(self) -> str:
+        return str(self.client.scheduler.address)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        return self._executor.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        try:
+            self._executor.shutdown(wait=wait)
+        finally:
+            self.client.close()
+            if self.cluster is not None:
+                self.cluster.close()
+
+
+def make_executor(kind: str = "inline", workers: int = 1,
+                  scheduler: str | None = None) -> Executor:
+    """The executor ``kind`` with ``workers`` workers (see the module docstring)."""
+    if kind not in EXECUTORS:
+        raise ArchrankError(f"unknown executor {kind!r}; choose from {', '.join(EXECUTORS)}")
+    if workers < 1:
+        raise ArchrankError(f"workers must be at least 1, got {workers}")
+    if scheduler and kind != "dask":
+        raise ArchrankError("--scheduler is only meaningful with --executor dask")
+    if kind == "inline":
+        return InlineExecutor()
+    if kind == "process":
+        return ProcessPoolExecutor(max_workers=workers,
+                                   mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker)
+    return DaskExecutor(scheduler, workers)

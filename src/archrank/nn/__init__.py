@@ -1,0 +1,115 @@
+"""Real PyTorch networks of the benchmark skeletons, and their parameter and FLOP counts.
+
+``build_network(space, arch, ...)`` builds the network of any cell of nb201 or nb101 at the
+benchmark's size (the defaults) or smaller/larger (``width``, ``depth``), on images ("2d") or
+signals ("1d").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from archrank.errors import ArchrankError
+from archrank.nn.counting import count_flops, count_params
+from archrank.nn.nb101 import NB101Network
+from archrank.nn.nb201 import NB201Network
+
+NETWORK_SPACES: tuple[str, ...] = ("nb201", "nb101")
+# What width and depth mean per space, and the benchmark values (the defaults).
+BENCHMARK_SIZE: dict[str, dict[str, int]] = {
+    "nb201": {"width": 16, "depth": 5},  # stem channels C, cells per stage N
+    "nb101": {"width": 128, "depth": 3},  # stem channels, cells per stack
+}
+
+
+def _space_name(space: Any) -> str:
+    return space if isinstance(space, str) else space.name
+
+
+def build_network(
+    space: Any,
+    arch: Any,
+    *,
+    width: int | None = None,
+    depth: int | None = None,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    input_kind: str = "2d",
+    seed: int | None = None,
+) -> nn.Module:
+    """The network of ``arch`` in its benchmark's skeleton.
+
+    ``space`` is a space or its name; ``arch`` the space's architecture (``EdgeCell`` for
+    nb201, ``Cell`` for nb101) or, for nb201, the six edge op names and, for nb101, a
+    ``(matrix, ops)`` pair. With a ``seed`` the initial weights depend on it alone, even with
+    other threads building networks at the same time (Dask threads), and torch's global
+    random state is left as it was.
+    """
+    if seed is not None:
+        with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_network(space, arch, width=width, depth=depth,
+                                 num_classes=num_classes, in_channels=in_channels,
+                                 input_kind=input_kind)
+    name = _space_name(space)
+    if name not in BENCHMARK_SIZE:
+        raise ArchrankError(
+            f"no network skeleton for space {name!r}; networks exist for "
+            f"{', '.join(NETWORK_SPACES)}"
+        )
+    size = BENCHMARK_SIZE[name]
+    width = size["width"] if width is None else int(width)
+    depth = size["depth"] if depth is None else int(depth)
+    common = {"num_classes": num_classes, "in_channels": in_channels, "input_kind": input_kind}
+    if name == "nb201":
+        ops = getattr(arch, "ops", arch)
+        return NB201Network(ops, channels=width, cells_per_stage=depth, **common)
+    matrix, ops = (arch.matrix, arch.ops) if hasattr(arch, "matrix") else arch
+    return NB101Network(matrix, ops, stem_channels=width, cells_per_stack=depth, **common)
+
+
+_BUILD_LOCK = threading.RLock()
+_THREADS_LOCK = threading.Lock()
+_threads_users = 0
+_threads_before = 0
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch with ``n`` intra-op threads inside the block.
+
+    Reference-counted: concurrent blocks in one process (Dask worker threads) share the
+    setting, and the count is restored only when the last one leaves, so no evaluation sees
+    its thread count change while it runs (which would change its floating-point results).
+    """
+    global _threads_users, _threads_before
+    with _THREADS_LOCK:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+            torch.set_num_threads(n)
+        _threads_users += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)
+
+
+__all__ = [
+    "BENCHMARK_SIZE",
+    "NETWORK_SPACES",
+    "NB101Network",
+    "NB201Network",
+    "build_network",
+    "count_flops",
+    "count_params",
+    "torch_threads",
+]

@@ -1,0 +1,198 @@
+"""Datasets and the training oracle: offline data, clear errors, determinism, real separation."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from archrank.datasets import ArrayDataset, load_dataset, load_npz
+from archrank.errors import ArchrankError
+from archrank.oracles.training import TrainingOracle, TrainRecipe
+from archrank.spaces import get_space
+from archrank.spaces.edge_cell import EdgeCell
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh cache folder, so MNIST-1D is really generated (once for this module)."""
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ARCHRANK_CACHE_DIR", str(path))
+        yield path
+
+
+def _tiny(n: int = 96, length: int = 16, seed: int = 0) -> ArrayDataset:
+    """Synthetic signals whose class is the sign of the sum of their first half."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, length)).astype(np.float32)
+    y = (x[:, : length // 2].sum(1) > 0).astype(np.int64)
+    k = n * 3 // 4
+    return ArrayDataset.from_arrays("tiny", {"x_train": x[:k], "y_train": y[:k],
+                                             "x_val": x[k:], "y_val": y[k:]})
+
+
+def _same(a: dict[str, float], b: dict[str, float]) -> bool:
+    return {k: v for k, v in a.items() if k != "train_seconds"} == {
+        k: v for k, v in b.items() if k != "train_seconds"}
+
+
+# -- datasets ------------------------------------------------------------------------------------
+def test_mnist1d_is_generated_offline_and_cached(cache_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args, **kwargs):
+        raise AssertionError("MNIST-1D tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    state = np.random.get_state()[1].copy()
+    data = load_dataset("mnist1d")
+    assert np.array_equal(np.random.get_state()[1], state)  # global RNG left alone
+    assert (cache_dir / "mnist1d-v1.npz").is_file()
+    assert data.input_shape == (1, 40) and data.input_kind == "1d"
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (3200, 800, 1000)
+    assert sorted(np.unique(data.y_train)) == list(range(10)) and data.num_classes == 10
+    again = load_dataset("mnist1d")  # from the cache
+    assert again.fingerprint() == data.fingerprint()
+
+
+def test_digits_dataset() -> None:
+    data = load_dataset("digits")
+    assert data.input_shape == (1, 8, 8) and data.input_kind == "2d"
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 1797
+
+
+def _write(path: Path, **arrays: np.ndarray) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def test_npz_dataset_and_its_errors(tmp_path: Path) -> None:
+    x, y = np.zeros((20, 3, 12), np.float32), np.arange(20) % 4
+    good = _write(tmp_path / "good.npz", x_train=x, y_train=y, x_val=x[:5], y_val=y[:5])
+    data = load_npz(good)
+    assert data.input_shape == (3, 12) and data.num_classes == 4 and not data.has_test
+
+    cases = {
+        "missing array 'y_val'": {"x_train": x, "y_train": y, "x_val": x},
+        r"y_train has shape \(20, 2\)": {"x_train": x, "y_train": np.zeros((20, 2)),
+                                         "x_val": x, "y_val": y},
+        r"x_val examples have shape \(3, 11\)": {"x_train": x, "y_train": y,
+                                                 "x_val": x[:, :, :11], "y_val": y},
+        "y_val contains label 7, but y_train's labels are 0..3": {
+            "x_train": x, "y_train": y, "x_val": x[:3], "y_val": np.array([0, 1, 7])},
+        "y_train contains the negative label -1": {"x_train": x, "y_train": y - 1,
+                                                   "x_val": x, "y_val": y},
+        "y_train must hold integer class labels": {"x_train": x, "y_train": y + 0.5,
+                                                   "x_val": x, "y_val": y},
+        "has x_test but not y_test": {"x_train": x, "y_train": y, "x_val": x, "y_val": y,
+                                      "x_test": x},
+        r"x_train has shape \(20,\)": {"x_train": np.zeros(20), "y_train": y,
+                                       "x_val": x, "y_val": y},
+    }
+    for i, (message, arrays) in enumerate(cases.items()):
+        path = _write(tmp_path / f"bad{i}.npz", **arrays)
+        with pytest.raises(ArchrankError, match=message) as err:
+            load_npz(path)
+        assert "\n" not in str(err.value)
+
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(good.read_bytes()[:100])
+    with pytest.raises(ArchrankError, match=r"not a readable \.npz file"):
+        load_dataset(corrupt)
+    single = tmp_path / "single.npy"
+    np.save(single, x)
+    with pytest.raises(ArchrankError, match="single array"):
+        load_dataset(single)
+    with pytest.raises(ArchrankError, match="no such dataset file"):
+        load_dataset(tmp_path / "absent.npz")
+    with pytest.raises(ArchrankError, match="unknown dataset 'cifar"):
+        load_dataset("cifar-10")
+
+
+def test_torch_dataset_becomes_arrays() -> None:
+    x = torch.randn(30, 2, 6, 6)
+    y = torch.arange(30) % 3
+    ds = torch.utils.data.TensorDataset(x, y)
+    data = ArrayDataset.from_torch(ds, torch.utils.data.Subset(ds, range(10)))
+    assert data.input_kind == "2d" and data.num_classes == 3
+    assert np.allclose(data.x_val, x[:10].numpy())
+    oracle = TrainingOracle("nb201", (ds, ds), width=4, depth=1, recipe=TrainRecipe(epochs=1))
+    assert oracle.dataset.input_shape == (2, 6, 6)
+    assert oracle.evaluate(EdgeCell(("nor_conv_1x1",) * 6)).ok
+
+
+# -- the oracle ----------------------------------------------------------------------------------
+def test_training_is_deterministic_and_picklable() -> None:
+    oracle = TrainingOracle("nb201", _tiny(), width=4, depth=1,
+                            recipe=TrainRecipe(epochs=2, batch_size=16))
+    arch = get_space("nb201").parse(
+        "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|"
+        "nor_conv_3x3~2|")
+    first = oracle.evaluate(arch)
+    assert first.ok, first.error
+    assert set(first.metrics) >= {"val_acc", "params", "flops", "train_seconds"}
+    assert "test_acc" not in first.metrics  # the dataset has no test split
+    assert first.cost == first.metrics["train_seconds"] > 0
+    assert _same(first.metrics, oracle.evaluate(arch).metrics)
+    clone = pickle.loads(pickle.dumps(oracle))
+    assert clone.space is get_space("nb201")
+    assert _same(first.metrics, clone.evaluate(arch).metrics)
+    other_seed = TrainingOracle("nb201", _tiny(), width=4, depth=1, seed=1,
+                                recipe=TrainRecipe(epochs=2, batch_size=16))
+    assert not _same(first.metrics, other_seed.evaluate(arch).metrics)
+    desc = oracle.describe()
+    assert desc["recipe"]["epochs"] == 2 and desc["dataset"]["fingerprint"]
+
+
+def test_failures_are_results_not_exceptions() -> None:
+    bad = _tiny()
+    huge = ArrayDataset("inf", np.full_like(bad.x_train, np.inf), bad.y_train, bad.x_val,
+                        bad.y_val, num_classes=2)
+    oracle = TrainingOracle("nb201", huge, width=4, depth=1, recipe=TrainRecipe(epochs=1))
+    result = oracle.evaluate(EdgeCell(("nor_conv_3x3",) * 6))
+    assert result.status == "failed" and "diverged" in result.error
+    broken = TrainingOracle("nb201", _tiny(), width=4, depth=1).evaluate(EdgeCell(("conv",) * 6))
+    assert broken.status == "failed" and "unknown NB201 op 'conv'" in broken.error
+
+
+def test_nb101_and_digits_train() -> None:
+    space = get_space("nb101")
+    cell = space.make([[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]],
+                      ["input", "conv3x3-bn-relu", "maxpool3x3", "output"])
+    oracle = TrainingOracle(space, "digits", width=8, recipe=TrainRecipe(epochs=3))
+    result = oracle.evaluate(cell)
+    assert result.ok, result.error
+    assert result.metrics["val_acc"] > 50 and "test_acc" in result.metrics
+
+
+def test_user_npz_trains(tmp_path: Path) -> None:
+    tiny = _tiny()
+    path = _write(tmp_path / "mine.npz", x_train=tiny.x_train[:, 0], y_train=tiny.y_train,
+                  x_val=tiny.x_val[:, 0], y_val=tiny.y_val, x_test=tiny.x_val[:, 0],
+                  y_test=tiny.y_val)
+    result = TrainingOracle("nb201", path, recipe=TrainRecipe(epochs=1)).evaluate(
+        EdgeCell(("nor_conv_3x3",) * 6))
+    assert result.ok and result.metrics["val_acc"] == result.metrics["test_acc"]
+
+
+@pytest.mark.slow
+def test_default_recipe_separates_cells_on_mnist1d(cache_dir: Path) -> None:
+    """The default MNIST-1D setting: a conv cell clearly beats skip, pooling and empty cells."""
+    oracle = TrainingOracle()  # nb201, mnist1d, default size and recipe
+    acc, seconds = {}, []
+    for op in ("nor_conv_3x3", "skip_connect", "avg_pool_3x3", "none"):
+        start = time.perf_counter()
+        result = oracle.evaluate(EdgeCell((op,) * 6))
+        seconds.append(time.perf_counter() - start)
+        assert result.ok, result.error
+        acc[op] = result.metrics["val_acc"]
+    assert acc["nor_conv_3x3"] > 92
+    assert acc["nor_conv_3x3"] > acc["skip_connect"] + 5
+    assert acc["nor_conv_3x3"] > acc["avg_pool_3x3"] + 5
+    assert acc["none"] < 15  # output cut off from the input: chance level
+    assert max(seconds) < 60

@@ -1,0 +1,119 @@
+"""Zero-cost proxies: agreement with NAS-Bench-Suite-Zero's scores, invariants, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+from typer.testing import CliRunner
+
+from archrank.cli import app
+from archrank.errors import ArchrankError
+from archrank.nn import build_network
+from archrank.spaces import get_space
+from archrank.zc import PROXIES, compute_proxies, score_architectures
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_proxies_rank_like_the_published_scores(nb201_zc_csv: Path) -> None:
+    """30 cells at the CIFAR-10 setting: synflow, params and flops order cells as the table."""
+    with open(nb201_zc_csv, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["dataset"] == "cifar10"]
+    picks = np.random.default_rng(0).choice(len(rows), 30, replace=False)
+    space = get_space("nb201")
+    gen = torch.Generator().manual_seed(0)
+    batch = (torch.randn(2, 3, 32, 32, generator=gen), torch.tensor([0, 1]))
+    ours: dict[str, list[float]] = {"synflow": [], "params": [], "flops": []}
+    for i in picks:
+        torch.manual_seed(0)
+        net = build_network(space, space.parse(rows[i]["arch"]))  # C=16, N=5, 10 classes
+        for name, value in compute_proxies(net, batch, list(ours)).items():
+            ours[name].append(value)
+    for name, values in ours.items():
+        table = [float(rows[i][name]) for i in picks]
+        rho = spearmanr(values, table)[0]
+        assert rho > 0.9, f"{name}: Spearman {rho:.3f} with the table"
+
+
+def test_compute_proxies_leaves_the_network_alone() -> None:
+    torch.manual_seed(0)
+    net = build_network("nb201", ["nor_conv_3x3", "skip_connect", "nor_conv_1x1",
+                                  "avg_pool_3x3", "nor_conv_3x3", "none"],
+                        width=4, depth=1, in_channels=1, input_kind="1d")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x, y = torch.randn(16, 1, 20), torch.arange(16) % 10
+    scores = compute_proxies(net, (x, y))
+    assert list(scores) == list(PROXIES)
+    assert all(math.isfinite(v) for v in scores.values()), scores
+    assert scores["params"] == sum(p.numel() for p in net.parameters())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert all(p.grad is None for p in net.parameters())
+    again = compute_proxies(net, (x, y))
+    assert again == pytest.approx(scores, rel=1e-6)
+
+
+def test_a_cut_off_cell_gets_the_lowest_jacov() -> None:
+    torch.manual_seed(0)
+    dead = build_network("nb201", ["none"] * 6, width=4, depth=1, in_channels=1,
+                         input_kind="1d")
+    scores = compute_proxies(dead, (torch.randn(8, 1, 20), torch.arange(8)),
+                             ["jacov", "synflow", "nwot"])
+    assert scores["jacov"] == -math.inf
+    assert math.isfinite(scores["synflow"])
+
+
+def test_proxy_names_are_checked() -> None:
+    net = build_network("nb201", ["skip_connect"] * 6, width=4, depth=1)
+    with pytest.raises(ArchrankError, match="unknown zero-cost proxy 'zen'"):
+        compute_proxies(net, (torch.randn(2, 3, 8, 8), torch.zeros(2)), "params,zen")
+
+
+def test_score_architectures_matches_single_calls() -> None:
+    space = get_space("nb201")
+    cells = space.sample(3, np.random.default_rng(0))
+    table = score_architectures(space, cells, "digits", ["snip", "nwot"], batch_size=16)
+    assert table["snip"].shape == (3,)
+    assert np.all(np.isfinite(table["nwot"]))
+    again = score_architectures("nb201", cells[1:2], "digits", ["snip"], batch_size=16)
+    assert again["snip"][0] == pytest.approx(table["snip"][1], rel=1e-6)
+
+
+def test_zc_cli_writes_a_csv(tmp_path: Path) -> None:
+    out = tmp_path / "zc.csv"
+    result = CliRunner().invoke(app, ["zc", "--space", "nb201", "--dataset", "digits", "--n",
+                                      "6", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 and list(rows[0]) == ["arch", "hash", *PROXIES]
+    space = get_space("nb201")
+    assert len({r["hash"] for r in rows}) == 6
+    assert all(space.hash(space.parse(r["arch"])) == r["hash"] for r in rows)
+    assert all(float(r["params"]) > 0 for r in rows)
+
+
+def test_zc_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from archrank.cli import main
+
+    for args, message in (
+        (["--proxies", "bogus"], "unknown zero-cost proxy"),
+        (["--space", "nbgraph"], "zero-cost proxies need real networks"),
+        (["--dataset", str(tmp_path / "none.npz")], "no such dataset file"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["zc", *args, "--n", "2", "--out", str(tmp_path / "x.csv")])
+        assert exit_info.value.code == 2, message
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err and "Traceback" not in err
