@@ -1,1 +1,147 @@
-"""CLI commands (filled in by the issue that owns them)."""
+"""``archrank bench predictor`` and ``archrank bench speed``: how well and how fast the
+predictors rank."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from archrank.cli.app import bench_app
+from archrank.errors import ArchrankError
+
+console = Console()
+err = Console(stderr=True, highlight=False)
+
+
+def _parse_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``--set gates.ensemble=3`` -> ``{"gates": {"ensemble": 3}}`` (values parsed as JSON
+    when possible, else kept as text)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        key, eq, raw = item.partition("=")
+        name, dot, param = key.partition(".")
+        if not eq or not dot or not name or not param:
+            raise ArchrankError(f"--set {item!r}: expected PREDICTOR.PARAM=VALUE")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.setdefault(name, {})[param] = value
+    return out
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    try:
+        path.write_text(json.dumps(data, indent=2) + "\n")
+    except OSError as exc:
+        raise ArchrankError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+@bench_app.command("predictor")
+def bench_predictor(
+    space: str = typer.Option(..., "--space", help="Search space: nb101, nb201, nbgraph."),
+    bench: str = typer.Option(..., "--bench", help="Benchmark table (file or nbgraph:DATASET)."),
+    metric: str = typer.Option(..., "--metric", help="Column to predict (higher = better)."),
+    predictors: str = typer.Option("gates,gcn,mlp,xgb", "--predictors",
+                                   help="Comma-separated predictor names."),
+    train_sizes: str = typer.Option("100,1000", "--train-sizes",
+                                    help="Comma-separated training-set sizes."),
+    seeds: int = typer.Option(5, "--seeds", help="Random training sets per size."),
+    params: list[str] | None = typer.Option(None, "--set",
+                                            help="Predictor parameter, e.g. gates.ensemble=3"),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results here."),
+) -> None:
+    """Rank a benchmark table with each predictor from random training sets.
+
+    For each seed and size, a training set is sampled uniformly from the table (the same for
+    every predictor), each predictor is fitted on it and scores every other row; the table
+    shows Kendall tau, Spearman rho, precision@5% and N@10 (mean ± std over seeds) and the
+    median fit / predict seconds.
+
+    Example:
+      archrank bench predictor --space nb201 --bench ../shared/data/nb201.csv \\
+        --metric cifar10_test --predictors gates,gcn,mlp,xgb --train-sizes 100,1000 \\
+        --seeds 5 --json out.json
+    """
+    from archrank.harness import bench_predictors, parse_list, parse_sizes
+
+    names = parse_list(predictors, "predictors")
+    sizes = parse_sizes(train_sizes)
+    result = bench_predictors(
+        space, bench, metric, names, sizes, seeds, params=_parse_params(params),
+        progress=lambda msg: err.print(f"[dim]{msg}[/]"),
+    )
+    data = result.to_json()
+    table = Table(title=f"{bench} · {metric} · {seeds} seeds · {result.rows} rows")
+    for col in ("predictor", "n train", "Kendall tau", "Spearman", "P@5%", "N@10",
+                "fit s", "predict s"):
+        table.add_column(col, justify="left" if col == "predictor" else "right")
+    for entry in data["results"]:
+        def pm(key: str, fmt: str = ".3f", e: dict[str, Any] = entry) -> str:
+            return f"{e[key]['mean']:{fmt}} ± {e[key]['std']:{fmt}}"
+
+        table.add_row(entry["predictor"], str(entry["train_size"]), pm("kendall_tau"),
+                      pm("spearman"), pm("precision_at_5pct"), pm("n_at_10", ".1f"),
+                      f"{entry['fit_seconds']:.2f}", f"{entry['predict_seconds']:.3f}")
+    console.print(table)
+    if json_out is not None:
+        _write_json(json_out, data)
+        console.print(f"wrote {json_out}")
+
+
+@bench_app.command("speed")
+def bench_speed_cmd(
+    bench: str | None = typer.Option(None, "--bench",
+                                     help="nb201 table for the fit's targets (optional)."),
+    metric: str = typer.Option("cifar10_test", "--metric", help="Column of --bench to fit."),
+    predictor: str = typer.Option("gates", "--predictor", help="Predictor to time."),
+    train_size: int = typer.Option(1000, "--train-size", help="Cells to fit on."),
+    repeats: int = typer.Option(3, "--repeats", help="Timings per figure (median shown)."),
+    nb101: bool = typer.Option(True, "--nb101/--no-nb101",
+                               help="Also score all 423,624 nb101 cells."),
+    params: list[str] | None = typer.Option(None, "--set",
+                                            help="Predictor parameter, e.g. gates.ensemble=3"),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the timings here."),
+) -> None:
+    """Time a predictor: fit on 1,000 nb201 cells, score all 15,625 nb201 cells and all
+    423,624 nb101 cells (the nb101 enumeration is cached on disk after its first run).
+
+    Example:
+      archrank bench speed --bench ../shared/data/nb201.csv --json speed.json
+    """
+    from archrank.harness import bench_speed, check_predictors
+
+    check_predictors([predictor])
+    if repeats < 1:
+        raise ArchrankError(f"--repeats must be at least 1, got {repeats}")
+    if train_size < 2:
+        raise ArchrankError(f"--train-size must be at least 2, got {train_size}")
+    parsed = _parse_params(params)
+    unknown = sorted(set(parsed) - {predictor})
+    if unknown:
+        raise ArchrankError(f"--set {unknown[0]}.*: only {predictor}.PARAM applies here")
+    data = bench_speed(bench_spec=bench, metric=metric, predictor=predictor,
+                       train_size=train_size, repeats=repeats, nb101=nb101,
+                       params=parsed.get(predictor),
+                       progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    table = Table(title=f"{predictor} speed · median of {repeats} · "
+                        f"{data['machine']['available_cores']} cores")
+    table.add_column("task")
+    table.add_column("cells", justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_row("fit (nb201)", str(data["fit_nb201"]["cells"]),
+                  f"{data['fit_nb201']['median_seconds']:.2f}")
+    table.add_row("score all nb201", str(data["score_nb201"]["cells"]),
+                  f"{data['score_nb201']['median_seconds']:.3f}")
+    if "score_nb101" in data:
+        table.add_row("score all nb101", str(data["score_nb101"]["cells"]),
+                      f"{data['score_nb101']['median_seconds']:.2f}")
+    console.print(table)
+    if json_out is not None:
+        _write_json(json_out, data)
+        console.print(f"wrote {json_out}")

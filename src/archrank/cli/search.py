@@ -1,1 +1,426 @@
-"""CLI commands (filled in by the issue that owns them)."""
+"""``archrank search``, ``bench search``, ``runs export|show`` and ``demo``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from archrank.cli.app import app, bench_app
+from archrank.errors import ArchrankError
+
+console = Console()
+err = Console(stderr=True, highlight=False)
+
+runs_app = typer.Typer(help="Inspect and export search run directories.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+DEFAULTS: dict[str, Any] = {"strategy": "gates", "budget": 100, "seed": 0, "workers": 1,
+                            "space_from_bench": False}
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def parse_sets(items: list[str] | None, *, prefixed: bool = False) -> dict[str, Any]:
+    """``--set`` options as nested dicts: ``explore=0.2``, ``predictor.epochs=50`` (strategy
+    options; ``predictor.X`` goes to the predictor), or with ``prefixed`` a strategy name
+    first (``gates.explore=0.2``)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, eq, raw = item.partition("=")
+        parts = [p for p in key.strip().split(".") if p]
+        if not eq or not parts or (prefixed and len(parts) < 2):
+            form = "STRATEGY.KEY=VALUE" if prefixed else "KEY=VALUE or predictor.KEY=VALUE"
+            raise ArchrankError(f"--set {item!r}: expected {form}")
+        node = out
+        if prefixed:
+            node = node.setdefault(parts.pop(0), {})
+        if parts[0] == "predictor" and len(parts) == 2:
+            parts[0] = "predictor_params"
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = _parse_value(raw)
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    try:
+        path.write_text(json.dumps(data, indent=2) + "\n")
+    except OSError as exc:
+        raise ArchrankError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+def _default_run_dir(label: str, space: str, seed: int) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{label}-{space}-seed{seed}-{stamp}"
+
+
+# -- archrank search -------------------------------------------------------------------------
+def resolve_run(
+    options: dict[str, Any], run_dir: Path | None, resume: Path | None
+) -> tuple[Any, Path, bool]:
+    """The configuration and run directory of a search command.
+
+    ``options`` holds the options the user gave explicitly (others are ``None``). Returns
+    ``(config, run_dir, existing)``.
+    """
+    from archrank.runs.config import SearchConfig
+    from archrank.runs.store import RunStore
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if resume is not None and run_dir is not None and Path(run_dir) != Path(resume):
+        raise ArchrankError("give either --resume RUN_DIR or --run-dir, not both")
+    target = resume or run_dir
+    if resume is not None or (target is not None and RunStore.exists(target)):
+        assert target is not None
+        with RunStore.open(target) as store:
+            recorded = SearchConfig.from_dict(store.config)
+        if resume is not None or not {"space", "metric"} <= set(given):
+            wanted = replace(recorded, **given)  # explicit options only
+        else:
+            wanted = SearchConfig(**{**_config_defaults(), **given})
+        diff = recorded.differences(wanted)
+        if diff:
+            mine = wanted.differences(recorded)
+            raise ArchrankError(
+                f"run directory {target} was created with {', '.join(diff)}; "
+                f"got {', '.join(mine)} (use another --run-dir for a different search)"
+            )
+        return recorded, Path(target), True
+    missing = [f"--{k}" for k in ("space", "bench", "metric") if k not in given]
+    if missing:
+        raise ArchrankError(
+            f"missing {', '.join(missing)} (or --resume RUN_DIR to continue a run); "
+            "e.g. archrank search --space nb201 --bench ../shared/data/nb201.csv "
+            "--metric cifar10_test"
+        )
+    config = SearchConfig(**{**_config_defaults(), **given})
+    return config, Path(run_dir) if run_dir else _default_run_dir(
+        config.label, config.space, config.seed), False
+
+
+def _config_defaults() -> dict[str, Any]:
+    return {"strategy": DEFAULTS["strategy"], "budget": DEFAULTS["budget"],
+            "seed": DEFAULTS["seed"], "max_in_flight": DEFAULTS["workers"],
+            "space_from_bench": DEFAULTS["space_from_bench"]}
+
+
+@app.command("search")
+def search(
+    space: str | None = typer.Option(None, "--space", help="Search space: nb101, nb201, nbgraph."),
+    bench: str | None = typer.Option(None, "--bench",
+                                     help="Benchmark table answering queries (file or "
+                                     "nbgraph:DATASET)."),
+    metric: str | None = typer.Option(None, "--metric", help="Column to maximise."),
+    strategy: str | None = typer.Option(
+        None, "--strategy",
+        help="random, rea, ls, gates (default) or guided / any predictor name."),
+    predictor: str | None = typer.Option(None, "--predictor",
+                                         help="Predictor of guided search (default gates)."),
+    budget: int | None = typer.Option(None, "--budget", help="Evaluations to spend (100)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (0)."),
+    space_from_bench: bool | None = typer.Option(
+        None, "--space-from-bench/--whole-space",
+        help="Search only the architectures the table holds (for partial tables)."),
+    workers: int | None = typer.Option(None, "--workers",
+                                       help="Evaluations in parallel (process pool) (1)."),
+    sets: list[str] | None = typer.Option(
+        None, "--set", help="Strategy option, e.g. explore=0.2 or predictor.epochs=50."),
+    run_dir: Path | None = typer.Option(None, "--run-dir",
+                                        help="Run directory (default runs/NAME-...)."),
+    resume: Path | None = typer.Option(None, "--resume",
+                                       help="Continue the run in this directory."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the summary here."),
+) -> None:
+    """Search a space for its best architecture, recording every evaluation in a run directory.
+
+    The run directory (SQLite) records each evaluation as it completes; after a crash or
+    Ctrl-C, --resume continues without re-evaluating anything and ends as the uninterrupted
+    run would have.
+
+    Example:
+      archrank search --space nb201 --bench ../shared/data/nb201.csv --metric cifar10_test \\
+        --strategy gates --budget 150 --seed 0 --run-dir runs/demo
+      archrank search --resume runs/demo
+    """
+    from archrank.runs.config import build_oracle, build_strategy
+    from archrank.runs.loop import make_executor, run_search
+    from archrank.runs.store import RunStore
+
+    options = {"space": space, "bench": bench, "metric": metric, "strategy": strategy,
+               "predictor": predictor, "budget": budget, "seed": seed,
+               "space_from_bench": space_from_bench, "max_in_flight": workers,
+               "strategy_params": parse_sets(sets) if sets else None}
+    config, directory, existing = resolve_run(options, run_dir, resume)
+    oracle = build_oracle(config)
+    strat = build_strategy(config)
+    store = RunStore.open(directory) if existing else RunStore.create(directory,
+                                                                        config.to_dict())
+    counts = store.counts()
+    done0 = counts["ok"] + counts["failed"]
+    best0 = max((r.objective for r in store.records()
+                 if r.status == "ok" and r.objective is not None), default=None)
+    verb = "resuming" if existing else "starting"
+    err.print(f"{verb} {config.label} search on {config.space} ({config.metric}), "
+              f"budget {config.budget}, seed {config.seed}: {directory}"
+              + (f" ({done0} evaluations recorded)" if existing else ""))
+    executor = make_executor(config.max_in_flight)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
+        console=err, transient=False,
+    )
+    task = progress.add_task(config.label, total=config.budget, completed=done0, best=_fmt(best0))
+
+    def on_result(rec: Any, n_done: int, best: Any) -> None:
+        progress.update(task, completed=n_done,
+                        best=_fmt(best.objective) if best is not None else "-")
+
+    try:
+        with progress:
+            result = run_search(strat, oracle, store, budget=config.budget, executor=executor,
+                                max_in_flight=config.max_in_flight, ordered=config.ordered,
+                                on_result=on_result)
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+        store.close()
+    summary = search_summary(config, result, directory)
+    _print_summary(summary)
+    if json_out is not None:
+        _write_json(json_out, summary)
+    if result.interrupted:
+        err.print(f"interrupted; resume with: archrank search --resume {directory}")
+        sys.exit(130)
+
+
+def search_summary(config: Any, result: Any, directory: Path | None) -> dict[str, Any]:
+    """The final summary of a search, JSON-able."""
+    best = result.best
+    found_at = None
+    if best is not None:
+        found_at = 1 + [r.seq for r in result.finished].index(best.seq)
+    return {
+        "run_dir": None if directory is None else str(directory),
+        "strategy": config.label,
+        "space": config.space,
+        "bench": config.bench,
+        "metric": config.metric,
+        "budget": config.budget,
+        "seed": config.seed,
+        "queries": result.n_evaluated,
+        "failed": result.n_failed,
+        "best": None if best is None else {
+            "arch": best.arch, "hash": best.hash, "value": best.objective,
+            "metrics": best.metrics, "found_at_query": found_at},
+        "interrupted": result.interrupted,
+        "exhausted": result.exhausted,
+        "seconds": round(result.seconds, 2),
+    }
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    table = Table(title=f"{summary['strategy']} search · {summary['space']} · "
+                        f"{summary['metric']}", show_header=False)
+    table.add_column("", style="bold", no_wrap=True)
+    table.add_column("", overflow="fold")
+    best = summary["best"]
+    table.add_row("best cell", best["arch"] if best else "-")
+    table.add_row(summary["metric"], _fmt(best["value"]) if best else "-")
+    table.add_row("found at query", str(best["found_at_query"]) if best else "-")
+    table.add_row("queries used", f"{summary['queries']} of {summary['budget']}"
+                  + (f" ({summary['failed']} failed)" if summary["failed"] else ""))
+    if summary["run_dir"]:
+        table.add_row("run directory", summary["run_dir"])
+    table.add_row("time", f"{summary['seconds']:.1f} s")
+    console.print(table)
+
+
+# -- archrank bench search -------------------------------------------------------------------
+@bench_app.command("search")
+def bench_search_cmd(
+    space: str = typer.Option(..., "--space", help="Search space: nb101, nb201, nbgraph."),
+    bench: str = typer.Option(..., "--bench", help="Benchmark table (file or nbgraph:DATASET)."),
+    metric: str = typer.Option(..., "--metric", help="Column to maximise."),
+    strategies: str = typer.Option("random,rea,ls,gates", "--strategies",
+                                   help="Comma-separated strategy names."),
+    budget: int = typer.Option(150, "--budget", help="Evaluations per search."),
+    seeds: int = typer.Option(20, "--seeds", help="Seeds per strategy (0..N-1)."),
+    space_from_bench: bool = typer.Option(False, "--space-from-bench",
+                                          help="Search only the table's architectures."),
+    jobs: int = typer.Option(1, "--jobs", help="Searches run in parallel processes."),
+    stop_at_optimum: bool = typer.Option(
+        True, "--stop-at-optimum/--full-budget",
+        help="End a search once it found the table's best (same figures, less time)."),
+    sets: list[str] | None = typer.Option(None, "--set",
+                                          help="Strategy option, e.g. gates.explore=0.2, "
+                                          "rea.population=50, gates.predictor.epochs=50."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results here."),
+) -> None:
+    """Compare search strategies on a benchmark table over many seeds.
+
+    Reports per strategy the queries needed to find the table's best cell (median over the
+    seeds that found it, and how many did) and the mean best value after 50, 100 and 150
+    queries; the JSON also has the mean best-so-far curve.
+
+    Example:
+      archrank bench search --space nb201 --bench ../shared/data/nb201.csv \\
+        --metric cifar10_test --strategies random,rea,ls,gates --budget 150 --seeds 20 \\
+        --jobs 2 --json out.json
+    """
+    from archrank.runs.bench import bench_search
+    from archrank.runs.config import SearchConfig
+
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    base = SearchConfig(space=space, bench=bench, metric=metric, strategy="random",
+                        predictor=None, budget=budget, seed=0,
+                        space_from_bench=space_from_bench)
+
+    def progress(run: dict[str, Any], i: int, n: int) -> None:
+        q = run["queries_to_optimum"]
+        err.print(f"[dim][{i}/{n}] {run['label']} seed {run['seed']}: best "
+                  f"{_fmt(run['best'])}, optimum at {q if q else '-'}, "
+                  f"{run['seconds']:.1f} s[/]")
+
+    report = bench_search(base, names, seeds, jobs=jobs, stop_at_optimum=stop_at_optimum,
+                          strategy_params=parse_sets(sets, prefixed=True), progress=progress)
+    table = Table(title=f"{bench} · {metric} · budget {budget} · {seeds} seeds · "
+                        f"optimum {_fmt(report['optimum'])}")
+    table.add_column("strategy")
+    table.add_column("reached", justify="right")
+    table.add_column("median queries", justify="right")
+    points = list(next(iter(report["strategies"].values()))["best_at"])
+    for p in points:
+        table.add_column(f"best@{p}", justify="right")
+    table.add_column("s / seed", justify="right")
+    for label, entry in report["strategies"].items():
+        q = entry["queries_to_optimum"]
+        table.add_row(label, f"{q['reached']}/{q['seeds']}", _fmt(q["median"]),
+                      *[_fmt(entry["best_at"][p]) for p in points],
+                      f"{entry['seconds']['median_per_seed']:.1f}")
+    console.print(table)
+    console.print(f"total {report['seconds']:.0f} s with {jobs} job(s)")
+    if json_out is not None:
+        _write_json(json_out, report)
+
+
+# -- archrank runs ---------------------------------------------------------------------------
+@runs_app.command("export")
+def runs_export(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    jsonl: bool = typer.Option(True, "--jsonl", help="One JSON object per evaluation."),
+    out: Path | None = typer.Option(None, "--out", help="Write here instead of stdout."),
+) -> None:
+    """Dump a run's evaluations as JSON Lines, in the order they were proposed.
+
+    Example: archrank runs export runs/demo --jsonl --out evals.jsonl
+    """
+    from archrank.runs.store import RunStore
+
+    with RunStore.open(run_dir) as store:
+        lines = list(store.iter_jsonl())
+    text = "".join(line + "\n" for line in lines)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out.write_text(text)
+    except OSError as exc:
+        raise ArchrankError(f"{out}: cannot write ({exc.strerror})") from None
+    err.print(f"{len(lines)} evaluations written to {out}")
+
+
+@runs_app.command("show")
+def runs_show(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+    """Show a run's configuration, progress and best cell.
+
+    Example: archrank runs show runs/demo
+    """
+    from archrank.runs.store import RunStore
+
+    with RunStore.open(run_dir) as store:
+        config, counts, records = store.config, store.counts(), store.records()
+    table = Table(title=str(run_dir), show_header=False)
+    table.add_column("", style="bold", no_wrap=True)
+    table.add_column("", overflow="fold")
+    for key, value in config.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    table.add_row("evaluations", f"{counts['ok']} ok, {counts['failed']} failed, "
+                  f"{counts['pending']} pending")
+    ok = [r for r in records if r.status == "ok" and r.objective is not None]
+    if ok:
+        best = max(ok, key=lambda r: r.objective)  # type: ignore[arg-type,return-value]
+        table.add_row("best", f"{_fmt(best.objective)}  {best.arch}")
+    console.print(table)
+
+
+# -- archrank demo ---------------------------------------------------------------------------
+def run_demo(bench: str = "nbgraph:cora", metric: str = "valid_perf", budget: int = 40,
+             seed: int = 0) -> list[dict[str, Any]]:
+    """GATES-guided search next to random search on an embedded benchmark (no files needed).
+
+    Returns one summary per strategy. Kept small on purpose: the real-training demo replaces
+    it (issue 5).
+    """
+    from archrank.runs.bench import run_one
+    from archrank.runs.config import SearchConfig, build_oracle
+
+    out = []
+    base = SearchConfig(space="nbgraph", bench=bench, metric=metric, budget=budget, seed=seed)
+    optimum = build_oracle(base).optimum()  # type: ignore[attr-defined]
+    for name in ("gates", "random"):
+        cfg = replace(base, strategy=name, predictor=None)
+        run = run_one(cfg)
+        run["optimum"] = optimum
+        out.append(run)
+    return out
+
+
+@app.command("demo")
+def demo(
+    budget: int = typer.Option(40, "--budget", help="Evaluations per search."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    bench: str = typer.Option("nbgraph:cora", "--bench", help="NAS-Bench-Graph dataset."),
+    metric: str = typer.Option("valid_perf", "--metric", help="Column to maximise."),
+) -> None:
+    """GATES-guided search next to random search on the embedded NAS-Bench-Graph benchmark.
+
+    Example: archrank demo --budget 40
+    """
+    t0 = time.perf_counter()
+    runs = run_demo(bench, metric, budget, seed)
+    table = Table(title=f"{bench} · {metric} · budget {budget} · seed {seed}")
+    table.add_column("strategy")
+    table.add_column(f"best {metric}", justify="right")
+    table.add_column("table optimum", justify="right")
+    table.add_column("reached at query", justify="right")
+    table.add_column("best architecture")
+    for run in runs:
+        q = run["queries_to_optimum"]
+        table.add_row(run["label"], _fmt(run["best"]), _fmt(run["optimum"]),
+                      str(q) if q else "-", run["best_arch"] or "-")
+    console.print(table)
+    console.print(f"done in {time.perf_counter() - t0:.1f} s")

@@ -225,6 +225,8 @@ class EdgeCellSpace(SearchSpace[EdgeCell]):
         """Op indices ``[B, num_edges]`` (int64) of ``archs``."""
         index = self._op_index
         out = np.empty((len(archs), self.num_edges), dtype=np.int64)
+        if len(archs) == 0:
+            return out
         try:
             with gc_paused():
                 out[:] = [[index[o] for o in a.ops] for a in archs]

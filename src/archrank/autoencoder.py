@@ -1,0 +1,457 @@
+"""A graph auto-encoder over cells: a cell in, an embedding in the middle, the cell back out.
+
+Learns, without labels, a fixed-length embedding of the cells of a search space whose
+distances reflect how much two cells differ (used by the semi-supervised assessor to build its
+similarity graph over architectures, and by any method that needs cell embeddings).
+
+Cells are read in *node form*: op-on-node spaces as they are; op-on-edge spaces (NAS-Bench-201)
+as their line graph, where each possible edge slot ``i -> j`` becomes a node carrying the
+edge's op, wired ``i -> slot -> j`` when the edge passes information (``none`` edges stay
+disconnected but keep their op). One encoder then serves both kinds of space.
+
+- Encoder: op embeddings, ``layers`` rounds of dense message passing over the DAG in both
+  directions (predecessors and successors get separate weights, GIN-style sums, residual +
+  LayerNorm), sum-pooled readouts of every round concatenated, a linear map to ``embed_dim``.
+  Isomorphic cells get the same embedding.
+- Decoder: an MLP from the embedding alone to the node-form adjacency (upper triangle,
+  Bernoulli logits) and to every node slot's op (softmax over the ops plus a "no node" class),
+  so the embedding has to carry the whole cell.
+- Training: Adam on reconstruction (BCE + cross-entropy), mini-batches, a fixed number of
+  optimiser steps scaled to the data (``steps``), deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archrank.encodings import onehot, path_encoding, path_encoding_size
+from archrank.errors import ArchrankError
+from archrank.spaces.base import GraphBatch, SearchSpace
+
+ENCODERS = ("gcn", "flow")
+
+AE_DEFAULTS: dict[str, Any] = {
+    "encoder": "gcn",     # gcn: message passing on the node form; flow: GATES-style gating
+    "embed_dim": 16,      # size of the embedding
+    "hidden": 64,         # width of the encoder's node states and of the decoder
+    "layers": 3,          # message-passing rounds
+    "readout": "concat_mean",  # flow encoder: output-node states (concat), or with node means
+    "steps": 1500,        # optimiser steps in all (epochs = steps / batches per epoch)
+    "min_epochs": 3,
+    "max_epochs": 60,
+    "batch_size": 256,
+    "lr": 3e-3,
+    "weight_decay": 0.0,
+    "path_weight": 0.0,   # > 0: the decoder also reconstructs the cell's path encoding
+    "metric_weight": 0.0,  # > 0: embedding distances should match structural distances
+}
+
+
+@dataclass(frozen=True)
+class NodeForm:
+    """Cells as op-on-node DAGs: ``tokens`` [B, M] op ids, ``adj`` [B, M, M], ``mask`` [B, M]."""
+
+    tokens: torch.Tensor
+    adj: torch.Tensor
+    mask: torch.Tensor
+
+
+def vocabulary(space: SearchSpace) -> tuple[str, ...]:
+    """Names of the node-form tokens: node ops, then (op-on-edge spaces) edge ops."""
+    if space.op_on == "edge":
+        return tuple(space.node_op_names) + tuple(f"edge:{o}" for o in space.edge_op_names)
+    return tuple(space.node_op_names)
+
+
+def node_form_size(space: SearchSpace) -> int:
+    n = space.max_nodes
+    return n + n * (n - 1) // 2 if space.op_on == "edge" else n
+
+
+def pad_graphs(graphs: GraphBatch, space: SearchSpace) -> GraphBatch:
+    """The batch widened to ``space.max_nodes`` with absent nodes at the end (cells are
+    padded at the end, so this changes no cell)."""
+    n = graphs.num_nodes
+    extra = space.max_nodes - n
+    if extra < 0:
+        raise ArchrankError(
+            f"graph batch has {n} nodes, more than the {space.max_nodes} of space {space.name!r}"
+        )
+    if extra == 0:
+        return graphs
+    return GraphBatch(
+        F.pad(graphs.ops, (0, extra)),
+        F.pad(graphs.adj, (0, extra, 0, extra)),
+        F.pad(graphs.mask, (0, extra)),
+        None if graphs.edge_ops is None else F.pad(graphs.edge_ops, (0, extra, 0, extra)),
+    )
+
+
+def to_node_form(graphs: GraphBatch, space: SearchSpace) -> NodeForm:
+    """The node form of a batch (see the module docstring); vectorised over the batch."""
+    graphs = pad_graphs(graphs, space)
+    n = graphs.num_nodes
+    mask = graphs.mask.bool()
+    pair = mask[:, :, None] & mask[:, None, :]
+    adj = graphs.adj.float() * pair
+    ops = graphs.ops.long()
+    if space.op_on == "node":
+        tokens, out_adj, out_mask = ops, adj, mask
+    else:
+        if graphs.edge_ops is None:
+            raise ArchrankError(
+                f"space {space.name!r} puts ops on edges but the batch has no edge_ops"
+            )
+        b = len(graphs)
+        iu, ju = torch.triu_indices(n, n, offset=1)
+        s = len(iu)
+        slot = torch.arange(n, n + s)
+        tokens = torch.cat([ops, len(space.node_op_names) + graphs.edge_ops[:, iu, ju].long()], 1)
+        out_mask = torch.cat([mask, pair[:, iu, ju]], 1)
+        on = adj[:, iu, ju]  # [B, S]: 1 where the edge passes information
+        out_adj = torch.zeros(b, n + s, n + s)
+        out_adj[:, iu, slot] = on
+        out_adj[:, slot, ju] = on
+    tokens = tokens * out_mask
+    return NodeForm(tokens, out_adj, out_mask)
+
+
+@dataclass(frozen=True)
+class Cells:
+    """A batch as both encoders read it: the padded ``GraphBatch`` and its node form."""
+
+    graphs: GraphBatch
+    nf: NodeForm
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def __getitem__(self, index: Any) -> Cells:
+        return Cells(self.graphs[index],
+                     NodeForm(self.nf.tokens[index], self.nf.adj[index], self.nf.mask[index]))
+
+
+class _GCNEncoder(nn.Module):
+    """Message passing over the node form in both directions, sum readouts of every round."""
+
+    def __init__(self, vocab: int, hidden: int, layers: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, hidden)
+        self.self_lin = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
+        self.in_lin = nn.ModuleList(nn.Linear(hidden, hidden, bias=False) for _ in range(layers))
+        self.out_lin = nn.ModuleList(nn.Linear(hidden, hidden, bias=False)
+                                     for _ in range(layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
+        self.width = hidden * (layers + 1)
+
+    def forward(self, cells: Cells) -> torch.Tensor:
+        nf = cells.nf
+        m = nf.mask.float()[..., None]
+        h = self.embed(nf.tokens) * m
+        adj_t = nf.adj.transpose(1, 2)
+        reads = [h.sum(1)]
+        for lin_s, lin_i, lin_o, norm in zip(self.self_lin, self.in_lin, self.out_lin,
+                                             self.norms, strict=True):
+            msg = lin_s(h) + lin_i(adj_t @ h) + lin_o(nf.adj @ h)
+            h = (h + F.relu(norm(msg))) * m
+            reads.append(h.sum(1))
+        return torch.cat(reads, 1)
+
+
+class _FlowEncoder(nn.Module):
+    """GATES-style encoder (``predictors.gates.GatesNet``): ops gate the information flowing
+    from the input to the output, so cells that compute alike embed alike."""
+
+    def __init__(self, space: SearchSpace, hidden: int, layers: int, readout: str) -> None:
+        super().__init__()
+        from archrank.predictors.gates import GatesNet
+
+        on_edge = space.op_on == "edge"
+        n_ops = len(space.edge_op_names if on_edge else space.node_op_names)
+        self.net = GatesNet(op_on=space.op_on, n_ops=n_ops, op_dim=hidden, dim=hidden,
+                            layers=layers, readout=readout, mlp_hidden=1, mlp_layers=0,
+                            dropout=0.0, activation="relu")
+        self.width = (2 if readout == "concat_mean" else 1) * hidden * layers
+
+    def forward(self, cells: Cells) -> torch.Tensor:
+        return self.net.embed(cells.graphs)
+
+
+class _Decoder(nn.Module):
+    def __init__(self, embed_dim: int, hidden: int, nodes: int, vocab: int,
+                 paths: int) -> None:
+        super().__init__()
+        self.nodes, self.vocab, self.paths = nodes, vocab, paths
+        self.n_pairs = nodes * (nodes - 1) // 2
+        self.mlp = nn.Sequential(
+            nn.Linear(embed_dim, 2 * hidden), nn.ReLU(),
+            nn.Linear(2 * hidden, 2 * hidden), nn.ReLU(),
+            nn.Linear(2 * hidden, self.n_pairs + nodes * (vocab + 1) + paths),
+        )
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.mlp(z)
+        adj_logits = out[:, :self.n_pairs]
+        end = self.n_pairs + self.nodes * (self.vocab + 1)
+        op_logits = out[:, self.n_pairs:end].reshape(-1, self.nodes, self.vocab + 1)
+        return adj_logits, op_logits, out[:, end:]
+
+
+class _AutoEncoder(nn.Module):
+    def __init__(self, space: SearchSpace, vocab: int, nodes: int, paths: int,
+                 hp: dict[str, Any]) -> None:
+        super().__init__()
+        hidden, layers = int(hp["hidden"]), int(hp["layers"])
+        if hp["encoder"] == "flow":
+            self.body: nn.Module = _FlowEncoder(space, hidden, layers, str(hp["readout"]))
+        else:
+            self.body = _GCNEncoder(vocab, hidden, layers)
+        self.proj = nn.Linear(int(self.body.width), int(hp["embed_dim"]))  # type: ignore[arg-type]
+        self.decoder = _Decoder(int(hp["embed_dim"]), hidden, nodes, vocab, paths)
+
+    def features(self, cells: Cells) -> torch.Tensor:
+        """The encoder's wide readout, before the bottleneck."""
+        return self.body(cells)
+
+    def encode(self, cells: Cells) -> torch.Tensor:
+        return self.proj(self.body(cells))
+
+
+def structural_code(graphs: GraphBatch, space: SearchSpace) -> torch.Tensor:
+    """The one-hot adjacency/op code next to the path encoding: a cell's structure (what
+    it is) and its function (which op sequences reach the output), as one 0/1 vector."""
+    return torch.cat([onehot(graphs, space), path_encoding(graphs, space)], 1)
+
+
+def _pdist(x: torch.Tensor) -> torch.Tensor:
+    """Distances of all pairs i < j of the rows of ``x`` (differentiable at 0)."""
+    i, j = torch.triu_indices(x.shape[0], x.shape[0], offset=1)
+    return ((x[i] - x[j]).pow(2).sum(1) + 1e-9).sqrt()
+
+
+class GraphAutoEncoder:
+    """Unsupervised cell embeddings for one search space (scikit-learn style).
+
+    ``fit(graphs)`` trains on any set of cells (labelled or not), ``embed(graphs)`` maps cells
+    to [B, embed_dim] float32, ``reconstruction_accuracy(graphs)`` says how well cells come
+    back, ``save``/``load`` round-trip a fitted model. ``graphs`` is a ``GraphBatch`` or a list
+    of the space's architectures. ``encoder_module()`` hands out the trained encoder for
+    methods that fine-tune it.
+    """
+
+    def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
+        unknown = sorted(set(params) - set(AE_DEFAULTS))
+        if unknown:
+            raise ArchrankError(
+                f"graph auto-encoder has no parameter {', '.join(map(repr, unknown))}; "
+                f"valid: {', '.join(sorted(AE_DEFAULTS))}"
+            )
+        self.space = space
+        self.seed = seed
+        self.hp: dict[str, Any] = {**AE_DEFAULTS, **params}
+        if self.hp["encoder"] not in ENCODERS:
+            raise ArchrankError(f"unknown encoder {self.hp['encoder']!r}; choose one of: "
+                                f"{', '.join(ENCODERS)}")
+        for key in ("embed_dim", "hidden", "layers", "steps", "batch_size"):
+            if int(self.hp[key]) < 1:
+                raise ArchrankError(f"auto-encoder parameter {key} must be at least 1, "
+                                    f"got {self.hp[key]}")
+        self.vocab = vocabulary(space)
+        self.nodes = node_form_size(space)
+        self.paths = path_encoding_size(space) if float(self.hp["path_weight"]) > 0 else 0
+        self.model_: _AutoEncoder | None = None
+        self.history_: list[float] = []
+
+    # -- helpers ----------------------------------------------------------------------------
+    def cells(self, graphs: GraphBatch | Any) -> Cells:
+        """The batch as the encoders read it (checked against the space)."""
+        g = graphs if isinstance(graphs, GraphBatch) else self.space.to_graphs(list(graphs))
+        g = pad_graphs(g, self.space)
+        n_ops = len(self.space.node_op_names)
+        if g.ops.numel() and (int(g.ops.max()) >= n_ops or int(g.ops.min()) < 0):
+            raise ArchrankError(f"graph batch has node op indices outside the {n_ops} ops of "
+                                f"space {self.space.name!r}")
+        if self.space.op_on == "edge":
+            n_edge = len(self.space.edge_op_names)
+            if g.edge_ops is None:
+                raise ArchrankError(f"space {self.space.name!r} puts ops on edges but the "
+                                    "batch has no edge_ops")
+            if g.edge_ops.numel() and (int(g.edge_ops.max()) >= n_edge
+                                       or int(g.edge_ops.min()) < 0):
+                raise ArchrankError(f"graph batch has edge op indices outside the {n_edge} "
+                                    f"ops of space {self.space.name!r}")
+        return Cells(g, to_node_form(g, self.space))
+
+    def _targets(self, nf: NodeForm) -> tuple[torch.Tensor, torch.Tensor]:
+        iu, ju = torch.triu_indices(self.nodes, self.nodes, offset=1)
+        adj_t = nf.adj[:, iu, ju]
+        op_t = torch.where(nf.mask, nf.tokens, torch.full_like(nf.tokens, len(self.vocab)))
+        return adj_t, op_t
+
+    def _new_model(self) -> _AutoEncoder:
+        return _AutoEncoder(self.space, len(self.vocab), self.nodes, self.paths, self.hp)
+
+    def _model(self) -> _AutoEncoder:
+        if self.model_ is None:
+            raise ArchrankError("graph auto-encoder is not fitted; call fit() first")
+        return self.model_
+
+    def encoder_module(self) -> nn.Module:
+        """The trained auto-encoder (``features(cells)``, ``encode(cells)``, ``decoder``)."""
+        return self._model()
+
+    # -- API --------------------------------------------------------------------------------
+    def fit(self, graphs: GraphBatch | Any) -> Self:
+        """Train on ``graphs`` (any cells of the space; labels are never used)."""
+        cells = self.cells(graphs)
+        n = len(cells)
+        if n == 0:
+            raise ArchrankError("cannot fit the graph auto-encoder on zero cells")
+        targets = self.targets(cells)
+        bs = min(int(self.hp["batch_size"]), n)
+        per_epoch = -(-n // bs)
+        epochs = -(-int(self.hp["steps"]) // per_epoch)
+        epochs = max(int(self.hp["min_epochs"]), min(int(self.hp["max_epochs"]), epochs))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            gen = torch.Generator().manual_seed(self.seed)
+            model = self._new_model()
+            opt = torch.optim.Adam(model.parameters(), lr=float(self.hp["lr"]),
+                                   weight_decay=float(self.hp["weight_decay"]))
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=float(self.hp["lr"]), total_steps=epochs * per_epoch,
+                pct_start=0.1)
+            self.history_ = []
+            model.train()
+            for _ in range(epochs):
+                perm = torch.randperm(n, generator=gen)
+                total = 0.0
+                for start in range(0, n, bs):
+                    idx = perm[start:start + bs]
+                    loss = self.loss(model, cells[idx], [t[idx] for t in targets])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    total += float(loss.detach()) * len(idx)
+                self.history_.append(total / n)
+        model.eval()
+        self.model_ = model
+        return self
+
+    def targets(self, cells: Cells) -> list[torch.Tensor]:
+        """What ``loss`` compares against: adjacency, ops, paths, structural code."""
+        n = len(cells)
+        adj_t, op_t = self._targets(cells.nf)
+        path_t = path_encoding(cells.graphs, self.space) if self.paths else torch.zeros(n, 0)
+        code = (structural_code(cells.graphs, self.space)
+                if float(self.hp["metric_weight"]) > 0 else torch.zeros(n, 0))
+        return [adj_t, op_t, path_t, code]
+
+    def loss(self, model: nn.Module, cells: Cells, targets: list[torch.Tensor]
+             ) -> torch.Tensor:
+        """Reconstruction loss of a batch per cell (plus the optional path and isometry
+        terms); ``model`` is this auto-encoder's module or a fine-tuned copy of it."""
+        adj_t, op_t, path_t, code = targets
+        z = model.encode(cells)  # type: ignore[operator]
+        adj_logits, op_logits, path_logits = model.decoder(z)  # type: ignore[operator]
+        loss = F.binary_cross_entropy_with_logits(adj_logits, adj_t, reduction="sum")
+        loss = loss + F.cross_entropy(op_logits.transpose(1, 2), op_t, reduction="sum")
+        if self.paths:
+            loss = loss + float(self.hp["path_weight"]) * F.binary_cross_entropy_with_logits(
+                path_logits, path_t, reduction="sum")
+        loss = loss / len(cells)
+        if code.shape[1]:
+            # Isometry: pairwise embedding distances match the cells' structural distances,
+            # so nearest neighbours in the embedding are structurally close cells.
+            gap = _pdist(z) - _pdist(code)
+            loss = loss + float(self.hp["metric_weight"]) * gap.pow(2).mean()
+        return loss
+
+    def embed(self, graphs: GraphBatch | Any, chunk: int = 16384) -> torch.Tensor:
+        """float32 [B, embed_dim]: the embedding of each cell."""
+        model = self._model()
+        cells = self.cells(graphs)
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(cells), chunk):
+                out.append(model.encode(cells[start:start + chunk]))
+        if not out:
+            return torch.zeros(0, int(self.hp["embed_dim"]))
+        return torch.cat(out)
+
+    def reconstruct(self, graphs: GraphBatch | Any) -> NodeForm:
+        """The decoded node form of each cell (most likely ops, adjacency thresholded)."""
+        model = self._model()
+        with torch.no_grad():
+            adj_logits, op_logits, _ = model.decoder(self.embed(graphs))
+        m = self.nodes
+        iu, ju = torch.triu_indices(m, m, offset=1)
+        adj = torch.zeros(adj_logits.shape[0], m, m)
+        adj[:, iu, ju] = (adj_logits > 0).float()
+        ops = op_logits.argmax(-1)
+        mask = ops < len(self.vocab)
+        return NodeForm(torch.where(mask, ops, 0), adj, mask)
+
+    def reconstruction_accuracy(self, graphs: GraphBatch | Any) -> dict[str, float]:
+        """Fractions recovered: ``ops`` (node slots), ``adj`` (node pairs), ``cell`` (whole
+        cells exactly right)."""
+        cells = self.cells(graphs)
+        adj_t, op_t = self._targets(cells.nf)
+        adj_r, op_r = self._targets(self.reconstruct(cells.graphs))
+        op_ok = op_r == op_t
+        adj_ok = adj_r == adj_t
+        return {"ops": float(op_ok.float().mean()), "adj": float(adj_ok.float().mean()),
+                "cell": float((op_ok.all(1) & adj_ok.all(1)).float().mean())}
+
+    # -- persistence ------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        model = self._model()
+        return {"space": self.space.name, "seed": self.seed, "hp": dict(self.hp),
+                "weights": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.hp.update(state["hp"])
+        self.paths = path_encoding_size(self.space) if float(self.hp["path_weight"]) > 0 else 0
+        model = self._new_model()
+        model.load_state_dict(state["weights"])
+        model.eval()
+        self.model_ = model
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], space: SearchSpace | None = None
+                   ) -> GraphAutoEncoder:
+        if space is None:
+            from archrank.spaces import get_space
+
+            space = get_space(str(state["space"]))
+        ae = cls(space, seed=int(state["seed"]), **state["hp"])
+        ae.set_state(state)
+        return ae
+
+    def save(self, path: str | Path) -> None:
+        """Write the fitted auto-encoder (a torch file, loadable with ``weights_only``)."""
+        torch.save({"kind": "archrank.GraphAutoEncoder", **self.get_state()}, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> GraphAutoEncoder:
+        """Read an auto-encoder written by ``save``."""
+        try:
+            blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise ArchrankError(f"{path}: no such auto-encoder file") from None
+        except Exception as exc:
+            raise ArchrankError(f"{path}: not an archrank auto-encoder file ({exc})") from None
+        if not isinstance(blob, dict) or blob.get("kind") != "archrank.GraphAutoEncoder":
+            raise ArchrankError(f"{path}: not an archrank auto-encoder file")
+        return cls.from_state(blob)
+
+
+__all__ = ["AE_DEFAULTS", "ENCODERS", "Cells", "GraphAutoEncoder", "NodeForm", "pad_graphs",
+           "structural_code", "to_node_form", "vocabulary"]

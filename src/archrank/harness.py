@@ -1,0 +1,284 @@
+"""Benchmarks of the predictors themselves: ranking quality on a table, and speed.
+
+``bench_predictors`` is what ``archrank bench predictor`` runs: for every seed and training
+size it samples a training set uniformly from the table (the same set for every predictor),
+fits each predictor and scores every remaining architecture of the table. The table's
+architectures are converted to one ``GraphBatch`` up front and indexed, so per-run work is
+only fitting and scoring. ``bench_speed`` times GATES on the figures issue 3 sets targets for.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from archrank.benchmarks import load_benchmark
+from archrank.errors import ArchrankError
+from archrank.metrics import ranking_report
+from archrank.predictors.base import make_predictor, predictor_class
+from archrank.predictors.neural import available_cores
+from archrank.spaces import get_space
+from archrank.spaces.base import GraphBatch, SearchSpace
+
+METRICS = ("kendall_tau", "spearman", "precision_at_5pct", "n_at_10")
+
+Progress = Callable[[str], None]
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a benchmark ran: enough to compare timings across machines."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "available_cores": available_cores(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def parse_list(text: str, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ArchrankError(f"--{what} is empty; give a comma-separated list")
+    return items
+
+
+def parse_sizes(text: str) -> list[int]:
+    sizes = []
+    for item in parse_list(text, "train-sizes"):
+        try:
+            value = int(item)
+        except ValueError:
+            raise ArchrankError(f"--train-sizes: {item!r} is not an integer") from None
+        if value < 2:
+            raise ArchrankError(f"--train-sizes: {value} is too small (need at least 2 cells)")
+        sizes.append(value)
+    return sizes
+
+
+def check_predictors(names: Sequence[str]) -> None:
+    """Fail early, with the list of valid names, before any work is done."""
+    for name in names:
+        predictor_class(name)
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(np.nanmean(arr)), "std": float(np.nanstd(arr))}
+
+
+def train_split(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A uniform training sample of ``size`` rows and the rest, fixed by (seed, size)."""
+    rng = np.random.default_rng([seed, size])
+    perm = rng.permutation(n)
+    return np.sort(perm[:size]), np.sort(perm[size:])
+
+
+@dataclass
+class PredictorBench:
+    """One ``bench predictor`` run: settings, raw per-seed results, and their summary."""
+
+    space: str
+    bench: str
+    metric: str
+    predictors: list[str]
+    train_sizes: list[int]
+    seeds: int
+    rows: int = 0
+    convert_seconds: float = 0.0
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def results(self) -> list[dict[str, Any]]:
+        """One entry per (predictor, train_size): metric mean/std, median times."""
+        out = []
+        for name in self.predictors:
+            for size in self.train_sizes:
+                runs = [r for r in self.runs if r["predictor"] == name and r["train_size"] == size]
+                if not runs:
+                    continue
+                entry: dict[str, Any] = {"predictor": name, "train_size": size,
+                                         "seeds": len(runs)}
+                for metric in METRICS:
+                    entry[metric] = summary([r[metric] for r in runs])
+                entry["fit_seconds"] = statistics.median(r["fit_seconds"] for r in runs)
+                entry["predict_seconds"] = statistics.median(r["predict_seconds"] for r in runs)
+                entry["test_size"] = runs[0]["test_size"]
+                out.append(entry)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "command": "bench predictor",
+            "settings": {"space": self.space, "bench": self.bench, "metric": self.metric,
+                         "predictors": self.predictors, "train_sizes": self.train_sizes,
+                         "seeds": self.seeds, "rows": self.rows,
+                         "convert_seconds": self.convert_seconds},
+            "machine": machine_info(),
+            "results": self.results(),
+            "runs": self.runs,
+        }
+
+
+def table_graphs(space: SearchSpace, archs: Sequence[Any]) -> GraphBatch:
+    return space.to_graphs(list(archs))
+
+
+def bench_predictors(
+    space_name: str,
+    bench_spec: str,
+    metric: str,
+    predictors: Sequence[str],
+    train_sizes: Sequence[int],
+    seeds: int,
+    *,
+    params: dict[str, dict[str, Any]] | None = None,
+    progress: Progress | None = None,
+) -> PredictorBench:
+    """Fit and score every predictor on ``seeds`` random training sets of each size."""
+    check_predictors(predictors)
+    if seeds < 1:
+        raise ArchrankError(f"--seeds must be at least 1, got {seeds}")
+    space = get_space(space_name)
+    bench = load_benchmark(bench_spec, space)
+    values = np.asarray(bench.values(metric), dtype=np.float64)
+    keep = np.flatnonzero(np.isfinite(values))
+    if len(keep) < 3:
+        raise ArchrankError(f"{bench_spec}: metric {metric!r} has only {len(keep)} values")
+    y = values[keep]
+    too_big = [s for s in train_sizes if s >= len(keep)]
+    if too_big:
+        raise ArchrankError(
+            f"--train-sizes {too_big[0]} leaves nothing to score: {bench_spec} has "
+            f"{len(keep)} rows with {metric!r}"
+        )
+    start = time.perf_counter()
+    archs = bench.archs
+    graphs = table_graphs(space, [archs[i] for i in keep])
+    result = PredictorBench(space_name, str(bench_spec), metric, list(predictors),
+                            list(train_sizes), seeds, rows=len(keep),
+                            convert_seconds=time.perf_counter() - start)
+    params = params or {}
+    for seed in range(seeds):
+        for size in train_sizes:
+            train, test = train_split(len(keep), size, seed)
+            g_train, g_test = graphs[train], graphs[test]
+            for name in predictors:
+                model = make_predictor(name, space, seed=seed, **params.get(name, {}))
+                t0 = time.perf_counter()
+                model.fit(g_train, y[train])
+                t1 = time.perf_counter()
+                scores = model.predict(g_test)
+                t2 = time.perf_counter()
+                report = ranking_report(y[test], scores)
+                run = {"predictor": name, "train_size": size, "seed": seed,
+                       "test_size": len(test), **report,
+                       "fit_seconds": t1 - t0, "predict_seconds": t2 - t1}
+                result.runs.append(run)
+                if progress:
+                    progress(f"seed {seed} n={size} {name}: tau {report['kendall_tau']:.3f} "
+                             f"fit {t1 - t0:.1f}s predict {t2 - t1:.2f}s")
+    return result
+
+
+# -- speed --------------------------------------------------------------------------------------
+def _timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times, out
+
+
+def bench_speed(
+    *,
+    bench_spec: str | None = None,
+    metric: str = "cifar10_test",
+    predictor: str = "gates",
+    train_size: int = 1000,
+    repeats: int = 3,
+    nb101: bool = True,
+    params: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Median wall-clock seconds of GATES: fit on ``train_size`` nb201 cells, score all of
+    nb201, score all of nb101 (its enumeration cached on disk after the first run).
+
+    The training targets come from ``bench_spec`` (an nb201 table) when given; otherwise from
+    a synthetic score (number of 3x3 convolutions, plus noise), which costs the same to fit.
+    """
+    say = progress or (lambda _msg: None)
+    space = get_space("nb201")
+    t0 = time.perf_counter()
+    all_graphs = space.to_graphs(space.enumerate())
+    convert_201 = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    train = rng.choice(len(all_graphs), size=train_size, replace=False)
+    if bench_spec:
+        bench = load_benchmark(bench_spec, space)
+        values = np.asarray(bench.values(metric), dtype=np.float64)
+        ok = np.flatnonzero(np.isfinite(values))
+        train = rng.choice(ok, size=min(train_size, len(ok)), replace=False)
+        g_train = table_graphs(space, [bench.archs[i] for i in train])
+        y_train = values[train]
+        source = f"{bench_spec}:{metric}"
+    else:
+        g_train = all_graphs[train]
+        conv = space.edge_op_names.index("nor_conv_3x3")
+        edge_ops = g_train.edge_ops
+        assert edge_ops is not None
+        y_train = ((edge_ops == conv) & (g_train.adj > 0)).sum((1, 2)).numpy().astype(float)
+        y_train = y_train + rng.normal(0, 0.3, size=len(y_train))
+        source = "synthetic (number of nor_conv_3x3 + noise)"
+
+    fits = []
+    model = None
+    for k in range(repeats):
+        model = make_predictor(predictor, space, seed=k, **(params or {}))
+        t0 = time.perf_counter()
+        model.fit(g_train, y_train)
+        fits.append(time.perf_counter() - t0)
+        say(f"fit on {len(y_train)} nb201 cells: {fits[-1]:.2f}s")
+    assert model is not None
+    model.predict(all_graphs[:1024])  # warm-up (thread pool, allocator)
+    score_201, times_201, _ = _timed(lambda: model.predict(all_graphs), repeats)
+    say(f"score all {len(all_graphs)} nb201 cells: {score_201:.3f}s")
+    out: dict[str, Any] = {
+        "command": "bench speed",
+        "predictor": predictor,
+        "params": params or {},
+        "machine": machine_info(),
+        "repeats": repeats,
+        "fit_nb201": {"cells": len(y_train), "targets": source,
+                      "median_seconds": statistics.median(fits), "seconds": fits},
+        "score_nb201": {"cells": len(all_graphs), "median_seconds": score_201,
+                        "seconds": times_201, "to_graphs_seconds": convert_201},
+    }
+    if nb101:
+        space101 = get_space("nb101")
+        t0 = time.perf_counter()
+        graphs101 = space101.enumerate_graphs()  # type: ignore[attr-defined]
+        load_101 = time.perf_counter() - t0
+        rng101 = np.random.default_rng(1)
+        idx = rng101.choice(len(graphs101), size=min(train_size, len(graphs101)), replace=False)
+        sub = graphs101[idx]
+        y101 = (sub.ops == space101.node_op_names.index("conv3x3-bn-relu")).sum(1).numpy()
+        model101 = make_predictor(predictor, space101, seed=0, **(params or {}))
+        model101.fit(sub, y101.astype(float) + rng101.normal(0, 0.3, size=len(y101)))
+        model101.predict(graphs101[:1024])
+        score_101, times_101, _ = _timed(lambda: model101.predict(graphs101), repeats)
+        say(f"score all {len(graphs101)} nb101 cells: {score_101:.2f}s")
+        out["score_nb101"] = {"cells": len(graphs101), "median_seconds": score_101,
+                              "seconds": times_101, "enumeration_seconds": load_101}
+    return out

@@ -1,0 +1,232 @@
+"""GATES: the graph-based encoding of Ning et al. (ECCV 2020), "A Generic Graph-based Neural
+Architecture Encoding Scheme for Predictor-based NAS".
+
+An operation is a transformation of the information flowing through the cell, not a node
+feature. The input node emits a learned "information" vector; along the DAG, in topological
+order, every node sums what its predecessors send (each message linearly transformed by
+``W_x``), and an operation multiplies the information it processes by a gate
+``sigmoid(emb(op) W_o)``:
+
+* operation on node (nb101, nbgraph): ``x_j = sigmoid(emb(op_j) W_o) * sum_i adj_ij x_i W_x``;
+* operation on edge (nb201): ``x_j = sum_i adj_ij sigmoid(emb(op_ij) W_o) * (x_i W_x)``, where
+  ``none`` edges have ``adj = 0`` (they block) and the others learn their own gate.
+
+Several such passes are stacked: pass ``l`` also adds the node's state from pass ``l - 1``
+(transformed by ``W_r``), so later passes refine what earlier ones computed. The cell's
+embedding is the output node's state (of the last pass, or all passes concatenated) and an
+MLP head turns it into a score. Because a node only sums over its predecessors and nodes are
+processed in a topological order, relabelling nodes consistently (an isomorphic cell) gives
+the same score.
+
+Everything is batched: tensors are [N, B, D] and the only Python loops run over the few node
+positions and layers, never over architectures. Gates depend on the op only, so each layer
+computes a small [num_ops, D] gate table once and indexes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from archrank.errors import ArchrankError
+from archrank.predictors.neural import NeuralPredictor
+from archrank.spaces.base import GraphBatch, SearchSpace
+
+READOUTS = ("output", "concat", "concat_mean")
+ACTIVATIONS = ("relu", "tanh", "none")
+
+
+def incoming_edges(n: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Pairs i < j of ``n`` nodes ordered by target: (sources, targets, offset of each j)."""
+    src, dst, offsets = [], [], [0] * (n + 1)
+    for j in range(n):
+        offsets[j] = len(src)
+        src += list(range(j))
+        dst += [j] * j
+    offsets[n] = len(src)
+    return torch.tensor(src, dtype=torch.long), torch.tensor(dst, dtype=torch.long), offsets
+
+
+class GatesLayer(nn.Module):
+    """One topological pass of GATES over a batch of cells.
+
+    Tensors are node-major, [N, B, D], so that one node's states are a contiguous [B, D]
+    block (written in place by the inference path).
+    """
+
+    def __init__(self, n_ops: int, op_dim: int, dim: int, op_on: str, residual: bool) -> None:
+        super().__init__()
+        self.op_on = op_on
+        self.op_emb = nn.Embedding(n_ops, op_dim)
+        self.gate = nn.Linear(op_dim, dim)                # W_o (with bias)
+        self.transform = nn.Linear(dim, dim, bias=False)  # W_x
+        self.input_state = nn.Parameter(torch.randn(dim) / dim**0.5)
+        self.residual = nn.Linear(dim, dim, bias=False) if residual else None
+
+    def gate_table(self) -> torch.Tensor:
+        """``sigmoid(emb(op) W_o)`` of every op [num_ops, D]; op-on-edge spaces get an extra
+        all-zero row, the gate of a blocked edge (``adj = 0``)."""
+        table = torch.sigmoid(self.gate(self.op_emb.weight))
+        if self.op_on == "edge":
+            table = torch.cat([table, table.new_zeros(1, table.shape[1])])
+        return table
+
+    def forward(self, edges: dict[str, Any], prev: torch.Tensor | None) -> torch.Tensor:
+        """States [N, B, D] of every node after one pass; ``prev`` is the last pass's.
+
+        ``edges`` (from ``GatesNet.edge_inputs``) is shared by every layer: ``ops`` [N, B]
+        node ops, and per edge i -> j (the E pairs i < j, ordered by target) either ``coef``
+        [E, B] (adjacency, op-on-node) or ``eff_ops`` [E, B] (edge op, or the blocked index).
+        """
+        table = self.gate_table()
+        if self.op_on == "edge":
+            weight = F.embedding(edges["eff_ops"], table)  # [E, B, D]: gate of edge i -> j
+            node_gate = None
+        else:
+            weight = edges["coef"].unsqueeze(-1)           # [E, B, 1]: adj of edge i -> j
+            node_gate = F.embedding(edges["ops"], table)  # [N, B, D]
+        res = self.residual(prev) if self.residual is not None and prev is not None else None
+        n, batch = edges["ops"].shape
+        x = self.input_state.expand(batch, -1)
+        if res is not None:
+            x = x + res[0]
+        if not torch.is_grad_enabled():
+            return self._pass_inplace(x, weight, node_gate, res, edges["offsets"], n)
+        states, sent = [x], []
+        offsets = edges["offsets"]
+        for j in range(1, n):
+            sent.append(self.transform(x))
+            msgs = torch.stack(sent)  # [j, B, D]
+            x = (weight[offsets[j]:offsets[j + 1]] * msgs).sum(dim=0)
+            if node_gate is not None:
+                x = node_gate[j] * x
+            if res is not None:
+                x = x + res[j]
+            states.append(x)
+        return torch.stack(states)
+
+    def _pass_inplace(self, x: torch.Tensor, weight: torch.Tensor,
+                      node_gate: torch.Tensor | None, res: torch.Tensor | None,
+                      offsets: list[int], n: int) -> torch.Tensor:
+        """The same pass without autograd: preallocated buffers, in-place writes."""
+        states = x.new_empty(n, x.shape[0], x.shape[1])
+        sent = torch.empty_like(states)
+        states[0] = x
+        w_t = self.transform.weight.t()
+        for j in range(1, n):
+            torch.mm(states[j - 1], w_t, out=sent[j - 1])
+            prod = weight[offsets[j]:offsets[j + 1]] * sent[:j]
+            torch.sum(prod, dim=0, out=states[j])
+            if node_gate is not None:
+                states[j].mul_(node_gate[j])
+            if res is not None:
+                states[j].add_(res[j])
+        return states
+
+
+class GatesNet(nn.Module):
+    """Stacked GATES passes, output-node readout, MLP head: ``GraphBatch -> scores [B]``."""
+
+    def __init__(self, *, op_on: str, n_ops: int, op_dim: int, dim: int, layers: int,
+                 readout: str, mlp_hidden: int, mlp_layers: int, dropout: float,
+                 activation: str) -> None:
+        super().__init__()
+        self.readout = readout
+        self.op_on = op_on
+        self.layers = nn.ModuleList(
+            GatesLayer(n_ops, op_dim, dim, op_on, residual=k > 0) for k in range(layers)
+        )
+        self.act = {"relu": nn.ReLU(), "tanh": nn.Tanh(), "none": nn.Identity()}[activation]
+        if readout not in READOUTS:
+            raise ArchrankError(f"unknown readout {readout!r}; choose one of: "
+                                f"{', '.join(READOUTS)}")
+        width = {"output": dim, "concat": dim * layers, "concat_mean": 2 * dim * layers}[readout]
+        head: list[nn.Module] = []
+        for _ in range(mlp_layers):
+            head += [nn.Linear(width, mlp_hidden), nn.ReLU(), nn.Dropout(dropout)]
+            width = mlp_hidden
+        head.append(nn.Linear(width, 1))
+        self.head = nn.Sequential(*head)
+
+    def edge_inputs(self, g: GraphBatch) -> dict[str, Any]:
+        """Node-major inputs of the layers, computed once per batch (see ``GatesLayer``)."""
+        src, dst, offsets = incoming_edges(g.num_nodes)
+        src, dst = src.to(g.adj.device), dst.to(g.adj.device)
+        present = g.adj[:, src, dst].t().contiguous()  # [E, B]
+        out: dict[str, Any] = {"offsets": offsets, "ops": g.ops.t().contiguous()}
+        if self.op_on == "edge":
+            assert g.edge_ops is not None
+            blocked = self.layers[0].op_emb.num_embeddings  # the zero row of the gate table
+            edge_ops = g.edge_ops[:, src, dst].t()
+            out["eff_ops"] = torch.where(present > 0, edge_ops, blocked).contiguous()
+        else:
+            out["coef"] = present
+        return out
+
+    def embed(self, g: GraphBatch) -> torch.Tensor:
+        """Cell embeddings [B, D'] (output-node state, or its states from every pass)."""
+        n_real = g.mask.sum(dim=1)
+        out_idx = (n_real - 1).clamp(min=0)
+        rows = torch.arange(len(g), device=out_idx.device)
+        edges = self.edge_inputs(g)
+        mask = g.mask.t().unsqueeze(-1).to(torch.float32) if self.readout == "concat_mean" else None
+        prev, outs = None, []
+        for k, layer in enumerate(self.layers):
+            h = layer(edges, prev)  # [N, B, D]
+            outs.append(h[out_idx, rows])
+            if mask is not None:
+                outs.append((h * mask).sum(0) / n_real.clamp(min=1).unsqueeze(-1))
+            prev = self.act(h) if k + 1 < len(self.layers) else h
+        return outs[-1] if self.readout == "output" else torch.cat(outs, dim=-1)
+
+    def forward(self, g: GraphBatch) -> torch.Tensor:
+        return self.head(self.embed(g)).squeeze(-1)
+
+
+class GatesPredictor(NeuralPredictor):
+    """GATES encoder + MLP head, trained with the pairwise hinge ranking loss by default."""
+
+    name: ClassVar[str] = "gates"
+    defaults: ClassVar[dict[str, Any]] = {
+        "op_dim": 48,
+        "dim": 64,
+        "layers": 3,
+        "readout": "auto",
+        "mlp_hidden": 128,
+        "mlp_layers": 2,
+        "dropout": 0.1,
+        "activation": "relu",
+    }
+
+    def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
+        super().__init__(space, seed=seed, **params)
+        if self.hp["readout"] not in ("auto", *READOUTS):
+            raise ArchrankError(f"unknown readout {self.hp['readout']!r}; choose one of: "
+                                f"auto, {', '.join(READOUTS)}")
+        if self.hp["activation"] not in ACTIVATIONS:
+            raise ArchrankError(f"unknown activation {self.hp['activation']!r}; choose one "
+                                f"of: {', '.join(ACTIVATIONS)}")
+
+    def readout(self) -> str:
+        """The cell embedding: ``auto`` picks, by measurement (docs/benchmarks.md), the output
+        node's states of every pass (``concat``) on op-on-edge spaces, where the 4-node nb201
+        cell's output node sees everything, and adds the mean over nodes (``concat_mean``) on
+        op-on-node spaces, where it ranked nb101 better."""
+        readout = str(self.hp["readout"])
+        if readout == "auto":
+            return "concat" if self.space.op_on == "edge" else "concat_mean"
+        return readout
+
+    def build_model(self) -> nn.Module:
+        hp = self.hp
+        on_edge = self.space.op_on == "edge"
+        n_ops = len(self.space.edge_op_names if on_edge else self.space.node_op_names)
+        return GatesNet(
+            op_on="edge" if on_edge else "node", n_ops=n_ops, op_dim=int(hp["op_dim"]),
+            dim=int(hp["dim"]), layers=int(hp["layers"]), readout=self.readout(),
+            mlp_hidden=int(hp["mlp_hidden"]), mlp_layers=int(hp["mlp_layers"]),
+            dropout=float(hp["dropout"]), activation=str(hp["activation"]),
+        )

@@ -1,0 +1,289 @@
+"""The training loop every torch predictor shares (GATES and the neural baselines).
+
+Subclass contract (keep it stable, several predictors rely on it):
+
+* set ``name`` and, optionally, ``defaults``: a dict of model hyper-parameters (and overrides
+  of the training defaults in ``TRAIN_DEFAULTS``); every key is a valid constructor keyword;
+* implement ``build_model(self) -> nn.Module`` whose ``forward(graphs: GraphBatch)`` returns
+  one score per cell, a float tensor [B]. Read hyper-parameters from ``self.hp`` and the
+  vocabulary from ``self.space`` (``node_op_names``, ``edge_op_names``, ``max_nodes``,
+  ``op_on``). The module receives batches already on ``self.device_``.
+
+Everything else lives here: target standardisation, the loss (``losses.make_loss``), Adam with
+a cosine schedule, mini-batches shuffled by a seeded generator, epochs scaled to the data
+size, early stopping on a held-out slice when the training set is large enough, an optional
+ensemble of seeds, chunked prediction under ``torch.inference_mode``, and ``get_state`` /
+``set_state`` for ``save``/``load``. Training runs inside ``torch.random.fork_rng`` seeded
+from ``seed``, so a fit is deterministic and leaves the caller's global RNG untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from abc import abstractmethod
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from archrank.errors import ArchrankError
+from archrank.predictors.base import Predictor, default_device
+from archrank.predictors.losses import LOSSES, make_loss
+from archrank.spaces.base import GraphBatch, SearchSpace
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "loss": "hinge",          # hinge | mse | combined  (see losses.py)
+    "margin": 0.1,            # hinge margin, in units of standardised target
+    "mse_weight": 1.0,        # weight of the MSE term in the combined loss
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "batch_size": 64,
+    "epochs": None,           # None: scaled to the training-set size (auto_epochs)
+    "base_epochs": 200,       # auto epochs: this many, raised on small sets so that there
+    "min_steps": 2000,        # are at least min_steps optimiser steps, but never more
+    "max_epochs": 1000,       # than max_epochs
+    "early_stop_min": 400,    # hold out a validation slice only from this many cells on
+    "val_fraction": 0.1,
+    "patience": 8,            # stop after this many validations without improvement
+    "ensemble": 1,            # members trained with different seeds, scores averaged
+    "device": None,           # None: the GPU when present, else the CPU
+    "threads": None,          # None: 1 to train (mini-batches are too small to split),
+                              # every available core to predict
+    "predict_chunk": 4096,    # cells per forward pass in predict() (cache-sized); chunks
+                              # are spread over one worker thread per core
+}
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the host's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def configure_threads(threads: int | None, *, small_work: bool = False) -> int:
+    """Use ``threads`` intra-op threads; by default every available core, or one for
+    ``small_work`` (mini-batch training, where splitting tiny ops across threads costs more
+    than it saves, and is far worse when other processes compete for the cores)."""
+    wanted = threads if threads else (1 if small_work else available_cores())
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+    return wanted
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op threads, then restore the previous setting."""
+    before = torch.get_num_threads()
+    if before != threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def kendall_tau_fast(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Kendall tau-a of two short vectors as one dense sign matrix (for early stopping)."""
+    sa = torch.sign(a[:, None] - a[None, :])
+    sb = torch.sign(b[:, None] - b[None, :])
+    n = a.shape[0]
+    return float((sa * sb).sum() / max(n * (n - 1), 1))
+
+
+class NeuralPredictor(Predictor):
+    """Base class of torch predictors: subclasses only build the network (``build_model``)."""
+
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
+        allowed = {**TRAIN_DEFAULTS, **self.defaults}
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise ArchrankError(
+                f"predictor {self.name!r} has no parameter {', '.join(map(repr, unknown))}; "
+                f"valid: {', '.join(sorted(allowed))}"
+            )
+        super().__init__(space, seed=seed, **params)
+        self.hp: dict[str, Any] = {**allowed, **params}
+        if self.hp["loss"] not in LOSSES:
+            raise ArchrankError(
+                f"unknown loss {self.hp['loss']!r}; choose one of: {', '.join(LOSSES)}"
+            )
+        self.models_: list[nn.Module] = []
+        self.y_mean_ = 0.0
+        self.y_std_ = 1.0
+        self.history_: list[dict[str, Any]] = []
+        self.device_ = torch.device(self.hp["device"]) if self.hp["device"] else default_device()
+
+    # -- subclass hook ----------------------------------------------------------------------
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """A fresh, untrained network mapping a ``GraphBatch`` to scores [B]."""
+
+    # -- training ---------------------------------------------------------------------------
+    def auto_epochs(self, n_train: int) -> int:
+        """Epochs for ``n_train`` cells (unless ``epochs`` is set).
+
+        ``base_epochs``, raised for small sets (few steps per epoch) to reach ``min_steps``
+        optimiser steps, capped at ``max_epochs``.
+        """
+        if self.hp["epochs"] is not None:
+            return int(self.hp["epochs"])
+        steps_per_epoch = max(1, -(-n_train // int(self.hp["batch_size"])))
+        need = -(-int(self.hp["min_steps"]) // steps_per_epoch)
+        return int(min(max(need, int(self.hp["base_epochs"])), int(self.hp["max_epochs"])))
+
+    def check_graphs(self, graphs: GraphBatch) -> None:
+        """Reject tensors that do not come from this predictor's space."""
+        n_ops = len(self.space.node_op_names)
+        if graphs.ops.numel() and (int(graphs.ops.max()) >= n_ops or int(graphs.ops.min()) < 0):
+            raise ArchrankError(
+                f"graph batch has node op indices outside the {n_ops} ops of space "
+                f"{self.space.name!r}"
+            )
+        if self.space.op_on == "edge" and graphs.edge_ops is None:
+            raise ArchrankError(
+                f"space {self.space.name!r} puts ops on edges but the batch has no edge_ops"
+            )
+        if self.space.op_on == "edge" and graphs.edge_ops is not None and graphs.edge_ops.numel():
+            n_edge = len(self.space.edge_op_names)
+            if int(graphs.edge_ops.max()) >= n_edge or int(graphs.edge_ops.min()) < 0:
+                raise ArchrankError(
+                    f"graph batch has edge op indices outside the {n_edge} ops of space "
+                    f"{self.space.name!r}"
+                )
+
+    def _fit(self, graphs: GraphBatch, y: np.ndarray, unlabeled: GraphBatch | None) -> None:
+        self.check_graphs(graphs)
+        self.y_mean_ = float(y.mean())
+        std = float(y.std())
+        self.y_std_ = std if std > 1e-12 else 1.0
+        target = torch.as_tensor((y - self.y_mean_) / self.y_std_, dtype=torch.float32)
+        self.models_ = []
+        self.history_ = []
+        with torch_threads(int(self.hp["threads"] or 1)):
+            for member in range(int(self.hp["ensemble"])):
+                seed = self.seed * 1_000_003 + member * 7919
+                self.models_.append(self._train_member(graphs, target, seed))
+
+    def _train_member(self, graphs: GraphBatch, y: torch.Tensor, seed: int) -> nn.Module:
+        device = self.device_
+        devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            gen = torch.Generator().manual_seed(seed)
+            n = len(graphs)
+            order = torch.randperm(n, generator=gen)
+            n_val = 0
+            if n >= int(self.hp["early_stop_min"]):
+                n_val = max(20, round(n * float(self.hp["val_fraction"])))
+            val_idx, train_idx = order[:n_val], order[n_val:]
+            g_all = graphs.to(device)
+            y_all = y.to(device)
+            g_val, y_val = g_all[val_idx.to(device)], y_all[val_idx.to(device)]
+            g_tr, y_tr = g_all[train_idx.to(device)], y_all[train_idx.to(device)]
+            n_tr = len(train_idx)
+
+            model = self.build_model().to(device)
+            loss_fn = make_loss(self.hp["loss"], float(self.hp["margin"]),
+                                float(self.hp["mse_weight"]))
+            opt = torch.optim.Adam(model.parameters(), lr=float(self.hp["lr"]),
+                                   weight_decay=float(self.hp["weight_decay"]))
+            epochs = self.auto_epochs(n_tr)
+            bs = min(int(self.hp["batch_size"]), n_tr)
+            steps = epochs * max(1, -(-n_tr // bs))
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+            eval_every = max(1, epochs // 25)
+            best_tau, best_state, best_epoch, stale = -2.0, None, epochs, 0
+            for epoch in range(epochs):
+                model.train()
+                perm = torch.randperm(n_tr, generator=gen).to(device)
+                for start in range(0, n_tr, bs):
+                    idx = perm[start:start + bs]
+                    if len(idx) < 2 and n_tr >= 2:
+                        continue
+                    loss = loss_fn(model(g_tr[idx]), y_tr[idx])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                if n_val and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
+                    model.eval()
+                    with torch.inference_mode():
+                        tau = kendall_tau_fast(model(g_val), y_val)
+                    self.history_.append({"seed": seed, "epoch": epoch + 1, "val_tau": tau})
+                    if tau > best_tau:
+                        best_tau, best_epoch, stale = tau, epoch + 1, 0
+                        best_state = copy.deepcopy(model.state_dict())
+                    else:
+                        stale += 1
+                        if stale >= int(self.hp["patience"]):
+                            break
+            if best_state is not None:
+                model.load_state_dict(best_state)
+                self.history_.append({"seed": seed, "best_epoch": best_epoch,
+                                      "best_val_tau": best_tau})
+        model.eval()
+        return model
+
+    # -- prediction -------------------------------------------------------------------------
+    def _predict(self, graphs: GraphBatch) -> np.ndarray:
+        """Scores in chunks under ``inference_mode``; on the CPU the chunks are shared by one
+        single-threaded worker per core (no barrier between cores, so a busy core does not
+        stall the other, as intra-op threads would)."""
+        self.check_graphs(graphs)
+        n = len(graphs)
+        out = np.empty(n, dtype=np.float64)
+        workers = 1 if self.device_.type != "cpu" else int(self.hp["threads"] or available_cores())
+        chunk = int(self.hp["predict_chunk"])
+        if self.device_.type == "cpu":
+            chunk = max(256, min(chunk, -(-n // workers)))
+        else:
+            chunk = max(chunk, 65536)
+
+        def score(start: int) -> None:
+            with torch.inference_mode():
+                part = graphs[start:start + chunk].to(self.device_)
+                total = self.models_[0](part).float()
+                for model in self.models_[1:]:
+                    total = total + model(part).float()
+                out[start:start + len(part)] = (total / len(self.models_)).cpu().numpy()
+
+        starts = range(0, n, chunk)
+        with torch_threads(1 if self.device_.type == "cpu" else torch.get_num_threads()):
+            if workers == 1 or len(starts) == 1:
+                for start in starts:
+                    score(start)
+            else:
+                with ThreadPoolExecutor(workers) as pool:
+                    list(pool.map(score, starts))
+        return out * self.y_std_ + self.y_mean_
+
+    # -- persistence ------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "hp": {k: v for k, v in self.hp.items() if k != "device"},
+            "y_mean": self.y_mean_,
+            "y_std": self.y_std_,
+            "members": [{k: v.detach().cpu() for k, v in m.state_dict().items()}
+                        for m in self.models_],
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.hp.update(state["hp"])
+        self.y_mean_ = float(state["y_mean"])
+        self.y_std_ = float(state["y_std"])
+        self.models_ = []
+        for weights in state["members"]:
+            model = self.build_model()
+            model.load_state_dict(weights)
+            model.to(self.device_).eval()
+            self.models_.append(model)

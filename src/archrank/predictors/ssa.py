@@ -1,0 +1,530 @@
+"""Semi-supervised assessor (SSA) of Tang et al. (CVPR 2020), predictor name ``ssa``.
+
+Few cells have measured accuracies but the space has many more, and similar cells perform
+alike. SSA therefore
+
+1. learns cell embeddings without labels with a graph auto-encoder (``archrank.autoencoder``)
+   on labelled and unlabelled cells together;
+2. joins every cell to its nearest cells in that embedding (``archrank.archgraph``: symmetric
+   kNN, Gaussian kernel, self-loops, ``D^-1/2 A D^-1/2``, sparse);
+3. trains a GCN over this graph of architectures on the labelled nodes: a node's input is the
+   auto-encoder's encoder applied to its cell (fine-tuned jointly, as the paper optimises the
+   auto-encoder and the GCN together, with the reconstruction loss on unlabelled cells kept as
+   a regulariser) next to its frozen embedding and one-hot code; every layer mixes a node's
+   own state with the kernel-weighted states of its graph neighbours, labelled or not.
+
+Choices (defaults in ``SSA_DEFAULTS``):
+
+- unlabelled pool: ``fit(..., unlabeled=)`` when given (the harness passes the rest of the
+  table); otherwise the whole space when it has at most ``pool_size`` cells (NAS-Bench-201:
+  15,625; NAS-Bench-Graph: 26,206), else ``pool_size`` cells sampled uniformly (NB101);
+- graph: ``k = 10`` nearest neighbours by Euclidean distance between embeddings (the paper
+  thresholds a kernel; kNN bounds the degree, see ``archgraph``);
+- auto-encoder: the GATES-style flow encoder (ops gate the information flowing through the
+  cell), decoder reconstructing adjacency, ops and the cell's path encoding;
+- GCN layer: ``h_i <- relu(W_s h_i + W_n sum_j A_hat_ij h_j)`` (a separate self weight, so
+  the model decides how much to trust neighbours), linear head on all layers' states;
+- training: pairwise hinge ranking loss (``losses.py``) plus ``recon_weight`` times the
+  reconstruction loss of a batch of pool cells, Adam, dropout, early stopping on a held-out
+  labelled slice when at least ``early_stop_min`` cells are labelled, ``ensemble`` members
+  with different seeds over one auto-encoder and one graph;
+- scale: neighbour states are *historical* (GNNAutoScale, Fey et al. 2021): every
+  ``refresh_every`` steps one no-grad pass computes every node's layer states; between
+  refreshes a step runs the encoder only on the labelled batch and reads its neighbours'
+  aggregated states from that pass. A step costs the same whether the graph has 15k or 400k
+  nodes;
+- inductive prediction: a cell already in the graph (same graph tensors) gets its node's
+  score; a new cell is embedded, joined to its ``k`` nearest graph nodes by the same kernel,
+  and run through the layers with the graph's nodes as fixed neighbours (it receives
+  messages, it sends none, so the graph's scores do not move).
+
+The auto-encoder depends only on the set of cells (sorted by tensor key before training), so
+refits on the same pool with the same seed (a guided search refitting as labels arrive; a
+benchmark fitting several training sizes) reuse it from a small in-process cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections import OrderedDict
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archrank.archgraph import METRICS, ArchGraph, build_knn_graph
+from archrank.autoencoder import ENCODERS, Cells, GraphAutoEncoder, pad_graphs
+from archrank.encodings import onehot, path_encoding
+from archrank.errors import ArchrankError
+from archrank.predictors.base import Predictor
+from archrank.predictors.losses import LOSSES, make_loss
+from archrank.predictors.neural import configure_threads, kendall_tau_fast
+from archrank.spaces.base import GraphBatch, SearchSpace
+
+SSA_DEFAULTS: dict[str, Any] = {
+    # unlabelled pool and graph over architectures
+    "pool_size": 30000,      # whole space if it has at most this many cells, else a sample
+    "k": 10,                 # neighbours of each cell in embedding space
+    "metric": "euclidean",   # euclidean | cosine
+    "kernel": True,          # Gaussian kernel edge weights (else unit weights)
+    # graph auto-encoder (pretrained without labels on the pool)
+    "encoder": "flow",       # flow (GATES-style) | gcn (message passing on the node form)
+    "embed_dim": 16,
+    "ae_hidden": 32,
+    "ae_layers": 3,
+    "ae_readout": "concat_mean",  # flow encoder readout: concat | concat_mean
+    "ae_steps": 500,         # optimiser steps of the auto-encoder
+    "ae_batch_size": 256,
+    "ae_path_weight": 1.0,   # the decoder also reconstructs path encodings
+    "ae_metric_weight": 0.0,  # > 0: embedding distances match structural distances
+    # GCN over the architecture graph
+    "features": "embedding+onehot",  # frozen node inputs, '+'-joined: embedding, onehot, path
+    "finetune": True,        # the encoder's readout is a node input, fine-tuned jointly
+    "recon_weight": 0.0,     # joint loss: weight of the reconstruction of pool cells
+    "recon_batch": 128,
+    "hidden": 64,
+    "layers": 2,             # graph layers (0: no graph, an ablation)
+    "dropout": 0.1,
+    "steps": 1000,           # optimiser steps per member
+    "batch_size": 64,        # labelled cells per step (all of them when fewer)
+    "refresh_every": 25,     # steps between recomputations of the neighbours' states
+    "lr": 2e-3,
+    "weight_decay": 1e-4,
+    "loss": "hinge",         # hinge | mse | combined (losses.py)
+    "margin": 0.1,
+    "mse_weight": 1.0,
+    "early_stop_min": 200,   # hold out a labelled slice for early stopping from this many
+    "val_fraction": 0.1,
+    "ensemble": 3,           # members with different seeds over one auto-encoder, averaged
+    "threads": None,         # None: every core this process may use
+}
+FEATURES = ("embedding", "onehot", "path")
+
+# (space, seed, auto-encoder params, fingerprint of the pool) -> (auto-encoder state, embeddings)
+_AE_CACHE: OrderedDict[tuple[Any, ...], tuple[dict[str, Any], torch.Tensor]] = OrderedDict()
+_AE_CACHE_SIZE = 4
+_POOL_CACHE: dict[str, GraphBatch] = {}
+
+
+# -- cell keys --------------------------------------------------------------------------------
+def graph_keys(graphs: GraphBatch, space: SearchSpace) -> np.ndarray:
+    """uint8 [B, L]: the cell's dense tensors (padded to the space's width) as bytes.
+
+    Equal rows mean equal ``to_graphs`` output, i.e. the same cell as the space writes it;
+    ``graphs_from_keys`` inverts it.
+    """
+    g = pad_graphs(graphs, space)
+    b = len(g)
+    parts = [g.ops.reshape(b, -1).to(torch.uint8), g.mask.reshape(b, -1).to(torch.uint8),
+             g.adj.reshape(b, -1).to(torch.uint8)]
+    if g.edge_ops is not None:
+        parts.append(g.edge_ops.reshape(b, -1).to(torch.uint8))
+    return np.ascontiguousarray(torch.cat(parts, 1).numpy())
+
+
+def graphs_from_keys(keys: np.ndarray, space: SearchSpace) -> GraphBatch:
+    """The ``GraphBatch`` whose ``graph_keys`` are ``keys``."""
+    n = space.max_nodes
+    t = torch.from_numpy(np.ascontiguousarray(keys)).long()
+    b = t.shape[0]
+    ops, mask = t[:, :n], t[:, n:2 * n].bool()
+    adj = t[:, 2 * n:2 * n + n * n].reshape(b, n, n).float()
+    edge_ops = t[:, 2 * n + n * n:].reshape(b, n, n) if space.op_on == "edge" else None
+    return GraphBatch(ops, adj, mask, edge_ops)
+
+
+def _void(keys: np.ndarray) -> np.ndarray:
+    return keys.view(np.dtype((np.void, keys.shape[1]))).reshape(-1)
+
+
+# -- the network ------------------------------------------------------------------------------
+class _SSANet(nn.Module):
+    """Node inputs (fine-tuned encoder readout + frozen features), ``layers`` graph layers
+    ``a <- relu(W_s a + W_n agg)`` where ``agg = A_hat a`` over the architecture graph, and a
+    linear head on every layer's state."""
+
+    def __init__(self, encoder: nn.Module | None, enc_width: int, static_dim: int,
+                 hidden: int, layers: int, dropout: float) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.enc_proj = nn.Linear(enc_width, hidden) if encoder is not None else None
+        in_dim = static_dim + (hidden if encoder is not None else 0)
+        self.inp = nn.Linear(in_dim, hidden)
+        self.self_lins = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
+        self.nbr_lins = nn.ModuleList(nn.Linear(hidden, hidden, bias=False)
+                                      for _ in range(layers))
+        # Neighbour gates start at 0: the net starts as the plain fine-tuned encoder and
+        # learns how much the similar cells' states should count (ReZero-style).
+        self.nbr_gates = nn.Parameter(torch.zeros(layers))
+        self.head = nn.Linear(hidden * (layers + 1), 1)
+        self.dropout = dropout
+
+    def inputs(self, cells: Cells, static: torch.Tensor) -> torch.Tensor:
+        parts = [static]
+        if self.encoder is not None and self.enc_proj is not None:
+            parts.append(F.relu(self.enc_proj(self.encoder.features(cells))))  # type: ignore[operator]
+        x = F.dropout(torch.cat(parts, 1), self.dropout, self.training)
+        return F.relu(self.inp(x))
+
+    def layer(self, i: int, a: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:
+        a = F.dropout(a, self.dropout, self.training)
+        return F.relu(self.self_lins[i](a) + self.nbr_gates[i] * self.nbr_lins[i](agg))
+
+    def forward(self, cells: Cells, static: torch.Tensor, aggs: list[torch.Tensor]
+                ) -> torch.Tensor:
+        """Scores of a batch whose neighbour aggregates (one per layer) are given."""
+        a = self.inputs(cells, static)
+        states = [a]
+        for i, agg in enumerate(aggs):
+            a = self.layer(i, a, agg)
+            states.append(a)
+        return self.head(torch.cat(states, 1)).squeeze(1)
+
+    def full_pass(self, cells: Cells, static: torch.Tensor, graph: ArchGraph,
+                  chunk: int = 8192) -> list[torch.Tensor]:
+        """Every node's state before each layer and after the last (no grad, eval)."""
+        with torch.no_grad():
+            a = torch.cat([self.inputs(cells[s:s + chunk], static[s:s + chunk])
+                           for s in range(0, len(cells), chunk)])
+            states = [a]
+            for i in range(len(self.self_lins)):
+                a = self.layer(i, a, graph.propagate(a))
+                states.append(a)
+        return states
+
+    def scores(self, states: list[torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            return self.head(torch.cat(states, 1)).squeeze(1)
+
+    def attached(self, cells: Cells, static: torch.Tensor, states: list[torch.Tensor],
+                 nbr: torch.Tensor, w: torch.Tensor, w_self: torch.Tensor) -> torch.Tensor:
+        """Scores of new nodes joined to graph nodes ``nbr`` [Q, k] (weights ``w``,
+        self-loop ``w_self``), the graph's states held fixed."""
+        with torch.no_grad():
+            a = self.inputs(cells, static)
+            outs = [a]
+            for i, h_graph in enumerate(states[:-1]):
+                agg = (w[..., None] * h_graph[nbr]).sum(1) + w_self[:, None] * a
+                a = self.layer(i, a, agg)
+                outs.append(a)
+            return self.head(torch.cat(outs, 1)).squeeze(1)
+
+
+# -- the predictor ----------------------------------------------------------------------------
+class SSAPredictor(Predictor):
+    """Semi-supervised assessor: auto-encoder embedding -> kNN graph of cells -> GCN."""
+
+    name: ClassVar[str] = "ssa"
+
+    def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
+        unknown = sorted(set(params) - set(SSA_DEFAULTS))
+        if unknown:
+            raise ArchrankError(
+                f"predictor 'ssa' has no parameter {', '.join(map(repr, unknown))}; "
+                f"valid: {', '.join(sorted(SSA_DEFAULTS))}"
+            )
+        super().__init__(space, seed=seed, **params)
+        self.hp: dict[str, Any] = {**SSA_DEFAULTS, **params}
+        self._check_hp()
+        self.ae_: GraphAutoEncoder | None = None
+        self.graph_: ArchGraph | None = None
+        self.z_: torch.Tensor | None = None          # [N, D] embeddings of the graph's nodes
+        self.static_: torch.Tensor | None = None     # [N, F] frozen node inputs
+        self.keys_: np.ndarray | None = None         # [N, L] sorted unique cell keys
+        self.cells_: Cells | None = None             # the graph's cells
+        self.target_: torch.Tensor | None = None     # [N] standardised targets, NaN unlabelled
+        self.scores_: torch.Tensor | None = None     # [N] standardised scores of the nodes
+        self.models_: list[_SSANet] = []
+        self.z_mean_ = torch.zeros(0)
+        self.z_std_ = torch.ones(0)
+        self.y_mean_ = 0.0
+        self.y_std_ = 1.0
+        self.history_: list[dict[str, Any]] = []
+        self._states: list[list[torch.Tensor]] = []
+        self._key_index: dict[bytes, int] | None = None
+
+    def _check_hp(self) -> None:
+        hp = self.hp
+        parts = str(hp["features"]).split("+")
+        if any(p not in FEATURES for p in parts):
+            raise ArchrankError(f"bad features {hp['features']!r}: join one or more of "
+                                f"{', '.join(FEATURES)} with '+'")
+        for key, allowed in (("metric", METRICS), ("loss", LOSSES), ("encoder", ENCODERS)):
+            if hp[key] not in allowed:
+                raise ArchrankError(f"unknown {key} {hp[key]!r}; choose one of: "
+                                    f"{', '.join(allowed)}")
+        if int(hp["layers"]) < 0:
+            raise ArchrankError(f"ssa parameter layers must be at least 0, got {hp['layers']}")
+        for key in ("k", "pool_size", "embed_dim", "hidden", "steps", "ensemble",
+                    "batch_size", "refresh_every", "ae_steps", "ae_hidden", "ae_layers"):
+            if int(hp[key]) < 1:
+                raise ArchrankError(f"ssa parameter {key} must be at least 1, got {hp[key]}")
+
+    # -- pool and auto-encoder --------------------------------------------------------------
+    def default_pool(self) -> GraphBatch:
+        """Unlabelled cells when ``fit`` is given none: the whole space if small enough,
+        else ``pool_size`` uniform samples (seeded)."""
+        size = self.space.size
+        limit = int(self.hp["pool_size"])
+        if size is not None and size <= limit and self.space.enumerable:
+            if self.space.name not in _POOL_CACHE:
+                _POOL_CACHE[self.space.name] = self.space.to_graphs(self.space.enumerate())
+            return _POOL_CACHE[self.space.name]
+        rng = np.random.default_rng(self.seed)
+        return self.space.to_graphs(self.space.sample(limit, rng))
+
+    def _ae_params(self) -> dict[str, Any]:
+        hp = self.hp
+        return {"encoder": str(hp["encoder"]), "embed_dim": int(hp["embed_dim"]),
+                "hidden": int(hp["ae_hidden"]), "layers": int(hp["ae_layers"]),
+                "readout": str(hp["ae_readout"]),
+                "steps": int(hp["ae_steps"]), "batch_size": int(hp["ae_batch_size"]),
+                "path_weight": float(hp["ae_path_weight"]),
+                "metric_weight": float(hp["ae_metric_weight"])}
+
+    def _auto_encoder(self, pool: GraphBatch, keys: np.ndarray
+                      ) -> tuple[GraphAutoEncoder, torch.Tensor]:
+        params = self._ae_params()
+        fingerprint = hashlib.sha1(keys.tobytes()).hexdigest()
+        cache_key = (self.space.name, self.seed, tuple(sorted(params.items())), fingerprint)
+        if cache_key in _AE_CACHE:
+            _AE_CACHE.move_to_end(cache_key)
+            state, z = _AE_CACHE[cache_key]
+            return GraphAutoEncoder.from_state(state, self.space), z
+        ae = GraphAutoEncoder(self.space, seed=self.seed, **params).fit(pool)
+        z = ae.embed(pool)
+        _AE_CACHE[cache_key] = (ae.get_state(), z)
+        while len(_AE_CACHE) > _AE_CACHE_SIZE:
+            _AE_CACHE.popitem(last=False)
+        return ae, z
+
+    def _static(self, graphs: GraphBatch, z: torch.Tensor) -> torch.Tensor:
+        """Frozen node inputs: standardised embedding, one-hot code, path encoding."""
+        parts = []
+        wanted = str(self.hp["features"]).split("+")
+        if "embedding" in wanted:
+            parts.append((z - self.z_mean_) / self.z_std_)
+        if "onehot" in wanted:
+            parts.append(onehot(graphs, self.space))
+        if "path" in wanted:
+            parts.append(path_encoding(graphs, self.space))
+        return torch.cat(parts, 1).float()
+
+    # -- fit --------------------------------------------------------------------------------
+    def _fit(self, graphs: GraphBatch, y: np.ndarray, unlabeled: GraphBatch | None) -> None:
+        configure_threads(self.hp["threads"])
+        self._check_graphs(graphs)
+        pool_u = self.default_pool() if unlabeled is None else unlabeled
+        if len(pool_u):
+            self._check_graphs(pool_u)
+        both = GraphBatch.cat([pad_graphs(graphs, self.space), pad_graphs(pool_u, self.space)])
+        raw = graph_keys(both, self.space)
+        # Nodes: the distinct cells, in key order (so the fit does not depend on input order).
+        _, first, inverse = np.unique(_void(raw), return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        nodes = both[torch.from_numpy(first)]
+        keys = raw[first]
+        n_nodes = len(first)
+        if n_nodes <= int(self.hp["k"]):
+            raise ArchrankError(
+                f"ssa needs more than k={self.hp['k']} distinct cells (labelled + unlabelled), "
+                f"got {n_nodes}"
+            )
+        # Targets: standardised, averaged over duplicate labelled cells.
+        self.y_mean_ = float(y.mean())
+        std = float(y.std())
+        self.y_std_ = std if std > 1e-12 else 1.0
+        lab_idx = torch.from_numpy(inverse[:len(graphs)])
+        ysum = torch.zeros(n_nodes, dtype=torch.float64).index_add_(
+            0, lab_idx, torch.from_numpy((y - self.y_mean_) / self.y_std_))
+        ycnt = torch.zeros(n_nodes, dtype=torch.float64).index_add_(
+            0, lab_idx, torch.ones(len(graphs), dtype=torch.float64))
+        labelled = ycnt > 0
+        target = (ysum / ycnt.clamp(min=1)).float()
+
+        ae, z = self._auto_encoder(nodes, keys)
+        self.ae_, self.z_, self.keys_ = ae, z, keys
+        self.z_mean_ = z.mean(0)
+        self.z_std_ = z.std(0).clamp(min=1e-6)
+        self.graph_ = build_knn_graph(z, int(self.hp["k"]), metric=self.hp["metric"],
+                                      kernel=bool(self.hp["kernel"]))
+        self.cells_ = ae.cells(nodes)
+        self.static_ = self._static(nodes, z)
+        self.target_ = torch.where(labelled, target, torch.full_like(target, float("nan")))
+        self._key_index = None
+        self._train(labelled.nonzero().squeeze(1), target)
+
+    def _new_net(self) -> _SSANet:
+        assert self.ae_ is not None and self.static_ is not None
+        encoder = None
+        width = 0
+        if bool(self.hp["finetune"]):
+            encoder = copy.deepcopy(self.ae_.encoder_module())
+            width = int(encoder.body.width)  # type: ignore[union-attr,arg-type]
+        return _SSANet(encoder, width, self.static_.shape[1], int(self.hp["hidden"]),
+                       int(self.hp["layers"]), float(self.hp["dropout"]))
+
+    def _train(self, lab: torch.Tensor, target: torch.Tensor) -> None:
+        assert self.cells_ is not None and self.static_ is not None and self.ae_ is not None
+        assert self.graph_ is not None
+        cells, static, graph, ae = self.cells_, self.static_, self.graph_, self.ae_
+        hp = self.hp
+        loss_fn = make_loss(hp["loss"], float(hp["margin"]), float(hp["mse_weight"]))
+        recon_w = float(hp["recon_weight"]) if bool(hp["finetune"]) else 0.0
+        recon_targets = ae.targets(cells) if recon_w > 0 else []
+        n_nodes = len(cells)
+        self.models_, self.history_, self._states = [], [], []
+        for member in range(int(hp["ensemble"])):
+            seed = self.seed * 1_000_003 + member * 7919
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                gen = torch.Generator().manual_seed(seed)
+                order = lab[torch.randperm(len(lab), generator=gen)]
+                n_val = 0
+                if len(lab) >= int(hp["early_stop_min"]):
+                    n_val = max(20, round(len(lab) * float(hp["val_fraction"])))
+                val, train = order[:n_val], order[n_val:]
+                net = self._new_net()
+                opt = torch.optim.Adam(net.parameters(), lr=float(hp["lr"]),
+                                       weight_decay=float(hp["weight_decay"]))
+                steps = int(hp["steps"])
+                sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+                bs = min(int(hp["batch_size"]), len(train))
+                best: tuple[float, dict[str, torch.Tensor] | None, int] = (-2.0, None, steps)
+                aggs: list[torch.Tensor] = []
+                for step in range(steps):
+                    if step % int(hp["refresh_every"]) == 0:
+                        net.eval()
+                        states = net.full_pass(cells, static, graph)
+                        aggs = [graph.propagate(s) for s in states[:-1]]
+                        if n_val:
+                            tau = kendall_tau_fast(net.scores(states)[val], target[val])
+                            if tau > best[0]:
+                                best = (tau, copy.deepcopy(net.state_dict()), step)
+                    net.train()
+                    rows = train if bs == len(train) else train[
+                        torch.randperm(len(train), generator=gen)[:bs]]
+                    out = net(cells[rows], static[rows], [a[rows] for a in aggs])
+                    loss = loss_fn(out, target[rows])
+                    if recon_w > 0 and net.encoder is not None:
+                        pick = torch.randint(n_nodes, (int(hp["recon_batch"]),), generator=gen)
+                        loss = loss + recon_w * ae.loss(net.encoder, cells[pick],
+                                                        [t[pick] for t in recon_targets])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                net.eval()
+                states = net.full_pass(cells, static, graph)
+                if n_val:
+                    tau = kendall_tau_fast(net.scores(states)[val], target[val])
+                    if tau < best[0] and best[1] is not None:
+                        net.load_state_dict(best[1])
+                        states = net.full_pass(cells, static, graph)
+                    else:
+                        best = (tau, None, steps)
+                    self.history_.append({"member": member, "best_step": best[2],
+                                          "best_val_tau": max(tau, best[0])})
+            self.models_.append(net)
+            self._states.append(states)
+        self._set_scores()
+
+    def _set_scores(self) -> None:
+        self.scores_ = torch.stack([m.scores(s) for m, s in zip(self.models_, self._states,
+                                                               strict=True)]).mean(0)
+
+    # -- predict ----------------------------------------------------------------------------
+    def _check_graphs(self, graphs: GraphBatch) -> None:
+        n_ops = len(self.space.node_op_names)
+        if graphs.ops.numel() and (int(graphs.ops.max()) >= n_ops or int(graphs.ops.min()) < 0):
+            raise ArchrankError(f"graph batch has node op indices outside the {n_ops} ops of "
+                                f"space {self.space.name!r}")
+        if self.space.op_on == "edge" and graphs.edge_ops is None:
+            raise ArchrankError(f"space {self.space.name!r} puts ops on edges but the batch "
+                                "has no edge_ops")
+
+    def lookup(self, graphs: GraphBatch) -> np.ndarray:
+        """Graph node of each cell (-1 for cells not in the graph)."""
+        assert self.keys_ is not None
+        if self._key_index is None:
+            self._key_index = {row.tobytes(): i for i, row in enumerate(self.keys_)}
+        index = self._key_index
+        return np.fromiter((index.get(row.tobytes(), -1)
+                            for row in graph_keys(graphs, self.space)),
+                           dtype=np.int64, count=len(graphs))
+
+    def _predict(self, graphs: GraphBatch) -> np.ndarray:
+        return self.predict_scores(graphs) * self.y_std_ + self.y_mean_
+
+    def predict_scores(self, graphs: GraphBatch, transductive: bool = True) -> np.ndarray:
+        """Standardised scores; ``transductive=False`` attaches every cell as a new node
+        (even cells already in the graph), which is how unseen cells are scored."""
+        if not self.fitted_:
+            raise ArchrankError("predictor 'ssa' is not fitted; call fit() first")
+        self._check_graphs(graphs)
+        configure_threads(self.hp["threads"])
+        assert self.scores_ is not None
+        node = self.lookup(graphs) if transductive else np.full(len(graphs), -1)
+        out = np.empty(len(graphs), dtype=np.float64)
+        hit = node >= 0
+        out[hit] = self.scores_[torch.from_numpy(node[hit])].numpy()
+        if (~hit).any():
+            out[~hit] = self._inductive(graphs[torch.from_numpy(~hit)]).numpy()
+        return out
+
+    def _inductive(self, graphs: GraphBatch, chunk: int = 8192) -> torch.Tensor:
+        assert self.ae_ is not None and self.graph_ is not None and self.z_ is not None
+        parts = []
+        for start in range(0, len(graphs), chunk):
+            g = pad_graphs(graphs[start:start + chunk], self.space)
+            cells = self.ae_.cells(g)
+            z = self.ae_.embed(g)
+            static = self._static(g, z)
+            nbr, w, w_self = self.graph_.attach(z, self.z_)
+            parts.append(torch.stack([
+                m.attached(cells, static, states, nbr, w, w_self)
+                for m, states in zip(self.models_, self._states, strict=True)
+            ]).mean(0))
+        return torch.cat(parts).double()
+
+    # -- persistence ------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        assert self.ae_ is not None and self.graph_ is not None and self.keys_ is not None
+        return {
+            "hp": dict(self.hp),
+            "ae": self.ae_.get_state(),
+            "graph": self.graph_.get_state(),
+            "z": self.z_, "keys": torch.from_numpy(self.keys_), "target": self.target_,
+            "z_mean": self.z_mean_, "z_std": self.z_std_,
+            "y_mean": self.y_mean_, "y_std": self.y_std_,
+            "members": [{k: v.detach().clone() for k, v in m.state_dict().items()}
+                        for m in self.models_],
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.hp.update(state["hp"])
+        self.ae_ = GraphAutoEncoder.from_state(state["ae"], self.space)
+        self.graph_ = ArchGraph.from_state(state["graph"])
+        self.z_ = state["z"]
+        self.keys_ = state["keys"].numpy()
+        self.target_ = state["target"]
+        self.z_mean_, self.z_std_ = state["z_mean"], state["z_std"]
+        self.y_mean_, self.y_std_ = float(state["y_mean"]), float(state["y_std"])
+        nodes = graphs_from_keys(self.keys_, self.space)
+        self.cells_ = self.ae_.cells(nodes)
+        self.static_ = self._static(nodes, self.z_)
+        self.models_, self._states = [], []
+        for weights in state["members"]:
+            net = self._new_net()
+            net.load_state_dict(weights)
+            net.eval()
+            self.models_.append(net)
+            self._states.append(net.full_pass(self.cells_, self.static_, self.graph_))
+        self._key_index = None
+        self._set_scores()
+
+
+__all__ = ["SSA_DEFAULTS", "SSAPredictor", "graph_keys", "graphs_from_keys"]

@@ -1,0 +1,219 @@
+"""``archrank bench search``: strategies side by side on a benchmark table, over many seeds.
+
+Every (strategy, seed) pair is one ordinary search (same loop, an in-memory run store) on the
+table's oracle; the summary per strategy is what the search literature reports: how many
+queries it took to find the table's best cell (median over the seeds that found it, and how
+many did), the mean best value after 50/100/150 queries, and the mean best-so-far curve.
+Seeds can run in parallel processes (``jobs``).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from archrank.errors import ArchrankError
+from archrank.runs.config import SearchConfig, build_oracle, build_strategy
+from archrank.runs.loop import run_search
+from archrank.runs.store import RunStore
+
+CHECKPOINTS = (50, 100, 150)
+
+
+def _threads_param(config: SearchConfig, threads: int) -> SearchConfig:
+    """Give a torch predictor ``threads`` intra-op threads (unless the user chose)."""
+    if config.strategy != "guided" or config.predictor is None:
+        return config
+    from archrank.predictors.base import predictor_class
+    from archrank.predictors.neural import NeuralPredictor
+
+    if not issubclass(predictor_class(config.predictor), NeuralPredictor):
+        return config
+    params = dict(config.strategy_params)
+    pred = dict(params.get("predictor_params") or {})
+    pred.setdefault("threads", threads)
+    params["predictor_params"] = pred
+    return replace(config, strategy_params=params)
+
+
+def run_one(config: SearchConfig, threads: int | None = None,
+            stop_at_optimum: bool = False) -> dict[str, Any]:
+    """One seed of one strategy: its best-so-far curve and statistics.
+
+    ``stop_at_optimum`` ends the search once it found the table's best value; the best-so-far
+    curve is then that value up to the budget, as if the search had gone on.
+    """
+    if threads:
+        config = _threads_param(config, threads)
+    t0 = time.perf_counter()
+    oracle = build_oracle(config)
+    optimum = oracle.optimum()  # type: ignore[attr-defined]
+    strategy = build_strategy(config)
+    with RunStore.memory(config.to_dict()) as store:
+        result = run_search(strategy, oracle, store, budget=config.budget,
+                            max_consecutive_failures=None,
+                            target=optimum if stop_at_optimum else None)
+    best = result.best
+    out = {
+        "label": config.label,
+        "seed": config.seed,
+        "curve": [float(v) for v in result.best_curve()],
+        "queries_to_optimum": result.queries_to(optimum),
+        "best": None if best is None else best.objective,
+        "best_arch": None if best is None else best.arch,
+        "failed": result.n_failed,
+        "seconds": time.perf_counter() - t0,
+    }
+    if hasattr(strategy, "fit_seconds"):
+        out["fit_seconds"] = strategy.fit_seconds
+        out["fits"] = strategy.n_fits
+    return out
+
+
+def _worker_init(threads: int) -> None:
+    import signal
+
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+
+
+def _mean_curve(curves: Sequence[Sequence[float]], budget: int) -> list[float | None]:
+    """Mean best-so-far per query count (a short run carries its last value forward)."""
+    if not curves:
+        return []
+    mat = np.full((len(curves), budget), np.nan)
+    for i, c in enumerate(curves):
+        c = np.asarray(c, dtype=np.float64)
+        if len(c):
+            mat[i, : len(c)] = c
+            mat[i, len(c):] = c[-1]
+    mat[~np.isfinite(mat)] = np.nan
+    with np.errstate(all="ignore"):
+        mean = np.nanmean(mat, axis=0) if np.isfinite(mat).any() else mat[0]
+    return [None if not math.isfinite(v) else round(float(v), 6) for v in mean]
+
+
+def summarise(runs: Sequence[dict[str, Any]], budget: int) -> dict[str, Any]:
+    """The per-strategy entry of the JSON report."""
+    qs = [r["queries_to_optimum"] for r in runs]
+    reached = [q for q in qs if q is not None]
+    curve = _mean_curve([r["curve"] for r in runs], budget)
+    points = [c for c in CHECKPOINTS if c <= budget]
+    if budget not in points:
+        points.append(budget)
+    best_at = {str(p): curve[p - 1] for p in points}
+    out: dict[str, Any] = {
+        "queries_to_optimum": {
+            "median": float(np.median(reached)) if reached else None,
+            "reached": len(reached),
+            "seeds": len(runs),
+            "per_seed": qs,
+        },
+        "best_at": best_at,
+        "final_best": {"mean": _mean([r["best"] for r in runs]),
+                       "min": _min([r["best"] for r in runs])},
+        "failed": int(sum(r["failed"] for r in runs)),
+        "seconds": {"total": round(sum(r["seconds"] for r in runs), 2),
+                    "median_per_seed": round(float(np.median([r["seconds"] for r in runs])), 2)},
+        "curve": curve,
+    }
+    if any("fit_seconds" in r for r in runs):
+        out["fit_seconds_per_seed"] = round(float(np.median(
+            [r.get("fit_seconds", 0.0) for r in runs])), 2)
+    return out
+
+
+def _mean(xs: Sequence[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _min(xs: Sequence[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return float(np.min(vals)) if vals else None
+
+
+def bench_search(
+    base: SearchConfig,
+    strategies: Sequence[str],
+    seeds: int,
+    *,
+    jobs: int = 1,
+    stop_at_optimum: bool = True,
+    strategy_params: dict[str, dict[str, Any]] | None = None,
+    progress: Callable[[dict[str, Any], int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run every strategy for seeds ``0..seeds-1`` with ``base``'s settings; a JSON report.
+
+    ``stop_at_optimum`` (default) ends each search when it finds the table's best value: the
+    figures are the same (best-so-far stays at the optimum) and it saves time, which makes
+    large budgets (queries to the optimum without a cap) affordable.
+    """
+    if seeds < 1:
+        raise ArchrankError(f"--seeds must be at least 1, not {seeds}")
+    if jobs < 1:
+        raise ArchrankError(f"--jobs must be at least 1, not {jobs}")
+    if not strategies:
+        raise ArchrankError("--strategies is empty")
+    strategy_params = strategy_params or {}
+    configs: list[SearchConfig] = []
+    labels: list[str] = []
+    for name in strategies:
+        params = dict(strategy_params.get(name, {}))
+        cfg = replace(base, strategy=name, predictor=None, strategy_params=params)
+        if cfg.label in labels:
+            raise ArchrankError(f"strategy {name!r} is listed twice")
+        labels.append(cfg.label)
+        configs.extend(replace(cfg, seed=s) for s in range(seeds))
+    # Fail fast (missing table, bad metric, uncovered space) before any process starts.
+    optimum = build_oracle(base).optimum()  # type: ignore[attr-defined]
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    threads = max(1, cores // jobs)
+    t0 = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    if jobs == 1:
+        for cfg in configs:
+            results.append(run_one(cfg, threads, stop_at_optimum))
+            if progress:
+                progress(results[-1], len(results), len(configs))
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(threads,)) as pool:
+            futures = [pool.submit(run_one, cfg, threads, stop_at_optimum) for cfg in configs]
+            try:
+                for fut in futures:
+                    results.append(fut.result())
+                    if progress:
+                        progress(results[-1], len(results), len(configs))
+            except KeyboardInterrupt:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    by_label: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+    for r in results:
+        by_label[r["label"]].append(r)
+    return {
+        "space": base.space,
+        "bench": base.bench,
+        "metric": base.metric,
+        "space_from_bench": base.space_from_bench,
+        "budget": base.budget,
+        "seeds": seeds,
+        "optimum": optimum,
+        "jobs": jobs,
+        "stop_at_optimum": stop_at_optimum,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "strategies": {label: summarise(rs, base.budget) for label, rs in by_label.items()},
+    }

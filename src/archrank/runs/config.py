@@ -1,0 +1,159 @@
+"""A search's configuration: what a run directory records, and how to rebuild the search.
+
+``SearchConfig`` holds every option that changes what a search evaluates (space, benchmark,
+metric, strategy, predictor, budget, seed, parallel window, ...). It is written into the run
+directory when the run is created; a resume rebuilds space, oracle and strategy from it, and an
+explicit option that differs from it is an error, so a resume cannot silently change the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from archrank.errors import ArchrankError
+from archrank.oracles.base import Oracle
+from archrank.spaces import get_space
+from archrank.spaces.base import SearchSpace
+from archrank.strategies import CandidateSet, Strategy, make_strategy, resolve_strategy
+
+# The command-line flag of each field, for error messages.
+FLAGS = {
+    "space": "--space", "bench": "--bench", "metric": "--metric", "strategy": "--strategy",
+    "predictor": "--predictor", "budget": "--budget", "seed": "--seed",
+    "space_from_bench": "--space-from-bench", "max_in_flight": "--workers",
+    "oracle": "--oracle", "ordered": "ordered", "strategy_params": "strategy options",
+    "oracle_params": "oracle options",
+}
+
+
+@dataclass
+class SearchConfig:
+    """Everything that determines which architectures a search evaluates."""
+
+    space: str
+    metric: str
+    strategy: str = "guided"
+    predictor: str | None = None
+    budget: int = 100
+    seed: int = 0
+    bench: str | None = None
+    space_from_bench: bool = False
+    max_in_flight: int = 1
+    ordered: bool = True
+    oracle: str = "table"
+    strategy_params: dict[str, Any] = field(default_factory=dict)
+    oracle_params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.strategy, self.predictor = resolve_strategy(self.strategy, self.predictor)
+        if isinstance(self.budget, bool) or int(self.budget) < 1:
+            raise ArchrankError(f"--budget must be a positive number of evaluations, "
+                                f"not {self.budget}")
+        self.budget = int(self.budget)
+        if int(self.max_in_flight) < 1:
+            raise ArchrankError(f"--workers must be at least 1, not {self.max_in_flight}")
+        self.max_in_flight = int(self.max_in_flight)
+        self.seed = int(self.seed)
+        if self.bench is not None:
+            self.bench = normalise_bench(self.bench)
+        if self.space_from_bench and self.bench is None:
+            raise ArchrankError("--space-from-bench needs --bench")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ArchrankError(f"run configuration has unknown keys: {', '.join(unknown)} "
+                                "(written by a newer archrank?)")
+        return cls(**data)
+
+    def differences(self, other: SearchConfig) -> list[str]:
+        """``--flag value`` of ``self`` for each field where ``other`` differs."""
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{FLAGS.get(k, k)} {_show(a[k])}" for k in a if a[k] != b[k]]
+
+    @property
+    def label(self) -> str:
+        """Display name of the strategy (the predictor's name for guided search)."""
+        return self.predictor if self.strategy == "guided" and self.predictor else self.strategy
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def normalise_bench(spec: str) -> str:
+    """A file benchmark as an absolute path (so a resume from elsewhere finds the same file);
+    ``nbgraph:DATASET`` and other ``kind:name`` specs unchanged."""
+    spec = str(spec)
+    if ":" in spec and not Path(spec).exists() and not spec.startswith(("/", ".")):
+        return spec
+    return str(Path(spec).expanduser().resolve())
+
+
+# -- building the search from a configuration ------------------------------------------------
+@cache
+def _benchmark(spec: str, space_name: str) -> Any:
+    from archrank.benchmarks import load_benchmark
+
+    return load_benchmark(spec, get_space(space_name))
+
+
+def load_bench(config: SearchConfig) -> Any:
+    """The benchmark table of ``config`` (loaded once per process)."""
+    if config.bench is None:
+        raise ArchrankError("a tabular search needs --bench (a benchmark table)")
+    return _benchmark(config.bench, config.space)
+
+
+@cache
+def _table_candidates(spec: str, space_name: str) -> CandidateSet:
+    bench = _benchmark(spec, space_name)
+    return CandidateSet(bench.space, bench.archs, bench.hashes)
+
+
+def candidates_for(config: SearchConfig) -> CandidateSet | None:
+    """The candidate set a search is restricted to (``--space-from-bench``), else ``None``."""
+    if not config.space_from_bench:
+        return None
+    assert config.bench is not None
+    return _table_candidates(config.bench, config.space)
+
+
+def build_oracle(config: SearchConfig) -> Oracle:
+    """The oracle ``config`` names (``table``: a benchmark table)."""
+    if config.oracle != "table":
+        raise ArchrankError(f"unknown oracle {config.oracle!r}; choose from: table")
+    from archrank.oracles.tabular import TabularOracle
+
+    bench = load_bench(config)
+    oracle = TabularOracle(bench, config.metric, missing="fail")
+    space = get_space(config.space)
+    if not config.space_from_bench and (space.size is None or len(bench) < space.size):
+        covered = len(set(bench.hashes))
+        raise ArchrankError(
+            f"{config.bench} holds {covered:,} of the "
+            f"{'' if space.size is None else f'{space.size:,} '}{space.name} cells; "
+            "add --space-from-bench to search among the table's cells"
+        )
+    return oracle
+
+
+def build_strategy(config: SearchConfig, space: SearchSpace | None = None) -> Strategy:
+    """A fresh strategy for ``config`` (same seed: same proposals for the same results)."""
+    space = space or get_space(config.space)
+    return make_strategy(
+        config.strategy, space, predictor=config.predictor, seed=config.seed,
+        objective=config.metric, candidates=candidates_for(config), **config.strategy_params,
+    )

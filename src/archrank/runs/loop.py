@@ -1,0 +1,361 @@
+"""The search loop: a strategy proposes, an oracle evaluates through an Executor, a store records.
+
+``run_search`` keeps up to ``max_in_flight`` evaluations running on any
+``concurrent.futures.Executor`` (``SyncExecutor`` in-process by default, a process pool, Dask),
+records each result in the ``RunStore`` the moment it arrives, and tells the strategy.
+
+Determinism. With ``ordered=True`` (the default) results are told to the strategy in the order
+the architectures were proposed, and the strategy is asked for new work only right after a
+tell, for as many as there are free slots; the sequence of ask/tell calls, hence the whole
+search, then depends on the seed alone, not on which worker finishes first, so a serial run,
+a process pool and a Dask cluster evaluate the same cells. ``ordered=False`` tells results as
+they arrive (no worker waits for a slow one; not reproducible across executors).
+
+Resume. The store records every ask call (how many tells preceded it, how many it requested)
+and the position of every tell; ``replay`` rebuilds a fresh strategy with the same seed by
+repeating those calls in order, checking that it proposes what was recorded, so it reaches
+exactly the state of the interrupted run. Results that were recorded but not yet told are
+told without re-evaluation; proposals whose evaluation was in flight are submitted again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from archrank.errors import ArchrankError
+from archrank.oracles.base import Evaluation, Oracle
+from archrank.runs.store import EvalRecord, RunStore
+from archrank.strategies.base import Strategy
+
+
+class SyncExecutor(Executor):
+    """Runs each call at ``submit`` in the calling thread (the default: no processes)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+def _init_worker(threads: int) -> None:
+    """Process-pool workers leave Ctrl-C to the parent and share the cores."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def make_executor(workers: int) -> Executor:
+    """``SyncExecutor`` for one worker, else a process pool (spawned: safe with torch)."""
+    if workers <= 1:
+        return SyncExecutor()
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads,))
+
+
+def evaluate_arch(oracle: Oracle, arch: Any) -> tuple[Evaluation, float, float]:
+    """Evaluate one architecture in a worker: ``(evaluation, started, finished)``.
+
+    An exception becomes a failed evaluation, so one bad architecture never stops a search.
+    """
+    started = time.time()
+    try:
+        evaluation = oracle.evaluate(arch)
+    except ArchrankError as exc:
+        evaluation = Evaluation(status="failed", error=str(exc))
+    except Exception as exc:
+        evaluation = Evaluation(status="failed", error=f"{type(exc).__name__}: {exc}")
+    return evaluation, started, time.time()
+
+
+@dataclass
+class SearchResult:
+    """What a search evaluated, in proposal order (the order queries were spent)."""
+
+    records: list[EvalRecord]
+    objective: str
+    interrupted: bool = False
+    exhausted: bool = False
+    seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> list[EvalRecord]:
+        return [r for r in self.records if r.done]
+
+    @property
+    def n_evaluated(self) -> int:
+        return len(self.finished)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(r.status == "failed" for r in self.records)
+
+    @property
+    def best(self) -> EvalRecord | None:
+        ok = [r for r in self.records if r.status == "ok" and r.objective is not None]
+        return max(ok, key=lambda r: r.objective) if ok else None  # type: ignore[arg-type,return-value]
+
+    def values(self) -> np.ndarray:
+        """Objective of each finished evaluation in proposal order (-inf when failed)."""
+        return np.array([r.objective if r.status == "ok" and r.objective is not None
+                         else -np.inf for r in self.finished], dtype=np.float64)
+
+    def best_curve(self) -> np.ndarray:
+        """Best objective after 1, 2, ... evaluations."""
+        v = self.values()
+        return np.maximum.accumulate(v) if len(v) else v
+
+    def queries_to(self, target: float, tol: float = 1e-9) -> int | None:
+        """Number of evaluations until one reached ``target`` (``None`` if none did)."""
+        hit = np.flatnonzero(self.values() >= target - tol)
+        return int(hit[0]) + 1 if len(hit) else None
+
+
+@dataclass
+class _Slot:
+    """A proposal whose result has not been told yet."""
+
+    seq: int
+    arch: Any
+    future: Future | None = None
+    result: Evaluation | None = None
+
+
+@dataclass
+class ReplayState:
+    """Where a replayed run stands: counters and the proposals not yet told."""
+
+    n_told: int = 0
+    next_batch: int = 0
+    records: list[EvalRecord] = field(default_factory=list)
+    untold: list[EvalRecord] = field(default_factory=list)
+    diverged: int = 0
+
+
+def replay(strategy: Strategy, store: RunStore) -> ReplayState:
+    """Bring a fresh ``strategy`` to the state of the run in ``store`` (see module doc)."""
+    space = strategy.space
+    records = store.records()
+    by_seq = {r.seq: r for r in records}
+    by_batch: dict[int, list[EvalRecord]] = {}
+    for r in records:
+        by_batch.setdefault(r.batch, []).append(r)
+    told = sorted((r for r in records if r.tell_seq is not None), key=lambda r: r.tell_seq)
+    if [r.tell_seq for r in told] != list(range(len(told))):
+        raise ArchrankError(f"{store.run_dir}: run database is inconsistent (tell order)")
+    state = ReplayState(records=records)
+    t = 0
+
+    def tell_upto(n: int) -> None:
+        nonlocal t
+        while t < n:
+            rec = told[t]
+            strategy.tell(space.parse(rec.arch), rec.evaluation())
+            t += 1
+
+    for ask in store.asks():
+        if ask.asked_after > len(told):
+            raise ArchrankError(f"{store.run_dir}: run database is inconsistent (ask order)")
+        tell_upto(ask.asked_after)
+        expected = sorted(by_batch.get(ask.batch, []), key=lambda r: r.seq)
+        proposed = strategy.ask(ask.requested) if ask.requested else []
+        if [space.hash(a) for a in proposed] != [r.hash for r in expected]:
+            # The strategy no longer reproduces the recording (another archrank version, or a
+            # non-deterministic predictor): keep the recorded proposals and carry on.
+            state.diverged += 1
+            strategy.adopt([space.parse(r.arch) for r in expected])
+        state.next_batch = ask.batch + 1
+    tell_upto(len(told))
+    state.n_told = len(told)
+    state.untold = [by_seq[s] for s in sorted(by_seq) if by_seq[s].tell_seq is None]
+    if state.diverged:
+        warnings.warn(
+            f"resumed run: the strategy proposed other cells than recorded in "
+            f"{state.diverged} step(s); the recorded ones were kept", stacklevel=2)
+    return state
+
+
+Callback = Callable[[EvalRecord, int, "EvalRecord | None"], None]
+
+
+def run_search(
+    strategy: Strategy,
+    oracle: Oracle,
+    store: RunStore,
+    *,
+    budget: int,
+    executor: Executor | None = None,
+    max_in_flight: int = 1,
+    ordered: bool = True,
+    on_result: Callback | None = None,
+    max_consecutive_failures: int | None = 50,
+    target: float | None = None,
+) -> SearchResult:
+    """Run (or resume) the search recorded in ``store`` until ``budget`` evaluations are done.
+
+    ``on_result(record, n_done, best)`` is called after each result is recorded (``best``:
+    the best record so far). Ctrl-C stops
+    cleanly: what was recorded stays, the result says ``interrupted``. After
+    ``max_consecutive_failures`` failed evaluations in a row the search stops with an error
+    (a misconfigured oracle would otherwise burn the whole budget). With ``target``, no new
+    evaluation starts once one reached it (benchmarks that know the optimum).
+    """
+    if budget < 1:
+        raise ArchrankError(f"budget must be positive, not {budget}")
+    if strategy.objective is None:
+        strategy.objective = oracle.objective
+    t0 = time.perf_counter()
+    executor = executor or SyncExecutor()
+    space = strategy.space
+    state = replay(strategy, store)
+    records: dict[int, EvalRecord] = {r.seq: r for r in state.records}
+    result = SearchResult([], oracle.objective, info={"diverged": state.diverged})
+    n_told = state.n_told
+    next_batch = state.next_batch
+    next_seq = max(records, default=-1) + 1
+    slots: dict[int, _Slot] = {}
+    arrivals: list[int] = []  # seqs with a result, in arrival order (unordered mode)
+    failures = 0
+    done_records = [r for r in records.values() if r.done]
+    n_done = len(done_records)
+    best = max((r for r in done_records if r.status == "ok" and r.objective is not None),
+               key=lambda r: r.objective, default=None)  # type: ignore[arg-type,return-value]
+
+    def snapshot() -> SearchResult:
+        result.records = [records[s] for s in sorted(records)]
+        return result
+
+    def submit(slot: _Slot) -> None:
+        slot.future = executor.submit(evaluate_arch, oracle, slot.arch)
+
+    def collect(seqs: Iterable[int]) -> None:
+        """Record the results of finished futures (in proposal order)."""
+        nonlocal failures, n_done, best
+        for seq in sorted(seqs):
+            slot = slots[seq]
+            assert slot.future is not None
+            try:
+                evaluation, started, finished = slot.future.result()
+            except Exception as exc:  # the executor failed (a crashed worker process)
+                evaluation = Evaluation(status="failed", error=f"{type(exc).__name__}: {exc}")
+                started, finished = None, time.time()
+            slot.future, slot.result = None, evaluation
+            value = evaluation.metrics.get(oracle.objective) if evaluation.ok else None
+            store.record_result(seq, evaluation, value, started, finished)
+            rec = records[seq]
+            rec.status, rec.metrics, rec.objective = evaluation.status, evaluation.metrics, value
+            rec.cost, rec.error = evaluation.cost, evaluation.error
+            rec.started, rec.finished = started if started is not None else rec.started, finished
+            arrivals.append(seq)
+            failures = failures + 1 if not evaluation.ok else 0
+            n_done += 1
+            if value is not None and (best is None or value > best.objective):  # type: ignore[operator]
+                best = rec
+            if on_result is not None:
+                on_result(rec, n_done, best)
+            if max_consecutive_failures and failures >= max_consecutive_failures:
+                raise ArchrankError(
+                    f"{failures} evaluations in a row failed; stopping "
+                    f"(last error: {evaluation.error})")
+
+    def fill() -> bool:
+        """Ask for as many proposals as there are free slots; False when none came."""
+        nonlocal next_batch, next_seq
+        want = min(max_in_flight - len(slots), budget - len(records))
+        if target is not None and best is not None and best.objective >= target - 1e-9:
+            want = 0
+        if want <= 0:
+            return True
+        archs = strategy.ask(want)
+        rows = [(next_seq + i, space.hash(a), space.format(a)) for i, a in enumerate(archs)]
+        store.add_ask(next_batch, n_told, want, rows)
+        now = time.time()
+        for (seq, h, text), arch in zip(rows, archs, strict=True):
+            records[seq] = EvalRecord(seq=seq, hash=h, arch=text, batch=next_batch,
+                                      status="pending", started=now)
+            slots[seq] = _Slot(seq, arch)
+        next_batch += 1
+        next_seq += len(archs)
+        for seq, _, _ in rows:
+            submit(slots[seq])
+            if slots[seq].future is not None and slots[seq].future.done():
+                collect([seq])
+        return bool(archs)
+
+    def next_to_tell() -> int:
+        """The proposal to tell next, waiting for results as needed."""
+        while True:
+            if ordered:
+                head = min(slots)
+                if slots[head].result is not None:
+                    return head
+            else:
+                ready = [s for s in arrivals if s in slots]
+                if ready:
+                    return ready[0]
+            running = {s.future: s.seq for s in slots.values() if s.future is not None}
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            collect(running[f] for f in done)
+
+    try:
+        # Proposals of the interrupted run: recorded results are told, the rest re-submitted.
+        for rec in state.untold:
+            slot = _Slot(rec.seq, space.parse(rec.arch))
+            slots[rec.seq] = slot
+            if rec.done:
+                slot.result = rec.evaluation()
+                arrivals.append(rec.seq)
+        for seq in sorted(slots):
+            if slots[seq].result is None:
+                store.mark_started(seq, time.time())
+                submit(slots[seq])
+                if slots[seq].future.done():  # type: ignore[union-attr]
+                    collect([seq])
+        while True:
+            got = fill()
+            if not slots:
+                result.exhausted = not got and len(records) < budget
+                break
+            seq = next_to_tell()
+            slot = slots.pop(seq)
+            assert slot.result is not None
+            store.mark_told(seq, n_told)
+            records[seq].tell_seq = n_told
+            n_told += 1
+            strategy.tell(slot.arch, slot.result)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        for slot in slots.values():
+            if slot.future is not None:
+                slot.future.cancel()
+        _stop_workers(executor)
+    result.seconds = time.perf_counter() - t0
+    return snapshot()
+
+
+def _stop_workers(executor: Executor) -> None:
+    """On Ctrl-C, do not wait for running evaluations of a process pool we cannot cancel."""
+    if isinstance(executor, ProcessPoolExecutor):
+        for proc in list(getattr(executor, "_processes", {}).values()):
+            proc.terminate()
+        executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,304 @@
+"""The durable record of a search: ``RUN_DIR/run.sqlite`` (SQLite in WAL mode).
+
+Tables:
+- ``config``: the run's configuration (key -> JSON value), written once at creation;
+- ``asks``: every ``strategy.ask`` call (``batch``), how many tells preceded it
+  (``asked_after``), how many architectures it requested and returned;
+- ``evaluations``: one row per proposed architecture, keyed by the order it was proposed
+  (``seq``), with its canonical ``hash`` (UNIQUE: nothing is evaluated twice), text, status
+  (``pending`` until its result arrives, then ``ok`` or ``failed``), metrics (JSON), objective
+  value, cost, error, timestamps, and ``tell_seq``, its position among the results told to
+  the strategy.
+
+Each proposal and each result is committed as it happens, so killing the process loses at most
+the evaluations in flight, and ``asks`` + ``tell_seq`` are exactly what a resume replays.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archrank.errors import ArchrankError
+from archrank.oracles.base import Evaluation
+
+DB_NAME = "run.sqlite"
+LOCK_NAME = "run.lock"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS config (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS asks (
+    batch       INTEGER PRIMARY KEY,
+    asked_after INTEGER NOT NULL,
+    requested   INTEGER NOT NULL,
+    returned    INTEGER NOT NULL,
+    time        REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evaluations (
+    seq         INTEGER PRIMARY KEY,
+    hash        TEXT NOT NULL UNIQUE,
+    arch        TEXT NOT NULL,
+    batch       INTEGER NOT NULL REFERENCES asks(batch),
+    status      TEXT NOT NULL CHECK (status IN ('pending', 'ok', 'failed')),
+    metrics     TEXT,
+    objective   REAL,
+    cost        REAL,
+    error       TEXT,
+    started     REAL,
+    finished    REAL,
+    tell_seq    INTEGER UNIQUE
+);
+"""
+
+
+@dataclass
+class EvalRecord:
+    """One row of ``evaluations``."""
+
+    seq: int
+    hash: str
+    arch: str
+    batch: int
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    objective: float | None = None
+    cost: float | None = None
+    error: str | None = None
+    started: float | None = None
+    finished: float | None = None
+    tell_seq: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status != "pending"
+
+    def evaluation(self) -> Evaluation:
+        """The ``Evaluation`` this record stores (what the strategy was told)."""
+        return Evaluation(metrics=dict(self.metrics), cost=self.cost or 0.0,
+                          status="ok" if self.status == "ok" else "failed", error=self.error)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq, "hash": self.hash, "arch": self.arch, "status": self.status,
+            "objective": self.objective, "metrics": self.metrics, "cost": self.cost,
+            "error": self.error, "started": self.started, "finished": self.finished,
+            "batch": self.batch, "tell_seq": self.tell_seq,
+        }
+
+
+@dataclass(frozen=True)
+class AskRecord:
+    """One row of ``asks``."""
+
+    batch: int
+    asked_after: int
+    requested: int
+    returned: int
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is None or math.isfinite(x) else None
+
+
+def _jsonable(obj: Any) -> Any:
+    """numpy scalars and other numbers a metric may come as."""
+    try:
+        return float(obj)
+    except (TypeError, ValueError):
+        return str(obj)
+
+
+class RunStore:
+    """A run directory's database. Open with ``create``, ``open`` or ``memory``."""
+
+    def __init__(self, conn: sqlite3.Connection, run_dir: Path | None,
+                 lock_fd: int | None = None) -> None:
+        self.conn = conn
+        self.run_dir = run_dir
+        self._lock_fd = lock_fd
+
+    # -- opening ----------------------------------------------------------------------------
+    @staticmethod
+    def exists(run_dir: str | Path) -> bool:
+        return (Path(run_dir) / DB_NAME).is_file()
+
+    @classmethod
+    def create(cls, run_dir: str | Path, config: dict[str, Any]) -> RunStore:
+        """A new run directory recording ``config``; an existing run there is an error."""
+        run_dir = Path(run_dir)
+        if cls.exists(run_dir):
+            raise ArchrankError(f"{run_dir}: already holds a run (resume it with --resume)")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ArchrankError(f"{run_dir}: cannot create run directory ({exc.strerror})"
+                                ) from None
+        store = cls._connect(run_dir)
+        store._init(config)
+        return store
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> RunStore:
+        """An existing run directory."""
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise ArchrankError(f"{run_dir}: no such run directory")
+        if not cls.exists(run_dir):
+            raise ArchrankError(f"{run_dir}: not a run directory (no {DB_NAME})")
+        store = cls._connect(run_dir)
+        try:
+            version = store.conn.execute(
+                "SELECT value FROM config WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            store.close()
+            raise ArchrankError(f"{run_dir / DB_NAME}: not a readable run database ({exc})"
+                                ) from None
+        if version is None or json.loads(version[0]) != SCHEMA_VERSION:
+            store.close()
+            raise ArchrankError(f"{run_dir / DB_NAME}: unsupported run database version")
+        return store
+
+    @classmethod
+    def memory(cls, config: dict[str, Any]) -> RunStore:
+        """An in-memory store (benchmarks: same code path, nothing written to disk)."""
+        store = cls(sqlite3.connect(":memory:"), None)
+        store._init(config)
+        return store
+
+    @classmethod
+    def _connect(cls, run_dir: Path) -> RunStore:
+        lock_fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise ArchrankError(f"{run_dir}: the run is in use by another archrank process"
+                                ) from None
+        conn = sqlite3.connect(run_dir / DB_NAME, timeout=30.0)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            os.close(lock_fd)
+            raise ArchrankError(f"{run_dir / DB_NAME}: not a readable run database ({exc})"
+                                ) from None
+        if mode != "wal":  # e.g. a file system without shared memory
+            raise ArchrankError(f"{run_dir / DB_NAME}: cannot use WAL journal mode ({mode})")
+        # WAL + NORMAL: a committed transaction survives the process being killed.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return cls(conn, run_dir, lock_fd)
+
+    def _init(self, config: dict[str, Any]) -> None:
+        with self.conn:
+            self.conn.executescript(_SCHEMA)
+            rows = {"schema_version": SCHEMA_VERSION, "created": time.time(), **config}
+            self.conn.executemany(
+                "INSERT INTO config (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v, sort_keys=True)) for k, v in rows.items()],
+            )
+
+    def close(self) -> None:
+        self.conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ----------------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        """The configuration the run was created with (without bookkeeping keys)."""
+        rows = self.conn.execute("SELECT key, value FROM config").fetchall()
+        return {k: json.loads(v) for k, v in rows if k not in ("schema_version", "created")}
+
+    @property
+    def created(self) -> float:
+        row = self.conn.execute("SELECT value FROM config WHERE key = 'created'").fetchone()
+        return float(json.loads(row[0]))
+
+    def records(self) -> list[EvalRecord]:
+        """Every evaluation row, in proposal order."""
+        rows = self.conn.execute(
+            "SELECT seq, hash, arch, batch, status, metrics, objective, cost, error, started,"
+            " finished, tell_seq FROM evaluations ORDER BY seq").fetchall()
+        return [
+            EvalRecord(seq=r[0], hash=r[1], arch=r[2], batch=r[3], status=r[4],
+                       metrics=json.loads(r[5]) if r[5] else {}, objective=r[6], cost=r[7],
+                       error=r[8], started=r[9], finished=r[10], tell_seq=r[11])
+            for r in rows
+        ]
+
+    def asks(self) -> list[AskRecord]:
+        rows = self.conn.execute(
+            "SELECT batch, asked_after, requested, returned FROM asks ORDER BY batch"
+        ).fetchall()
+        return [AskRecord(*r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT status, COUNT(*) FROM evaluations GROUP BY status").fetchall()
+        return {"pending": 0, "ok": 0, "failed": 0, **dict(rows)}
+
+    def iter_jsonl(self) -> Iterator[str]:
+        """Each evaluation as one JSON line (``archrank runs export``)."""
+        for rec in self.records():
+            yield json.dumps(rec.to_json(), sort_keys=False)
+
+    # -- writing ----------------------------------------------------------------------------
+    def add_ask(self, batch: int, asked_after: int, requested: int,
+                proposals: Iterable[tuple[int, str, str]]) -> None:
+        """Record one ``ask`` call and its proposals ``(seq, hash, arch_text)`` atomically."""
+        proposals = list(proposals)
+        now = time.time()
+        try:
+            with self.conn:
+                self.conn.execute(
+                    "INSERT INTO asks (batch, asked_after, requested, returned, time)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (batch, asked_after, requested, len(proposals), now))
+                self.conn.executemany(
+                    "INSERT INTO evaluations (seq, hash, arch, batch, status, started)"
+                    " VALUES (?, ?, ?, ?, 'pending', ?)",
+                    [(seq, h, text, batch, now) for seq, h, text in proposals])
+        except sqlite3.IntegrityError as exc:
+            raise RuntimeError(f"refusing to record a repeated proposal: {exc}") from exc
+
+    def mark_started(self, seq: int, started: float) -> None:
+        with self.conn:
+            self.conn.execute("UPDATE evaluations SET started = ? WHERE seq = ?",
+                              (started, seq))
+
+    def record_result(self, seq: int, evaluation: Evaluation, objective: float | None,
+                      started: float | None, finished: float | None,
+                      tell_seq: int | None = None) -> None:
+        """Store the result of proposal ``seq`` (and, optionally, its tell position)."""
+        with self.conn:
+            self.conn.execute(
+                "UPDATE evaluations SET status = ?, metrics = ?, objective = ?, cost = ?,"
+                " error = ?, started = COALESCE(?, started), finished = ?,"
+                " tell_seq = COALESCE(?, tell_seq) WHERE seq = ?",
+                (evaluation.status, json.dumps(evaluation.metrics, default=_jsonable),
+                 _finite(objective),
+                 float(evaluation.cost), evaluation.error, started, finished, tell_seq, seq))
+
+    def mark_told(self, seq: int, tell_seq: int) -> None:
+        with self.conn:
+            self.conn.execute("UPDATE evaluations SET tell_seq = ? WHERE seq = ?",
+                              (tell_seq, seq))

@@ -1,0 +1,221 @@
+"""Predictor-guided search, the seed method of GATES (Ning et al., ECCV 2020).
+
+Start with ``n_init`` random cells; then, each time the proposals run out, fit the predictor
+on every result told so far, score the candidates and queue the ``batch`` best unseen ones,
+each slot replaced, with probability ``explore``, by a random unseen cell from the predicted
+top ``explore_top`` fraction (exploration that stays where the predictor sees promise).
+
+The candidates are the whole space when it is small enough to enumerate (nb201, nbgraph) or
+the cells of a table (``--space-from-bench``); otherwise a fresh pool of ``pool_size`` sampled
+cells plus every neighbour of the ``top_mutate`` best cells so far (nb101). Fits dominate the
+cost, so the predictor is refitted only once per ``batch`` proposals (a number that grows by
+``batch_growth`` of the data once that exceeds ``batch / batch_growth`` cells), and torch
+predictors train for at most ``max_fit_steps`` steps. Each fit starts from scratch with a seed
+derived from the strategy's seed and the fit's number, so a replayed run refits identically
+(a warm start from the previous fit would save little at these sizes and tie every fit to
+the whole history).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypeVar
+
+import numpy as np
+
+from archrank.predictors.base import Predictor, make_predictor
+from archrank.strategies.base import CandidateSet, Strategy, derive_seed
+
+A = TypeVar("A")
+
+# Torch predictors train for a modest number of epochs here instead of their default schedule
+# (sized for one-off fits on up to thousands of cells): a search refits on 10-200 cells over
+# and over, and 100 epochs rank those as well at a fraction of the cost. On more cells the
+# epochs shrink so that a fit stays under ``max_fit_steps`` optimiser steps.
+NEURAL_EPOCHS = 100
+
+
+class GuidedSearch(Strategy[A]):
+    """Predictor-guided search with any registered predictor (default ``gates``)."""
+
+    name = "guided"
+
+    def __init__(self, space: Any, *, predictor: str = "gates",
+                 predictor_params: dict[str, Any] | None = None, n_init: int = 10,
+                 batch: int = 10, explore: float = 0.3, explore_top: float = 0.05,
+                 pool_size: int = 10_000,
+                 top_mutate: int = 10, max_enumerate: int = 50_000,
+                 batch_growth: float = 0.05, max_fit_steps: int | None = 400,
+                 **kwargs: Any) -> None:
+        super().__init__(space, **kwargs)
+        if n_init < 1 or batch < 1 or pool_size < 1:
+            raise ValueError("n_init, batch and pool_size must be positive")
+        if not 0.0 <= explore <= 1.0:
+            raise ValueError("explore must lie in [0, 1]")
+        if not 0.0 < explore_top <= 1.0:
+            raise ValueError("explore_top must lie in (0, 1]")
+        self.explore_top = explore_top
+        self.predictor_name = predictor
+        self.predictor_params = dict(predictor_params or {})
+        self._neural = _is_neural(predictor)
+        self.batch_growth = batch_growth
+        self.max_fit_steps = max_fit_steps
+        self.n_init = n_init
+        self.batch = batch
+        self.explore = explore
+        self.pool_size = pool_size
+        self.top_mutate = top_mutate
+        if (self.candidates is None and space.enumerable and space.size is not None
+                and space.size <= max_enumerate):
+            self.candidates = CandidateSet.of_space(space)
+            self._seen_mask = np.zeros(len(self.candidates), dtype=bool)
+        self._queue: list[tuple[Any, str]] = []
+        self._n_random = 0
+        self.model: Predictor | None = None
+        self.n_fits = 0
+        self.fit_seconds = 0.0
+        self.score_seconds = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "predictor": self.predictor_name,
+                "predictor_params": self.predictor_params, "n_init": self.n_init,
+                "batch": self.batch, "explore": self.explore, "explore_top": self.explore_top,
+                "batch_growth": self.batch_growth, "max_fit_steps": self.max_fit_steps}
+
+    def _propose(self, n: int) -> list[tuple[Any, str]]:
+        out: list[tuple[Any, str]] = []
+        while len(out) < n:
+            if self._n_random < self.n_init or len(self.observed) < 2:
+                self._n_random += 1
+                pick = self._random_unseen(1)
+                if not pick:
+                    break
+                out.append(self._claim(pick[0]))
+                continue
+            if not self._queue:
+                self._refill()
+                if not self._queue:
+                    break
+            arch, h = self._queue.pop(0)
+            if not self._taken(h):
+                out.append(self._claim((arch, h)))
+        return out
+
+    # -- the predictor step -----------------------------------------------------------------
+    def fit_params(self, n: int) -> dict[str, Any]:
+        """Constructor keywords of the predictor for a fit on ``n`` cells."""
+        params = dict(self.predictor_params)
+        if self._neural and "epochs" not in params:
+            from archrank.predictors.neural import TRAIN_DEFAULTS
+
+            epochs = NEURAL_EPOCHS
+            if self.max_fit_steps:
+                bs = int(params.get("batch_size", TRAIN_DEFAULTS["batch_size"]))
+                per_epoch = max(1, -(-n // bs))
+                epochs = max(10, min(epochs, self.max_fit_steps // per_epoch))
+            params["epochs"] = epochs
+        return params
+
+    def _batch_size(self) -> int:
+        """Proposals per fit: ``batch``, growing with the data (fits get rarer, not cheaper)."""
+        return max(self.batch, int(np.ceil(self.batch_growth * len(self.observed))))
+
+    def _fit(self, unlabeled: Any) -> Predictor:
+        t0 = time.perf_counter()
+        model = make_predictor(self.predictor_name, self.space,
+                               seed=derive_seed(self.seed, 1, self.n_fits),
+                               **self.fit_params(len(self.observed)))
+        archs = [a for a, _, _ in self.observed]
+        y = np.array([v for _, _, v in self.observed])
+        model.fit(archs, y, unlabeled=unlabeled)
+        self.n_fits += 1
+        self.fit_seconds += time.perf_counter() - t0
+        self.model = model
+        return model
+
+    def _refill(self) -> None:
+        """Fit on everything told, then queue the next ``batch`` proposals."""
+        if self.candidates is not None:
+            if self._seen_mask.all():  # type: ignore[union-attr]
+                return
+            graphs = self.candidates.graphs
+            model = self._fit(graphs)
+            t0 = time.perf_counter()
+            scores = model.predict(graphs)
+            scores[self._seen_mask] = -np.inf  # type: ignore[index]
+            for h in self._claimed:
+                if h in self.candidates.index:
+                    scores[self.candidates.index[h]] = -np.inf
+            k = min(self._batch_size(), int(np.isfinite(scores).sum()))
+            if k == 0:
+                return
+            top = np.argpartition(-scores, k - 1)[:k]
+            top = top[np.argsort(-scores[top], kind="stable")]
+            ranked = [(self.candidates.archs[i], self.candidates.hashes[i]) for i in top]
+            free = np.flatnonzero(np.isfinite(scores))
+            n_top = max(k, int(np.ceil(self.explore_top * len(free))))
+            if n_top < len(free):
+                free = free[np.argpartition(-scores[free], n_top - 1)[:n_top]]
+            explore_from: list[tuple[Any, str | None]] = [
+                (self.candidates.archs[i], self.candidates.hashes[i]) for i in free]
+            self.score_seconds += time.perf_counter() - t0
+        else:
+            pool = self._pool()
+            graphs = self.space.to_graphs(pool)
+            model = self._fit(graphs)
+            t0 = time.perf_counter()
+            scores = model.predict(graphs)
+            ranked = []
+            taken: set[str] = set()
+            for i in np.argsort(-scores, kind="stable"):
+                h = self.space.hash(pool[i])
+                if self._taken(h) or h in taken:
+                    continue
+                taken.add(h)
+                ranked.append((pool[i], h))
+                if len(ranked) == self._batch_size():
+                    break
+            n_top = max(len(ranked), int(np.ceil(self.explore_top * len(pool))))
+            top = np.argsort(-scores, kind="stable")[:n_top]
+            explore_from = [(pool[i], None) for i in top]
+            self.score_seconds += time.perf_counter() - t0
+        queue: list[tuple[Any, str]] = []
+        taken = {h for _, h in ranked}
+        for item in ranked:
+            if self.explore > 0 and self.rng.random() < self.explore:
+                pick = self._explore_pick(explore_from, taken)
+                if pick:
+                    taken.add(pick[0][1])
+                    queue.append(pick[0])
+                    continue
+            queue.append(item)
+        self._queue = queue
+
+    def _explore_pick(self, options: list[tuple[Any, str | None]],
+                      taken: set[str]) -> list[tuple[Any, str]]:
+        """An exploration proposal: a random unseen cell among the predicted top
+        ``explore_top`` fraction of the candidates (uniform over all when that is 1)."""
+        if self.explore_top >= 1.0:
+            return self._random_unseen(1, taken)
+        for i in self.rng.permutation(len(options)):
+            arch, h = options[int(i)]
+            h = h if h is not None else self.space.hash(arch)
+            if h not in taken and not self._taken(h):
+                return [(arch, h)]
+        return self._random_unseen(1, taken)
+
+    def _pool(self) -> list[Any]:
+        """Sampled cells plus all neighbours of the best cells told so far."""
+        pool = list(self.space.sample(self.pool_size, self.rng))
+        best = sorted(self.observed, key=lambda t: -t[2])[: self.top_mutate]
+        for arch, _, _ in best:
+            pool.extend(self.space.neighbours(arch))
+        return pool
+
+
+def _is_neural(name: str) -> bool:
+    """Whether predictor ``name`` trains with the shared torch loop (takes ``epochs``)."""
+    from archrank.predictors.base import predictor_class
+    from archrank.predictors.neural import NeuralPredictor
+
+    return issubclass(predictor_class(name), NeuralPredictor)

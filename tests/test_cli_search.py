@@ -1,0 +1,154 @@
+"""``archrank search``, ``bench search``, ``runs export`` and ``demo`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from archrank.cli import main
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``archrank ARGS``; returns (exit status, stdout, stderr)."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def base(nb201_csv) -> list[str]:
+    return ["--space", "nb201", "--bench", str(nb201_csv), "--metric", "cifar10_test"]
+
+
+def test_search_summary_export_and_resume(cli, base, tmp_path):
+    run_dir = tmp_path / "runs" / "demo"
+    code, out, err = cli("search", *base, "--strategy", "rea", "--budget", "40", "--seed", "1",
+                         "--run-dir", str(run_dir), "--json", str(tmp_path / "s.json"))
+    assert code == 0, err
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["queries"] == 40 and summary["strategy"] == "rea"
+    best = summary["best"]
+    assert best["value"] > 93.0 and 1 <= best["found_at_query"] <= 40
+    assert best["arch"] in out and f"{best['value']:.4f}".rstrip("0") in out
+    assert "40 of 40" in out and "40/40" in err  # summary and progress bar
+
+    code, out, _ = cli("runs", "export", str(run_dir), "--jsonl")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 40
+    assert [r["seq"] for r in rows] == list(range(40))
+    assert max(r["objective"] for r in rows) == best["value"]
+    assert {"hash", "arch", "metrics", "status", "cost", "started", "finished"} <= set(rows[0])
+
+    code, out, _ = cli("runs", "export", str(run_dir), "--out", str(tmp_path / "e.jsonl"))
+    assert code == 0 and len((tmp_path / "e.jsonl").read_text().splitlines()) == 40
+    code, out, _ = cli("runs", "show", str(run_dir))
+    assert code == 0 and "40 ok, 0 failed, 0 pending" in out
+
+    # resuming a finished run evaluates nothing and reports the same best cell
+    code, out, err = cli("search", "--resume", str(run_dir))
+    assert code == 0, err
+    assert "resuming" in err and best["arch"] in out
+    # the same command on the same run directory continues it as well
+    code, _, err = cli("search", *base, "--strategy", "rea", "--budget", "40", "--seed", "1",
+                       "--run-dir", str(run_dir))
+    assert code == 0, err
+
+
+def test_a_run_directory_keeps_its_configuration(cli, base, tmp_path):
+    run_dir = str(tmp_path / "r")
+    assert cli("search", *base, "--strategy", "random", "--budget", "5",
+               "--run-dir", run_dir)[0] == 0
+    code, _, err = cli("search", "--resume", run_dir, "--strategy", "rea")
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"error: run directory {run_dir} was created with --strategy random; got "
+        "--strategy rea (use another --run-dir for a different search)"]
+    code, _, err = cli("search", *base, "--budget", "6", "--strategy", "random",
+                       "--run-dir", run_dir)
+    assert code == 2 and "was created with --budget 5" in err
+    code, _, err = cli("search", *base, "--strategy", "random", "--budget", "5", "--seed", "2",
+                       "--run-dir", run_dir)
+    assert code == 2 and "--seed 0" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--strategy", "annealing"], "unknown strategy 'annealing'; choose from: random, rea"),
+        (["--budget", "0"], "--budget must be a positive number of evaluations, not 0"),
+        (["--budget", "-3"], "--budget must be a positive number of evaluations, not -3"),
+        (["--strategy", "rea", "--predictor", "gates"], "--predictor applies to guided"),
+        (["--metric", "accuracy"], "unknown metric 'accuracy'"),
+        (["--bench", "/no/such/table.csv"], "/no/such/table.csv: no such file"),
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--set", "explore"], "--set 'explore': expected KEY=VALUE"),
+    ],
+)
+def test_bad_input_gets_a_one_line_error(cli, base, tmp_path, args, message):
+    code, _, err = cli("search", *base, *args, "--run-dir", str(tmp_path / "r"))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_options_and_missing_run_dirs(cli, tmp_path):
+    code, _, err = cli("search")
+    assert code == 2 and "missing --space, --bench, --metric" in err
+    code, _, err = cli("search", "--resume", str(tmp_path / "nope"))
+    assert code == 2 and "no such run directory" in err
+    code, _, err = cli("runs", "export", str(tmp_path))
+    assert code == 2 and "not a run directory" in err
+
+
+def test_search_help_has_an_example(cli):
+    code, out, _ = cli("search", "--help")
+    assert code == 0 and "archrank search --space nb201" in out
+    code, out, _ = cli("bench", "search", "--help")
+    assert code == 0 and "--strategies random,rea,ls,gates" in out
+
+
+def test_bench_search_json(cli, base, tmp_path):
+    out_json = tmp_path / "out.json"
+    code, out, err = cli("bench", "search", *base, "--strategies", "random,rea", "--budget",
+                         "60", "--seeds", "3", "--json", str(out_json))
+    assert code == 0, err
+    report = json.loads(out_json.read_text())
+    assert report["optimum"] == pytest.approx(94.3733)
+    assert list(report["strategies"]) == ["random", "rea"]
+    for entry in report["strategies"].values():
+        q = entry["queries_to_optimum"]
+        assert set(q) >= {"median", "reached"} and 0 <= q["reached"] <= 3
+        assert set(entry["best_at"]) == {"50", "60"}
+        assert len(entry["curve"]) == 60
+    assert "rea" in out and "best@50" in out
+    code, _, err = cli("bench", "search", *base, "--strategies", "random,sa", "--seeds", "1")
+    assert code == 2 and "unknown strategy 'sa'" in err
+
+
+def test_bench_search_on_a_partial_table_needs_space_from_bench(cli, nb101_csv):
+    args = ["bench", "search", "--space", "nb101", "--bench", str(nb101_csv), "--metric",
+            "val_acc_108", "--strategies", "random", "--seeds", "1", "--budget", "20"]
+    code, _, err = cli(*args)
+    assert code == 2 and "add --space-from-bench" in err
+    code, out, err = cli(*args, "--space-from-bench")
+    assert code == 0, err
+    assert "random" in out
+
+
+def test_demo_compares_gates_with_random_search(cli):
+    pytest.importorskip("nas_bench_graph")
+    code, out, err = cli("demo", "--budget", "15")
+    assert code == 0, err
+    assert "gates" in out and "random" in out and "nbgraph:cora" in out

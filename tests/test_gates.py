@@ -1,0 +1,253 @@
+"""GATES and the shared neural training loop: invariance, learning, persistence, errors."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from archrank.errors import ArchrankError
+from archrank.metrics import kendall_tau, spearman
+from archrank.predictors.base import Predictor, make_predictor
+from archrank.predictors.gates import GatesPredictor
+from archrank.predictors.losses import hinge_ranking_loss, make_loss, mse_loss
+from archrank.spaces import get_space
+from archrank.spaces.base import GraphBatch
+
+FAST = {"epochs": 2, "dim": 16, "op_dim": 8, "mlp_hidden": 16}
+
+
+@pytest.fixture(scope="module")
+def nb201():
+    return get_space("nb201")
+
+
+@pytest.fixture(scope="module")
+def nb101():
+    return get_space("nb101")
+
+
+@pytest.fixture(scope="module")
+def nb201_all(nb201):
+    return nb201.to_graphs(nb201.enumerate())
+
+
+def conv3x3_count(graphs: GraphBatch, space) -> np.ndarray:
+    """Number of nor_conv_3x3 edges that pass information: a known ranking to learn."""
+    conv = space.edge_op_names.index("nor_conv_3x3")
+    return ((graphs.edge_ops == conv) & (graphs.adj > 0)).sum((1, 2)).numpy().astype(float)
+
+
+def topological_relabellings(matrix: np.ndarray) -> list[list[int]]:
+    """Permutations of the intermediate vertices that keep the matrix upper triangular."""
+    n = len(matrix)
+    found = []
+    for middle in itertools.permutations(range(1, n - 1)):
+        perm = [0, *middle, n - 1]  # new position of old vertex i is perm.index(i)
+        if list(middle) == sorted(middle):
+            continue
+        new = matrix[np.ix_(perm, perm)]
+        if not np.tril(new).any():
+            found.append(perm)
+    return found
+
+
+# -- isomorphism invariance ---------------------------------------------------------------------
+def test_isomorphic_nb101_cells_score_alike(nb101, nb101_csv: Path) -> None:
+    import csv
+
+    pairs = []
+    with open(nb101_csv) as f:
+        for row in itertools.islice(csv.DictReader(f), 150):
+            n = int(row["num_vertices"])
+            matrix = np.array([int(c) for c in row["adjacency"]]).reshape(n, n)
+            ops = row["ops"].split(",")
+            a = nb101.make(matrix, ops)
+            for perm in topological_relabellings(matrix):
+                b = nb101.make(matrix[np.ix_(perm, perm)], [ops[i] for i in perm])
+                if b != a:  # not an automorphism: really another labelling
+                    assert nb101.hash(a) == nb101.hash(b)
+                    pairs.append((a, b))
+                    break
+    assert len(pairs) >= 10
+    model = GatesPredictor(nb101, seed=0, **FAST)
+    model.fit([p[0] for p in pairs] + [p[1] for p in pairs], np.arange(2 * len(pairs)) % 7)
+    left = model.predict([p[0] for p in pairs])
+    right = model.predict([p[1] for p in pairs])
+    np.testing.assert_allclose(left, right, rtol=0, atol=1e-4)
+    assert np.ptp(left) > 1e-4  # the scores do depend on the cell
+
+
+def test_isomorphic_nb201_cells_score_alike(nb201) -> None:
+    """Swapping nodes 1 and 2 of a cell without edge 1->2 gives an isomorphic cell."""
+    rng = np.random.default_rng(0)
+    ops = ["skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3", "none"]
+    left, right = [], []
+    for _ in range(30):
+        a, b, c, d, e = (ops[i] for i in rng.integers(0, 5, size=5))
+        left.append(nb201.parse(f"|{a}~0|+|{b}~0|none~1|+|{c}~0|{d}~1|{e}~2|"))
+        right.append(nb201.parse(f"|{b}~0|+|{a}~0|none~1|+|{c}~0|{e}~1|{d}~2|"))
+    model = GatesPredictor(nb201, seed=1, **FAST).fit(left + right, rng.normal(size=60))
+    np.testing.assert_allclose(model.predict(left), model.predict(right), rtol=0, atol=1e-4)
+
+
+def test_inference_path_equals_training_path(nb201, nb101, nb201_all) -> None:
+    """The in-place inference pass computes exactly what the autograd pass computes."""
+    cells101 = nb101.sample_specs(300, np.random.default_rng(0))
+    for space, graphs in ((nb201, nb201_all[:500]), (nb101, nb101.to_graphs(cells101))):
+        net = GatesPredictor(space, seed=0).build_model().eval()
+        with torch.no_grad():
+            fast = net(graphs)
+        with torch.enable_grad():
+            slow = net(graphs).detach()
+        torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+def test_none_edges_block_information(nb201) -> None:
+    """A cell whose output is cut off from the input scores like any other such cell."""
+    cut = [nb201.parse("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|none~1|none~2|"),
+           nb201.parse("|avg_pool_3x3~0|+|nor_conv_1x1~0|none~1|+|none~0|none~1|none~2|")]
+    net = GatesPredictor(nb201, seed=0).build_model().eval()
+    with torch.no_grad():
+        s = net(nb201.to_graphs(cut))
+    assert float(s[0]) == pytest.approx(float(s[1]), abs=1e-6)
+
+
+# -- learning -----------------------------------------------------------------------------------
+def test_tiny_fit_learns_a_known_ranking(nb201, nb201_all) -> None:
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(nb201_all))
+    train, test = idx[:300], idx[300:3300]
+    y = conv3x3_count(nb201_all, nb201)
+    model = GatesPredictor(nb201, seed=0, epochs=40)
+    model.fit(nb201_all[train], y[train])
+    pred = model.predict(nb201_all[test])
+    # y has only 7 distinct values, so even a perfect ranking has tau-b well below 1
+    best = kendall_tau(y[test], y[test] + 1e-3 * np.arange(len(test)) / len(test))
+    assert kendall_tau(y[test], pred) > 0.85 * best
+    assert spearman(y[test], pred) > 0.85
+
+
+@pytest.mark.parametrize("loss", ["hinge", "mse", "combined"])
+def test_every_loss_trains(loss: str, nb201, nb201_all) -> None:
+    y = conv3x3_count(nb201_all, nb201)
+    idx = np.random.default_rng(1).permutation(len(y))
+    train, test = idx[:200], idx[200:2200]
+    model = GatesPredictor(nb201, seed=0, loss=loss, epochs=50)
+    model.fit(nb201_all[train], y[train])
+    assert kendall_tau(y[test], model.predict(nb201_all[test])) > 0.6
+
+
+def test_early_stopping_holds_out_a_slice(nb201, nb201_all) -> None:
+    y = conv3x3_count(nb201_all, nb201)
+    model = GatesPredictor(nb201, seed=0, epochs=6, early_stop_min=100, **{
+        k: v for k, v in FAST.items() if k != "epochs"})
+    model.fit(nb201_all[:150], y[:150])
+    assert any("best_val_tau" in h for h in model.history_)
+    small = GatesPredictor(nb201, seed=0, **FAST).fit(nb201_all[:150], y[:150])
+    assert not small.history_  # below early_stop_min: every cell trains
+
+
+def test_auto_epochs_scale_with_data(nb201) -> None:
+    model = GatesPredictor(nb201)
+    assert model.auto_epochs(50) > model.auto_epochs(1000) >= model.hp["base_epochs"]
+    assert model.auto_epochs(10) <= model.hp["max_epochs"]
+    assert GatesPredictor(nb201, epochs=7).auto_epochs(1000) == 7
+
+
+# -- determinism and persistence ----------------------------------------------------------------
+def test_same_seed_same_predictions(nb201, nb201_all) -> None:
+    y = conv3x3_count(nb201_all, nb201)
+    before = torch.random.get_rng_state()
+    a = GatesPredictor(nb201, seed=3, **FAST).fit(nb201_all[:100], y[:100])
+    assert torch.equal(torch.random.get_rng_state(), before)  # caller's RNG untouched
+    b = GatesPredictor(nb201, seed=3, **FAST).fit(nb201_all[:100], y[:100])
+    c = GatesPredictor(nb201, seed=4, **FAST).fit(nb201_all[:100], y[:100])
+    pa, pb, pc = (m.predict(nb201_all[:500]) for m in (a, b, c))
+    np.testing.assert_array_equal(pa, pb)
+    assert not np.allclose(pa, pc)
+
+
+def test_save_load_round_trip(tmp_path: Path, nb101) -> None:
+    rng = np.random.default_rng(0)
+    cells = nb101.sample_specs(120, rng)  # no enumeration needed
+    graphs = nb101.to_graphs(cells)
+    y = (graphs.ops == 1).sum(1).numpy() + rng.normal(0, 0.1, size=len(cells))
+    model = make_predictor("gates", nb101, seed=2, ensemble=2, **FAST).fit(cells, y)
+    path = tmp_path / "gates.pt"
+    model.save(path)
+    loaded = Predictor.load(path)
+    assert isinstance(loaded, GatesPredictor) and loaded.hp["ensemble"] == 2
+    np.testing.assert_array_equal(model.predict(cells), loaded.predict(cells))
+    np.testing.assert_array_equal(model.predict(graphs), loaded.predict(cells))
+
+
+def test_predictions_do_not_depend_on_chunking(nb201, nb201_all) -> None:
+    y = conv3x3_count(nb201_all, nb201)
+    model = GatesPredictor(nb201, seed=0, **FAST).fit(nb201_all[:64], y[:64])
+    whole = model.predict(nb201_all)
+    model.hp["predict_chunk"] = 1000
+    model.hp["threads"] = 2
+    np.testing.assert_allclose(model.predict(nb201_all), whole, rtol=0, atol=1e-5)
+
+
+# -- errors -------------------------------------------------------------------------------------
+def test_clear_errors_for_bad_input(nb201, nb101, nb201_all) -> None:
+    model = GatesPredictor(nb201, **FAST)
+    with pytest.raises(ArchrankError, match="not fitted"):
+        model.predict(nb201_all[:3])
+    with pytest.raises(ArchrankError, match="zero architectures"):
+        model.fit([], [])
+    with pytest.raises(ArchrankError, match="3 architectures but 2 target"):
+        model.fit(nb201_all[:3], [1.0, 2.0])
+    with pytest.raises(ArchrankError, match="NaN"):
+        model.fit(nb201_all[:3], [1.0, float("nan"), 2.0])
+    model.fit(nb201_all[:10], np.arange(10.0))
+    assert model.predict([]).shape == (0,)
+    nb101_graphs = nb101.to_graphs(nb101.sample_specs(3, np.random.default_rng(0)))
+    with pytest.raises(ArchrankError, match="outside the 3 ops of space 'nb201'"):
+        model.predict(nb101_graphs)  # an op-on-node batch given to an nb201 predictor
+    g = nb201_all[:3]
+    with pytest.raises(ArchrankError, match="no edge_ops"):
+        model.predict(GraphBatch(g.ops, g.adj, g.mask))
+    with pytest.raises(ArchrankError, match="no parameter 'epoch'"):
+        GatesPredictor(nb201, epoch=3)
+    with pytest.raises(ArchrankError, match="unknown loss"):
+        GatesPredictor(nb201, loss="ranknet")
+    with pytest.raises(ArchrankError, match="unknown readout 'sum'"):
+        GatesPredictor(nb201, readout="sum")
+    with pytest.raises(ArchrankError, match="unknown predictor 'gatez'"):
+        make_predictor("gatez", nb201)
+
+
+def test_single_cell_and_constant_targets_fit(nb201, nb201_all) -> None:
+    model = GatesPredictor(nb201, **FAST).fit(nb201_all[:1], [90.0])
+    assert np.isfinite(model.predict(nb201_all[:5])).all()
+    model = GatesPredictor(nb201, **FAST).fit(nb201_all[:20], np.full(20, 3.0))
+    assert np.isfinite(model.predict(nb201_all[:5])).all()
+
+
+# -- losses -------------------------------------------------------------------------------------
+def test_hinge_loss_counts_only_misordered_pairs() -> None:
+    y = torch.tensor([3.0, 2.0, 1.0, 1.0])
+    good = torch.tensor([1.0, 0.5, 0.0, 0.3])  # right order, gaps >= margin (ties ignored)
+    assert float(hinge_ranking_loss(good, y, margin=0.1)) == 0.0
+    bad = torch.tensor([0.0, 0.5, 1.0, 1.0])
+    # pairs (0>1),(0>2),(0>3),(1>2),(1>3): margin - diff = .6, 1.1, 1.1, .6, .6
+    assert float(hinge_ranking_loss(bad, y, margin=0.1)) == pytest.approx(4.0 / 5)
+    assert float(hinge_ranking_loss(bad, torch.ones(4))) == 0.0  # no ordered pair at all
+    sampled = hinge_ranking_loss(bad, y, margin=0.1, max_pairs=2,
+                                 generator=torch.Generator().manual_seed(0))
+    assert 0.6 <= float(sampled) <= 1.1
+
+
+def test_combined_loss_is_the_weighted_sum() -> None:
+    s, y = torch.tensor([0.2, -0.1, 0.4]), torch.tensor([1.0, 0.0, -1.0])
+    total = make_loss("combined", margin=0.1, mse_weight=0.5)(s, y)
+    expected = hinge_ranking_loss(s, y, 0.1) + 0.5 * mse_loss(s, y)
+    assert float(total) == pytest.approx(float(expected))
+    with pytest.raises(ArchrankError, match="unknown loss"):
+        make_loss("ranknet")

@@ -1,0 +1,119 @@
+"""``archrank bench predictor`` / ``bench speed`` and the harness behind them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from archrank.cli import main
+from archrank.cli.app import app
+from archrank.errors import ArchrankError
+from archrank.harness import bench_predictors, parse_sizes, train_split
+
+TINY = ["--set", "gates.epochs=3", "--set", "gates.dim=16", "--set", "mlp.epochs=3"]
+
+
+def test_train_split_is_uniform_disjoint_and_reproducible() -> None:
+    train, test = train_split(1000, 100, seed=3)
+    assert len(train) == 100 and len(test) == 900
+    assert not set(train) & set(test)
+    again, _ = train_split(1000, 100, seed=3)
+    np.testing.assert_array_equal(train, again)
+    other, _ = train_split(1000, 100, seed=4)
+    assert not np.array_equal(train, other)
+
+
+def test_bench_predictors_reports_every_predictor_and_size(nb201_csv: Path) -> None:
+    result = bench_predictors(
+        "nb201", str(nb201_csv), "cifar10_test", ["gates", "mlp"], [20, 40], seeds=2,
+        params={"gates": {"epochs": 3, "dim": 16}, "mlp": {"epochs": 3}},
+    )
+    data = result.to_json()
+    assert data["settings"]["rows"] == 15625
+    assert data["machine"]["available_cores"] >= 1
+    results = data["results"]
+    assert [(r["predictor"], r["train_size"]) for r in results] == [
+        ("gates", 20), ("gates", 40), ("mlp", 20), ("mlp", 40)]
+    for r in results:
+        assert r["seeds"] == 2
+        assert r["test_size"] == 15625 - r["train_size"]
+        for key in ("kendall_tau", "spearman", "precision_at_5pct", "n_at_10"):
+            assert set(r[key]) == {"mean", "std"} and np.isfinite(r[key]["mean"])
+        assert -1 <= r["kendall_tau"]["mean"] <= 1
+        assert 1 <= r["n_at_10"]["mean"] <= 15625
+        assert r["fit_seconds"] > 0 and r["predict_seconds"] > 0
+    # the same training sets for every predictor of a (seed, size)
+    assert len(data["runs"]) == 8
+
+
+def test_cli_bench_predictor_writes_json(nb201_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(app, [
+        "bench", "predictor", "--space", "nb201", "--bench", str(nb201_csv),
+        "--metric", "cifar10_test", "--predictors", "gates", "--train-sizes", "30",
+        "--seeds", "1", "--json", str(out), *TINY[:4]], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Kendall tau" in result.output and "gates" in result.output
+    data = json.loads(out.read_text())
+    assert data["settings"]["predictors"] == ["gates"]
+    assert data["results"][0]["train_size"] == 30
+
+
+def test_cli_bench_predictor_on_nbgraph(tmp_path: Path) -> None:
+    pytest.importorskip("nas_bench_graph")
+    out = tmp_path / "g.json"
+    result = CliRunner().invoke(app, [
+        "bench", "predictor", "--space", "nbgraph", "--bench", "nbgraph:cora",
+        "--metric", "perf", "--predictors", "gates", "--train-sizes", "50", "--seeds", "1",
+        "--json", str(out), *TINY[:4]], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    entry = json.loads(out.read_text())["results"][0]
+    assert entry["test_size"] == 26206 - 50
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--predictors", "gates,nope"], "unknown predictor 'nope'"),
+    (["--train-sizes", "10,abc"], "not an integer"),
+    (["--train-sizes", "20000"], "leaves nothing to score"),
+    (["--metric", "cifar11"], "unknown metric 'cifar11'"),
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--set", "gates.bogus=1"], "no parameter 'bogus'"),
+    (["--set", "nodot"], "expected PREDICTOR.PARAM=VALUE"),
+])
+def test_bad_options_give_one_line_errors(args: list[str], message: str, nb201_csv: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    base = {"--space": "nb201", "--bench": str(nb201_csv), "--metric": "cifar10_test",
+            "--predictors": "gates", "--train-sizes": "10", "--seeds": "1"}
+    argv = ["bench", "predictor"]
+    for key, value in base.items():
+        if key not in args:
+            argv += [key, value]
+    argv += [*args, "--set", "gates.epochs=1"]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_parse_sizes_rejects_tiny_sets() -> None:
+    with pytest.raises(ArchrankError, match="too small"):
+        parse_sizes("1")
+
+
+def test_cli_bench_speed_small(tmp_path: Path) -> None:
+    out = tmp_path / "speed.json"
+    result = CliRunner().invoke(app, [
+        "bench", "speed", "--train-size", "50", "--repeats", "1", "--no-nb101",
+        "--set", "gates.epochs=5", "--json", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["fit_nb201"]["cells"] == 50
+    assert data["score_nb201"]["cells"] == 15625
+    assert data["score_nb201"]["median_seconds"] > 0
+    assert "score_nb101" not in data

@@ -1,0 +1,200 @@
+"""Resuming a run: replay gives the uninterrupted run's evaluations, nothing twice, nothing lost.
+
+The last test kills a real ``archrank search`` process with SIGKILL mid-run and resumes it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archrank.oracles.base import Evaluation, Oracle
+from archrank.runs import RunStore, SearchConfig, build_oracle, build_strategy, run_search
+
+ARCHRANK = Path(sys.executable).with_name("archrank")
+TINY_GATES = {"predictor_params": {"epochs": 10, "threads": 1}, "n_init": 5, "batch": 5}
+
+
+@pytest.fixture
+def config(nb201_csv) -> SearchConfig:
+    return SearchConfig(space="nb201", bench=str(nb201_csv), metric="cifar10_test",
+                        strategy="rea", budget=40, seed=0)
+
+
+def fingerprint(records) -> list[tuple]:
+    return [(r.seq, r.hash, r.arch, r.status, r.objective, r.tell_seq) for r in records]
+
+
+class Interrupting(Oracle):
+    """Raises KeyboardInterrupt (a Ctrl-C) at the ``after``-th evaluation."""
+
+    def __init__(self, inner: Oracle, after: int) -> None:
+        self.inner, self.space, self.objective = inner, inner.space, inner.objective
+        self.calls, self.after = 0, after
+
+    def evaluate(self, arch: Any) -> Evaluation:
+        self.calls += 1
+        if self.calls == self.after:
+            raise KeyboardInterrupt
+        return self.inner.evaluate(arch)
+
+
+class Counting(Oracle):
+    def __init__(self, inner: Oracle) -> None:
+        self.inner, self.space, self.objective = inner, inner.space, inner.objective
+        self.archs: list[str] = []
+
+    def evaluate(self, arch: Any) -> Evaluation:
+        self.archs.append(self.space.format(arch))
+        return self.inner.evaluate(arch)
+
+
+def uninterrupted(cfg: SearchConfig):
+    with RunStore.memory(cfg.to_dict()) as store:
+        return run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
+                          max_in_flight=cfg.max_in_flight).records
+
+
+def interrupted_then_resumed(cfg: SearchConfig, path: Path, stops: list[int]):
+    """Run with a Ctrl-C at each of ``stops`` (evaluation counts), resuming each time."""
+    evaluated: list[str] = []
+    for stop in [*stops, 0]:
+        with RunStore.open(path) if RunStore.exists(path) else RunStore.create(
+                path, cfg.to_dict()) as store:
+            oracle = Counting(build_oracle(cfg))
+            inner = Interrupting(oracle, stop) if stop else oracle
+            result = run_search(build_strategy(cfg), inner, store, budget=cfg.budget,
+                                max_in_flight=cfg.max_in_flight)
+            evaluated += oracle.archs
+            assert result.interrupted == bool(stop)
+    with RunStore.open(path) as store:
+        return store.records(), evaluated
+
+
+@pytest.mark.parametrize(
+    ("strategy", "workers", "stops"),
+    [("rea", 1, [7, 15]), ("ls", 3, [5, 12]), ("random", 2, [3]), ("gates", 1, [9])],
+)
+def test_ctrl_c_and_resume_equals_an_uninterrupted_run(config, tmp_path, strategy, workers,
+                                                       stops):
+    params = TINY_GATES if strategy == "gates" else {}
+    cfg = replace(config, strategy=strategy, max_in_flight=workers, strategy_params=params,
+                  budget=20 if strategy == "gates" else 40)
+    records, evaluated = interrupted_then_resumed(cfg, tmp_path / "run", stops)
+    assert fingerprint(records) == fingerprint(uninterrupted(cfg))
+    # Each cell was evaluated once, except those in flight when Ctrl-C came (never recorded).
+    assert len(evaluated) - len(set(evaluated)) <= len(stops) * workers
+    assert {r.arch for r in records} <= set(evaluated)
+
+
+def test_resume_of_a_finished_run_evaluates_nothing(config, tmp_path):
+    path = tmp_path / "run"
+    with RunStore.create(path, config.to_dict()) as store:
+        first = run_search(build_strategy(config), build_oracle(config), store,
+                           budget=config.budget)
+    with RunStore.open(path) as store:
+        oracle = Counting(build_oracle(config))
+        again = run_search(build_strategy(config), oracle, store, budget=config.budget)
+    assert oracle.archs == []
+    assert fingerprint(again.records) == fingerprint(first.records)
+
+
+def test_recorded_but_untold_results_are_not_reevaluated(config, tmp_path):
+    """A crash after results were recorded but before they were told (ordered mode waits for
+    the oldest proposal): on resume they are told from the store, not evaluated again."""
+    cfg = replace(config, max_in_flight=3)
+    path = tmp_path / "run"
+    with RunStore.create(path, cfg.to_dict()) as store:
+        run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
+                   max_in_flight=3)
+    with sqlite3.connect(path / "run.sqlite") as db:  # roll the log back to a crash state
+        last = db.execute("SELECT MAX(batch) FROM asks").fetchone()[0]
+        keep = last - 6
+        told = db.execute("SELECT asked_after FROM asks WHERE batch = ?",
+                          (keep,)).fetchone()[0]
+        db.execute("DELETE FROM evaluations WHERE batch > ?", (keep,))
+        db.execute("DELETE FROM asks WHERE batch > ?", (keep,))
+        db.execute("UPDATE evaluations SET tell_seq = NULL WHERE tell_seq >= ?", (told,))
+        db.execute("UPDATE evaluations SET status = 'pending', metrics = NULL,"
+                   " objective = NULL WHERE seq = (SELECT MAX(seq) FROM evaluations)")
+        untold = db.execute("SELECT COUNT(*) FROM evaluations WHERE tell_seq IS NULL"
+                            " AND status != 'pending'").fetchone()[0]
+    assert untold >= 1
+    with RunStore.open(path) as store:
+        oracle = Counting(build_oracle(cfg))
+        resumed = run_search(build_strategy(cfg), oracle, store, budget=cfg.budget,
+                             max_in_flight=3)
+    full = uninterrupted(cfg)
+    assert fingerprint(resumed.records) == fingerprint(full)
+    in_flight = max(r.seq for r in full if r.batch <= keep)
+    expected = {r.arch for r in full if r.batch > keep or r.seq == in_flight}
+    assert sorted(oracle.archs) == sorted(expected)  # only the lost and the new ones
+
+
+def _count(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute(
+                "SELECT COUNT(*) FROM evaluations WHERE status != 'pending'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.skipif(not ARCHRANK.exists(), reason="the archrank script is not installed")
+def test_sigkill_mid_run_then_resume(nb201_csv, tmp_path):
+    """A real ``archrank search`` killed with SIGKILL mid-run, then ``--resume``d."""
+    budget = 60
+    args = [str(ARCHRANK), "search", "--space", "nb201", "--bench", str(nb201_csv),
+            "--metric", "cifar10_test", "--strategy", "gates", "--budget", str(budget),
+            "--seed", "3", "--set", "n_init=5", "--set", "batch=5",
+            "--set", "predictor.epochs=10", "--set", "predictor.threads=1"]
+    run_dir = tmp_path / "killed"
+    env = {**os.environ, "COLUMNS": "100"}
+    proc = subprocess.Popen([*args, "--run-dir", str(run_dir)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db = run_dir / "run.sqlite"
+    deadline = time.monotonic() + 120
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = _count(db) if db.exists() else 0
+        if done >= 17:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"search ended before it could be killed: {proc.stderr.read()}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = RunStore.open(run_dir)
+    recorded = {r.seq: r for r in before.records() if r.done}
+    before.close()
+    assert 17 <= len(recorded) < budget
+
+    resumed = subprocess.run([str(ARCHRANK), "search", "--resume", str(run_dir)], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    # the uninterrupted run with the same configuration (computed in this process)
+    with RunStore.open(run_dir) as a:
+        after = a.records()
+        cfg = SearchConfig.from_dict(a.config)
+    assert cfg.strategy_params == {"n_init": 5, "batch": 5,
+                                   "predictor_params": {"epochs": 10, "threads": 1}}
+    reference = uninterrupted(cfg)
+    assert len(after) == budget and all(r.done for r in after)
+    assert len({r.hash for r in after}) == budget  # nothing evaluated twice
+    for seq, rec in recorded.items():  # nothing lost: what was recorded is kept as it was
+        assert (after[seq].hash, after[seq].objective, after[seq].finished) == (
+            rec.hash, rec.objective, rec.finished)
+    assert fingerprint(after) == fingerprint(reference)
+    # the same final result as the uninterrupted run, in the printed summary too
+    best = max(after, key=lambda r: r.objective)
+    assert best.arch[:40] in resumed.stdout.replace("\n", "") or best.hash
+    assert f"{best.objective:.4f}".rstrip("0") in resumed.stdout
