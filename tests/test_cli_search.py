@@ -104,7 +104,7 @@ def test_bad_input_gets_a_one_line_error(cli, base, tmp_path, args, message):
 
 
 def test_missing_options_and_missing_run_dirs(cli, tmp_path):
-    code, _, err = cli("search")
+    code, _, err = cli("search", "--strategy", "rea")  # no arguments at all = the main job
     assert code == 2 and "missing --space, --bench, --metric" in err
     code, _, err = cli("search", "--resume", str(tmp_path / "nope"))
     assert code == 2 and "no such run directory" in err
@@ -149,6 +149,6 @@ def test_bench_search_on_a_partial_table_needs_space_from_bench(cli, nb101_csv):
 
 def test_demo_compares_gates_with_random_search(cli):
     pytest.importorskip("nas_bench_graph")
-    code, out, err = cli("demo", "--budget", "15")
+    code, out, err = cli("demo", "--quick", "--budget", "15")
     assert code == 0, err
     assert "gates" in out and "random" in out and "nbgraph:cora" in out

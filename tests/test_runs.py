@@ -15,7 +15,7 @@ from archrank.errors import ArchrankError
 from archrank.oracles.base import Evaluation, Oracle
 from archrank.runs import RunStore, SearchConfig, build_oracle, build_strategy, run_search
 from archrank.runs.bench import bench_search, summarise
-from archrank.runs.loop import make_executor
+from archrank.runs.loop import executor_for
 from archrank.spaces import get_space
 
 SPACE = get_space("nb201")
@@ -161,7 +161,7 @@ def test_parallel_executors_evaluate_what_a_serial_run_does(config, strategy):
 
 def test_process_pool_matches_serial(config):
     cfg = replace(config, budget=12, max_in_flight=2)
-    executor = make_executor(2)
+    executor = executor_for(2)
     try:
         pooled = run(cfg, executor=executor)
     finally:

@@ -50,9 +50,13 @@ class InlineExecutor(Executor):
 
 
 def _init_worker() -> None:
-    """One torch thread per worker process: workers share the machine's cores."""
+    """One torch thread per worker process (workers share the machine's cores); Ctrl-C is
+    left to the parent, which stops the search cleanly and keeps what is recorded."""
+    import signal
+
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 

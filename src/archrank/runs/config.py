@@ -131,10 +131,17 @@ def candidates_for(config: SearchConfig) -> CandidateSet | None:
     return _table_candidates(config.bench, config.space)
 
 
+ORACLES = ("table", "train")
+
+
 def build_oracle(config: SearchConfig) -> Oracle:
-    """The oracle ``config`` names (``table``: a benchmark table)."""
-    if config.oracle != "table":
-        raise ArchrankError(f"unknown oracle {config.oracle!r}; choose from: table")
+    """The oracle ``config`` names: ``table`` (a benchmark table) or ``train`` (real training
+    of each cell's network on ``oracle_params["dataset"]``, MNIST-1D by default)."""
+    if config.oracle not in ORACLES:
+        raise ArchrankError(f"unknown oracle {config.oracle!r}; choose from: "
+                            f"{', '.join(ORACLES)}")
+    if config.oracle == "train":
+        return _training_oracle(config)
     from archrank.oracles.tabular import TabularOracle
 
     bench = load_bench(config)
@@ -157,3 +164,18 @@ def build_strategy(config: SearchConfig, space: SearchSpace | None = None) -> St
         config.strategy, space, predictor=config.predictor, seed=config.seed,
         objective=config.metric, candidates=candidates_for(config), **config.strategy_params,
     )
+
+
+def _training_oracle(config: SearchConfig) -> Oracle:
+    from archrank.oracles.training import TrainingOracle, TrainRecipe
+
+    params = dict(config.oracle_params)
+    recipe_keys = set(TrainRecipe.__dataclass_fields__)
+    recipe = TrainRecipe(**{k: params.pop(k) for k in list(params) if k in recipe_keys})
+    dataset = params.pop("dataset", "mnist1d")
+    allowed = {"width", "depth", "threads", "device"}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ArchrankError(f"unknown training option(s): {', '.join(unknown)}; "
+                            f"choose from: {', '.join(sorted(allowed | recipe_keys))}")
+    return TrainingOracle(config.space, dataset, recipe=recipe, seed=config.seed, **params)

@@ -1,7 +1,7 @@
 """The search loop: a strategy proposes, an oracle evaluates through an Executor, a store records.
 
 ``run_search`` keeps up to ``max_in_flight`` evaluations running on any
-``concurrent.futures.Executor`` (``SyncExecutor`` in-process by default, a process pool, Dask),
+``concurrent.futures.Executor`` (``InlineExecutor`` in-process by default, a process pool, Dask),
 records each result in the ``RunStore`` the moment it arrives, and tells the strategy.
 
 Determinism. With ``ordered=True`` (the default) results are told to the strategy in the order
@@ -20,8 +20,6 @@ told without re-evaluation; proposals whose evaluation was in flight are submitt
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -32,44 +30,18 @@ from typing import Any
 import numpy as np
 
 from archrank.errors import ArchrankError
+from archrank.executors import InlineExecutor, make_executor
 from archrank.oracles.base import Evaluation, Oracle
 from archrank.runs.store import EvalRecord, RunStore
 from archrank.strategies.base import Strategy
 
 
-class SyncExecutor(Executor):
-    """Runs each call at ``submit`` in the calling thread (the default: no processes)."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        future: Future = Future()
-        future.set_running_or_notify_cancel()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
-
-
-def _init_worker(threads: int) -> None:
-    """Process-pool workers leave Ctrl-C to the parent and share the cores."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover
-        pass
-
-
-def make_executor(workers: int) -> Executor:
-    """``SyncExecutor`` for one worker, else a process pool (spawned: safe with torch)."""
-    if workers <= 1:
-        return SyncExecutor()
-    import multiprocessing
-
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(threads,))
+def executor_for(workers: int, kind: str | None = None,
+                 scheduler: str | None = None) -> Executor:
+    """In-process for one worker, else a process pool, or ``kind`` (see archrank.executors)."""
+    if kind is None:
+        kind = "dask" if scheduler else ("inline" if workers <= 1 else "process")
+    return make_executor(kind, workers, scheduler)
 
 
 def evaluate_arch(oracle: Oracle, arch: Any) -> tuple[Evaluation, float, float]:
@@ -225,7 +197,7 @@ def run_search(
     if strategy.objective is None:
         strategy.objective = oracle.objective
     t0 = time.perf_counter()
-    executor = executor or SyncExecutor()
+    executor = executor or InlineExecutor()
     space = strategy.space
     state = replay(strategy, store)
     records: dict[int, EvalRecord] = {r.seq: r for r in state.records}
