@@ -186,7 +186,7 @@ def search(
         None, "--oracle", help="table (a benchmark answers) or train (real training)."),
     dataset: str | None = typer.Option(
         None, "--dataset", help="With --oracle train: mnist1d (default), digits or a .npz file "
-        "with x_train/y_train/x_val/y_val[/x_test/y_test]."),
+        "with x_train, y_train, x_val, y_val (x_test, y_test optional)."),
     epochs: int | None = typer.Option(None, "--epochs",
                                       help="With --oracle train: epochs per network (5)."),
     executor_kind: str | None = typer.Option(
