@@ -151,11 +151,19 @@ def test_early_stopping_holds_out_a_slice(nb201, nb201_all) -> None:
     assert not small.history_  # below early_stop_min: every cell trains
 
 
-def test_auto_epochs_scale_with_data(nb201) -> None:
+def test_training_defaults_scale_with_data(nb201, nb201_all) -> None:
     model = GatesPredictor(nb201)
     assert model.auto_epochs(50) > model.auto_epochs(1000) >= model.hp["base_epochs"]
     assert model.auto_epochs(10) <= model.hp["max_epochs"]
     assert GatesPredictor(nb201, epochs=7).auto_epochs(1000) == 7
+    assert model.auto_batch_size(100) == 64 and model.auto_batch_size(2000) == 256
+    assert model.auto_batch_size(30) == 30
+    assert model.auto_lr(64) == pytest.approx(1e-3) and model.auto_lr(256) > 2.5e-3
+    assert GatesPredictor(nb201, lr=0.01).auto_lr(256) == 0.01
+    assert model.auto_ensemble(100) == 3 and model.auto_ensemble(1000) == 1
+    y = conv3x3_count(nb201_all, nb201)
+    small = GatesPredictor(nb201, **FAST).fit(nb201_all[:50], y[:50])
+    assert len(small.models_) == 3  # small sets: an ensemble of three seeds
 
 
 # -- determinism and persistence ----------------------------------------------------------------

@@ -198,3 +198,19 @@ def test_sigkill_mid_run_then_resume(nb201_csv, tmp_path):
     best = max(after, key=lambda r: r.objective)
     assert best.arch[:40] in resumed.stdout.replace("\n", "") or best.hash
     assert f"{best.objective:.4f}".rstrip("0") in resumed.stdout
+
+
+def test_a_strategy_that_no_longer_reproduces_the_run_keeps_the_recorded_cells(config, tmp_path):
+    """If a resumed strategy proposes other cells than recorded (another archrank version), the
+    recorded proposals are kept, a warning is given and nothing is evaluated twice."""
+    path = tmp_path / "run"
+    with RunStore.create(path, config.to_dict()) as store:
+        oracle = Interrupting(build_oracle(config), 20)
+        run_search(build_strategy(config), oracle, store, budget=config.budget)
+    other = replace(config, seed=1)  # stands in for a strategy that changed
+    with RunStore.open(path) as store, pytest.warns(UserWarning, match="proposed other cells"):
+        result = run_search(build_strategy(other), build_oracle(config), store,
+                            budget=config.budget)
+    assert result.info["diverged"] > 0
+    assert result.n_evaluated == config.budget
+    assert len({r.hash for r in result.records}) == config.budget

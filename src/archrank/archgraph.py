@@ -18,7 +18,7 @@ the 423,624 cells of NAS-Bench-101. New cells are attached to a built graph by t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -106,6 +106,7 @@ class ArchGraph:
     k: int
     metric: str
     sigma: float | None
+    _matrix: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def nnz(self) -> int:
@@ -113,10 +114,13 @@ class ArchGraph:
 
     def matrix(self) -> torch.Tensor:
         """The normalised adjacency as a coalesced ``torch.sparse_coo`` tensor [N, N]."""
-        return torch.sparse_coo_tensor(
-            torch.stack([self.rows, self.cols]), self.values, (self.num_nodes, self.num_nodes),
-            is_coalesced=True,
-        )
+        if self._matrix is None:
+            # Entries are unique and sorted by (row, col) by construction.
+            self._matrix = torch.sparse_coo_tensor(
+                torch.stack([self.rows, self.cols]), self.values,
+                (self.num_nodes, self.num_nodes), is_coalesced=True, check_invariants=False,
+            )
+        return self._matrix
 
     def propagate(self, x: torch.Tensor, steps: int = 1) -> torch.Tensor:
         """``norm_adj^steps @ x`` (x [N, F] or [N])."""
@@ -147,8 +151,8 @@ class ArchGraph:
         col_pos[col_nodes] = torch.arange(len(col_nodes))
         keep = (row_pos[self.rows] >= 0) & (col_pos[self.cols] >= 0)
         idx = torch.stack([row_pos[self.rows[keep]], col_pos[self.cols[keep]]])
-        return torch.sparse_coo_tensor(idx, self.values[keep],
-                                       (len(row_nodes), len(col_nodes))).coalesce()
+        return torch.sparse_coo_tensor(idx, self.values[keep], (len(row_nodes), len(col_nodes)),
+                                       check_invariants=False).coalesce()
 
     def neighbours(self, node: int) -> torch.Tensor:
         """Indices of the nodes joined to ``node`` (itself excluded)."""

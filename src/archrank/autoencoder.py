@@ -1,23 +1,29 @@
 """A graph auto-encoder over cells: a cell in, an embedding in the middle, the cell back out.
 
-Learns, without labels, a fixed-length embedding of the cells of a search space whose
-distances reflect how much two cells differ (used by the semi-supervised assessor to build its
-similarity graph over architectures, and by any method that needs cell embeddings).
+Learns, without labels, a fixed-length embedding of the cells of a search space (used by the
+semi-supervised assessor to build its similarity graph over architectures and as its
+pretrained encoder, and reusable by any method that needs cell embeddings: ``fit``,
+``embed``, ``save``/``load``).
 
-Cells are read in *node form*: op-on-node spaces as they are; op-on-edge spaces (NAS-Bench-201)
-as their line graph, where each possible edge slot ``i -> j`` becomes a node carrying the
-edge's op, wired ``i -> slot -> j`` when the edge passes information (``none`` edges stay
-disconnected but keep their op). One encoder then serves both kinds of space.
+Cells are read as a ``GraphBatch`` and in *node form*: op-on-node spaces as they are;
+op-on-edge spaces (NAS-Bench-201) as their line graph, where each possible edge slot
+``i -> j`` becomes a node carrying the edge's op, wired ``i -> slot -> j`` when the edge passes
+information (``none`` edges stay disconnected but keep their op).
 
-- Encoder: op embeddings, ``layers`` rounds of dense message passing over the DAG in both
-  directions (predecessors and successors get separate weights, GIN-style sums, residual +
-  LayerNorm), sum-pooled readouts of every round concatenated, a linear map to ``embed_dim``.
-  Isomorphic cells get the same embedding.
+- Encoder (``encoder``): ``gcn``, dense message passing over the node form in both directions
+  (GIN-style sums, residual + LayerNorm, sum readouts of every round); or ``flow``, the
+  GATES-style encoder of ``predictors.gates`` (ops gate the information flowing from input to
+  output, readout of the output node and node means), which embeds cells that compute alike
+  close together. Then a linear map to ``embed_dim``. Isomorphic cells embed alike.
 - Decoder: an MLP from the embedding alone to the node-form adjacency (upper triangle,
-  Bernoulli logits) and to every node slot's op (softmax over the ops plus a "no node" class),
-  so the embedding has to carry the whole cell.
-- Training: Adam on reconstruction (BCE + cross-entropy), mini-batches, a fixed number of
-  optimiser steps scaled to the data (``steps``), deterministic for a seed.
+  Bernoulli logits), every node slot's op (softmax over the ops plus "no node") and,
+  with ``path_weight > 0``, the cell's path encoding (which op sequences reach the output), so
+  the embedding has to carry the whole cell and what it computes.
+- Optional isometry term (``metric_weight``): pairwise embedding distances regress onto the
+  distances of the cells' one-hot + path codes.
+- Training: Adam (one-cycle schedule) on reconstruction, mini-batches, ``steps`` optimiser
+  steps in all, deterministic for a seed. Tiny tensors: run it with 1 torch thread on a busy
+  machine.
 """
 
 from __future__ import annotations

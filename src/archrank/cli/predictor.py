@@ -4,6 +4,7 @@ predictors rank."""
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -129,18 +130,20 @@ def bench_speed_cmd(
                        train_size=train_size, repeats=repeats, nb101=nb101,
                        params=parsed.get(predictor),
                        progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    load = data["machine"].get("load_average")
     table = Table(title=f"{predictor} speed · median of {repeats} · "
-                        f"{data['machine']['available_cores']} cores")
-    table.add_column("task")
-    table.add_column("cells", justify="right")
-    table.add_column("seconds", justify="right")
-    table.add_row("fit (nb201)", str(data["fit_nb201"]["cells"]),
-                  f"{data['fit_nb201']['median_seconds']:.2f}")
-    table.add_row("score all nb201", str(data["score_nb201"]["cells"]),
-                  f"{data['score_nb201']['median_seconds']:.3f}")
-    if "score_nb101" in data:
-        table.add_row("score all nb101", str(data["score_nb101"]["cells"]),
-                      f"{data['score_nb101']['median_seconds']:.2f}")
+                        f"{data['machine']['available_cores']} cores"
+                        + (f" · load {load[0]:.1f}" if load else ""))
+    for col in ("task", "cells", "wall s", "cpu s"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    rows = [("fit (nb201)", "fit_nb201", ".2f"), ("score all nb201", "score_nb201", ".3f"),
+            ("score all nb101", "score_nb101", ".2f")]
+    for label, key, fmt in rows:
+        if key in data:
+            entry = data[key]
+            cpu = statistics.median(entry["cpu_seconds"])
+            table.add_row(label, f"{entry['cells']:,}", f"{entry['median_seconds']:{fmt}}",
+                          f"{cpu:{fmt}}")
     console.print(table)
     if json_out is not None:
         _write_json(json_out, data)

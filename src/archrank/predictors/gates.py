@@ -12,15 +12,16 @@ order, every node sums what its predecessors send (each message linearly transfo
   ``none`` edges have ``adj = 0`` (they block) and the others learn their own gate.
 
 Several such passes are stacked: pass ``l`` also adds the node's state from pass ``l - 1``
-(transformed by ``W_r``), so later passes refine what earlier ones computed. The cell's
-embedding is the output node's state (of the last pass, or all passes concatenated) and an
-MLP head turns it into a score. Because a node only sums over its predecessors and nodes are
-processed in a topological order, relabelling nodes consistently (an isomorphic cell) gives
-the same score.
+(transformed by ``W_r``, after a ReLU), so later passes refine what earlier ones computed. The
+cell's embedding concatenates, over the passes, the output node's state (and, on op-on-node
+spaces, the mean state of the cell's nodes); an MLP head turns it into a score. Because a
+node only sums over its predecessors and nodes are processed in a topological order,
+relabelling nodes consistently (an isomorphic cell) gives the same score.
 
-Everything is batched: tensors are [N, B, D] and the only Python loops run over the few node
-positions and layers, never over architectures. Gates depend on the op only, so each layer
-computes a small [num_ops, D] gate table once and indexes it.
+Everything is batched: tensors are node-major [N, B, D] and the only Python loops run over
+the few node positions and layers, never over architectures. Gates depend on the op only, so
+each layer computes a small [num_ops, D] gate table and spreads it with one-hot products.
+Inference takes a separate path that writes into preallocated buffers (no autograd).
 """
 
 from __future__ import annotations
@@ -67,44 +68,46 @@ class GatesLayer(nn.Module):
         self.residual = nn.Linear(dim, dim, bias=False) if residual else None
 
     def gate_table(self) -> torch.Tensor:
-        """``sigmoid(emb(op) W_o)`` of every op [num_ops, D]; op-on-edge spaces get an extra
-        all-zero row, the gate of a blocked edge (``adj = 0``)."""
-        table = torch.sigmoid(self.gate(self.op_emb.weight))
-        if self.op_on == "edge":
-            table = torch.cat([table, table.new_zeros(1, table.shape[1])])
-        return table
+        """``sigmoid(emb(op) W_o)`` of every op [num_ops, D]."""
+        return torch.sigmoid(self.gate(self.op_emb.weight))
 
     def forward(self, edges: dict[str, Any], prev: torch.Tensor | None) -> torch.Tensor:
         """States [N, B, D] of every node after one pass; ``prev`` is the last pass's.
 
-        ``edges`` (from ``GatesNet.edge_inputs``) is shared by every layer: ``ops`` [N, B]
-        node ops, and per edge i -> j (the E pairs i < j, ordered by target) either ``coef``
-        [E, B] (adjacency, op-on-node) or ``eff_ops`` [E, B] (edge op, or the blocked index).
+        ``edges`` (from ``GatesNet.edge_inputs``) is shared by every layer: per edge i -> j
+        (the E pairs i < j, ordered by target) either ``coef`` [E, B] (adjacency, op-on-node)
+        or ``edge_onehot`` [E, B, K] (one-hot edge op, all zero where ``adj = 0``), and
+        ``node_onehot`` [N, B, K] for op-on-node spaces. Gates come from one-hot products
+        rather than index lookups: cheaper to differentiate for these tiny vocabularies.
         """
         table = self.gate_table()
         if self.op_on == "edge":
-            weight = F.embedding(edges["eff_ops"], table)  # [E, B, D]: gate of edge i -> j
+            weight = edges["edge_onehot"] @ table             # [E, B, D]: gate of edge i -> j
             node_gate = None
         else:
-            weight = edges["coef"].unsqueeze(-1)           # [E, B, 1]: adj of edge i -> j
-            node_gate = F.embedding(edges["ops"], table)  # [N, B, D]
+            weight = edges["coef"].unsqueeze(-1)              # [E, B, 1]: adj of edge i -> j
+            node_gate = edges["node_onehot"] @ table          # [N, B, D]
         res = self.residual(prev) if self.residual is not None and prev is not None else None
-        n, batch = edges["ops"].shape
+        n, batch = edges["n"], edges["batch"]
         x = self.input_state.expand(batch, -1)
         if res is not None:
             x = x + res[0]
-        if not torch.is_grad_enabled():
-            return self._pass_inplace(x, weight, node_gate, res, edges["offsets"], n)
-        states, sent = [x], []
         offsets = edges["offsets"]
+        if not torch.is_grad_enabled():
+            return self._pass_inplace(x, weight, node_gate, res, offsets, n)
+        # Split / unbind once (their backward is one cat / stack) rather than indexing per
+        # node, whose backward would zero-fill a full-size gradient each time.
+        w_in = torch.split(weight, [offsets[j + 1] - offsets[j] for j in range(n)])
+        gates = node_gate.unbind(0) if node_gate is not None else None
+        res_n = res.unbind(0) if res is not None else None
+        states, sent = [x], []
         for j in range(1, n):
             sent.append(self.transform(x))
-            msgs = torch.stack(sent)  # [j, B, D]
-            x = (weight[offsets[j]:offsets[j + 1]] * msgs).sum(dim=0)
-            if node_gate is not None:
-                x = node_gate[j] * x
-            if res is not None:
-                x = x + res[j]
+            x = (w_in[j] * torch.stack(sent)).sum(dim=0)  # sum over the j incoming edges
+            if gates is not None:
+                x = gates[j] * x
+            if res_n is not None:
+                x = x + res_n[j]
             states.append(x)
         return torch.stack(states)
 
@@ -153,32 +156,36 @@ class GatesNet(nn.Module):
 
     def edge_inputs(self, g: GraphBatch) -> dict[str, Any]:
         """Node-major inputs of the layers, computed once per batch (see ``GatesLayer``)."""
-        src, dst, offsets = incoming_edges(g.num_nodes)
+        batch, n = g.ops.shape
+        src, dst, offsets = incoming_edges(n)
         src, dst = src.to(g.adj.device), dst.to(g.adj.device)
         present = g.adj[:, src, dst].t().contiguous()  # [E, B]
-        out: dict[str, Any] = {"offsets": offsets, "ops": g.ops.t().contiguous()}
+        n_ops = self.layers[0].op_emb.num_embeddings
+        out: dict[str, Any] = {"offsets": offsets, "n": n, "batch": batch}
         if self.op_on == "edge":
             assert g.edge_ops is not None
-            blocked = self.layers[0].op_emb.num_embeddings  # the zero row of the gate table
-            edge_ops = g.edge_ops[:, src, dst].t()
-            out["eff_ops"] = torch.where(present > 0, edge_ops, blocked).contiguous()
+            onehot = F.one_hot(g.edge_ops[:, src, dst].t(), n_ops).to(present.dtype)
+            out["edge_onehot"] = onehot * present.unsqueeze(-1)  # none / absent edges: zero
         else:
             out["coef"] = present
+            out["node_onehot"] = F.one_hot(g.ops.t(), n_ops).to(present.dtype)
+        # which node is the output (the last real one), as a [N, B, 1] selector
+        n_real = g.mask.sum(dim=1)
+        last = F.one_hot((n_real - 1).clamp(min=0), n).t().to(present.dtype)
+        out["output"] = last.unsqueeze(-1)
+        if self.readout == "concat_mean":
+            out["mean"] = (g.mask.t().to(present.dtype) / n_real.clamp(min=1)).unsqueeze(-1)
         return out
 
     def embed(self, g: GraphBatch) -> torch.Tensor:
         """Cell embeddings [B, D'] (output-node state, or its states from every pass)."""
-        n_real = g.mask.sum(dim=1)
-        out_idx = (n_real - 1).clamp(min=0)
-        rows = torch.arange(len(g), device=out_idx.device)
         edges = self.edge_inputs(g)
-        mask = g.mask.t().unsqueeze(-1).to(torch.float32) if self.readout == "concat_mean" else None
         prev, outs = None, []
         for k, layer in enumerate(self.layers):
             h = layer(edges, prev)  # [N, B, D]
-            outs.append(h[out_idx, rows])
-            if mask is not None:
-                outs.append((h * mask).sum(0) / n_real.clamp(min=1).unsqueeze(-1))
+            outs.append((h * edges["output"]).sum(0))
+            if self.readout == "concat_mean":
+                outs.append((h * edges["mean"]).sum(0))
             prev = self.act(h) if k + 1 < len(self.layers) else h
         return outs[-1] if self.readout == "output" else torch.cat(outs, dim=-1)
 

@@ -48,6 +48,8 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -61,7 +63,7 @@ from archrank.encodings import onehot, path_encoding
 from archrank.errors import ArchrankError
 from archrank.predictors.base import Predictor
 from archrank.predictors.losses import LOSSES, make_loss
-from archrank.predictors.neural import configure_threads, kendall_tau_fast
+from archrank.predictors.neural import available_cores, kendall_tau_fast
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 SSA_DEFAULTS: dict[str, Any] = {
@@ -80,6 +82,8 @@ SSA_DEFAULTS: dict[str, Any] = {
     "ae_batch_size": 256,
     "ae_path_weight": 1.0,   # the decoder also reconstructs path encodings
     "ae_metric_weight": 0.0,  # > 0: embedding distances match structural distances
+    "ae_seed": None,         # seed of the auto-encoder (None: the predictor's seed); fix it
+                             # to share one auto-encoder between refits with other seeds
     # GCN over the architecture graph
     "features": "embedding+onehot",  # frozen node inputs, '+'-joined: embedding, onehot, path
     "finetune": True,        # the encoder's readout is a node input, fine-tuned jointly
@@ -88,9 +92,9 @@ SSA_DEFAULTS: dict[str, Any] = {
     "hidden": 64,
     "layers": 2,             # graph layers (0: no graph, an ablation)
     "dropout": 0.1,
-    "steps": 1000,           # optimiser steps per member
+    "steps": 600,            # optimiser steps per member
     "batch_size": 64,        # labelled cells per step (all of them when fewer)
-    "refresh_every": 25,     # steps between recomputations of the neighbours' states
+    "refresh_every": 100,    # steps between recomputations of the neighbours' states
     "lr": 2e-3,
     "weight_decay": 1e-4,
     "loss": "hinge",         # hinge | mse | combined (losses.py)
@@ -99,7 +103,7 @@ SSA_DEFAULTS: dict[str, Any] = {
     "early_stop_min": 200,   # hold out a labelled slice for early stopping from this many
     "val_fraction": 0.1,
     "ensemble": 3,           # members with different seeds over one auto-encoder, averaged
-    "threads": None,         # None: every core this process may use
+    "threads": 1,            # torch threads while fitting/scoring (None: every core)
 }
 FEATURES = ("embedding", "onehot", "path")
 
@@ -107,6 +111,23 @@ FEATURES = ("embedding", "onehot", "path")
 _AE_CACHE: OrderedDict[tuple[Any, ...], tuple[dict[str, Any], torch.Tensor]] = OrderedDict()
 _AE_CACHE_SIZE = 4
 _POOL_CACHE: dict[str, GraphBatch] = {}
+
+
+@contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` intra-op threads (None: every available core), then restore.
+
+    SSA's steps work on small tensors (a batch of cells, a few rows of the graph), where more
+    threads only add synchronisation: on the shared 2-core machine, with other jobs running,
+    ``tests/test_ssa.py`` took 249 s with 2 threads and 15 s with 1. Hence the default of 1.
+    """
+    before = torch.get_num_threads()
+    wanted = int(threads) if threads else available_cores()
+    torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- cell keys --------------------------------------------------------------------------------
@@ -289,12 +310,13 @@ class SSAPredictor(Predictor):
                       ) -> tuple[GraphAutoEncoder, torch.Tensor]:
         params = self._ae_params()
         fingerprint = hashlib.sha1(keys.tobytes()).hexdigest()
-        cache_key = (self.space.name, self.seed, tuple(sorted(params.items())), fingerprint)
+        seed = self.seed if self.hp["ae_seed"] is None else int(self.hp["ae_seed"])
+        cache_key = (self.space.name, seed, tuple(sorted(params.items())), fingerprint)
         if cache_key in _AE_CACHE:
             _AE_CACHE.move_to_end(cache_key)
             state, z = _AE_CACHE[cache_key]
             return GraphAutoEncoder.from_state(state, self.space), z
-        ae = GraphAutoEncoder(self.space, seed=self.seed, **params).fit(pool)
+        ae = GraphAutoEncoder(self.space, seed=seed, **params).fit(pool)
         z = ae.embed(pool)
         _AE_CACHE[cache_key] = (ae.get_state(), z)
         while len(_AE_CACHE) > _AE_CACHE_SIZE:
@@ -315,7 +337,11 @@ class SSAPredictor(Predictor):
 
     # -- fit --------------------------------------------------------------------------------
     def _fit(self, graphs: GraphBatch, y: np.ndarray, unlabeled: GraphBatch | None) -> None:
-        configure_threads(self.hp["threads"])
+        with _threads(self.hp["threads"]):
+            self._fit_inner(graphs, y, unlabeled)
+
+    def _fit_inner(self, graphs: GraphBatch, y: np.ndarray, unlabeled: GraphBatch | None
+                   ) -> None:
         self._check_graphs(graphs)
         pool_u = self.default_pool() if unlabeled is None else unlabeled
         if len(pool_u):
@@ -368,6 +394,18 @@ class SSAPredictor(Predictor):
                        int(self.hp["layers"]), float(self.hp["dropout"]))
 
     def _train(self, lab: torch.Tensor, target: torch.Tensor) -> None:
+        self.models_, self.history_, self._states = [], [], []
+        for member in range(int(self.hp["ensemble"])):
+            seed = self.seed * 1_000_003 + member * 7919
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                net, states = self._train_member(lab, target, seed, member)
+            self.models_.append(net)
+            self._states.append(states)
+        self._set_scores()
+
+    def _train_member(self, lab: torch.Tensor, target: torch.Tensor, seed: int, member: int
+                      ) -> tuple[_SSANet, list[torch.Tensor]]:
         assert self.cells_ is not None and self.static_ is not None and self.ae_ is not None
         assert self.graph_ is not None
         cells, static, graph, ae = self.cells_, self.static_, self.graph_, self.ae_
@@ -375,62 +413,55 @@ class SSAPredictor(Predictor):
         loss_fn = make_loss(hp["loss"], float(hp["margin"]), float(hp["mse_weight"]))
         recon_w = float(hp["recon_weight"]) if bool(hp["finetune"]) else 0.0
         recon_targets = ae.targets(cells) if recon_w > 0 else []
-        n_nodes = len(cells)
-        self.models_, self.history_, self._states = [], [], []
-        for member in range(int(hp["ensemble"])):
-            seed = self.seed * 1_000_003 + member * 7919
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                gen = torch.Generator().manual_seed(seed)
-                order = lab[torch.randperm(len(lab), generator=gen)]
-                n_val = 0
-                if len(lab) >= int(hp["early_stop_min"]):
-                    n_val = max(20, round(len(lab) * float(hp["val_fraction"])))
-                val, train = order[:n_val], order[n_val:]
-                net = self._new_net()
-                opt = torch.optim.Adam(net.parameters(), lr=float(hp["lr"]),
-                                       weight_decay=float(hp["weight_decay"]))
-                steps = int(hp["steps"])
-                sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-                bs = min(int(hp["batch_size"]), len(train))
-                best: tuple[float, dict[str, torch.Tensor] | None, int] = (-2.0, None, steps)
-                aggs: list[torch.Tensor] = []
-                for step in range(steps):
-                    if step % int(hp["refresh_every"]) == 0:
-                        net.eval()
-                        states = net.full_pass(cells, static, graph)
-                        aggs = [graph.propagate(s) for s in states[:-1]]
-                        if n_val:
-                            tau = kendall_tau_fast(net.scores(states)[val], target[val])
-                            if tau > best[0]:
-                                best = (tau, copy.deepcopy(net.state_dict()), step)
-                    net.train()
-                    rows = train if bs == len(train) else train[
-                        torch.randperm(len(train), generator=gen)[:bs]]
-                    out = net(cells[rows], static[rows], [a[rows] for a in aggs])
-                    loss = loss_fn(out, target[rows])
-                    if recon_w > 0 and net.encoder is not None:
-                        pick = torch.randint(n_nodes, (int(hp["recon_batch"]),), generator=gen)
-                        loss = loss + recon_w * ae.loss(net.encoder, cells[pick],
-                                                        [t[pick] for t in recon_targets])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    sched.step()
+        gen = torch.Generator().manual_seed(seed)
+        order = lab[torch.randperm(len(lab), generator=gen)]
+        n_val = 0
+        if len(lab) >= int(hp["early_stop_min"]):
+            n_val = max(20, round(len(lab) * float(hp["val_fraction"])))
+        val, train = order[:n_val], order[n_val:]
+        net = self._new_net()
+        opt = torch.optim.Adam(net.parameters(), lr=float(hp["lr"]),
+                               weight_decay=float(hp["weight_decay"]), foreach=True)
+        steps = int(hp["steps"])
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        bs = min(int(hp["batch_size"]), len(train))
+        refresh = int(hp["refresh_every"])
+        eval_every = max(1, steps // 40)
+        best_tau, best_state, best_step = -2.0, None, steps
+        aggs: list[torch.Tensor] = []
+        for step in range(steps + 1):
+            if int(hp["layers"]) and step % refresh == 0 and step < steps:
+                net.eval()  # historical neighbour states for the next ``refresh`` steps
+                aggs = [graph.propagate(h) for h in net.full_pass(cells, static, graph)[:-1]]
+            if n_val and (step % eval_every == 0 or step == steps):
                 net.eval()
-                states = net.full_pass(cells, static, graph)
-                if n_val:
-                    tau = kendall_tau_fast(net.scores(states)[val], target[val])
-                    if tau < best[0] and best[1] is not None:
-                        net.load_state_dict(best[1])
-                        states = net.full_pass(cells, static, graph)
-                    else:
-                        best = (tau, None, steps)
-                    self.history_.append({"member": member, "best_step": best[2],
-                                          "best_val_tau": max(tau, best[0])})
-            self.models_.append(net)
-            self._states.append(states)
-        self._set_scores()
+                with torch.no_grad():
+                    out = net(cells[val], static[val], [a[val] for a in aggs])
+                tau = kendall_tau_fast(out, target[val])
+                if tau > best_tau:
+                    best_tau, best_step = tau, step
+                    best_state = copy.deepcopy(net.state_dict())
+            if step == steps:
+                break
+            net.train()
+            rows = train if bs == len(train) else train[
+                torch.randperm(len(train), generator=gen)[:bs]]
+            loss = loss_fn(net(cells[rows], static[rows], [a[rows] for a in aggs]),
+                           target[rows])
+            if recon_w > 0 and net.encoder is not None:
+                pick = torch.randint(len(cells), (int(hp["recon_batch"]),), generator=gen)
+                loss = loss + recon_w * ae.loss(net.encoder, cells[pick],
+                                                [t[pick] for t in recon_targets])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        if best_state is not None:
+            net.load_state_dict(best_state)
+            self.history_.append({"member": member, "best_step": best_step,
+                                  "best_val_tau": best_tau})
+        net.eval()
+        return net, net.full_pass(cells, static, graph)
 
     def _set_scores(self) -> None:
         self.scores_ = torch.stack([m.scores(s) for m, s in zip(self.models_, self._states,
@@ -465,14 +496,14 @@ class SSAPredictor(Predictor):
         if not self.fitted_:
             raise ArchrankError("predictor 'ssa' is not fitted; call fit() first")
         self._check_graphs(graphs)
-        configure_threads(self.hp["threads"])
         assert self.scores_ is not None
         node = self.lookup(graphs) if transductive else np.full(len(graphs), -1)
         out = np.empty(len(graphs), dtype=np.float64)
         hit = node >= 0
         out[hit] = self.scores_[torch.from_numpy(node[hit])].numpy()
         if (~hit).any():
-            out[~hit] = self._inductive(graphs[torch.from_numpy(~hit)]).numpy()
+            with _threads(self.hp["threads"]):
+                out[~hit] = self._inductive(graphs[torch.from_numpy(~hit)]).numpy()
         return out
 
     def _inductive(self, graphs: GraphBatch, chunk: int = 8192) -> torch.Tensor:

@@ -31,8 +31,11 @@ A = TypeVar("A")
 # Torch predictors train for a modest number of epochs here instead of their default schedule
 # (sized for one-off fits on up to thousands of cells): a search refits on 10-200 cells over
 # and over, and 100 epochs rank those as well at a fraction of the cost. On more cells the
-# epochs shrink so that a fit stays under ``max_fit_steps`` optimiser steps.
+# epochs shrink so that a fit stays under ``max_fit_steps`` optimiser steps. One ensemble
+# member: the search refits every ``batch`` evaluations, and several members would multiply
+# the cost that dominates a tabular search.
 NEURAL_EPOCHS = 100
+NEURAL_ENSEMBLE = 1
 
 
 class GuidedSearch(Strategy[A]):
@@ -106,14 +109,16 @@ class GuidedSearch(Strategy[A]):
         """Constructor keywords of the predictor for a fit on ``n`` cells."""
         params = dict(self.predictor_params)
         if self._neural and "epochs" not in params:
-            from archrank.predictors.neural import TRAIN_DEFAULTS
+            from archrank.predictors.neural import auto_batch_size
 
             epochs = NEURAL_EPOCHS
             if self.max_fit_steps:
-                bs = int(params.get("batch_size", TRAIN_DEFAULTS["batch_size"]))
+                bs = auto_batch_size(n, params.get("batch_size"))
                 per_epoch = max(1, -(-n // bs))
                 epochs = max(10, min(epochs, self.max_fit_steps // per_epoch))
             params["epochs"] = epochs
+        if self._neural:
+            params.setdefault("ensemble", NEURAL_ENSEMBLE)
         return params
 
     def _batch_size(self) -> int:
