@@ -188,3 +188,26 @@ def test_clear_errors(nb201, nb201_all, split) -> None:
 
 def test_cache_is_bounded() -> None:
     assert ssa_mod._AE_CACHE_SIZE <= 8
+
+
+def test_graph_on_structural_codes_and_its_inductive_path(nb201, nb201_all, split,
+                                                          tmp_path: Path) -> None:
+    """``graph_on`` builds the neighbours from other vectors; new cells are attached by the same
+    vectors (a cell of the graph scored inductively lands on its own node's neighbours), and the
+    round trip through save/load keeps them."""
+    lab, pool, _ = split
+    y = conv3x3_count(nb201_all, nb201)
+    model = SSAPredictor(nb201, seed=0, graph_on="onehot+path", **FAST)
+    model.fit(nb201_all[lab], y[lab.numpy()], unlabeled=nb201_all[pool])
+    assert model.gz_ is not None and model.z_ is not None
+    assert model.gz_.shape[1] != model.z_.shape[1]
+    cells = nb201_all[pool[:300]]
+    trans = model.predict_scores(cells, transductive=True)
+    induc = model.predict_scores(cells, transductive=False)
+    assert kendall_tau(trans, induc) > 0.9
+    model.save(tmp_path / "ssa.pt")
+    back = Predictor.load(tmp_path / "ssa.pt")
+    outside = nb201_all[split[2][:100]]
+    assert np.allclose(back.predict(outside), model.predict(outside), atol=1e-5)
+    with pytest.raises(ArchrankError, match="graph_on"):
+        SSAPredictor(nb201, graph_on="embedding+flops")

@@ -71,6 +71,8 @@ SSA_DEFAULTS: dict[str, Any] = {
     "pool_size": 30000,      # whole space if it has at most this many cells, else a sample
     "k": 10,                 # neighbours of each cell in embedding space
     "metric": "euclidean",   # euclidean | cosine
+    "graph_on": "embedding",  # vectors the neighbours are found in, '+'-joined: embedding,
+                              # onehot, path (embedding standardised per dimension)
     "kernel": True,          # Gaussian kernel edge weights (else unit weights)
     # graph auto-encoder (pretrained without labels on the pool)
     "encoder": "flow",       # flow (GATES-style) | gcn (message passing on the node form)
@@ -253,6 +255,7 @@ class SSAPredictor(Predictor):
         self.ae_: GraphAutoEncoder | None = None
         self.graph_: ArchGraph | None = None
         self.z_: torch.Tensor | None = None          # [N, D] embeddings of the graph's nodes
+        self.gz_: torch.Tensor | None = None         # [N, G] vectors the graph was built on
         self.static_: torch.Tensor | None = None     # [N, F] frozen node inputs
         self.keys_: np.ndarray | None = None         # [N, L] sorted unique cell keys
         self.cells_: Cells | None = None             # the graph's cells
@@ -269,10 +272,10 @@ class SSAPredictor(Predictor):
 
     def _check_hp(self) -> None:
         hp = self.hp
-        parts = str(hp["features"]).split("+")
-        if any(p not in FEATURES for p in parts):
-            raise ArchrankError(f"bad features {hp['features']!r}: join one or more of "
-                                f"{', '.join(FEATURES)} with '+'")
+        for key in ("features", "graph_on"):
+            if any(p not in FEATURES for p in str(hp[key]).split("+")):
+                raise ArchrankError(f"bad {key} {hp[key]!r}: join one or more of "
+                                    f"{', '.join(FEATURES)} with '+'")
         for key, allowed in (("metric", METRICS), ("loss", LOSSES), ("encoder", ENCODERS)):
             if hp[key] not in allowed:
                 raise ArchrankError(f"unknown {key} {hp[key]!r}; choose one of: "
@@ -325,8 +328,17 @@ class SSAPredictor(Predictor):
 
     def _static(self, graphs: GraphBatch, z: torch.Tensor) -> torch.Tensor:
         """Frozen node inputs: standardised embedding, one-hot code, path encoding."""
+        return self._vectors(graphs, z, str(self.hp["features"]))
+
+    def _graph_vectors(self, graphs: GraphBatch, z: torch.Tensor) -> torch.Tensor:
+        """The vectors whose nearest neighbours join the graph (``graph_on``)."""
+        if self.hp["graph_on"] == "embedding":
+            return z
+        return self._vectors(graphs, z, str(self.hp["graph_on"]))
+
+    def _vectors(self, graphs: GraphBatch, z: torch.Tensor, spec: str) -> torch.Tensor:
         parts = []
-        wanted = str(self.hp["features"]).split("+")
+        wanted = spec.split("+")
         if "embedding" in wanted:
             parts.append((z - self.z_mean_) / self.z_std_)
         if "onehot" in wanted:
@@ -375,7 +387,8 @@ class SSAPredictor(Predictor):
         self.ae_, self.z_, self.keys_ = ae, z, keys
         self.z_mean_ = z.mean(0)
         self.z_std_ = z.std(0).clamp(min=1e-6)
-        self.graph_ = build_knn_graph(z, int(self.hp["k"]), metric=self.hp["metric"],
+        self.gz_ = self._graph_vectors(nodes, z)
+        self.graph_ = build_knn_graph(self.gz_, int(self.hp["k"]), metric=self.hp["metric"],
                                       kernel=bool(self.hp["kernel"]))
         self.cells_ = ae.cells(nodes)
         self.static_ = self._static(nodes, z)
@@ -514,7 +527,7 @@ class SSAPredictor(Predictor):
             cells = self.ae_.cells(g)
             z = self.ae_.embed(g)
             static = self._static(g, z)
-            nbr, w, w_self = self.graph_.attach(z, self.z_)
+            nbr, w, w_self = self.graph_.attach(self._graph_vectors(g, z), self.gz_)
             parts.append(torch.stack([
                 m.attached(cells, static, states, nbr, w, w_self)
                 for m, states in zip(self.models_, self._states, strict=True)
@@ -547,6 +560,7 @@ class SSAPredictor(Predictor):
         nodes = graphs_from_keys(self.keys_, self.space)
         self.cells_ = self.ae_.cells(nodes)
         self.static_ = self._static(nodes, self.z_)
+        self.gz_ = self._graph_vectors(nodes, self.z_)
         self.models_, self._states = [], []
         for weights in state["members"]:
             net = self._new_net()
