@@ -39,6 +39,26 @@ def nb201_zc_csv() -> Path:
 
 
 @pytest.fixture(scope="session")
+def nb201():
+    from archrank.spaces import get_space
+
+    return get_space("nb201")
+
+
+@pytest.fixture(scope="session")
+def nb101():
+    from archrank.spaces import get_space
+
+    return get_space("nb101")
+
+
+@pytest.fixture(scope="session")
+def nb201_all(nb201):
+    """Dense graph tensors of all 15,625 NAS-Bench-201 cells."""
+    return nb201.to_graphs(nb201.enumerate())
+
+
+@pytest.fixture(scope="session")
 def shared_cache() -> Path:
     """The test session's archrank cache directory (NB101 enumeration, NB201 hashes)."""
     return Path(os.environ["ARCHRANK_CACHE_DIR"])

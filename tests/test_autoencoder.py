@@ -12,7 +12,6 @@ import torch
 
 from archrank.autoencoder import GraphAutoEncoder, to_node_form, vocabulary
 from archrank.errors import ArchrankError
-from archrank.spaces import get_space
 from archrank.spaces.base import GraphBatch
 
 FAST = {"steps": 40, "hidden": 16, "embed_dim": 8, "min_epochs": 1}
@@ -26,21 +25,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def nb201():
-    return get_space("nb201")
-
-
-@pytest.fixture(scope="module")
-def nb101():
-    return get_space("nb101")
-
-
-@pytest.fixture(scope="module")
-def nb201_all(nb201) -> GraphBatch:
-    return nb201.to_graphs(nb201.enumerate())
 
 
 @pytest.fixture(scope="module")

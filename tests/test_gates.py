@@ -14,25 +14,9 @@ from archrank.metrics import kendall_tau, spearman
 from archrank.predictors.base import Predictor, make_predictor
 from archrank.predictors.gates import GatesPredictor
 from archrank.predictors.losses import hinge_ranking_loss, make_loss, mse_loss
-from archrank.spaces import get_space
 from archrank.spaces.base import GraphBatch
 
 FAST = {"epochs": 2, "dim": 16, "op_dim": 8, "mlp_hidden": 16}
-
-
-@pytest.fixture(scope="module")
-def nb201():
-    return get_space("nb201")
-
-
-@pytest.fixture(scope="module")
-def nb101():
-    return get_space("nb101")
-
-
-@pytest.fixture(scope="module")
-def nb201_all(nb201):
-    return nb201.to_graphs(nb201.enumerate())
 
 
 def conv3x3_count(graphs: GraphBatch, space) -> np.ndarray:

@@ -23,16 +23,6 @@ FAST = {"ae_steps": 60, "ae_hidden": 16, "embed_dim": 8, "steps": 100, "hidden":
         "refresh_every": 25, "ensemble": 1, "threads": 1}
 
 
-@pytest.fixture(scope="module")
-def nb201():
-    return get_space("nb201")
-
-
-@pytest.fixture(scope="module")
-def nb201_all(nb201) -> GraphBatch:
-    return nb201.to_graphs(nb201.enumerate())
-
-
 def conv3x3_count(graphs: GraphBatch, space) -> np.ndarray:
     """Number of nor_conv_3x3 edges that pass information: a known ranking to learn."""
     conv = space.edge_op_names.index("nor_conv_3x3")
