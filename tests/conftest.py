@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -62,3 +63,24 @@ def nb201_all(nb201):
 def shared_cache() -> Path:
     """The test session's archrank cache directory (NB101 enumeration, NB201 hashes)."""
     return Path(os.environ["ARCHRANK_CACHE_DIR"])
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: a second intra-op thread only adds synchronisation (and on a busy machine
+    makes these tests many times slower). Use with ``pytest.mark.usefixtures``."""
+    from archrank.predictors.neural import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
+def finished_count(db: Path) -> int:
+    """Evaluations of a live run database that are no longer pending, read without a lock
+    (0 while the file is not readable yet)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute(
+                "SELECT COUNT(*) FROM evaluations WHERE status != 'pending'").fetchone()[0]
+    except sqlite3.Error:
+        return 0

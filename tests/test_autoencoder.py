@@ -17,14 +17,7 @@ from archrank.spaces.base import GraphBatch
 FAST = {"steps": 40, "hidden": 16, "embed_dim": 8, "min_epochs": 1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: a second intra-op thread only adds synchronisation (and on a busy
-    machine makes these tests many times slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

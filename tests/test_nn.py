@@ -16,13 +16,7 @@ from archrank.nn.nb101 import NB101Network, vertex_channels
 from archrank.nn.nb201 import NB201_OPS, NB201Network
 from archrank.spaces import get_space
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _nb201_ops(text: str) -> list[str]:

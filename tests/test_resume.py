@@ -19,6 +19,7 @@ import pytest
 
 from archrank.oracles.base import Evaluation, Oracle
 from archrank.runs import RunStore, SearchConfig, build_oracle, build_strategy, run_search
+from conftest import finished_count
 
 ARCHRANK = Path(sys.executable).with_name("archrank")
 TINY_GATES = {"predictor_params": {"epochs": 10, "threads": 1}, "n_init": 5, "batch": 5}
@@ -140,15 +141,6 @@ def test_recorded_but_untold_results_are_not_reevaluated(config, tmp_path):
     assert sorted(oracle.archs) == sorted(expected)  # only the lost and the new ones
 
 
-def _count(db: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-            return conn.execute(
-                "SELECT COUNT(*) FROM evaluations WHERE status != 'pending'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 @pytest.mark.skipif(not ARCHRANK.exists(), reason="the archrank script is not installed")
 def test_sigkill_mid_run_then_resume(nb201_csv, tmp_path):
     """A real ``archrank search`` killed with SIGKILL mid-run, then ``--resume``d."""
@@ -165,7 +157,7 @@ def test_sigkill_mid_run_then_resume(nb201_csv, tmp_path):
     deadline = time.monotonic() + 120
     done = 0
     while time.monotonic() < deadline and proc.poll() is None:
-        done = _count(db) if db.exists() else 0
+        done = finished_count(db) if db.exists() else 0
         if done >= 17:
             break
         time.sleep(0.02)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,17 +12,9 @@ from pathlib import Path
 import pytest
 
 from archrank.runs import RunStore
+from conftest import finished_count
 
 ARCHRANK = Path(sys.executable).with_name("archrank")
-
-
-def _done(db: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-            return conn.execute(
-                "SELECT COUNT(*) FROM evaluations WHERE status != 'pending'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 @pytest.mark.slow
@@ -40,7 +31,7 @@ def test_killed_training_search_resumes_without_retraining(tmp_path):
     db = run_dir / "run.sqlite"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists() and _done(db) >= 2:
+        if db.exists() and finished_count(db) >= 2:
             break
         time.sleep(0.05)
     assert proc.poll() is None, f"search ended before it was killed: {proc.stderr.read()}"

@@ -18,13 +18,7 @@ from archrank.nn import build_network
 from archrank.spaces import get_space
 from archrank.zc import PROXIES, compute_proxies, score_architectures
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_proxies_rank_like_the_published_scores(nb201_zc_csv: Path) -> None:

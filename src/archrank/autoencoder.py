@@ -38,6 +38,7 @@ from torch import nn
 
 from archrank.encodings import onehot, path_encoding, path_encoding_size
 from archrank.errors import ArchrankError
+from archrank.predictors.base import check_params, load_torch_file
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 ENCODERS = ("gcn", "flow")
@@ -252,15 +253,10 @@ class GraphAutoEncoder:
     """
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
-        unknown = sorted(set(params) - set(AE_DEFAULTS))
-        if unknown:
-            raise ArchrankError(
-                f"graph auto-encoder has no parameter {', '.join(map(repr, unknown))}; "
-                f"valid: {', '.join(sorted(AE_DEFAULTS))}"
-            )
+        hp = check_params("graph auto-encoder", params, AE_DEFAULTS)
         self.space = space
         self.seed = seed
-        self.hp: dict[str, Any] = {**AE_DEFAULTS, **params}
+        self.hp: dict[str, Any] = hp
         if self.hp["encoder"] not in ENCODERS:
             raise ArchrankError(f"unknown encoder {self.hp['encoder']!r}; choose one of: "
                                 f"{', '.join(ENCODERS)}")
@@ -448,12 +444,7 @@ class GraphAutoEncoder:
     @classmethod
     def load(cls, path: str | Path) -> GraphAutoEncoder:
         """Read an auto-encoder written by ``save``."""
-        try:
-            blob = torch.load(Path(path), map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise ArchrankError(f"{path}: no such auto-encoder file") from None
-        except Exception as exc:
-            raise ArchrankError(f"{path}: not an archrank auto-encoder file ({exc})") from None
+        blob = load_torch_file(path, "auto-encoder")
         if not isinstance(blob, dict) or blob.get("kind") != "archrank.GraphAutoEncoder":
             raise ArchrankError(f"{path}: not an archrank auto-encoder file")
         return cls.from_state(blob)

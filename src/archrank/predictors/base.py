@@ -54,6 +54,29 @@ def make_predictor(name: str, space: SearchSpace, **kwargs: Any) -> Predictor:
     return predictor_class(name)(space, **kwargs)
 
 
+def check_params(owner: str, params: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
+    """``allowed`` updated with ``params``; a clear error names any parameter ``owner`` (e.g.
+    "predictor 'gates'") does not have."""
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ArchrankError(
+            f"{owner} has no parameter {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(sorted(allowed))}"
+        )
+    return {**allowed, **params}
+
+
+def load_torch_file(path: str | Path, what: str) -> Any:
+    """A torch file written by archrank (``weights_only``: no arbitrary code is unpickled),
+    with one-line errors for a missing or foreign file (``what``: e.g. "predictor")."""
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ArchrankError(f"{path}: no such {what} file") from None
+    except Exception as exc:  # corrupt or foreign file
+        raise ArchrankError(f"{path}: not an archrank {what} file ({exc})") from None
+
+
 def default_device() -> torch.device:
     """The GPU when one is present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -137,12 +160,7 @@ class Predictor(ABC):
     @classmethod
     def load(cls, path: str | Path) -> Predictor:
         """Read a predictor written by ``save`` (no arbitrary code is unpickled)."""
-        try:
-            blob = torch.load(Path(path), map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise ArchrankError(f"{path}: no such predictor file") from None
-        except Exception as exc:  # corrupt or foreign file
-            raise ArchrankError(f"{path}: not an archrank predictor file ({exc})") from None
+        blob = load_torch_file(path, "predictor")
         klass = predictor_class(blob["predictor"])
         model = klass(get_space(blob["space"]), seed=blob["seed"], **blob["params"])
         model.set_state(blob["state"])

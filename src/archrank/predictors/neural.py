@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from archrank.errors import ArchrankError
-from archrank.predictors.base import Predictor, default_device
+from archrank.predictors.base import Predictor, check_params, default_device
 from archrank.predictors.losses import LOSSES, make_loss
 from archrank.spaces.base import GraphBatch, SearchSpace
 
@@ -121,15 +121,9 @@ class NeuralPredictor(Predictor):
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
-        allowed = {**TRAIN_DEFAULTS, **self.defaults}
-        unknown = sorted(set(params) - set(allowed))
-        if unknown:
-            raise ArchrankError(
-                f"predictor {self.name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                f"valid: {', '.join(sorted(allowed))}"
-            )
+        hp = check_params(f"predictor {self.name!r}", params, {**TRAIN_DEFAULTS, **self.defaults})
         super().__init__(space, seed=seed, **params)
-        self.hp: dict[str, Any] = {**allowed, **params}
+        self.hp: dict[str, Any] = hp
         if self.hp["loss"] not in LOSSES:
             raise ArchrankError(
                 f"unknown loss {self.hp['loss']!r}; choose one of: {', '.join(LOSSES)}"

@@ -48,8 +48,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -61,9 +60,9 @@ from archrank.archgraph import METRICS, ArchGraph, build_knn_graph
 from archrank.autoencoder import ENCODERS, Cells, GraphAutoEncoder, pad_graphs
 from archrank.encodings import onehot, path_encoding
 from archrank.errors import ArchrankError
-from archrank.predictors.base import Predictor
+from archrank.predictors.base import Predictor, check_params
 from archrank.predictors.losses import LOSSES, make_loss
-from archrank.predictors.neural import available_cores, kendall_tau_fast
+from archrank.predictors.neural import available_cores, kendall_tau_fast, torch_threads
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 SSA_DEFAULTS: dict[str, Any] = {
@@ -115,21 +114,14 @@ _AE_CACHE_SIZE = 4
 _POOL_CACHE: dict[str, GraphBatch] = {}
 
 
-@contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
+def _threads(threads: int | None) -> AbstractContextManager[None]:
     """Run with ``threads`` intra-op threads (None: every available core), then restore.
 
     SSA's steps work on small tensors (a batch of cells, a few rows of the graph), where more
     threads only add synchronisation: on the shared 2-core machine, with other jobs running,
     ``tests/test_ssa.py`` took 249 s with 2 threads and 15 s with 1. Hence the default of 1.
     """
-    before = torch.get_num_threads()
-    wanted = int(threads) if threads else available_cores()
-    torch.set_num_threads(wanted)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(int(threads) if threads else available_cores())
 
 
 # -- cell keys --------------------------------------------------------------------------------
@@ -243,14 +235,9 @@ class SSAPredictor(Predictor):
     name: ClassVar[str] = "ssa"
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
-        unknown = sorted(set(params) - set(SSA_DEFAULTS))
-        if unknown:
-            raise ArchrankError(
-                f"predictor 'ssa' has no parameter {', '.join(map(repr, unknown))}; "
-                f"valid: {', '.join(sorted(SSA_DEFAULTS))}"
-            )
+        hp = check_params("predictor 'ssa'", params, SSA_DEFAULTS)
         super().__init__(space, seed=seed, **params)
-        self.hp: dict[str, Any] = {**SSA_DEFAULTS, **params}
+        self.hp: dict[str, Any] = hp
         self._check_hp()
         self.ae_: GraphAutoEncoder | None = None
         self.graph_: ArchGraph | None = None

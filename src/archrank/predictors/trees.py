@@ -25,7 +25,7 @@ import torch
 from archrank import encodings
 from archrank.errors import ArchrankError
 from archrank.metrics import rankdata
-from archrank.predictors.base import Predictor
+from archrank.predictors.base import Predictor, check_params
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 
@@ -53,15 +53,9 @@ class TreePredictor(Predictor):
     COMMON: ClassVar[dict[str, Any]] = {"target": "raw"}
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
-        allowed = {**self.COMMON, **self.defaults}
-        unknown = sorted(set(params) - set(allowed))
-        if unknown:
-            raise ArchrankError(
-                f"predictor {self.name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                f"valid: {', '.join(sorted(allowed))}"
-            )
+        merged = check_params(f"predictor {self.name!r}", params,
+                              {**self.COMMON, **self.defaults})
         super().__init__(space, seed=seed, **params)
-        merged = {**allowed, **params}
         self.target = str(merged.pop("target"))
         if self.target not in ("raw", "rank"):
             raise ArchrankError(f"predictor {self.name!r}: target must be 'raw' or 'rank', "

@@ -231,17 +231,20 @@ class NodeCellSpace(SearchSpace[Cell]):
             "(the matrix must be strictly upper triangular)"
         )
 
+    def _json(self, text: str, field: str) -> Any:
+        """``text`` parsed as JSON, or a clear error naming ``field``."""
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise self._fail(f"{field} is not valid JSON ({exc.msg})") from None
+
     def _read_adjacency(self, value: Any) -> np.ndarray:
         """Square 0/1 matrix from a bit string, JSON text, nested lists or an array."""
         if isinstance(value, str):
             text = value.strip()
-            if text.startswith("["):
-                try:
-                    value = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise self._fail(f"adjacency is not valid JSON ({exc.msg})") from None
-            else:
+            if not text.startswith("["):
                 return self._bits_to_matrix(text)
+            value = self._json(text, "adjacency")
         if isinstance(value, np.ndarray):
             array = value
         else:
@@ -286,13 +289,9 @@ class NodeCellSpace(SearchSpace[Cell]):
     def _read_ops(self, value: Any) -> list[str]:
         if isinstance(value, str):
             text = value.strip()
-            if text.startswith("["):
-                try:
-                    value = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise self._fail(f"ops is not valid JSON ({exc.msg})") from None
-            else:
+            if not text.startswith("["):
                 return [op.strip() for op in text.split(",")]
+            value = self._json(text, "ops")
         if not isinstance(value, list | tuple) or not all(isinstance(op, str) for op in value):
             raise self._fail("ops must be comma-separated names or a list of names")
         return [op.strip() for op in value]
