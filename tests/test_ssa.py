@@ -20,7 +20,12 @@ from archrank.spaces.base import GraphBatch
 
 # Small and single-threaded: these tests check behaviour, the benchmarks check quality.
 FAST = {"ae_steps": 60, "ae_hidden": 16, "embed_dim": 8, "steps": 100, "hidden": 16,
-        "refresh_every": 25, "ensemble": 1, "threads": 1}
+        "encoder_dim": 16, "head_hidden": 16, "lr": 5e-3, "refresh_every": 25, "ensemble": 1,
+        "threads": 1}
+# The paper's configuration: graph in the auto-encoder's embedding, the embedding (and the
+# one-hot code) as node inputs next to the fine-tuned auto-encoder's encoder.
+PAPER = {"graph_on": "embedding", "features": "embedding+onehot", "node_encoder": "ae",
+         "head_hidden": 0}
 
 
 def conv3x3_count(graphs: GraphBatch, space) -> np.ndarray:
@@ -130,7 +135,7 @@ def test_auto_encoder_is_reused_for_the_same_pool(nb201, nb201_all, split,
         return real_fit(self, graphs)
 
     monkeypatch.setattr(GraphAutoEncoder, "fit", counting_fit)
-    params = {**FAST, "steps": 10, "seed": 7}
+    params = {**FAST, **PAPER, "steps": 10, "seed": 7}
     everything = torch.cat([lab, pool[:300]])
     SSAPredictor(nb201, **params).fit(nb201_all[lab], y[lab.numpy()],
                                       unlabeled=nb201_all[pool[:300]])
@@ -161,6 +166,12 @@ def test_clear_errors(nb201, nb201_all, split) -> None:
         SSAPredictor(nb201, features="embedding+zc")
     with pytest.raises(ArchrankError, match="unknown metric"):
         SSAPredictor(nb201, metric="manhattan")
+    with pytest.raises(ArchrankError, match="unknown node_encoder"):
+        SSAPredictor(nb201, node_encoder="lstm")
+    with pytest.raises(ArchrankError, match="features=none requires finetune"):
+        SSAPredictor(nb201, features="none", finetune=False)
+    with pytest.raises(ArchrankError, match="batch_size must be at least 1"):
+        SSAPredictor(nb201, batch_size=0)
     with pytest.raises(ArchrankError, match="k must be at least 1"):
         SSAPredictor(nb201, k=0)
     with pytest.raises(ArchrankError, match="not fitted"):
@@ -180,17 +191,26 @@ def test_cache_is_bounded() -> None:
     assert ssa_mod._AE_CACHE_SIZE <= 8
 
 
-def test_graph_on_structural_codes_and_its_inductive_path(nb201, nb201_all, split,
-                                                          tmp_path: Path) -> None:
-    """``graph_on`` builds the neighbours from other vectors; new cells are attached by the same
-    vectors (a cell of the graph scored inductively lands on its own node's neighbours), and the
-    round trip through save/load keeps them."""
-    lab, pool, _ = split
+def test_default_skips_the_auto_encoder(fitted) -> None:
+    """The default graph joins cells by their structural codes and the node encoder is a
+    fresh GATES network, so nothing reads an auto-encoder and none is trained."""
+    assert not fitted.uses_auto_encoder() and fitted.ae_ is None
+    assert fitted.z_ is not None and fitted.z_.shape[1] == 0
+
+
+def test_paper_configuration_graph_in_embedding_space(nb201, nb201_all, split,
+                                                      tmp_path: Path) -> None:
+    """With ``graph_on=embedding`` the neighbours come from the auto-encoder's embedding;
+    new cells are attached by the same vectors (a cell of the graph scored inductively lands
+    on its own node's neighbours), and the round trip through save/load keeps them."""
+    lab, pool, outside = split
     y = conv3x3_count(nb201_all, nb201)
-    model = SSAPredictor(nb201, seed=0, graph_on="onehot+path", **FAST)
+    model = SSAPredictor(nb201, seed=0, **{**FAST, **PAPER})
     model.fit(nb201_all[lab], y[lab.numpy()], unlabeled=nb201_all[pool])
+    assert model.uses_auto_encoder() and model.ae_ is not None
     assert model.gz_ is not None and model.z_ is not None
-    assert model.gz_.shape[1] != model.z_.shape[1]
+    assert model.gz_.shape[1] == model.z_.shape[1] == FAST["embed_dim"]
+    assert kendall_tau(y[outside.numpy()], model.predict(nb201_all[outside])) > 0.5
     cells = nb201_all[pool[:300]]
     trans = model.predict_scores(cells, transductive=True)
     induc = model.predict_scores(cells, transductive=False)

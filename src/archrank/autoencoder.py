@@ -144,6 +144,27 @@ class Cells:
                      NodeForm(self.nf.tokens[index], self.nf.adj[index], self.nf.mask[index]))
 
 
+def make_cells(graphs: GraphBatch | Any, space: SearchSpace) -> Cells:
+    """A ``GraphBatch`` (or a list of the space's architectures) as ``Cells``, checked
+    against the space: padded to its width, op indices within its vocabularies."""
+    g = graphs if isinstance(graphs, GraphBatch) else space.to_graphs(list(graphs))
+    g = pad_graphs(g, space)
+    n_ops = len(space.node_op_names)
+    if g.ops.numel() and (int(g.ops.max()) >= n_ops or int(g.ops.min()) < 0):
+        raise ArchrankError(f"graph batch has node op indices outside the {n_ops} ops of "
+                            f"space {space.name!r}")
+    if space.op_on == "edge":
+        n_edge = len(space.edge_op_names)
+        if g.edge_ops is None:
+            raise ArchrankError(f"space {space.name!r} puts ops on edges but the "
+                                "batch has no edge_ops")
+        if g.edge_ops.numel() and (int(g.edge_ops.max()) >= n_edge
+                                   or int(g.edge_ops.min()) < 0):
+            raise ArchrankError(f"graph batch has edge op indices outside the {n_edge} "
+                                f"ops of space {space.name!r}")
+    return Cells(g, to_node_form(g, space))
+
+
 class _GCNEncoder(nn.Module):
     """Message passing over the node form in both directions, sum readouts of every round."""
 
@@ -273,22 +294,7 @@ class GraphAutoEncoder:
     # -- helpers ----------------------------------------------------------------------------
     def cells(self, graphs: GraphBatch | Any) -> Cells:
         """The batch as the encoders read it (checked against the space)."""
-        g = graphs if isinstance(graphs, GraphBatch) else self.space.to_graphs(list(graphs))
-        g = pad_graphs(g, self.space)
-        n_ops = len(self.space.node_op_names)
-        if g.ops.numel() and (int(g.ops.max()) >= n_ops or int(g.ops.min()) < 0):
-            raise ArchrankError(f"graph batch has node op indices outside the {n_ops} ops of "
-                                f"space {self.space.name!r}")
-        if self.space.op_on == "edge":
-            n_edge = len(self.space.edge_op_names)
-            if g.edge_ops is None:
-                raise ArchrankError(f"space {self.space.name!r} puts ops on edges but the "
-                                    "batch has no edge_ops")
-            if g.edge_ops.numel() and (int(g.edge_ops.max()) >= n_edge
-                                       or int(g.edge_ops.min()) < 0):
-                raise ArchrankError(f"graph batch has edge op indices outside the {n_edge} "
-                                    f"ops of space {self.space.name!r}")
-        return Cells(g, to_node_form(g, self.space))
+        return make_cells(graphs, self.space)
 
     def _targets(self, nf: NodeForm) -> tuple[torch.Tensor, torch.Tensor]:
         iu, ju = torch.triu_indices(self.nodes, self.nodes, offset=1)
@@ -450,5 +456,5 @@ class GraphAutoEncoder:
         return cls.from_state(blob)
 
 
-__all__ = ["AE_DEFAULTS", "ENCODERS", "Cells", "GraphAutoEncoder", "NodeForm", "pad_graphs",
-           "structural_code", "to_node_form", "vocabulary"]
+__all__ = ["AE_DEFAULTS", "ENCODERS", "Cells", "GraphAutoEncoder", "NodeForm", "make_cells",
+           "pad_graphs", "structural_code", "to_node_form", "vocabulary"]

@@ -98,6 +98,7 @@ class PredictorBench:
     seeds: int
     rows: int = 0
     convert_seconds: float = 0.0
+    first_seed: int = 0
     runs: list[dict[str, Any]] = field(default_factory=list)
 
     def results(self) -> list[dict[str, Any]]:
@@ -123,7 +124,8 @@ class PredictorBench:
             "command": "bench predictor",
             "settings": {"space": self.space, "bench": self.bench, "metric": self.metric,
                          "predictors": self.predictors, "train_sizes": self.train_sizes,
-                         "seeds": self.seeds, "rows": self.rows,
+                         "seeds": self.seeds, "first_seed": self.first_seed,
+                         "rows": self.rows,
                          "convert_seconds": self.convert_seconds},
             "machine": machine_info(),
             "results": self.results(),
@@ -145,11 +147,16 @@ def bench_predictors(
     *,
     params: dict[str, dict[str, Any]] | None = None,
     progress: Progress | None = None,
+    first_seed: int = 0,
 ) -> PredictorBench:
-    """Fit and score every predictor on ``seeds`` random training sets of each size."""
+    """Fit and score every predictor on ``seeds`` random training sets of each size (seeds
+    ``first_seed`` to ``first_seed + seeds - 1``: a later run can add seeds to an earlier
+    one, or check on fresh seeds a setting chosen on the first ones)."""
     check_predictors(predictors)
     if seeds < 1:
         raise ArchrankError(f"--seeds must be at least 1, got {seeds}")
+    if first_seed < 0:
+        raise ArchrankError(f"--first-seed must be at least 0, got {first_seed}")
     space = get_space(space_name)
     bench = load_benchmark(bench_spec, space)
     values = np.asarray(bench.values(metric), dtype=np.float64)
@@ -168,9 +175,10 @@ def bench_predictors(
     graphs = table_graphs(space, [archs[i] for i in keep])
     result = PredictorBench(space_name, str(bench_spec), metric, list(predictors),
                             list(train_sizes), seeds, rows=len(keep),
-                            convert_seconds=time.perf_counter() - start)
+                            convert_seconds=time.perf_counter() - start,
+                            first_seed=first_seed)
     params = params or {}
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         for size in train_sizes:
             train, test = train_split(len(keep), size, seed)
             g_train, g_test = graphs[train], graphs[test]

@@ -53,6 +53,8 @@ def bench_predictor(
     train_sizes: str = typer.Option("100,1000", "--train-sizes",
                                     help="Comma-separated training-set sizes."),
     seeds: int = typer.Option(5, "--seeds", help="Random training sets per size."),
+    first_seed: int = typer.Option(0, "--first-seed",
+                                   help="Seed of the first training set (then +1, +2...)."),
     params: list[str] | None = typer.Option(None, "--set",
                                             help="Predictor parameter, e.g. gates.ensemble=3"),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here."),
@@ -75,10 +77,11 @@ def bench_predictor(
     sizes = parse_sizes(train_sizes)
     result = bench_predictors(
         space, bench, metric, names, sizes, seeds, params=_parse_params(params),
-        progress=lambda msg: err.print(f"[dim]{msg}[/]"),
+        progress=lambda msg: err.print(f"[dim]{msg}[/]"), first_seed=first_seed,
     )
     data = result.to_json()
-    table = Table(title=f"{bench} · {metric} · {seeds} seeds · {result.rows} rows")
+    seed_text = f"seeds {first_seed}-{first_seed + seeds - 1}" if first_seed else f"{seeds} seeds"
+    table = Table(title=f"{bench} · {metric} · {seed_text} · {result.rows} rows")
     for col in ("predictor", "n train", "Kendall tau", "Spearman", "P@5%", "N@10",
                 "fit s", "predict s"):
         table.add_column(col, justify="left" if col == "predictor" else "right")

@@ -76,6 +76,14 @@ def auto_batch_size(n_train: int, batch_size: int | None = None) -> int:
     return max(1, min(n_train, int(np.clip(n_train // 4, 64, 256))))
 
 
+def auto_lr(batch_size: int, lr: float | None = None) -> float:
+    """``lr`` when given, else 1e-3 at batch 64 grown as ``(batch / 64) ** 0.8`` (3e-3 at
+    256): larger batches of the hinge loss average more pairs, so they take larger steps."""
+    if lr is not None:
+        return float(lr)
+    return 1e-3 * max(1.0, batch_size / 64) ** 0.8
+
+
 def available_cores() -> int:
     """Cores this process may run on (the affinity mask, not the host's total)."""
     try:
@@ -145,10 +153,8 @@ class NeuralPredictor(Predictor):
         return auto_batch_size(n_train, self.hp["batch_size"])
 
     def auto_lr(self, batch_size: int) -> float:
-        """``lr``, or 1e-3 at batch 64 grown as ``(batch / 64) ** 0.8`` (3e-3 at 256)."""
-        if self.hp["lr"] is not None:
-            return float(self.hp["lr"])
-        return 1e-3 * max(1.0, batch_size / 64) ** 0.8
+        """See the module function ``auto_lr``."""
+        return auto_lr(batch_size, self.hp["lr"])
 
     def auto_ensemble(self, n_train: int) -> int:
         """``ensemble``, or 3 members below ``ensemble_below`` cells, else 1."""

@@ -57,12 +57,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from archrank.archgraph import METRICS, ArchGraph, build_knn_graph
-from archrank.autoencoder import ENCODERS, Cells, GraphAutoEncoder, pad_graphs
+from archrank.autoencoder import ENCODERS, Cells, GraphAutoEncoder, make_cells, pad_graphs
 from archrank.encodings import onehot, path_encoding
 from archrank.errors import ArchrankError
 from archrank.predictors.base import Predictor, check_params
 from archrank.predictors.losses import LOSSES, make_loss
-from archrank.predictors.neural import available_cores, kendall_tau_fast, torch_threads
+from archrank.predictors.neural import (
+    auto_batch_size,
+    auto_lr,
+    available_cores,
+    kendall_tau_fast,
+    torch_threads,
+)
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 SSA_DEFAULTS: dict[str, Any] = {
@@ -70,8 +76,8 @@ SSA_DEFAULTS: dict[str, Any] = {
     "pool_size": 30000,      # whole space if it has at most this many cells, else a sample
     "k": 10,                 # neighbours of each cell in embedding space
     "metric": "euclidean",   # euclidean | cosine
-    "graph_on": "embedding",  # vectors the neighbours are found in, '+'-joined: embedding,
-                              # onehot, path (embedding standardised per dimension)
+    "graph_on": "onehot+path",  # vectors the neighbours are found in, '+'-joined: embedding
+                              # (the auto-encoder's, standardised per dimension), onehot, path
     "kernel": True,          # Gaussian kernel edge weights (else unit weights)
     # graph auto-encoder (pretrained without labels on the pool)
     "encoder": "flow",       # flow (GATES-style) | gcn (message passing on the node form)
@@ -86,27 +92,35 @@ SSA_DEFAULTS: dict[str, Any] = {
     "ae_seed": None,         # seed of the auto-encoder (None: the predictor's seed); fix it
                              # to share one auto-encoder between refits with other seeds
     # GCN over the architecture graph
-    "features": "embedding+onehot",  # frozen node inputs, '+'-joined: embedding, onehot, path
-    "finetune": True,        # the encoder's readout is a node input, fine-tuned jointly
+    "features": "none",      # frozen node inputs, '+'-joined: embedding, onehot, path
+                             # (or none)
+    "finetune": True,        # an encoder's readout is a node input, trained jointly
+    "node_encoder": "gates",    # that encoder: ae (the auto-encoder's, fine-tuned) | gates (a
+                             # fresh GATES network, predictors.gates defaults)
+    "encoder_dim": 64,       # node_encoder=gates: width of its states (GATES's default)
+    "head_hidden": 128,      # MLP head on the layers' states (0: linear)
     "recon_weight": 0.0,     # joint loss: weight of the reconstruction of pool cells
     "recon_batch": 128,
     "hidden": 64,
     "layers": 2,             # graph layers (0: no graph, an ablation)
     "dropout": 0.1,
-    "steps": 600,            # optimiser steps per member
-    "batch_size": 64,        # labelled cells per step (all of them when fewer)
+    "steps": 1000,           # optimiser steps per member
+    "batch_size": None,      # labelled cells per step; None: as GATES (a quarter of the
+                             # labelled set within [64, 256], all of it when fewer)
     "refresh_every": 100,    # steps between recomputations of the neighbours' states
-    "lr": 2e-3,
+    "lr": None,              # None: as GATES, 1e-3 at batch 64, scaled with the batch
     "weight_decay": 1e-4,
     "loss": "hinge",         # hinge | mse | combined (losses.py)
     "margin": 0.1,
     "mse_weight": 1.0,
-    "early_stop_min": 200,   # hold out a labelled slice for early stopping from this many
+    "early_stop_min": 2000,  # hold out a labelled slice for early stopping from this many
+                             # labelled cells (as GATES)
     "val_fraction": 0.1,
     "ensemble": 3,           # members with different seeds over one auto-encoder, averaged
     "threads": 1,            # torch threads while fitting/scoring (None: every core)
 }
 FEATURES = ("embedding", "onehot", "path")
+NODE_ENCODERS = ("ae", "gates")
 
 # (space, seed, auto-encoder params, fingerprint of the pool) -> (auto-encoder state, embeddings)
 _AE_CACHE: OrderedDict[tuple[Any, ...], tuple[dict[str, Any], torch.Tensor]] = OrderedDict()
@@ -156,13 +170,36 @@ def _void(keys: np.ndarray) -> np.ndarray:
 
 
 # -- the network ------------------------------------------------------------------------------
+class _GatesFeatures(nn.Module):
+    """A fresh GATES network (``predictors.gates``) as the node encoder: ``features(cells)``
+    is its cell embedding, the same interface as the auto-encoder's module."""
+
+    def __init__(self, space: SearchSpace, dim: int) -> None:
+        super().__init__()
+        from archrank.predictors.gates import GatesNet, GatesPredictor
+
+        hp = GatesPredictor.defaults
+        on_edge = space.op_on == "edge"
+        readout = "concat" if on_edge else "concat_mean"  # GATES's ``auto`` readout
+        op_dim = max(1, dim * int(hp["op_dim"]) // int(hp["dim"]))
+        self.net = GatesNet(op_on=space.op_on,
+                            n_ops=len(space.edge_op_names if on_edge else space.node_op_names),
+                            op_dim=op_dim, dim=dim, layers=int(hp["layers"]), readout=readout,
+                            mlp_hidden=1, mlp_layers=0, dropout=0.0,
+                            activation=str(hp["activation"]))
+        self.width = (2 if readout == "concat_mean" else 1) * dim * int(hp["layers"])
+
+    def features(self, cells: Cells) -> torch.Tensor:
+        return self.net.embed(cells.graphs)
+
+
 class _SSANet(nn.Module):
     """Node inputs (fine-tuned encoder readout + frozen features), ``layers`` graph layers
     ``a <- relu(W_s a + W_n agg)`` where ``agg = A_hat a`` over the architecture graph, and a
     linear head on every layer's state."""
 
     def __init__(self, encoder: nn.Module | None, enc_width: int, static_dim: int,
-                 hidden: int, layers: int, dropout: float) -> None:
+                 hidden: int, layers: int, dropout: float, head_hidden: int = 0) -> None:
         super().__init__()
         self.encoder = encoder
         self.enc_proj = nn.Linear(enc_width, hidden) if encoder is not None else None
@@ -174,11 +211,14 @@ class _SSANet(nn.Module):
         # Neighbour gates start at 0: the net starts as the plain fine-tuned encoder and
         # learns how much the similar cells' states should count (ReZero-style).
         self.nbr_gates = nn.Parameter(torch.zeros(layers))
-        self.head = nn.Linear(hidden * (layers + 1), 1)
+        width = hidden * (layers + 1)
+        self.head: nn.Module = (nn.Linear(width, 1) if head_hidden < 1 else nn.Sequential(
+            nn.Linear(width, head_hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(head_hidden, 1)))
         self.dropout = dropout
 
     def inputs(self, cells: Cells, static: torch.Tensor) -> torch.Tensor:
-        parts = [static]
+        parts = [static] if static.shape[1] else []
         if self.encoder is not None and self.enc_proj is not None:
             parts.append(F.relu(self.enc_proj(self.encoder.features(cells))))  # type: ignore[operator]
         x = F.dropout(torch.cat(parts, 1), self.dropout, self.training)
@@ -260,21 +300,38 @@ class SSAPredictor(Predictor):
     def _check_hp(self) -> None:
         hp = self.hp
         for key in ("features", "graph_on"):
+            if key == "features" and hp[key] == "none":
+                if not bool(hp["finetune"]):
+                    raise ArchrankError("ssa needs node inputs: features=none requires "
+                                        "finetune=true")
+                continue
             if any(p not in FEATURES for p in str(hp[key]).split("+")):
                 raise ArchrankError(f"bad {key} {hp[key]!r}: join one or more of "
                                     f"{', '.join(FEATURES)} with '+'")
-        for key, allowed in (("metric", METRICS), ("loss", LOSSES), ("encoder", ENCODERS)):
+        for key, allowed in (("metric", METRICS), ("loss", LOSSES), ("encoder", ENCODERS),
+                             ("node_encoder", NODE_ENCODERS)):
             if hp[key] not in allowed:
                 raise ArchrankError(f"unknown {key} {hp[key]!r}; choose one of: "
                                     f"{', '.join(allowed)}")
         if int(hp["layers"]) < 0:
             raise ArchrankError(f"ssa parameter layers must be at least 0, got {hp['layers']}")
+        if hp["batch_size"] is not None and int(hp["batch_size"]) < 1:
+            raise ArchrankError(f"ssa parameter batch_size must be at least 1, got "
+                                f"{hp['batch_size']}")
         for key in ("k", "pool_size", "embed_dim", "hidden", "steps", "ensemble",
-                    "batch_size", "refresh_every", "ae_steps", "ae_hidden", "ae_layers"):
+                    "refresh_every", "ae_steps", "ae_hidden", "ae_layers", "encoder_dim"):
             if int(hp[key]) < 1:
                 raise ArchrankError(f"ssa parameter {key} must be at least 1, got {hp[key]}")
 
     # -- pool and auto-encoder --------------------------------------------------------------
+    def uses_auto_encoder(self) -> bool:
+        """Whether anything reads the auto-encoder: its embedding joins the graph or is a node
+        input, or its encoder is the fine-tuned node encoder. If not, fit skips training it."""
+        hp = self.hp
+        return ("embedding" in str(hp["graph_on"]).split("+")
+                or "embedding" in str(hp["features"]).split("+")
+                or (bool(hp["finetune"]) and hp["node_encoder"] == "ae"))
+
     def default_pool(self) -> GraphBatch:
         """Unlabelled cells when ``fit`` is given none: the whole space if small enough,
         else ``pool_size`` uniform samples (seeded)."""
@@ -324,7 +381,7 @@ class SSAPredictor(Predictor):
         return self._vectors(graphs, z, str(self.hp["graph_on"]))
 
     def _vectors(self, graphs: GraphBatch, z: torch.Tensor, spec: str) -> torch.Tensor:
-        parts = []
+        parts = [torch.zeros(len(graphs), 0)]
         wanted = spec.split("+")
         if "embedding" in wanted:
             parts.append((z - self.z_mean_) / self.z_std_)
@@ -370,28 +427,36 @@ class SSAPredictor(Predictor):
         labelled = ycnt > 0
         target = (ysum / ycnt.clamp(min=1)).float()
 
-        ae, z = self._auto_encoder(nodes, keys)
+        if self.uses_auto_encoder():
+            ae, z = self._auto_encoder(nodes, keys)
+        else:
+            ae, z = None, torch.zeros(n_nodes, 0)
         self.ae_, self.z_, self.keys_ = ae, z, keys
         self.z_mean_ = z.mean(0)
-        self.z_std_ = z.std(0).clamp(min=1e-6)
+        self.z_std_ = z.std(0).clamp(min=1e-6) if z.shape[1] else torch.ones(0)
         self.gz_ = self._graph_vectors(nodes, z)
         self.graph_ = build_knn_graph(self.gz_, int(self.hp["k"]), metric=self.hp["metric"],
                                       kernel=bool(self.hp["kernel"]))
-        self.cells_ = ae.cells(nodes)
+        self.cells_ = make_cells(nodes, self.space)
         self.static_ = self._static(nodes, z)
         self.target_ = torch.where(labelled, target, torch.full_like(target, float("nan")))
         self._key_index = None
         self._train(labelled.nonzero().squeeze(1), target)
 
     def _new_net(self) -> _SSANet:
-        assert self.ae_ is not None and self.static_ is not None
+        assert self.static_ is not None
         encoder = None
         width = 0
-        if bool(self.hp["finetune"]):
+        if bool(self.hp["finetune"]) and self.hp["node_encoder"] == "gates":
+            encoder = _GatesFeatures(self.space, int(self.hp["encoder_dim"]))
+            width = encoder.width
+        elif bool(self.hp["finetune"]):
+            assert self.ae_ is not None
             encoder = copy.deepcopy(self.ae_.encoder_module())
             width = int(encoder.body.width)  # type: ignore[union-attr,arg-type]
         return _SSANet(encoder, width, self.static_.shape[1], int(self.hp["hidden"]),
-                       int(self.hp["layers"]), float(self.hp["dropout"]))
+                       int(self.hp["layers"]), float(self.hp["dropout"]),
+                       int(self.hp["head_hidden"]))
 
     def _train(self, lab: torch.Tensor, target: torch.Tensor) -> None:
         self.models_, self.history_, self._states = [], [], []
@@ -406,13 +471,14 @@ class SSAPredictor(Predictor):
 
     def _train_member(self, lab: torch.Tensor, target: torch.Tensor, seed: int, member: int
                       ) -> tuple[_SSANet, list[torch.Tensor]]:
-        assert self.cells_ is not None and self.static_ is not None and self.ae_ is not None
+        assert self.cells_ is not None and self.static_ is not None
         assert self.graph_ is not None
         cells, static, graph, ae = self.cells_, self.static_, self.graph_, self.ae_
         hp = self.hp
         loss_fn = make_loss(hp["loss"], float(hp["margin"]), float(hp["mse_weight"]))
-        recon_w = float(hp["recon_weight"]) if bool(hp["finetune"]) else 0.0
-        recon_targets = ae.targets(cells) if recon_w > 0 else []
+        recon_w = (float(hp["recon_weight"]) if bool(hp["finetune"])
+                   and hp["node_encoder"] == "ae" else 0.0)
+        recon_targets = ae.targets(cells) if recon_w > 0 and ae is not None else []
         gen = torch.Generator().manual_seed(seed)
         order = lab[torch.randperm(len(lab), generator=gen)]
         n_val = 0
@@ -420,11 +486,11 @@ class SSAPredictor(Predictor):
             n_val = max(20, round(len(lab) * float(hp["val_fraction"])))
         val, train = order[:n_val], order[n_val:]
         net = self._new_net()
-        opt = torch.optim.Adam(net.parameters(), lr=float(hp["lr"]),
+        bs = auto_batch_size(len(train), hp["batch_size"])
+        opt = torch.optim.Adam(net.parameters(), lr=auto_lr(bs, hp["lr"]),
                                weight_decay=float(hp["weight_decay"]), foreach=True)
         steps = int(hp["steps"])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-        bs = min(int(hp["batch_size"]), len(train))
         refresh = int(hp["refresh_every"])
         eval_every = max(1, steps // 40)
         best_tau, best_state, best_step = -2.0, None, steps
@@ -448,7 +514,7 @@ class SSAPredictor(Predictor):
                 torch.randperm(len(train), generator=gen)[:bs]]
             loss = loss_fn(net(cells[rows], static[rows], [a[rows] for a in aggs]),
                            target[rows])
-            if recon_w > 0 and net.encoder is not None:
+            if recon_w > 0 and net.encoder is not None and ae is not None:
                 pick = torch.randint(len(cells), (int(hp["recon_batch"]),), generator=gen)
                 loss = loss + recon_w * ae.loss(net.encoder, cells[pick],
                                                 [t[pick] for t in recon_targets])
@@ -507,12 +573,12 @@ class SSAPredictor(Predictor):
         return out
 
     def _inductive(self, graphs: GraphBatch, chunk: int = 8192) -> torch.Tensor:
-        assert self.ae_ is not None and self.graph_ is not None and self.z_ is not None
+        assert self.graph_ is not None and self.z_ is not None
         parts = []
         for start in range(0, len(graphs), chunk):
             g = pad_graphs(graphs[start:start + chunk], self.space)
-            cells = self.ae_.cells(g)
-            z = self.ae_.embed(g)
+            cells = make_cells(g, self.space)
+            z = self.ae_.embed(g) if self.ae_ is not None else torch.zeros(len(g), 0)
             static = self._static(g, z)
             nbr, w, w_self = self.graph_.attach(self._graph_vectors(g, z), self.gz_)
             parts.append(torch.stack([
@@ -523,10 +589,10 @@ class SSAPredictor(Predictor):
 
     # -- persistence ------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
-        assert self.ae_ is not None and self.graph_ is not None and self.keys_ is not None
+        assert self.graph_ is not None and self.keys_ is not None
         return {
             "hp": dict(self.hp),
-            "ae": self.ae_.get_state(),
+            "ae": None if self.ae_ is None else self.ae_.get_state(),
             "graph": self.graph_.get_state(),
             "z": self.z_, "keys": torch.from_numpy(self.keys_), "target": self.target_,
             "z_mean": self.z_mean_, "z_std": self.z_std_,
@@ -537,7 +603,8 @@ class SSAPredictor(Predictor):
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.hp.update(state["hp"])
-        self.ae_ = GraphAutoEncoder.from_state(state["ae"], self.space)
+        self.ae_ = (None if state["ae"] is None
+                    else GraphAutoEncoder.from_state(state["ae"], self.space))
         self.graph_ = ArchGraph.from_state(state["graph"])
         self.z_ = state["z"]
         self.keys_ = state["keys"].numpy()
@@ -545,7 +612,7 @@ class SSAPredictor(Predictor):
         self.z_mean_, self.z_std_ = state["z_mean"], state["z_std"]
         self.y_mean_, self.y_std_ = float(state["y_mean"]), float(state["y_std"])
         nodes = graphs_from_keys(self.keys_, self.space)
-        self.cells_ = self.ae_.cells(nodes)
+        self.cells_ = make_cells(nodes, self.space)
         self.static_ = self._static(nodes, self.z_)
         self.gz_ = self._graph_vectors(nodes, self.z_)
         self.models_, self._states = [], []
