@@ -3,38 +3,45 @@
 Few cells have measured accuracies but the space has many more, and similar cells perform
 alike. SSA therefore
 
-1. learns cell embeddings without labels with a graph auto-encoder (``archrank.autoencoder``)
-   on labelled and unlabelled cells together;
-2. joins every cell to its nearest cells in that embedding (``archrank.archgraph``: symmetric
-   kNN, Gaussian kernel, self-loops, ``D^-1/2 A D^-1/2``, sparse);
-3. trains a GCN over this graph of architectures on the labelled nodes: a node's input is the
-   auto-encoder's encoder applied to its cell (fine-tuned jointly, as the paper optimises the
-   auto-encoder and the GCN together, with the reconstruction loss on unlabelled cells kept as
-   a regulariser) next to its frozen embedding and one-hot code; every layer mixes a node's
-   own state with the kernel-weighted states of its graph neighbours, labelled or not.
+1. makes every cell of a pool (labelled and unlabelled) a node of a graph over architectures,
+   joined to its nearest cells (``archrank.archgraph``: symmetric kNN, Gaussian kernel,
+   self-loops, ``D^-1/2 A D^-1/2``, sparse);
+2. trains a GCN over this graph on the labelled nodes: a node's input is a cell encoder
+   applied to its cell (trained jointly), and every layer mixes a node's own state with the
+   kernel-weighted states of its graph neighbours, labelled or not, so the unlabelled cells
+   shape every score.
+
+In the paper the neighbours are found in the embedding of a graph auto-encoder trained
+without labels on the whole pool (``archrank.autoencoder``), whose embedding is also the GCN's
+input: ``graph_on=embedding, features=embedding+onehot, node_encoder=ae, head_hidden=0``. On
+NAS-Bench-201 and -101 two changes ranked better (docs/benchmarks.md): the node encoder is a
+GATES network with GATES's training recipe (``node_encoder=gates``; a reconstruction-pretrained
+encoder ranked worse), and the neighbours are found by the cells' structural codes, one-hot
+adjacency/ops plus path encoding (``graph_on=onehot+path``), which the auto-encoder's
+embedding approximates. The auto-encoder is trained only when something reads it.
 
 Choices (defaults in ``SSA_DEFAULTS``):
 
-- unlabelled pool: ``fit(..., unlabeled=)`` when given (the harness passes the rest of the
-  table); otherwise the whole space when it has at most ``pool_size`` cells (NAS-Bench-201:
-  15,625; NAS-Bench-Graph: 26,206), else ``pool_size`` cells sampled uniformly (NB101);
-- graph: ``k = 10`` nearest neighbours by Euclidean distance between embeddings (the paper
-  thresholds a kernel; kNN bounds the degree, see ``archgraph``);
-- auto-encoder: the GATES-style flow encoder (ops gate the information flowing through the
-  cell), decoder reconstructing adjacency, ops and the cell's path encoding;
-- GCN layer: ``h_i <- relu(W_s h_i + W_n sum_j A_hat_ij h_j)`` (a separate self weight, so
-  the model decides how much to trust neighbours), linear head on all layers' states;
-- training: pairwise hinge ranking loss (``losses.py``) plus ``recon_weight`` times the
-  reconstruction loss of a batch of pool cells, Adam, dropout, early stopping on a held-out
-  labelled slice when at least ``early_stop_min`` cells are labelled, ``ensemble`` members
-  with different seeds over one auto-encoder and one graph;
+- unlabelled pool: ``fit(..., unlabeled=)`` when given; otherwise the whole space when it has
+  at most ``pool_size`` cells (NAS-Bench-201: 15,625; NAS-Bench-Graph: 26,206), else
+  ``pool_size`` cells sampled uniformly (NB101);
+- graph: ``k = 10`` nearest neighbours by Euclidean distance (the paper thresholds a kernel;
+  kNN bounds the degree, see ``archgraph``);
+- GCN layer: ``h_i <- relu(W_s h_i + g W_n sum_j A_hat_ij h_j)`` (a separate self weight and a
+  gate ``g`` starting at 0, so the model decides how much to trust neighbours), MLP head on
+  all layers' states;
+- training: pairwise hinge ranking loss (``losses.py``), Adam with a cosine schedule, batch
+  and learning rate as GATES (``neural.auto_batch_size``, ``neural.auto_lr``), dropout, early
+  stopping on a held-out labelled slice from ``early_stop_min`` labelled cells, ``ensemble``
+  members with different seeds over one graph; with ``node_encoder=ae`` the reconstruction
+  loss of pool cells can be kept as a regulariser (``recon_weight``);
 - scale: neighbour states are *historical* (GNNAutoScale, Fey et al. 2021): every
   ``refresh_every`` steps one no-grad pass computes every node's layer states; between
   refreshes a step runs the encoder only on the labelled batch and reads its neighbours'
   aggregated states from that pass. A step costs the same whether the graph has 15k or 400k
   nodes;
 - inductive prediction: a cell already in the graph (same graph tensors) gets its node's
-  score; a new cell is embedded, joined to its ``k`` nearest graph nodes by the same kernel,
+  score; a new cell is joined to its ``k`` nearest graph nodes by the same vectors and kernel
   and run through the layers with the graph's nodes as fixed neighbours (it receives
   messages, it sends none, so the graph's scores do not move).
 
@@ -116,7 +123,7 @@ SSA_DEFAULTS: dict[str, Any] = {
     "early_stop_min": 2000,  # hold out a labelled slice for early stopping from this many
                              # labelled cells (as GATES)
     "val_fraction": 0.1,
-    "ensemble": 3,           # members with different seeds over one auto-encoder, averaged
+    "ensemble": 3,           # members with different seeds over one graph, averaged
     "threads": 1,            # torch threads while fitting/scoring (None: every core)
 }
 FEATURES = ("embedding", "onehot", "path")
