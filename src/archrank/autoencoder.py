@@ -38,7 +38,7 @@ from torch import nn
 
 from archrank.encodings import onehot, path_encoding, path_encoding_size
 from archrank.errors import ArchrankError
-from archrank.predictors.base import check_params, load_torch_file
+from archrank.predictors.base import check_graphs, check_params, load_torch_file
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 ENCODERS = ("gcn", "flow")
@@ -148,20 +148,8 @@ def make_cells(graphs: GraphBatch | Any, space: SearchSpace) -> Cells:
     """A ``GraphBatch`` (or a list of the space's architectures) as ``Cells``, checked
     against the space: padded to its width, op indices within its vocabularies."""
     g = graphs if isinstance(graphs, GraphBatch) else space.to_graphs(list(graphs))
+    check_graphs(g, space)
     g = pad_graphs(g, space)
-    n_ops = len(space.node_op_names)
-    if g.ops.numel() and (int(g.ops.max()) >= n_ops or int(g.ops.min()) < 0):
-        raise ArchrankError(f"graph batch has node op indices outside the {n_ops} ops of "
-                            f"space {space.name!r}")
-    if space.op_on == "edge":
-        n_edge = len(space.edge_op_names)
-        if g.edge_ops is None:
-            raise ArchrankError(f"space {space.name!r} puts ops on edges but the "
-                                "batch has no edge_ops")
-        if g.edge_ops.numel() and (int(g.edge_ops.max()) >= n_edge
-                                   or int(g.edge_ops.min()) < 0):
-            raise ArchrankError(f"graph batch has edge op indices outside the {n_edge} "
-                                f"ops of space {space.name!r}")
     return Cells(g, to_node_form(g, space))
 
 

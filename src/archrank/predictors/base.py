@@ -77,6 +77,25 @@ def load_torch_file(path: str | Path, what: str) -> Any:
         raise ArchrankError(f"{path}: not an archrank {what} file ({exc})") from None
 
 
+def check_graphs(graphs: GraphBatch, space: SearchSpace) -> None:
+    """Reject tensors that do not come from ``space``: node (and edge) op indices outside its
+    vocabularies, or no ``edge_ops`` on a space that puts its ops on edges."""
+    n_ops = len(space.node_op_names)
+    if graphs.ops.numel() and (int(graphs.ops.max()) >= n_ops or int(graphs.ops.min()) < 0):
+        raise ArchrankError(f"graph batch has node op indices outside the {n_ops} ops of "
+                            f"space {space.name!r}")
+    if space.op_on != "edge":
+        return
+    if graphs.edge_ops is None:
+        raise ArchrankError(f"space {space.name!r} puts ops on edges but the batch has no "
+                            "edge_ops")
+    n_edge = len(space.edge_op_names)
+    if graphs.edge_ops.numel() and (int(graphs.edge_ops.max()) >= n_edge
+                                    or int(graphs.edge_ops.min()) < 0):
+        raise ArchrankError(f"graph batch has edge op indices outside the {n_edge} ops of "
+                            f"space {space.name!r}")
+
+
 def default_device() -> torch.device:
     """The GPU when one is present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from archrank.errors import ArchrankError
-from archrank.predictors.base import Predictor, check_params, default_device
+from archrank.predictors.base import Predictor, check_graphs, check_params, default_device
 from archrank.predictors.losses import LOSSES, make_loss
 from archrank.spaces.base import GraphBatch, SearchSpace
 
@@ -175,28 +175,8 @@ class NeuralPredictor(Predictor):
         need = -(-int(self.hp["min_steps"]) // steps_per_epoch)
         return int(min(max(need, int(self.hp["base_epochs"])), int(self.hp["max_epochs"])))
 
-    def check_graphs(self, graphs: GraphBatch) -> None:
-        """Reject tensors that do not come from this predictor's space."""
-        n_ops = len(self.space.node_op_names)
-        if graphs.ops.numel() and (int(graphs.ops.max()) >= n_ops or int(graphs.ops.min()) < 0):
-            raise ArchrankError(
-                f"graph batch has node op indices outside the {n_ops} ops of space "
-                f"{self.space.name!r}"
-            )
-        if self.space.op_on == "edge" and graphs.edge_ops is None:
-            raise ArchrankError(
-                f"space {self.space.name!r} puts ops on edges but the batch has no edge_ops"
-            )
-        if self.space.op_on == "edge" and graphs.edge_ops is not None and graphs.edge_ops.numel():
-            n_edge = len(self.space.edge_op_names)
-            if int(graphs.edge_ops.max()) >= n_edge or int(graphs.edge_ops.min()) < 0:
-                raise ArchrankError(
-                    f"graph batch has edge op indices outside the {n_edge} ops of space "
-                    f"{self.space.name!r}"
-                )
-
     def _fit(self, graphs: GraphBatch, y: np.ndarray, unlabeled: GraphBatch | None) -> None:
-        self.check_graphs(graphs)
+        check_graphs(graphs, self.space)
         self.y_mean_ = float(y.mean())
         std = float(y.std())
         self.y_std_ = std if std > 1e-12 else 1.0
@@ -273,7 +253,7 @@ class NeuralPredictor(Predictor):
         """Scores in chunks under ``inference_mode``; on the CPU the chunks are shared by one
         single-threaded worker per core (no barrier between cores, so a busy core does not
         stall the other, as intra-op threads would)."""
-        self.check_graphs(graphs)
+        check_graphs(graphs, self.space)
         n = len(graphs)
         out = np.empty(n, dtype=np.float64)
         workers = 1 if self.device_.type != "cpu" else int(self.hp["threads"] or available_cores())

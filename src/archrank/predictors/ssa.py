@@ -67,7 +67,7 @@ from archrank.archgraph import METRICS, ArchGraph, build_knn_graph
 from archrank.autoencoder import ENCODERS, Cells, GraphAutoEncoder, make_cells, pad_graphs
 from archrank.encodings import onehot, path_encoding
 from archrank.errors import ArchrankError
-from archrank.predictors.base import Predictor, check_params
+from archrank.predictors.base import Predictor, check_graphs, check_params
 from archrank.predictors.losses import LOSSES, make_loss
 from archrank.predictors.neural import (
     auto_batch_size,
@@ -405,10 +405,10 @@ class SSAPredictor(Predictor):
 
     def _fit_inner(self, graphs: GraphBatch, y: np.ndarray, unlabeled: GraphBatch | None
                    ) -> None:
-        self._check_graphs(graphs)
+        check_graphs(graphs, self.space)
         pool_u = self.default_pool() if unlabeled is None else unlabeled
         if len(pool_u):
-            self._check_graphs(pool_u)
+            check_graphs(pool_u, self.space)
         both = GraphBatch.cat([pad_graphs(graphs, self.space), pad_graphs(pool_u, self.space)])
         raw = graph_keys(both, self.space)
         # Nodes: the distinct cells, in key order (so the fit does not depend on input order).
@@ -541,15 +541,6 @@ class SSAPredictor(Predictor):
                                                                strict=True)]).mean(0)
 
     # -- predict ----------------------------------------------------------------------------
-    def _check_graphs(self, graphs: GraphBatch) -> None:
-        n_ops = len(self.space.node_op_names)
-        if graphs.ops.numel() and (int(graphs.ops.max()) >= n_ops or int(graphs.ops.min()) < 0):
-            raise ArchrankError(f"graph batch has node op indices outside the {n_ops} ops of "
-                                f"space {self.space.name!r}")
-        if self.space.op_on == "edge" and graphs.edge_ops is None:
-            raise ArchrankError(f"space {self.space.name!r} puts ops on edges but the batch "
-                                "has no edge_ops")
-
     def lookup(self, graphs: GraphBatch) -> np.ndarray:
         """Graph node of each cell (-1 for cells not in the graph)."""
         assert self.keys_ is not None
@@ -568,7 +559,7 @@ class SSAPredictor(Predictor):
         (even cells already in the graph), which is how unseen cells are scored."""
         if not self.fitted_:
             raise ArchrankError("predictor 'ssa' is not fitted; call fit() first")
-        self._check_graphs(graphs)
+        check_graphs(graphs, self.space)
         assert self.scores_ is not None
         node = self.lookup(graphs) if transductive else np.full(len(graphs), -1)
         out = np.empty(len(graphs), dtype=np.float64)

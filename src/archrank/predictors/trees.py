@@ -25,7 +25,7 @@ import torch
 from archrank import encodings
 from archrank.errors import ArchrankError
 from archrank.metrics import rankdata
-from archrank.predictors.base import Predictor, check_params
+from archrank.predictors.base import Predictor, check_graphs, check_params
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 
@@ -66,10 +66,7 @@ class TreePredictor(Predictor):
         return rankdata(y) / len(y) if self.target == "rank" else y
 
     def features(self, graphs: GraphBatch) -> np.ndarray:
-        n_ops = len(self.space.node_op_names)
-        if graphs.ops.numel() and (int(graphs.ops.max()) >= n_ops or int(graphs.ops.min()) < 0):
-            raise ArchrankError(f"graph batch has node op indices outside the {n_ops} ops of "
-                                f"space {self.space.name!r}")
+        check_graphs(graphs, self.space)
         if graphs.num_nodes > self.space.max_nodes:
             raise ArchrankError(f"graph batch has {graphs.num_nodes} nodes; space "
                                 f"{self.space.name!r} has at most {self.space.max_nodes}")
