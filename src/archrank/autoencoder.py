@@ -188,12 +188,9 @@ class _FlowEncoder(nn.Module):
         super().__init__()
         from archrank.predictors.gates import GatesNet
 
-        on_edge = space.op_on == "edge"
-        n_ops = len(space.edge_op_names if on_edge else space.node_op_names)
-        self.net = GatesNet(op_on=space.op_on, n_ops=n_ops, op_dim=hidden, dim=hidden,
-                            layers=layers, readout=readout, mlp_hidden=1, mlp_layers=0,
-                            dropout=0.0, activation="relu")
-        self.width = (2 if readout == "concat_mean" else 1) * hidden * layers
+        self.net = GatesNet.encoder(space, dim=hidden, op_dim=hidden, layers=layers,
+                                    readout=readout)
+        self.width = self.net.embed_width
 
     def forward(self, cells: Cells) -> torch.Tensor:
         return self.net.embed(cells.graphs)

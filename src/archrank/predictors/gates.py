@@ -130,6 +130,19 @@ class GatesLayer(nn.Module):
         return states
 
 
+def auto_readout(space: SearchSpace) -> str:
+    """GATES's ``auto`` readout, chosen by measurement (docs/benchmarks.md): the output node's
+    states of every pass (``concat``) on op-on-edge spaces, where the 4-node nb201 cell's
+    output node sees everything; with the mean over nodes (``concat_mean``) on op-on-node
+    spaces, where it ranked nb101 better."""
+    return "concat" if space.op_on == "edge" else "concat_mean"
+
+
+def op_count(space: SearchSpace) -> int:
+    """Size of the op vocabulary GATES gates with: edge ops or node ops."""
+    return len(space.edge_op_names if space.op_on == "edge" else space.node_op_names)
+
+
 class GatesNet(nn.Module):
     """Stacked GATES passes, output-node readout, MLP head: ``GraphBatch -> scores [B]``."""
 
@@ -147,12 +160,22 @@ class GatesNet(nn.Module):
             raise ArchrankError(f"unknown readout {readout!r}; choose one of: "
                                 f"{', '.join(READOUTS)}")
         width = {"output": dim, "concat": dim * layers, "concat_mean": 2 * dim * layers}[readout]
+        self.embed_width = width  # size of ``embed``'s output
         head: list[nn.Module] = []
         for _ in range(mlp_layers):
             head += [nn.Linear(width, mlp_hidden), nn.ReLU(), nn.Dropout(dropout)]
             width = mlp_hidden
         head.append(nn.Linear(width, 1))
         self.head = nn.Sequential(*head)
+
+    @classmethod
+    def encoder(cls, space: SearchSpace, *, dim: int, op_dim: int, layers: int, readout: str,
+                activation: str = "relu") -> GatesNet:
+        """The passes and readout alone, for models that only call ``embed`` (the head is a
+        bare linear layer left unused)."""
+        return cls(op_on=space.op_on, n_ops=op_count(space), op_dim=op_dim, dim=dim,
+                   layers=layers, readout=readout, mlp_hidden=1, mlp_layers=0, dropout=0.0,
+                   activation=activation)
 
     def edge_inputs(self, g: GraphBatch) -> dict[str, Any]:
         """Node-major inputs of the layers, computed once per batch (see ``GatesLayer``)."""
@@ -218,21 +241,14 @@ class GatesPredictor(NeuralPredictor):
                                 f"of: {', '.join(ACTIVATIONS)}")
 
     def readout(self) -> str:
-        """The cell embedding: ``auto`` picks, by measurement (docs/benchmarks.md), the output
-        node's states of every pass (``concat``) on op-on-edge spaces, where the 4-node nb201
-        cell's output node sees everything, and adds the mean over nodes (``concat_mean``) on
-        op-on-node spaces, where it ranked nb101 better."""
+        """The cell embedding: ``readout``, or ``auto_readout`` of the space for ``auto``."""
         readout = str(self.hp["readout"])
-        if readout == "auto":
-            return "concat" if self.space.op_on == "edge" else "concat_mean"
-        return readout
+        return auto_readout(self.space) if readout == "auto" else readout
 
     def build_model(self) -> nn.Module:
         hp = self.hp
-        on_edge = self.space.op_on == "edge"
-        n_ops = len(self.space.edge_op_names if on_edge else self.space.node_op_names)
         return GatesNet(
-            op_on="edge" if on_edge else "node", n_ops=n_ops, op_dim=int(hp["op_dim"]),
+            op_on=self.space.op_on, n_ops=op_count(self.space), op_dim=int(hp["op_dim"]),
             dim=int(hp["dim"]), layers=int(hp["layers"]), readout=self.readout(),
             mlp_hidden=int(hp["mlp_hidden"]), mlp_layers=int(hp["mlp_layers"]),
             dropout=float(hp["dropout"]), activation=str(hp["activation"]),

@@ -183,18 +183,14 @@ class _GatesFeatures(nn.Module):
 
     def __init__(self, space: SearchSpace, dim: int) -> None:
         super().__init__()
-        from archrank.predictors.gates import GatesNet, GatesPredictor
+        from archrank.predictors.gates import GatesNet, GatesPredictor, auto_readout
 
         hp = GatesPredictor.defaults
-        on_edge = space.op_on == "edge"
-        readout = "concat" if on_edge else "concat_mean"  # GATES's ``auto`` readout
-        op_dim = max(1, dim * int(hp["op_dim"]) // int(hp["dim"]))
-        self.net = GatesNet(op_on=space.op_on,
-                            n_ops=len(space.edge_op_names if on_edge else space.node_op_names),
-                            op_dim=op_dim, dim=dim, layers=int(hp["layers"]), readout=readout,
-                            mlp_hidden=1, mlp_layers=0, dropout=0.0,
-                            activation=str(hp["activation"]))
-        self.width = (2 if readout == "concat_mean" else 1) * dim * int(hp["layers"])
+        self.net = GatesNet.encoder(space, dim=dim,
+                                    op_dim=max(1, dim * int(hp["op_dim"]) // int(hp["dim"])),
+                                    layers=int(hp["layers"]), readout=auto_readout(space),
+                                    activation=str(hp["activation"]))
+        self.width = self.net.embed_width
 
     def features(self, cells: Cells) -> torch.Tensor:
         return self.net.embed(cells.graphs)
