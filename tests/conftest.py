@@ -84,3 +84,22 @@ def finished_count(db: Path) -> int:
                 "SELECT COUNT(*) FROM evaluations WHERE status != 'pending'").fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``archrank ARGS``; returns (exit status, stdout, stderr)."""
+    from archrank.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

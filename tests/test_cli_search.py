@@ -6,25 +6,6 @@ import json
 
 import pytest
 
-from archrank.cli import main
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run ``archrank ARGS``; returns (exit status, stdout, stderr)."""
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(*args: str) -> tuple[int, str, str]:
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
 
 @pytest.fixture
 def base(nb201_csv) -> list[str]:

@@ -29,6 +29,12 @@ from archrank.spaces import get_space
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 METRICS = ("kendall_tau", "spearman", "precision_at_5pct", "n_at_10")
+# What ``bench predictor --json`` writes (``archrank report`` reads by kind; bump the schema when
+# a field changes meaning). Schema 1 added ``samples``: predicted and true values of up to
+# SAMPLE_SIZE test cells per (predictor, train size), first seed only, for scatter plots.
+KIND = "bench-predictor"
+SCHEMA = 1
+SAMPLE_SIZE = 500
 
 Progress = Callable[[str], None]
 
@@ -100,6 +106,7 @@ class PredictorBench:
     convert_seconds: float = 0.0
     first_seed: int = 0
     runs: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
 
     def results(self) -> list[dict[str, Any]]:
         """One entry per (predictor, train_size): metric mean/std, median times."""
@@ -121,6 +128,8 @@ class PredictorBench:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "kind": KIND,
+            "schema": SCHEMA,
             "command": "bench predictor",
             "settings": {"space": self.space, "bench": self.bench, "metric": self.metric,
                          "predictors": self.predictors, "train_sizes": self.train_sizes,
@@ -130,7 +139,19 @@ class PredictorBench:
             "machine": machine_info(),
             "results": self.results(),
             "runs": self.runs,
+            "samples": self.samples,
         }
+
+
+def _sample(name: str, size: int, seed: int, truth: np.ndarray,
+            scores: Any) -> dict[str, Any]:
+    """Up to SAMPLE_SIZE (true, predicted) pairs of one fit, the same test cells for every
+    predictor at this (seed, size): enough for a scatter plot, small enough for the JSON."""
+    pick = np.sort(np.random.default_rng([seed, size, 1]).permutation(len(truth))[:SAMPLE_SIZE])
+    pred = np.asarray(scores, dtype=np.float64).reshape(-1)[pick]
+    return {"predictor": name, "train_size": size, "seed": seed,
+            "true": [round(float(v), 6) for v in truth[pick]],
+            "predicted": [round(float(v), 6) for v in pred]}
 
 
 def table_graphs(space: SearchSpace, archs: Sequence[Any]) -> GraphBatch:
@@ -194,6 +215,8 @@ def bench_predictors(
                        "test_size": len(test), **report,
                        "fit_seconds": t1 - t0, "predict_seconds": t2 - t1}
                 result.runs.append(run)
+                if seed == first_seed:
+                    result.samples.append(_sample(name, size, seed, y[test], scores))
                 if progress:
                     progress(f"seed {seed} n={size} {name}: tau {report['kendall_tau']:.3f} "
                              f"fit {t1 - t0:.1f}s predict {t2 - t1:.2f}s")

@@ -12,13 +12,14 @@ from rich.console import Console
 # Importing the command modules registers their commands on the apps.
 from archrank.cli import bench as _bench  # noqa: F401  (registration)
 from archrank.cli import predictor as _predictor  # noqa: F401
+from archrank.cli import report as _report  # noqa: F401
 from archrank.cli import search as _search  # noqa: F401
 from archrank.cli import spaces as _spaces  # noqa: F401
 from archrank.cli import zc as _zc  # noqa: F401
 from archrank.cli.app import app
 from archrank.errors import ArchrankError
 
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,6 +58,8 @@ def bench_predictor(
     params: list[str] | None = typer.Option(None, "--set",
                                             help="Predictor parameter, e.g. gates.ensemble=3"),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also write the figures (SVG and "
+                                     "PNG) to this directory."),
 ) -> None:
     """Rank a benchmark table with each predictor from random training sets.
 
@@ -96,6 +98,11 @@ def bench_predictor(
     if json_out is not None:
         _write_json(json_out, data)
         console.print(f"wrote {json_out}")
+    if plot is not None:
+        from archrank.report import write_plots
+
+        console.print(f"wrote {len(write_plots(data, plot, json_out or '-'))} plot files "
+                      f"to {plot}")
 
 
 @bench_app.command("speed")

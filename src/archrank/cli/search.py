@@ -360,12 +360,15 @@ def bench_search_cmd(
                                           help="Strategy option, e.g. gates.explore=0.2, "
                                           "rea.population=50, gates.predictor.epochs=50."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also write the figures (SVG and "
+                                     "PNG) to this directory."),
 ) -> None:
     """Compare search strategies on a benchmark table over many seeds.
 
     Reports per strategy the queries needed to find the table's best cell (median over the
     seeds that found it, and how many did) and the mean best value after 50, 100 and 150
-    queries; the JSON also has the mean best-so-far curve.
+    queries; the JSON also has the mean best-so-far curve and every seed's curve, and
+    --plot DIR writes the curves and the queries-to-optimum distribution as SVG and PNG.
 
     Example:
       archrank bench search --space nb201 --bench ../shared/data/nb201.csv \\
@@ -406,6 +409,11 @@ def bench_search_cmd(
     console.print(f"total {report['seconds']:.0f} s with {jobs} job(s)")
     if json_out is not None:
         _write_json(json_out, report)
+    if plot is not None:
+        from archrank.report import write_plots
+
+        console.print(f"wrote {len(write_plots(report, plot, json_out or '-'))} plot files "
+                      f"to {plot}")
 
 
 # -- archrank runs ---------------------------------------------------------------------------

@@ -26,6 +26,11 @@ from archrank.runs.loop import run_search
 from archrank.runs.store import RunStore
 
 CHECKPOINTS = (50, 100, 150)
+# What ``bench search --json`` writes (``archrank report`` reads by kind; bump the schema when a
+# field changes meaning). Schema 1 added per-strategy ``runs``: each seed's best-so-far curve
+# (as long as the search ran), queries to the optimum and best cell.
+KIND = "bench-search"
+SCHEMA = 1
 
 
 def _threads_param(config: SearchConfig, threads: int) -> SearchConfig:
@@ -126,6 +131,10 @@ def summarise(runs: Sequence[dict[str, Any]], budget: int) -> dict[str, Any]:
         "seconds": {"total": round(sum(r["seconds"] for r in runs), 2),
                     "median_per_seed": round(float(np.median([r["seconds"] for r in runs])), 2)},
         "curve": curve,
+        "runs": [{"seed": r.get("seed"), "curve": [round(v, 6) if math.isfinite(v) else None
+                                                 for v in r["curve"]],
+                  "queries_to_optimum": r["queries_to_optimum"], "best": r["best"],
+                  "best_arch": r.get("best_arch")} for r in runs],
     }
     if any("fit_seconds" in r for r in runs):
         out["fit_seconds_per_seed"] = round(float(np.median(
@@ -205,6 +214,8 @@ def bench_search(
     for r in results:
         by_label[r["label"]].append(r)
     return {
+        "kind": KIND,
+        "schema": SCHEMA,
         "space": base.space,
         "bench": base.bench,
         "metric": base.metric,

@@ -171,6 +171,32 @@ class RunStore:
         return store
 
     @classmethod
+    def snapshot(cls, run_dir: str | Path) -> RunStore:
+        """A read-only in-memory copy of a run, taken in one read transaction: consistent while
+        another process is still writing the run, and it neither takes the run's lock nor
+        blocks the writer (a WAL reader). For reports; never write to it."""
+        run_dir = Path(run_dir)
+        db = run_dir / DB_NAME
+        if not db.is_file():
+            raise ArchrankError(f"{run_dir}: not a run directory (no {DB_NAME})")
+        mem = sqlite3.connect(":memory:")
+        try:
+            src = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+            try:
+                src.backup(mem)
+            finally:
+                src.close()
+            version = mem.execute(
+                "SELECT value FROM config WHERE key = 'schema_version'").fetchone()
+        except sqlite3.Error as exc:
+            mem.close()
+            raise ArchrankError(f"{db}: not a readable run database ({exc})") from None
+        if version is None or json.loads(version[0]) != SCHEMA_VERSION:
+            mem.close()
+            raise ArchrankError(f"{db}: unsupported run database version")
+        return cls(mem, run_dir)
+
+    @classmethod
     def memory(cls, config: dict[str, Any]) -> RunStore:
         """An in-memory store (benchmarks: same code path, nothing written to disk)."""
         store = cls(sqlite3.connect(":memory:"), None)

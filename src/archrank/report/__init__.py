@@ -1,0 +1,54 @@
+"""Reports: one self-contained HTML page (``archrank report``) or plot files (``--plot DIR``)
+from run directories and the JSON the bench commands write.
+
+- ``kinds``: the registry of input kinds (``run``, ``bench-predictor``, ``bench-search``, and
+  any later kind) and reading a path by its kind;
+- ``runs``, ``predictor``, ``search``: one module per kind, reading and rendering it;
+- ``figures``: the matplotlib plots; ``cells``: cells drawn as SVG; ``html``: the page;
+- ``browser``: a headless Chromium driven over the DevTools protocol (tests, screenshots).
+
+Importing this package does not import matplotlib or torch; the functions below do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from archrank.errors import ArchrankError
+
+
+def build_report(paths: Sequence[str | Path], out: str | Path, *, title: str | None = None,
+                 scatter: str | None = None, top: int = 10) -> Path:
+    """Read every path, render its sections and write one HTML file to ``out``."""
+    from archrank.report.html import render_html
+    from archrank.report.kinds import ReportOptions, read_input, render
+
+    if not paths:
+        raise ArchrankError("give at least one run directory or bench JSON file")
+    inputs = [read_input(p) for p in paths]
+    sections = render(inputs, ReportOptions(scatter=scatter, top=top))
+    text = render_html(sections, title or "archrank report", [Path(p).name for p in paths])
+    out = Path(out)
+    try:
+        out.write_text(text)
+    except OSError as exc:
+        raise ArchrankError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    return out
+
+
+def write_plots(data: dict[str, Any], directory: str | Path, source: str | Path = "-"
+                ) -> list[Path]:
+    """The figures of one bench JSON (as written, with its ``kind``) as NAME.svg and NAME.png
+    in ``directory``: what ``--plot DIR`` of the bench commands does."""
+    from archrank.report.figures import write_figures
+    from archrank.report.kinds import ReportOptions, load_plugins
+
+    kind = load_plugins()[data["kind"]]
+    item = kind.read(Path(source), data)
+    figs = [f for sec in kind.render([item], ReportOptions()) for f in sec.figures()]
+    return write_figures(figs, directory)
+
+
+__all__ = ["build_report", "write_plots"]

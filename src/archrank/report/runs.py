@@ -1,0 +1,164 @@
+"""Run directories in the report: best-so-far curves per strategy (median and quartile band
+over seeds), against evaluations and against recorded cost, the best cells drawn, a table of
+the top cells.
+
+Runs are grouped into studies by (space, benchmark, metric, oracle): only runs measuring the
+same thing share a plot; within a study, by strategy label (seeds are the spread).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archrank.report import figures
+from archrank.report.cells import draw_text
+from archrank.report.kinds import (
+    RUN_KIND,
+    Drawing,
+    Figure,
+    Kind,
+    ReportOptions,
+    Section,
+    Table,
+    register,
+)
+from archrank.runs.store import RunStore
+
+
+@dataclass
+class Run:
+    """What the report needs of one run, read from a snapshot of its database."""
+
+    path: Path
+    config: dict[str, Any]
+    archs: list[str]
+    values: np.ndarray  # objective per finished evaluation, proposal order (NaN: failed)
+    costs: np.ndarray  # recorded cost per finished evaluation (0 when none)
+    pending: int
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        return str(c.get("predictor") if c.get("strategy") == "guided" and c.get("predictor")
+                   else c.get("strategy", "?"))
+
+    @property
+    def study(self) -> tuple[str, str, str, str]:
+        c = self.config
+        bench = Path(str(c.get("bench"))).name if c.get("bench") else "-"
+        return (str(c.get("space")), bench, str(c.get("metric")), str(c.get("oracle", "table")))
+
+    def best_curve(self) -> np.ndarray:
+        v = np.where(np.isfinite(self.values), self.values, -np.inf)
+        curve = np.maximum.accumulate(v) if len(v) else v
+        return np.where(np.isfinite(curve), curve, np.nan)
+
+
+def read_run(path: Path, _data: dict[str, Any]) -> Run:
+    run_dir = path.parent if path.name == "run.sqlite" else path
+    with RunStore.snapshot(run_dir) as store:
+        config, records = store.config, store.records()
+    done = [r for r in records if r.done]
+    values = np.array([r.objective if r.status == "ok" and r.objective is not None else np.nan
+                       for r in done], dtype=np.float64)
+    costs = np.array([r.cost or 0.0 for r in done], dtype=np.float64)
+    return Run(run_dir, config, [r.arch for r in done], values, costs,
+               len(records) - len(done))
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}" if math.isfinite(v) else "-"
+
+
+def render_runs(runs: Sequence[Run], options: ReportOptions) -> list[Section]:
+    studies: dict[tuple[str, str, str, str], list[Run]] = {}
+    for run in runs:
+        studies.setdefault(run.study, []).append(run)
+    sections = []
+    for n, ((space_name, bench, metric, oracle), members) in enumerate(studies.items()):
+        labels = sorted({r.label for r in members})
+        by_label = {lab: [r for r in members if r.label == lab] for lab in labels}
+        live = sum(r.pending > 0 for r in members)
+        intro = (f"{len(members)} run directories · space {space_name} · {oracle} oracle "
+                 f"({bench}) · objective {metric}"
+                 + (f" · {live} still running (read from a consistent snapshot)" if live else ""))
+        sec = Section(f"Search runs: {space_name}, {metric}", intro=intro)
+        series = {lab: figures.pad_curves([r.best_curve().tolist() for r in rs])
+                  for lab, rs in by_label.items()}
+        seeds = ", ".join(f"{lab}: {len(rs)}" for lab, rs in by_label.items())
+        sec.blocks.append(Figure(
+            f"runs{n}_best_so_far",
+            figures.curves_figure(series, ylabel=f"best {metric} so far",
+                                  title=f"{space_name} · {metric}"),
+            f"Best {metric} found so far against the number of finished evaluations, runs "
+            f"grouped by strategy (runs per strategy: {seeds}). Line: median over the runs; "
+            f"band: 25th-75th percentile. A run shorter than the others carries its last "
+            f"value forward."))
+        if any(r.costs.sum() > 0 for r in members):
+            sec.blocks.append(_cost_figure(n, by_label, metric))
+        sec.blocks += _best_cells(space_name, by_label, metric)
+        sec.blocks.append(_top_table(members, metric, options.top))
+        sections.append(sec)
+    return sections
+
+
+def _cost_figure(n: int, by_label: dict[str, list[Run]], metric: str) -> Figure:
+    """Best-so-far against cumulative recorded cost, on a common grid per strategy."""
+    series, xs = {}, {}
+    for lab, rs in by_label.items():
+        total = max(float(r.costs.sum()) for r in rs)
+        grid = np.linspace(0, total, 200)[1:]
+        rows = []
+        for r in rs:
+            spent, curve = np.cumsum(r.costs), r.best_curve()
+            idx = np.searchsorted(spent, grid, side="right") - 1
+            rows.append(np.where(idx >= 0, curve[np.clip(idx, 0, None)], np.nan))
+        series[lab], xs[lab] = np.array(rows), grid
+    return Figure(
+        f"runs{n}_best_vs_cost",
+        figures.curves_figure(series, ylabel=f"best {metric} so far",
+                              xlabel="cumulative recorded cost (training seconds)",
+                              title="against cost", x=xs),
+        f"Best {metric} so far against the cumulative cost each run recorded for its "
+        "evaluations (the table's training time, or measured training seconds). Median and "
+        "quartile band over the runs of each strategy.")
+
+
+def _best_cells(space: str, by_label: dict[str, list[Run]], metric: str) -> list[Drawing]:
+    out = []
+    for lab, rs in by_label.items():
+        best = max(((r, i) for r in rs for i in range(len(r.values))
+                    if math.isfinite(r.values[i])), key=lambda ri: ri[0].values[ri[1]],
+                   default=None)
+        if best is None:
+            continue
+        run, i = best
+        out.append(Drawing(draw_text(space, run.archs[i], run.path),
+                           f"Best cell of {lab}: {metric} {_fmt(run.values[i])}, found at "
+                           f"evaluation {i + 1} of {run.path.name} (seed "
+                           f"{run.config.get('seed')}). {run.archs[i]}"))
+    return out
+
+
+def _top_table(runs: Sequence[Run], metric: str, top: int) -> Table:
+    seen: dict[str, tuple[float, str, Run, int]] = {}
+    for r in runs:
+        for i, (arch, v) in enumerate(zip(r.archs, r.values, strict=True)):
+            if math.isfinite(v) and (arch not in seen or v > seen[arch][0]):
+                seen[arch] = (float(v), arch, r, i)
+    best = sorted(seen.values(), key=lambda t: -t[0])[:top]
+    rows = [[str(k + 1), _fmt(v), r.label, str(r.config.get("seed")), str(i + 1), arch]
+            for k, (v, arch, r, i) in enumerate(best)]
+    return Table(["rank", metric, "strategy", "seed", "found at", "cell"], rows,
+                 f"The {len(rows)} best distinct cells evaluated by these runs (by {metric}), "
+                 "with the run that first reached that value and at which evaluation.",
+                 cells=True)
+
+
+register(Kind(RUN_KIND, 1, "run directory", read_run, render_runs))
