@@ -25,4 +25,4 @@ done
     --train-sizes 50,100,200 --seeds 3 --json "$WORK/predictors.json" > /dev/null
 "$BIN/archrank" report "$WORK/search.json" "$WORK/predictors.json" "$WORK"/runs/* \
   --title "archrank report: NAS-Bench-201, CIFAR-10" --out "$WORK/report.html"
-"$BIN/python" -m archrank.report.browser "$WORK/report.html" docs/report.png 1100 1500
+"$BIN/python" -m archrank.report.browser "$WORK/report.html" docs/report.png 1200 1250

@@ -19,6 +19,7 @@ import os
 import queue
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -37,6 +38,13 @@ JSON.stringify([...document.querySelectorAll('figure.plot img, figure.drawing sv
           x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width,
           height: r.height, loaded: e.tagName !== 'IMG' || (e.complete && e.naturalWidth > 0)};
 }))
+"""
+
+
+_LAUNCH = """import os, sys
+a, b = int(sys.argv[1]), int(sys.argv[2])
+os.dup2(a, 3); os.dup2(b, 4); os.close(a); os.close(b)
+os.execv(sys.argv[3], sys.argv[3:])
 """
 
 
@@ -67,22 +75,24 @@ class Browser:
         self._profile = tempfile.TemporaryDirectory(prefix="archrank-chromium-")
         to_child, self._write = os.pipe()
         self._read, from_child = os.pipe()
-
-        def wire() -> None:  # in the child: the pipe ends become (inheritable) fds 3 and 4
-            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_child, from_child)]
-            os.dup2(high[0], 3)
-            os.dup2(high[1], 4)
-
+        # The browser's ends, moved to fds >= 10, become its fds 3 and 4 in a small Python
+        # launcher that then execs the browser (not preexec_fn: forking with a Python callback
+        # is unsafe while other threads run).
+        ends = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_child, from_child)]
+        os.close(to_child)
+        os.close(from_child)
         args = [binary, "--headless", "--remote-debugging-pipe", "--no-sandbox",
                 "--disable-gpu", "--no-first-run", "--disable-extensions",
                 "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--hide-scrollbars", "--mute-audio",
                 f"--user-data-dir={self._profile.name}", f"--window-size={width},{height}"]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, close_fds=False,
-                                     preexec_fn=wire)
-        os.close(to_child)
-        os.close(from_child)
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, *map(str, ends), *args],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, pass_fds=ends)
+        finally:
+            for fd in ends:
+                os.close(fd)
         self._next_id = 0
         self._inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._reader = threading.Thread(target=self._pump, daemon=True)
@@ -257,8 +267,6 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m archrank.report.browser REPORT.html OUT.png [WIDTH HEIGHT]``: a screenshot of
     the top of a report (how docs/report.png is made, see benchmarks/make_report_screenshot.sh).
     """
-    import sys
-
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (2, 4):
         print("usage: python -m archrank.report.browser REPORT.html OUT.png [WIDTH HEIGHT]",

@@ -55,7 +55,7 @@ def styled(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def new_figure(width: float = 6.4, height: float = 3.6, ncols: int = 1) -> tuple[Figure, Any]:
+def new_figure(width: float = 5.6, height: float = 3.4, ncols: int = 1) -> tuple[Figure, Any]:
     fig = Figure(figsize=(width, height), layout="constrained")
     return fig, fig.subplots(1, ncols)
 
@@ -112,7 +112,7 @@ def queries_figure(per_label: Mapping[str, Sequence[int | None]], budget: int, *
                    title: str) -> Figure:
     """Queries each seed needed to find the optimum, per strategy: box over the seeds that
     found it, every seed as a dot, the seeds that did not as crosses above the budget."""
-    fig, ax = new_figure(height=0.6 + 0.45 * max(2, len(per_label)))
+    fig, ax = new_figure(height=1.0 + 0.45 * max(2, len(per_label)))
     palette = colours(list(per_label))
     rng = np.random.default_rng(0)
     labels = list(per_label)

@@ -17,15 +17,18 @@ body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;mar
 background:#f6f7f9}
 header{background:#24292f;color:#fff;padding:14px 28px}
 header h1{margin:0;font-size:20px}header p{margin:4px 0 0;color:#c9d1d9;font-size:13px}
-main{max-width:1180px;margin:0 auto;padding:8px 24px 40px}
+main{max-width:1400px;margin:0 auto;padding:8px 24px 40px}
 nav{margin:14px 0;font-size:13px}nav a{margin-right:14px;color:#0969da}
 section{background:#fff;border:1px solid #d8dee4;border-radius:8px;margin:18px 0;
 padding:8px 20px 16px}
 h2{font-size:17px;margin:10px 0 2px}.intro{color:#57606a;margin:0 0 8px;font-size:13px}
 .blocks{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
 figure{margin:0;flex:0 1 auto;max-width:100%}
+figure.plot,figure.drawing{display:table}
 figure img,figure svg{display:block;max-width:100%;height:auto;background:#fff}
-figcaption{font-size:12.5px;color:#444;max-width:640px;margin-top:4px;overflow-wrap:anywhere}
+figcaption{font-size:12.5px;color:#444;margin-top:4px;overflow-wrap:anywhere}
+figure.plot figcaption,figure.drawing figcaption{display:table-caption;caption-side:bottom}
+.tbl figcaption{max-width:720px}
 table{border-collapse:collapse;font-size:12.5px;margin:4px 0}
 th,td{border-bottom:1px solid #e5e7eb;padding:3px 8px;text-align:right}
 th{background:#f3f4f6}td:first-child,th:first-child{text-align:left}
