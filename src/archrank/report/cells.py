@@ -102,12 +102,12 @@ _ids = itertools.count()
 
 
 def _columns(graph: CellGraph) -> list[int]:
+    """Longest path from the input (nodes are in topological order); a node nothing feeds
+    still sits right of the input, and the output is alone in the last column."""
     n = len(graph.nodes)
-    col = [0] * n
+    col = [0] + [1] * (n - 1)
     for i, j, _ in sorted(graph.edges, key=lambda e: e[1]):
         col[j] = max(col[j], col[i] + 1)
-    for j in range(1, n):  # a node nothing feeds still sits right of the input
-        col[j] = max(col[j], 1)
     if n > 1:
         col[-1] = max(col[:-1]) + 1
     return col
@@ -147,8 +147,8 @@ def draw_graph(graph: CellGraph, uid: str) -> tuple[list[str], float, float]:
     for i, j, op in graph.edges:
         x1, y1 = cx[i] + widths[i] / 2, cy[i]
         x2, y2 = cx[j] - widths[j] / 2 - 2, cy[j]
-        passed = [k for k in range(n) if col[i] < col[k] < col[j]
-                  and abs(cy[k] - (y1 + y2) / 2) < _NODE_H]
+        passed = [k for k in range(n) if col[i] < col[k] < col[j]  # too close for a label
+                  and abs(cy[k] - (y1 + y2) / 2) < _NODE_H + 16]
         qx, qy = (x1 + x2) / 2, (y1 + y2) / 2
         if passed:
             sign = -1 if i % 2 == 0 else 1
