@@ -2,9 +2,10 @@
 Architecture Encoding Scheme for Predictor-based NAS".
 
 An operation is a transformation of the information flowing through the cell, not a node
-feature. The input node emits a learned "information" vector; along the DAG, in topological
-order, every node sums what its predecessors send (each message linearly transformed by
-``W_x``), and an operation multiplies the information it processes by a gate
+feature. The input node emits a learned "information" vector (each input node its own, in
+spaces whose cells read several inputs); along the DAG, in topological order, every node
+sums what its predecessors send (each message linearly transformed by ``W_x``), and an
+operation multiplies the information it processes by a gate
 ``sigmoid(emb(op) W_o)``:
 
 * operation on node (nb101, nbgraph): ``x_j = sigmoid(emb(op_j) W_o) * sum_i adj_ij x_i W_x``;
@@ -58,13 +59,18 @@ class GatesLayer(nn.Module):
     block (written in place by the inference path).
     """
 
-    def __init__(self, n_ops: int, op_dim: int, dim: int, op_on: str, residual: bool) -> None:
+    def __init__(self, n_ops: int, op_dim: int, dim: int, op_on: str, residual: bool,
+                 num_inputs: int = 1) -> None:
         super().__init__()
         self.op_on = op_on
         self.op_emb = nn.Embedding(n_ops, op_dim)
         self.gate = nn.Linear(op_dim, dim)                # W_o (with bias)
         self.transform = nn.Linear(dim, dim, bias=False)  # W_x
         self.input_state = nn.Parameter(torch.randn(dim) / dim**0.5)
+        # cells with several inputs (darts: the two previous cells) learn one state per input
+        self.num_inputs = int(num_inputs)
+        self.extra_inputs = (nn.Parameter(torch.randn(num_inputs - 1, dim) / dim**0.5)
+                             if num_inputs > 1 else None)
         self.residual = nn.Linear(dim, dim, bias=False) if residual else None
 
     def gate_table(self) -> torch.Tensor:
@@ -103,6 +109,12 @@ class GatesLayer(nn.Module):
         states, sent = [x], []
         for j in range(1, n):
             sent.append(self.transform(x))
+            if j < self.num_inputs:  # another input node: its own learned state
+                x = self.extra_inputs[j - 1].expand(batch, -1)  # type: ignore[index]
+                if res_n is not None:
+                    x = x + res_n[j]
+                states.append(x)
+                continue
             x = (w_in[j] * torch.stack(sent)).sum(dim=0)  # sum over the j incoming edges
             if gates is not None:
                 x = gates[j] * x
@@ -121,6 +133,11 @@ class GatesLayer(nn.Module):
         w_t = self.transform.weight.t()
         for j in range(1, n):
             torch.mm(states[j - 1], w_t, out=sent[j - 1])
+            if j < self.num_inputs:
+                states[j] = self.extra_inputs[j - 1]  # type: ignore[index]
+                if res is not None:
+                    states[j].add_(res[j])
+                continue
             prod = weight[offsets[j]:offsets[j + 1]] * sent[:j]
             torch.sum(prod, dim=0, out=states[j])
             if node_gate is not None:
@@ -148,12 +165,13 @@ class GatesNet(nn.Module):
 
     def __init__(self, *, op_on: str, n_ops: int, op_dim: int, dim: int, layers: int,
                  readout: str, mlp_hidden: int, mlp_layers: int, dropout: float,
-                 activation: str) -> None:
+                 activation: str, num_inputs: int = 1) -> None:
         super().__init__()
         self.readout = readout
         self.op_on = op_on
         self.layers = nn.ModuleList(
-            GatesLayer(n_ops, op_dim, dim, op_on, residual=k > 0) for k in range(layers)
+            GatesLayer(n_ops, op_dim, dim, op_on, residual=k > 0, num_inputs=num_inputs)
+            for k in range(layers)
         )
         self.act = {"relu": nn.ReLU(), "tanh": nn.Tanh(), "none": nn.Identity()}[activation]
         if readout not in READOUTS:
@@ -175,7 +193,7 @@ class GatesNet(nn.Module):
         bare linear layer left unused)."""
         return cls(op_on=space.op_on, n_ops=op_count(space), op_dim=op_dim, dim=dim,
                    layers=layers, readout=readout, mlp_hidden=1, mlp_layers=0, dropout=0.0,
-                   activation=activation)
+                   activation=activation, num_inputs=space.num_inputs)
 
     def edge_inputs(self, g: GraphBatch) -> dict[str, Any]:
         """Node-major inputs of the layers, computed once per batch (see ``GatesLayer``)."""
@@ -252,4 +270,5 @@ class GatesPredictor(NeuralPredictor):
             dim=int(hp["dim"]), layers=int(hp["layers"]), readout=self.readout(),
             mlp_hidden=int(hp["mlp_hidden"]), mlp_layers=int(hp["mlp_layers"]),
             dropout=float(hp["dropout"]), activation=str(hp["activation"]),
+            num_inputs=self.space.num_inputs,
         )
