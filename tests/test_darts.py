@@ -274,3 +274,16 @@ def test_enumeration_is_refused_clearly(darts) -> None:
     with pytest.raises((ArchrankError, NotImplementedError)) as err:
         darts.enumerate()
     assert "cannot be enumerated" in str(err.value)
+
+
+def test_sparse_inference_pass_equals_training_pass(darts) -> None:
+    """The no-grad pass gathers each node's few predecessors; it must equal the dense sum."""
+    from archrank.predictors.gates import GatesNet
+
+    torch.manual_seed(0)
+    net = GatesNet.encoder(darts, dim=16, op_dim=8, layers=2, readout="concat_mean").eval()
+    graphs = darts.to_graphs(darts.sample(64, np.random.default_rng(5)))
+    with torch.no_grad():
+        fast = net.embed(graphs)
+    slow = net.embed(graphs).detach()
+    assert torch.allclose(fast, slow, atol=1e-5)
