@@ -32,6 +32,7 @@ from functools import lru_cache
 
 import torch
 
+from archrank.errors import ArchrankError
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 #: Node ops that mark a cell's ends rather than an operation (never part of a path).
@@ -111,7 +112,17 @@ def _pad_to(graphs: GraphBatch, n: int) -> GraphBatch:
 
 # -- path encoding ----------------------------------------------------------------------------
 def path_vocabulary(space: SearchSpace) -> tuple[tuple[str, ...], int, int]:
-    """(ops a path is written in, shortest and longest path length) for ``space``."""
+    """(ops a path is written in, shortest and longest path length) for ``space``.
+
+    Refused (one-line error) where paths are not a usable encoding: cells with several
+    inputs (darts) or so many nodes that the 2**(nodes-2) candidate paths cannot be listed.
+    """
+    if space.num_inputs > 1 or space.max_nodes > _MAX_PATH_NODES:
+        raise ArchrankError(
+            f"the path encoding is not available for space {space.name!r} (cells of "
+            f"{space.max_nodes} nodes with {space.num_inputs} inputs); use a graph predictor "
+            "or the one-hot encoding (xgb, rf)"
+        )
     if space.op_on == "node":
         ops = tuple(o for o in space.node_op_names if o not in TERMINAL_NODE_OPS)
         return ops, 0, space.max_nodes - 2
@@ -145,6 +156,9 @@ def path_index(sequence: list[int], k: int, shortest: int) -> int:
     for op in sequence:
         code = code * k + op
     return offsets[len(sequence)] + code - offsets[shortest]
+
+
+_MAX_PATH_NODES = 12  # 2**10 candidate paths; nb101 (7 nodes) and nbgraph (6) are far below
 
 
 @lru_cache(maxsize=16)

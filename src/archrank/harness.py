@@ -244,11 +244,13 @@ def bench_speed(
     train_size: int = 1000,
     repeats: int = 3,
     nb101: bool = True,
+    darts: bool = True,
     params: dict[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Median wall-clock seconds of GATES: fit on ``train_size`` nb201 cells, score all of
-    nb201, score all of nb101 (its enumeration cached on disk after the first run).
+    nb201, score all of nb101 (its enumeration cached on disk after the first run), and on
+    darts build and score a pool of 100,000 sampled genotypes.
 
     The training targets come from ``bench_spec`` (an nb201 table) when given; otherwise from
     a synthetic score (number of 3x3 convolutions, plus noise), which costs the same to fit.
@@ -320,4 +322,46 @@ def bench_speed(
         out["score_nb101"] = {"cells": len(graphs101), "median_seconds": score_101,
                               "seconds": times_101, "cpu_seconds": cpu_101,
                               "enumeration_seconds": load_101}
+    if darts:
+        out.update(_speed_darts(predictor, params, repeats, say))
     return out
+
+
+def _speed_darts(predictor: str, params: dict[str, Any] | None, repeats: int,
+                 say: Callable[[str], None], n: int = 100_000) -> dict[str, Any]:
+    """The DARTS space, which is sampled rather than enumerated: time drawing ``n``
+    genotypes, hashing them and building their graph tensors (the candidate pool of a guided
+    search), then scoring them with a predictor fitted on 200 of them (synthetic targets:
+    separable convolutions in the normal cell, plus noise)."""
+    space = get_space("darts")
+    rng = np.random.default_rng(2)
+    stages: dict[str, list[float]] = {"sample": [], "hash": [], "graphs": []}
+    cpu = []
+    for _ in range(repeats):
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        pool = space.sample(n, rng)
+        t1 = time.perf_counter()
+        space.hashes(pool)  # type: ignore[attr-defined]
+        t2 = time.perf_counter()
+        graphs = space.to_graphs(pool)
+        t3 = time.perf_counter()
+        cpu.append(time.process_time() - c0)
+        for key, took in zip(stages, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+            stages[key].append(took)
+    total = [sum(parts) for parts in zip(*stages.values(), strict=True)]
+    say(f"sample + hash + graphs of {n:,} darts genotypes: {statistics.median(total):.2f}s")
+    sep = [space.node_op_names.index(o) for o in ("sep_conv_3x3", "sep_conv_5x5")]
+    train = graphs[:200]
+    y = np.isin(train.ops[:, 2:10].numpy(), sep).sum(1) + rng.normal(0, 0.3, size=200)
+    model = make_predictor(predictor, space, seed=0, **(params or {})).fit(train, y)
+    model.predict(graphs[:1024])
+    score, times, score_cpu = _timed(lambda: model.predict(graphs), repeats)
+    say(f"score {n:,} darts genotypes: {score:.2f}s")
+    return {
+        "pool_darts": {"cells": n, "median_seconds": statistics.median(total),
+                       "seconds": total, "cpu_seconds": cpu,
+                       **{f"{k}_seconds": v for k, v in stages.items()}},
+        "score_darts": {"cells": n, "median_seconds": score, "seconds": times,
+                        "cpu_seconds": score_cpu},
+    }

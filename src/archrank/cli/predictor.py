@@ -115,12 +115,15 @@ def bench_speed_cmd(
     repeats: int = typer.Option(3, "--repeats", help="Timings per figure (median shown)."),
     nb101: bool = typer.Option(True, "--nb101/--no-nb101",
                                help="Also score all 423,624 nb101 cells."),
+    darts: bool = typer.Option(True, "--darts/--no-darts",
+                               help="Also sample, hash and score 100,000 darts genotypes."),
     params: list[str] | None = typer.Option(None, "--set",
                                             help="Predictor parameter, e.g. gates.ensemble=3"),
     json_out: Path | None = typer.Option(None, "--json", help="Write the timings here."),
 ) -> None:
     """Time a predictor: fit on 1,000 nb201 cells, score all 15,625 nb201 cells and all
-    423,624 nb101 cells (the nb101 enumeration is cached on disk after its first run).
+    423,624 nb101 cells (the nb101 enumeration is cached on disk after its first run), and
+    sample, hash, convert and score 100,000 darts genotypes.
 
     Example:
       archrank bench speed --bench ../shared/data/nb201.csv --json speed.json
@@ -137,7 +140,7 @@ def bench_speed_cmd(
     if unknown:
         raise ArchrankError(f"--set {unknown[0]}.*: only {predictor}.PARAM applies here")
     data = bench_speed(bench_spec=bench, metric=metric, predictor=predictor,
-                       train_size=train_size, repeats=repeats, nb101=nb101,
+                       train_size=train_size, repeats=repeats, nb101=nb101, darts=darts,
                        params=parsed.get(predictor),
                        progress=lambda msg: err.print(f"[dim]{msg}[/]"))
     load = data["machine"].get("load_average")
@@ -147,7 +150,9 @@ def bench_speed_cmd(
     for col in ("task", "cells", "wall s", "cpu s"):
         table.add_column(col, justify="left" if col == "task" else "right")
     rows = [("fit (nb201)", "fit_nb201", ".2f"), ("score all nb201", "score_nb201", ".3f"),
-            ("score all nb101", "score_nb101", ".2f")]
+            ("score all nb101", "score_nb101", ".2f"),
+            ("sample + hash + graphs (darts)", "pool_darts", ".2f"),
+            ("score pool (darts)", "score_darts", ".2f")]
     for label, key, fmt in rows:
         if key in data:
             entry = data[key]

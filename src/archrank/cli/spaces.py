@@ -34,7 +34,8 @@ def list_spaces() -> None:
     for name in SPACES:
         space = get_space(name)
         size = space.size
-        table.add_row(name, space.op_on, f"{size:,}" if size else "?", space.description)
+        shown = f"{size:,}" if size else getattr(space, "approx_size", "?")
+        table.add_row(name, space.op_on, shown, space.description)
     console.print(table)
 
 

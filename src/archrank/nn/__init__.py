@@ -17,14 +17,16 @@ from torch import nn
 
 from archrank.errors import ArchrankError
 from archrank.nn.counting import count_flops, count_params
+from archrank.nn.darts import DartsNetwork
 from archrank.nn.nb101 import NB101Network
 from archrank.nn.nb201 import NB201Network
 
-NETWORK_SPACES: tuple[str, ...] = ("nb201", "nb101")
+NETWORK_SPACES: tuple[str, ...] = ("nb201", "nb101", "darts")
 # What width and depth mean per space, and the benchmark values (the defaults).
 BENCHMARK_SIZE: dict[str, dict[str, int]] = {
     "nb201": {"width": 16, "depth": 5},  # stem channels C, cells per stage N
     "nb101": {"width": 128, "depth": 3},  # stem channels, cells per stack
+    "darts": {"width": 36, "depth": 20},  # initial cell channels C, number of cells
 }
 
 
@@ -46,10 +48,10 @@ def build_network(
     """The network of ``arch`` in its benchmark's skeleton.
 
     ``space`` is a space or its name; ``arch`` the space's architecture (``EdgeCell`` for
-    nb201, ``Cell`` for nb101) or, for nb201, the six edge op names and, for nb101, a
-    ``(matrix, ops)`` pair. With a ``seed`` the initial weights depend on it alone, even with
-    other threads building networks at the same time (Dask threads), and torch's global
-    random state is left as it was.
+    nb201, ``Cell`` for nb101, ``Genotype`` for darts) or, for nb201, the six edge op names
+    and, for nb101, a ``(matrix, ops)`` pair. With a ``seed`` the initial weights depend on it
+    alone, even with other threads building networks at the same time (Dask threads), and
+    torch's global random state is left as it was.
     """
     if seed is not None:
         with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
@@ -67,6 +69,8 @@ def build_network(
     width = size["width"] if width is None else int(width)
     depth = size["depth"] if depth is None else int(depth)
     common = {"num_classes": num_classes, "in_channels": in_channels, "input_kind": input_kind}
+    if name == "darts":
+        return DartsNetwork(arch, width=width, depth=depth, **common)
     if name == "nb201":
         ops = getattr(arch, "ops", arch)
         return NB201Network(ops, channels=width, cells_per_stage=depth, **common)
@@ -106,6 +110,7 @@ def torch_threads(n: int) -> Iterator[None]:
 __all__ = [
     "BENCHMARK_SIZE",
     "NETWORK_SPACES",
+    "DartsNetwork",
     "NB101Network",
     "NB201Network",
     "build_network",

@@ -33,9 +33,12 @@ def conv(
     stride: int = 1,
     padding: int = 0,
     bias: bool = False,
+    groups: int = 1,
+    dilation: int = 1,
 ) -> nn.Module:
     klass = nn.Conv2d if dims(input_kind) == 2 else nn.Conv1d
-    return klass(c_in, c_out, kernel, stride=stride, padding=padding, bias=bias)
+    return klass(c_in, c_out, kernel, stride=stride, padding=padding, bias=bias,
+                 groups=groups, dilation=dilation)
 
 
 def batchnorm(input_kind: str, channels: int, momentum: float = 0.1,

@@ -49,6 +49,8 @@ DEFAULTS: dict[tuple[str, str], dict[str, int]] = {
     ("nb101", "digits"): {"width": 16, "depth": 1, "epochs": 20},
     ("nb201", "*"): {"width": 16, "depth": 1, "epochs": 10},
     ("nb101", "*"): {"width": 32, "depth": 1, "epochs": 10},
+    ("darts", "mnist1d"): {"width": 8, "depth": 5, "epochs": 5},
+    ("darts", "*"): {"width": 16, "depth": 8, "epochs": 10},
 }
 
 

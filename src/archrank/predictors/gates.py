@@ -2,9 +2,10 @@
 Architecture Encoding Scheme for Predictor-based NAS".
 
 An operation is a transformation of the information flowing through the cell, not a node
-feature. The input node emits a learned "information" vector; along the DAG, in topological
-order, every node sums what its predecessors send (each message linearly transformed by
-``W_x``), and an operation multiplies the information it processes by a gate
+feature. The input node emits a learned "information" vector (each input node its own, in
+spaces whose cells read several inputs); along the DAG, in topological order, every node
+sums what its predecessors send (each message linearly transformed by ``W_x``), and an
+operation multiplies the information it processes by a gate
 ``sigmoid(emb(op) W_o)``:
 
 * operation on node (nb101, nbgraph): ``x_j = sigmoid(emb(op_j) W_o) * sum_i adj_ij x_i W_x``;
@@ -58,13 +59,18 @@ class GatesLayer(nn.Module):
     block (written in place by the inference path).
     """
 
-    def __init__(self, n_ops: int, op_dim: int, dim: int, op_on: str, residual: bool) -> None:
+    def __init__(self, n_ops: int, op_dim: int, dim: int, op_on: str, residual: bool,
+                 num_inputs: int = 1) -> None:
         super().__init__()
         self.op_on = op_on
         self.op_emb = nn.Embedding(n_ops, op_dim)
         self.gate = nn.Linear(op_dim, dim)                # W_o (with bias)
         self.transform = nn.Linear(dim, dim, bias=False)  # W_x
         self.input_state = nn.Parameter(torch.randn(dim) / dim**0.5)
+        # cells with several inputs (darts: the two previous cells) learn one state per input
+        self.num_inputs = int(num_inputs)
+        self.extra_inputs = (nn.Parameter(torch.randn(num_inputs - 1, dim) / dim**0.5)
+                             if num_inputs > 1 else None)
         self.residual = nn.Linear(dim, dim, bias=False) if residual else None
 
     def gate_table(self) -> torch.Tensor:
@@ -94,7 +100,8 @@ class GatesLayer(nn.Module):
             x = x + res[0]
         offsets = edges["offsets"]
         if not torch.is_grad_enabled():
-            return self._pass_inplace(x, weight, node_gate, res, offsets, n)
+            return self._pass_inplace(x, weight, node_gate, res, offsets, n,
+                                      edges.get("gather"))
         # Split / unbind once (their backward is one cat / stack) rather than indexing per
         # node, whose backward would zero-fill a full-size gradient each time.
         w_in = torch.split(weight, [offsets[j + 1] - offsets[j] for j in range(n)])
@@ -103,6 +110,12 @@ class GatesLayer(nn.Module):
         states, sent = [x], []
         for j in range(1, n):
             sent.append(self.transform(x))
+            if j < self.num_inputs:  # another input node: its own learned state
+                x = self.extra_inputs[j - 1].expand(batch, -1)  # type: ignore[index]
+                if res_n is not None:
+                    x = x + res_n[j]
+                states.append(x)
+                continue
             x = (w_in[j] * torch.stack(sent)).sum(dim=0)  # sum over the j incoming edges
             if gates is not None:
                 x = gates[j] * x
@@ -113,16 +126,34 @@ class GatesLayer(nn.Module):
 
     def _pass_inplace(self, x: torch.Tensor, weight: torch.Tensor,
                       node_gate: torch.Tensor | None, res: torch.Tensor | None,
-                      offsets: list[int], n: int) -> torch.Tensor:
-        """The same pass without autograd: preallocated buffers, in-place writes."""
+                      offsets: list[int], n: int,
+                      gather: list[Any] | None = None) -> torch.Tensor:
+        """The same pass without autograd: preallocated buffers, in-place writes.
+
+        ``gather`` (op-on-node spaces with sparse cells, from ``GatesNet.edge_inputs``): per
+        node either ``None`` (sum over every earlier node) or the rows of its few
+        predecessors in the flattened [N * B, D] messages and their adjacency weights.
+        """
         states = x.new_empty(n, x.shape[0], x.shape[1])
         sent = torch.empty_like(states)
+        flat = sent.view(-1, x.shape[1])
         states[0] = x
         w_t = self.transform.weight.t()
         for j in range(1, n):
             torch.mm(states[j - 1], w_t, out=sent[j - 1])
-            prod = weight[offsets[j]:offsets[j + 1]] * sent[:j]
-            torch.sum(prod, dim=0, out=states[j])
+            if j < self.num_inputs:
+                states[j] = self.extra_inputs[j - 1]  # type: ignore[index]
+                if res is not None:
+                    states[j].add_(res[j])
+                continue
+            few = gather[j] if gather is not None else None
+            if few is not None:  # a few predecessors per cell: gather them
+                rows, coef = few
+                picked = flat.index_select(0, rows).view(x.shape[0], -1, x.shape[1])
+                torch.sum(picked * coef, dim=1, out=states[j])
+            else:
+                prod = weight[offsets[j]:offsets[j + 1]] * sent[:j]
+                torch.sum(prod, dim=0, out=states[j])
             if node_gate is not None:
                 states[j].mul_(node_gate[j])
             if res is not None:
@@ -138,6 +169,31 @@ def auto_readout(space: SearchSpace) -> str:
     return "concat" if space.op_on == "edge" else "concat_mean"
 
 
+def _sparse_predecessors(adj: torch.Tensor) -> list[Any] | None:
+    """For the inference pass: per node j, ``(rows, coef)`` of its at most k predecessors
+    (k = the largest in-degree of j in the batch) when k < j / 2, else ``None``.
+
+    ``rows`` [B * k] index the node-major messages flattened to [N * B, D]; ``coef`` [B, k, 1]
+    holds the adjacency weights (0 for padding). Large sparse cells (darts: 21 nodes, mostly
+    two predecessors each) then cost O(k) per node rather than O(j); small dense ones keep
+    the plain sum (``None``)."""
+    batch, n = adj.shape[0], adj.shape[1]
+    if n < 8:
+        return None
+    lane = torch.arange(batch, device=adj.device)[:, None]
+    out: list[Any] = [None]
+    for j in range(1, n):
+        col = adj[:, :j, j]
+        k = int((col != 0).sum(1).max())
+        if k == 0 or 2 * k >= j:
+            out.append(None)
+            continue
+        coef, src = torch.topk(col.abs(), k, dim=1)
+        coef = torch.gather(col, 1, src)
+        out.append(((src * batch + lane).reshape(-1), coef.unsqueeze(-1)))
+    return out
+
+
 def op_count(space: SearchSpace) -> int:
     """Size of the op vocabulary GATES gates with: edge ops or node ops."""
     return len(space.edge_op_names if space.op_on == "edge" else space.node_op_names)
@@ -148,12 +204,13 @@ class GatesNet(nn.Module):
 
     def __init__(self, *, op_on: str, n_ops: int, op_dim: int, dim: int, layers: int,
                  readout: str, mlp_hidden: int, mlp_layers: int, dropout: float,
-                 activation: str) -> None:
+                 activation: str, num_inputs: int = 1) -> None:
         super().__init__()
         self.readout = readout
         self.op_on = op_on
         self.layers = nn.ModuleList(
-            GatesLayer(n_ops, op_dim, dim, op_on, residual=k > 0) for k in range(layers)
+            GatesLayer(n_ops, op_dim, dim, op_on, residual=k > 0, num_inputs=num_inputs)
+            for k in range(layers)
         )
         self.act = {"relu": nn.ReLU(), "tanh": nn.Tanh(), "none": nn.Identity()}[activation]
         if readout not in READOUTS:
@@ -175,7 +232,7 @@ class GatesNet(nn.Module):
         bare linear layer left unused)."""
         return cls(op_on=space.op_on, n_ops=op_count(space), op_dim=op_dim, dim=dim,
                    layers=layers, readout=readout, mlp_hidden=1, mlp_layers=0, dropout=0.0,
-                   activation=activation)
+                   activation=activation, num_inputs=space.num_inputs)
 
     def edge_inputs(self, g: GraphBatch) -> dict[str, Any]:
         """Node-major inputs of the layers, computed once per batch (see ``GatesLayer``)."""
@@ -198,6 +255,8 @@ class GatesNet(nn.Module):
         out["output"] = last.unsqueeze(-1)
         if self.readout == "concat_mean":
             out["mean"] = (g.mask.t().to(present.dtype) / n_real.clamp(min=1)).unsqueeze(-1)
+        if self.op_on == "node" and not torch.is_grad_enabled():
+            out["gather"] = _sparse_predecessors(g.adj)
         return out
 
     def embed(self, g: GraphBatch) -> torch.Tensor:
@@ -252,4 +311,5 @@ class GatesPredictor(NeuralPredictor):
             dim=int(hp["dim"]), layers=int(hp["layers"]), readout=self.readout(),
             mlp_hidden=int(hp["mlp_hidden"]), mlp_layers=int(hp["mlp_layers"]),
             dropout=float(hp["dropout"]), activation=str(hp["activation"]),
+            num_inputs=self.space.num_inputs,
         )

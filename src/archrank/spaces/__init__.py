@@ -21,6 +21,12 @@ def _nb201() -> SearchSpace:
     return NB201Space()
 
 
+def _darts() -> SearchSpace:
+    from archrank.spaces.darts import DartsSpace
+
+    return DartsSpace()
+
+
 def _nbgraph() -> SearchSpace:
     from archrank.spaces.nbgraph import NBGraphSpace
 
@@ -31,6 +37,7 @@ SPACES: dict[str, Callable[[], SearchSpace]] = {
     "nb101": _nb101,
     "nb201": _nb201,
     "nbgraph": _nbgraph,
+    "darts": _darts,
 }
 
 

@@ -26,9 +26,10 @@ class GraphBatch:
 
     ops:      int64 [B, N]     op index of each node in ``space.node_op_names`` (0 on padding)
     adj:      float32 [B, N, N] ``adj[b, i, j] = 1`` for an edge i -> j that carries information
-    mask:     bool [B, N]      which nodes exist: node 0 is the input, the last real node
-                               (index ``mask.sum() - 1``) the output; smaller cells are padded
-                               at the end
+    mask:     bool [B, N]      which nodes exist: nodes ``0 .. space.num_inputs - 1`` are the
+                               inputs (one in most spaces, two in ``darts``), the last real
+                               node (index ``mask.sum() - 1``) the output; smaller cells are
+                               padded at the end
     edge_ops: int64 [B, N, N]  op-on-edge spaces only: op index in ``space.edge_op_names`` of
                                edge i -> j; an edge whose op blocks information (``none``) has
                                ``adj = 0``.
@@ -80,8 +81,9 @@ class SearchSpace(ABC, Generic[A]):
     """A set of architectures with the operations every method needs.
 
     Subclasses set ``name``, ``op_on``, ``node_op_names`` (vocabulary of ``GraphBatch.ops``),
-    ``edge_op_names`` (op-on-edge spaces) and ``max_nodes`` (``GraphBatch`` width), and list
-    in ``record_fields`` the table columns an architecture is read from.
+    ``edge_op_names`` (op-on-edge spaces), ``max_nodes`` (``GraphBatch`` width) and, when a
+    cell reads more than one input, ``num_inputs``, and list in ``record_fields`` the table
+    columns an architecture is read from.
     """
 
     name: ClassVar[str]
@@ -91,6 +93,7 @@ class SearchSpace(ABC, Generic[A]):
     node_op_names: tuple[str, ...]
     edge_op_names: tuple[str, ...] = ()
     max_nodes: int
+    num_inputs: ClassVar[int] = 1
 
     # -- text and records -------------------------------------------------------------------
     @abstractmethod

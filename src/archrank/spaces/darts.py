@@ -1,0 +1,413 @@
+"""The DARTS cell space (Liu et al., ICLR 2019): a normal and a reduction cell.
+
+Each cell has two input nodes (0: the output of the cell before the previous one, 1: the
+previous cell's), four intermediate nodes 2..5 that each sum two ops applied to earlier nodes,
+and an output that concatenates the intermediate nodes listed in its ``concat``. A genotype is
+written the way the DARTS, PC-DARTS and NASLib code prints it::
+
+    Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ...], normal_concat=[2, 3, 4, 5],
+             reduce=[('max_pool_3x3', 0), ...], reduce_concat=range(2, 6))
+
+(the eight ``(op, input)`` pairs of a cell, two per intermediate node in node order) or as a
+JSON object with the same four fields. Parsing accepts a node that reads one input twice (the
+ENAS genotype does); sampling, mutation and neighbours stay inside the space searched by DARTS
+and NAS-Bench-301, whose nodes read two distinct inputs, with every intermediate node
+concatenated. That space has (49 * 1 * 3 * 6 * 10 * 49**3) ~ 1.0e9 cells per cell type, about
+1e18 genotypes: it is sampled, never enumerated.
+
+Canonical hash: two genotypes compute the same thing when one is the other with a node's two
+inputs swapped or the intermediate nodes renumbered (in any order that keeps inputs before the
+nodes that read them). Each cell is encoded under every such renumbering (at most 24) with each
+node's pair sorted, and the smallest code is kept; intermediate nodes whose result reaches no
+output are dead and coded alike. Everything runs on integer arrays, batched over genotypes.
+
+Graph tensors (op on node, both cells in one graph, ``num_inputs = 2``): nodes 0 and 1 are the
+two cell inputs, shared by both cells; then the normal cell's eight op nodes (one per
+``(op, input)`` pair, in pair order), a ``normal_concat`` node, the reduction cell's eight op
+nodes, a ``reduce_concat`` node and the ``output``: 21 nodes. An op node reading intermediate
+node k receives edges from both op nodes of k (their sum is k); a concat node receives the op
+nodes of the intermediate nodes it concatenates, and the output receives both concat nodes.
+The two concat labels tell the cells apart, so swapping normal and reduction cells changes
+the graph.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from archrank.errors import InvalidArchitecture
+from archrank.spaces.base import GraphBatch, SearchSpace
+
+DARTS_OPS: tuple[str, ...] = (
+    "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
+    "dil_conv_3x3", "dil_conv_5x5",
+)
+NUM_INPUTS = 2          # cell inputs: c_{k-2}, c_{k-1}
+NUM_INTERMEDIATE = 4    # intermediate nodes 2..5
+NUM_PAIRS = 2 * NUM_INTERMEDIATE
+ALL_CONCAT: tuple[int, ...] = tuple(range(NUM_INPUTS, NUM_INPUTS + NUM_INTERMEDIATE))
+_FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
+_NODES = NUM_INPUTS + NUM_INTERMEDIATE      # 6 nodes a pair may read from
+_PAIR_CODES = len(DARTS_OPS) * _NODES        # codes of one (op, input) pair
+_GRAPH_NODES = NUM_INPUTS + 2 * (NUM_PAIRS + 1) + 1  # 21
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """A DARTS genotype: per cell, eight ``(op, input)`` pairs (two per intermediate node, in
+    node order) and the intermediate nodes the output concatenates."""
+
+    normal: tuple[tuple[str, int], ...]
+    normal_concat: tuple[int, ...]
+    reduce: tuple[tuple[str, int], ...]
+    reduce_concat: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        for name in _FIELDS:  # lists would make the genotype unhashable
+            value = getattr(self, name)
+            if name.endswith("concat"):
+                object.__setattr__(self, name, tuple(int(v) for v in value))
+            else:
+                object.__setattr__(self, name, tuple((str(o), int(i)) for o, i in value))
+
+    def cell(self, kind: str) -> tuple[tuple[tuple[str, int], ...], tuple[int, ...]]:
+        """``(pairs, concat)`` of the ``"normal"`` or ``"reduce"`` cell."""
+        return getattr(self, kind), getattr(self, f"{kind}_concat")
+
+
+# -- text forms ------------------------------------------------------------------------------
+def _literal(node: ast.AST, where: str) -> Any:
+    """A list/tuple/int/str literal, or ``range(a, b)``, from a parsed genotype text."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | str):
+        return node.value
+    if isinstance(node, ast.List | ast.Tuple):
+        return [_literal(e, where) for e in node.elts]
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == "range" and not node.keywords
+            and all(isinstance(a, ast.Constant) and type(a.value) is int for a in node.args)
+            and 1 <= len(node.args) <= 2):
+        return list(range(*[a.value for a in node.args]))  # type: ignore[union-attr]
+    raise InvalidArchitecture(f"{where}: expected a list of (op, input) pairs or node numbers, "
+                              f"got {ast.unparse(node)[:60]!r}")
+
+
+def _parse_genotype_call(text: str) -> dict[str, Any]:
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise InvalidArchitecture(
+            f"cannot read genotype {text[:80]!r}: expected Genotype(normal=[...], "
+            "normal_concat=[...], reduce=[...], reduce_concat=[...]) or a JSON object"
+        ) from None
+    call = tree.body
+    name = None
+    if isinstance(call, ast.Call):
+        func = call.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if name != "Genotype":
+        raise InvalidArchitecture(f"cannot read genotype {text[:80]!r}: expected Genotype(...)")
+    if len(call.args) > len(_FIELDS):  # type: ignore[union-attr]
+        raise InvalidArchitecture(f"Genotype takes {len(_FIELDS)} fields, got more")
+    fields = {f: _literal(a, f) for f, a in zip(_FIELDS, call.args, strict=False)}  # type: ignore[union-attr]
+    for kw in call.keywords:  # type: ignore[union-attr]
+        if kw.arg not in _FIELDS:
+            raise InvalidArchitecture(f"unknown Genotype field {kw.arg!r}; expected "
+                                      f"{', '.join(_FIELDS)}")
+        fields[kw.arg] = _literal(kw.value, kw.arg)
+    return fields
+
+
+def _check_cell(kind: str, pairs: Any, concat: Any) -> tuple[list[tuple[str, int]], list[int]]:
+    """Pairs and concat of one cell as plain lists, or a one-line ``InvalidArchitecture``."""
+    if not isinstance(pairs, list | tuple) or len(pairs) != NUM_PAIRS:
+        got = len(pairs) if isinstance(pairs, list | tuple) else type(pairs).__name__
+        raise InvalidArchitecture(
+            f"{kind}: a cell has {NUM_INTERMEDIATE} intermediate nodes with exactly two inputs "
+            f"each ({NUM_PAIRS} (op, input) pairs), got {got}"
+        )
+    out = []
+    for k, pair in enumerate(pairs):
+        node = NUM_INPUTS + k // 2
+        if not (isinstance(pair, list | tuple) and len(pair) == 2):
+            raise InvalidArchitecture(f"{kind}[{k}]: expected an (op, input) pair, got {pair!r}")
+        op, src = pair
+        if op not in DARTS_OPS:
+            raise InvalidArchitecture(
+                f"{kind}[{k}]: unknown op {op!r}; expected one of {', '.join(DARTS_OPS)}")
+        if type(src) is not int or not 0 <= src < node:
+            raise InvalidArchitecture(
+                f"{kind}[{k}]: node {node} reads input {src!r}, but its inputs must be "
+                f"earlier nodes 0..{node - 1}")
+        out.append((op, src))
+    if not isinstance(concat, list | tuple) or not concat:
+        raise InvalidArchitecture(f"{kind}_concat: expected a non-empty list of nodes")
+    if (any(type(c) is not int or c not in ALL_CONCAT for c in concat)
+            or len(set(concat)) != len(concat)):
+        raise InvalidArchitecture(
+            f"{kind}_concat: expected distinct intermediate nodes among 2..5, got {concat!r}")
+    return out, sorted(concat)
+
+
+def make_genotype(fields: Mapping[str, Any]) -> Genotype:
+    """A checked ``Genotype`` from its four fields (concat defaults to every node)."""
+    missing = [f for f in ("normal", "reduce") if f not in fields]
+    if missing:
+        raise InvalidArchitecture(f"genotype is missing field {missing[0]!r}")
+    normal, nc = _check_cell("normal", fields["normal"], fields.get("normal_concat", ALL_CONCAT))
+    reduce, rc = _check_cell("reduce", fields["reduce"], fields.get("reduce_concat", ALL_CONCAT))
+    return Genotype(tuple(normal), tuple(nc), tuple(reduce), tuple(rc))  # type: ignore[arg-type]
+
+
+def _json_fields(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidArchitecture(f"cannot read genotype JSON {text[:80]!r}") from None
+    if not isinstance(value, dict):
+        raise InvalidArchitecture("a genotype JSON must be an object with fields "
+                                  f"{', '.join(_FIELDS)}")
+    return value
+
+
+# -- canonical codes, batched ----------------------------------------------------------------
+def _renumberings() -> np.ndarray:
+    """Every order of the intermediate nodes, as ``perm[old] = new`` over all 6 nodes."""
+    out = []
+    for order in itertools.permutations(range(NUM_INTERMEDIATE)):
+        out.append(list(range(NUM_INPUTS)) + [NUM_INPUTS + o for o in order])
+    return np.array(out, dtype=np.int64)  # [24, 6]
+
+
+_PERMS = _renumberings()
+
+
+def cell_codes(ops: np.ndarray, srcs: np.ndarray, concat: np.ndarray) -> np.ndarray:
+    """Canonical integer code of each cell: equal exactly for equivalent cells.
+
+    ops, srcs: int [B, 8] (op index, input node of each pair); concat: bool [B, 6] (which
+    nodes the output concatenates). Returns int64 [B].
+    """
+    b = ops.shape[0]
+    # liveness: a node is live if the output or a live node reads it (reverse node order)
+    live = concat.copy()
+    for node in range(_NODES - 1, NUM_INPUTS - 1, -1):
+        k = 2 * (node - NUM_INPUTS)
+        for s in (k, k + 1):
+            live[np.arange(b), srcs[:, s]] |= live[:, node]
+    best = np.full(b, np.iinfo(np.int64).max, dtype=np.int64)
+    base = _PAIR_CODES * _PAIR_CODES + 1
+    for perm in _PERMS:
+        new_src = perm[srcs]                                   # [B, 8]
+        pair = ops * _NODES + new_src
+        lo = np.minimum(pair[:, 0::2], pair[:, 1::2])
+        hi = np.maximum(pair[:, 0::2], pair[:, 1::2])
+        node_code = lo * _PAIR_CODES + hi + 1                  # [B, 4] by old node
+        node_code[~live[:, NUM_INPUTS:]] = 0                   # dead nodes code alike
+        node_new = perm[NUM_INPUTS:] - NUM_INPUTS              # new position of old node
+        # topological: every live node reads only nodes placed before it
+        reads = new_src.reshape(b, NUM_INTERMEDIATE, 2)
+        ok = ((reads < perm[NUM_INPUTS:][None, :, None]).all(2)
+              | ~live[:, NUM_INPUTS:]).all(1)
+        ordered = np.empty_like(node_code)
+        ordered[:, node_new] = node_code
+        code = np.zeros(b, dtype=np.int64)
+        for pos in range(NUM_INTERMEDIATE):
+            code = code * base + ordered[:, pos]
+        out_mask = np.zeros(b, dtype=np.int64)                 # which new nodes are concatenated
+        for old in range(NUM_INTERMEDIATE):
+            out_mask |= concat[:, NUM_INPUTS + old].astype(np.int64) << node_new[old]
+        code = code * 16 + out_mask
+        best = np.where(ok & (code < best), code, best)
+    return best
+
+
+class DartsSpace(SearchSpace[Genotype]):
+    """The DARTS space of normal + reduction cell pairs (see the module docstring)."""
+
+    name = "darts"
+    description = "DARTS cells (normal + reduction cell; 2 inputs, 4 nodes, 7 ops; sampled)"
+    approx_size = "~1e18"
+    op_on = "node"
+    record_fields = ("genotype",)
+    num_inputs = NUM_INPUTS
+    node_op_names = ("input", *DARTS_OPS, "normal_concat", "reduce_concat", "output")
+    max_nodes = _GRAPH_NODES
+    cell_op_names = DARTS_OPS
+
+    def __init__(self) -> None:
+        self._op_index = {o: i for i, o in enumerate(DARTS_OPS)}
+
+    # -- text and records ---------------------------------------------------------------------
+    def parse(self, text: str) -> Genotype:
+        if not isinstance(text, str):
+            raise InvalidArchitecture(f"expected a genotype text, got {type(text).__name__}")
+        stripped = text.strip()
+        fields = _json_fields(stripped) if stripped.startswith("{") else \
+            _parse_genotype_call(stripped)
+        return make_genotype(fields)
+
+    def format(self, arch: Genotype) -> str:
+        def pairs(cell: Sequence[tuple[str, int]]) -> str:
+            return "[" + ", ".join(f"({op!r}, {src})" for op, src in cell) + "]"
+
+        return (f"Genotype(normal={pairs(arch.normal)}, normal_concat={list(arch.normal_concat)}, "
+                f"reduce={pairs(arch.reduce)}, reduce_concat={list(arch.reduce_concat)})")
+
+    def from_record(self, record: Mapping[str, Any]) -> Genotype:
+        if "genotype" in record:
+            value = record["genotype"]
+            if isinstance(value, Mapping):
+                return make_genotype(value)
+            try:
+                return self.parse(value)
+            except InvalidArchitecture as err:
+                raise InvalidArchitecture(f"field 'genotype': {err}") from None
+        if "normal" in record:
+            fields = {f: record[f] for f in _FIELDS if f in record}
+            for f, v in list(fields.items()):
+                if isinstance(v, str):
+                    try:
+                        fields[f] = json.loads(v)
+                    except ValueError:
+                        fields[f] = _literal(ast.parse(v, mode="eval").body, f)
+            return make_genotype(fields)
+        raise InvalidArchitecture("record has no 'genotype' field (nor 'normal'/'reduce')")
+
+    def to_record(self, arch: Genotype) -> dict[str, Any]:
+        return {"hash": self.hash(arch), "genotype": self.format(arch)}
+
+    def to_json(self, arch: Genotype) -> dict[str, Any]:
+        """The JSON form: the four fields, pairs as ``[op, input]`` lists."""
+        return {f: [list(p) if isinstance(p, tuple) else p for p in getattr(arch, f)]
+                for f in _FIELDS}
+
+    # -- identity -----------------------------------------------------------------------------
+    def arrays(self, archs: Sequence[Genotype]) -> dict[str, np.ndarray]:
+        """Integer arrays of a batch: ops/srcs [B, 2, 8] and concat bool [B, 2, 6]
+        (axis 1: normal, reduce)."""
+        b = len(archs)
+        ops = np.empty((b, 2, NUM_PAIRS), dtype=np.int64)
+        srcs = np.empty((b, 2, NUM_PAIRS), dtype=np.int64)
+        concat = np.zeros((b, 2, _NODES), dtype=bool)
+        index = self._op_index
+        for n, g in enumerate(archs):
+            for c, (pairs, cat) in enumerate((g.cell("normal"), g.cell("reduce"))):
+                ops[n, c] = [index[o] for o, _ in pairs]
+                srcs[n, c] = [s for _, s in pairs]
+                concat[n, c, list(cat)] = True
+        return {"ops": ops, "srcs": srcs, "concat": concat}
+
+    def hashes(self, archs: Sequence[Genotype]) -> list[str]:
+        """Canonical hashes of a batch (vectorised)."""
+        a = self.arrays(archs)
+        normal = cell_codes(a["ops"][:, 0], a["srcs"][:, 0], a["concat"][:, 0])
+        reduce = cell_codes(a["ops"][:, 1], a["srcs"][:, 1], a["concat"][:, 1])
+        return [f"{int(x):016x}{int(y):016x}" for x, y in zip(normal, reduce, strict=True)]
+
+    def hash(self, arch: Genotype) -> str:
+        return self.hashes([arch])[0]
+
+    def validate(self, arch: Genotype) -> Genotype:
+        if not isinstance(arch, Genotype):
+            raise InvalidArchitecture(f"expected a DARTS Genotype, got {type(arch).__name__}")
+        return make_genotype({f: getattr(arch, f) for f in _FIELDS})
+
+    # -- sampling and neighbourhoods ----------------------------------------------------------
+    def _sample_cells(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        ops = rng.integers(len(DARTS_OPS), size=(n, NUM_PAIRS))
+        srcs = np.empty((n, NUM_PAIRS), dtype=np.int64)
+        for k in range(NUM_INTERMEDIATE):  # two distinct earlier nodes, uniformly
+            node = NUM_INPUTS + k
+            first = rng.integers(node, size=n)
+            second = rng.integers(node - 1, size=n)
+            second = second + (second >= first)
+            srcs[:, 2 * k], srcs[:, 2 * k + 1] = first, second
+        return ops, srcs
+
+    def sample(self, n: int, rng: np.random.Generator) -> list[Genotype]:
+        """Uniform over the DARTS search space (distinct inputs per node, full concat)."""
+        cells = [self._sample_cells(n, rng) for _ in ("normal", "reduce")]
+        names = np.array(DARTS_OPS, dtype=object)
+
+        def pairs(ops: np.ndarray, srcs: np.ndarray) -> tuple[tuple[str, int], ...]:
+            return tuple(zip(names[ops].tolist(), srcs.tolist(), strict=True))
+
+        (no, ns), (ro, rs) = cells
+        return [Genotype(pairs(no[i], ns[i]), ALL_CONCAT, pairs(ro[i], rs[i]), ALL_CONCAT)
+                for i in range(n)]
+
+    def neighbours(self, arch: Genotype) -> list[Genotype]:
+        """Every genotype one op or one input away (inputs stay distinct within a node)."""
+        out = []
+        for kind in ("normal", "reduce"):
+            pairs, _ = arch.cell(kind)
+            for k, (op, src) in enumerate(pairs):
+                node = NUM_INPUTS + k // 2
+                partner = pairs[k ^ 1][1]
+                changes = [(o, src) for o in DARTS_OPS if o != op]
+                changes += [(op, s) for s in range(node) if s not in (src, partner)]
+                for change in changes:
+                    new = list(pairs)
+                    new[k] = change
+                    out.append(Genotype(**{**{f: getattr(arch, f) for f in _FIELDS},
+                                           kind: tuple(new)}))
+        return out
+
+    def mutate(self, arch: Genotype, rng: np.random.Generator) -> Genotype:
+        """One random op or input change (cheaper than listing every neighbour)."""
+        options = self.neighbours(arch)
+        mine = self.hash(arch)
+        for _ in range(8):
+            pick = options[int(rng.integers(len(options)))]
+            if self.hash(pick) != mine:
+                return pick
+        return pick
+
+    @property
+    def size(self) -> int | None:
+        return None
+
+    # -- tensors ------------------------------------------------------------------------------
+    def to_graphs(self, archs: Sequence[Genotype]) -> GraphBatch:
+        a = self.arrays(archs)
+        b, n = len(archs), _GRAPH_NODES
+        ops = np.zeros((b, n), dtype=np.int64)   # node op index in node_op_names
+        adj = np.zeros((b, n, n), dtype=np.float32)
+        rows = np.arange(b)[:, None]
+        for c in range(2):
+            first = NUM_INPUTS + c * (NUM_PAIRS + 1)     # first op node of this cell
+            concat_node = first + NUM_PAIRS
+            ops[:, first:concat_node] = a["ops"][:, c] + 1
+            ops[:, concat_node] = 1 + len(DARTS_OPS) + c
+            srcs = a["srcs"][:, c]                         # [B, 8]
+            targets = first + np.arange(NUM_PAIRS)[None, :].repeat(b, 0)
+            from_input = srcs < NUM_INPUTS
+            # pairs reading a cell input: one edge from that input node
+            adj[rows.repeat(NUM_PAIRS, 1)[from_input], srcs[from_input],
+                targets[from_input]] = 1.0
+            # pairs reading intermediate node m: edges from both op nodes of m
+            m = srcs - NUM_INPUTS
+            for half in (0, 1):
+                src_node = first + 2 * m + half
+                sel = ~from_input
+                adj[rows.repeat(NUM_PAIRS, 1)[sel], src_node[sel], targets[sel]] = 1.0
+            # concat node reads both op nodes of each concatenated intermediate node
+            cat = a["concat"][:, c, NUM_INPUTS:]           # [B, 4]
+            for k in range(NUM_INTERMEDIATE):
+                for half in (0, 1):
+                    adj[:, first + 2 * k + half, concat_node] = cat[:, k]
+            adj[:, concat_node, n - 1] = 1.0
+        ops[:, n - 1] = len(self.node_op_names) - 1
+        return GraphBatch(torch.from_numpy(ops), torch.from_numpy(adj),
+                          torch.ones(b, n, dtype=torch.bool))
+
+
+__all__ = ["ALL_CONCAT", "DARTS_OPS", "DartsSpace", "Genotype", "cell_codes", "make_genotype"]
