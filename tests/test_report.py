@@ -215,6 +215,20 @@ def test_cell_drawing_of_every_space(name):
                 assert node.find(f"{SVG}rect").get("fill") == colour[fam]
 
 
+def test_darts_genotype_is_drawn_as_its_two_cells():
+    space = get_space("darts")
+    arch = space.sample(1, np.random.default_rng(4))[0]
+    root = ET.fromstring(cell_svg(space, arch))
+    titles = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "ttl"]
+    assert titles == ["normal cell", "reduce cell"]
+    ops = sorted(o.find(f"{SVG}text").text for o in root.findall(f".//{SVG}g[@class='op']"))
+    assert ops == sorted(op for op, _ in arch.normal + arch.reduce)
+    nodes = [n.find(f"{SVG}text").text for n in root.findall(f".//{SVG}g[@class='node']")]
+    assert nodes.count("c_{k-2}") == nodes.count("c_{k}") == 2
+    edges = [p for p in root.iter(f"{SVG}path") if p.get("marker-end")]
+    assert len(edges) == 2 * (8 + 4)  # eight ops and four concatenated nodes per cell
+
+
 def test_op_families():
     assert op_family("nor_conv_3x3")[0] == "convolution"
     assert op_family("conv1x1-bn-relu")[0] == "convolution"

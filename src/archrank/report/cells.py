@@ -85,7 +85,25 @@ def graph_of(space: SearchSpace, arch: Any) -> list[CellGraph]:
     return [CellGraph(space.name, nodes, node_ops, edges)]
 
 
-GRAPHS: dict[str, Callable[[SearchSpace, Any], list[CellGraph]]] = {}
+def darts_graphs(space: SearchSpace, arch: Any) -> list[CellGraph]:
+    """A DARTS genotype as its two cells, drawn the way the DARTS paper draws them: the cell
+    inputs ``c_{k-2}`` and ``c_{k-1}``, intermediate nodes 0-3, ops on the edges, and
+    unlabelled edges from the concatenated nodes to the output."""
+    out = []
+    for kind in ("normal", "reduce"):
+        pairs, concat = arch.cell(kind)
+        inputs = space.num_inputs
+        inner = len(pairs) // 2
+        nodes = ["c_{k-2}", "c_{k-1}", *(str(k) for k in range(inner)), "c_{k}"]
+        node_ops = ["input"] * inputs + ["node"] * inner + ["output"]
+        edges: list[tuple[int, int, str | None]] = [
+            (int(src), inputs + k // 2, str(op)) for k, (op, src) in enumerate(pairs)]
+        edges += [(int(c), len(nodes) - 1, None) for c in concat]
+        out.append(CellGraph(f"{kind} cell", nodes, node_ops, edges))
+    return out
+
+
+GRAPHS: dict[str, Callable[[SearchSpace, Any], list[CellGraph]]] = {"darts": darts_graphs}
 
 
 def cell_graphs(space: SearchSpace, arch: Any) -> list[CellGraph]:
@@ -102,10 +120,11 @@ _ids = itertools.count()
 
 
 def _columns(graph: CellGraph) -> list[int]:
-    """Longest path from the input (nodes are in topological order); a node nothing feeds
-    still sits right of the input, and the output is alone in the last column."""
+    """Longest path from the inputs (nodes are in topological order); input nodes (two in a
+    DARTS cell) share the first column, a node nothing feeds still sits right of them, and
+    the output is alone in the last column."""
     n = len(graph.nodes)
-    col = [0] + [1] * (n - 1)
+    col = [0 if i == 0 or graph.node_ops[i] == "input" else 1 for i in range(n)]
     for i, j, _ in sorted(graph.edges, key=lambda e: e[1]):
         col[j] = max(col[j], col[i] + 1)
     if n > 1:
