@@ -1,13 +1,31 @@
 """Command-line interface: ``archrank --help``.
 
-User errors (``ArchrankError``) are printed as one line on stderr with exit status 2.
+Every command runs through ``main``, the one place that turns failures into exit statuses:
+
+- a user error (``ArchrankError``, or a bad option caught by click) prints ``error: ...`` on
+  one line of stderr and exits with status 2;
+- Ctrl-C (SIGINT) and SIGTERM stop the command the same way (the command keeps what finished
+  and says how to resume) and exit with 128 + the signal number (130, 143);
+- anything else is a bug: one line naming the exception, exit status 1, and the traceback only
+  when ``ARCHRANK_TRACEBACK=1`` is set.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import traceback
+from collections.abc import Iterator
+from typing import Any
 
-from rich.console import Console
+import typer
+
+try:  # typer >= 0.17 carries its own copy of click
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exc  # type: ignore[no-redef]
 
 # Importing the command modules registers their commands on the apps.
 from archrank.cli import bench as _bench  # noqa: F401  (registration)
@@ -15,19 +33,104 @@ from archrank.cli import predictor as _predictor  # noqa: F401
 from archrank.cli import search as _search  # noqa: F401
 from archrank.cli import spaces as _spaces  # noqa: F401
 from archrank.cli import zc as _zc  # noqa: F401
-from archrank.cli.app import app
-from archrank.errors import ArchrankError
+from archrank.cli.app import app, err
+from archrank.errors import ArchrankError, Interrupted
 
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
+TRACEBACK_ENV = "ARCHRANK_TRACEBACK"
+
+
+def _one_line(text: str) -> str:
+    """A message on one line (a multi-line message is joined, control characters dropped)."""
+    parts = [p.strip() for p in str(text).splitlines() if p.strip()]
+    line = " ".join(parts)
+    return "".join(ch if ch.isprintable() else "?" for ch in line)
+
+
+def error_line(message: str) -> None:
+    """Print ``error: MESSAGE`` on one line of stderr (markup-free: user text is literal)."""
+    err.print("error:", style="bold red", end=" ")
+    err.print(_one_line(message), soft_wrap=True)
+
+
+class _Signalled(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) raised in the main thread, handled like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_signalled(signum: int, frame: Any) -> None:
+    raise _Signalled(signum)
+
+
+@contextlib.contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ``KeyboardInterrupt`` in the main thread while a command runs
+    (so a ``kill`` stops a search as cleanly as Ctrl-C); the old handlers come back after."""
+    old: dict[int, Any] = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            # (not the main thread, or not on this platform: leave the default)
+            with contextlib.suppress(ValueError, OSError):
+                old[sig] = signal.signal(sig, _raise_signalled)
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _interrupt_status(exc: BaseException | None) -> int:
+    while exc is not None:
+        if isinstance(exc, _Signalled):
+            return 128 + exc.signum
+        exc = exc.__context__
+    return 128 + signal.SIGINT
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    with _signals_as_interrupts():
+        try:
+            rv = app(args=argv, standalone_mode=False, prog_name="archrank")
+            return rv if isinstance(rv, int) else 0
+        except ArchrankError as exc:
+            error_line(str(exc))
+            return 2
+        except click_exc.UsageError as exc:
+            hint = ""
+            if exc.ctx is not None:
+                hint = f" (see: {exc.ctx.command_path} --help)"
+            error_line(exc.format_message() + hint)
+            return 2
+        except click_exc.ClickException as exc:
+            error_line(exc.format_message())
+            return exc.exit_code
+        except (KeyboardInterrupt, click_exc.Abort, typer.Abort) as exc:
+            status = _interrupt_status(exc)
+            if isinstance(exc, Interrupted) and exc.message:
+                err.print(_one_line(exc.message), soft_wrap=True)
+            else:
+                err.print("interrupted", soft_wrap=True)
+            return status
+        except BrokenPipeError:  # e.g. `archrank runs export RUN | head`
+            with contextlib.suppress(OSError):
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (silence the final flush)
+            return 1
+        except RecursionError:
+            error_line("input nested too deeply to process")
+            return 2
+        except MemoryError:
+            error_line("out of memory (is an input far larger than expected?)")
+            return 2
+        except Exception as exc:  # a bug: still one line, the traceback only on request
+            if os.environ.get(TRACEBACK_ENV):
+                traceback.print_exc()
+            error_line(f"internal error: {type(exc).__name__}: {exc} (please report it; set "
+                       f"{TRACEBACK_ENV}=1 for the traceback)")
+            return 1
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``archrank`` script."""
-    try:
-        app(args=argv, standalone_mode=True)
-    except ArchrankError as exc:
-        _err.print(f"[bold red]error:[/] {exc}", markup=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        _err.print("interrupted")
-        sys.exit(130)
+    sys.exit(run(argv))

@@ -10,13 +10,11 @@ from typing import Any
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from archrank.cli.app import bench_app
+from archrank.cli.app import bench_app, console
 from archrank.errors import ArchrankError
-
-console = Console()
 
 
 def check_report(spec: str, space_name: str, metric: str | None = None,
@@ -94,16 +92,16 @@ def _print(report: dict[str, Any]) -> None:
     table = Table(title=f"bench check: {report['file']} ({report['space']})", show_header=False)
     table.add_column("item", style="bold")
     table.add_column("value", overflow="fold")
-    ok = "[green]" if report["invalid"] == 0 else "[red]"
+    ok = "green" if report["invalid"] == 0 else "red"
     table.add_row("rows", _fmt(report["rows"]))
-    table.add_row("valid", f"{ok}{_fmt(report['valid'])}[/]")
-    table.add_row("invalid", f"{ok}{_fmt(report['invalid'])}[/]")
+    table.add_row("valid", Text(_fmt(report["valid"]), style=ok))
+    table.add_row("invalid", Text(_fmt(report["invalid"]), style=ok))
     table.add_row("unique cells (canonical hash)", _fmt(report["unique"]))
     table.add_row("duplicates", _fmt(report["duplicates"]))
     if report["hash_column"]:
-        bad = "[green]" if report["hash_mismatches"] == 0 else "[red]"
+        bad = "green" if report["hash_mismatches"] == 0 else "red"
         table.add_row("hashes checked", _fmt(report["hashes_checked"]))
-        table.add_row("hash mismatches", f"{bad}{_fmt(report['hash_mismatches'])}[/]")
+        table.add_row("hash mismatches", Text(_fmt(report["hash_mismatches"]), style=bad))
     else:
         table.add_row("hash column", "none (nothing to compare)")
     table.add_row("metric columns", ", ".join(report["metrics"]) or "(none)")
@@ -119,14 +117,13 @@ def _print(report: dict[str, Any]) -> None:
     console.print(table)
     for p in report["problems"]:
         unit = next(k for k in p if k != "message")
-        console.print(f"[red]invalid[/] {unit} {p[unit]}: {p['message']}", markup=True,
-                      highlight=False)
+        console.print(Text.assemble(("invalid", "red"), f" {unit} {p[unit]}: {p['message']}"))
     if report["invalid"] > len(report["problems"]):
         console.print(f"... and {report['invalid'] - len(report['problems'])} more invalid rows")
     for m in report["first_mismatches"]:
         unit = next(k for k in m if k not in ("recorded", "computed"))
-        console.print(f"[red]hash mismatch[/] {unit} {m[unit]}: file says {m['recorded']}, "
-                      f"recomputed {m['computed']}", markup=True, highlight=False)
+        console.print(Text.assemble(("hash mismatch", "red"), f" {unit} {m[unit]}: file says "
+                                    f"{m['recorded']}, recomputed {m['computed']}"))
 
 
 @bench_app.command("check")

@@ -9,14 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from archrank.cli.app import bench_app
+from archrank.cli.app import bench_app, console, err
 from archrank.errors import ArchrankError
-
-console = Console()
-err = Console(stderr=True, highlight=False)
 
 
 def _parse_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
@@ -77,7 +73,7 @@ def bench_predictor(
     sizes = parse_sizes(train_sizes)
     result = bench_predictors(
         space, bench, metric, names, sizes, seeds, params=_parse_params(params),
-        progress=lambda msg: err.print(f"[dim]{msg}[/]"), first_seed=first_seed,
+        progress=lambda msg: err.print(msg, style="dim"), first_seed=first_seed,
     )
     data = result.to_json()
     seed_text = f"seeds {first_seed}-{first_seed + seeds - 1}" if first_seed else f"{seeds} seeds"
@@ -132,7 +128,7 @@ def bench_speed_cmd(
     data = bench_speed(bench_spec=bench, metric=metric, predictor=predictor,
                        train_size=train_size, repeats=repeats, nb101=nb101,
                        params=parsed.get(predictor),
-                       progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+                       progress=lambda msg: err.print(msg, style="dim"))
     load = data["machine"].get("load_average")
     table = Table(title=f"{predictor} speed · median of {repeats} · "
                         f"{data['machine']['available_cores']} cores"

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,11 +20,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from archrank.cli.app import app, bench_app
+from archrank.cli.app import app, bench_app, console, err
 from archrank.errors import ArchrankError
-
-console = Console()
-err = Console(stderr=True, highlight=False)
 
 runs_app = typer.Typer(help="Inspect and export search run directories.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
@@ -237,7 +233,8 @@ def search(
               + (f" ({done0} evaluations recorded)" if existing else ""))
     executor = executor_for(config.max_in_flight, executor_kind, scheduler)
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+        MofNCompleteColumn(),
         TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
         console=err, transient=False,
     )
@@ -382,9 +379,9 @@ def bench_search_cmd(
 
     def progress(run: dict[str, Any], i: int, n: int) -> None:
         q = run["queries_to_optimum"]
-        err.print(f"[dim][{i}/{n}] {run['label']} seed {run['seed']}: best "
+        err.print(f"[{i}/{n}] {run['label']} seed {run['seed']}: best "
                   f"{_fmt(run['best'])}, optimum at {q if q else '-'}, "
-                  f"{run['seconds']:.1f} s[/]")
+                  f"{run['seconds']:.1f} s", style="dim")
 
     report = bench_search(base, names, seeds, jobs=jobs, stop_at_optimum=stop_at_optimum,
                           strategy_params=parse_sets(sets, prefixed=True), progress=progress)

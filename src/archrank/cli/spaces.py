@@ -8,16 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from archrank.cache import atomic_path
-from archrank.cli.app import app, space_app
+from archrank.cli.app import app, console, space_app
+from archrank.cli.app import err as _err
 from archrank.errors import ArchrankError
 from archrank.spaces import SPACES, SearchSpace, get_space
-
-console = Console()
-_err = Console(stderr=True, highlight=False)
 
 
 @app.command("spaces")

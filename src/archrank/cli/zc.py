@@ -9,14 +9,11 @@ from typing import Any
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from archrank.cli.app import app
+from archrank.cli.app import app, console
 from archrank.errors import ArchrankError
 from archrank.spaces.base import SearchSpace
-
-console = Console()
 
 
 def sample_unique(space: SearchSpace, n: int, rng: np.random.Generator) -> list[Any]:
