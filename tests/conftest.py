@@ -84,3 +84,29 @@ def finished_count(db: Path) -> int:
                 "SELECT COUNT(*) FROM evaluations WHERE status != 'pending'").fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in-process through its entry function: ``cli(*argv) -> (status, out, err)``
+    (what the ``archrank`` script prints and the exit status it would end with)."""
+    from archrank.cli import run
+
+    def call(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        status = run([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return call
+
+
+def one_line_error(status: int, err: str) -> str:
+    """Assert a user error as the CLI must report it (exit 2, one ``error:`` line, no
+    traceback) and return the line."""
+    assert status == 2, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "internal error" not in lines[0], err
+    return lines[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from archrank.cli.app import bench_app, console
-from archrank.errors import ArchrankError
+from archrank.files import check_output, write_json
 
 
 def check_report(spec: str, space_name: str, metric: str | None = None,
@@ -145,15 +144,14 @@ def check(
 
     Example: archrank bench check ../shared/data/nb101_10k.csv --space nb101 --json check.json
     """
+    if json_out is not None:
+        check_output(json_out, "--json")
     report = check_report(file, space, metric, show)
     if json_out is not None and str(json_out) == "-":
-        print(json.dumps(report, indent=2))
+        write_json(json_out, report)
     else:
         _print(report)
         if json_out is not None:
-            try:
-                json_out.write_text(json.dumps(report, indent=2) + "\n")
-            except OSError as exc:
-                raise ArchrankError(f"{json_out}: cannot write ({exc.strerror or exc})") from None
+            write_json(json_out, report)
     if report["invalid"] or report["hash_mismatches"]:
         raise typer.Exit(1)

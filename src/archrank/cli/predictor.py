@@ -13,6 +13,7 @@ from rich.table import Table
 
 from archrank.cli.app import bench_app, console, err
 from archrank.errors import ArchrankError
+from archrank.files import check_output, write_json
 
 
 def _parse_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
@@ -30,13 +31,6 @@ def _parse_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
             value = raw
         out.setdefault(name, {})[param] = value
     return out
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    try:
-        path.write_text(json.dumps(data, indent=2) + "\n")
-    except OSError as exc:
-        raise ArchrankError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 @bench_app.command("predictor")
@@ -69,6 +63,8 @@ def bench_predictor(
     """
     from archrank.harness import bench_predictors, parse_list, parse_sizes
 
+    if json_out is not None:
+        check_output(json_out, "--json")
     names = parse_list(predictors, "predictors")
     sizes = parse_sizes(train_sizes)
     result = bench_predictors(
@@ -90,7 +86,7 @@ def bench_predictor(
                       f"{entry['fit_seconds']:.2f}", f"{entry['predict_seconds']:.3f}")
     console.print(table)
     if json_out is not None:
-        _write_json(json_out, data)
+        write_json(json_out, data)
         console.print(f"wrote {json_out}")
 
 
@@ -116,6 +112,8 @@ def bench_speed_cmd(
     """
     from archrank.harness import bench_speed, check_predictors
 
+    if json_out is not None:
+        check_output(json_out, "--json")
     check_predictors([predictor])
     if repeats < 1:
         raise ArchrankError(f"--repeats must be at least 1, got {repeats}")
@@ -145,5 +143,5 @@ def bench_speed_cmd(
                           f"{cpu:{fmt}}")
     console.print(table)
     if json_out is not None:
-        _write_json(json_out, data)
+        write_json(json_out, data)
         console.print(f"wrote {json_out}")

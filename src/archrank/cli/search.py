@@ -22,6 +22,7 @@ from rich.table import Table
 
 from archrank.cli.app import app, bench_app, console, err
 from archrank.errors import ArchrankError
+from archrank.files import check_output, write_json, write_output
 
 runs_app = typer.Typer(help="Inspect and export search run directories.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
@@ -62,13 +63,6 @@ def parse_sets(items: list[str] | None, *, prefixed: bool = False) -> dict[str, 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}".rstrip("0").rstrip(".")
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    try:
-        path.write_text(json.dumps(data, indent=2) + "\n")
-    except OSError as exc:
-        raise ArchrankError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 def _default_run_dir(label: str, space: str, seed: int) -> Path:
@@ -208,6 +202,8 @@ def search(
     from archrank.runs.loop import executor_for, run_search
     from archrank.runs.store import RunStore
 
+    if json_out is not None:
+        check_output(json_out, "--json")
     options = {"space": space, "bench": bench, "metric": metric, "strategy": strategy,
                "predictor": predictor, "budget": budget, "seed": seed,
                "space_from_bench": space_from_bench, "max_in_flight": workers,
@@ -257,7 +253,7 @@ def search(
     if config.oracle == "train":
         _print_training_summary(summary)
     if json_out is not None:
-        _write_json(json_out, summary)
+        write_json(json_out, summary)
     if result.interrupted:
         err.print(f"interrupted; resume with: archrank search --resume {directory}")
         sys.exit(130)
@@ -372,6 +368,8 @@ def bench_search_cmd(
     from archrank.runs.bench import bench_search
     from archrank.runs.config import SearchConfig
 
+    if json_out is not None:
+        check_output(json_out, "--json")
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     base = SearchConfig(space=space, bench=bench, metric=metric, strategy="random",
                         predictor=None, budget=budget, seed=0,
@@ -402,7 +400,7 @@ def bench_search_cmd(
     console.print(table)
     console.print(f"total {report['seconds']:.0f} s with {jobs} job(s)")
     if json_out is not None:
-        _write_json(json_out, report)
+        write_json(json_out, report)
 
 
 # -- archrank runs ---------------------------------------------------------------------------
@@ -418,16 +416,15 @@ def runs_export(
     """
     from archrank.runs.store import RunStore
 
+    if out is not None:
+        check_output(out, "--out")
     with RunStore.open(run_dir) as store:
         lines = list(store.iter_jsonl())
     text = "".join(line + "\n" for line in lines)
     if out is None:
         sys.stdout.write(text)
         return
-    try:
-        out.write_text(text)
-    except OSError as exc:
-        raise ArchrankError(f"{out}: cannot write ({exc.strerror})") from None
+    write_output(out, text, "--out")
     err.print(f"{len(lines)} evaluations written to {out}")
 
 

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from archrank.cli.app import app, console
 from archrank.errors import ArchrankError
+from archrank.files import check_output, open_output
 from archrank.spaces.base import SearchSpace
 
 
@@ -57,11 +58,11 @@ def zero_cost(
 
     Example: archrank zc --space nb201 --dataset mnist1d --n 200 --out zc.csv
     """
-    from archrank.cache import atomic_path
     from archrank.nn import NETWORK_SPACES
     from archrank.spaces import get_space
     from archrank.zc import check_proxies, score_architectures
 
+    check_output(out, "--out")
     if n < 1:
         raise ArchrankError(f"--n must be at least 1, got {n}")
     if space_name not in NETWORK_SPACES:
@@ -81,16 +82,12 @@ def zero_cost(
             space, cells, dataset, names, batch_size=batch_size, seed=seed, width=width,
             depth=depth, on_done=lambda done: progress.update(task, completed=done),
         )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["arch", "hash", *names])
-            for i, arch in enumerate(cells):
-                writer.writerow([space.format(arch), space.hash(arch),
-                                 *(repr(float(scores[name][i])) for name in names)])
-    except OSError as exc:
-        raise ArchrankError(f"{out}: cannot write ({exc.strerror})") from None
+    with open_output(out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["arch", "hash", *names])
+        for i, arch in enumerate(cells):
+            writer.writerow([space.format(arch), space.hash(arch),
+                             *(repr(float(scores[name][i])) for name in names)])
     seconds = time.perf_counter() - start
     console.print(f"wrote {len(cells)} cells x {len(names)} proxies to {out} "
                   f"in {seconds:.1f} s ({1000 * seconds / len(cells):.0f} ms per cell)")
