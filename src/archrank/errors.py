@@ -36,3 +36,7 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(message)
         self.message = message
         self.partial = partial
+
+
+class InvalidOption(ArchrankError, ValueError):
+    """An option or parameter a component does not have, or a value it cannot take."""

@@ -68,10 +68,23 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
-def check_predictors(names: Sequence[str]) -> None:
-    """Fail early, with the list of valid names, before any work is done."""
+def check_predictors(names: Sequence[str], space: SearchSpace | None = None,
+                     params: dict[str, dict[str, Any]] | None = None) -> None:
+    """Fail early, with the list of valid names, before any work is done; with ``space``,
+    also build each predictor with its ``params`` (names, types and values checked)."""
     for name in names:
         predictor_class(name)
+    params = params or {}
+    unused = sorted(set(params) - set(names))
+    if unused:
+        raise ArchrankError(f"--set {unused[0]}.*: {unused[0]!r} is not among the predictors "
+                            f"benchmarked ({', '.join(names)})")
+    if space is not None:
+        for name in names:
+            try:
+                make_predictor(name, space, seed=0, **params.get(name, {}))
+            except (ValueError, TypeError) as exc:
+                raise ArchrankError(f"predictor {name!r}: {exc}") from None
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:
@@ -152,7 +165,7 @@ def bench_predictors(
     """Fit and score every predictor on ``seeds`` random training sets of each size (seeds
     ``first_seed`` to ``first_seed + seeds - 1``: a later run can add seeds to an earlier
     one, or check on fresh seeds a setting chosen on the first ones)."""
-    check_predictors(predictors)
+    check_predictors(predictors, get_space(space_name), params)
     if seeds < 1:
         raise ArchrankError(f"--seeds must be at least 1, got {seeds}")
     if first_seed < 0:

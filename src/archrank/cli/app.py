@@ -7,11 +7,57 @@ directories) is printed as given, never read as ``[style]`` markup. Styles are g
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import typer
 from rich.console import Console
 
+from archrank.errors import ArchrankError
+
 console = Console(markup=False, highlight=False)
 err = Console(stderr=True, markup=False, highlight=False)
+
+
+# -- --set options ---------------------------------------------------------------------------
+def _parse_value(item: str, raw: str) -> Any:
+    """A ``--set`` value: JSON when it parses (numbers, true/false, null, lists, objects),
+    else the text itself."""
+    if len(raw) > 10_000:
+        raise ArchrankError(f"--set {item[:40]!r}...: value longer than 10,000 characters")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+    except (ValueError, RecursionError):  # an integer of thousands of digits, deep nesting
+        raise ArchrankError(f"--set {item[:60]!r}: not a usable value") from None
+
+
+def parse_sets(items: list[str] | None, *, prefixed: bool = False) -> dict[str, Any]:
+    """``--set`` options as nested dicts: ``explore=0.2``, ``predictor.epochs=50`` (strategy
+    options; ``predictor.X`` goes to the predictor), or with ``prefixed`` a component name
+    first (``gates.explore=0.2``, ``gates.ensemble=3``). Only the syntax is checked here; the
+    component checks names and values (``archrank.params``) before any work starts."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, eq, raw = item.partition("=")
+        parts = [p for p in key.strip().split(".") if p]
+        if not eq or not parts or (prefixed and len(parts) < 2):
+            form = "NAME.KEY=VALUE" if prefixed else "KEY=VALUE or predictor.KEY=VALUE"
+            raise ArchrankError(f"--set {item[:60]!r}: expected {form}")
+        if len(parts) > 3:
+            raise ArchrankError(f"--set {item[:60]!r}: too many dotted parts")
+        node = out
+        if prefixed:
+            node = node.setdefault(parts.pop(0), {})
+        if parts[0] == "predictor" and len(parts) == 2:
+            parts[0] = "predictor_params"
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ArchrankError(f"--set {item[:60]!r}: {p!r} was already given a value")
+        node[parts[-1]] = _parse_value(item, raw)
+    return out
 
 
 def _version(value: bool) -> None:

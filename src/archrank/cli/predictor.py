@@ -3,7 +3,6 @@ predictors rank."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -11,26 +10,9 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from archrank.cli.app import bench_app, console, err
+from archrank.cli.app import bench_app, console, err, parse_sets
 from archrank.errors import ArchrankError
 from archrank.files import check_output, write_json
-
-
-def _parse_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
-    """``--set gates.ensemble=3`` -> ``{"gates": {"ensemble": 3}}`` (values parsed as JSON
-    when possible, else kept as text)."""
-    out: dict[str, dict[str, Any]] = {}
-    for item in items or []:
-        key, eq, raw = item.partition("=")
-        name, dot, param = key.partition(".")
-        if not eq or not dot or not name or not param:
-            raise ArchrankError(f"--set {item!r}: expected PREDICTOR.PARAM=VALUE")
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out.setdefault(name, {})[param] = value
-    return out
 
 
 @bench_app.command("predictor")
@@ -68,7 +50,7 @@ def bench_predictor(
     names = parse_list(predictors, "predictors")
     sizes = parse_sizes(train_sizes)
     result = bench_predictors(
-        space, bench, metric, names, sizes, seeds, params=_parse_params(params),
+        space, bench, metric, names, sizes, seeds, params=parse_sets(params, prefixed=True),
         progress=lambda msg: err.print(msg, style="dim"), first_seed=first_seed,
     )
     data = result.to_json()
@@ -111,18 +93,18 @@ def bench_speed_cmd(
       archrank bench speed --bench ../shared/data/nb201.csv --json speed.json
     """
     from archrank.harness import bench_speed, check_predictors
+    from archrank.spaces import get_space
 
     if json_out is not None:
         check_output(json_out, "--json")
     check_predictors([predictor])
     if repeats < 1:
         raise ArchrankError(f"--repeats must be at least 1, got {repeats}")
-    if train_size < 2:
-        raise ArchrankError(f"--train-size must be at least 2, got {train_size}")
-    parsed = _parse_params(params)
-    unknown = sorted(set(parsed) - {predictor})
-    if unknown:
-        raise ArchrankError(f"--set {unknown[0]}.*: only {predictor}.PARAM applies here")
+    if not 2 <= train_size <= 15625:
+        raise ArchrankError(f"--train-size must lie in 2..15625 (the nb201 cells), "
+                            f"got {train_size}")
+    parsed = parse_sets(params, prefixed=True)
+    check_predictors([predictor], get_space("nb201"), parsed)
     data = bench_speed(bench_spec=bench, metric=metric, predictor=predictor,
                        train_size=train_size, repeats=repeats, nb101=nb101,
                        params=parsed.get(predictor),

@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from archrank.cli.app import app, bench_app, console, err
+from archrank.cli.app import app, bench_app, console, err, parse_sets
 from archrank.errors import ArchrankError
 from archrank.files import check_output, write_json, write_output
 
@@ -32,35 +32,6 @@ DEFAULTS: dict[str, Any] = {"strategy": "gates", "budget": 100, "seed": 0, "work
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _parse_value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
-def parse_sets(items: list[str] | None, *, prefixed: bool = False) -> dict[str, Any]:
-    """``--set`` options as nested dicts: ``explore=0.2``, ``predictor.epochs=50`` (strategy
-    options; ``predictor.X`` goes to the predictor), or with ``prefixed`` a strategy name
-    first (``gates.explore=0.2``)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, eq, raw = item.partition("=")
-        parts = [p for p in key.strip().split(".") if p]
-        if not eq or not parts or (prefixed and len(parts) < 2):
-            form = "STRATEGY.KEY=VALUE" if prefixed else "KEY=VALUE or predictor.KEY=VALUE"
-            raise ArchrankError(f"--set {item!r}: expected {form}")
-        node = out
-        if prefixed:
-            node = node.setdefault(parts.pop(0), {})
-        if parts[0] == "predictor" and len(parts) == 2:
-            parts[0] = "predictor_params"
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = _parse_value(raw)
-    return out
-
-
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}".rstrip("0").rstrip(".")
 

@@ -166,6 +166,10 @@ def bench_search(
     if not strategies:
         raise ArchrankError("--strategies is empty")
     strategy_params = strategy_params or {}
+    unused = sorted(set(strategy_params) - set(strategies))
+    if unused:
+        raise ArchrankError(f"--set {unused[0]}.*: {unused[0]!r} is not among --strategies "
+                            f"({', '.join(strategies)})")
     configs: list[SearchConfig] = []
     labels: list[str] = []
     for name in strategies:
@@ -175,8 +179,11 @@ def bench_search(
             raise ArchrankError(f"strategy {name!r} is listed twice")
         labels.append(cfg.label)
         configs.extend(replace(cfg, seed=s) for s in range(seeds))
-    # Fail fast (missing table, bad metric, uncovered space) before any process starts.
+    # Fail fast (missing table, bad metric, uncovered space, a bad --set option) before any
+    # process starts.
     optimum = build_oracle(base).optimum()  # type: ignore[attr-defined]
+    for cfg in configs[::seeds]:
+        build_strategy(cfg)
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     threads = max(1, cores // jobs)
