@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from archrank.benchmarks import load_benchmark
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, Interrupted
 from archrank.metrics import ranking_report
 from archrank.predictors.base import make_predictor, predictor_class
 from archrank.predictors.neural import available_cores
@@ -191,9 +191,23 @@ def bench_predictors(
                             convert_seconds=time.perf_counter() - start,
                             first_seed=first_seed)
     params = params or {}
+    try:
+        _fit_all(result, space, graphs, y, params, progress)
+    except KeyboardInterrupt:  # keep every finished fit; the caller saves them
+        done, total = len(result.runs), seeds * len(train_sizes) * len(predictors)
+        raise Interrupted(f"interrupted: {done} of {total} fits finished",
+                          partial=result) from None
+    return result
+
+
+def _fit_all(result: PredictorBench, space: SearchSpace, graphs: GraphBatch, y: np.ndarray,
+             params: dict[str, dict[str, Any]], progress: Progress | None) -> None:
+    """Every (seed, size, predictor) fit of ``result``'s settings, appended to its runs."""
+    first_seed, seeds, predictors = result.first_seed, result.seeds, result.predictors
+    train_sizes = result.train_sizes
     for seed in range(first_seed, first_seed + seeds):
         for size in train_sizes:
-            train, test = train_split(len(keep), size, seed)
+            train, test = train_split(len(y), size, seed)
             g_train, g_test = graphs[train], graphs[test]
             for name in predictors:
                 model = make_predictor(name, space, seed=seed, **params.get(name, {}))
@@ -210,7 +224,6 @@ def bench_predictors(
                 if progress:
                     progress(f"seed {seed} n={size} {name}: tau {report['kendall_tau']:.3f} "
                              f"fit {t1 - t0:.1f}s predict {t2 - t1:.2f}s")
-    return result
 
 
 # -- speed --------------------------------------------------------------------------------------

@@ -52,52 +52,54 @@ def error_line(message: str) -> None:
     err.print(_one_line(message), soft_wrap=True)
 
 
-class _Signalled(KeyboardInterrupt):
-    """SIGTERM (or SIGHUP) raised in the main thread, handled like Ctrl-C."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+_last_signal = signal.SIGINT
 
 
-def _raise_signalled(signum: int, frame: Any) -> None:
-    raise _Signalled(signum)
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    global _last_signal
+    _last_signal = signum
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 @contextlib.contextmanager
 def _signals_as_interrupts() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise ``KeyboardInterrupt`` in the main thread while a command runs
-    (so a ``kill`` stops a search as cleanly as Ctrl-C); the old handlers come back after."""
+    """SIGINT, SIGTERM and SIGHUP raise ``KeyboardInterrupt`` in the main thread while a
+    command runs (so a ``kill`` stops a search as cleanly as Ctrl-C), remembering which
+    signal it was for the exit status; the old handlers come back after."""
+    global _last_signal
+    _last_signal = signal.SIGINT
     old: dict[int, Any] = {}
     try:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             # (not the main thread, or not on this platform: leave the default)
             with contextlib.suppress(ValueError, OSError):
-                old[sig] = signal.signal(sig, _raise_signalled)
+                old[sig] = signal.signal(sig, _raise_interrupt)
         yield
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
 
 
-def _interrupt_status(exc: BaseException | None) -> int:
-    while exc is not None:
-        if isinstance(exc, _Signalled):
-            return 128 + exc.signum
-        exc = exc.__context__
-    return 128 + signal.SIGINT
-
-
 def run(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     with _signals_as_interrupts():
         try:
-            rv = app(args=argv, standalone_mode=False, prog_name="archrank")
-            return rv if isinstance(rv, int) else 0
+            # Not ``app(...)``: typer's own main turns Ctrl-C into a bare exit status 130,
+            # losing what the interrupted command had to say (and which signal it was).
+            command = typer.main.get_command(app)
+            args = sys.argv[1:] if argv is None else list(argv)
+            with command.make_context("archrank", args) as ctx:
+                command.invoke(ctx)
+            return 0
+        except typer.Exit as exc:  # --help, --version, typer.Exit(1) of a command
+            return int(exc.exit_code)
         except ArchrankError as exc:
             error_line(str(exc))
             return 2
         except click_exc.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+                typer.echo(exc.ctx.get_help())  # a group called without a command
+                return 2
             hint = ""
             if exc.ctx is not None:
                 hint = f" (see: {exc.ctx.command_path} --help)"
@@ -106,8 +108,8 @@ def run(argv: list[str] | None = None) -> int:
         except click_exc.ClickException as exc:
             error_line(exc.format_message())
             return exc.exit_code
-        except (KeyboardInterrupt, click_exc.Abort, typer.Abort) as exc:
-            status = _interrupt_status(exc)
+        except (KeyboardInterrupt, typer.Abort) as exc:
+            status = 128 + int(_last_signal)
             if isinstance(exc, Interrupted) and exc.message:
                 err.print(_one_line(exc.message), soft_wrap=True)
             else:

@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from archrank.cli.app import bench_app, console, err, parse_sets
-from archrank.errors import ArchrankError
+from archrank.cli.search import keep_partial
+from archrank.errors import ArchrankError, Interrupted
 from archrank.files import check_output, write_json
 
 
@@ -49,10 +50,17 @@ def bench_predictor(
         check_output(json_out, "--json")
     names = parse_list(predictors, "predictors")
     sizes = parse_sizes(train_sizes)
-    result = bench_predictors(
-        space, bench, metric, names, sizes, seeds, params=parse_sets(params, prefixed=True),
-        progress=lambda msg: err.print(msg, style="dim"), first_seed=first_seed,
-    )
+    try:
+        result = bench_predictors(
+            space, bench, metric, names, sizes, seeds,
+            params=parse_sets(params, prefixed=True),
+            progress=lambda msg: err.print(msg, style="dim"), first_seed=first_seed,
+        )
+    except Interrupted as exc:
+        partial = exc.partial.to_json() if exc.partial is not None else None
+        if partial is not None:
+            partial["interrupted"] = True
+        raise Interrupted(exc.message + keep_partial(json_out, partial)) from None
     data = result.to_json()
     seed_text = f"seeds {first_seed}-{first_seed + seeds - 1}" if first_seed else f"{seeds} seeds"
     table = Table(title=f"{bench} · {metric} · {seed_text} · {result.rows} rows")

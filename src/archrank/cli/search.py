@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from archrank.cli.app import app, bench_app, console, err, parse_sets
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, Interrupted
 from archrank.files import check_output, write_json, write_output
 
 runs_app = typer.Typer(help="Inspect and export search run directories.", no_args_is_help=True)
@@ -169,6 +169,7 @@ def search(
         --strategy gates --budget 150 --seed 0 --run-dir runs/demo
       archrank search --resume runs/demo
     """
+    from archrank.executors import stop_pool
     from archrank.runs.config import build_oracle, build_strategy
     from archrank.runs.loop import executor_for, run_search
     from archrank.runs.store import RunStore
@@ -217,6 +218,7 @@ def search(
                                 max_in_flight=config.max_in_flight, ordered=config.ordered,
                                 on_result=on_result)
     finally:
+        stop_pool(executor)
         executor.shutdown(wait=False, cancel_futures=True)
         store.close()
     summary = search_summary(config, result, directory)
@@ -226,8 +228,7 @@ def search(
     if json_out is not None:
         write_json(json_out, summary)
     if result.interrupted:
-        err.print(f"interrupted; resume with: archrank search --resume {directory}")
-        sys.exit(130)
+        raise Interrupted(f"interrupted; resume with: archrank search --resume {directory}")
 
 
 def search_summary(config: Any, result: Any, directory: Path | None) -> dict[str, Any]:
@@ -352,8 +353,32 @@ def bench_search_cmd(
                   f"{_fmt(run['best'])}, optimum at {q if q else '-'}, "
                   f"{run['seconds']:.1f} s", style="dim")
 
-    report = bench_search(base, names, seeds, jobs=jobs, stop_at_optimum=stop_at_optimum,
-                          strategy_params=parse_sets(sets, prefixed=True), progress=progress)
+    try:
+        report = bench_search(base, names, seeds, jobs=jobs, stop_at_optimum=stop_at_optimum,
+                              strategy_params=parse_sets(sets, prefixed=True),
+                              progress=progress)
+    except Interrupted as exc:
+        report = exc.partial
+        if report and report["strategies"]:
+            _print_bench_search(report, bench, metric, budget, seeds, jobs)
+        raise Interrupted(exc.message + keep_partial(json_out, report)) from None
+    _print_bench_search(report, bench, metric, budget, seeds, jobs)
+    if json_out is not None:
+        write_json(json_out, report)
+
+
+def keep_partial(json_out: Path | None, report: dict[str, Any] | None) -> str:
+    """Write an interrupted benchmark's finished part to ``--json``; what to tell the user."""
+    if report is None:
+        return ""
+    if json_out is None:
+        return "; give --json FILE to keep the finished ones"
+    write_json(json_out, report)
+    return f"; the finished ones are in {json_out} (\"interrupted\": true)"
+
+
+def _print_bench_search(report: dict[str, Any], bench: str, metric: str, budget: int,
+                        seeds: int, jobs: int) -> None:
     table = Table(title=f"{bench} · {metric} · budget {budget} · {seeds} seeds · "
                         f"optimum {_fmt(report['optimum'])}")
     table.add_column("strategy")
@@ -370,8 +395,6 @@ def bench_search_cmd(
                       f"{entry['seconds']['median_per_seed']:.1f}")
     console.print(table)
     console.print(f"total {report['seconds']:.0f} s with {jobs} job(s)")
-    if json_out is not None:
-        write_json(json_out, report)
 
 
 # -- archrank runs ---------------------------------------------------------------------------
