@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import json
 import math
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,26 @@ ID_COLUMNS = ("hash",)
 # Cost columns recognised automatically (training time in seconds), in order of preference.
 COST_COLUMNS = ("train_time_s", "train_time", "training_time", "train_time_108", "time_s", "cost")
 _MISSING = frozenset({"", "nan", "na", "n/a", "none", "null"})
+
+
+def content_fingerprint(path: str | os.PathLike[str]) -> str | None:
+    """Short SHA-256 digest of a file's bytes (of every file under a directory, with their
+    relative names); ``None`` when ``path`` is neither."""
+    p = Path(path)
+    if p.is_file():
+        files = [p]
+    elif p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file())
+    else:
+        return None
+    digest = hashlib.sha256()
+    for f in files:
+        if p.is_dir():
+            digest.update(str(f.relative_to(p)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 class TabularBenchmark:
@@ -257,6 +279,24 @@ class TabularBenchmark:
             return 0.0
         v = float(self._columns[self.cost_column][self.index_of(arch)])
         return 0.0 if math.isnan(v) else v
+
+    def fingerprint(self) -> str:
+        """Short digest of the table's content, recorded by a run so that a resume notices a
+        changed table: the bytes of its file (every file of a directory) when ``source`` is
+        one, else its cells and columns."""
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = content_fingerprint(self.source) or self._content_digest()
+        return self._fingerprint
+
+    def _content_digest(self) -> str:
+        digest = hashlib.sha256()
+        for arch in self._archs:
+            digest.update(self.space.format(arch).encode())
+            digest.update(b"\n")
+        for name, col in self._columns.items():
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(col).tobytes())
+        return digest.hexdigest()[:16]
 
     # -- whole-table queries ----------------------------------------------------------------
     def best_index(self, metric: str) -> int:
@@ -652,3 +692,43 @@ def read_csv(path: str | Path, space: SearchSpace) -> TabularBenchmark:
 def read_jsonl(path: str | Path, space: SearchSpace) -> TabularBenchmark:
     """A JSON Lines (or JSON list) benchmark; strict like ``read_csv``."""
     return scan_jsonl(path, space).bench
+
+
+# ------------------------------------------------------------------------------------------
+# Writing CSV
+# ------------------------------------------------------------------------------------------
+
+
+def _csv_cell(value: Any) -> str:
+    """A value as CSV text the readers above read back: numbers exactly (``repr``), missing
+    and non-finite values empty, lists and objects as JSON."""
+    if value is None or isinstance(value, bool):
+        return "" if value is None else str(value).lower()
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value)) if math.isfinite(value) else ""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value)
+    return str(value)
+
+
+def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]],
+              columns: Sequence[str] | None = None, flag: str = "--out") -> int:
+    """Write ``rows`` (flat dicts) as a CSV table with a header row; ``columns`` first in
+    that order, then every other key in the order first seen. Written with
+    ``archrank.files.open_output`` (atomic for a regular file); a table with an ``arch``
+    column and numeric columns reads back with ``load_benchmark``. Returns the row count."""
+    from archrank.files import open_output
+
+    order: dict[str, None] = dict.fromkeys(columns or ())
+    for row in rows:
+        order.update(dict.fromkeys(row))
+    header = list(order)
+    with open_output(path, "w", flag, newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([_csv_cell(row.get(k)) for k in header])
+    return len(rows)
+

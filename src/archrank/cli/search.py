@@ -24,7 +24,12 @@ from archrank.cli.app import app, bench_app, console, err, parse_sets
 from archrank.errors import ArchrankError, Interrupted
 from archrank.files import check_output, write_json, write_output
 
-runs_app = typer.Typer(help="Inspect and export search run directories.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Inspect and export search run directories (also while the search is running, or "
+    "when the directory is read-only).\n\n"
+    "Examples:\n\n  archrank runs show runs/demo\n\n"
+    "  archrank runs export runs/demo --csv --out evals.csv",
+    no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
 DEFAULTS: dict[str, Any] = {"strategy": "gates", "budget": 100, "seed": 0, "workers": 1,
@@ -189,8 +194,16 @@ def search(
     config, directory, existing = resolve_run(options, run_dir, resume)
     the_oracle = build_oracle(config)
     strat = build_strategy(config)
-    store = RunStore.open(directory) if existing else RunStore.create(directory,
-                                                                        config.to_dict())
+    inputs = the_oracle.describe()
+    if existing:
+        store = RunStore.open(directory)
+        try:
+            store.check_inputs(inputs)
+        except ArchrankError:
+            store.close()
+            raise
+    else:
+        store = RunStore.create(directory, config.to_dict(), inputs)
     counts = store.counts()
     done0 = counts["ok"] + counts["failed"]
     best0 = max((r.objective for r in store.records()
@@ -401,25 +414,44 @@ def _print_bench_search(report: dict[str, Any], bench: str, metric: str, budget:
 @runs_app.command("export")
 def runs_export(
     run_dir: Path = typer.Argument(..., help="A run directory."),
-    jsonl: bool = typer.Option(True, "--jsonl", help="One JSON object per evaluation."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per evaluation "
+                               "(the default)."),
+    csv: bool = typer.Option(False, "--csv", help="A CSV table, one row per evaluation and a "
+                             "column per metric (readable by bench check / --bench)."),
     out: Path | None = typer.Option(None, "--out", help="Write here instead of stdout."),
 ) -> None:
-    """Dump a run's evaluations as JSON Lines, in the order they were proposed.
+    """Dump a run's evaluations as JSON Lines or CSV, in the order they were proposed.
+
+    Reads a consistent snapshot without taking the run's lock, so it works on a search that
+    is still running and on a read-only run directory.
 
     Example: archrank runs export runs/demo --jsonl --out evals.jsonl
+             archrank runs export runs/demo --csv --out evals.csv
     """
+    from archrank.benchmarks.table import write_csv
     from archrank.runs.store import RunStore
 
+    if jsonl and csv:
+        raise ArchrankError("give --jsonl or --csv, not both")
     if out is not None:
         check_output(out, "--out")
-    with RunStore.open(run_dir) as store:
-        lines = list(store.iter_jsonl())
-    text = "".join(line + "\n" for line in lines)
-    if out is None:
-        sys.stdout.write(text)
-        return
-    write_output(out, text, "--out")
-    err.print(f"{len(lines)} evaluations written to {out}")
+    with RunStore.open(run_dir, readonly=True) as store:
+        if csv:
+            rows = store.flat_rows()
+        else:
+            lines = list(store.iter_jsonl())
+    if csv:
+        n = write_csv("-" if out is None else out, rows,
+                      ("seq", "hash", "arch", "status", "objective"))
+    else:
+        n = len(lines)
+        text = "".join(line + "\n" for line in lines)
+        if out is None:
+            sys.stdout.write(text)
+            return
+        write_output(out, text, "--out")
+    if out is not None:
+        err.print(f"{n} evaluations written to {out}")
 
 
 @runs_app.command("show")
@@ -430,7 +462,7 @@ def runs_show(run_dir: Path = typer.Argument(..., help="A run directory.")) -> N
     """
     from archrank.runs.store import RunStore
 
-    with RunStore.open(run_dir) as store:
+    with RunStore.open(run_dir, readonly=True) as store:
         config, counts, records = store.config, store.counts(), store.records()
     table = Table(title=str(run_dir), show_header=False)
     table.add_column("", style="bold", no_wrap=True)

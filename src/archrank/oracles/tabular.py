@@ -66,5 +66,6 @@ class TabularOracle(Oracle):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update({"source": self.bench.source, "metric": self.objective,
-                     "rows": len(self.bench), "cost_column": self.bench.cost_column})
+                     "rows": len(self.bench), "cost_column": self.bench.cost_column,
+                     "fingerprint": self.bench.fingerprint()})
         return info

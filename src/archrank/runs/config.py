@@ -104,22 +104,32 @@ def normalise_bench(spec: str) -> str:
 
 # -- building the search from a configuration ------------------------------------------------
 @cache
-def _benchmark(spec: str, space_name: str) -> Any:
+def _benchmark(spec: str, space_name: str, stamp: tuple[int, int] | None = None) -> Any:
     from archrank.benchmarks import load_benchmark
 
     return load_benchmark(spec, get_space(space_name))
 
 
+def _stamp(spec: str) -> tuple[int, int] | None:
+    """Modification time and size of a table file: a file changed on disk is read again."""
+    try:
+        st = Path(spec).stat()
+    except (OSError, ValueError):
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
 def load_bench(config: SearchConfig) -> Any:
-    """The benchmark table of ``config`` (loaded once per process)."""
+    """The benchmark table of ``config`` (loaded once per process, again if it changed)."""
     if config.bench is None:
         raise ArchrankError("a tabular search needs --bench (a benchmark table)")
-    return _benchmark(config.bench, config.space)
+    return _benchmark(config.bench, config.space, _stamp(config.bench))
 
 
 @cache
-def _table_candidates(spec: str, space_name: str) -> CandidateSet:
-    bench = _benchmark(spec, space_name)
+def _table_candidates(spec: str, space_name: str,
+                      stamp: tuple[int, int] | None = None) -> CandidateSet:
+    bench = _benchmark(spec, space_name, stamp)
     return CandidateSet(bench.space, bench.archs, bench.hashes)
 
 
@@ -128,7 +138,7 @@ def candidates_for(config: SearchConfig) -> CandidateSet | None:
     if not config.space_from_bench:
         return None
     assert config.bench is not None
-    return _table_candidates(config.bench, config.space)
+    return _table_candidates(config.bench, config.space, _stamp(config.bench))
 
 
 ORACLES = ("table", "train")
