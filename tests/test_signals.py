@@ -80,7 +80,7 @@ def wait_running(proc: subprocess.Popen, run_dir: Path) -> list[int]:
         if db.exists() and finished_count(db) >= 1 and len(workers) >= 2:
             return workers
         time.sleep(0.1)
-    out, err = proc.communicate(timeout=10) if proc.poll() is not None else ("", "")
+    _, err = proc.communicate(timeout=10) if proc.poll() is not None else ("", "")
     pytest.fail(f"the search did not get going: {err[-2000:]}")
 
 

@@ -136,7 +136,7 @@ class DaskExecutor(Executor):
                     silence_logs=logging.ERROR,
                 )
                 self.client = Client(self.cluster, timeout=timeout)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:  # also a bad address
             if self.cluster is not None:
                 self.cluster.close()
             where = scheduler or "a local cluster"

@@ -171,8 +171,8 @@ def bench_predictors(
     if first_seed < 0:
         raise ArchrankError(f"--first-seed must be at least 0, got {first_seed}")
     space = get_space(space_name)
-    bench = load_benchmark(bench_spec, space)
-    values = np.asarray(bench.values(metric), dtype=np.float64)
+    bench = load_benchmark(bench_spec, space, one_table=True)
+    values = np.asarray(bench.scores(metric, ranking=True), dtype=np.float64)
     keep = np.flatnonzero(np.isfinite(values))
     if len(keep) < 3:
         raise ArchrankError(f"{bench_spec}: metric {metric!r} has only {len(keep)} values")
@@ -264,8 +264,8 @@ def bench_speed(
     rng = np.random.default_rng(0)
     train = rng.choice(len(all_graphs), size=train_size, replace=False)
     if bench_spec:
-        bench = load_benchmark(bench_spec, space)
-        values = np.asarray(bench.values(metric), dtype=np.float64)
+        bench = load_benchmark(bench_spec, space, one_table=True)
+        values = np.asarray(bench.scores(metric, ranking=True), dtype=np.float64)
         ok = np.flatnonzero(np.isfinite(values))
         train = rng.choice(ok, size=min(train_size, len(ok)), replace=False)
         g_train = table_graphs(space, [bench.archs[i] for i in train])

@@ -60,6 +60,10 @@ def parse_sets(items: list[str] | None, *, prefixed: bool = False) -> dict[str, 
     return out
 
 
+FILTER_HELP = ("Keep only the table's rows with COLUMN=VALUE (repeatable), e.g. "
+               "dataset=cifar10 for a table that mixes datasets.")
+
+
 def _version(value: bool) -> None:
     if value:
         from archrank import __version__

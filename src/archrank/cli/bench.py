@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from archrank.cli.app import bench_app, console
+from archrank.benchmarks import with_filters
+from archrank.cli.app import FILTER_HELP, bench_app, console
 from archrank.files import check_output, write_json
 
 
@@ -132,6 +133,7 @@ def check(
     space: str = typer.Option(..., "--space", "-s", help="Search space: nb101, nb201, nbgraph."),
     metric: str | None = typer.Option(None, "--metric", "-m",
                                       help="Also summarise this column (and check it exists)."),
+    filters: list[str] | None = typer.Option(None, "--filter", help=FILTER_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON here "
                                          "('-' for stdout)."),
     show: int = typer.Option(5, "--show", min=0, help="How many problems to list."),
@@ -146,7 +148,7 @@ def check(
     """
     if json_out is not None:
         check_output(json_out, "--json")
-    report = check_report(file, space, metric, show)
+    report = check_report(with_filters(file, filters), space, metric, show)
     if json_out is not None and str(json_out) == "-":
         write_json(json_out, report)
     else:

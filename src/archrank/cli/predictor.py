@@ -10,7 +10,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from archrank.cli.app import bench_app, console, err, parse_sets
+from archrank.benchmarks import with_filters
+from archrank.cli.app import FILTER_HELP, bench_app, console, err, parse_sets
 from archrank.cli.search import keep_partial
 from archrank.errors import ArchrankError, Interrupted
 from archrank.files import check_output, write_json
@@ -21,6 +22,7 @@ def bench_predictor(
     space: str = typer.Option(..., "--space", help="Search space: nb101, nb201, nbgraph."),
     bench: str = typer.Option(..., "--bench", help="Benchmark table (file or nbgraph:DATASET)."),
     metric: str = typer.Option(..., "--metric", help="Column to predict (higher = better)."),
+    filters: list[str] | None = typer.Option(None, "--filter", help=FILTER_HELP),
     predictors: str = typer.Option("gates,gcn,mlp,xgb", "--predictors",
                                    help="Comma-separated predictor names."),
     train_sizes: str = typer.Option("100,1000", "--train-sizes",
@@ -48,6 +50,7 @@ def bench_predictor(
 
     if json_out is not None:
         check_output(json_out, "--json")
+    bench = with_filters(bench, filters)
     names = parse_list(predictors, "predictors")
     sizes = parse_sizes(train_sizes)
     try:
@@ -85,6 +88,7 @@ def bench_speed_cmd(
     bench: str | None = typer.Option(None, "--bench",
                                      help="nb201 table for the fit's targets (optional)."),
     metric: str = typer.Option("cifar10_test", "--metric", help="Column of --bench to fit."),
+    filters: list[str] | None = typer.Option(None, "--filter", help=FILTER_HELP),
     predictor: str = typer.Option("gates", "--predictor", help="Predictor to time."),
     train_size: int = typer.Option(1000, "--train-size", help="Cells to fit on."),
     repeats: int = typer.Option(3, "--repeats", help="Timings per figure (median shown)."),
@@ -106,6 +110,9 @@ def bench_speed_cmd(
     if json_out is not None:
         check_output(json_out, "--json")
     check_predictors([predictor])
+    if filters and bench is None:
+        raise ArchrankError("--filter applies to the --bench table; give --bench too")
+    bench = bench and with_filters(bench, filters)
     if repeats < 1:
         raise ArchrankError(f"--repeats must be at least 1, got {repeats}")
     if not 2 <= train_size <= 15625:

@@ -20,7 +20,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from archrank.cli.app import app, bench_app, console, err, parse_sets
+from archrank.benchmarks import with_filters
+from archrank.cli.app import FILTER_HELP, app, bench_app, console, err, parse_sets
 from archrank.errors import ArchrankError, Interrupted
 from archrank.files import check_output, write_json, write_output
 
@@ -129,6 +130,7 @@ def search(
                                      help="Benchmark table answering queries (file or "
                                      "nbgraph:DATASET)."),
     metric: str | None = typer.Option(None, "--metric", help="Column to maximise."),
+    filters: list[str] | None = typer.Option(None, "--filter", help=FILTER_HELP),
     strategy: str | None = typer.Option(
         None, "--strategy",
         help="random, rea, ls, gates (default) or guided / any predictor name."),
@@ -181,7 +183,10 @@ def search(
 
     if json_out is not None:
         check_output(json_out, "--json")
-    options = {"space": space, "bench": bench, "metric": metric, "strategy": strategy,
+    if filters and bench is None:
+        raise ArchrankError("--filter applies to the --bench table; give --bench too")
+    options = {"space": space, "bench": bench and with_filters(bench, filters),
+               "metric": metric, "strategy": strategy,
                "predictor": predictor, "budget": budget, "seed": seed,
                "space_from_bench": space_from_bench, "max_in_flight": workers,
                "strategy_params": parse_sets(sets) if sets else None,
@@ -195,15 +200,21 @@ def search(
     the_oracle = build_oracle(config)
     strat = build_strategy(config)
     inputs = the_oracle.describe()
-    if existing:
-        store = RunStore.open(directory)
-        try:
-            store.check_inputs(inputs)
-        except ArchrankError:
-            store.close()
-            raise
-    else:
-        store = RunStore.create(directory, config.to_dict(), inputs)
+    # The executor before the run directory: a bad --scheduler leaves nothing behind.
+    executor = executor_for(config.max_in_flight, executor_kind, scheduler)
+    try:
+        if existing:
+            store = RunStore.open(directory)
+            try:
+                store.check_inputs(inputs)
+            except ArchrankError:
+                store.close()
+                raise
+        else:
+            store = RunStore.create(directory, config.to_dict(), inputs)
+    except BaseException:
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
     counts = store.counts()
     done0 = counts["ok"] + counts["failed"]
     best0 = max((r.objective for r in store.records()
@@ -212,7 +223,6 @@ def search(
     err.print(f"{verb} {config.label} search on {config.space} ({config.metric}), "
               f"budget {config.budget}, seed {config.seed}: {directory}"
               + (f" ({done0} evaluations recorded)" if existing else ""))
-    executor = executor_for(config.max_in_flight, executor_kind, scheduler)
     progress = Progress(
         TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
         MofNCompleteColumn(),
@@ -242,6 +252,10 @@ def search(
         write_json(json_out, summary)
     if result.interrupted:
         raise Interrupted(f"interrupted; resume with: archrank search --resume {directory}")
+    failed = [r for r in result.finished if r.status == "failed"]
+    if result.best is None and failed:  # nothing to report: not a successful search
+        raise ArchrankError(f"every one of the {len(failed)} evaluations failed (first error: "
+                            f"{failed[0].error}); the run is kept in {directory}")
 
 
 def search_summary(config: Any, result: Any, directory: Path | None) -> dict[str, Any]:
@@ -324,6 +338,7 @@ def bench_search_cmd(
     space: str = typer.Option(..., "--space", help="Search space: nb101, nb201, nbgraph."),
     bench: str = typer.Option(..., "--bench", help="Benchmark table (file or nbgraph:DATASET)."),
     metric: str = typer.Option(..., "--metric", help="Column to maximise."),
+    filters: list[str] | None = typer.Option(None, "--filter", help=FILTER_HELP),
     strategies: str = typer.Option("random,rea,ls,gates", "--strategies",
                                    help="Comma-separated strategy names."),
     budget: int = typer.Option(150, "--budget", help="Evaluations per search."),
@@ -356,6 +371,7 @@ def bench_search_cmd(
     if json_out is not None:
         check_output(json_out, "--json")
     names = [s.strip() for s in strategies.split(",") if s.strip()]
+    bench = with_filters(bench, filters)
     base = SearchConfig(space=space, bench=bench, metric=metric, strategy="random",
                         predictor=None, budget=budget, seed=0,
                         space_from_bench=space_from_bench)

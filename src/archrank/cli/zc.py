@@ -63,8 +63,10 @@ def zero_cost(
     from archrank.zc import check_proxies, score_architectures
 
     check_output(out, "--out")
-    if n < 1:
-        raise ArchrankError(f"--n must be at least 1, got {n}")
+    for flag, value in (("--n", n), ("--batch-size", batch_size), ("--width", width),
+                        ("--depth", depth)):
+        if value is not None and not 1 <= value <= 1_000_000:
+            raise ArchrankError(f"{flag} must lie in 1..1,000,000, got {value}")
     if space_name not in NETWORK_SPACES:
         raise ArchrankError(
             f"zero-cost proxies need real networks; choose --space from "

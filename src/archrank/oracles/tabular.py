@@ -25,7 +25,7 @@ class TabularOracle(Oracle):
 
     def __init__(self, bench: TabularBenchmark, metric: str,
                  missing: Literal["raise", "fail"] = "raise") -> None:
-        bench.check_metric(metric)
+        bench.scores(metric)  # a known column of finite scores (one-line error otherwise)
         if missing not in ("raise", "fail"):
             raise ValueError(f"missing must be 'raise' or 'fail', not {missing!r}")
         self.bench = bench

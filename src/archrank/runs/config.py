@@ -96,10 +96,14 @@ def _show(value: Any) -> str:
 def normalise_bench(spec: str) -> str:
     """A file benchmark as an absolute path (so a resume from elsewhere finds the same file);
     ``nbgraph:DATASET`` and other ``kind:name`` specs unchanged."""
-    spec = str(spec)
+    from archrank.benchmarks import split_spec
+
+    whole = str(spec)
+    spec, filters = split_spec(whole)
     if ":" in spec and not Path(spec).exists() and not spec.startswith(("/", ".")):
-        return spec
-    return str(Path(spec).expanduser().resolve())
+        return whole
+    query = "&".join(f"{k}={v}" for k, v in filters.items())
+    return str(Path(spec).expanduser().resolve()) + (f"?{query}" if query else "")
 
 
 # -- building the search from a configuration ------------------------------------------------
@@ -107,13 +111,15 @@ def normalise_bench(spec: str) -> str:
 def _benchmark(spec: str, space_name: str, stamp: tuple[int, int] | None = None) -> Any:
     from archrank.benchmarks import load_benchmark
 
-    return load_benchmark(spec, get_space(space_name))
+    return load_benchmark(spec, get_space(space_name), one_table=True)
 
 
 def _stamp(spec: str) -> tuple[int, int] | None:
     """Modification time and size of a table file: a file changed on disk is read again."""
+    from archrank.benchmarks import split_spec
+
     try:
-        st = Path(spec).stat()
+        st = Path(split_spec(spec)[0]).stat()
     except (OSError, ValueError):
         return None
     return (st.st_mtime_ns, st.st_size)
