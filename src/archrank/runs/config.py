@@ -72,7 +72,10 @@ class SearchConfig:
         if unknown:
             raise ArchrankError(f"run configuration has unknown keys: {', '.join(unknown)} "
                                 "(written by a newer archrank?)")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as exc:  # a damaged or hand-edited run configuration
+            raise ArchrankError(f"run configuration is damaged ({exc})") from None
 
     def differences(self, other: SearchConfig) -> list[str]:
         """``--flag value`` of ``self`` for each field where ``other`` differs."""

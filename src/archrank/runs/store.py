@@ -17,6 +17,7 @@ the evaluations in flight, and ``asks`` + ``tell_seq`` are exactly what a resume
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import math
 import os
@@ -24,10 +25,10 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from archrank.errors import ArchrankError
@@ -136,6 +137,27 @@ def _jsonable(obj: Any) -> Any:
         return str(obj)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    """Run-database failures inside a ``RunStore`` method as one-line errors: a damaged file
+    (``database disk image is malformed``, unreadable JSON in a row), a full or read-only
+    disk. The run directory is named so the user knows which run it is."""
+    @functools.wraps(method)
+    def wrapper(self: RunStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise ArchrankError(f"{self.where}: run database error ({exc})") from None
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise ArchrankError(f"{self.where}: damaged run database (unreadable value: "
+                                f"{str(exc)[:80] or type(exc).__name__})") from None
+    return wrapper  # type: ignore[return-value]
+
+
 class RunStore:
     """A run directory's database. Open with ``create``, ``open`` or ``memory``."""
 
@@ -192,11 +214,12 @@ class RunStore:
         try:
             version = store.conn.execute(
                 "SELECT value FROM config WHERE key = 'schema_version'").fetchone()
-        except sqlite3.DatabaseError as exc:
+            version = None if version is None else json.loads(version[0])
+        except (sqlite3.DatabaseError, ValueError, RecursionError) as exc:
             store.close()
             raise ArchrankError(f"{run_dir / DB_NAME}: not a readable run database ({exc})"
                                 ) from None
-        if version is None or json.loads(version[0]) != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION:
             store.close()
             raise ArchrankError(f"{run_dir / DB_NAME}: unsupported run database version")
         return store
@@ -266,6 +289,7 @@ class RunStore:
         conn.execute("PRAGMA synchronous=NORMAL")
         return cls(conn, run_dir, lock_fd)
 
+    @_guarded
     def _init(self, config: dict[str, Any]) -> None:
         with self.conn:
             self.conn.executescript(_SCHEMA)
@@ -284,6 +308,10 @@ class RunStore:
             shutil.rmtree(self._snapshot, ignore_errors=True)
             self._snapshot = None
 
+    @property
+    def where(self) -> str:
+        return str(self.run_dir / DB_NAME) if self.run_dir is not None else "in-memory run"
+
     def __enter__(self) -> RunStore:
         return self
 
@@ -292,6 +320,7 @@ class RunStore:
 
     # -- reading ----------------------------------------------------------------------------
     @property
+    @_guarded
     def config(self) -> dict[str, Any]:
         """The configuration the run was created with (without bookkeeping keys)."""
         rows = self.conn.execute("SELECT key, value FROM config").fetchall()
@@ -299,6 +328,7 @@ class RunStore:
                 if k not in ("schema_version", "created", INPUTS_KEY)}
 
     @property
+    @_guarded
     def inputs(self) -> dict[str, Any] | None:
         """What the run's results depend on besides its options (``create``), if recorded."""
         row = self.conn.execute("SELECT value FROM config WHERE key = ?",
@@ -320,10 +350,12 @@ class RunStore:
                 "with another --run-dir")
 
     @property
+    @_guarded
     def created(self) -> float:
         row = self.conn.execute("SELECT value FROM config WHERE key = 'created'").fetchone()
         return float(json.loads(row[0]))
 
+    @_guarded
     def records(self) -> list[EvalRecord]:
         """Every evaluation row, in proposal order."""
         rows = self.conn.execute(
@@ -336,12 +368,14 @@ class RunStore:
             for r in rows
         ]
 
+    @_guarded
     def asks(self) -> list[AskRecord]:
         rows = self.conn.execute(
             "SELECT batch, asked_after, requested, returned FROM asks ORDER BY batch"
         ).fetchall()
         return [AskRecord(*r) for r in rows]
 
+    @_guarded
     def counts(self) -> dict[str, int]:
         rows = self.conn.execute(
             "SELECT status, COUNT(*) FROM evaluations GROUP BY status").fetchall()
@@ -352,6 +386,7 @@ class RunStore:
         for rec in self.records():
             yield json.dumps(rec.to_json(), sort_keys=False)
 
+    @_guarded
     def flat_rows(self) -> list[dict[str, Any]]:
         """Each evaluation as one flat row (``runs export --csv``): its fields, with every
         metric as a column of its own (``metrics.NAME`` if NAME is also a field)."""
@@ -365,6 +400,7 @@ class RunStore:
         return rows
 
     # -- writing ----------------------------------------------------------------------------
+    @_guarded
     def add_ask(self, batch: int, asked_after: int, requested: int,
                 proposals: Iterable[tuple[int, str, str]]) -> None:
         """Record one ``ask`` call and its proposals ``(seq, hash, arch_text)`` atomically."""
@@ -383,11 +419,13 @@ class RunStore:
         except sqlite3.IntegrityError as exc:
             raise RuntimeError(f"refusing to record a repeated proposal: {exc}") from exc
 
+    @_guarded
     def mark_started(self, seq: int, started: float) -> None:
         with self.conn:
             self.conn.execute("UPDATE evaluations SET started = ? WHERE seq = ?",
                               (started, seq))
 
+    @_guarded
     def record_result(self, seq: int, evaluation: Evaluation, objective: float | None,
                       started: float | None, finished: float | None,
                       tell_seq: int | None = None) -> None:
@@ -401,6 +439,7 @@ class RunStore:
                  _finite(objective),
                  float(evaluation.cost), evaluation.error, started, finished, tell_seq, seq))
 
+    @_guarded
     def mark_told(self, seq: int, tell_seq: int) -> None:
         with self.conn:
             self.conn.execute("UPDATE evaluations SET tell_seq = ? WHERE seq = ?",
