@@ -140,3 +140,31 @@ def test_interrupted_bench_search_exits_nonzero_and_keeps_finished_seeds(tmp_pat
     assert seeds == len(finished) < 6                     # only the searches that finished
     for entry in report["strategies"].values():           # each one ran its full budget
         assert entry["curve"][-1] is not None and len(entry["curve"]) == 100
+
+
+def test_interrupted_bench_predictor_keeps_finished_fits(tmp_path, cli, monkeypatch):
+    """In-process: the third fit is interrupted; the two finished ones are written."""
+    from archrank.predictors.base import Predictor
+    from test_options import CELLS
+
+    table = tmp_path / "[bold]t[red].csv"              # markup in a path shown in the title
+    table.write_text("arch,acc\n" + "".join(f"{c},{90 + i}\n" for i, c in enumerate(CELLS)))
+    calls = {"n": 0}
+    real_fit = Predictor.fit
+
+    def fit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "fit", fit)
+    out = tmp_path / "p.json"
+    status, _, err = cli("bench", "predictor", "--space", "nb201", "--bench", table,
+                         "--metric", "acc", "--predictors", "xgb", "--train-sizes", "2",
+                         "--seeds", "3", "--json", out)
+    assert status == 130, err
+    assert "interrupted: 2 of 3 fits finished" in err and str(out) in err
+    report = json.loads(out.read_text())
+    assert report["interrupted"] is True and len(report["runs"]) == 2
+    assert "Traceback" not in err
