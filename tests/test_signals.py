@@ -142,6 +142,7 @@ def test_interrupted_bench_search_exits_nonzero_and_keeps_finished_seeds(tmp_pat
         assert entry["curve"][-1] is not None and len(entry["curve"]) == 100
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # a 2-cell test set: NaN precision
 def test_interrupted_bench_predictor_keeps_finished_fits(tmp_path, cli, monkeypatch):
     """In-process: the third fit is interrupted; the two finished ones are written."""
     from archrank.predictors.base import Predictor

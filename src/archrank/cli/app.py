@@ -33,17 +33,18 @@ def _parse_value(item: str, raw: str) -> Any:
         raise ArchrankError(f"--set {item[:60]!r}: not a usable value") from None
 
 
-def parse_sets(items: list[str] | None, *, prefixed: bool = False) -> dict[str, Any]:
+def parse_sets(items: list[str] | None, *, prefixed: str | None = None) -> dict[str, Any]:
     """``--set`` options as nested dicts: ``explore=0.2``, ``predictor.epochs=50`` (strategy
-    options; ``predictor.X`` goes to the predictor), or with ``prefixed`` a component name
-    first (``gates.explore=0.2``, ``gates.ensemble=3``). Only the syntax is checked here; the
-    component checks names and values (``archrank.params``) before any work starts."""
+    options; ``predictor.X`` goes to the predictor), or with ``prefixed`` (the form's name,
+    e.g. "STRATEGY.KEY") a component name first (``gates.explore=0.2``). Only the syntax is
+    checked here; the component checks names and values (``archrank.params``) before any
+    work starts."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, eq, raw = item.partition("=")
         parts = [p for p in key.strip().split(".") if p]
         if not eq or not parts or (prefixed and len(parts) < 2):
-            form = "NAME.KEY=VALUE" if prefixed else "KEY=VALUE or predictor.KEY=VALUE"
+            form = f"{prefixed}=VALUE" if prefixed else "KEY=VALUE or predictor.KEY=VALUE"
             raise ArchrankError(f"--set {item[:60]!r}: expected {form}")
         if len(parts) > 3:
             raise ArchrankError(f"--set {item[:60]!r}: too many dotted parts")

@@ -56,7 +56,7 @@ def bench_predictor(
     try:
         result = bench_predictors(
             space, bench, metric, names, sizes, seeds,
-            params=parse_sets(params, prefixed=True),
+            params=parse_sets(params, prefixed="PREDICTOR.PARAM"),
             progress=lambda msg: err.print(msg, style="dim"), first_seed=first_seed,
         )
     except Interrupted as exc:
@@ -118,7 +118,7 @@ def bench_speed_cmd(
     if not 2 <= train_size <= 15625:
         raise ArchrankError(f"--train-size must lie in 2..15625 (the nb201 cells), "
                             f"got {train_size}")
-    parsed = parse_sets(params, prefixed=True)
+    parsed = parse_sets(params, prefixed="PREDICTOR.PARAM")
     check_predictors([predictor], get_space("nb201"), parsed)
     data = bench_speed(bench_spec=bench, metric=metric, predictor=predictor,
                        train_size=train_size, repeats=repeats, nb101=nb101,

@@ -384,7 +384,7 @@ def bench_search_cmd(
 
     try:
         report = bench_search(base, names, seeds, jobs=jobs, stop_at_optimum=stop_at_optimum,
-                              strategy_params=parse_sets(sets, prefixed=True),
+                              strategy_params=parse_sets(sets, prefixed="STRATEGY.KEY"),
                               progress=progress)
     except Interrupted as exc:
         report = exc.partial
