@@ -65,7 +65,8 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 def _signals_as_interrupts() -> Iterator[None]:
     """SIGINT, SIGTERM and SIGHUP raise ``KeyboardInterrupt`` in the main thread while a
     command runs (so a ``kill`` stops a search as cleanly as Ctrl-C), remembering which
-    signal it was for the exit status; the old handlers come back after."""
+    signal it was for the exit status; a signal the caller ignores (``nohup``) stays
+    ignored, and the old handlers come back after."""
     global _last_signal
     _last_signal = signal.SIGINT
     old: dict[int, Any] = {}
@@ -73,6 +74,8 @@ def _signals_as_interrupts() -> Iterator[None]:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             # (not the main thread, or not on this platform: leave the default)
             with contextlib.suppress(ValueError, OSError):
+                if signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # ignored on purpose (nohup, a background job): keep it so
                 old[sig] = signal.signal(sig, _raise_interrupt)
         yield
     finally:
