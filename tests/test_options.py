@@ -100,3 +100,15 @@ def test_value_rules():
     assert merged == {"a": 2, "b": "t"}
     with pytest.raises(ValueError, match="valid: a, b"):  # also a ValueError for Python callers
         check_kwargs("thing", {"c": 2}, {"a": 1, "b": "t"})
+
+
+def test_version_and_group_help_examples(cli):
+    from archrank import __version__
+
+    status, out, _ = cli("--version")
+    assert status == 0 and out.strip() == f"archrank {__version__}"
+    for group in ([], ["bench"], ["space"], ["runs"]):
+        status, out, _ = cli(*group, "--help")
+        assert status == 0 and "Example" in out, group
+    status, _, err = cli("no-such-command")
+    assert "No such command" in one_line_error(status, err)
