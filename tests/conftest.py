@@ -88,18 +88,28 @@ def finished_count(db: Path) -> int:
 
 @pytest.fixture
 def cli(capsys, monkeypatch):
-    """Run ``archrank ARGS``; returns (exit status, stdout, stderr)."""
-    from archrank.cli import main
+    """Run the CLI in-process through its entry function: ``cli(*argv) -> (status, out, err)``
+    (what the ``archrank`` script prints and the exit status it would end with); wide
+    terminal, so tables are not wrapped."""
+    from archrank.cli import run
 
     monkeypatch.setenv("COLUMNS", "200")
 
-    def run(*args: str) -> tuple[int, str, str]:
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
+    def call(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        status = run([str(a) for a in argv])
         out, err = capsys.readouterr()
-        return code, out, err
+        return status, out, err
 
-    return run
+    return call
+
+
+def one_line_error(status: int, err: str) -> str:
+    """Assert a user error as the CLI must report it (exit 2, one ``error:`` line, no
+    traceback) and return the line."""
+    assert status == 2, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "internal error" not in lines[0], err
+    return lines[0]

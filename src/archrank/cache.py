@@ -4,20 +4,19 @@ Expensive, reproducible results (a search-space enumeration, a generated dataset
 ``platformdirs.user_cache_dir("archrank")`` so that they are computed once per machine; set
 ``ARCHRANK_CACHE_DIR`` to use another folder (tests point it at a temporary one).  Files are
 written to a temporary name in the same folder and renamed into place, so a killed process or
-two processes racing never leave a half-written file under the final name.
+two processes racing never leave a half-written file under the final name (``atomic_path``,
+from ``archrank.files``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from platformdirs import user_cache_dir
 
 from archrank.errors import ArchrankError
+from archrank.files import atomic_path
 
 ENV_VAR = "ARCHRANK_CACHE_DIR"
 
@@ -41,20 +40,4 @@ def cache_path(name: str, create: bool = True) -> Path:
     return cache_dir(create) / name
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield an unused path next to ``path``; rename it onto ``path`` if the block succeeds.
-
-    The temporary file is removed when the block raises, so ``path`` is either the old file
-    or the complete new one.
-    """
-    target = Path(path)
-    # A fresh name the writer creates itself, so the file gets the usual (umask) permissions.
-    tmp_path = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
-        raise
+__all__ = ["ENV_VAR", "atomic_path", "cache_dir", "cache_path"]

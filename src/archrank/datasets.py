@@ -36,6 +36,7 @@ from archrank.errors import ArchrankError
 
 BUILTIN = ("mnist1d", "digits")
 _MNIST1D_FILE = "mnist1d-v1.npz"  # bump the suffix if the generation below changes
+MAX_CLASSES = 100_000  # a label beyond this is a data error, not a classifier to build
 _SPLIT_SEED = 0  # fixed permutation of the validation split, independent of training seeds
 
 
@@ -293,6 +294,10 @@ def _from_arrays(name: str, arrays: dict[str, np.ndarray]) -> ArrayDataset:
             raise ArchrankError(f"{name}: y_{split} contains the negative label {y.min()}")
         xs[split], ys[split] = x, y
     num_classes = int(ys["train"].max()) + 1
+    if num_classes > MAX_CLASSES:
+        raise ArchrankError(
+            f"{name}: y_train contains label {num_classes - 1}; labels must be 0..K-1 with "
+            f"K at most {MAX_CLASSES:,} classes")
     if num_classes < 2:
         raise ArchrankError(f"{name}: y_train has a single class; need at least 2")
     for split in ("val", "test"):

@@ -23,3 +23,20 @@ class NotInBenchmark(ArchrankError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a long job; ``message`` says what was kept and how to go on.
+
+    ``partial`` carries whatever finished (e.g. the completed seeds of a benchmark), for the
+    caller to save. The CLI prints ``message`` and exits with 128 + the signal number.
+    """
+
+    def __init__(self, message: str = "", partial: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.partial = partial
+
+
+class InvalidOption(ArchrankError, ValueError):
+    """An option or parameter a component does not have, or a value it cannot take."""

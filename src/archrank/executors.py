@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
@@ -49,15 +50,68 @@ class InlineExecutor(Executor):
         self._shutdown = True
 
 
-def _init_worker() -> None:
-    """One torch thread per worker process (workers share the machine's cores); Ctrl-C is
-    left to the parent, which stops the search cleanly and keeps what is recorded."""
+def die_with_parent(parent: int, pdeathsig: bool = True) -> None:
+    """End this worker process when its parent ends, even by SIGKILL: on Linux the kernel
+    sends it SIGKILL (``PR_SET_PDEATHSIG``), elsewhere a daemon thread polls the parent.
+    A worker whose parent is already gone exits at once."""
+    import os
+    import signal
+    import threading
+    import time
+
+    armed = False
+    if pdeathsig and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent:  # the parent died before we could ask
+        os._exit(1)
+    if not armed:
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="archrank-parent-watch", daemon=True).start()
+
+
+def worker_init(parent: int, threads: int = 1, pdeathsig: bool = True) -> None:
+    """Initializer of archrank's worker processes: ``threads`` torch threads (workers share
+    the machine's cores), Ctrl-C left to the parent (which stops the job cleanly and keeps
+    what finished), and the worker ends with its parent (``die_with_parent``)."""
     import signal
 
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)
+    die_with_parent(parent, pdeathsig)
+    torch.set_num_threads(threads)
+
+
+def process_pool(workers: int, threads: int = 1) -> ProcessPoolExecutor:
+    """A pool of ``workers`` fresh ("spawn") processes set up by ``worker_init``."""
+    import os
+    import threading
+
+    # PR_SET_PDEATHSIG fires when the *thread* that started the worker ends: only arm it when
+    # that is the main thread (the pool starts workers from the thread that submits).
+    main = threading.current_thread() is threading.main_thread()
+    return ProcessPoolExecutor(max_workers=workers,
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=worker_init, initargs=(os.getpid(), threads, main))
+
+
+def stop_pool(executor: Executor) -> None:
+    """Stop a process pool now: terminate running workers (they ignore Ctrl-C) instead of
+    waiting for their tasks, and cancel the queued ones. Other executors are left alone."""
+    if isinstance(executor, ProcessPoolExecutor):
+        for proc in list((getattr(executor, "_processes", None) or {}).values()):
+            proc.terminate()
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 class DaskExecutor(Executor):
@@ -82,7 +136,7 @@ class DaskExecutor(Executor):
                     silence_logs=logging.ERROR,
                 )
                 self.client = Client(self.cluster, timeout=timeout)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:  # also a bad address
             if self.cluster is not None:
                 self.cluster.close()
             where = scheduler or "a local cluster"
@@ -117,7 +171,5 @@ def make_executor(kind: str = "inline", workers: int = 1,
     if kind == "inline":
         return InlineExecutor()
     if kind == "process":
-        return ProcessPoolExecutor(max_workers=workers,
-                                   mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker)
+        return process_pool(workers)
     return DaskExecutor(scheduler, workers)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from archrank.benchmarks import load_benchmark
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, Interrupted
 from archrank.metrics import ranking_report
 from archrank.predictors.base import make_predictor, predictor_class
 from archrank.predictors.neural import available_cores
@@ -74,10 +74,23 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
-def check_predictors(names: Sequence[str]) -> None:
-    """Fail early, with the list of valid names, before any work is done."""
+def check_predictors(names: Sequence[str], space: SearchSpace | None = None,
+                     params: dict[str, dict[str, Any]] | None = None) -> None:
+    """Fail early, with the list of valid names, before any work is done; with ``space``,
+    also build each predictor with its ``params`` (names, types and values checked)."""
     for name in names:
         predictor_class(name)
+    params = params or {}
+    unused = sorted(set(params) - set(names))
+    if unused:
+        raise ArchrankError(f"--set {unused[0]}.*: {unused[0]!r} is not among the predictors "
+                            f"benchmarked ({', '.join(names)})")
+    if space is not None:
+        for name in names:
+            try:
+                make_predictor(name, space, seed=0, **params.get(name, {}))
+            except (ValueError, TypeError) as exc:
+                raise ArchrankError(f"predictor {name!r}: {exc}") from None
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:
@@ -173,14 +186,14 @@ def bench_predictors(
     """Fit and score every predictor on ``seeds`` random training sets of each size (seeds
     ``first_seed`` to ``first_seed + seeds - 1``: a later run can add seeds to an earlier
     one, or check on fresh seeds a setting chosen on the first ones)."""
-    check_predictors(predictors)
+    check_predictors(predictors, get_space(space_name), params)
     if seeds < 1:
         raise ArchrankError(f"--seeds must be at least 1, got {seeds}")
     if first_seed < 0:
         raise ArchrankError(f"--first-seed must be at least 0, got {first_seed}")
     space = get_space(space_name)
-    bench = load_benchmark(bench_spec, space)
-    values = np.asarray(bench.values(metric), dtype=np.float64)
+    bench = load_benchmark(bench_spec, space, one_table=True)
+    values = np.asarray(bench.scores(metric, ranking=True), dtype=np.float64)
     keep = np.flatnonzero(np.isfinite(values))
     if len(keep) < 3:
         raise ArchrankError(f"{bench_spec}: metric {metric!r} has only {len(keep)} values")
@@ -199,9 +212,23 @@ def bench_predictors(
                             convert_seconds=time.perf_counter() - start,
                             first_seed=first_seed)
     params = params or {}
+    try:
+        _fit_all(result, space, graphs, y, params, progress)
+    except KeyboardInterrupt:  # keep every finished fit; the caller saves them
+        done, total = len(result.runs), seeds * len(train_sizes) * len(predictors)
+        raise Interrupted(f"interrupted: {done} of {total} fits finished",
+                          partial=result) from None
+    return result
+
+
+def _fit_all(result: PredictorBench, space: SearchSpace, graphs: GraphBatch, y: np.ndarray,
+             params: dict[str, dict[str, Any]], progress: Progress | None) -> None:
+    """Every (seed, size, predictor) fit of ``result``'s settings, appended to its runs."""
+    first_seed, seeds, predictors = result.first_seed, result.seeds, result.predictors
+    train_sizes = result.train_sizes
     for seed in range(first_seed, first_seed + seeds):
         for size in train_sizes:
-            train, test = train_split(len(keep), size, seed)
+            train, test = train_split(len(y), size, seed)
             g_train, g_test = graphs[train], graphs[test]
             for name in predictors:
                 model = make_predictor(name, space, seed=seed, **params.get(name, {}))
@@ -220,7 +247,6 @@ def bench_predictors(
                 if progress:
                     progress(f"seed {seed} n={size} {name}: tau {report['kendall_tau']:.3f} "
                              f"fit {t1 - t0:.1f}s predict {t2 - t1:.2f}s")
-    return result
 
 
 # -- speed --------------------------------------------------------------------------------------
@@ -263,8 +289,8 @@ def bench_speed(
     rng = np.random.default_rng(0)
     train = rng.choice(len(all_graphs), size=train_size, replace=False)
     if bench_spec:
-        bench = load_benchmark(bench_spec, space)
-        values = np.asarray(bench.values(metric), dtype=np.float64)
+        bench = load_benchmark(bench_spec, space, one_table=True)
+        values = np.asarray(bench.scores(metric, ranking=True), dtype=np.float64)
         ok = np.flatnonzero(np.isfinite(values))
         train = rng.choice(ok, size=min(train_size, len(ok)), replace=False)
         g_train = table_graphs(space, [bench.archs[i] for i in train])

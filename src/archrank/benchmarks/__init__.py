@@ -8,6 +8,11 @@
 - ``*.pth``: the official NAS-Bench-201 file;
 - ``*.pickle.pbz2`` or a directory: NATS-Bench topology files;
 - ``nbgraph:DATASET``: one of NAS-Bench-Graph's nine tables, shipped with its package.
+
+Any spec may end in ``?COLUMN=VALUE[&COLUMN=VALUE...]`` to keep only the rows with those
+values (what ``--filter COLUMN=VALUE`` adds), e.g. ``nb201_zc.csv?dataset=cifar10``. A table
+that mixes datasets (a ``dataset`` column with several values) is refused where one table is
+needed (``one_table=True``, as every command asks) unless such a filter picks one.
 """
 
 from __future__ import annotations
@@ -62,13 +67,90 @@ def _check_space(bench: TabularBenchmark, space: SearchSpace, spec: str) -> Tabu
     return bench
 
 
-def load_benchmark(spec: str | Path, space: SearchSpace | str) -> TabularBenchmark:
-    """Read the benchmark ``spec`` (a file, a directory or ``nbgraph:DATASET``) of ``space``.
+# Text columns that say which dataset (task) a row was measured on.
+MIX_COLUMNS = ("dataset", "task")
+
+
+def split_spec(spec: str | Path) -> tuple[str, dict[str, str]]:
+    """``FILE?col=value&col2=value`` -> ``(FILE, {col: value, ...})`` (a path that exists
+    as given is never split)."""
+    text = str(spec)
+    if "?" not in text or Path(text).exists():
+        return text, {}
+    path, _, query = text.rpartition("?")
+    filters: dict[str, str] = {}
+    for part in query.split("&"):
+        col, eq, value = part.partition("=")
+        if not eq or not col.strip():
+            raise ArchrankError(f"{text}: filter {part!r} is not COLUMN=VALUE")
+        filters[col.strip()] = value.strip()
+    return path, filters
+
+
+def with_filters(spec: str, filters: list[str] | None) -> str:
+    """``spec`` with the ``--filter COLUMN=VALUE`` options appended (``?a=1&b=2``)."""
+    if not filters:
+        return spec
+    for item in filters:
+        col, eq, _ = item.partition("=")
+        if not eq or not col.strip():
+            raise ArchrankError(f"--filter {item[:60]!r}: expected COLUMN=VALUE")
+    return spec + ("&" if split_spec(spec)[1] else "?") + "&".join(filters)
+
+
+def select_rows(bench: TabularBenchmark, filters: dict[str, str], spec: str) -> TabularBenchmark:
+    """The rows of ``bench`` whose columns hold the given values; one-line errors for an
+    unknown column, a non-numeric value of a numeric column, or no row left."""
+    for col, value in filters.items():
+        if col in bench.text_columns:
+            continue
+        if col not in bench.metrics:
+            raise ArchrankError(
+                f"{spec}: no column {col!r} to filter on; columns: "
+                f"{', '.join([*bench.text_columns, *bench.metrics]) or '(none)'}")
+        try:
+            float(value)
+        except ValueError:
+            raise ArchrankError(f"{spec}: column {col!r} is numeric; {value!r} is not a "
+                                "number") from None
+    kept = bench.where(**filters)
+    if len(kept) == 0:
+        hints = [f"{col} has {', '.join(sorted(set(bench.text(col)))[:10])}"
+                 for col in filters if col in bench.text_columns]
+        raise ArchrankError(f"{spec}: no row matches the filter"
+                            + (f" ({'; '.join(hints)})" if hints else ""))
+    return kept
+
+
+def _check_one_table(bench: TabularBenchmark, spec: str) -> None:
+    for col in MIX_COLUMNS:
+        if col in bench.text_columns:
+            values = sorted(set(bench.text(col)))
+            if len(values) > 1:
+                shown = ", ".join(values[:6]) + (", ..." if len(values) > 6 else "")
+                raise ArchrankError(
+                    f"{spec} mixes {len(values)} datasets in column {col!r} ({shown}); "
+                    f"choose one with --filter {col}={values[0]}")
+
+
+def load_benchmark(spec: str | Path, space: SearchSpace | str, *,
+                   one_table: bool = False) -> TabularBenchmark:
+    """Read the benchmark ``spec`` (a file, a directory or ``nbgraph:DATASET``) of ``space``,
+    keeping the rows a ``?COLUMN=VALUE`` filter selects; with ``one_table``, a table mixing
+    datasets without such a filter is an error.
 
     Example: ``load_benchmark("../shared/data/nb201.csv", "nb201").query(arch, "cifar10_test")``
     """
-    spec = str(spec)
-    space = _space(space)
+    path, filters = split_spec(spec)
+    bench = _load(path, _space(space))
+    if filters:
+        return select_rows(bench, filters, str(spec))
+    if one_table:
+        _check_one_table(bench, str(spec))
+    return bench
+
+
+def _load(spec: str, space: SearchSpace) -> TabularBenchmark:
     kind = _kind(spec)
     if kind in ("csv", "json"):
         return scan_table(spec, space).bench
@@ -106,9 +188,15 @@ def scan_benchmark(spec: str | Path, space: SearchSpace | str) -> TableScan:
     whole (a problem there is fatal), and hashes their reader supplied become the "recorded"
     hashes that the recomputed ones are compared with.
     """
-    spec = str(spec)
+    whole = str(spec)
+    spec, filters = split_spec(whole)
     space = _space(space)
     kind = _kind(spec)
+    if filters:  # only the selected rows are checked
+        bench = select_rows(_load(spec, space), filters, whole)
+        recorded = list(bench.hashes) if bench.hashes_given else None
+        bench.rehash()
+        return TableScan(bench, len(bench), recorded_hashes=recorded)
     if kind in ("csv", "json"):
         return scan_table(spec, space, lenient=True)
     if kind == "tfrecord":
@@ -123,4 +211,5 @@ def scan_benchmark(spec: str | Path, space: SearchSpace | str) -> TableScan:
     return TableScan(bench, len(bench), recorded_hashes=recorded)
 
 
-__all__ = ["FORMATS", "TableScan", "TabularBenchmark", "load_benchmark", "scan_benchmark"]
+__all__ = ["FORMATS", "TableScan", "TabularBenchmark", "load_benchmark", "scan_benchmark",
+           "select_rows", "split_spec", "with_filters"]

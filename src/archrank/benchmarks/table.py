@@ -16,11 +16,15 @@ collects their problems (``archrank bench check``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
+import hashlib
 import io
 import json
 import math
+import os
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +40,26 @@ ID_COLUMNS = ("hash",)
 # Cost columns recognised automatically (training time in seconds), in order of preference.
 COST_COLUMNS = ("train_time_s", "train_time", "training_time", "train_time_108", "time_s", "cost")
 _MISSING = frozenset({"", "nan", "na", "n/a", "none", "null"})
+
+
+def content_fingerprint(path: str | os.PathLike[str]) -> str | None:
+    """Short SHA-256 digest of a file's bytes (of every file under a directory, with their
+    relative names); ``None`` when ``path`` is neither."""
+    p = Path(path)
+    if p.is_file():
+        files = [p]
+    elif p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file())
+    else:
+        return None
+    digest = hashlib.sha256()
+    for f in files:
+        if p.is_dir():
+            digest.update(str(f.relative_to(p)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 class TabularBenchmark:
@@ -127,6 +151,27 @@ class TabularBenchmark:
     def values(self, metric: str) -> np.ndarray:
         """The column ``metric`` as a read-only float array aligned with ``archs``."""
         return self._columns[self.check_metric(metric)]
+
+    def scores(self, metric: str, *, ranking: bool = False) -> np.ndarray:
+        """``values(metric)`` for use as a score: one-line errors when the column holds an
+        infinity (``inf``, ``1e999``: no score, and it would win every comparison), has no
+        value at all, or (``ranking``) holds one value only, which ranks nothing."""
+        col = self.values(metric)
+        inf = np.flatnonzero(np.isinf(col))
+        if len(inf):
+            i = int(inf[0])
+            raise ArchrankError(
+                f"column {metric!r} of {self.source} holds {len(inf)} infinite value(s), "
+                f"first {col[i]} in row {i + 1} ({self.space.format(self._archs[i])}); "
+                "a score must be a finite number (leave it empty when missing)")
+        present = col[~np.isnan(col)]
+        if len(present) == 0:
+            raise ArchrankError(f"column {metric!r} of {self.source} has no values")
+        if ranking and np.all(present == present[0]):
+            raise ArchrankError(
+                f"column {metric!r} of {self.source} holds the same value ({present[0]:g}) "
+                "in every row; there is no ranking to learn or measure")
+        return col
 
     @property
     def text_columns(self) -> list[str]:
@@ -258,6 +303,24 @@ class TabularBenchmark:
         v = float(self._columns[self.cost_column][self.index_of(arch)])
         return 0.0 if math.isnan(v) else v
 
+    def fingerprint(self) -> str:
+        """Short digest of the table's content, recorded by a run so that a resume notices a
+        changed table: the bytes of its file (every file of a directory) when ``source`` is
+        one, else its cells and columns."""
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = content_fingerprint(self.source) or self._content_digest()
+        return self._fingerprint
+
+    def _content_digest(self) -> str:
+        digest = hashlib.sha256()
+        for arch in self._archs:
+            digest.update(self.space.format(arch).encode())
+            digest.update(b"\n")
+        for name, col in self._columns.items():
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(col).tobytes())
+        return digest.hexdigest()[:16]
+
     # -- whole-table queries ----------------------------------------------------------------
     def best_index(self, metric: str) -> int:
         """Row with the largest value of ``metric`` (first one on ties)."""
@@ -378,6 +441,23 @@ def _open_text(path: Path) -> io.TextIOBase:
         raise ArchrankError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
+@contextlib.contextmanager
+def _read_errors(path: Path) -> Iterator[None]:
+    """A damaged compressed file or a failing disk, met while reading, as one line."""
+    try:
+        yield
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise BenchmarkFormatError(
+            f"{path}: damaged or truncated compressed file ({exc or type(exc).__name__})"
+        ) from None
+    except OSError as exc:
+        raise BenchmarkFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _why(exc: BaseException) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:100]
+
+
 def _decode_field(value: Any) -> Any:
     """Architecture fields written as JSON text in a CSV cell (``[[0,1],[0,0]]``) are decoded."""
     if isinstance(value, str):
@@ -385,7 +465,7 @@ def _decode_field(value: Any) -> Any:
         if text[:1] in "[{" and text:
             try:
                 return json.loads(text)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, or nested absurdly deep
                 return value
     return value
 
@@ -441,19 +521,25 @@ def _text_cell(value: Any) -> str:
 
 
 def _column(name: str, cells: list[Any], bad: dict[int, str]) -> np.ndarray:
-    """One metric column as floats; rows whose cell is not a number go into ``bad``."""
+    """One metric column as floats; rows whose cell is not a number go into ``bad``.
+    Infinities are kept as read (a proxy may be ``-inf``); a column used as a score is
+    checked with ``TabularBenchmark.scores``."""
     try:
-        return np.asarray(cells, dtype=np.float64)  # fast path: numbers, numeric text, None
-    except (ValueError, TypeError):
-        pass
-    out = np.empty(len(cells), dtype=np.float64)
-    for i, cell in enumerate(cells):
-        try:
-            out[i] = _to_float(cell)
-        except (ValueError, TypeError):
-            out[i] = np.nan
-            bad.setdefault(i, f"column {name!r}: {cell!r} is not a number")
+        out = np.asarray(cells, dtype=np.float64)  # fast path: numbers, numeric text, None
+    except (ValueError, TypeError, OverflowError):
+        out = np.empty(len(cells), dtype=np.float64)
+        for i, cell in enumerate(cells):
+            try:
+                out[i] = _to_float(cell)
+            except (ValueError, TypeError, OverflowError):
+                out[i] = np.nan
+                bad.setdefault(i, f"column {name!r}: {_short(cell)} is not a number")
     return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _assemble(
@@ -533,10 +619,13 @@ def scan_csv(path: str | Path, space: SearchSpace, *, lenient: bool = False) -> 
     collect = _Collector(path, lenient)
     records: list[tuple[int, dict[str, Any]]] = []
     rows = 0
-    with _open_text(path) as fh:
+    with _open_text(path) as fh, _read_errors(path):
         reader = csv.reader(fh, strict=True)
         try:
-            header = next(reader, None)
+            try:
+                header = next(reader, None)
+            except csv.Error as exc:
+                raise BenchmarkFormatError(f"{path}:1: malformed header row ({exc})") from None
             if header is None:
                 raise BenchmarkFormatError(f"{path}: empty file (no header row)")
             header = [h.strip() for h in header]
@@ -581,7 +670,7 @@ def scan_csv(path: str | Path, space: SearchSpace, *, lenient: bool = False) -> 
 
 def _iter_json_records(path: Path, collect: _Collector) -> Iterator[tuple[int, Any]]:
     """``(line, object)`` of a JSON Lines file, or ``(record number, object)`` of a JSON list."""
-    with _open_text(path) as fh:
+    with _open_text(path) as fh, _read_errors(path):
         try:
             text = fh.read()
         except UnicodeDecodeError:
@@ -593,6 +682,8 @@ def _iter_json_records(path: Path, collect: _Collector) -> Iterator[tuple[int, A
             raise BenchmarkFormatError(
                 f"{path}:{exc.lineno}: malformed JSON ({exc.msg}, column {exc.colno})"
             ) from None
+        except (ValueError, RecursionError) as exc:
+            raise BenchmarkFormatError(f"{path}: unreadable JSON ({_why(exc)})") from None
         if not isinstance(data, list):
             raise BenchmarkFormatError(f"{path}: expected a JSON list of objects")
         collect.unit = "record"
@@ -605,6 +696,9 @@ def _iter_json_records(path: Path, collect: _Collector) -> Iterator[tuple[int, A
             yield lineno, json.loads(line)
         except json.JSONDecodeError as exc:
             collect.add(lineno, f"malformed JSON ({exc.msg}, column {exc.colno}; truncated?)")
+            yield lineno, None
+        except (ValueError, RecursionError) as exc:
+            collect.add(lineno, f"unreadable JSON ({_why(exc)})")
             yield lineno, None
 
 
@@ -652,3 +746,43 @@ def read_csv(path: str | Path, space: SearchSpace) -> TabularBenchmark:
 def read_jsonl(path: str | Path, space: SearchSpace) -> TabularBenchmark:
     """A JSON Lines (or JSON list) benchmark; strict like ``read_csv``."""
     return scan_jsonl(path, space).bench
+
+
+# ------------------------------------------------------------------------------------------
+# Writing CSV
+# ------------------------------------------------------------------------------------------
+
+
+def _csv_cell(value: Any) -> str:
+    """A value as CSV text the readers above read back: numbers exactly (``repr``), missing
+    and non-finite values empty, lists and objects as JSON."""
+    if value is None or isinstance(value, bool):
+        return "" if value is None else str(value).lower()
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value)) if math.isfinite(value) else ""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value)
+    return str(value)
+
+
+def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]],
+              columns: Sequence[str] | None = None, flag: str = "--out") -> int:
+    """Write ``rows`` (flat dicts) as a CSV table with a header row; ``columns`` first in
+    that order, then every other key in the order first seen. Written with
+    ``archrank.files.open_output`` (atomic for a regular file); a table with an ``arch``
+    column and numeric columns reads back with ``load_benchmark``. Returns the row count."""
+    from archrank.files import open_output
+
+    order: dict[str, None] = dict.fromkeys(columns or ())
+    for row in rows:
+        order.update(dict.fromkeys(row))
+    header = list(order)
+    with open_output(path, "w", flag, newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([_csv_cell(row.get(k)) for k in header])
+    return len(rows)
+

@@ -1,13 +1,31 @@
 """Command-line interface: ``archrank --help``.
 
-User errors (``ArchrankError``) are printed as one line on stderr with exit status 2.
+Every command runs through ``main``, the one place that turns failures into exit statuses:
+
+- a user error (``ArchrankError``, or a bad option caught by click) prints ``error: ...`` on
+  one line of stderr and exits with status 2;
+- Ctrl-C (SIGINT) and SIGTERM stop the command the same way (the command keeps what finished
+  and says how to resume) and exit with 128 + the signal number (130, 143);
+- anything else is a bug: one line naming the exception, exit status 1, and the traceback only
+  when ``ARCHRANK_TRACEBACK=1`` is set.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import traceback
+from collections.abc import Iterator
+from typing import Any
 
-from rich.console import Console
+import typer
+
+try:  # typer >= 0.17 carries its own copy of click
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exc  # type: ignore[no-redef]
 
 # Importing the command modules registers their commands on the apps.
 from archrank.cli import bench as _bench  # noqa: F401  (registration)
@@ -16,19 +34,109 @@ from archrank.cli import report as _report  # noqa: F401
 from archrank.cli import search as _search  # noqa: F401
 from archrank.cli import spaces as _spaces  # noqa: F401
 from archrank.cli import zc as _zc  # noqa: F401
-from archrank.cli.app import app
-from archrank.errors import ArchrankError
+from archrank.cli.app import app, err
+from archrank.errors import ArchrankError, Interrupted
 
-_err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+TRACEBACK_ENV = "ARCHRANK_TRACEBACK"
+
+
+def _one_line(text: str) -> str:
+    """A message on one line (a multi-line message is joined, control characters dropped)."""
+    parts = [p.strip() for p in str(text).splitlines() if p.strip()]
+    line = " ".join(parts)
+    return "".join(ch if ch.isprintable() else "?" for ch in line)
+
+
+def error_line(message: str) -> None:
+    """Print ``error: MESSAGE`` on one line of stderr (markup-free: user text is literal)."""
+    err.print("error:", style="bold red", end=" ")
+    err.print(_one_line(message), soft_wrap=True)
+
+
+_last_signal = signal.SIGINT
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    global _last_signal
+    _last_signal = signum
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP raise ``KeyboardInterrupt`` in the main thread while a
+    command runs (so a ``kill`` stops a search as cleanly as Ctrl-C), remembering which
+    signal it was for the exit status; a signal the caller ignores (``nohup``) stays
+    ignored, and the old handlers come back after."""
+    global _last_signal
+    _last_signal = signal.SIGINT
+    old: dict[int, Any] = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            # (not the main thread, or not on this platform: leave the default)
+            with contextlib.suppress(ValueError, OSError):
+                if signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # ignored on purpose (nohup, a background job): keep it so
+                old[sig] = signal.signal(sig, _raise_interrupt)
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    with _signals_as_interrupts():
+        try:
+            # Not ``app(...)``: typer's own main turns Ctrl-C into a bare exit status 130,
+            # losing what the interrupted command had to say (and which signal it was).
+            command = typer.main.get_command(app)
+            args = sys.argv[1:] if argv is None else list(argv)
+            with command.make_context("archrank", args) as ctx:
+                command.invoke(ctx)
+            return 0
+        except typer.Exit as exc:  # --help, --version, typer.Exit(1) of a command
+            return int(exc.exit_code)
+        except ArchrankError as exc:
+            error_line(str(exc))
+            return 2
+        except click_exc.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+                typer.echo(exc.ctx.get_help())  # a group called without a command
+                return 2
+            hint = ""
+            if exc.ctx is not None:
+                hint = f" (see: {exc.ctx.command_path} --help)"
+            error_line(exc.format_message() + hint)
+            return 2
+        except click_exc.ClickException as exc:
+            error_line(exc.format_message())
+            return exc.exit_code
+        except (KeyboardInterrupt, typer.Abort) as exc:
+            status = 128 + int(_last_signal)
+            if isinstance(exc, Interrupted) and exc.message:
+                err.print(_one_line(exc.message), soft_wrap=True)
+            else:
+                err.print("interrupted", soft_wrap=True)
+            return status
+        except BrokenPipeError:  # e.g. `archrank runs export RUN | head`
+            with contextlib.suppress(OSError):
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (silence the final flush)
+            return 1
+        except RecursionError:
+            error_line("input nested too deeply to process")
+            return 2
+        except MemoryError:
+            error_line("out of memory (is an input far larger than expected?)")
+            return 2
+        except Exception as exc:  # a bug: still one line, the traceback only on request
+            if os.environ.get(TRACEBACK_ENV):
+                traceback.print_exc()
+            error_line(f"internal error: {type(exc).__name__}: {exc} (please report it; set "
+                       f"{TRACEBACK_ENV}=1 for the traceback)")
+            return 1
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``archrank`` script."""
-    try:
-        app(args=argv, standalone_mode=True)
-    except ArchrankError as exc:
-        _err.print(f"[bold red]error:[/] {exc}", markup=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        _err.print("interrupted")
-        sys.exit(130)
+    sys.exit(run(argv))

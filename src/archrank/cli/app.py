@@ -1,19 +1,113 @@
-"""The typer applications every command module registers on."""
+"""The typer applications every command module registers on, and the consoles they print to.
+
+Both consoles have rich markup switched off: text from the user (paths, column names, run
+directories) is printed as given, never read as ``[style]`` markup. Styles are given with
+``style=`` instead.
+"""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import typer
+from rich.console import Console
+
+from archrank.errors import ArchrankError
+
+console = Console(markup=False, highlight=False, emoji=False)
+err = Console(stderr=True, markup=False, highlight=False, emoji=False)
+
+
+# -- --set options ---------------------------------------------------------------------------
+def _parse_value(item: str, raw: str) -> Any:
+    """A ``--set`` value: JSON when it parses (numbers, true/false, null, lists, objects),
+    else the text itself."""
+    if len(raw) > 10_000:
+        raise ArchrankError(f"--set {item[:40]!r}...: value longer than 10,000 characters")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+    except (ValueError, RecursionError):  # an integer of thousands of digits, deep nesting
+        raise ArchrankError(f"--set {item[:60]!r}: not a usable value") from None
+
+
+def parse_sets(items: list[str] | None, *, prefixed: str | None = None) -> dict[str, Any]:
+    """``--set`` options as nested dicts: ``explore=0.2``, ``predictor.epochs=50`` (strategy
+    options; ``predictor.X`` goes to the predictor), or with ``prefixed`` (the form's name,
+    e.g. "STRATEGY.KEY") a component name first (``gates.explore=0.2``). Only the syntax is
+    checked here; the component checks names and values (``archrank.params``) before any
+    work starts."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, eq, raw = item.partition("=")
+        parts = [p for p in key.strip().split(".") if p]
+        if not eq or not parts or (prefixed and len(parts) < 2):
+            form = f"{prefixed}=VALUE" if prefixed else "KEY=VALUE or predictor.KEY=VALUE"
+            raise ArchrankError(f"--set {item[:60]!r}: expected {form}")
+        if len(parts) > 3:
+            raise ArchrankError(f"--set {item[:60]!r}: too many dotted parts")
+        node = out
+        if prefixed:
+            node = node.setdefault(parts.pop(0), {})
+        if parts[0] == "predictor" and len(parts) == 2:
+            parts[0] = "predictor_params"
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ArchrankError(f"--set {item[:60]!r}: {p!r} was already given a value")
+        node[parts[-1]] = _parse_value(item, raw)
+    return out
+
+
+FILTER_HELP = ("Keep only the table's rows with COLUMN=VALUE (repeatable), e.g. "
+               "dataset=cifar10 for a table that mixes datasets.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from archrank import __version__
+
+        typer.echo(f"archrank {__version__}")
+        raise typer.Exit()
+
 
 app = typer.Typer(
     name="archrank",
     help="Predictor-based neural architecture search: rank a search space from a few "
-    "evaluated architectures.",
+    "evaluated architectures.\n\n"
+    "Examples:\n\n"
+    "  archrank search --space nb201 --bench ../shared/data/nb201.csv --metric cifar10_test\n\n"
+    "  archrank search --resume runs/demo\n\n"
+    "  archrank bench predictor --space nb201 --bench ../shared/data/nb201.csv "
+    "--metric cifar10_test",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-space_app = typer.Typer(help="Inspect and enumerate one search space.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmark tables and benchmarks of archrank itself.",
-                        no_args_is_help=True)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print archrank's version and exit."),
+) -> None:
+    """Predictor-based neural architecture search."""
+
+
+space_app = typer.Typer(
+    help="Inspect and enumerate one search space.\n\n"
+    "Example:\n\n  archrank space enumerate nb201 --out nb201.jsonl",
+    no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmark tables and benchmarks of archrank itself.\n\n"
+    "Examples:\n\n"
+    "  archrank bench check ../shared/data/nb201.csv --space nb201\n\n"
+    "  archrank bench search --space nb201 --bench ../shared/data/nb201.csv "
+    "--metric cifar10_test --seeds 5\n\n"
+    "  archrank bench predictor --space nb201 --bench ../shared/data/nb201_zc.csv "
+    "--filter dataset=cifar10 --metric val_acc",
+    no_args_is_help=True)
 app.add_typer(space_app, name="space")
 app.add_typer(bench_app, name="bench")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -10,13 +9,12 @@ from typing import Any
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from archrank.cli.app import bench_app
-from archrank.errors import ArchrankError
-
-console = Console()
+from archrank.benchmarks import with_filters
+from archrank.cli.app import FILTER_HELP, bench_app, console
+from archrank.files import check_output, write_json
 
 
 def check_report(spec: str, space_name: str, metric: str | None = None,
@@ -94,16 +92,16 @@ def _print(report: dict[str, Any]) -> None:
     table = Table(title=f"bench check: {report['file']} ({report['space']})", show_header=False)
     table.add_column("item", style="bold")
     table.add_column("value", overflow="fold")
-    ok = "[green]" if report["invalid"] == 0 else "[red]"
+    ok = "green" if report["invalid"] == 0 else "red"
     table.add_row("rows", _fmt(report["rows"]))
-    table.add_row("valid", f"{ok}{_fmt(report['valid'])}[/]")
-    table.add_row("invalid", f"{ok}{_fmt(report['invalid'])}[/]")
+    table.add_row("valid", Text(_fmt(report["valid"]), style=ok))
+    table.add_row("invalid", Text(_fmt(report["invalid"]), style=ok))
     table.add_row("unique cells (canonical hash)", _fmt(report["unique"]))
     table.add_row("duplicates", _fmt(report["duplicates"]))
     if report["hash_column"]:
-        bad = "[green]" if report["hash_mismatches"] == 0 else "[red]"
+        bad = "green" if report["hash_mismatches"] == 0 else "red"
         table.add_row("hashes checked", _fmt(report["hashes_checked"]))
-        table.add_row("hash mismatches", f"{bad}{_fmt(report['hash_mismatches'])}[/]")
+        table.add_row("hash mismatches", Text(_fmt(report["hash_mismatches"]), style=bad))
     else:
         table.add_row("hash column", "none (nothing to compare)")
     table.add_row("metric columns", ", ".join(report["metrics"]) or "(none)")
@@ -119,14 +117,13 @@ def _print(report: dict[str, Any]) -> None:
     console.print(table)
     for p in report["problems"]:
         unit = next(k for k in p if k != "message")
-        console.print(f"[red]invalid[/] {unit} {p[unit]}: {p['message']}", markup=True,
-                      highlight=False)
+        console.print(Text.assemble(("invalid", "red"), f" {unit} {p[unit]}: {p['message']}"))
     if report["invalid"] > len(report["problems"]):
         console.print(f"... and {report['invalid'] - len(report['problems'])} more invalid rows")
     for m in report["first_mismatches"]:
         unit = next(k for k in m if k not in ("recorded", "computed"))
-        console.print(f"[red]hash mismatch[/] {unit} {m[unit]}: file says {m['recorded']}, "
-                      f"recomputed {m['computed']}", markup=True, highlight=False)
+        console.print(Text.assemble(("hash mismatch", "red"), f" {unit} {m[unit]}: file says "
+                                    f"{m['recorded']}, recomputed {m['computed']}"))
 
 
 @bench_app.command("check")
@@ -136,6 +133,7 @@ def check(
     space: str = typer.Option(..., "--space", "-s", help="Search space: nb101, nb201, nbgraph."),
     metric: str | None = typer.Option(None, "--metric", "-m",
                                       help="Also summarise this column (and check it exists)."),
+    filters: list[str] | None = typer.Option(None, "--filter", help=FILTER_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON here "
                                          "('-' for stdout)."),
     show: int = typer.Option(5, "--show", min=0, help="How many problems to list."),
@@ -148,15 +146,14 @@ def check(
 
     Example: archrank bench check ../shared/data/nb101_10k.csv --space nb101 --json check.json
     """
-    report = check_report(file, space, metric, show)
+    if json_out is not None:
+        check_output(json_out, "--json")
+    report = check_report(with_filters(file, filters), space, metric, show)
     if json_out is not None and str(json_out) == "-":
-        print(json.dumps(report, indent=2))
+        write_json(json_out, report)
     else:
         _print(report)
         if json_out is not None:
-            try:
-                json_out.write_text(json.dumps(report, indent=2) + "\n")
-            except OSError as exc:
-                raise ArchrankError(f"{json_out}: cannot write ({exc.strerror or exc})") from None
+            write_json(json_out, report)
     if report["invalid"] or report["hash_mismatches"]:
         raise typer.Exit(1)

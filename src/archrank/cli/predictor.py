@@ -3,44 +3,18 @@ predictors rank."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from archrank.cli.app import bench_app
-from archrank.errors import ArchrankError
-
-console = Console()
-err = Console(stderr=True, highlight=False)
-
-
-def _parse_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
-    """``--set gates.ensemble=3`` -> ``{"gates": {"ensemble": 3}}`` (values parsed as JSON
-    when possible, else kept as text)."""
-    out: dict[str, dict[str, Any]] = {}
-    for item in items or []:
-        key, eq, raw = item.partition("=")
-        name, dot, param = key.partition(".")
-        if not eq or not dot or not name or not param:
-            raise ArchrankError(f"--set {item!r}: expected PREDICTOR.PARAM=VALUE")
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out.setdefault(name, {})[param] = value
-    return out
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    try:
-        path.write_text(json.dumps(data, indent=2) + "\n")
-    except OSError as exc:
-        raise ArchrankError(f"{path}: cannot write ({exc.strerror})") from None
+from archrank.benchmarks import with_filters
+from archrank.cli.app import FILTER_HELP, bench_app, console, err, parse_sets
+from archrank.cli.search import keep_partial
+from archrank.errors import ArchrankError, Interrupted
+from archrank.files import check_output, write_json
 
 
 @bench_app.command("predictor")
@@ -48,6 +22,7 @@ def bench_predictor(
     space: str = typer.Option(..., "--space", help="Search space: nb101, nb201, nbgraph."),
     bench: str = typer.Option(..., "--bench", help="Benchmark table (file or nbgraph:DATASET)."),
     metric: str = typer.Option(..., "--metric", help="Column to predict (higher = better)."),
+    filters: list[str] | None = typer.Option(None, "--filter", help=FILTER_HELP),
     predictors: str = typer.Option("gates,gcn,mlp,xgb", "--predictors",
                                    help="Comma-separated predictor names."),
     train_sizes: str = typer.Option("100,1000", "--train-sizes",
@@ -75,12 +50,22 @@ def bench_predictor(
     """
     from archrank.harness import bench_predictors, parse_list, parse_sizes
 
+    if json_out is not None:
+        check_output(json_out, "--json")
+    bench = with_filters(bench, filters)
     names = parse_list(predictors, "predictors")
     sizes = parse_sizes(train_sizes)
-    result = bench_predictors(
-        space, bench, metric, names, sizes, seeds, params=_parse_params(params),
-        progress=lambda msg: err.print(f"[dim]{msg}[/]"), first_seed=first_seed,
-    )
+    try:
+        result = bench_predictors(
+            space, bench, metric, names, sizes, seeds,
+            params=parse_sets(params, prefixed="PREDICTOR.PARAM"),
+            progress=lambda msg: err.print(msg, style="dim"), first_seed=first_seed,
+        )
+    except Interrupted as exc:
+        partial = exc.partial.to_json() if exc.partial is not None else None
+        if partial is not None:
+            partial["interrupted"] = True
+        raise Interrupted(exc.message + keep_partial(json_out, partial)) from None
     data = result.to_json()
     seed_text = f"seeds {first_seed}-{first_seed + seeds - 1}" if first_seed else f"{seeds} seeds"
     table = Table(title=f"{bench} · {metric} · {seed_text} · {result.rows} rows")
@@ -96,7 +81,7 @@ def bench_predictor(
                       f"{entry['fit_seconds']:.2f}", f"{entry['predict_seconds']:.3f}")
     console.print(table)
     if json_out is not None:
-        _write_json(json_out, data)
+        write_json(json_out, data)
         console.print(f"wrote {json_out}")
     if plot is not None:
         from archrank.report import write_plots
@@ -110,6 +95,7 @@ def bench_speed_cmd(
     bench: str | None = typer.Option(None, "--bench",
                                      help="nb201 table for the fit's targets (optional)."),
     metric: str = typer.Option("cifar10_test", "--metric", help="Column of --bench to fit."),
+    filters: list[str] | None = typer.Option(None, "--filter", help=FILTER_HELP),
     predictor: str = typer.Option("gates", "--predictor", help="Predictor to time."),
     train_size: int = typer.Option(1000, "--train-size", help="Cells to fit on."),
     repeats: int = typer.Option(3, "--repeats", help="Timings per figure (median shown)."),
@@ -129,20 +115,25 @@ def bench_speed_cmd(
       archrank bench speed --bench ../shared/data/nb201.csv --json speed.json
     """
     from archrank.harness import bench_speed, check_predictors
+    from archrank.spaces import get_space
 
+    if json_out is not None:
+        check_output(json_out, "--json")
     check_predictors([predictor])
+    if filters and bench is None:
+        raise ArchrankError("--filter applies to the --bench table; give --bench too")
+    bench = bench and with_filters(bench, filters)
     if repeats < 1:
         raise ArchrankError(f"--repeats must be at least 1, got {repeats}")
-    if train_size < 2:
-        raise ArchrankError(f"--train-size must be at least 2, got {train_size}")
-    parsed = _parse_params(params)
-    unknown = sorted(set(parsed) - {predictor})
-    if unknown:
-        raise ArchrankError(f"--set {unknown[0]}.*: only {predictor}.PARAM applies here")
+    if not 2 <= train_size <= 15625:
+        raise ArchrankError(f"--train-size must lie in 2..15625 (the nb201 cells), "
+                            f"got {train_size}")
+    parsed = parse_sets(params, prefixed="PREDICTOR.PARAM")
+    check_predictors([predictor], get_space("nb201"), parsed)
     data = bench_speed(bench_spec=bench, metric=metric, predictor=predictor,
                        train_size=train_size, repeats=repeats, nb101=nb101, darts=darts,
                        params=parsed.get(predictor),
-                       progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+                       progress=lambda msg: err.print(msg, style="dim"))
     load = data["machine"].get("load_average")
     table = Table(title=f"{predictor} speed · median of {repeats} · "
                         f"{data['machine']['available_cores']} cores"
@@ -161,5 +152,5 @@ def bench_speed_cmd(
                           f"{cpu:{fmt}}")
     console.print(table)
     if json_out is not None:
-        _write_json(json_out, data)
+        write_json(json_out, data)
         console.print(f"wrote {json_out}")

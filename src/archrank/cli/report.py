@@ -6,11 +6,9 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from archrank.cli.app import app
-
-err = Console(stderr=True, highlight=False)
+from archrank.cli.app import app, err
+from archrank.files import check_output
 
 
 @app.command("report")
@@ -35,6 +33,7 @@ def report(
     """
     from archrank.report import build_report
 
+    check_output(out, "--out")
     start = time.perf_counter()
     written = build_report(paths, out, title=title, scatter=scatter, top=top)
     err.print(f"wrote {written} ({written.stat().st_size / 1024:.0f} KiB, "

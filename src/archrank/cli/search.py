@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,13 +20,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from archrank.cli.app import app, bench_app
-from archrank.errors import ArchrankError
+from archrank.benchmarks import with_filters
+from archrank.cli.app import FILTER_HELP, app, bench_app, console, err, parse_sets
+from archrank.errors import ArchrankError, Interrupted
+from archrank.files import check_output, write_json, write_output
 
-console = Console()
-err = Console(stderr=True, highlight=False)
-
-runs_app = typer.Typer(help="Inspect and export search run directories.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Inspect and export search run directories (also while the search is running, or "
+    "when the directory is read-only).\n\n"
+    "Examples:\n\n  archrank runs show runs/demo\n\n"
+    "  archrank runs export runs/demo --csv --out evals.csv",
+    no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
 DEFAULTS: dict[str, Any] = {"strategy": "gates", "budget": 100, "seed": 0, "workers": 1,
@@ -35,44 +38,8 @@ DEFAULTS: dict[str, Any] = {"strategy": "gates", "budget": 100, "seed": 0, "work
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _parse_value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
-def parse_sets(items: list[str] | None, *, prefixed: bool = False) -> dict[str, Any]:
-    """``--set`` options as nested dicts: ``explore=0.2``, ``predictor.epochs=50`` (strategy
-    options; ``predictor.X`` goes to the predictor), or with ``prefixed`` a strategy name
-    first (``gates.explore=0.2``)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, eq, raw = item.partition("=")
-        parts = [p for p in key.strip().split(".") if p]
-        if not eq or not parts or (prefixed and len(parts) < 2):
-            form = "STRATEGY.KEY=VALUE" if prefixed else "KEY=VALUE or predictor.KEY=VALUE"
-            raise ArchrankError(f"--set {item!r}: expected {form}")
-        node = out
-        if prefixed:
-            node = node.setdefault(parts.pop(0), {})
-        if parts[0] == "predictor" and len(parts) == 2:
-            parts[0] = "predictor_params"
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = _parse_value(raw)
-    return out
-
-
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}".rstrip("0").rstrip(".")
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    try:
-        path.write_text(json.dumps(data, indent=2) + "\n")
-    except OSError as exc:
-        raise ArchrankError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 def _default_run_dir(label: str, space: str, seed: int) -> Path:
@@ -163,6 +130,7 @@ def search(
                                      help="Benchmark table answering queries (file or "
                                      "nbgraph:DATASET)."),
     metric: str | None = typer.Option(None, "--metric", help="Column to maximise."),
+    filters: list[str] | None = typer.Option(None, "--filter", help=FILTER_HELP),
     strategy: str | None = typer.Option(
         None, "--strategy",
         help="random, rea, ls, gates (default) or guided / any predictor name."),
@@ -208,11 +176,17 @@ def search(
         --strategy gates --budget 150 --seed 0 --run-dir runs/demo
       archrank search --resume runs/demo
     """
+    from archrank.executors import stop_pool
     from archrank.runs.config import build_oracle, build_strategy
     from archrank.runs.loop import executor_for, run_search
     from archrank.runs.store import RunStore
 
-    options = {"space": space, "bench": bench, "metric": metric, "strategy": strategy,
+    if json_out is not None:
+        check_output(json_out, "--json")
+    if filters and bench is None:
+        raise ArchrankError("--filter applies to the --bench table; give --bench too")
+    options = {"space": space, "bench": bench and with_filters(bench, filters),
+               "metric": metric, "strategy": strategy,
                "predictor": predictor, "budget": budget, "seed": seed,
                "space_from_bench": space_from_bench, "max_in_flight": workers,
                "strategy_params": parse_sets(sets) if sets else None,
@@ -225,8 +199,22 @@ def search(
     config, directory, existing = resolve_run(options, run_dir, resume)
     the_oracle = build_oracle(config)
     strat = build_strategy(config)
-    store = RunStore.open(directory) if existing else RunStore.create(directory,
-                                                                        config.to_dict())
+    inputs = the_oracle.describe()
+    # The executor before the run directory: a bad --scheduler leaves nothing behind.
+    executor = executor_for(config.max_in_flight, executor_kind, scheduler)
+    try:
+        if existing:
+            store = RunStore.open(directory)
+            try:
+                store.check_inputs(inputs)
+            except ArchrankError:
+                store.close()
+                raise
+        else:
+            store = RunStore.create(directory, config.to_dict(), inputs)
+    except BaseException:
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
     counts = store.counts()
     done0 = counts["ok"] + counts["failed"]
     best0 = max((r.objective for r in store.records()
@@ -235,9 +223,9 @@ def search(
     err.print(f"{verb} {config.label} search on {config.space} ({config.metric}), "
               f"budget {config.budget}, seed {config.seed}: {directory}"
               + (f" ({done0} evaluations recorded)" if existing else ""))
-    executor = executor_for(config.max_in_flight, executor_kind, scheduler)
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+        MofNCompleteColumn(),
         TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
         console=err, transient=False,
     )
@@ -253,6 +241,7 @@ def search(
                                 max_in_flight=config.max_in_flight, ordered=config.ordered,
                                 on_result=on_result)
     finally:
+        stop_pool(executor)
         executor.shutdown(wait=False, cancel_futures=True)
         store.close()
     summary = search_summary(config, result, directory)
@@ -260,10 +249,13 @@ def search(
     if config.oracle == "train":
         _print_training_summary(summary)
     if json_out is not None:
-        _write_json(json_out, summary)
+        write_json(json_out, summary)
     if result.interrupted:
-        err.print(f"interrupted; resume with: archrank search --resume {directory}")
-        sys.exit(130)
+        raise Interrupted(f"interrupted; resume with: archrank search --resume {directory}")
+    failed = [r for r in result.finished if r.status == "failed"]
+    if result.best is None and failed:  # nothing to report: not a successful search
+        raise ArchrankError(f"every one of the {len(failed)} evaluations failed (first error: "
+                            f"{failed[0].error}); the run is kept in {directory}")
 
 
 def search_summary(config: Any, result: Any, directory: Path | None) -> dict[str, Any]:
@@ -346,6 +338,7 @@ def bench_search_cmd(
     space: str = typer.Option(..., "--space", help="Search space: nb101, nb201, nbgraph."),
     bench: str = typer.Option(..., "--bench", help="Benchmark table (file or nbgraph:DATASET)."),
     metric: str = typer.Option(..., "--metric", help="Column to maximise."),
+    filters: list[str] | None = typer.Option(None, "--filter", help=FILTER_HELP),
     strategies: str = typer.Option("random,rea,ls,gates", "--strategies",
                                    help="Comma-separated strategy names."),
     budget: int = typer.Option(150, "--budget", help="Evaluations per search."),
@@ -378,19 +371,51 @@ def bench_search_cmd(
     from archrank.runs.bench import bench_search
     from archrank.runs.config import SearchConfig
 
+    if json_out is not None:
+        check_output(json_out, "--json")
     names = [s.strip() for s in strategies.split(",") if s.strip()]
+    bench = with_filters(bench, filters)
     base = SearchConfig(space=space, bench=bench, metric=metric, strategy="random",
                         predictor=None, budget=budget, seed=0,
                         space_from_bench=space_from_bench)
 
     def progress(run: dict[str, Any], i: int, n: int) -> None:
         q = run["queries_to_optimum"]
-        err.print(f"[dim][{i}/{n}] {run['label']} seed {run['seed']}: best "
+        err.print(f"[{i}/{n}] {run['label']} seed {run['seed']}: best "
                   f"{_fmt(run['best'])}, optimum at {q if q else '-'}, "
-                  f"{run['seconds']:.1f} s[/]")
+                  f"{run['seconds']:.1f} s", style="dim")
 
-    report = bench_search(base, names, seeds, jobs=jobs, stop_at_optimum=stop_at_optimum,
-                          strategy_params=parse_sets(sets, prefixed=True), progress=progress)
+    try:
+        report = bench_search(base, names, seeds, jobs=jobs, stop_at_optimum=stop_at_optimum,
+                              strategy_params=parse_sets(sets, prefixed="STRATEGY.KEY"),
+                              progress=progress)
+    except Interrupted as exc:
+        report = exc.partial
+        if report and report["strategies"]:
+            _print_bench_search(report, bench, metric, budget, seeds, jobs)
+        raise Interrupted(exc.message + keep_partial(json_out, report)) from None
+    _print_bench_search(report, bench, metric, budget, seeds, jobs)
+    if json_out is not None:
+        write_json(json_out, report)
+    if plot is not None:
+        from archrank.report import write_plots
+
+        console.print(f"wrote {len(write_plots(report, plot, json_out or '-'))} plot files "
+                      f"to {plot}")
+
+
+def keep_partial(json_out: Path | None, report: dict[str, Any] | None) -> str:
+    """Write an interrupted benchmark's finished part to ``--json``; what to tell the user."""
+    if report is None:
+        return ""
+    if json_out is None:
+        return "; give --json FILE to keep the finished ones"
+    write_json(json_out, report)
+    return f"; the finished ones are in {json_out} (\"interrupted\": true)"
+
+
+def _print_bench_search(report: dict[str, Any], bench: str, metric: str, budget: int,
+                        seeds: int, jobs: int) -> None:
     table = Table(title=f"{bench} · {metric} · budget {budget} · {seeds} seeds · "
                         f"optimum {_fmt(report['optimum'])}")
     table.add_column("strategy")
@@ -407,39 +432,50 @@ def bench_search_cmd(
                       f"{entry['seconds']['median_per_seed']:.1f}")
     console.print(table)
     console.print(f"total {report['seconds']:.0f} s with {jobs} job(s)")
-    if json_out is not None:
-        _write_json(json_out, report)
-    if plot is not None:
-        from archrank.report import write_plots
-
-        console.print(f"wrote {len(write_plots(report, plot, json_out or '-'))} plot files "
-                      f"to {plot}")
 
 
 # -- archrank runs ---------------------------------------------------------------------------
 @runs_app.command("export")
 def runs_export(
     run_dir: Path = typer.Argument(..., help="A run directory."),
-    jsonl: bool = typer.Option(True, "--jsonl", help="One JSON object per evaluation."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per evaluation "
+                               "(the default)."),
+    csv: bool = typer.Option(False, "--csv", help="A CSV table, one row per evaluation and a "
+                             "column per metric (readable by bench check / --bench)."),
     out: Path | None = typer.Option(None, "--out", help="Write here instead of stdout."),
 ) -> None:
-    """Dump a run's evaluations as JSON Lines, in the order they were proposed.
+    """Dump a run's evaluations as JSON Lines or CSV, in the order they were proposed.
+
+    Reads a consistent snapshot without taking the run's lock, so it works on a search that
+    is still running and on a read-only run directory.
 
     Example: archrank runs export runs/demo --jsonl --out evals.jsonl
+             archrank runs export runs/demo --csv --out evals.csv
     """
+    from archrank.benchmarks.table import write_csv
     from archrank.runs.store import RunStore
 
-    with RunStore.open(run_dir) as store:
-        lines = list(store.iter_jsonl())
-    text = "".join(line + "\n" for line in lines)
-    if out is None:
-        sys.stdout.write(text)
-        return
-    try:
-        out.write_text(text)
-    except OSError as exc:
-        raise ArchrankError(f"{out}: cannot write ({exc.strerror})") from None
-    err.print(f"{len(lines)} evaluations written to {out}")
+    if jsonl and csv:
+        raise ArchrankError("give --jsonl or --csv, not both")
+    if out is not None:
+        check_output(out, "--out")
+    with RunStore.open(run_dir, readonly=True) as store:
+        if csv:
+            rows = store.flat_rows()
+        else:
+            lines = list(store.iter_jsonl())
+    if csv:
+        n = write_csv("-" if out is None else out, rows,
+                      ("seq", "hash", "arch", "status", "objective"))
+    else:
+        n = len(lines)
+        text = "".join(line + "\n" for line in lines)
+        if out is None:
+            sys.stdout.write(text)
+            return
+        write_output(out, text, "--out")
+    if out is not None:
+        err.print(f"{n} evaluations written to {out}")
 
 
 @runs_app.command("show")
@@ -450,7 +486,7 @@ def runs_show(run_dir: Path = typer.Argument(..., help="A run directory.")) -> N
     """
     from archrank.runs.store import RunStore
 
-    with RunStore.open(run_dir) as store:
+    with RunStore.open(run_dir, readonly=True) as store:
         config, counts, records = store.config, store.counts(), store.records()
     table = Table(title=str(run_dir), show_header=False)
     table.add_column("", style="bold", no_wrap=True)

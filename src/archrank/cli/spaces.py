@@ -8,16 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from archrank.cache import atomic_path
-from archrank.cli.app import app, space_app
+from archrank.cli.app import app, console, space_app
+from archrank.cli.app import err as _err
 from archrank.errors import ArchrankError
+from archrank.files import check_output, open_output
 from archrank.spaces import SPACES, SearchSpace, get_space
-
-console = Console()
-_err = Console(stderr=True, highlight=False)
 
 
 @app.command("spaces")
@@ -64,9 +61,7 @@ def enumerate_space(
     Example: archrank space enumerate nb101 --out nb101.jsonl
     """
     space = get_space(space_name)
-    target = Path(out) if out is not None else Path(f"{space_name}.jsonl")
-    if not target.parent.is_dir():
-        raise ArchrankError(f"cannot write {target}: folder {target.parent} does not exist")
+    target = check_output(Path(out) if out is not None else Path(f"{space_name}.jsonl"))
     cache = getattr(space, "cache_path", None)
     cached = isinstance(cache, Path) and cache.is_file()
     start = time.perf_counter()
@@ -74,15 +69,13 @@ def enumerate_space(
         with _err.status(f"enumerating {space_name}..."):
             lines = _json_lines(space)
             count = 0
-            with atomic_path(target) as tmp, open(tmp, "x", encoding="utf-8") as fh:
+            with open_output(target, "w", encoding="utf-8") as fh:
                 for line in lines:
                     fh.write(line)
                     fh.write("\n")
                     count += 1
     except NotImplementedError:
         raise ArchrankError(f"space {space_name!r} cannot be enumerated") from None
-    except OSError as exc:
-        raise ArchrankError(f"cannot write {target}: {exc.strerror or exc}") from None
     seconds = time.perf_counter() - start
     if isinstance(cache, Path):
         source = f"enumeration cache {cache}" + (" (reused)" if cached else " (written)")

@@ -9,14 +9,12 @@ from typing import Any
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from archrank.cli.app import app
+from archrank.cli.app import app, console
 from archrank.errors import ArchrankError
+from archrank.files import check_output, open_output
 from archrank.spaces.base import SearchSpace
-
-console = Console()
 
 
 def sample_unique(space: SearchSpace, n: int, rng: np.random.Generator) -> list[Any]:
@@ -60,13 +58,15 @@ def zero_cost(
 
     Example: archrank zc --space nb201 --dataset mnist1d --n 200 --out zc.csv
     """
-    from archrank.cache import atomic_path
     from archrank.nn import NETWORK_SPACES
     from archrank.spaces import get_space
     from archrank.zc import check_proxies, score_architectures
 
-    if n < 1:
-        raise ArchrankError(f"--n must be at least 1, got {n}")
+    check_output(out, "--out")
+    for flag, value in (("--n", n), ("--batch-size", batch_size), ("--width", width),
+                        ("--depth", depth)):
+        if value is not None and not 1 <= value <= 1_000_000:
+            raise ArchrankError(f"{flag} must lie in 1..1,000,000, got {value}")
     if space_name not in NETWORK_SPACES:
         raise ArchrankError(
             f"zero-cost proxies need real networks; choose --space from "
@@ -84,16 +84,12 @@ def zero_cost(
             space, cells, dataset, names, batch_size=batch_size, seed=seed, width=width,
             depth=depth, on_done=lambda done: progress.update(task, completed=done),
         )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["arch", "hash", *names])
-            for i, arch in enumerate(cells):
-                writer.writerow([space.format(arch), space.hash(arch),
-                                 *(repr(float(scores[name][i])) for name in names)])
-    except OSError as exc:
-        raise ArchrankError(f"{out}: cannot write ({exc.strerror})") from None
+    with open_output(out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["arch", "hash", *names])
+        for i, arch in enumerate(cells):
+            writer.writerow([space.format(arch), space.hash(arch),
+                             *(repr(float(scores[name][i])) for name in names)])
     seconds = time.perf_counter() - start
     console.print(f"wrote {len(cells)} cells x {len(names)} proxies to {out} "
                   f"in {seconds:.1f} s ({1000 * seconds / len(cells):.0f} ms per cell)")

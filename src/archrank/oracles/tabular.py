@@ -25,7 +25,7 @@ class TabularOracle(Oracle):
 
     def __init__(self, bench: TabularBenchmark, metric: str,
                  missing: Literal["raise", "fail"] = "raise") -> None:
-        bench.check_metric(metric)
+        bench.scores(metric)  # a known column of finite scores (one-line error otherwise)
         if missing not in ("raise", "fail"):
             raise ValueError(f"missing must be 'raise' or 'fail', not {missing!r}")
         self.bench = bench
@@ -66,5 +66,6 @@ class TabularOracle(Oracle):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update({"source": self.bench.source, "metric": self.objective,
-                     "rows": len(self.bench), "cost_column": self.bench.cost_column})
+                     "rows": len(self.bench), "cost_column": self.bench.cost_column,
+                     "fingerprint": self.bench.fingerprint()})
         return info

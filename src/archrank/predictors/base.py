@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from archrank.errors import ArchrankError
+from archrank.params import check_kwargs
 from archrank.spaces import get_space
 from archrank.spaces.base import GraphBatch, SearchSpace
 
@@ -56,14 +57,8 @@ def make_predictor(name: str, space: SearchSpace, **kwargs: Any) -> Predictor:
 
 def check_params(owner: str, params: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
     """``allowed`` updated with ``params``; a clear error names any parameter ``owner`` (e.g.
-    "predictor 'gates'") does not have."""
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ArchrankError(
-            f"{owner} has no parameter {', '.join(map(repr, unknown))}; "
-            f"valid: {', '.join(sorted(allowed))}"
-        )
-    return {**allowed, **params}
+    "predictor 'gates'") does not have, or a value of the wrong type (``archrank.params``)."""
+    return check_kwargs(owner, params, allowed)
 
 
 def load_torch_file(path: str | Path, what: str) -> Any:

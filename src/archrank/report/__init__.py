@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from archrank.errors import ArchrankError
+from archrank.files import write_output
 
 
 def build_report(paths: Sequence[str | Path], out: str | Path, *, title: str | None = None,
@@ -31,10 +32,7 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, title: str | N
     sections = render(inputs, ReportOptions(scatter=scatter, top=top))
     text = render_html(sections, title or "archrank report", [Path(p).name for p in paths])
     out = Path(out)
-    try:
-        out.write_text(text)
-    except OSError as exc:
-        raise ArchrankError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    write_output(out, text, "--out")  # atomic for regular files, in place for devices
     return out
 
 

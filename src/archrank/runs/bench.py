@@ -10,17 +10,16 @@ Seeds can run in parallel processes (``jobs``).
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, Interrupted
+from archrank.executors import process_pool, stop_pool
 from archrank.runs.config import SearchConfig, build_oracle, build_strategy
 from archrank.runs.loop import run_search
 from archrank.runs.store import RunStore
@@ -66,6 +65,8 @@ def run_one(config: SearchConfig, threads: int | None = None,
         result = run_search(strategy, oracle, store, budget=config.budget,
                             max_consecutive_failures=None,
                             target=optimum if stop_at_optimum else None)
+    if result.interrupted:  # a cut-short seed is no result: never count it
+        raise KeyboardInterrupt
     best = result.best
     out = {
         "label": config.label,
@@ -81,15 +82,6 @@ def run_one(config: SearchConfig, threads: int | None = None,
         out["fit_seconds"] = strategy.fit_seconds
         out["fits"] = strategy.n_fits
     return out
-
-
-def _worker_init(threads: int) -> None:
-    import signal
-
-    import torch
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(threads)
 
 
 def _mean_curve(curves: Sequence[Sequence[float]], budget: int) -> list[float | None]:
@@ -175,6 +167,10 @@ def bench_search(
     if not strategies:
         raise ArchrankError("--strategies is empty")
     strategy_params = strategy_params or {}
+    unused = sorted(set(strategy_params) - set(strategies))
+    if unused:
+        raise ArchrankError(f"--set {unused[0]}.*: {unused[0]!r} is not among --strategies "
+                            f"({', '.join(strategies)})")
     configs: list[SearchConfig] = []
     labels: list[str] = []
     for name in strategies:
@@ -184,32 +180,60 @@ def bench_search(
             raise ArchrankError(f"strategy {name!r} is listed twice")
         labels.append(cfg.label)
         configs.extend(replace(cfg, seed=s) for s in range(seeds))
-    # Fail fast (missing table, bad metric, uncovered space) before any process starts.
+    # Fail fast (missing table, bad metric, uncovered space, a bad --set option) before any
+    # process starts.
     optimum = build_oracle(base).optimum()  # type: ignore[attr-defined]
+    for cfg in configs[::seeds]:
+        build_strategy(cfg)
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     threads = max(1, cores // jobs)
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
+
+    def report() -> dict[str, Any]:
+        return _report(base, seeds, labels, results, optimum, jobs, stop_at_optimum,
+                       time.perf_counter() - t0)
+
     if jobs == 1:
-        for cfg in configs:
-            results.append(run_one(cfg, threads, stop_at_optimum))
-            if progress:
-                progress(results[-1], len(results), len(configs))
+        try:
+            for cfg in configs:
+                results.append(run_one(cfg, threads, stop_at_optimum))
+                if progress:
+                    progress(results[-1], len(results), len(configs))
+        except KeyboardInterrupt:
+            raise _interrupted(report(), len(configs)) from None
     else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(threads,)) as pool:
-            futures = [pool.submit(run_one, cfg, threads, stop_at_optimum) for cfg in configs]
-            try:
-                for fut in futures:
-                    results.append(fut.result())
-                    if progress:
-                        progress(results[-1], len(results), len(configs))
-            except KeyboardInterrupt:
-                for fut in futures:
-                    fut.cancel()
-                raise
+        pool = process_pool(jobs, threads)
+        futures = [pool.submit(run_one, cfg, threads, stop_at_optimum) for cfg in configs]
+        try:
+            for fut in futures:
+                results.append(fut.result())
+                if progress:
+                    progress(results[-1], len(results), len(configs))
+        except KeyboardInterrupt:
+            stop_pool(pool)
+            done = [f for f in futures[len(results):] if f.done() and not f.cancelled()
+                    and f.exception() is None]
+            results.extend(f.result() for f in done)
+            raise _interrupted(report(), len(configs)) from None
+        finally:
+            stop_pool(pool)
+    return report()
+
+
+def _interrupted(report: dict[str, Any], total: int) -> Interrupted:
+    """Ctrl-C / SIGTERM during ``bench_search``: the report of the seeds that finished."""
+    report["interrupted"] = True
+    done = sum(e["queries_to_optimum"]["seeds"] for e in report["strategies"].values())
+    return Interrupted(f"interrupted: {done} of {total} searches finished (a search cut "
+                       "short is never counted)", partial=report)
+
+
+def _report(base: SearchConfig, seeds: int, labels: list[str], results: list[dict[str, Any]],
+            optimum: float, jobs: int, stop_at_optimum: bool,
+            seconds: float) -> dict[str, Any]:
+    """The JSON report of the finished searches (per strategy, in the order given)."""
     by_label: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     for r in results:
         by_label[r["label"]].append(r)
@@ -225,6 +249,8 @@ def bench_search(
         "optimum": optimum,
         "jobs": jobs,
         "stop_at_optimum": stop_at_optimum,
-        "seconds": round(time.perf_counter() - t0, 2),
-        "strategies": {label: summarise(rs, base.budget) for label, rs in by_label.items()},
+        "seconds": round(seconds, 2),
+        "interrupted": False,
+        "strategies": {label: summarise(rs, base.budget) for label, rs in by_label.items()
+                       if rs},
     }

@@ -72,7 +72,10 @@ class SearchConfig:
         if unknown:
             raise ArchrankError(f"run configuration has unknown keys: {', '.join(unknown)} "
                                 "(written by a newer archrank?)")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as exc:  # a damaged or hand-edited run configuration
+            raise ArchrankError(f"run configuration is damaged ({exc})") from None
 
     def differences(self, other: SearchConfig) -> list[str]:
         """``--flag value`` of ``self`` for each field where ``other`` differs."""
@@ -96,30 +99,46 @@ def _show(value: Any) -> str:
 def normalise_bench(spec: str) -> str:
     """A file benchmark as an absolute path (so a resume from elsewhere finds the same file);
     ``nbgraph:DATASET`` and other ``kind:name`` specs unchanged."""
-    spec = str(spec)
+    from archrank.benchmarks import split_spec
+
+    whole = str(spec)
+    spec, filters = split_spec(whole)
     if ":" in spec and not Path(spec).exists() and not spec.startswith(("/", ".")):
-        return spec
-    return str(Path(spec).expanduser().resolve())
+        return whole
+    query = "&".join(f"{k}={v}" for k, v in filters.items())
+    return str(Path(spec).expanduser().resolve()) + (f"?{query}" if query else "")
 
 
 # -- building the search from a configuration ------------------------------------------------
 @cache
-def _benchmark(spec: str, space_name: str) -> Any:
+def _benchmark(spec: str, space_name: str, stamp: tuple[int, int] | None = None) -> Any:
     from archrank.benchmarks import load_benchmark
 
-    return load_benchmark(spec, get_space(space_name))
+    return load_benchmark(spec, get_space(space_name), one_table=True)
+
+
+def _stamp(spec: str) -> tuple[int, int] | None:
+    """Modification time and size of a table file: a file changed on disk is read again."""
+    from archrank.benchmarks import split_spec
+
+    try:
+        st = Path(split_spec(spec)[0]).stat()
+    except (OSError, ValueError):
+        return None
+    return (st.st_mtime_ns, st.st_size)
 
 
 def load_bench(config: SearchConfig) -> Any:
-    """The benchmark table of ``config`` (loaded once per process)."""
+    """The benchmark table of ``config`` (loaded once per process, again if it changed)."""
     if config.bench is None:
         raise ArchrankError("a tabular search needs --bench (a benchmark table)")
-    return _benchmark(config.bench, config.space)
+    return _benchmark(config.bench, config.space, _stamp(config.bench))
 
 
 @cache
-def _table_candidates(spec: str, space_name: str) -> CandidateSet:
-    bench = _benchmark(spec, space_name)
+def _table_candidates(spec: str, space_name: str,
+                      stamp: tuple[int, int] | None = None) -> CandidateSet:
+    bench = _benchmark(spec, space_name, stamp)
     return CandidateSet(bench.space, bench.archs, bench.hashes)
 
 
@@ -128,7 +147,7 @@ def candidates_for(config: SearchConfig) -> CandidateSet | None:
     if not config.space_from_bench:
         return None
     assert config.bench is not None
-    return _table_candidates(config.bench, config.space)
+    return _table_candidates(config.bench, config.space, _stamp(config.bench))
 
 
 ORACLES = ("table", "train")

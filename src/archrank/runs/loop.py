@@ -23,14 +23,14 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from archrank.errors import ArchrankError
-from archrank.executors import InlineExecutor, make_executor
+from archrank.executors import InlineExecutor, make_executor, stop_pool
 from archrank.oracles.base import Evaluation, Oracle
 from archrank.runs.store import EvalRecord, RunStore
 from archrank.strategies.base import Strategy
@@ -320,14 +320,6 @@ def run_search(
         for slot in slots.values():
             if slot.future is not None:
                 slot.future.cancel()
-        _stop_workers(executor)
+        stop_pool(executor)
     result.seconds = time.perf_counter() - t0
     return snapshot()
-
-
-def _stop_workers(executor: Executor) -> None:
-    """On Ctrl-C, do not wait for running evaluations of a process pool we cannot cancel."""
-    if isinstance(executor, ProcessPoolExecutor):
-        for proc in list(getattr(executor, "_processes", {}).values()):
-            proc.terminate()
-        executor.shutdown(wait=False, cancel_futures=True)

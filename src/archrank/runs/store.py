@@ -17,15 +17,19 @@ the evaluations in flight, and ``asks`` + ``tell_seq`` are exactly what a resume
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import math
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 from archrank.errors import ArchrankError
 from archrank.oracles.base import Evaluation
@@ -33,6 +37,7 @@ from archrank.oracles.base import Evaluation
 DB_NAME = "run.sqlite"
 LOCK_NAME = "run.lock"
 SCHEMA_VERSION = 1
+INPUTS_KEY = "inputs"  # config row holding the run's input fingerprints (RunStore.create)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS config (
@@ -108,6 +113,18 @@ class AskRecord:
     returned: int
 
 
+def _changes(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf where two JSON values differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += _changes(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    if old == new:
+        return []
+    return [f"{prefix.rstrip('.') or 'value'}: {old} -> {new}"]
+
+
 def _finite(x: float | None) -> float | None:
     return x if x is None or math.isfinite(x) else None
 
@@ -120,6 +137,27 @@ def _jsonable(obj: Any) -> Any:
         return str(obj)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    """Run-database failures inside a ``RunStore`` method as one-line errors: a damaged file
+    (``database disk image is malformed``, unreadable JSON in a row), a full or read-only
+    disk. The run directory is named so the user knows which run it is."""
+    @functools.wraps(method)
+    def wrapper(self: RunStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise ArchrankError(f"{self.where}: run database error ({exc})") from None
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise ArchrankError(f"{self.where}: damaged run database (unreadable value: "
+                                f"{str(exc)[:80] or type(exc).__name__})") from None
+    return wrapper  # type: ignore[return-value]
+
+
 class RunStore:
     """A run directory's database. Open with ``create``, ``open`` or ``memory``."""
 
@@ -128,6 +166,7 @@ class RunStore:
         self.conn = conn
         self.run_dir = run_dir
         self._lock_fd = lock_fd
+        self._snapshot: Path | None = None
 
     # -- opening ----------------------------------------------------------------------------
     @staticmethod
@@ -135,8 +174,12 @@ class RunStore:
         return (Path(run_dir) / DB_NAME).is_file()
 
     @classmethod
-    def create(cls, run_dir: str | Path, config: dict[str, Any]) -> RunStore:
-        """A new run directory recording ``config``; an existing run there is an error."""
+    def create(cls, run_dir: str | Path, config: dict[str, Any],
+               inputs: dict[str, Any] | None = None) -> RunStore:
+        """A new run directory recording ``config`` and, optionally, ``inputs``: what the run
+        depends on beyond its options (the oracle's description with the content fingerprint
+        of its table or dataset and its training recipe), which ``check_inputs`` compares on
+        every resume. An existing run there is an error."""
         run_dir = Path(run_dir)
         if cls.exists(run_dir):
             raise ArchrankError(f"{run_dir}: already holds a run (resume it with --resume)")
@@ -146,26 +189,37 @@ class RunStore:
             raise ArchrankError(f"{run_dir}: cannot create run directory ({exc.strerror})"
                                 ) from None
         store = cls._connect(run_dir)
-        store._init(config)
+        store._init(config if inputs is None else {**config, INPUTS_KEY: inputs})
         return store
 
     @classmethod
-    def open(cls, run_dir: str | Path) -> RunStore:
-        """An existing run directory."""
+    def open(cls, run_dir: str | Path, *, readonly: bool = False) -> RunStore:
+        """An existing run directory: for writing (resuming; it takes the run's lock), or
+        ``readonly`` for reading (``runs show``, ``runs export``): no lock, so a run that is
+        still being written can be read (a consistent WAL snapshot), and a read-only run
+        directory too."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise ArchrankError(f"{run_dir}: no such run directory")
         if not cls.exists(run_dir):
             raise ArchrankError(f"{run_dir}: not a run directory (no {DB_NAME})")
-        store = cls._connect(run_dir)
+        if readonly:
+            store = cls._connect_readonly(run_dir)
+        else:
+            writable = all(os.access(p, os.W_OK) for p in (run_dir, run_dir / DB_NAME))
+            if not writable:
+                raise ArchrankError(f"{run_dir}: the run directory is read-only, so the run "
+                                    "cannot go on here (runs show / runs export can read it)")
+            store = cls._connect(run_dir)
         try:
             version = store.conn.execute(
                 "SELECT value FROM config WHERE key = 'schema_version'").fetchone()
-        except sqlite3.DatabaseError as exc:
+            version = None if version is None else json.loads(version[0])
+        except (sqlite3.DatabaseError, ValueError, RecursionError) as exc:
             store.close()
             raise ArchrankError(f"{run_dir / DB_NAME}: not a readable run database ({exc})"
                                 ) from None
-        if version is None or json.loads(version[0]) != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION:
             store.close()
             raise ArchrankError(f"{run_dir / DB_NAME}: unsupported run database version")
         return store
@@ -204,8 +258,43 @@ class RunStore:
         return store
 
     @classmethod
+    def _connect_readonly(cls, run_dir: Path) -> RunStore:
+        """A read-only connection (SQLite ``mode=ro``); when SQLite cannot open the WAL
+        database that way (a read-only folder without its ``-shm`` file), a snapshot: the
+        database and its WAL copied to a temporary folder, read there."""
+        db = run_dir / DB_NAME
+        conn = None
+        try:
+            conn = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True,
+                                   timeout=30.0)
+            conn.execute("SELECT COUNT(*) FROM config").fetchone()
+            return cls(conn, run_dir)
+        except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
+            if "unable to open" not in str(exc) and "readonly" not in str(exc):
+                raise ArchrankError(f"{db}: not a readable run database ({exc})") from None
+        snapshot = Path(tempfile.mkdtemp(prefix="archrank-run-"))
+        try:
+            for suffix in ("", "-wal"):
+                src = run_dir / (DB_NAME + suffix)
+                if src.exists():
+                    shutil.copyfile(src, snapshot / (DB_NAME + suffix))
+            conn = sqlite3.connect(snapshot / DB_NAME, timeout=30.0)
+            conn.execute("SELECT COUNT(*) FROM config").fetchone()
+        except (OSError, sqlite3.DatabaseError) as exc:
+            shutil.rmtree(snapshot, ignore_errors=True)
+            raise ArchrankError(f"{db}: cannot read the run database ({exc})") from None
+        store = cls(conn, run_dir)
+        store._snapshot = snapshot
+        return store
+
+    @classmethod
     def _connect(cls, run_dir: Path) -> RunStore:
-        lock_fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            lock_fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ArchrankError(f"{run_dir}: cannot lock the run ({exc.strerror})") from None
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -226,6 +315,7 @@ class RunStore:
         conn.execute("PRAGMA synchronous=NORMAL")
         return cls(conn, run_dir, lock_fd)
 
+    @_guarded
     def _init(self, config: dict[str, Any]) -> None:
         with self.conn:
             self.conn.executescript(_SCHEMA)
@@ -240,6 +330,13 @@ class RunStore:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self._snapshot is not None:
+            shutil.rmtree(self._snapshot, ignore_errors=True)
+            self._snapshot = None
+
+    @property
+    def where(self) -> str:
+        return str(self.run_dir / DB_NAME) if self.run_dir is not None else "in-memory run"
 
     def __enter__(self) -> RunStore:
         return self
@@ -249,16 +346,42 @@ class RunStore:
 
     # -- reading ----------------------------------------------------------------------------
     @property
+    @_guarded
     def config(self) -> dict[str, Any]:
         """The configuration the run was created with (without bookkeeping keys)."""
         rows = self.conn.execute("SELECT key, value FROM config").fetchall()
-        return {k: json.loads(v) for k, v in rows if k not in ("schema_version", "created")}
+        return {k: json.loads(v) for k, v in rows
+                if k not in ("schema_version", "created", INPUTS_KEY)}
 
     @property
+    @_guarded
+    def inputs(self) -> dict[str, Any] | None:
+        """What the run's results depend on besides its options (``create``), if recorded."""
+        row = self.conn.execute("SELECT value FROM config WHERE key = ?",
+                                (INPUTS_KEY,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def check_inputs(self, current: dict[str, Any]) -> None:
+        """A one-line error when ``current`` inputs differ from the recorded ones (a changed
+        table, dataset or training recipe would mix old and new results)."""
+        recorded = self.inputs
+        if recorded is None:
+            return
+        now = json.loads(json.dumps(current, sort_keys=True, default=str))
+        changed = _changes(recorded, now)
+        if changed:
+            raise ArchrankError(
+                f"{self.run_dir}: the run's inputs changed since it was created "
+                f"({'; '.join(changed[:3])}); restore them to resume, or start a new run "
+                "with another --run-dir")
+
+    @property
+    @_guarded
     def created(self) -> float:
         row = self.conn.execute("SELECT value FROM config WHERE key = 'created'").fetchone()
         return float(json.loads(row[0]))
 
+    @_guarded
     def records(self) -> list[EvalRecord]:
         """Every evaluation row, in proposal order."""
         rows = self.conn.execute(
@@ -271,12 +394,14 @@ class RunStore:
             for r in rows
         ]
 
+    @_guarded
     def asks(self) -> list[AskRecord]:
         rows = self.conn.execute(
             "SELECT batch, asked_after, requested, returned FROM asks ORDER BY batch"
         ).fetchall()
         return [AskRecord(*r) for r in rows]
 
+    @_guarded
     def counts(self) -> dict[str, int]:
         rows = self.conn.execute(
             "SELECT status, COUNT(*) FROM evaluations GROUP BY status").fetchall()
@@ -287,7 +412,21 @@ class RunStore:
         for rec in self.records():
             yield json.dumps(rec.to_json(), sort_keys=False)
 
+    @_guarded
+    def flat_rows(self) -> list[dict[str, Any]]:
+        """Each evaluation as one flat row (``runs export --csv``): its fields, with every
+        metric as a column of its own (``metrics.NAME`` if NAME is also a field)."""
+        rows = []
+        for rec in self.records():
+            row = rec.to_json()
+            metrics = row.pop("metrics") or {}
+            for name, value in metrics.items():
+                row[f"metrics.{name}" if name in row else name] = value
+            rows.append(row)
+        return rows
+
     # -- writing ----------------------------------------------------------------------------
+    @_guarded
     def add_ask(self, batch: int, asked_after: int, requested: int,
                 proposals: Iterable[tuple[int, str, str]]) -> None:
         """Record one ``ask`` call and its proposals ``(seq, hash, arch_text)`` atomically."""
@@ -306,11 +445,13 @@ class RunStore:
         except sqlite3.IntegrityError as exc:
             raise RuntimeError(f"refusing to record a repeated proposal: {exc}") from exc
 
+    @_guarded
     def mark_started(self, seq: int, started: float) -> None:
         with self.conn:
             self.conn.execute("UPDATE evaluations SET started = ? WHERE seq = ?",
                               (started, seq))
 
+    @_guarded
     def record_result(self, seq: int, evaluation: Evaluation, objective: float | None,
                       started: float | None, finished: float | None,
                       tell_seq: int | None = None) -> None:
@@ -324,6 +465,7 @@ class RunStore:
                  _finite(objective),
                  float(evaluation.cost), evaluation.error, started, finished, tell_seq, seq))
 
+    @_guarded
     def mark_told(self, seq: int, tell_seq: int) -> None:
         with self.conn:
             self.conn.execute("UPDATE evaluations SET tell_seq = ? WHERE seq = ?",

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, InvalidOption
+from archrank.params import check_kwargs, declared_kwargs
 from archrank.spaces.base import SearchSpace
 from archrank.strategies.base import CandidateSet, Strategy, derive_seed
 from archrank.strategies.evolution import RegularizedEvolution
@@ -69,9 +70,34 @@ def make_strategy(name: str, space: SearchSpace, *, predictor: str | None = None
                   **kwargs: Any) -> Strategy:
     """Build a strategy by (user-facing) name; ``kwargs`` go to its constructor."""
     strategy, predictor = resolve_strategy(name, predictor)
+    cls = STRATEGIES[strategy]
+    owner = f"strategy {strategy_label(strategy, predictor)!r}"
+    options = {k: v for k, v in kwargs.items() if k not in _INTERNAL}
+    checked = check_kwargs(owner, options, *declared_kwargs(cls, ("space", *_INTERNAL)))
+    kwargs.update({k: checked[k] for k in options})
     if strategy == "guided":
         kwargs["predictor"] = predictor
-    return STRATEGIES[strategy](space, **kwargs)
+        _check_predictor(predictor, space, kwargs.get("predictor_params"))
+    try:
+        return cls(space, **kwargs)
+    except (ValueError, TypeError) as exc:  # a range the strategy checks itself
+        raise InvalidOption(f"{owner}: {exc}") from None
+
+
+# Constructor keywords that are the search's, not options a user sets.
+_INTERNAL = ("seed", "objective", "candidates", "predictor")
+
+
+def _check_predictor(name: str | None, space: SearchSpace,
+                     params: dict[str, Any] | None) -> None:
+    """Build (not fit) the guided search's predictor once, so a bad ``predictor.X`` option
+    fails before the first evaluation rather than at the first fit."""
+    from archrank.predictors.base import make_predictor
+
+    try:
+        make_predictor(name or DEFAULT_PREDICTOR, space, **(params or {}))
+    except (ValueError, TypeError) as exc:
+        raise InvalidOption(f"predictor {name!r}: {exc}") from None
 
 
 __all__ = [

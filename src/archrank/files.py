@@ -1,0 +1,133 @@
+"""Writing the user's files safely: one place every output path goes through.
+
+``check_output(path, flag)`` runs before any work starts, so a long job never loses its
+result to a missing folder or a read-only file at the end (and no missing folder is created
+silently). ``open_output(path)`` then writes:
+
+- a regular file (new or existing) atomically: into a temporary file next to it, renamed into
+  place on success (the old file stays whole if the job fails or is killed; its permission
+  bits are kept);
+- anything else (``/dev/null``, a FIFO, a terminal) in place, never replacing it;
+- through a symbolic link: the file the link points to is written, the link stays a link;
+- ``-``: standard output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from archrank.errors import ArchrankError
+
+
+def _real(path: Path) -> Path:
+    """``path`` with symbolic links followed (also a dangling link's target)."""
+    return Path(os.path.realpath(path))
+
+
+def check_output(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """``path`` as a ``Path`` if a file can be written there; a one-line error naming ``flag``
+    and the problem otherwise. Creates nothing."""
+    p = Path(path)
+    if str(p) == "-":
+        return p
+    where = f"{flag} {p}" if flag else str(p)
+    real = _real(p)
+    if real.is_dir():
+        raise ArchrankError(f"{where}: is a directory; give a file name")
+    folder = real.parent
+    if not folder.is_dir():
+        raise ArchrankError(f"{where}: folder {folder} does not exist (create it first)")
+    try:
+        st = real.stat()
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise ArchrankError(f"{where}: cannot use this path ({exc.strerror})") from None
+    if st is not None and not os.access(real, os.W_OK):
+        raise ArchrankError(f"{where}: file is not writable")
+    regular = st is None or stat.S_ISREG(st.st_mode)
+    if regular and not os.access(folder, os.W_OK | os.X_OK):
+        raise ArchrankError(f"{where}: folder {folder} is not writable")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an unused path next to ``path``; rename it onto ``path`` if the block succeeds.
+
+    The temporary file is removed when the block raises, so ``path`` is either the old file
+    or the complete new one. An existing file's permission bits are kept.
+    """
+    target = Path(path)
+    # A fresh name the writer creates itself, so the file gets the usual (umask) permissions.
+    tmp_path = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp_path
+        with contextlib.suppress(OSError):
+            mode = stat.S_IMODE(target.stat().st_mode)
+            os.chmod(tmp_path, mode)
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def open_output(path: str | os.PathLike[str], mode: str = "w", flag: str = "--out",
+                **kwargs: Any) -> Iterator[IO[Any]]:
+    """An open file for writing ``path`` safely (see the module docstring); ``mode`` is
+    ``"w"`` or ``"wb"``. OS errors become one-line errors naming ``flag`` and the path."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"open_output writes ('w' or 'wb'), not {mode!r}")
+    p = Path(path)
+    if str(p) == "-":
+        yield sys.stdout.buffer if mode == "wb" else sys.stdout
+        return
+    real = _real(p)
+    where = f"{flag} {p}" if flag else str(p)
+    try:
+        if real.exists() and not real.is_file():  # a device, FIFO, socket: write in place
+            with open(real, mode, **kwargs) as fh:
+                yield fh
+            return
+        with atomic_path(real) as tmp, open(tmp, mode.replace("w", "x"), **kwargs) as fh:
+            yield fh
+    except OSError as exc:
+        raise ArchrankError(f"{where}: cannot write ({exc.strerror or exc})") from None
+
+
+def write_output(path: str | os.PathLike[str], text: str, flag: str = "--out") -> None:
+    """Write ``text`` to ``path`` with ``open_output``."""
+    with open_output(path, "w", flag, encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def write_json(path: str | os.PathLike[str], data: Any, flag: str = "--json") -> None:
+    """Write ``data`` as indented JSON (non-finite floats refused) with ``open_output``."""
+    import json
+
+    try:
+        text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    except ValueError:  # a NaN or infinity slipped into a result: write them as null
+        text = json.dumps(_finite(data), indent=2) + "\n"
+    write_output(path, text, flag)
+
+
+def _finite(obj: Any) -> Any:
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

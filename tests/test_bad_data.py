@@ -1,0 +1,122 @@
+"""Bad data and meaningless results are one-line errors, never a traceback or a silent
+wrong answer (issue 16): damaged files, infinite or constant scores, a search where every
+evaluation failed, a table mixing datasets (and --filter to pick one)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from archrank.benchmarks import load_benchmark
+from conftest import one_line_error
+from test_options import CELLS
+
+
+def small_csv(path, values=(90, 91, 92, 93), extra=""):
+    rows = "".join(f"{c},{v}{extra}\n" for c, v in zip(CELLS, values, strict=True))
+    path.write_text("arch,acc" + (",dataset" if extra else "") + "\n" + rows)
+    return path
+
+
+def check(cli, path, *more):
+    return cli("bench", "check", path, "--space", "nb201", *more)
+
+
+def test_damaged_gz_is_one_line(tmp_path, cli):
+    good = gzip.compress(small_csv(tmp_path / "t.csv").read_bytes())
+    for name, data in [("trunc.csv.gz", good[: len(good) // 2]),
+                       ("flip.csv.gz", good[:20] + bytes([good[20] ^ 0xFF]) + good[21:]),
+                       ("plain.csv.gz", b"arch,acc\n")]:
+        (tmp_path / name).write_bytes(data)
+        status, _, err = check(cli, tmp_path / name)
+        assert "compressed file" in one_line_error(status, err) or status == 0, err
+
+
+def test_huge_csv_header_and_nested_json_are_one_line(tmp_path, cli):
+    (tmp_path / "h.csv").write_text("arch," + "x" * 300_000 + "\n")
+    assert "header" in one_line_error(*check(cli, tmp_path / "h.csv")[::2])
+    (tmp_path / "n.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert "nested too deeply" in one_line_error(*check(cli, tmp_path / "n.json")[::2])
+    (tmp_path / "n.jsonl").write_text('{"arch": ' + "[" * 100_000 + "\n")
+    status, _out, err = check(cli, tmp_path / "n.jsonl", "--json", "-")
+    assert status != 0 and "Traceback" not in err
+
+
+def test_infinite_scores_are_refused(tmp_path, cli):
+    for bad in ("inf", "1e999", "-Infinity"):
+        table = small_csv(tmp_path / "t.csv", values=(90, bad, 92, 93))
+        status, _, err = cli("search", "--space", "nb201", "--bench", table, "--metric",
+                             "acc", "--space-from-bench", "--run-dir", tmp_path / "r")
+        assert "infinite value" in one_line_error(status, err)
+        assert not (tmp_path / "r").exists()
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text("".join(json.dumps({"arch": c, "acc": 1.0}) + "\n" for c in CELLS[:3])
+                     + f'{{"arch": "{CELLS[3]}", "acc": Infinity}}\n')
+    status, _, err = cli("bench", "search", "--space", "nb201", "--bench", jsonl, "--metric",
+                         "acc", "--space-from-bench", "--seeds", "1")
+    assert "infinite value" in one_line_error(status, err)
+
+
+def test_constant_metric_is_refused_by_bench_predictor(tmp_path, cli):
+    table = small_csv(tmp_path / "t.csv", values=(5, 5, 5, 5))
+    status, _, err = cli("bench", "predictor", "--space", "nb201", "--bench", table,
+                         "--metric", "acc", "--predictors", "mlp", "--train-sizes", "2",
+                         "--seeds", "1")
+    assert "same value" in one_line_error(status, err)
+
+
+def test_search_where_every_evaluation_failed_exits_nonzero(tmp_path, cli):
+    x = np.full((8, 1, 8), 3e38, dtype=np.float32)        # every training diverges
+    y = np.array([0, 1] * 4)
+    data = tmp_path / "bad.npz"
+    np.savez(data, x_train=x, y_train=y, x_val=x, y_val=y)
+    status, _, err = cli("search", "--oracle", "train", "--dataset", data, "--epochs", "1",
+                         "--strategy", "random", "--budget", "2", "--run-dir", tmp_path / "r")
+    line = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert status == 2 and len(line) == 1, err
+    assert "every one of the 2 evaluations failed" in line[0] and "diverged" in line[0]
+    assert "Traceback" not in err
+
+
+def test_mixed_table_needs_a_filter(tmp_path, cli):
+    table = tmp_path / "mix.csv"
+    table.write_text("arch,acc,dataset\n" + "".join(
+        f"{c},{90 + i + 5 * k},{d}\n" for k, d in enumerate(("c10", "c100"))
+        for i, c in enumerate(CELLS)))
+    base = ["search", "--space", "nb201", "--bench", table, "--metric", "acc",
+            "--space-from-bench", "--strategy", "random", "--budget", "4"]
+    line = one_line_error(*cli(*base, "--run-dir", tmp_path / "a")[::2])
+    assert "mixes 2 datasets" in line and "--filter dataset=c10" in line
+    status, _out, err = cli(*base, "--filter", "dataset=c100", "--run-dir", tmp_path / "b",
+                           "--json", tmp_path / "b.json")
+    assert status == 0, err
+    assert json.loads((tmp_path / "b.json").read_text())["best"]["value"] == 98.0
+    assert "no row matches" in one_line_error(*cli(*base, "--filter", "dataset=x",
+                                                   "--run-dir", tmp_path / "c")[::2])
+    assert len(load_benchmark(f"{table}?dataset=c10", "nb201")) == 4
+
+
+def test_npz_with_an_absurd_label_is_refused(tmp_path, cli):
+    x = np.zeros((4, 1, 8), dtype=np.float32)
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=x, y_train=np.array([0, 1, 2, 10**9]), x_val=x,
+             y_val=np.array([0, 1, 0, 1]))
+    status, _, err = cli("search", "--oracle", "train", "--dataset", path, "--budget", "1",
+                         "--run-dir", tmp_path / "r")
+    assert "at most 100,000 classes" in one_line_error(status, err)
+
+
+@pytest.mark.parametrize("argv", [
+    ["zc", "--width", "0", "--out", "{tmp}/z.csv"],
+    ["zc", "--depth", "-3", "--out", "{tmp}/z.csv"],
+    ["zc", "--batch-size", "0", "--out", "{tmp}/z.csv"],
+    ["search", "--space", "nb201", "--bench", "nbgraph:cora", "--metric", "x",
+     "--executor", "dask", "--scheduler", "tcp://::::x"],
+    ["bench", "speed", "--train-size", "999999"],
+])
+def test_bad_numbers_and_addresses(tmp_path, cli, argv):
+    status, _, err = cli(*[a.format(tmp=tmp_path) for a in argv])
+    one_line_error(status, err)

@@ -1,0 +1,106 @@
+"""Output files: checked before any work, regular files replaced atomically, anything else
+(a device, a FIFO) written in place, symbolic links kept (issue 16)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from archrank.files import check_output, open_output
+from conftest import one_line_error
+
+
+def test_device_node_is_written_in_place(cli):
+    before = os.stat("/dev/null")
+    status, out, _ = cli("space", "enumerate", "nb201", "--out", "/dev/null")
+    assert status == 0, out
+    after = os.stat("/dev/null")
+    assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
+
+
+def test_fifo_is_written_in_place(tmp_path, cli):
+    fifo = tmp_path / "cells.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    status, out, _ = cli("space", "enumerate", "nb201", "--out", fifo)
+    reader.join(10)
+    assert status == 0, out
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)          # still a FIFO, not a regular file
+    assert got and got[0].count(b"\n") == 15625
+
+
+def test_symlink_stays_a_link_and_its_target_is_written(tmp_path, cli):
+    target = tmp_path / "real.jsonl"
+    target.write_text("old\n")
+    target.chmod(0o640)
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target.name)
+    status, out, _ = cli("space", "enumerate", "nb201", "--out", link)
+    assert status == 0, out
+    assert link.is_symlink() and os.readlink(link) == "real.jsonl"
+    assert target.read_text().count("\n") == 15625
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640       # permission bits kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.jsonl", "real.jsonl"]
+
+
+def test_regular_file_replaced_atomically_and_kept_on_failure(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), open_output(path) as fh:
+        fh.write("half")
+        raise RuntimeError("killed mid-write")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]     # no temporary left
+    with open_output(path) as fh:
+        fh.write("new")
+    assert path.read_text() == "new"
+
+
+@pytest.mark.parametrize("argv", [
+    ["space", "enumerate", "nb201", "--out", "{missing}/x.jsonl"],
+    ["zc", "--n", "2", "--out", "{missing}/x.csv"],
+    ["bench", "check", "{table}", "--space", "nb201", "--json", "{missing}/x.json"],
+    ["bench", "search", "--space", "nb201", "--bench", "{table}", "--metric", "acc",
+     "--space-from-bench", "--seeds", "1", "--json", "{missing}/x.json"],
+    ["bench", "predictor", "--space", "nb201", "--bench", "{table}", "--metric", "acc",
+     "--json", "{missing}/x.json"],
+    ["search", "--space", "nb201", "--bench", "{table}", "--metric", "acc",
+     "--space-from-bench", "--run-dir", "{tmp}/run", "--json", "{missing}/x.json"],
+    ["runs", "export", "{tmp}", "--out", "{tmp}"],
+])
+def test_output_paths_checked_before_any_work(tmp_path, cli, argv):
+    table = tmp_path / "t.csv"
+    table.write_text("arch,acc\n|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|"
+                     "nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|,1.0\n")
+    fill = {"missing": tmp_path / "no" / "such", "table": table, "tmp": tmp_path}
+    t0 = time.perf_counter()
+    status, _, err = cli(*[a.format(**fill) for a in argv])
+    line = one_line_error(status, err)
+    assert ("does not exist" in line) or ("is a directory" in line)
+    assert time.perf_counter() - t0 < 5
+    assert not (tmp_path / "no").exists()          # no folder created silently
+    assert not (tmp_path / "run").exists()         # no run directory either
+
+
+def test_check_output_rejects_directory_and_missing_folder(tmp_path):
+    with pytest.raises(Exception, match="is a directory"):
+        check_output(tmp_path, "--json")
+    with pytest.raises(Exception, match="does not exist"):
+        check_output(tmp_path / "a" / "b.json", "--json")
+    assert check_output(tmp_path / "b.json") == Path(tmp_path / "b.json")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write read-only files")
+def test_read_only_output_rejected_up_front(tmp_path, cli):
+    path = tmp_path / "ro.jsonl"
+    path.write_text("")
+    path.chmod(0o444)
+    status, _, err = cli("space", "enumerate", "nb201", "--out", path)
+    assert "not writable" in one_line_error(status, err)

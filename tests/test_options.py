@@ -1,0 +1,114 @@
+"""``--set`` options are checked against each component's declared parameters (names, types,
+values) before any work and before any run directory exists (issue 16)."""
+
+from __future__ import annotations
+
+import pytest
+
+from archrank.errors import ArchrankError
+from archrank.params import check_kwargs, check_value
+from conftest import one_line_error
+
+CELLS = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+         "nor_conv_3x3~2|",
+         "|skip_connect~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+         "nor_conv_3x3~2|",
+         "|avg_pool_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+         "nor_conv_3x3~2|",
+         "|none~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+         "nor_conv_3x3~2|"]
+
+
+@pytest.fixture
+def table(tmp_path):
+    path = tmp_path / "small.csv"
+    path.write_text("arch,acc\n" + "".join(f"{c},{90 + i}\n" for i, c in enumerate(CELLS)))
+    return path
+
+
+BAD_SETS = [
+    ("nosuch=1", "has no parameter 'nosuch'"),
+    ("explore=abc", "'explore' must be a number"),
+    ("explore=2", "explore must lie in [0, 1]"),
+    ("n_init=1e999", "'n_init' must be"),
+    ("n_init=-1", "at least 0"),
+    ("n_init=2.5", "an integer"),
+    ("explore=NaN", "finite"),
+    ("batch=[1,2]", "an integer"),
+    ("pool_size=99999999999999999999", "in size"),
+    ("predictor.nosuch=1", "predictor 'gates' has no parameter 'nosuch'"),
+    ("predictor.epochs=abc", "'epochs' must be an integer"),
+    ("predictor.lr=Infinity", "finite"),
+    ("predictor.loss=zzz", "unknown loss"),
+    ("predictor_params=3", "JSON object"),
+    ("a.b.c.d=1", "too many dotted parts"),
+    ("noequals", "expected KEY=VALUE"),
+    ("explore=" + "[" * 5000, "explore"),
+]
+
+
+@pytest.mark.parametrize(("item", "message"), BAD_SETS)
+def test_search_set_checked_before_run_directory(tmp_path, table, cli, item, message):
+    run_dir = tmp_path / "run"
+    status, _, err = cli("search", "--space", "nb201", "--bench", table, "--metric", "acc",
+                         "--space-from-bench", "--budget", "3", "--run-dir", run_dir,
+                         "--set", item)
+    line = one_line_error(status, err)
+    assert message in line
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["bench", "search", "--strategies", "rea,gates", "--set", "rea.population=-1"],
+     "'population' must be at least 0"),
+    (["bench", "search", "--strategies", "rea,gates", "--set", "gates.predictor.layers=x"],
+     "'layers' must be an integer"),
+    (["bench", "search", "--strategies", "rea", "--set", "foo.x=1"], "not among --strategies"),
+    (["bench", "predictor", "--predictors", "gates,mlp", "--set", "mlp.hidden=ab"],
+     "'hidden' must be an integer"),
+    (["bench", "predictor", "--predictors", "gates", "--set", "mlp.layers=3"],
+     "not among the predictors"),
+    (["bench", "predictor", "--predictors", "gates", "--set", "gates.readout=zzz"],
+     "unknown readout"),
+])
+def test_bench_set_checked_before_any_fit(table, cli, argv, message):
+    status, _, err = cli(*argv, "--space", "nb201", "--bench", table, "--metric", "acc",
+                         "--space-from-bench" if argv[1] == "search" else "--seeds",
+                         *([] if argv[1] == "search" else ["1"]))
+    assert message in one_line_error(status, err)
+
+
+def test_bench_speed_options(cli):
+    assert "'dim' must be at least 0" in one_line_error(*cli("bench", "speed", "--set",
+                                                               "gates.dim=-1")[::2])
+    assert "--train-size" in one_line_error(*cli("bench", "speed", "--train-size",
+                                                 "100000")[::2])
+
+
+def test_value_rules():
+    assert check_value("x", "n", 1e3, 5) == 1000 and isinstance(check_value("x", "n", 1e3, 5), int)
+    assert check_value("x", "r", 3, 0.5) == 3
+    assert check_value("x", "epochs", None, None) is None
+    assert check_value("x", "epochs", 7, None) == 7
+    for value, default in [(True, 3), (1, True), ("1", 0.5), (1, "text"), ([1], {}),
+                           (float("inf"), 1.0), ({"a": 1}, None)]:
+        with pytest.raises(ArchrankError):
+            check_value("x", "p", value, default)
+    with pytest.raises(ArchrankError, match="'epochs' must be an integer"):
+        check_value("x", "epochs", "many", None)
+    merged = check_kwargs("thing", {"a": 2}, {"a": 1, "b": "t"})
+    assert merged == {"a": 2, "b": "t"}
+    with pytest.raises(ValueError, match="valid: a, b"):  # also a ValueError for Python callers
+        check_kwargs("thing", {"c": 2}, {"a": 1, "b": "t"})
+
+
+def test_version_and_group_help_examples(cli):
+    from archrank import __version__
+
+    status, out, _ = cli("--version")
+    assert status == 0 and out.strip() == f"archrank {__version__}"
+    for group in ([], ["bench"], ["space"], ["runs"]):
+        status, out, _ = cli(*group, "--help")
+        assert status == 0 and "Example" in out, group
+    status, _, err = cli("no-such-command")
+    assert "No such command" in one_line_error(status, err)
