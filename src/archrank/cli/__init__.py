@@ -11,6 +11,7 @@ from rich.console import Console
 
 # Importing the command modules registers their commands on the apps.
 from archrank.cli import bench as _bench  # noqa: F401  (registration)
+from archrank.cli import oneshot as _oneshot  # noqa: F401
 from archrank.cli import predictor as _predictor  # noqa: F401
 from archrank.cli import search as _search  # noqa: F401
 from archrank.cli import spaces as _spaces  # noqa: F401
