@@ -15,6 +15,7 @@ from archrank.cli import oneshot as _oneshot  # noqa: F401
 from archrank.cli import predictor as _predictor  # noqa: F401
 from archrank.cli import search as _search  # noqa: F401
 from archrank.cli import spaces as _spaces  # noqa: F401
+from archrank.cli import truth as _truth  # noqa: F401
 from archrank.cli import zc as _zc  # noqa: F401
 from archrank.cli.app import app
 from archrank.errors import ArchrankError
