@@ -219,7 +219,7 @@ def noise_ceiling(values: np.ndarray) -> dict[str, Any]:
                 for a in range(sub.shape[1])]
         out[label] = {"seed_to_seed_kendall_tau": float(np.mean(pairs)),
                       "one_vs_rest_kendall_tau": float(np.mean(rest)),
-                      "seed_std_mean": float(sub.std(axis=1).mean()), "cells": int(len(sub))}
+                      "seed_std_mean": float(sub.std(axis=1).mean()), "cells": len(sub)}
     return out
 
 
