@@ -17,6 +17,7 @@ import torch
 from archrank.errors import ArchrankError
 from archrank.oneshot import SupernetTrainer, load_checkpoint
 from archrank.oracles.training import TrainRecipe
+from test_cli_search import cli  # noqa: F401  (the fixture running ``archrank ARGS``)
 
 TESTS = Path(__file__).resolve().parent
 ARCHRANK = Path(sys.executable).with_name("archrank")
@@ -123,26 +124,7 @@ def test_killed_supernet_training_resumes_to_the_same_weights(tmp_path):
 
 
 # -- the command line -------------------------------------------------------------------------
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run ``archrank ARGS`` in-process; returns (exit status, stdout, stderr)."""
-    from archrank.cli import main
-
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(*args: str) -> tuple[int, str, str]:
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
-def test_oneshot_train_fit_select_and_search(cli, tmp_path):
+def test_oneshot_train_fit_select_and_search(cli, tmp_path):  # noqa: F811
     import json
 
     data = _tiny()

@@ -27,7 +27,8 @@ console = Console()
 err = Console(stderr=True, highlight=False)
 
 
-def _progress(transient: bool = False) -> Progress:
+def eta_progress(transient: bool = False) -> Progress:
+    """A progress bar with a free-text field (``info``), elapsed time and time left."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                     TextColumn("left"), TimeRemainingColumn(), console=err,
@@ -115,7 +116,7 @@ def train(
                   f"seed {trainer.seed}, {trainer.device}"
                   + (f", {world} processes" if world > 1 else "")
                   + (f" (resuming after epoch {trainer.epoch})" if trainer.epoch else ""))
-    progress = _progress()
+    progress = eta_progress()
     task = progress.add_task("supernet", total=epochs_total * steps,
                              completed=trainer.epoch * steps, info="")
 
@@ -186,7 +187,7 @@ def fit(
         table_lat = LatencyTable.measure(scorer.supernet, batch_size=latency_batch)
     pooled = workers > 1 or executor_kind not in (None, "inline") or scheduler is not None
     executor = executor_for(workers, executor_kind, scheduler) if pooled else None
-    progress = _progress(transient=True)
+    progress = eta_progress(transient=True)
     task = progress.add_task("scoring", total=samples, info="")
     try:
         with progress:

@@ -8,16 +8,9 @@ from pathlib import Path
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from archrank.cli.app import bench_app
+from archrank.cli.oneshot import eta_progress
 from archrank.errors import ArchrankError
 
 console = Console()
@@ -89,10 +82,8 @@ def bench_table(
               f"{oracle.dataset.name} (width {oracle.width}, depth {oracle.depth}, "
               f"{oracle.recipe.epochs} epochs): {out}"
               + (f" ({done0} trainings journaled)" if done0 else ""))
-    progress = Progress(TextColumn("[bold]trainings"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                        TextColumn("left"), TimeRemainingColumn(), console=err)
-    task = progress.add_task("", total=builder.total, completed=done0, info="")
+    progress = eta_progress()
+    task = progress.add_task("trainings", total=builder.total, completed=done0, info="")
     executor = executor_for(workers, executor_kind, scheduler)
     failed = 0
 
