@@ -42,9 +42,11 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         raise ArchrankError(f"{path}: cannot write ({exc.strerror})") from None
 
 
-def _dataset_spec(dataset: str) -> str:
+def dataset_spec(dataset: str) -> str:
     """A dataset file as an absolute path (a resume from elsewhere reloads the same file)."""
-    if dataset in ("mnist1d", "digits"):
+    from archrank.datasets import is_builtin
+
+    if is_builtin(dataset):
         return dataset
     return str(Path(dataset).expanduser().resolve())
 
@@ -103,7 +105,7 @@ def train(
                                 "another --out")
         recipe = replace(TrainRecipe(epochs=epochs or DEFAULT_EPOCHS), batch_size=batch_size,
                          lr=lr)
-        trainer = SupernetTrainer.create(space, _dataset_spec(dataset), recipe=recipe,
+        trainer = SupernetTrainer.create(space, dataset_spec(dataset), recipe=recipe,
                                          width=width, depth=depth, seed=seed,
                                          sampler=sampler, **kwargs)
         target = out

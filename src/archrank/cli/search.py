@@ -108,8 +108,10 @@ def _oracle_params(oracle: str | None, dataset: str | None, epochs: int | None,
         raise ArchrankError("--dataset, --epochs and --train-seed only apply to --oracle train")
     params: dict[str, Any] = {"dataset": "mnist1d"}
     if dataset is not None:
-        named = dataset in ("mnist1d", "digits")
-        params["dataset"] = dataset if named else str(Path(dataset).expanduser().resolve())
+        from archrank.datasets import is_builtin
+
+        params["dataset"] = (dataset if is_builtin(dataset)
+                             else str(Path(dataset).expanduser().resolve()))
     if epochs is not None:
         params["epochs"] = epochs
     if train_seed is not None:

@@ -69,9 +69,9 @@ def bench_table(
         raise ArchrankError(f"--n must be at least 1, got {n}")
     seeds = parse_seeds(train_seeds)
     space = get_space(space_name)
-    named = dataset in ("mnist1d", "digits")
-    oracle = TrainingOracle(space, dataset if named else str(Path(dataset).resolve()),
-                            width=width, depth=depth)
+    from archrank.cli.oneshot import dataset_spec
+
+    oracle = TrainingOracle(space, dataset_spec(dataset), width=width, depth=depth)
     if epochs is not None:
         oracle.recipe = replace(oracle.recipe, epochs=epochs)
     cells = [space.format(a) for a in sample_unique(space, n, np.random.default_rng(sample_seed))]
