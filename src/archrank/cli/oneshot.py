@@ -126,13 +126,19 @@ def train(
         progress.update(task, completed=epoch * n + step,
                         info=f"epoch {epoch + 1}/{epochs_total} loss {loss:.3f}")
 
-    if rank == 0:
-        with progress:
-            trainer.train(checkpoint=target, on_step=on_step)
-        console.print(f"trained {trainer.epoch} epochs in {trainer.seconds:.1f} s "
-                      f"(last epoch loss {trainer.history[-1]:.4f}); checkpoint: {target}")
-    else:
-        trainer.train(checkpoint=target)
+    try:
+        if rank == 0:
+            with progress:
+                trainer.train(checkpoint=target, on_step=on_step)
+            console.print(f"trained {trainer.epoch} epochs in {trainer.seconds:.1f} s "
+                          f"(last epoch loss {trainer.history[-1]:.4f}); checkpoint: {target}")
+        else:
+            trainer.train(checkpoint=target)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
 
 
 # -- fit ----------------------------------------------------------------------------------------
