@@ -132,6 +132,11 @@ def test_ops_off_the_path_get_no_gradient_and_do_not_move():
         assert not torch.equal(after[k], snapshots[0][k]), k
     skeleton = "net.stem.0.weight"
     assert not torch.equal(after[skeleton], snapshots[0][skeleton])
+    # the 3x3 convolutions do carry momentum buffers: a zero gradient would have moved them
+    net, sampler = trainer.supernet, trainer.sampler
+    used = net.path_parameters(tuple(sampler.sample(0))) | net.path_parameters(
+        tuple(sampler.sample(1)))
+    assert len(trainer.checkpoint().optimizer["state"]) == len(used)
 
 
 def test_fair_sampler_runs_every_op_once_per_block(nb201):
