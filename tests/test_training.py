@@ -13,7 +13,7 @@ import torch
 
 from archrank.datasets import ArrayDataset, load_dataset, load_npz
 from archrank.errors import ArchrankError
-from archrank.oracles.training import TrainingOracle, TrainRecipe
+from archrank.oracles.training import TrainingOracle, TrainRecipe, default_setup
 from archrank.spaces import get_space
 from archrank.spaces.edge_cell import EdgeCell
 
@@ -58,6 +58,20 @@ def test_mnist1d_is_generated_offline_and_cached(cache_dir: Path,
     assert sorted(np.unique(data.y_train)) == list(range(10)) and data.num_classes == 10
     again = load_dataset("mnist1d")  # from the cache
     assert again.fingerprint() == data.fingerprint()
+
+
+def test_mnist1d_generator_settings_name_the_dataset_and_its_cache(cache_dir: Path) -> None:
+    data = load_dataset("mnist1d:num_samples=1000,iid_noise_scale=0.1")
+    assert data.name == "mnist1d:iid_noise_scale=0.1,num_samples=1000"
+    assert (cache_dir / "mnist1d-v1-iid_noise_scale=0.1-num_samples=1000.npz").is_file()
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (640, 160, 200)
+    quieter = load_dataset("mnist1d:num_samples=1000")
+    assert quieter.fingerprint() != data.fingerprint()
+    assert default_setup("nb201", data.name) == default_setup("nb201", "mnist1d")
+    for bad, why in (("mnist1d:noise=1", "KEY one of num_samples"),
+                     ("mnist1d:num_samples=many", "num_samples must be an integer")):
+        with pytest.raises(ArchrankError, match=why):
+            load_dataset(bad)
 
 
 def test_digits_dataset() -> None:

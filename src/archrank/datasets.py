@@ -8,6 +8,10 @@
     downloaded), cached as ``.npz`` in the archrank cache folder. The package's 4,000 training
     signals are split 3,200 / 800 into train / validation (a fixed permutation); its 1,000 test
     signals are the test set.
+``"mnist1d:num_samples=20000,iid_noise_scale=0.1"``
+    MNIST-1D generated with other settings of the generator (``MNIST1D_SETTINGS``: more
+    samples, more noise, shear or scale make the task larger and harder); the settings are
+    part of the dataset's name and of its cache file's name. Splits as above.
 ``"digits"``
     scikit-learn's 8x8 handwritten digits (1,797 images, bundled with scikit-learn), split
     60 / 20 / 20 by a fixed permutation, scaled to [0, 1] and standardised.
@@ -35,6 +39,11 @@ import numpy as np
 from archrank.errors import ArchrankError
 
 BUILTIN = ("mnist1d", "digits")
+# Generator settings a ``mnist1d:KEY=VALUE,...`` spec may change (mnist1d's get_dataset_args).
+MNIST1D_SETTINGS: dict[str, type] = {
+    "num_samples": int, "scale_coeff": float, "max_translation": int,
+    "corr_noise_scale": float, "iid_noise_scale": float, "shear_scale": float, "seed": int,
+}
 _MNIST1D_FILE = "mnist1d-v1.npz"  # bump the suffix if the generation below changes
 MAX_CLASSES = 100_000  # a label beyond this is a data error, not a classifier to build
 _SPLIT_SEED = 0  # fixed permutation of the validation split, independent of training seeds
@@ -130,8 +139,8 @@ def load_dataset(spec: str | Path | ArrayDataset | tuple | list) -> ArrayDataset
             raise ArchrankError("give torch datasets as (train, val) or (train, val, test)")
         return ArrayDataset.from_torch(*spec)
     text = str(spec)
-    if text == "mnist1d":
-        return mnist1d()
+    if text == "mnist1d" or text.startswith("mnist1d:"):
+        return mnist1d(**parse_mnist1d_spec(text))
     if text == "digits":
         return digits()
     path = Path(text)
@@ -142,9 +151,42 @@ def load_dataset(spec: str | Path | ArrayDataset | tuple | list) -> ArrayDataset
     return load_npz(path)
 
 
+def is_builtin(spec: str) -> bool:
+    """Whether ``spec`` names a generated or bundled dataset (not a file)."""
+    return spec in BUILTIN or spec.startswith("mnist1d:")
+
+
 # -- MNIST-1D ----------------------------------------------------------------------------------
-def _generate_mnist1d() -> dict[str, np.ndarray]:
-    """Run the package's generator with its default arguments, leaving global RNGs untouched."""
+def parse_mnist1d_spec(text: str) -> dict[str, Any]:
+    """Generator settings of ``mnist1d:KEY=VALUE,...`` (``{}`` for plain ``mnist1d``)."""
+    _, _, rest = text.partition(":")
+    settings: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = item.partition("=")
+        kind = MNIST1D_SETTINGS.get(key.strip())
+        if not eq or kind is None:
+            raise ArchrankError(
+                f"dataset {text!r}: expected mnist1d:KEY=VALUE,... with KEY one of "
+                f"{', '.join(MNIST1D_SETTINGS)}; got {item!r}")
+        try:
+            settings[key.strip()] = kind(value.strip())
+        except ValueError:
+            raise ArchrankError(f"dataset {text!r}: {key.strip()} must be "
+                                f"{'an integer' if kind is int else 'a number'}") from None
+    if settings.get("num_samples", 5000) < 50:
+        raise ArchrankError(f"dataset {text!r}: num_samples must be at least 50")
+    return settings
+
+
+def _mnist1d_name(settings: dict[str, Any]) -> str:
+    if not settings:
+        return "mnist1d"
+    return "mnist1d:" + ",".join(f"{k}={settings[k]}" for k in sorted(settings))
+
+
+def _generate_mnist1d(settings: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Run the package's generator with its default arguments updated by ``settings``,
+    leaving global RNGs untouched."""
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError:
@@ -153,7 +195,10 @@ def _generate_mnist1d() -> dict[str, np.ndarray]:
         ) from None
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
-        data = make_dataset(get_dataset_args())  # seeds numpy's global RNG itself
+        args = get_dataset_args()
+        for key, value in (settings or {}).items():
+            setattr(args, key, value)
+        data = make_dataset(args)  # seeds numpy's global RNG itself
     finally:
         np.random.set_state(np_state)
         random.setstate(py_state)
@@ -163,30 +208,34 @@ def _generate_mnist1d() -> dict[str, np.ndarray]:
             "y_test": np.asarray(data["y_test"], dtype=np.int64)}
 
 
-def _mnist1d_arrays() -> dict[str, np.ndarray]:
+def _mnist1d_arrays(settings: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     from archrank.cache import atomic_path, cache_path
 
-    path = cache_path(_MNIST1D_FILE)
+    name = _MNIST1D_FILE
+    if settings:  # the generation settings are part of the cache name
+        tag = _mnist1d_name(settings).partition(":")[2].replace(",", "-")
+        name = _MNIST1D_FILE.replace(".npz", f"-{tag}.npz")
+    path = cache_path(name)
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as f:
                 return {k: f[k] for k in ("x", "y", "x_test", "y_test")}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             pass  # a damaged cache file is regenerated below
-    arrays = _generate_mnist1d()
+    arrays = _generate_mnist1d(settings)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
     return arrays
 
 
-def mnist1d() -> ArrayDataset:
-    """MNIST-1D, generated locally and cached (see the module docstring)."""
-    a = _mnist1d_arrays()
+def mnist1d(**settings: Any) -> ArrayDataset:
+    """MNIST-1D, generated locally (with generator ``settings``) and cached (module doc)."""
+    a = _mnist1d_arrays(settings)
     perm = np.random.default_rng(_SPLIT_SEED).permutation(len(a["y"]))
     n_val = len(perm) // 5
     val, train = perm[:n_val], perm[n_val:]
     x, x_test = a["x"][:, None, :], a["x_test"][:, None, :]
-    return ArrayDataset("mnist1d", x[train], a["y"][train], x[val], a["y"][val],
+    return ArrayDataset(_mnist1d_name(settings), x[train], a["y"][train], x[val], a["y"][val],
                         x_test, a["y_test"], num_classes=10)
 
 

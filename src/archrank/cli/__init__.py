@@ -29,10 +29,12 @@ except ImportError:  # pragma: no cover
 
 # Importing the command modules registers their commands on the apps.
 from archrank.cli import bench as _bench  # noqa: F401  (registration)
+from archrank.cli import oneshot as _oneshot  # noqa: F401
 from archrank.cli import predictor as _predictor  # noqa: F401
 from archrank.cli import report as _report  # noqa: F401
 from archrank.cli import search as _search  # noqa: F401
 from archrank.cli import spaces as _spaces  # noqa: F401
+from archrank.cli import truth as _truth  # noqa: F401
 from archrank.cli import zc as _zc  # noqa: F401
 from archrank.cli.app import app, err
 from archrank.errors import ArchrankError, Interrupted

@@ -111,3 +111,6 @@ bench_app = typer.Typer(
     no_args_is_help=True)
 app.add_typer(space_app, name="space")
 app.add_typer(bench_app, name="bench")
+oneshot_app = typer.Typer(help="Weight-sharing NAS: train a supernet, fit its scores over the "
+                          "space, select under hardware constraints.", no_args_is_help=True)
+app.add_typer(oneshot_app, name="oneshot")

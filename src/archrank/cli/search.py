@@ -55,20 +55,34 @@ MAIN_JOB: dict[str, Any] = {
 }
 
 
-def _oracle_params(oracle: str | None, dataset: str | None,
-                   epochs: int | None) -> dict[str, Any] | None:
-    """Training options of ``--oracle train`` (a dataset file as an absolute path, so a
-    resume from another directory trains on the same data)."""
-    if dataset is None and epochs is None:
+def _oracle_params(oracle: str | None, dataset: str | None, epochs: int | None,
+                   train_seed: int | None = None,
+                   supernet: Path | None = None) -> dict[str, Any] | None:
+    """Options of ``--oracle train`` (a dataset file as an absolute path, so a resume from
+    another directory trains on the same data) or ``--oracle supernet`` (the checkpoint)."""
+    if supernet is not None or oracle == "supernet":
+        if oracle != "supernet":
+            raise ArchrankError("--supernet only applies to --oracle supernet")
+        if supernet is None:
+            raise ArchrankError("--oracle supernet needs --supernet CKPT (a trained supernet)")
+        if dataset is not None or epochs is not None or train_seed is not None:
+            raise ArchrankError("--dataset, --epochs and --train-seed only apply to "
+                                "--oracle train")
+        return {"supernet": str(Path(supernet).expanduser().resolve())}
+    if dataset is None and epochs is None and train_seed is None:
         return {"dataset": "mnist1d"} if oracle == "train" else None
     if oracle not in (None, "train"):
-        raise ArchrankError("--dataset and --epochs only apply to --oracle train")
+        raise ArchrankError("--dataset, --epochs and --train-seed only apply to --oracle train")
     params: dict[str, Any] = {"dataset": "mnist1d"}
     if dataset is not None:
-        named = dataset in ("mnist1d", "digits")
-        params["dataset"] = dataset if named else str(Path(dataset).expanduser().resolve())
+        from archrank.datasets import is_builtin
+
+        params["dataset"] = (dataset if is_builtin(dataset)
+                             else str(Path(dataset).expanduser().resolve()))
     if epochs is not None:
         params["epochs"] = epochs
+    if train_seed is not None:
+        params["train_seed"] = train_seed
     return params
 
 
@@ -103,8 +117,8 @@ def resolve_run(
                 f"got {', '.join(mine)} (use another --run-dir for a different search)"
             )
         return recorded, Path(target), True
-    needed = ("space", "metric") if given.get("oracle") == "train" else ("space", "bench",
-                                                                         "metric")
+    real = given.get("oracle") in ("train", "supernet")
+    needed = ("space", "metric") if real else ("space", "bench", "metric")
     missing = [f"--{k}" for k in needed if k not in given]
     if missing:
         raise ArchrankError(
@@ -151,12 +165,19 @@ def search(
                                        help="Continue the run in this directory."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the summary here."),
     oracle: str | None = typer.Option(
-        None, "--oracle", help="table (a benchmark answers) or train (real training)."),
+        None, "--oracle", help="table (a benchmark answers), train (real training) or "
+        "supernet (shared weights of a trained supernet)."),
     dataset: str | None = typer.Option(
         None, "--dataset", help="With --oracle train: mnist1d (default), digits or a .npz file "
         "with x_train/y_train/x_val/y_val (x_test/y_test optional)."),
     epochs: int | None = typer.Option(None, "--epochs",
                                       help="With --oracle train: epochs per network (5)."),
+    train_seed: int | None = typer.Option(
+        None, "--train-seed", help="With --oracle train: seed of the weights and batch order "
+        "(default: --seed), recorded in the run."),
+    supernet: Path | None = typer.Option(
+        None, "--supernet", help="With --oracle supernet: the checkpoint of archrank oneshot "
+        "train."),
     executor_kind: str | None = typer.Option(
         None, "--executor", help="inline, process (default with --workers > 1) or dask."),
     scheduler: str | None = typer.Option(
@@ -190,10 +211,11 @@ def search(
                "predictor": predictor, "budget": budget, "seed": seed,
                "space_from_bench": space_from_bench, "max_in_flight": workers,
                "strategy_params": parse_sets(sets) if sets else None,
-               "oracle": oracle, "oracle_params": _oracle_params(oracle, dataset, epochs)}
+               "oracle": oracle,
+               "oracle_params": _oracle_params(oracle, dataset, epochs, train_seed, supernet)}
     if all(v is None for v in options.values()) and resume is None:
         options.update(MAIN_JOB)
-    elif options["oracle"] == "train":
+    elif options["oracle"] in ("train", "supernet"):
         options["space"] = options["space"] or "nb201"
         options["metric"] = options["metric"] or "val_acc"
     config, directory, existing = resolve_run(options, run_dir, resume)

@@ -12,7 +12,7 @@ is node 3. Edge order follows the official string ``|op~0|+|op~0|op~1|+|op~0|op~
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -40,7 +40,8 @@ def check_nb201_ops(ops: Sequence[str]) -> tuple[str, ...]:
     return ops
 
 
-def _edge_op(name: str, channels: int, input_kind: str) -> nn.Module:
+def edge_op(name: str, channels: int, input_kind: str) -> nn.Module:
+    """The module of one NB201 edge op (``none`` has none: the edge is left out)."""
     if name == "skip_connect":
         return nn.Identity()
     if name == "nor_conv_1x1":
@@ -62,7 +63,7 @@ class NB201Cell(nn.Module):
         self.edges = [(i, j) for (i, j), op in zip(NB201_EDGES, ops, strict=True)
                       if op != "none"]
         self.layers = nn.ModuleList(
-            _edge_op(op, channels, input_kind) for op in ops if op != "none"
+            edge_op(op, channels, input_kind) for op in ops if op != "none"
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,11 +76,17 @@ class NB201Cell(nn.Module):
 
 
 class NB201Network(nn.Module):
-    """The NB201 macro skeleton around one cell (see the module docstring)."""
+    """The NB201 macro skeleton around one cell (see the module docstring).
+
+    ``make_cell(channels, input_kind)`` builds each cell module (default: ``NB201Cell`` of
+    ``ops``); the weight-sharing supernet (``archrank.oneshot``) passes its super-cell here, so
+    a sub-network of the supernet and the stand-alone network are one skeleton, parameter
+    names included.
+    """
 
     def __init__(
         self,
-        ops: Sequence[str],
+        ops: Sequence[str] | None,
         *,
         channels: int = 16,
         cells_per_stage: int = 5,
@@ -87,10 +94,18 @@ class NB201Network(nn.Module):
         num_classes: int = 10,
         in_channels: int = 3,
         input_kind: str = "2d",
+        make_cell: Callable[[int, str], nn.Module] | None = None,
     ) -> None:
         super().__init__()
         dims(input_kind)  # validates
-        self.ops = check_nb201_ops(ops)
+        if make_cell is None:
+            self.ops: tuple[str, ...] | None = check_nb201_ops(ops or ())
+            cell_ops = self.ops
+
+            def make_cell(c: int, kind: str) -> nn.Module:
+                return NB201Cell(cell_ops, c, kind)
+        else:
+            self.ops = None
         self.input_kind = input_kind
         self.stem = nn.Sequential(
             conv(input_kind, in_channels, channels, 3, padding=1),
@@ -102,12 +117,16 @@ class NB201Network(nn.Module):
             if stage > 0:
                 layers.append(ResidualReduction(input_kind, c, 2 * c))
                 c *= 2
-            layers.extend(NB201Cell(self.ops, c, input_kind) for _ in range(cells_per_stage))
+            layers.extend(make_cell(c, input_kind) for _ in range(cells_per_stage))
         self.cells = nn.Sequential(*layers)
         self.lastact = nn.Sequential(batchnorm(input_kind, c), nn.ReLU(inplace=False))
         self.global_pool = _global_avgpool(input_kind)
         self.classifier = nn.Linear(c, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.lastact(self.cells(self.stem(x)))
+    def head(self, out: torch.Tensor) -> torch.Tensor:
+        """Last BN + ReLU, global pooling and the classifier."""
+        out = self.lastact(out)
         return self.classifier(torch.flatten(self.global_pool(out), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.cells(self.stem(x)))

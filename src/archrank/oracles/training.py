@@ -55,8 +55,10 @@ DEFAULTS: dict[tuple[str, str], dict[str, int]] = {
 
 
 def default_setup(space: str, dataset: str) -> dict[str, int]:
-    """Width, depth and epochs used for ``space`` on ``dataset`` when none are given."""
-    return DEFAULTS.get((space, dataset), DEFAULTS[(space, "*")])
+    """Width, depth and epochs used for ``space`` on ``dataset`` when none are given
+    (generator variants such as ``mnist1d:num_samples=20000`` use their base's)."""
+    base = dataset.partition(":")[0]
+    return DEFAULTS.get((space, base), DEFAULTS[(space, "*")])
 
 
 @dataclass(frozen=True)

@@ -150,17 +150,20 @@ def candidates_for(config: SearchConfig) -> CandidateSet | None:
     return _table_candidates(config.bench, config.space, _stamp(config.bench))
 
 
-ORACLES = ("table", "train")
+ORACLES = ("table", "train", "supernet")
 
 
 def build_oracle(config: SearchConfig) -> Oracle:
-    """The oracle ``config`` names: ``table`` (a benchmark table) or ``train`` (real training
-    of each cell's network on ``oracle_params["dataset"]``, MNIST-1D by default)."""
+    """The oracle ``config`` names: ``table`` (a benchmark table), ``train`` (real training
+    of each cell's network on ``oracle_params["dataset"]``, MNIST-1D by default) or
+    ``supernet`` (shared-weight scores of the trained supernet ``oracle_params["supernet"]``)."""
     if config.oracle not in ORACLES:
         raise ArchrankError(f"unknown oracle {config.oracle!r}; choose from: "
                             f"{', '.join(ORACLES)}")
     if config.oracle == "train":
         return _training_oracle(config)
+    if config.oracle == "supernet":
+        return _supernet_oracle(config)
     from archrank.oracles.tabular import TabularOracle
 
     bench = load_bench(config)
@@ -192,9 +195,25 @@ def _training_oracle(config: SearchConfig) -> Oracle:
     recipe_keys = set(TrainRecipe.__dataclass_fields__)
     recipe = TrainRecipe(**{k: params.pop(k) for k in list(params) if k in recipe_keys})
     dataset = params.pop("dataset", "mnist1d")
-    allowed = {"width", "depth", "threads", "device"}
+    # the training seed (weights, batch order) is its own option; the search seed by default
+    train_seed = params.pop("train_seed", config.seed)
+    allowed = {"width", "depth", "threads", "device", "train_seed"}
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise ArchrankError(f"unknown training option(s): {', '.join(unknown)}; "
                             f"choose from: {', '.join(sorted(allowed | recipe_keys))}")
-    return TrainingOracle(config.space, dataset, recipe=recipe, seed=config.seed, **params)
+    return TrainingOracle(config.space, dataset, recipe=recipe, seed=int(train_seed), **params)
+
+
+def _supernet_oracle(config: SearchConfig) -> Oracle:
+    from archrank.oneshot.oracle import SupernetOracle
+
+    params = dict(config.oracle_params)
+    path = params.pop("supernet", None)
+    if path is None:
+        raise ArchrankError("--oracle supernet needs --supernet CKPT (a trained supernet)")
+    if params:
+        raise ArchrankError(f"unknown supernet oracle option(s): {', '.join(sorted(params))}")
+    if config.metric not in ("val_acc",):
+        raise ArchrankError(f"--oracle supernet maximises val_acc, not {config.metric!r}")
+    return SupernetOracle(path, space=config.space)

@@ -1,0 +1,327 @@
+"""``archrank oneshot train|fit|select|latency``: weight-sharing NAS from the command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from archrank.cli.app import console, err, oneshot_app, parse_sets
+from archrank.errors import ArchrankError
+from archrank.files import check_output, write_json
+
+
+def eta_progress(transient: bool = False) -> Progress:
+    """A progress bar with a free-text field (``info``), elapsed time and time left."""
+    return Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                    MofNCompleteColumn(), TextColumn("{task.fields[info]}", markup=False),
+                    TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                    console=err, transient=transient)
+
+
+def dataset_spec(dataset: str) -> str:
+    """A dataset file as an absolute path (a resume from elsewhere reloads the same file)."""
+    from archrank.datasets import is_builtin
+
+    if is_builtin(dataset):
+        return dataset
+    return str(Path(dataset).expanduser().resolve())
+
+
+# -- train --------------------------------------------------------------------------------------
+@oneshot_app.command("train")
+def train(
+    space: str = typer.Option("nb201", "--space", help="Search space (nb201)."),
+    dataset: str = typer.Option("mnist1d", "--dataset",
+                                help="mnist1d, digits or a .npz file (x_train, y_train, ...)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Supernet epochs (50)."),
+    width: int | None = typer.Option(None, "--width",
+                                     help="Stem channels (default: the training oracle's)."),
+    depth: int | None = typer.Option(None, "--depth", help="Cells per stage (default: same)."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Global batch size."),
+    lr: float = typer.Option(0.1, "--lr", help="Initial learning rate (cosine to 0)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the weights, batches and paths."),
+    sampler: str = typer.Option("uniform", "--sampler",
+                                help="uniform (SPOS) or fair (each op once per block)."),
+    threads: int = typer.Option(1, "--threads", help="Torch threads per process."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU when present), cpu, cuda."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write."),
+    resume: Path | None = typer.Option(None, "--resume",
+                                       help="Continue the training of this checkpoint."),
+) -> None:
+    """Train a weight-sharing supernet by single-path uniform sampling (SPOS).
+
+    Writes a checkpoint after every epoch; a killed training continues with --resume. Run
+    under torchrun to train data-parallel (DDP; gloo on CPUs, NCCL on GPUs).
+
+    Example:
+      archrank oneshot train --space nb201 --dataset mnist1d --epochs 50 --out supernet.pt
+      archrank oneshot train --resume supernet.pt
+      torchrun --nproc-per-node 2 -m archrank oneshot train --out supernet.pt
+    """
+    from dataclasses import replace
+
+    from archrank.oneshot.checkpoint import load_checkpoint
+    from archrank.oneshot.trainer import DEFAULT_EPOCHS, SupernetTrainer, dist_info
+    from archrank.oracles.training import TrainRecipe
+
+    if resume is not None and out is not None and Path(out) != Path(resume):
+        raise ArchrankError("give either --resume CKPT or --out, not both")
+    if resume is None and out is None:
+        raise ArchrankError("missing --out CKPT (or --resume CKPT to continue a training)")
+    kwargs = {"device": device, "threads": threads}
+    if resume is not None:
+        ckpt = load_checkpoint(resume, space=space if space != "nb201" else None, width=width,
+                               depth=depth)
+        trainer = SupernetTrainer.resume(ckpt, epochs=epochs, **kwargs)
+        target = resume
+    else:
+        assert out is not None
+        if out.exists():
+            raise ArchrankError(f"{out} exists; continue it with --resume {out} or choose "
+                                "another --out")
+        check_output(out, "--out")
+        recipe = replace(TrainRecipe(epochs=epochs or DEFAULT_EPOCHS), batch_size=batch_size,
+                         lr=lr)
+        trainer = SupernetTrainer.create(space, dataset_spec(dataset), recipe=recipe,
+                                         width=width, depth=depth, seed=seed,
+                                         sampler=sampler, **kwargs)
+        target = out
+    rank, world = dist_info()
+    steps = trainer.steps_per_epoch(world)
+    epochs_total = trainer.recipe.epochs
+    if rank == 0:
+        err.print(f"supernet of {trainer.setting.describe()} on {trainer.dataset.name}: "
+                  f"{epochs_total} epochs x {steps} steps, {trainer.sampler.name} sampling, "
+                  f"seed {trainer.seed}, {trainer.device}"
+                  + (f", {world} processes" if world > 1 else "")
+                  + (f" (resuming after epoch {trainer.epoch})" if trainer.epoch else ""))
+    progress = eta_progress()
+    task = progress.add_task("supernet", total=epochs_total * steps,
+                             completed=trainer.epoch * steps, info="")
+
+    def on_step(epoch: int, step: int, n: int, loss: float) -> None:
+        progress.update(task, completed=epoch * n + step,
+                        info=f"epoch {epoch + 1}/{epochs_total} loss {loss:.3f}")
+
+    try:
+        if rank == 0:
+            with progress:
+                trainer.train(checkpoint=target, on_step=on_step)
+            console.print(f"trained {trainer.epoch} epochs in {trainer.seconds:.1f} s "
+                          f"(last epoch loss {trainer.history[-1]:.4f}); checkpoint: {target}")
+        else:
+            trainer.train(checkpoint=target)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+# -- fit ----------------------------------------------------------------------------------------
+@oneshot_app.command("fit")
+def fit(
+    checkpoint: Path = typer.Argument(..., help="A trained supernet checkpoint."),
+    samples: int = typer.Option(1000, "--samples", help="Cells scored with shared weights."),
+    predictor: str = typer.Option("gcn", "--predictor",
+                                  help="Graph predictor fitted to the scores (gcn, gates, ...)."),
+    metric: str = typer.Option("val_acc", "--score", help="Supernet score: val_acc or val_loss."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sample and the predictor."),
+    bn_recalibrate: bool = typer.Option(True, "--bn-recalibrate/--no-bn-recalibrate",
+                                        help="Re-estimate BN statistics per sub-network."),
+    calib_batches: int = typer.Option(4, "--calib-batches",
+                                      help="Training batches for BN recalibration."),
+    latency: bool = typer.Option(True, "--latency/--no-latency",
+                                 help="Measure a latency table on this machine."),
+    latency_batch: int = typer.Option(1, "--latency-batch", help="Batch size of the latency."),
+    sets: list[str] | None = typer.Option(None, "--set",
+                                          help="Predictor option, e.g. epochs=100."),
+    workers: int = typer.Option(1, "--workers", help="Scoring processes."),
+    executor_kind: str | None = typer.Option(None, "--executor",
+                                             help="inline, process or dask."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address."),
+    out: Path = typer.Option(..., "--out", "-o", help="Score table (CSV) to write."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write timings and settings."),
+) -> None:
+    """Score sampled sub-networks with shared weights, fit a graph predictor to them, and
+    predict every cell of the space.
+
+    The CSV has one row per cell: arch, hash, predicted, supernet_val_acc and
+    supernet_val_loss (where sampled), params, flops, latency_ms.
+
+    Example: archrank oneshot fit supernet.pt --samples 1000 --predictor gcn --out scores.csv
+    """
+    from archrank.harness import check_predictors
+    from archrank.oneshot.checkpoint import load_checkpoint
+    from archrank.oneshot.fit import fit_space
+    from archrank.oneshot.hardware import LatencyTable
+    from archrank.oneshot.scoring import ScoreOptions, SubnetScorer
+    from archrank.runs.loop import executor_for
+    from archrank.spaces import get_space
+
+    check_output(out, "--out")
+    if json_out is not None:
+        check_output(json_out, "--json")
+    predictor_params = parse_sets(sets)
+    ckpt = load_checkpoint(checkpoint)
+    check_predictors([predictor], get_space(ckpt.setting.space), {predictor: predictor_params})
+    if not ckpt.finished:
+        raise ArchrankError(f"{checkpoint}: the supernet trained {ckpt.epoch} of "
+                            f"{ckpt.recipe.epochs} epochs; finish it with archrank oneshot "
+                            f"train --resume {checkpoint}")
+    options = ScoreOptions(bn_recalibrate=bn_recalibrate, calib_batches=calib_batches)
+    scorer = SubnetScorer.from_checkpoint(ckpt, options=options)
+    table_lat = None
+    if latency:
+        err.print("measuring the latency table ...")
+        table_lat = LatencyTable.measure(scorer.supernet, batch_size=latency_batch)
+    pooled = workers > 1 or executor_kind not in (None, "inline") or scheduler is not None
+    executor = executor_for(workers, executor_kind, scheduler) if pooled else None
+    progress = eta_progress(transient=True)
+    task = progress.add_task("scoring", total=samples, info="")
+    try:
+        with progress:
+            table = fit_space(scorer, samples=samples, predictor=predictor, metric=metric,
+                              seed=seed, latency=table_lat, predictor_params=predictor_params,
+                              executor=executor,
+                              on_scored=lambda d, n: progress.update(task, completed=d, total=n))
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+    table.write_csv(out)
+    info = {**table.info, "checkpoint": str(checkpoint), "setting": ckpt.setting.to_dict(),
+            "bn_recalibrate": bn_recalibrate, "calib_batches": calib_batches,
+            "latency_table": None if table_lat is None else table_lat.to_dict()}
+    secs = info["seconds"]
+    console.print(f"{len(table):,} cells written to {out}: scored {info['samples']} "
+                  f"({secs['score']:.1f} s, {info['samples'] / max(secs['score'], 1e-9):.1f}/s), "
+                  f"fit {predictor} ({secs['fit']:.1f} s), predicted all ({secs['predict']:.1f} s)")
+    _print_top(table.archs, table.columns,
+               np.argsort(-table.columns["predicted"], kind="stable")[:5], "best predicted")
+    if json_out is not None:
+        write_json(json_out, info)
+
+
+def _print_top(archs: list[str], columns: dict[str, np.ndarray], rows: np.ndarray,
+               title: str) -> None:
+    table = Table(title=title)
+    shown = [c for c in ("predicted", "supernet_val_acc", "params", "flops", "latency_ms")
+             if c in columns]
+    table.add_column("#", justify="right")
+    for c in shown:
+        table.add_column(c, justify="right")
+    table.add_column("arch", overflow="fold")
+    for rank, i in enumerate(rows, start=1):
+        cells = []
+        for c in shown:
+            v = float(columns[c][i])
+            cells.append("-" if np.isnan(v) else (f"{v:,.0f}" if c in ("params", "flops")
+                                                  else f"{v:.4g}"))
+        table.add_row(str(rank), *cells, archs[i])
+    console.print(table)
+
+
+# -- select -------------------------------------------------------------------------------------
+@oneshot_app.command("select")
+def select_cmd(
+    scores: Path = typer.Argument(..., help="Score table written by archrank oneshot fit."),
+    max_flops: float | None = typer.Option(None, "--max-flops", help="FLOPs (MACs) limit."),
+    max_params: float | None = typer.Option(None, "--max-params", help="Parameter limit."),
+    max_latency_ms: float | None = typer.Option(None, "--max-latency-ms",
+                                                help="Latency limit (ms, the table's device)."),
+    top: int = typer.Option(10, "--top", help="How many cells to list."),
+    cost: str | None = typer.Option(None, "--front-cost",
+                                    help="Cost axis of the Pareto front: flops, params or "
+                                    "latency_ms (default: latency_ms if present)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the selection here."),
+) -> None:
+    """Best predicted cells under hardware constraints, and the score/cost Pareto front.
+
+    Example: archrank oneshot select scores.csv --max-flops 60000 --max-latency-ms 0.5 --top 10
+    """
+    from archrank.oneshot.fit import ScoreTable
+    from archrank.oneshot.hardware import feasible, pareto_front, select
+
+    if top < 1:
+        raise ArchrankError(f"--top must be at least 1, got {top}")
+    table = ScoreTable.read_csv(scores)
+    cols = table.columns
+    cost = cost or ("latency_ms" if "latency_ms" in cols else "flops")
+    if cost not in ("flops", "params", "latency_ms") or cost not in cols:
+        raise ArchrankError(f"--front-cost {cost}: the score table has no such cost column")
+    mask = feasible(cols, max_flops=max_flops, max_params=max_params,
+                    max_latency_ms=max_latency_ms)
+    best = select(cols["predicted"], mask, top)
+    front = pareto_front(cols["predicted"], cols[cost], mask)
+    _print_top(table.archs, cols, best,
+               f"top {len(best)} of {int(mask.sum()):,} cells within the constraints")
+    _print_top(table.archs, cols, front, f"Pareto front: predicted score vs {cost}")
+    if json_out is not None:
+        def rows(idx: np.ndarray) -> list[dict[str, Any]]:
+            return [{"arch": table.archs[i], "hash": table.hashes[i],
+                     **{c: None if np.isnan(v[i]) else float(v[i]) for c, v in cols.items()}}
+                    for i in idx]
+        write_json(json_out, {"feasible": int(mask.sum()), "top": rows(best),
+                               "pareto_cost": cost, "pareto": rows(front)})
+
+
+# -- latency ------------------------------------------------------------------------------------
+@oneshot_app.command("latency")
+def latency_cmd(
+    checkpoint: Path | None = typer.Argument(None, help="Supernet checkpoint (its setting)."),
+    space: str = typer.Option("nb201", "--space", help="Without a checkpoint: the space."),
+    dataset: str = typer.Option("mnist1d", "--dataset", help="Without a checkpoint: data."),
+    width: int | None = typer.Option(None, "--width", help="Without a checkpoint: width."),
+    depth: int | None = typer.Option(None, "--depth", help="Without a checkpoint: depth."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Inference batch size."),
+    validate: int = typer.Option(30, "--validate",
+                                 help="Time this many whole networks against the table."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the validation sample."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write table and check here."),
+) -> None:
+    """Measure the per-op latency table on this machine and check it against whole networks.
+
+    Example: archrank oneshot latency --space nb201 --dataset mnist1d --validate 50
+    """
+    from archrank.datasets import load_dataset
+    from archrank.oneshot.checkpoint import load_checkpoint
+    from archrank.oneshot.hardware import LatencyTable, validate_latency
+    from archrank.oneshot.supernet import build_supernet, setting_for
+
+    if checkpoint is not None:
+        setting = load_checkpoint(checkpoint).setting
+    else:
+        setting = setting_for(space, load_dataset(dataset), width, depth)
+    net = build_supernet(setting)
+    table = LatencyTable.measure(net, batch_size=batch_size)
+    out: dict[str, Any] = {"setting": setting.to_dict(), "table": table.to_dict()}
+    view = Table(title=f"latency table ms · {setting.describe()} · batch {batch_size}")
+    view.add_column("unit")
+    view.add_column("ms", justify="right")
+    for name, ms in zip(table.units, table.ms, strict=True):
+        view.add_row(name, f"{ms:.4f}")
+    console.print(view)
+    if validate > 0:
+        archs = net.space.sample(validate, np.random.default_rng(seed))
+        check = validate_latency(table, net, archs)
+        console.print(f"{validate} networks: Kendall tau {check['kendall_tau']:.3f}, Spearman "
+                      f"{check['spearman']:.3f} (table vs measured), mean abs error "
+                      f"{check['mean_abs_error_ms']:.4f} ms")
+        out["validation"] = {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                             for k, v in check.items()}
+    if json_out is not None:
+        write_json(json_out, out)
+    sys.stdout.flush()

@@ -1,0 +1,117 @@
+"""``archrank bench table``: a multi-seed stand-alone truth table, durable and resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from archrank.cli.app import bench_app, console, err
+from archrank.cli.oneshot import eta_progress
+from archrank.errors import ArchrankError
+from archrank.files import check_output, write_json
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ArchrankError(f"--train-seeds {text!r}: expected integers like 0,1,2") from None
+    if not seeds:
+        raise ArchrankError("--train-seeds: give at least one seed")
+    return seeds
+
+
+@bench_app.command("table")
+def bench_table(
+    space_name: str = typer.Option("nb201", "--space", help="Search space: nb201 or nb101."),
+    dataset: str = typer.Option("mnist1d", "--dataset",
+                                help="mnist1d, digits or a .npz file (x_train, y_train, ...)."),
+    n: int = typer.Option(..., "--n", help="Distinct cells, sampled uniformly."),
+    sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of the cell sample."),
+    train_seeds: str = typer.Option("0,1,2", "--train-seeds", help="Training seeds, e.g. 0,1,2."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs per training (default: "
+                                      "the training oracle's for the dataset)."),
+    width: int | None = typer.Option(None, "--width", help="Network width (default: by data)."),
+    depth: int | None = typer.Option(None, "--depth", help="Cells per stage (default: by data)."),
+    workers: int = typer.Option(1, "--workers", help="Trainings in parallel."),
+    executor_kind: str | None = typer.Option(None, "--executor",
+                                             help="inline, process (default with --workers > 1) "
+                                             "or dask."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address."),
+    out: Path = typer.Option(..., "--out", "-o", help="Truth table (CSV) to write."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the noise ceiling here."),
+) -> None:
+    """Train N sampled cells with each training seed: a benchmark table of the means, per-seed
+    values, stds, params, FLOPs and training seconds, and its noise ceiling.
+
+    Every result is journaled as it arrives (OUT.journal.jsonl); run the same command again
+    after a kill and it continues where it stopped.
+
+    Example:
+      archrank bench table --space nb201 --dataset mnist1d --n 200 --sample-seed 0 \\
+        --train-seeds 0,1,2 --workers 2 --out truth.csv
+    """
+    from dataclasses import replace
+
+    from archrank.cli.zc import sample_unique
+    from archrank.oracles.training import TrainingOracle
+    from archrank.runs.loop import executor_for
+    from archrank.spaces import get_space
+    from archrank.truth import TruthBuilder, noise_ceiling, recipe_info
+
+    if n < 1:
+        raise ArchrankError(f"--n must be at least 1, got {n}")
+    check_output(out, "--out")
+    if json_out is not None:
+        check_output(json_out, "--json")
+    seeds = parse_seeds(train_seeds)
+    space = get_space(space_name)
+    from archrank.cli.oneshot import dataset_spec
+
+    oracle = TrainingOracle(space, dataset_spec(dataset), width=width, depth=depth)
+    if epochs is not None:
+        oracle.recipe = replace(oracle.recipe, epochs=epochs)
+    cells = [space.format(a) for a in sample_unique(space, n, np.random.default_rng(sample_seed))]
+    info = {"n": n, "sample_seed": sample_seed, **recipe_info(oracle)}
+    builder = TruthBuilder(oracle, cells, seeds, out, info)
+    done0 = builder.total - len(builder.pending)
+    err.print(f"truth table of {len(cells)} {space.name} cells x {len(seeds)} training seeds on "
+              f"{oracle.dataset.name} (width {oracle.width}, depth {oracle.depth}, "
+              f"{oracle.recipe.epochs} epochs): {out}"
+              + (f" ({done0} trainings journaled)" if done0 else ""))
+    progress = eta_progress()
+    task = progress.add_task("trainings", total=builder.total, completed=done0, info="")
+    executor = executor_for(workers, executor_kind, scheduler)
+    failed = 0
+
+    def on_result(count: int, rec: dict) -> None:
+        nonlocal failed
+        failed += rec["status"] != "ok"
+        progress.update(task, completed=count, info=f"{failed} failed" if failed else "")
+
+    try:
+        with progress:
+            builder.run(executor, in_flight=workers, on_result=on_result)
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+    builder.write_csv()
+    ceiling = noise_ceiling(builder.values("val_acc"))
+    seconds = builder.values("train_seconds")
+    report = {"out": str(out), "cells": len(cells), "seeds": seeds, **info,
+              "noise_ceiling_val_acc": ceiling,
+              "train_seconds_mean": float(np.nanmean(seconds)) if np.isfinite(seconds).any()
+              else None}
+    console.print(f"wrote {len(cells)} cells to {out}")
+    for label in ("all", "better_half"):
+        c = ceiling.get(label)
+        if c:
+            console.print(f"val_acc noise ceiling ({label}, {c['cells']} cells): seed-to-seed "
+                          f"Kendall tau {c['seed_to_seed_kendall_tau']:.3f}, one seed vs the "
+                          f"mean of the others {c['one_vs_rest_kendall_tau']:.3f}, mean seed std "
+                          f"{c['seed_std_mean']:.2f}")
+    if report["train_seconds_mean"] is not None:
+        console.print(f"mean training time {report['train_seconds_mean']:.2f} s")
+    if json_out is not None:
+        write_json(json_out, report)

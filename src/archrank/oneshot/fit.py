@@ -1,0 +1,195 @@
+"""Fitting the weight-sharing space with a graph network (Chen et al., AAAI 2021).
+
+Supernet scores are the true quality plus an error that differs from sub-network to
+sub-network. ``fit_space`` scores a uniform sample of distinct cells with shared weights,
+fits a graph predictor (``gcn`` by default, any of ``archrank.predictors``) to those noisy
+scores, and predicts every cell of the space. The result, a ``ScoreTable`` with the predicted
+score, the supernet score where sampled, and exact params/FLOPs (and table latency when a
+``LatencyTable`` is given) per cell, answers any selection instantly (``hardware.select``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archrank.cache import atomic_path
+from archrank.errors import ArchrankError
+from archrank.oneshot.hardware import LatencyTable
+from archrank.oneshot.scoring import SCORE_METRICS, SubnetScorer, score_archs
+
+DEFAULT_SAMPLES = 1000
+COLUMNS = ("arch", "hash", "predicted", "supernet_val_acc", "supernet_val_loss", "params",
+           "flops", "latency_ms")
+
+
+@dataclass
+class ScoreTable:
+    """One row per cell of the space (see the module docstring); NaN where not measured."""
+
+    space: str
+    archs: list[str]
+    hashes: list[str]
+    columns: dict[str, np.ndarray]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.archs)
+
+    def write_csv(self, path: str | Path) -> None:
+        path = Path(path)
+        names = [c for c in COLUMNS[2:] if c in self.columns]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["arch", "hash", *names])
+                cols = [self.columns[c] for c in names]
+                for i, (arch, h) in enumerate(zip(self.archs, self.hashes, strict=True)):
+                    writer.writerow([arch, h, *(_cell(c[i]) for c in cols)])
+        except OSError as exc:
+            raise ArchrankError(f"{path}: cannot write ({exc.strerror})") from None
+
+    @classmethod
+    def read_csv(cls, path: str | Path, space: str = "nb201") -> ScoreTable:
+        """Read a table written by ``write_csv``; one-line errors naming line and field."""
+        path = Path(path)
+        if not path.is_file():
+            raise ArchrankError(f"{path}: no such score table")
+        try:
+            with open(path, newline="") as fh:
+                header, archs, hashes, rows = _read_rows(path, csv.reader(fh))
+        except OSError as exc:
+            raise ArchrankError(f"{path}: cannot read ({exc.strerror})") from None
+        if not archs:
+            raise ArchrankError(f"{path}: the score table has no rows")
+        values = np.array(rows, dtype=np.float64).reshape(len(rows), len(header) - 2)
+        columns = {name: values[:, i] for i, name in enumerate(header[2:])}
+        if np.isnan(columns["predicted"]).any():
+            line = 2 + int(np.flatnonzero(np.isnan(columns["predicted"]))[0])
+            raise ArchrankError(f"{path}: line {line}, field 'predicted': empty")
+        return cls(space, archs, hashes, columns)
+
+
+def _read_rows(path: Path, reader: Any) -> tuple[list[str], list[str], list[str],
+                                                  list[list[float]]]:
+    header = next(reader, None)
+    if not header or header[:3] != ["arch", "hash", "predicted"]:
+        raise ArchrankError(f"{path}: line 1: not a score table (expected the columns "
+                            "arch, hash, predicted, ...)")
+    unknown = [c for c in header[2:] if c not in COLUMNS]
+    if unknown:
+        raise ArchrankError(f"{path}: line 1: unknown column {unknown[0]!r}")
+    archs, hashes, rows = [], [], []
+    for line, row in enumerate(reader, start=2):
+        if len(row) != len(header):
+            raise ArchrankError(f"{path}: line {line}: {len(row)} fields, expected "
+                                f"{len(header)}")
+        archs.append(row[0])
+        hashes.append(row[1])
+        try:
+            rows.append([float(v) if v != "" else math.nan for v in row[2:]])
+        except ValueError:
+            bad = next(i for i, v in enumerate(row[2:]) if not _is_float(v))
+            raise ArchrankError(f"{path}: line {line}, field {header[2 + bad]!r}: not a "
+                                f"number: {row[2 + bad]!r}") from None
+    return header, archs, hashes, rows
+
+
+def _is_float(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return v == ""
+    return True
+
+
+def _cell(value: float) -> str:
+    value = float(value)
+    if math.isnan(value):
+        return ""
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
+def sample_codes(space: Any, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` distinct cells of an enumerable op-on-edge space, uniformly, as codes."""
+    size = space.size
+    if size is None:
+        raise ArchrankError(f"space {space.name!r} cannot be enumerated")
+    n = min(int(n), size)
+    index = np.sort(rng.choice(size, size=n, replace=False))
+    k, edges = len(space.edge_op_names), space.num_edges
+    powers = k ** np.arange(edges - 1, -1, -1)
+    return (index[:, None] // powers[None, :]) % k  # enumerate() order: base-k digits
+
+
+def fit_space(
+    scorer: SubnetScorer,
+    *,
+    samples: int = DEFAULT_SAMPLES,
+    predictor: str = "gcn",
+    metric: str = "val_acc",
+    seed: int = 0,
+    latency: LatencyTable | None = None,
+    executor: Executor | None = None,
+    predictor_params: dict[str, Any] | None = None,
+    on_scored: Callable[[int, int], None] | None = None,
+) -> ScoreTable:
+    """Score ``samples`` cells with shared weights, fit ``predictor`` to them, predict all.
+
+    ``metric`` is the supernet score fitted: ``val_acc`` or ``val_loss`` (negated, so that
+    higher is better in ``predicted`` either way).
+    """
+    from archrank.predictors.base import make_predictor
+
+    if metric not in SCORE_METRICS:
+        raise ArchrankError(f"unknown supernet score {metric!r}; choose from "
+                            f"{', '.join(SCORE_METRICS)}")
+    if samples < 2:
+        raise ArchrankError(f"--samples must be at least 2, got {samples}")
+    net = scorer.supernet
+    space = net.space
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    codes = sample_codes(space, samples, np.random.default_rng(seed))
+    scores = score_archs(scorer, codes, executor,
+                         on_done=(lambda d: on_scored(d, len(codes))) if on_scored else None)
+    seconds["score"] = time.perf_counter() - start
+    y = scores[metric] if metric == "val_acc" else -scores[metric]
+
+    start = time.perf_counter()
+    model = make_predictor(predictor, space, seed=seed, **(predictor_params or {}))
+    model.fit(space.graphs_from_codes(codes), y)  # type: ignore[attr-defined]
+    seconds["fit"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    every = space.enumerate()
+    all_codes = space.codes(every)  # type: ignore[attr-defined]
+    predicted = model.predict(space.graphs_from_codes(all_codes))  # type: ignore[attr-defined]
+    costs = net.costs(all_codes)
+    columns: dict[str, np.ndarray] = {"predicted": predicted}
+    powers = len(space.edge_op_names) ** np.arange(space.num_edges - 1, -1, -1)  # type: ignore[attr-defined]
+    for m in SCORE_METRICS:  # enumerate() order is the codes read as base-k numbers
+        col = np.full(len(every), np.nan)
+        col[codes @ powers] = scores[m]
+        columns[f"supernet_{m}"] = col
+    columns["params"] = costs["params"].astype(np.float64)
+    columns["flops"] = costs["flops"].astype(np.float64)
+    if latency is not None:
+        columns["latency_ms"] = latency.predict(net, all_codes)
+    seconds["predict"] = time.perf_counter() - start
+    table = ScoreTable(space.name, [space.format(a) for a in every],
+                       list(space.hash_table()), columns)  # type: ignore[attr-defined]
+    table.info = {"samples": len(codes), "predictor": predictor, "metric": metric,
+                  "seed": seed, "seconds": seconds,
+                  "score_seconds_per_cell": float(np.mean(scores["seconds"])) if len(codes)
+                  else 0.0}
+    return table

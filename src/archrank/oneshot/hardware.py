@@ -1,0 +1,161 @@
+"""Hardware costs of cells at the deployed setting, and selection under constraints.
+
+Params and FLOPs are exact (``Supernet.costs``: the counts of ``archrank.nn.counting`` at the
+supernet's width, depth and input shape). Latency on the current device comes from a lookup
+table: every unit of the network (the skeleton without cell ops, and each candidate op at each
+stage's shape, and a node addition) is timed once (warm-up, then the median of repeats), and a
+network's latency is the skeleton's plus the sum of its units (``LatencyTable.predict``, one
+matrix product over any number of cells). ``validate_latency`` times whole networks of a sample
+and reports how well the table ranks them.
+
+``select`` keeps the cells under ``max_flops``/``max_params``/``max_latency_ms`` and orders
+them by score; ``pareto_front`` gives the cells no other cell beats on both score and cost.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from archrank.errors import ArchrankError
+from archrank.metrics import kendall_tau, spearman
+from archrank.nn import torch_threads
+from archrank.oneshot.supernet import Supernet
+
+
+def time_module(module: nn.Module, input_shape: Sequence[int], *, batch_size: int = 1,
+                warmup: int = 5, repeats: int = 15, inner: int = 10,
+                device: str = "cpu") -> float:
+    """Median milliseconds of one forward pass of ``module`` (eval mode, no gradients)."""
+    module = module.to(device).eval()
+    x = torch.randn((batch_size, *input_shape), device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    times = []
+    with torch.no_grad():
+        for _ in range(warmup):
+            module(x)
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            for _ in range(inner):
+                module(x)
+            sync()
+            times.append((time.perf_counter() - start) / inner)
+    return 1000.0 * float(np.median(times))
+
+
+@dataclass
+class LatencyTable:
+    """Per-unit latencies (ms) of one supernet setting on one device (module docstring)."""
+
+    units: list[str]
+    ms: np.ndarray  # one per unit; units[0] is "base"
+    batch_size: int = 1
+    device: str = "cpu"
+    threads: int = 1
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def measure(cls, supernet: Supernet, *, batch_size: int = 1, device: str = "cpu",
+                threads: int = 1, warmup: int = 5, repeats: int = 15,
+                inner: int = 10) -> LatencyTable:
+        names, ms = [], []
+        with torch_threads(threads):
+            for name, module, shape in supernet.latency_units():
+                names.append(name)
+                ms.append(time_module(module, shape, batch_size=batch_size, warmup=warmup,
+                                      repeats=repeats, inner=inner, device=device))
+        if names[0] != "base":
+            raise AssertionError("the first latency unit must be the skeleton ('base')")
+        machine = {"processor": platform.processor() or platform.machine(),
+                   "torch": torch.__version__}
+        return cls(names, np.maximum(np.array(ms), 0.0), batch_size, device, threads, machine)
+
+    def predict(self, supernet: Supernet, codes: np.ndarray) -> np.ndarray:
+        """Table latency (ms) of the networks of ``codes`` ``[B, P]``."""
+        counts = supernet.latency_counts(codes)
+        if counts.shape[1] != len(self.ms) - 1:
+            raise ArchrankError("the latency table was measured for another supernet setting")
+        return self.ms[0] + counts @ self.ms[1:]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"units": self.units, "ms": self.ms.tolist(), "batch_size": self.batch_size,
+                "device": self.device, "threads": self.threads, "machine": self.machine}
+
+
+def validate_latency(table: LatencyTable, supernet: Supernet, archs: Sequence[Any], *,
+                     warmup: int = 5, repeats: int = 15, inner: int = 10) -> dict[str, Any]:
+    """Time the whole stand-alone networks of ``archs`` and compare with the table.
+
+    Returns the measured and table milliseconds, and their Kendall tau and Spearman rho.
+    """
+    codes = supernet.encode(archs)
+    predicted = table.predict(supernet, codes)
+    measured = np.zeros(len(archs))
+    with torch_threads(table.threads):
+        for i, arch in enumerate(archs):
+            measured[i] = time_module(supernet.build_standalone(arch), supernet.setting.input_shape,
+                                      batch_size=table.batch_size, warmup=warmup,
+                                      repeats=repeats, inner=inner, device=table.device)
+    return {"table_ms": predicted, "measured_ms": measured,
+            "kendall_tau": kendall_tau(measured, predicted),
+            "spearman": spearman(measured, predicted),
+            "mean_abs_error_ms": float(np.mean(np.abs(measured - predicted)))}
+
+
+# -- selection ----------------------------------------------------------------------------------
+CONSTRAINTS = {"max_flops": "flops", "max_params": "params", "max_latency_ms": "latency_ms"}
+
+
+def feasible(columns: dict[str, np.ndarray], **limits: float | None) -> np.ndarray:
+    """Boolean mask of the rows within every given limit (``max_flops=...`` etc.).
+
+    A limit no row meets is a one-line ``ArchrankError`` that names the smallest value.
+    """
+    n = len(next(iter(columns.values())))
+    mask = np.ones(n, dtype=bool)
+    for key, limit in limits.items():
+        if limit is None:
+            continue
+        if key not in CONSTRAINTS:
+            raise ArchrankError(f"unknown constraint {key!r}; use {', '.join(CONSTRAINTS)}")
+        col = CONSTRAINTS[key]
+        if col not in columns:
+            raise ArchrankError(f"--{key.replace('_', '-')}: the score table has no {col!r} "
+                                "column")
+        values = np.asarray(columns[col], dtype=np.float64)
+        ok = values <= limit
+        if not ok.any():
+            raise ArchrankError(
+                f"no cell satisfies --{key.replace('_', '-')} {limit:g}: the smallest {col} "
+                f"is {np.nanmin(values):g}")
+        mask &= ok
+    if not mask.any():
+        raise ArchrankError("no cell satisfies all the constraints together")
+    return mask
+
+
+def select(score: np.ndarray, mask: np.ndarray, top: int) -> np.ndarray:
+    """Indices of the ``top`` best-scoring rows of ``mask`` (ties: lower index first)."""
+    idx = np.flatnonzero(mask)
+    order = np.argsort(-np.asarray(score)[idx], kind="stable")
+    return idx[order[:top]]
+
+
+def pareto_front(score: np.ndarray, cost: np.ndarray, mask: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """Indices of the rows no other row beats on both (higher score, lower cost), by cost."""
+    score, cost = np.asarray(score, float), np.asarray(cost, float)
+    idx = np.flatnonzero(np.ones(len(score), bool) if mask is None else mask)
+    order = idx[np.lexsort((-score[idx], cost[idx]))]  # cost up, then score down
+    best = np.maximum.accumulate(score[order])
+    keep = np.ones(len(order), dtype=bool)
+    keep[1:] = score[order][1:] > best[:-1]
+    return order[keep]

@@ -1,0 +1,83 @@
+"""Which sub-network a supernet training step trains: pluggable architecture samplers.
+
+The trainer asks ``sampler.sample(step)`` for the path codes of global step ``step``; the
+built-in samplers derive them from ``(seed, step)`` alone, so a resumed training, or every rank
+of a data-parallel one, draws the same paths as an uninterrupted single-process run. A
+sampler that learns as it goes (proxy-guided sampling, the next method) keeps its state in
+``state_dict``/``load_state_dict``, which the checkpoint stores.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from archrank.errors import ArchrankError
+from archrank.spaces.base import SearchSpace
+
+
+class ArchSampler(ABC):
+    """Proposes the path of each training step for a supernet over ``space``."""
+
+    name: str = "custom"
+
+    def __init__(self, space: SearchSpace, seed: int = 0) -> None:
+        self.space = space
+        self.seed = int(seed)
+
+    @abstractmethod
+    def sample(self, step: int) -> np.ndarray:
+        """Path codes (one op index per edge, ``space.codes`` order) of global step ``step``."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed training needs to continue identically (nothing for stateless ones)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
+        """Restore ``state_dict``'s output (nothing to do for stateless samplers)."""
+
+
+def _num_choices(space: SearchSpace) -> tuple[int, int]:
+    edges = getattr(space, "num_edges", None)
+    if space.op_on != "edge" or edges is None:
+        raise ArchrankError(f"the built-in samplers need an op-on-edge space, not {space.name!r}")
+    return int(edges), len(space.edge_op_names)
+
+
+class UniformSampler(ArchSampler):
+    """SPOS: every edge's op uniformly at random, independently at each step."""
+
+    name = "uniform"
+
+    def sample(self, step: int) -> np.ndarray:
+        edges, ops = _num_choices(self.space)
+        return np.random.default_rng([self.seed, int(step)]).integers(0, ops, size=edges)
+
+
+class FairSampler(ArchSampler):
+    """Strict fairness (FairNAS style): in every block of K steps (K ops), each edge runs each
+    op exactly once, in a random order per edge and block, so all ops get the same number of
+    updates."""
+
+    name = "fair"
+
+    def sample(self, step: int) -> np.ndarray:
+        edges, ops = _num_choices(self.space)
+        block, pos = divmod(int(step), ops)
+        rng = np.random.default_rng([self.seed, block, 1])
+        perms = np.stack([rng.permutation(ops) for _ in range(edges)])
+        return perms[:, pos]
+
+
+SAMPLERS: dict[str, type[ArchSampler]] = {"uniform": UniformSampler, "fair": FairSampler}
+
+
+def make_sampler(name: str, space: SearchSpace, seed: int = 0) -> ArchSampler:
+    try:
+        return SAMPLERS[name](space, seed)
+    except KeyError:
+        raise ArchrankError(
+            f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}"
+        ) from None

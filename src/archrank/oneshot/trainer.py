@@ -1,0 +1,256 @@
+"""Single-path supernet training (SPOS), durable, deterministic, data-parallel when asked.
+
+Each step trains one sub-network (the sampler's path for that step) on one batch with the
+training oracle's recipe (``TrainRecipe``: SGD, Nesterov momentum, weight decay, cosine
+schedule per step). Gradients are cleared to ``None`` before every step, so the ops off the
+path have no gradient at all and SGD skips them: their momentum and weight decay do not move
+them (tests check this).
+
+Determinism: the weights come from ``seed``, the batch order of epoch ``e`` from ``(seed, e)``
+and the path of step ``t`` from the sampler, so the run is a function of the seed and
+a resumed run ends with exactly the weights of an uninterrupted one. A checkpoint is written
+after every epoch (``Checkpoint.save`` is atomic); ``SupernetTrainer.resume`` continues from it.
+
+Data parallel: started under ``torchrun`` (or with ``torch.distributed`` initialised), every
+rank takes its share of each global batch, gradients are averaged by DDP (gloo on the CPU,
+NCCL on GPUs), every rank samples the same path, and rank 0 writes the checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from archrank.datasets import ArrayDataset, load_dataset
+from archrank.errors import ArchrankError
+from archrank.nn import torch_threads
+from archrank.oneshot.checkpoint import Checkpoint
+from archrank.oneshot.sampler import ArchSampler, make_sampler
+from archrank.oneshot.supernet import NetworkSetting, Supernet, build_supernet, setting_for
+from archrank.oracles.training import TrainRecipe
+
+# Supernet epochs unless given: every path sees only a share of the steps, so a supernet
+# trains for longer than one stand-alone network (5 epochs on MNIST-1D).
+DEFAULT_EPOCHS = 50
+
+StepCallback = Callable[[int, int, int, float], None]  # epoch, step in epoch, steps, loss
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``"auto"`` (or None): the GPU when one is present, else the CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ArchrankError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+
+
+def dist_info() -> tuple[int, int]:
+    """``(rank, world size)``; initialises ``torch.distributed`` when started by ``torchrun``."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return 0, 1
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if not dist.is_initialized():
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
+
+
+class SupernetTrainer:
+    """Trains ``supernet`` on ``dataset`` (see the module docstring).
+
+    Example::
+
+        data = load_dataset("mnist1d")
+        trainer = SupernetTrainer.create("nb201", data, epochs=50, seed=0)
+        trainer.train(checkpoint="supernet.pt")
+    """
+
+    def __init__(self, supernet: Supernet, dataset: ArrayDataset, recipe: TrainRecipe, *,
+                 seed: int = 0, sampler: str | ArchSampler = "uniform",
+                 dataset_spec: str | None = None, device: str | None = "auto",
+                 threads: int = 1) -> None:
+        self.supernet = supernet
+        self.dataset = dataset
+        self.recipe = recipe
+        self.seed = int(seed)
+        self.sampler = (make_sampler(sampler, supernet.space, seed) if isinstance(sampler, str)
+                        else sampler)
+        self.dataset_spec = dataset_spec or dataset.name
+        self.device = resolve_device(device)
+        self.threads = int(threads)
+        self.epoch = 0
+        self.step = 0
+        self.history: list[float] = []
+        self.seconds = 0.0
+        self._optimizer_state: dict[str, Any] | None = None
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def create(cls, space: str, dataset: Any, *, epochs: int | None = None,
+               width: int | None = None, depth: int | None = None, seed: int = 0,
+               recipe: TrainRecipe | None = None, **kwargs: Any) -> SupernetTrainer:
+        """A fresh trainer: the supernet of ``space`` at the training oracle's size for the
+        dataset (or ``width``/``depth``), weights from ``seed``."""
+        data = load_dataset(dataset)
+        spec = dataset if isinstance(dataset, str) else data.name
+        setting = setting_for(space, data, width, depth)
+        recipe = recipe or TrainRecipe(epochs=DEFAULT_EPOCHS)
+        if epochs is not None:
+            recipe = replace(recipe, epochs=int(epochs))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = build_supernet(setting)
+        return cls(net, data, recipe, seed=seed, dataset_spec=str(spec), **kwargs)
+
+    @classmethod
+    def resume(cls, checkpoint: Checkpoint, *, dataset: Any = None,
+               epochs: int | None = None, sampler: ArchSampler | None = None,
+               **kwargs: Any) -> SupernetTrainer:
+        """Continue the training of ``checkpoint`` (optionally to more ``epochs``)."""
+        recipe = checkpoint.recipe
+        if epochs is not None and epochs != recipe.epochs:
+            if epochs < checkpoint.epoch:
+                raise ArchrankError(f"{checkpoint.path}: already trained {checkpoint.epoch} "
+                                    f"epochs, more than --epochs {epochs}")
+            # the cosine schedule depends on the total: a changed total is a new schedule
+            raise ArchrankError(
+                f"{checkpoint.path}: trained with a {recipe.epochs}-epoch schedule; resume "
+                f"with the same --epochs (or start a new supernet)"
+            )
+        trainer = cls(checkpoint.supernet(), checkpoint.dataset(dataset), recipe,
+                      seed=checkpoint.seed, sampler=sampler or checkpoint.sampler,
+                      dataset_spec=checkpoint.dataset_spec, **kwargs)
+        if sampler is None:
+            trainer.sampler.load_state_dict(checkpoint.sampler_state)
+        trainer.epoch, trainer.step = checkpoint.epoch, checkpoint.step
+        trainer.history, trainer.seconds = list(checkpoint.history), checkpoint.seconds
+        trainer._optimizer_state = checkpoint.optimizer or None
+        return trainer
+
+    @property
+    def setting(self) -> NetworkSetting:
+        return self.supernet.setting
+
+    def checkpoint(self, optimizer: torch.optim.Optimizer | None = None) -> Checkpoint:
+        """The trainer's current state as a checkpoint (weights on the CPU)."""
+        model = {k: v.detach().cpu().clone() for k, v in self.supernet.state_dict().items()}
+        opt = optimizer.state_dict() if optimizer is not None else (self._optimizer_state or {})
+        return Checkpoint(
+            setting=self.setting, recipe=self.recipe, sampler=self.sampler.name,
+            seed=self.seed, dataset_spec=self.dataset_spec, data=self.dataset.describe(),
+            epoch=self.epoch, step=self.step, history=list(self.history),
+            seconds=self.seconds, model=model, optimizer=_to_cpu(opt),
+            sampler_state=self.sampler.state_dict(),
+        )
+
+    # -- training ---------------------------------------------------------------------------------
+    def steps_per_epoch(self, world: int = 1) -> int:
+        n = len(self.dataset.y_train)
+        batch = min(self.recipe.batch_size, n)
+        if batch < world:
+            raise ArchrankError(f"batch size {batch} is smaller than the {world} processes")
+        return n // batch
+
+    def train(self, checkpoint: str | Path | None = None,
+              on_step: StepCallback | None = None) -> SupernetTrainer:
+        """Train until ``recipe.epochs``, writing ``checkpoint`` after every epoch."""
+        with torch_threads(self.threads):
+            return self._train(checkpoint, on_step)
+
+    def _train(self, checkpoint: str | Path | None, on_step: StepCallback | None
+               ) -> SupernetTrainer:
+        rank, world = dist_info()
+        device = self.device
+        if device.type == "cuda" and world > 1:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        recipe, net = self.recipe, self.supernet.to(device)
+        model: nn.Module = net
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model = DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True)
+        optimizer = torch.optim.SGD(
+            net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+            nesterov=recipe.nesterov and recipe.momentum > 0, weight_decay=recipe.weight_decay)
+        if self._optimizer_state:
+            optimizer.load_state_dict(self._optimizer_state)
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+        x_train = torch.from_numpy(self.dataset.x_train).to(device)
+        y_train = torch.from_numpy(self.dataset.y_train).to(device)
+        n = len(y_train)
+        batch = min(recipe.batch_size, n)
+        steps = self.steps_per_epoch(world)
+        total = steps * recipe.epochs
+        net.train()
+        while self.epoch < recipe.epochs:
+            start = time.perf_counter()
+            perm = torch.from_numpy(
+                np.random.default_rng([self.seed, self.epoch]).permutation(n)).to(device)
+            losses = []
+            for s in range(steps):
+                idx = perm[s * batch:(s + 1) * batch][rank::world]
+                codes = tuple(int(c) for c in self.sampler.sample(self.step))
+                for group in optimizer.param_groups:
+                    group["lr"] = recipe.lr * 0.5 * (1.0 + math.cos(math.pi * self.step / total))
+                loss = loss_fn(model(x_train[idx], codes), y_train[idx])
+                value = float(loss.item())
+                if not math.isfinite(value):
+                    raise ArchrankError(
+                        f"supernet training diverged: loss {value} at epoch {self.epoch + 1}, "
+                        f"step {s + 1}; try a lower learning rate")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                self.step += 1
+                losses.append(value)
+                if on_step is not None and rank == 0:
+                    on_step(self.epoch, s + 1, steps, value)
+            if world > 1:
+                _average_buffers(net, world)
+            self.epoch += 1
+            self.history.append(float(np.mean(losses)))
+            self.seconds += time.perf_counter() - start
+            if checkpoint is not None and rank == 0:
+                self.checkpoint(optimizer).save(checkpoint)
+            if world > 1:
+                import torch.distributed as dist
+
+                dist.barrier()
+        self._optimizer_state = _to_cpu(optimizer.state_dict())
+        return self
+
+
+def _average_buffers(net: nn.Module, world: int) -> None:
+    """Average the BN running statistics over the ranks (each rank saw its own share of the
+    batches), so every rank, and the checkpoint, holds the same full state."""
+    import torch.distributed as dist
+
+    for buf in net.buffers():
+        if buf.is_floating_point():
+            dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+            buf.div_(world)
+
+
+def _to_cpu(state: Any) -> Any:
+    if isinstance(state, torch.Tensor):
+        return state.detach().cpu().clone()
+    if isinstance(state, dict):
+        return {k: _to_cpu(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_to_cpu(v) for v in state]
+    return state

@@ -1,0 +1,332 @@
+"""The weight-sharing engine: supernet, SPOS training, checkpoints, scoring, hardware, fit."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from archrank.datasets import ArrayDataset
+from archrank.errors import ArchrankError
+from archrank.nn.counting import count_flops, count_params
+from archrank.oneshot import (
+    ArchSampler,
+    FairSampler,
+    LatencyTable,
+    NetworkSetting,
+    ScoreOptions,
+    SubnetScorer,
+    SupernetOracle,
+    SupernetTrainer,
+    build_supernet,
+    feasible,
+    fit_space,
+    load_checkpoint,
+    pareto_front,
+    validate_latency,
+)
+from archrank.oracles.training import TrainRecipe
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+def tiny_data(n: int = 256, length: int = 16, seed: int = 0) -> ArrayDataset:
+    """A small learnable 1-D task: the class is where a bump sits in the signal."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, size in (("train", n), ("val", n // 2)):
+        y = rng.integers(0, 4, size=size)
+        x = rng.normal(0, 0.5, size=(size, 1, length)).astype(np.float32)
+        for i, c in enumerate(y):
+            x[i, 0, 4 * c:4 * c + 4] += 2.0
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
+    return ArrayDataset.from_arrays("tiny", arrays)
+
+
+def tiny_trainer(data: ArrayDataset, epochs: int = 2, **kwargs) -> SupernetTrainer:
+    recipe = TrainRecipe(epochs=epochs, batch_size=32)
+    return SupernetTrainer.create("nb201", data, width=4, depth=1, recipe=recipe,
+                                  device="cpu", **kwargs)
+
+
+def uniform_cells(nb201, extra: int, seed: int = 0) -> list:
+    """The five single-op cells and ``extra`` random ones."""
+    cells = [nb201.parse("+".join("|" + "|".join(f"{op}~{i}" for i in range(j)) + "|"
+                                  for j in range(1, 4))) for op in OPS]
+    return cells + nb201.sample(extra, np.random.default_rng(seed))
+
+
+# -- the supernet is the stand-alone network ----------------------------------------------------
+@pytest.mark.parametrize("kind,shape", [("1d", (1, 20)), ("2d", (3, 8, 8))])
+def test_subnetwork_forward_equals_standalone_network(nb201, kind, shape):
+    setting = NetworkSetting("nb201", 4, 2, kind, shape[0], 10, shape)
+    torch.manual_seed(0)
+    net = build_supernet(setting)
+    with torch.no_grad():  # move BN statistics and affine parameters off their defaults
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    x = torch.randn(6, *shape)
+    for arch in uniform_cells(nb201, 12):
+        codes = tuple(int(c) for c in net.encode([arch])[0])
+        alone = net.standalone(arch)
+        assert type(alone).__name__ == "NB201Network" and alone.ops == arch.ops
+        for train in (False, True):
+            net.train(train)
+            alone.train(train)
+            with torch.no_grad():
+                assert torch.equal(net(x, codes), alone(x)), (arch, train)
+        # every stand-alone parameter was inherited, none is left at its initial value
+        assert len(net.standalone_names(codes)) == len(alone.state_dict())
+
+
+def test_supernet_costs_are_the_standalone_counts(nb201):
+    setting = NetworkSetting("nb201", 8, 1, "1d", 1, 10, (1, 40))
+    net = build_supernet(setting)
+    cells = uniform_cells(nb201, 5)
+    costs = net.costs(net.encode(cells))
+    for i, arch in enumerate(cells):
+        alone = net.build_standalone(arch)
+        assert costs["params"][i] == count_params(alone)
+        assert costs["flops"][i] == count_flops(alone, (1, 40))
+
+
+def test_unknown_space_has_no_supernet():
+    with pytest.raises(ArchrankError, match="no supernet for space 'nb101'"):
+        build_supernet(NetworkSetting("nb101", 8, 1, "1d", 1, 10, (1, 40)))
+
+
+# -- SPOS training ------------------------------------------------------------------------------
+class TwoPaths(ArchSampler):
+    """All 3x3 convolutions at even steps, all 1x1 convolutions at odd ones."""
+
+    name = "two-paths"
+
+    def sample(self, step: int) -> np.ndarray:
+        return np.full(6, OPS.index("nor_conv_3x3" if step % 2 == 0 else "nor_conv_1x1"))
+
+
+def test_ops_off_the_path_get_no_gradient_and_do_not_move():
+    data = tiny_data(n=64)  # two steps per epoch
+    trainer = tiny_trainer(data, epochs=1, sampler=TwoPaths(None))
+    snapshots = []
+    trainer.train(on_step=lambda e, s, n, loss: snapshots.append(
+        copy.deepcopy(trainer.supernet.state_dict())))
+    after = trainer.supernet.state_dict()
+    params = dict(trainer.supernet.named_parameters())
+    conv3 = [k for k in params if ".nor_conv_3x3." in k]
+    conv1 = [k for k in params if ".nor_conv_1x1." in k]
+    assert conv3 and conv1
+    for k in conv3:  # trained at step 1 (so they have momentum), off the path at step 2
+        assert params[k].grad is None
+        assert torch.equal(after[k], snapshots[0][k]), k
+    for k in conv1:
+        assert params[k].grad is not None
+        assert not torch.equal(after[k], snapshots[0][k]), k
+    skeleton = "net.stem.0.weight"
+    assert not torch.equal(after[skeleton], snapshots[0][skeleton])
+    # the 3x3 convolutions do carry momentum buffers: a zero gradient would have moved them
+    net, sampler = trainer.supernet, trainer.sampler
+    used = net.path_parameters(tuple(sampler.sample(0))) | net.path_parameters(
+        tuple(sampler.sample(1)))
+    assert len(trainer.checkpoint().optimizer["state"]) == len(used)
+
+
+def test_fair_sampler_runs_every_op_once_per_block(nb201):
+    sampler = FairSampler(nb201, seed=3)
+    for block in range(3):
+        paths = np.stack([sampler.sample(5 * block + i) for i in range(5)])
+        assert (np.sort(paths, axis=0) == np.arange(5)[:, None]).all()
+    assert not np.array_equal(sampler.sample(0), FairSampler(nb201, seed=4).sample(0)) or \
+        not np.array_equal(sampler.sample(1), FairSampler(nb201, seed=4).sample(1))
+
+
+def _weights(trainer: SupernetTrainer) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in trainer.supernet.state_dict().items()}
+
+
+def test_training_is_deterministic_and_resume_ends_identically(tmp_path):
+    data = tiny_data()
+    full = tiny_trainer(data, epochs=3, seed=5).train()
+    again = tiny_trainer(data, epochs=3, seed=5).train()
+    other = tiny_trainer(data, epochs=3, seed=6).train()
+    w = _weights(full)
+    assert all(torch.equal(w[k], v) for k, v in _weights(again).items())
+    assert not all(torch.equal(w[k], v) for k, v in _weights(other).items())
+    assert full.history[-1] < full.history[0]
+
+    ckpt_path = tmp_path / "s.pt"
+    part = tiny_trainer(data, epochs=3, seed=5)
+    with pytest.raises(_Stop):  # an interruption in epoch 2: the checkpoint holds epoch 1
+        part.train(checkpoint=ckpt_path, on_step=lambda e, s, n, loss: _stop_after(e, 1))
+    ckpt = load_checkpoint(ckpt_path)
+    assert ckpt.epoch == 1 and not ckpt.finished
+    resumed = SupernetTrainer.resume(ckpt, dataset=data, device="cpu").train(
+        checkpoint=ckpt_path)
+    assert resumed.epoch == 3 and resumed.history == pytest.approx(full.history)
+    assert all(torch.equal(w[k], v) for k, v in _weights(resumed).items())
+    assert load_checkpoint(ckpt_path).finished
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(epoch: int, epochs: int) -> None:
+    if epoch >= epochs:  # the first step of epoch ``epochs`` (0-based): the kill
+        raise _Stop
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+def test_checkpoint_records_setting_and_rejects_misuse(tmp_path):
+    data = tiny_data()
+    path = tmp_path / "s.pt"
+    tiny_trainer(data, epochs=1).train(checkpoint=path)
+    ckpt = load_checkpoint(path, space="nb201", width=4)
+    assert ckpt.setting.to_dict() == {"space": "nb201", "width": 4, "depth": 1,
+                                      "input_kind": "1d", "in_channels": 1, "num_classes": 4,
+                                      "input_shape": [1, 16]}
+    assert ckpt.recipe.batch_size == 32 and ckpt.data["fingerprint"] == data.fingerprint()
+    assert ckpt.sampler == "uniform"
+    with pytest.raises(ArchrankError, match=r"s\.pt: a supernet of nb201 width 4.*not width 8"):
+        load_checkpoint(path, width=8)
+    with pytest.raises(ArchrankError, match="not space nb101"):
+        load_checkpoint(path, space="nb101")
+    truncated = tmp_path / "t.pt"
+    truncated.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(ArchrankError, match=r"t\.pt: not a readable supernet checkpoint") as e:
+        load_checkpoint(truncated)
+    assert "\n" not in str(e.value)
+    foreign = tmp_path / "f.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(ArchrankError, match="not an archrank supernet checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(ArchrankError, match="fingerprint"):
+        ckpt.dataset(tiny_data(seed=1))
+
+
+# -- scoring with shared weights ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_digits(tmp_path_factory):
+    """A supernet trained briefly on scikit-learn's digits (2-D images)."""
+    pytest.importorskip("sklearn")
+    path = tmp_path_factory.mktemp("sn") / "digits.pt"
+    trainer = SupernetTrainer.create("nb201", "digits", width=4, depth=1, seed=0,
+                                     recipe=TrainRecipe(epochs=6, batch_size=32), device="cpu")
+    trainer.train(checkpoint=path)
+    return load_checkpoint(path)
+
+
+def test_bn_recalibration_scores_better_and_is_order_free(trained_digits, nb201):
+    cells = uniform_cells(nb201, 15, seed=1)
+    recal = SubnetScorer.from_checkpoint(trained_digits)
+    raw = SubnetScorer.from_checkpoint(trained_digits,
+                                       options=ScoreOptions(bn_recalibrate=False))
+    a = recal.score(cells)
+    b = raw.score(cells)
+    # running statistics mixed over every path misfit most single paths
+    assert a["val_acc"].mean() > b["val_acc"].mean() + 5
+    assert a["val_loss"].mean() < b["val_loss"].mean()
+    assert a["val_acc"][OPS.index("none")] < 20  # no path from input to output: a guess
+    assert a["val_acc"].max() > 50
+    again = recal.score(cells[::-1])  # recalibration leaves nothing behind between cells
+    assert np.array_equal(again["val_acc"][::-1], a["val_acc"])
+    assert np.array_equal(again["val_loss"][::-1], a["val_loss"])
+    # the supernet weights themselves are not touched by scoring
+    fresh = trained_digits.supernet().state_dict()
+    for k, v in recal.supernet.state_dict().items():
+        if "running" not in k and "num_batches" not in k:
+            assert torch.equal(v, fresh[k]), k
+
+
+def test_supernet_oracle_answers_like_the_scorer(trained_digits, tmp_path, nb201):
+    oracle = SupernetOracle(trained_digits.path, space="nb201")
+    cells = uniform_cells(nb201, 3, seed=2)
+    direct = SubnetScorer.from_checkpoint(trained_digits).score(cells)
+    for i, arch in enumerate(cells):
+        ev = oracle.evaluate(arch)
+        assert ev.ok and ev.metrics["val_acc"] == direct["val_acc"][i]
+        alone = oracle.scorer.supernet.build_standalone(arch)
+        assert ev.metrics["params"] == count_params(alone)
+    assert oracle.describe()["setting"]["width"] == 4
+    with pytest.raises(ArchrankError, match="not space nb101"):
+        SupernetOracle(trained_digits.path, space="nb101")
+
+
+@pytest.mark.slow
+def test_scoring_on_a_process_pool_equals_inline(trained_digits, nb201):
+    from archrank.executors import make_executor
+    from archrank.oneshot import score_archs
+
+    scorer = SubnetScorer.from_checkpoint(trained_digits)
+    codes = scorer.encode(nb201.sample(12, np.random.default_rng(3)))
+    inline = score_archs(scorer, codes, chunk=5)
+    with make_executor("process", 2) as pool:
+        pooled = score_archs(scorer, codes, pool, chunk=5)
+    assert np.array_equal(inline["val_acc"], pooled["val_acc"])
+    assert np.array_equal(inline["val_loss"], pooled["val_loss"])
+
+
+# -- the method: fit the space ------------------------------------------------------------------
+def test_fit_space_scores_a_sample_and_predicts_every_cell(trained_digits, tmp_path, nb201):
+    from archrank.oneshot import ScoreTable
+
+    scorer = SubnetScorer.from_checkpoint(trained_digits)
+    table = fit_space(scorer, samples=40, predictor="gcn", seed=0,
+                      predictor_params={"epochs": 60})
+    assert len(table) == nb201.size
+    sampled = np.flatnonzero(~np.isnan(table.columns["supernet_val_acc"]))
+    assert len(sampled) == 40
+    again = scorer.score([nb201.parse(table.archs[i]) for i in sampled[:5]])
+    assert np.array_equal(again["val_acc"], table.columns["supernet_val_acc"][sampled[:5]])
+    from archrank.metrics import kendall_tau
+
+    # the fit follows what it was fitted to
+    assert kendall_tau(table.columns["supernet_val_acc"][sampled],
+                       table.columns["predicted"][sampled]) > 0.3
+    assert table.archs[0] == nb201.format(nb201.enumerate()[0])
+    path = tmp_path / "scores.csv"
+    table.write_csv(path)
+    back = ScoreTable.read_csv(path)
+    assert back.archs == table.archs and back.hashes == table.hashes
+    for k, v in table.columns.items():
+        assert np.array_equal(np.isnan(v), np.isnan(back.columns[k]))
+        assert np.allclose(np.nan_to_num(v), np.nan_to_num(back.columns[k]))
+
+
+# -- hardware -----------------------------------------------------------------------------------
+def test_latency_table_ranks_whole_networks(nb201):
+    net = build_supernet(NetworkSetting("nb201", 8, 1, "1d", 1, 10, (1, 40)))
+    table = LatencyTable.measure(net, repeats=7, inner=5)
+    assert table.units[0] == "base" and len(table.units) == 1 + 3 * 5
+    cells = uniform_cells(nb201, 7, seed=4)
+    check = validate_latency(table, net, cells, repeats=7, inner=5)
+    assert check["kendall_tau"] > 0 and check["spearman"] > 0
+    ms = table.predict(net, net.encode(cells))
+    conv3, none = ms[OPS.index("nor_conv_3x3")], ms[OPS.index("none")]
+    assert conv3 > none == pytest.approx(table.ms[0])
+
+
+def test_selection_under_constraints_and_pareto_front():
+    cols = {"flops": np.array([10.0, 20, 30, 40, 50]), "params": np.array([5.0, 4, 3, 2, 1]),
+            "latency_ms": np.array([1.0, 1, 1, 1, 1])}
+    score = np.array([1.0, 3.0, 2.0, 5.0, 4.0])
+    mask = feasible(cols, max_flops=40, max_params=4.5)
+    assert mask.tolist() == [False, True, True, True, False]
+    from archrank.oneshot import select
+
+    assert select(score, mask, 2).tolist() == [3, 1]
+    assert pareto_front(score, cols["flops"]).tolist() == [0, 1, 3]
+    assert pareto_front(score, cols["flops"], mask).tolist() == [1, 3]
+    with pytest.raises(ArchrankError, match="no cell satisfies --max-flops 5: the smallest "
+                                            "flops is 10"):
+        feasible(cols, max_flops=5)
+    with pytest.raises(ArchrankError, match="all the constraints together"):
+        feasible(cols, max_flops=10, max_params=1)

@@ -1,0 +1,193 @@
+"""Supernet training across processes: 2-rank DDP on loopback, and a SIGKILL + resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from archrank.errors import ArchrankError
+from archrank.oneshot import SupernetTrainer, load_checkpoint
+from archrank.oracles.training import TrainRecipe
+from test_cli_search import cli  # noqa: F401  (the fixture running ``archrank ARGS``)
+
+TESTS = Path(__file__).resolve().parent
+ARCHRANK = Path(sys.executable).with_name("archrank")
+
+DDP_WORKER = """
+import sys
+sys.path.insert(0, {tests!r})
+import torch, torch.distributed as dist
+from test_oneshot import tiny_data, tiny_trainer
+trainer = tiny_trainer(tiny_data(), epochs=2, seed=0)
+trainer.train(checkpoint={out!r} + "/ck.pt")
+rank = dist.get_rank()
+codes = tuple(int(c) for c in trainer.sampler.sample(trainer.step - 1))
+with_grad = sorted(n for n, p in trainer.supernet.named_parameters() if p.grad is not None)
+assert with_grad == sorted(trainer.supernet.path_parameters(codes)), "grads off the path"
+torch.save(trainer.supernet.state_dict(), {out!r} + f"/rank{{rank}}.pt")
+dist.destroy_process_group()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
+    code = DDP_WORKER.format(tests=str(TESTS), out=str(tmp_path))
+    port = str(_free_port())
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
+               "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+               "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, "-c", code], env=env,
+                                      stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, stderr = p.communicate(timeout=240)
+        assert p.returncode == 0, stderr[-2000:]
+    a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ckpt = load_checkpoint(tmp_path / "ck.pt")
+    assert ckpt.finished and all(torch.equal(ckpt.model[k], a[k]) for k in a)
+    fresh = ckpt.supernet().state_dict()  # the training moved the weights
+    start = SupernetTrainer.create("nb201", ckpt.dataset(_tiny()), width=4, depth=1, seed=0,
+                                   recipe=TrainRecipe(epochs=2, batch_size=32)).supernet
+    assert not torch.equal(fresh["net.stem.0.weight"], start.state_dict()["net.stem.0.weight"])
+
+
+def _tiny():
+    sys.path.insert(0, str(TESTS))
+    from test_oneshot import tiny_data
+
+    return tiny_data()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ARCHRANK.exists(), reason="the archrank script is not installed")
+def test_killed_supernet_training_resumes_to_the_same_weights(tmp_path):
+    data = _tiny()
+    arrays = {"x_train": data.x_train, "y_train": data.y_train, "x_val": data.x_val,
+              "y_val": data.y_val}
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, **arrays)
+    ckpt_path = tmp_path / "supernet.pt"
+    epochs = 12
+    args = [str(ARCHRANK), "oneshot", "train", "--dataset", str(npz), "--epochs", str(epochs),
+            "--width", "4", "--depth", "1", "--batch-size", "16", "--seed", "2",
+            "--device", "cpu"]
+    env = {**os.environ, "COLUMNS": "100"}
+    proc = subprocess.Popen([*args, "--out", str(ckpt_path)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    killed_at = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ckpt_path.exists():
+            try:
+                killed_at = load_checkpoint(ckpt_path).epoch
+            except ArchrankError:
+                killed_at = None
+            if killed_at is not None and killed_at >= 2:
+                break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"training ended before it was killed: {proc.stderr.read()}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 2 <= load_checkpoint(ckpt_path).epoch < epochs
+
+    resumed = subprocess.run([str(ARCHRANK), "oneshot", "train", "--resume", str(ckpt_path),
+                              "--device", "cpu"], env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    after = load_checkpoint(ckpt_path)
+    assert after.finished and after.epoch == epochs and len(after.history) == epochs
+
+    reference = SupernetTrainer.create(
+        "nb201", str(npz), width=4, depth=1, seed=2, device="cpu",
+        recipe=TrainRecipe(epochs=epochs, batch_size=16)).train()
+    ref = reference.supernet.state_dict()
+    assert all(torch.equal(after.model[k], ref[k]) for k in ref)
+    assert after.history == pytest.approx(reference.history)
+
+
+# -- the command line -------------------------------------------------------------------------
+def test_oneshot_train_fit_select_and_search(cli, tmp_path):  # noqa: F811
+    import json
+
+    data = _tiny()
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x_train=data.x_train, y_train=data.y_train, x_val=data.x_val,
+             y_val=data.y_val)
+    ckpt = tmp_path / "s.pt"
+    base = ["--dataset", str(npz), "--width", "4", "--batch-size", "32", "--device", "cpu"]
+    code, out, err = cli("oneshot", "train", *base, "--epochs", "2", "--out", str(ckpt))
+    assert code == 0, err
+    assert "trained 2 epochs" in out and load_checkpoint(ckpt).finished
+    code, _, err = cli("oneshot", "train", *base, "--epochs", "2", "--out", str(ckpt))
+    assert code == 2 and "exists; continue it with --resume" in err
+    code, _, err = cli("oneshot", "train", "--resume", str(ckpt), "--width", "8")
+    assert code == 2 and "not width 8" in err and err.count("\n") == 1
+
+    scores = tmp_path / "scores.csv"
+    code, out, err = cli("oneshot", "fit", str(ckpt), "--samples", "20", "--set", "epochs=20",
+                         "--out", str(scores), "--json", str(tmp_path / "fit.json"))
+    assert code == 0, err
+    assert "15,625 cells written" in out
+    info = json.loads((tmp_path / "fit.json").read_text())
+    assert info["samples"] == 20 and info["latency_table"]["units"][0] == "base"
+    header = scores.read_text().splitlines()[0]
+    assert header == ("arch,hash,predicted,supernet_val_acc,supernet_val_loss,params,flops,"
+                      "latency_ms")
+
+    code, out, err = cli("oneshot", "select", str(scores), "--max-flops", "40000", "--top", "3",
+                         "--json", str(tmp_path / "sel.json"))
+    assert code == 0, err
+    sel = json.loads((tmp_path / "sel.json").read_text())
+    assert len(sel["top"]) == 3 and all(r["flops"] <= 40000 for r in sel["top"])
+    preds = [r["predicted"] for r in sel["top"]]
+    assert preds == sorted(preds, reverse=True)
+    front = sel["pareto"]
+    assert [r["latency_ms"] for r in front] == sorted(r["latency_ms"] for r in front)
+    assert [r["predicted"] for r in front] == sorted(r["predicted"] for r in front)
+    code, _, err = cli("oneshot", "select", str(scores), "--max-flops", "10")
+    assert code == 2 and "no cell satisfies --max-flops 10" in err and err.count("\n") == 1
+
+    truncated = tmp_path / "t.pt"
+    truncated.write_bytes(ckpt.read_bytes()[:500])
+    code, _, err = cli("oneshot", "fit", str(truncated), "--out", str(tmp_path / "x.csv"))
+    assert code == 2 and "not a readable supernet checkpoint" in err and err.count("\n") == 1
+
+    code, out, err = cli("search", "--oracle", "supernet", "--supernet", str(ckpt),
+                         "--strategy", "random", "--budget", "3",
+                         "--run-dir", str(tmp_path / "run"), "--json", str(tmp_path / "r.json"))
+    assert code == 0, err
+    summary = json.loads((tmp_path / "r.json").read_text())
+    assert summary["queries"] == 3 and 0 <= summary["best"]["value"] <= 100
+    code, _, err = cli("search", "--oracle", "supernet", "--supernet", str(ckpt),
+                       "--space", "nb101", "--budget", "3", "--run-dir", str(tmp_path / "r2"))
+    assert code == 2 and "not space nb101" in err
+
+
+def test_training_seed_is_its_own_option_recorded_in_the_run():
+    from archrank.runs.config import SearchConfig, build_oracle
+
+    config = SearchConfig(space="nb201", metric="val_acc", strategy="random", seed=0,
+                          oracle="train", oracle_params={"dataset": "digits", "train_seed": 7})
+    oracle = build_oracle(config)
+    assert oracle.seed == 7 and oracle.describe()["seed"] == 7
+    assert build_oracle(SearchConfig(space="nb201", metric="val_acc", strategy="random",
+                                     seed=3, oracle="train",
+                                     oracle_params={"dataset": "digits"})).seed == 3

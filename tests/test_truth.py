@@ -1,0 +1,73 @@
+"""Multi-seed truth tables: journaled, resumable, readable as a benchmark, noise ceiling."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from archrank.benchmarks import load_benchmark
+from archrank.errors import ArchrankError
+from archrank.executors import InlineExecutor
+from archrank.oracles.training import TrainingOracle, TrainRecipe
+from archrank.truth import TruthBuilder, journal_path, noise_ceiling
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_truth_table_resumes_without_retraining_and_reads_as_a_benchmark(tmp_path, nb201):
+    pytest.importorskip("sklearn")
+    oracle = TrainingOracle("nb201", "digits", recipe=TrainRecipe(epochs=1), width=4)
+    cells = [nb201.format(a) for a in nb201.sample(3, np.random.default_rng(0))]
+    out = tmp_path / "truth.csv"
+
+    def kill_after_two(count, rec):
+        if count == 2:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        TruthBuilder(oracle, cells, [0, 1], out).run(InlineExecutor(), on_result=kill_after_two)
+    journal = journal_path(out)
+    first = [json.loads(line) for line in journal.read_text().splitlines()[1:]]
+    assert len(first) == 2
+    with open(journal, "a") as fh:  # a kill while appending leaves a torn line
+        fh.write('{"arch": "|none~0|+')
+
+    builder = TruthBuilder(oracle, cells, [0, 1], out)
+    assert len(builder.pending) == 4
+    trained = []
+    builder.run(InlineExecutor(), on_result=lambda c, rec: trained.append((rec["arch"],
+                                                                          rec["seed"])))
+    assert len(trained) == 4 and not {(r["arch"], r["seed"]) for r in first} & set(trained)
+    builder.write_csv()
+
+    bench = load_benchmark(out, nb201)
+    assert len(bench) == 3 and bench.cost_column == "train_time_s"
+    per_seed = np.stack([bench.values("val_acc_s0"), bench.values("val_acc_s1")], axis=1)
+    assert np.allclose(bench.values("val_acc"), per_seed.mean(axis=1), atol=1e-5)
+    assert np.allclose(bench.values("val_acc_std"), per_seed.std(axis=1), atol=1e-5)
+    again = oracle.evaluate(nb201.parse(cells[0]))  # the seed-0 training is reproducible
+    assert bench.values("val_acc_s0")[0] == pytest.approx(again.metrics["val_acc"], abs=1e-5)
+    assert (bench.values("params") > 0).all()
+
+    with pytest.raises(ArchrankError, match="started with other settings"):
+        TruthBuilder(oracle, cells[:2], [0, 1], out)
+
+
+def test_noise_ceiling_of_known_tables():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=200)
+    same = noise_ceiling(np.stack([base, base, base], axis=1))
+    assert same["all"]["seed_to_seed_kendall_tau"] == pytest.approx(1.0)
+    noisy = noise_ceiling(np.stack([base + rng.normal(size=200) for _ in range(3)], axis=1))
+    assert 0.2 < noisy["all"]["seed_to_seed_kendall_tau"] < 0.7
+    # averaging the others removes part of the noise: one-vs-rest beats seed-to-seed
+    assert noisy["all"]["one_vs_rest_kendall_tau"] > noisy["all"]["seed_to_seed_kendall_tau"]
+    assert noisy["better_half"]["cells"] == 100
+    unrelated = noise_ceiling(rng.normal(size=(300, 2)))
+    assert abs(unrelated["all"]["seed_to_seed_kendall_tau"]) < 0.1
