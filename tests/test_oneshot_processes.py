@@ -17,7 +17,6 @@ import torch
 from archrank.errors import ArchrankError
 from archrank.oneshot import SupernetTrainer, load_checkpoint
 from archrank.oracles.training import TrainRecipe
-from test_cli_search import cli  # noqa: F401  (the fixture running ``archrank ARGS``)
 
 TESTS = Path(__file__).resolve().parent
 ARCHRANK = Path(sys.executable).with_name("archrank")
@@ -124,7 +123,7 @@ def test_killed_supernet_training_resumes_to_the_same_weights(tmp_path):
 
 
 # -- the command line -------------------------------------------------------------------------
-def test_oneshot_train_fit_select_and_search(cli, tmp_path):  # noqa: F811
+def test_oneshot_train_fit_select_and_search(cli, tmp_path):
     import json
 
     data = _tiny()
