@@ -92,6 +92,8 @@ def test_genotype_text_round_trips(darts) -> None:
         g = darts.parse(text)
         assert darts.parse(darts.format(g)) == g
         assert darts.from_record({"genotype": darts.format(g)}) == g
+        assert darts.from_record(darts.to_record(g)) == g
+        assert darts.from_record({"arch": darts.to_json(g)}) == g
         assert darts.parse(json.dumps(darts.to_json(g))) == g
     pc = darts.parse(PC_DARTS)
     assert pc.normal_concat == ALL_CONCAT  # range(2, 6)
@@ -287,3 +289,22 @@ def test_sparse_inference_pass_equals_training_pass(darts) -> None:
         fast = net.embed(graphs)
     slow = net.embed(graphs).detach()
     assert torch.allclose(fast, slow, atol=1e-5)
+
+
+def test_tables_of_darts_cells_read_back(darts, tmp_path) -> None:
+    """A table with an ``arch`` column of genotype texts (what ``bench table`` and ``runs
+    export --csv`` write) is a benchmark of the darts space."""
+    import csv
+
+    from archrank.benchmarks import load_benchmark
+
+    gs = darts.sample(3, np.random.default_rng(2))
+    path = tmp_path / "darts.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["arch", "val_acc"])
+        for i, g in enumerate(gs):
+            writer.writerow([darts.format(g), 90 + i])
+    table = load_benchmark(str(path), darts)
+    assert [darts.hash(a) for a in table.archs] == [darts.hash(g) for g in gs]
+    assert list(table.values("val_acc")) == [90, 91, 92]

@@ -236,7 +236,7 @@ class DartsSpace(SearchSpace[Genotype]):
     description = "DARTS cells (normal + reduction cell; 2 inputs, 4 nodes, 7 ops; sampled)"
     approx_size = "~1e18"
     op_on = "node"
-    record_fields = ("genotype",)
+    record_fields = ("arch",)  # like every archrank table: the genotype text (see from_record)
     num_inputs = NUM_INPUTS
     node_op_names = ("input", *DARTS_OPS, "normal_concat", "reduce_concat", "output")
     max_nodes = _GRAPH_NODES
@@ -262,14 +262,17 @@ class DartsSpace(SearchSpace[Genotype]):
                 f"reduce={pairs(arch.reduce)}, reduce_concat={list(arch.reduce_concat)})")
 
     def from_record(self, record: Mapping[str, Any]) -> Genotype:
-        if "genotype" in record:
-            value = record["genotype"]
+        """From ``arch`` (what archrank's tables and runs write) or ``genotype`` (the text or
+        the JSON object), or from separate ``normal``/``reduce``(``_concat``) fields."""
+        key = "arch" if "arch" in record else "genotype"
+        if key in record:
+            value = record[key]
             if isinstance(value, Mapping):
                 return make_genotype(value)
             try:
                 return self.parse(value)
             except InvalidArchitecture as err:
-                raise InvalidArchitecture(f"field 'genotype': {err}") from None
+                raise InvalidArchitecture(f"field {key!r}: {err}") from None
         if "normal" in record:
             fields = {f: record[f] for f in _FIELDS if f in record}
             for f, v in list(fields.items()):
@@ -279,10 +282,10 @@ class DartsSpace(SearchSpace[Genotype]):
                     except ValueError:
                         fields[f] = _literal(ast.parse(v, mode="eval").body, f)
             return make_genotype(fields)
-        raise InvalidArchitecture("record has no 'genotype' field (nor 'normal'/'reduce')")
+        raise InvalidArchitecture("record has no 'arch' field (nor 'genotype', 'normal'/'reduce')")
 
     def to_record(self, arch: Genotype) -> dict[str, Any]:
-        return {"hash": self.hash(arch), "genotype": self.format(arch)}
+        return {"hash": self.hash(arch), "arch": self.format(arch)}
 
     def to_json(self, arch: Genotype) -> dict[str, Any]:
         """The JSON form: the four fields, pairs as ``[op, input]`` lists."""
