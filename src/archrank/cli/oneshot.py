@@ -330,3 +330,90 @@ def latency_cmd(
     if json_out is not None:
         _write_json(json_out, out)
     sys.stdout.flush()
+
+
+# -- search -------------------------------------------------------------------------------------
+@oneshot_app.command("search")
+def search_cmd(
+    space: str = typer.Option("nb201", "--space", help="Search space (nb201)."),
+    dataset: str = typer.Option("mnist1d", "--dataset",
+                                help="mnist1d, digits or a .npz file (x_train, y_train, ...)."),
+    method: str = typer.Option("proxy-darts", "--method",
+                               help="proxy-ea, proxy-darts, darts or spos-ea."),
+    epochs: int = typer.Option(50, "--epochs", help="Supernet epochs (the search budget)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the weights, batches and sampling."),
+    width: int | None = typer.Option(None, "--width", help="Stem channels (default: oracle's)."),
+    depth: int | None = typer.Option(None, "--depth", help="Cells per stage (default: same)."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Batch size."),
+    lr: float = typer.Option(0.1, "--lr", help="Initial learning rate (cosine to 0)."),
+    sampling: str = typer.Option("learned", "--sampling",
+                                 help="proxy-*: learned (Gumbel on alpha) or uniform (ablation)."),
+    oiw: str = typer.Option("l2", "--oiw",
+                            help="proxy-*: OIW normalisation l2 (default), sum, or off."),
+    pretrain: bool = typer.Option(True, "--pretrain/--no-pretrain",
+                                  help="proxy-*: auto-encoder pre-training of the landscape."),
+    refit_every: int = typer.Option(25, "--refit-every", help="proxy-*: steps between refits."),
+    warmup_steps: int = typer.Option(50, "--warmup-steps",
+                                     help="proxy-*: uniform steps before learned sampling."),
+    memory: int = typer.Option(256, "--memory", help="proxy-*: (arch, val loss) pairs kept."),
+    ea_evals: int = typer.Option(100, "--ea-evals", help="spos-ea: cells scored by evolution."),
+    threads: int = typer.Option(1, "--threads", help="Torch threads."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue this search."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON."),
+) -> None:
+    """One-shot architecture search on a weight-sharing supernet.
+
+    proxy-darts / proxy-ea: proxy validation (a learned validation-loss landscape steers the
+    sampling; differentiable or evolutionary form); darts: first-order DARTS; spos-ea:
+    uniform single-path training, then regularized evolution on supernet scores. Writes a
+    checkpoint after every epoch; a killed search continues with --resume. Prints the chosen
+    cell and its supernet score.
+
+    Example:
+      archrank oneshot search --method proxy-ea --epochs 50 --seed 0 --out s.pt
+    """
+    from dataclasses import replace
+
+    from archrank.oneshot.landscape import LandscapeConfig
+    from archrank.oneshot.search import check_method, resumable, search
+    from archrank.oracles.training import TrainRecipe
+
+    check_method(method)
+    if resume is None and epochs < 1:
+        raise ArchrankError(f"--epochs must be at least 1, got {epochs}")
+    if resume is not None and out is not None and Path(out) != Path(resume):
+        raise ArchrankError("give either --resume CKPT or --out, not both")
+    if resume is None and out is None:
+        raise ArchrankError("missing --out CKPT (or --resume CKPT to continue a search)")
+    if resume is not None:
+        resumable(resume, method, space)
+    if resume is None and out is not None and out.exists():
+        raise ArchrankError(f"{out} exists; continue it with --resume {out} or choose "
+                            "another --out")
+    proxy = {"sampling": sampling, "oiw_norm": oiw, "refit_every": refit_every,
+             "warmup_steps": warmup_steps, "memory": memory,
+             "landscape": LandscapeConfig(pretrain=pretrain)}
+    recipe = replace(TrainRecipe(), batch_size=batch_size, lr=lr)
+    progress = eta_progress()
+    task = progress.add_task(method, total=None, info="")
+
+    def on_step(epoch: int, step: int, n: int, loss: float) -> None:
+        progress.update(task, total=None if resume else epochs * n, completed=epoch * n + step,
+                        info=f"epoch {epoch + 1} loss {loss:.3f}")
+
+    err.print(f"{method} search on {space}/{dataset}"
+              + (f" (resuming {resume})" if resume else f": {epochs} epochs, seed {seed}"))
+    with progress:
+        result = search(method, space=space, dataset=dataset_spec(dataset), epochs=epochs,
+                        seed=seed, recipe=recipe, checkpoint=resume or out,
+                        resume=resume is not None, proxy=proxy, ea_evals=ea_evals,
+                        width=width, depth=depth, threads=threads, device=device,
+                        on_step=on_step)
+    console.print(f"chosen cell: {result.arch}", soft_wrap=True)
+    console.print(f"supernet score: val_acc {result.supernet_val_acc:.2f}%, val_loss "
+                  f"{result.supernet_val_loss:.4f}; {'degenerate, ' if result.degenerate else ''}"
+                  f"search {result.seconds:.1f} s")
+    if json_out is not None:
+        _write_json(json_out, result.to_dict())

@@ -217,6 +217,7 @@ class SupernetTrainer:
                 loss.backward()
                 optimizer.step()
                 self.step += 1
+                self.sampler.after_step(self.step - 1, codes, net)
                 losses.append(value)
                 if on_step is not None and rank == 0:
                     on_step(self.epoch, s + 1, steps, value)
