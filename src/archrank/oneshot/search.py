@@ -3,7 +3,7 @@
 =================  ============================================================================
 ``proxy-darts``    proxy validation, differentiable form (``proxy.ProxySampler``, mode darts)
 ``proxy-ea``       proxy validation, evolutionary form (``proxy.ProxySampler``, mode ea)
-``darts``          first-order DARTS through mixed ops (``darts.DartsSearch``)
+``darts``          first-order DARTS through mixed ops (``darts.DartsSampler``)
 ``spos-ea``        uniform single-path training, then regularized evolution on supernet
                    scores (``strategies.evolution`` through ask/tell, ``scoring.SubnetScorer``)
 =================  ============================================================================
@@ -26,6 +26,9 @@ import numpy as np
 
 from archrank.errors import ArchrankError
 from archrank.oneshot.checkpoint import Checkpoint, load_checkpoint
+from archrank.oneshot.darts import DartsSampler
+from archrank.oneshot.proxy import ProxyConfig, ProxySampler
+from archrank.oneshot.sampler import ArchSampler
 from archrank.oneshot.trainer import StepCallback, SupernetTrainer
 from archrank.oracles.training import TrainRecipe
 from archrank.spaces.base import SearchSpace
@@ -69,9 +72,9 @@ def resumable(path: str | Path, method: str, space: str) -> Checkpoint:
     return ckpt
 
 
-def _proxy_config(method: str, overrides: dict[str, Any] | None) -> Any:
-    from archrank.oneshot.proxy import ProxyConfig
-
+def _proxy_config(method: str, overrides: dict[str, Any] | None) -> ProxyConfig | None:
+    if not method.startswith("proxy-"):
+        return None
     return ProxyConfig(mode=method.split("-", 1)[1], **(overrides or {}))
 
 
@@ -80,36 +83,38 @@ def _runner(method: str, *, space: str, dataset: Any, epochs: int, seed: int,
             proxy: dict[str, Any] | None, threads: int, device: str,
             width: int | None = None, depth: int | None = None) -> Any:
     """The trainer of ``method``, fresh or resumed from ``checkpoint``."""
-    from archrank.oneshot.darts import DartsSearch
-    from archrank.oneshot.proxy import ProxyConfig, ProxySampler
-
     kwargs = {"threads": threads, "device": device}
     if resume:
         if checkpoint is None or not checkpoint.exists():
             raise ArchrankError(f"{checkpoint}: no search checkpoint to resume")
         ckpt = resumable(checkpoint, method, space)
-        if method == "darts":
-            return DartsSearch.resume(ckpt, **kwargs)
-        sampler = None
-        if method.startswith("proxy-"):
-            config = (ProxyConfig.from_dict(ckpt.sampler_state["config"])
-                      if ckpt.sampler_state else _proxy_config(method, proxy))
-            sampler = ProxySampler(_space(ckpt.setting.space), ckpt.seed,
-                                   dataset=ckpt.dataset(), config=config)
+        sampler = _sampler(method, _space(ckpt.setting.space), ckpt.seed, ckpt.dataset(),
+                           ProxyConfig.from_dict(ckpt.sampler_state["config"])
+                           if method.startswith("proxy-") and ckpt.sampler_state
+                           else _proxy_config(method, proxy))
+        if sampler is not None:
             sampler.load_state_dict(ckpt.sampler_state)
         return SupernetTrainer.resume(ckpt, sampler=sampler, **kwargs)
     if epochs < 1:
         raise ArchrankError(f"--epochs must be at least 1, got {epochs}")
     recipe = replace(recipe or TrainRecipe(), epochs=int(epochs))
-    base = SupernetTrainer.create(space, dataset, recipe=recipe, seed=seed, width=width,
-                                  depth=depth, **kwargs)
+    trainer = SupernetTrainer.create(space, dataset, recipe=recipe, seed=seed, width=width,
+                                     depth=depth, **kwargs)
+    sampler = _sampler(method, trainer.supernet.space, seed, trainer.dataset,
+                       _proxy_config(method, proxy))
+    if sampler is not None:
+        trainer.sampler = sampler
+    return trainer
+
+
+def _sampler(method: str, space: SearchSpace, seed: int, dataset: Any,
+             config: ProxyConfig | None) -> ArchSampler | None:
+    """The sampler of ``method`` (None: the trainer's uniform one)."""
     if method == "darts":
-        return DartsSearch(base.supernet, base.dataset, base.recipe, seed=seed,
-                           dataset_spec=base.dataset_spec, **kwargs)
+        return DartsSampler(space, seed, dataset=dataset)
     if method.startswith("proxy-"):
-        base.sampler = ProxySampler(base.supernet.space, seed, dataset=base.dataset,
-                                    config=_proxy_config(method, proxy))
-    return base
+        return ProxySampler(space, seed, dataset=dataset, config=config)
+    return None
 
 
 def _space(name: str) -> SearchSpace:
@@ -140,8 +145,7 @@ def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d", epoch
     if method == "spos-ea":
         codes = _evolve(sp, scorer, ea_evals, runner.seed)
     else:
-        codes = (runner.final_codes() if method == "darts"
-                 else runner.sampler.final_codes())
+        codes = runner.sampler.final_codes()
     scores = scorer.score_codes(np.asarray([codes]))
     # training time over every session of the search, plus this session's choosing
     seconds = runner.seconds + time.perf_counter() - after
