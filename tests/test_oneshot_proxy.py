@@ -281,3 +281,37 @@ def test_oneshot_search_command_and_its_errors(cli, tmp_path):  # noqa: F811
     ]:
         code, _, err = cli("oneshot", "search", *args)
         assert code == 2 and message in err and err.strip().count("\n") == 0, err
+
+
+def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_path):  # noqa: F811
+    import json
+
+    data, other = tiny_data(), tiny_data(seed=5)
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x_train=data.x_train, y_train=data.y_train, x_val=data.x_val,
+             y_val=data.y_val, x_test=other.x_val, y_test=other.y_val)
+    truth = tmp_path / "truth.csv"
+    code, _, err = cli("bench", "table", "--dataset", str(npz), "--n", "6", "--train-seeds",
+                       "0,1", "--epochs", "1", "--width", "4", "--depth", "1", "--out",
+                       str(truth))
+    assert code == 0, err
+    args = ["bench", "oneshot-search", "--dataset", str(npz), "--methods", "spos-ea,darts",
+            "--seeds", "1", "--epochs", "1", "--truth", str(truth), "--work-dir",
+            str(tmp_path / "w")]
+    code, out, err = cli(*args, "--json", str(tmp_path / "r.json"))
+    assert code == 0, err
+    assert "truth percentile" in out and "spos-ea" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["train_seeds"] == [0, 1] and set(report["methods"]) == {"spos-ea", "darts"}
+    standalone = (tmp_path / "w" / "standalone.csv").read_text()
+    for m, r in report["methods"].items():
+        assert len(r["cells"]) == 1 and r["cells"][0] in standalone
+        assert 0 <= r["truth_percentile"]["mean"] <= 100 and r["degenerate_rate"] in (0, 1)
+        assert set(r["val_acc"]) == {"mean", "std"} and r["search_seconds"]["mean"] > 0
+        # the pick was trained with the truth's recipe: 4-wide networks, both seeds
+        ckpt = load_checkpoint(tmp_path / "w" / f"{m}-seed0.pt")
+        assert ckpt.setting.width == 4 and ckpt.finished
+    code, _, err = cli(*args[:-2], "--work-dir", str(tmp_path / "w2"), "--dataset", "digits")
+    assert code == 2 and "was trained on" in err
+    code, _, err = cli(*args, "--methods", "nope")
+    assert code == 2 and "unknown search method 'nope'" in err

@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from archrank.cli.app import oneshot_app
+from archrank.cli.app import bench_app, oneshot_app
 from archrank.errors import ArchrankError
 
 console = Console()
@@ -417,3 +417,52 @@ def search_cmd(
                   f"search {result.seconds:.1f} s")
     if json_out is not None:
         _write_json(json_out, result.to_dict())
+
+
+@bench_app.command("oneshot-search")
+def bench_oneshot_search(
+    space: str = typer.Option("nb201", "--space", help="Search space (nb201)."),
+    dataset: str = typer.Option("mnist1d", "--dataset", help="The truth's dataset."),
+    methods: str = typer.Option("proxy-ea,proxy-darts,darts,spos-ea", "--methods",
+                                help="Comma-separated search methods."),
+    seeds: int = typer.Option(3, "--seeds", help="Search seeds 0..N-1."),
+    epochs: int = typer.Option(50, "--epochs", help="Supernet epochs of every search."),
+    truth: Path = typer.Option(..., "--truth", help="Truth table of bench table."),
+    work_dir: Path = typer.Option(Path("oneshot-search"), "--work-dir",
+                                  help="Search checkpoints and stand-alone trainings."),
+    workers: int = typer.Option(1, "--workers", help="Stand-alone trainings in parallel."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the report here."),
+) -> None:
+    """Search with each method and seed, train the chosen cells stand-alone with the truth's
+    recipe and training seeds, and report per method: cells, val/test accuracy, truth
+    percentile, search time and the rate of degenerate cells. Resumable (--work-dir).
+
+    Example:
+      archrank bench oneshot-search --truth benchmarks/truth.csv --seeds 3 --json out.json
+    """
+    from archrank.oneshot.search import check_method
+    from archrank.oneshot.search_bench import bench_search
+    from archrank.runs.loop import executor_for
+
+    names = [check_method(m.strip()) for m in methods.split(",") if m.strip()]
+    if seeds < 1 or epochs < 1:
+        raise ArchrankError("--seeds and --epochs must be at least 1")
+    executor = executor_for(workers)
+    try:
+        report = bench_search(names, list(range(seeds)), truth=truth, space=space,
+                              dataset=dataset_spec(dataset), epochs=epochs, work_dir=work_dir,
+                              executor=executor, workers=workers,
+                              on_stage=lambda text: err.print(text))
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+    table = Table("method", "truth percentile", "val_acc", "test_acc", "search s", "degenerate")
+    def pm(stat: dict[str, float], digits: int) -> str:
+        return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+    for m, r in report["methods"].items():
+        table.add_row(m, pm(r["truth_percentile"], 1), pm(r["val_acc"], 2),
+                      pm(r["test_acc"], 2), f"{r['search_seconds']['mean']:.0f}",
+                      f"{r['degenerate_rate']:.2f}")
+    console.print(table)
+    if json_out is not None:
+        _write_json(json_out, report)

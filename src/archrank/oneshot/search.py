@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from archrank.errors import ArchrankError
+from archrank.nn import torch_threads
 from archrank.oneshot.checkpoint import Checkpoint, load_checkpoint
 from archrank.oneshot.darts import DartsSampler
 from archrank.oneshot.proxy import ProxyConfig, ProxySampler
@@ -130,25 +131,34 @@ def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d", epoch
            threads: int = 1, device: str = "cpu", on_step: StepCallback | None = None
            ) -> SearchResult:
     """Run (or continue) a one-shot search with ``method``; see the module docstring."""
+    check_method(method)
+    with torch_threads(threads):  # also the landscape's pre-training and the final choice
+        return _search(method, space=space, dataset=dataset, epochs=epochs, seed=seed,
+                       recipe=recipe, checkpoint=checkpoint, resume=resume, proxy=proxy,
+                       ea_evals=ea_evals, width=width, depth=depth, threads=threads,
+                       device=device, on_step=on_step)
+
+
+def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, threads: int,
+            on_step: StepCallback | None, **kwargs: Any) -> SearchResult:
     from archrank.oneshot.scoring import SubnetScorer
 
-    check_method(method)
     path = Path(checkpoint) if checkpoint is not None else None
-    runner = _runner(method, space=space, dataset=dataset, epochs=epochs, seed=seed,
-                     recipe=recipe, checkpoint=path, resume=resume, proxy=proxy,
-                     threads=threads, device=device, width=width, depth=depth)
+    start = time.perf_counter()
+    runner = _runner(method, checkpoint=path, threads=threads, **kwargs)
+    before = runner.seconds
     runner.train(checkpoint=path, on_step=on_step)
-    after = time.perf_counter()
-    ckpt: Checkpoint = runner.checkpoint()
-    scorer = SubnetScorer.from_checkpoint(ckpt, runner.dataset, threads=threads)
+    scorer = SubnetScorer.from_checkpoint(runner.checkpoint(), runner.dataset, threads=threads)
     sp = runner.supernet.space
     if method == "spos-ea":
         codes = _evolve(sp, scorer, ea_evals, runner.seed)
     else:
         codes = runner.sampler.final_codes()
     scores = scorer.score_codes(np.asarray([codes]))
-    # training time over every session of the search, plus this session's choosing
-    seconds = runner.seconds + time.perf_counter() - after
+    # training time of every session of the search, plus this session's set-up (data,
+    # landscape pre-training) and choice
+    trained_now = runner.seconds - before
+    seconds = runner.seconds + time.perf_counter() - start - trained_now
     return SearchResult(
         method=method, arch=sp.format(sp.from_codes(np.asarray([codes]))[0]),  # type: ignore[attr-defined]
         codes=[int(c) for c in codes], supernet_val_acc=float(scores["val_acc"][0]),
