@@ -29,6 +29,19 @@ ARCHRANK = Path(sys.executable).with_name("archrank")
 SMALL = LandscapeConfig(pretrain=False, fit_steps=10)
 
 
+def tiny_npz(directory: Path, with_test: bool = False) -> Path:
+    """``tiny_data`` as a ``.npz`` file (with a test split from another seed if asked)."""
+    data = tiny_data()
+    arrays = {"x_train": data.x_train, "y_train": data.y_train, "x_val": data.x_val,
+              "y_val": data.y_val}
+    if with_test:
+        other = tiny_data(seed=5)
+        arrays.update(x_test=other.x_val, y_test=other.y_val)
+    path = directory / "tiny.npz"
+    np.savez(path, **arrays)
+    return path
+
+
 def fitted_landscape(nb201, pretrain: bool = False) -> Landscape:
     cfg = LandscapeConfig(pretrain=pretrain, pretrain_cells=200, pretrain_steps=30)
     land = Landscape(nb201, cfg, seed=3)
@@ -195,10 +208,7 @@ def test_mixed_forward_with_one_hot_weights_is_the_single_path():
 @pytest.mark.slow
 @pytest.mark.skipif(not ARCHRANK.exists(), reason="the archrank script is not installed")
 def test_killed_proxy_search_resumes_exactly(tmp_path):
-    data = tiny_data()
-    npz = tmp_path / "tiny.npz"
-    np.savez(npz, x_train=data.x_train, y_train=data.y_train, x_val=data.x_val,
-             y_val=data.y_val)
+    npz = tiny_npz(tmp_path)
     ckpt_path = tmp_path / "s.pt"
     epochs = 6
     opts = ["--method", "proxy-ea", "--dataset", str(npz), "--epochs", str(epochs),
@@ -259,10 +269,7 @@ def test_killed_proxy_search_resumes_exactly(tmp_path):
 def test_oneshot_search_command_and_its_errors(cli, tmp_path):  # noqa: F811
     import json
 
-    data = tiny_data()
-    npz = tmp_path / "tiny.npz"
-    np.savez(npz, x_train=data.x_train, y_train=data.y_train, x_val=data.x_val,
-             y_val=data.y_val)
+    npz = tiny_npz(tmp_path)
     ckpt = tmp_path / "s.pt"
     base = ["--dataset", str(npz), "--width", "4", "--depth", "1", "--batch-size", "32",
             "--refit-every", "4", "--warmup-steps", "4", "--no-pretrain"]
@@ -286,10 +293,7 @@ def test_oneshot_search_command_and_its_errors(cli, tmp_path):  # noqa: F811
 def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_path):  # noqa: F811
     import json
 
-    data, other = tiny_data(), tiny_data(seed=5)
-    npz = tmp_path / "tiny.npz"
-    np.savez(npz, x_train=data.x_train, y_train=data.y_train, x_val=data.x_val,
-             y_val=data.y_val, x_test=other.x_val, y_test=other.y_val)
+    npz = tiny_npz(tmp_path, with_test=True)
     truth = tmp_path / "truth.csv"
     code, _, err = cli("bench", "table", "--dataset", str(npz), "--n", "6", "--train-seeds",
                        "0,1", "--epochs", "1", "--width", "4", "--depth", "1", "--out",
