@@ -360,7 +360,8 @@ def search_cmd(
     threads: int = typer.Option(1, "--threads", help="Torch threads."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write."),
-    resume: Path | None = typer.Option(None, "--resume", help="Continue this search."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue this search (its "
+                                       "settings come from the checkpoint)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON."),
 ) -> None:
     """One-shot architecture search on a weight-sharing supernet.
