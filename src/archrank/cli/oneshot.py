@@ -356,6 +356,9 @@ def search_cmd(
     warmup_steps: int = typer.Option(50, "--warmup-steps",
                                      help="proxy-*: uniform steps before learned sampling."),
     memory: int = typer.Option(256, "--memory", help="proxy-*: (arch, val loss) pairs kept."),
+    alpha_lr: float = typer.Option(0.05, "--alpha-lr", help="proxy-*: Adam lr of alpha."),
+    alpha_steps: int = typer.Option(5, "--alpha-steps",
+                                    help="proxy-*: alpha steps per refit (0: alpha fixed)."),
     ea_evals: int = typer.Option(100, "--ea-evals", help="spos-ea: cells scored by evolution."),
     threads: int = typer.Option(1, "--threads", help="Torch threads."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
@@ -394,7 +397,8 @@ def search_cmd(
         raise ArchrankError(f"{out} exists; continue it with --resume {out} or choose "
                             "another --out")
     proxy = {"sampling": sampling, "oiw_norm": oiw, "refit_every": refit_every,
-             "warmup_steps": warmup_steps, "memory": memory,
+             "warmup_steps": warmup_steps, "memory": memory, "alpha_lr": alpha_lr,
+             "alpha_steps": alpha_steps,
              "landscape": LandscapeConfig(pretrain=pretrain)}
     recipe = replace(TrainRecipe(), batch_size=batch_size, lr=lr)
     progress = eta_progress()
