@@ -168,13 +168,23 @@ class _GCNEncoder(nn.Module):
 
     def forward(self, cells: Cells) -> torch.Tensor:
         nf = cells.nf
-        m = nf.mask.float()[..., None]
-        h = self.embed(nf.tokens) * m
-        adj_t = nf.adj.transpose(1, 2)
+        return self.propagate(self.embed(nf.tokens), nf.adj, nf.mask)
+
+    def forward_soft(self, weights: torch.Tensor, adj: torch.Tensor,
+                     mask: torch.Tensor) -> torch.Tensor:
+        """Relaxed input: ``weights`` [B, M, vocab] mixes the token embeddings (one-hot rows
+        give exactly ``forward``'s result), ``adj`` may be fractional; differentiable in both."""
+        return self.propagate(weights @ self.embed.weight, adj, mask)
+
+    def propagate(self, h: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor
+                  ) -> torch.Tensor:
+        m = mask.float()[..., None]
+        h = h * m
+        adj_t = adj.transpose(1, 2)
         reads = [h.sum(1)]
         for lin_s, lin_i, lin_o, norm in zip(self.self_lin, self.in_lin, self.out_lin,
                                              self.norms, strict=True):
-            msg = lin_s(h) + lin_i(adj_t @ h) + lin_o(nf.adj @ h)
+            msg = lin_s(h) + lin_i(adj_t @ h) + lin_o(adj @ h)
             h = (h + F.relu(norm(msg))) * m
             reads.append(h.sum(1))
         return torch.cat(reads, 1)
@@ -235,6 +245,13 @@ class _AutoEncoder(nn.Module):
     def encode(self, cells: Cells) -> torch.Tensor:
         return self.proj(self.body(cells))
 
+    def encode_soft(self, weights: torch.Tensor, adj: torch.Tensor,
+                    mask: torch.Tensor) -> torch.Tensor:
+        """``encode`` of a relaxed node form (``_GCNEncoder.forward_soft``; gcn encoder only)."""
+        if not isinstance(self.body, _GCNEncoder):
+            raise ArchrankError("relaxed (probability) input needs the gcn encoder")
+        return self.proj(self.body.forward_soft(weights, adj, mask))
+
 
 def structural_code(graphs: GraphBatch, space: SearchSpace) -> torch.Tensor:
     """The one-hot adjacency/op code next to the path encoding: a cell's structure (what
@@ -294,6 +311,13 @@ class GraphAutoEncoder:
         if self.model_ is None:
             raise ArchrankError("graph auto-encoder is not fitted; call fit() first")
         return self.model_
+
+    def initialise(self) -> Self:
+        """A random-start model (no fitting), for methods that train the encoder themselves."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.model_ = self._new_model()
+        return self
 
     def encoder_module(self) -> nn.Module:
         """The trained auto-encoder (``features(cells)``, ``encode(cells)``, ``decoder``)."""

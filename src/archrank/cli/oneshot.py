@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from archrank.cli.app import console, err, oneshot_app, parse_sets
+from archrank.cli.app import bench_app, console, err, oneshot_app, parse_sets
 from archrank.errors import ArchrankError
 from archrank.files import check_output, write_json
 
@@ -325,3 +325,150 @@ def latency_cmd(
     if json_out is not None:
         write_json(json_out, out)
     sys.stdout.flush()
+
+
+# -- search -------------------------------------------------------------------------------------
+@oneshot_app.command("search")
+def search_cmd(
+    space: str = typer.Option("nb201", "--space", help="Search space (nb201)."),
+    dataset: str = typer.Option("mnist1d", "--dataset",
+                                help="mnist1d, digits or a .npz file (x_train, y_train, ...)."),
+    method: str = typer.Option("proxy-darts", "--method",
+                               help="proxy-ea, proxy-darts, darts or spos-ea."),
+    epochs: int = typer.Option(50, "--epochs", help="Supernet epochs (the search budget)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the weights, batches and sampling."),
+    width: int | None = typer.Option(None, "--width", help="Stem channels (default: oracle's)."),
+    depth: int | None = typer.Option(None, "--depth", help="Cells per stage (default: same)."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Batch size."),
+    lr: float = typer.Option(0.1, "--lr", help="Initial learning rate (cosine to 0)."),
+    sampling: str = typer.Option("learned", "--sampling",
+                                 help="proxy-*: learned (Gumbel on alpha) or uniform (ablation)."),
+    oiw: str = typer.Option("l2", "--oiw",
+                            help="proxy-*: OIW normalisation l2 (default), sum, or off."),
+    pretrain: bool = typer.Option(True, "--pretrain/--no-pretrain",
+                                  help="proxy-*: auto-encoder pre-training of the landscape."),
+    refit_every: int = typer.Option(25, "--refit-every", help="proxy-*: steps between refits."),
+    warmup_steps: int = typer.Option(50, "--warmup-steps",
+                                     help="proxy-*: uniform steps before learned sampling."),
+    memory: int = typer.Option(256, "--memory", help="proxy-*: (arch, val loss) pairs kept."),
+    alpha_lr: float = typer.Option(0.05, "--alpha-lr", help="proxy-*: Adam lr of alpha."),
+    alpha_steps: int = typer.Option(5, "--alpha-steps",
+                                    help="proxy-*: alpha steps per refit (0: alpha fixed)."),
+    ea_evals: int = typer.Option(100, "--ea-evals", help="spos-ea: cells scored by evolution."),
+    threads: int = typer.Option(1, "--threads", help="Torch threads."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue this search (its "
+                                       "settings come from the checkpoint)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON."),
+) -> None:
+    """One-shot architecture search on a weight-sharing supernet.
+
+    proxy-darts / proxy-ea: proxy validation (a learned validation-loss landscape steers the
+    sampling; differentiable or evolutionary form); darts: first-order DARTS; spos-ea:
+    uniform single-path training, then regularized evolution on supernet scores. Writes a
+    checkpoint after every epoch; a killed search continues with --resume. Prints the chosen
+    cell and its supernet score.
+
+    Example:
+      archrank oneshot search --method proxy-ea --epochs 50 --seed 0 --out s.pt
+    """
+    from dataclasses import replace
+
+    from archrank.oneshot.landscape import LandscapeConfig
+    from archrank.oneshot.search import check_method, resumable, search
+    from archrank.oracles.training import TrainRecipe
+
+    check_method(method)
+    if resume is None and epochs < 1:
+        raise ArchrankError(f"--epochs must be at least 1, got {epochs}")
+    if resume is not None and out is not None and Path(out) != Path(resume):
+        raise ArchrankError("give either --resume CKPT or --out, not both")
+    if resume is None and out is None:
+        raise ArchrankError("missing --out CKPT (or --resume CKPT to continue a search)")
+    if resume is not None:
+        resumable(resume, method, space)
+    if resume is None and out is not None and out.exists():
+        raise ArchrankError(f"{out} exists; continue it with --resume {out} or choose "
+                            "another --out")
+    if resume is None and out is not None:
+        check_output(out, "--out")
+    if json_out is not None:
+        check_output(json_out, "--json")
+    proxy = {"sampling": sampling, "oiw_norm": oiw, "refit_every": refit_every,
+             "warmup_steps": warmup_steps, "memory": memory, "alpha_lr": alpha_lr,
+             "alpha_steps": alpha_steps,
+             "landscape": LandscapeConfig(pretrain=pretrain)}
+    recipe = replace(TrainRecipe(), batch_size=batch_size, lr=lr)
+    progress = eta_progress()
+    task = progress.add_task(method, total=None, info="")
+
+    def on_step(epoch: int, step: int, n: int, loss: float) -> None:
+        progress.update(task, total=None if resume else epochs * n, completed=epoch * n + step,
+                        info=f"epoch {epoch + 1} loss {loss:.3f}")
+
+    err.print(f"{method} search on {space}/{dataset}"
+              + (f" (resuming {resume})" if resume else f": {epochs} epochs, seed {seed}"))
+    with progress:
+        result = search(method, space=space, dataset=dataset_spec(dataset), epochs=epochs,
+                        seed=seed, recipe=recipe, checkpoint=resume or out,
+                        resume=resume is not None, proxy=proxy, ea_evals=ea_evals,
+                        width=width, depth=depth, threads=threads, device=device,
+                        on_step=on_step)
+    console.print(f"chosen cell: {result.arch}", soft_wrap=True)
+    console.print(f"supernet score: val_acc {result.supernet_val_acc:.2f}%, val_loss "
+                  f"{result.supernet_val_loss:.4f}; {'degenerate, ' if result.degenerate else ''}"
+                  f"search {result.seconds:.1f} s")
+    if json_out is not None:
+        write_json(json_out, result.to_dict())
+
+
+@bench_app.command("oneshot-search")
+def bench_oneshot_search(
+    space: str = typer.Option("nb201", "--space", help="Search space (nb201)."),
+    dataset: str = typer.Option("mnist1d", "--dataset", help="The truth's dataset."),
+    methods: str = typer.Option("proxy-ea,proxy-darts,darts,spos-ea", "--methods",
+                                help="Comma-separated search methods."),
+    seeds: int = typer.Option(3, "--seeds", help="Search seeds 0..N-1."),
+    epochs: int = typer.Option(50, "--epochs", help="Supernet epochs of every search."),
+    truth: Path = typer.Option(..., "--truth", help="Truth table of bench table."),
+    work_dir: Path = typer.Option(Path("oneshot-search"), "--work-dir",
+                                  help="Search checkpoints and stand-alone trainings."),
+    workers: int = typer.Option(1, "--workers", help="Stand-alone trainings in parallel."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the report here."),
+) -> None:
+    """Search with each method and seed, train the chosen cells stand-alone with the truth's
+    recipe and training seeds, and report per method: cells, val/test accuracy, truth
+    percentile, search time and the rate of degenerate cells. Resumable (--work-dir).
+
+    Example:
+      archrank bench oneshot-search --truth benchmarks/truth.csv --seeds 3 --json out.json
+    """
+    from archrank.oneshot.search import check_method
+    from archrank.oneshot.search_bench import bench_search
+    from archrank.runs.loop import executor_for
+
+    names = [check_method(m.strip()) for m in methods.split(",") if m.strip()]
+    if seeds < 1 or epochs < 1:
+        raise ArchrankError("--seeds and --epochs must be at least 1")
+    if json_out is not None:
+        check_output(json_out, "--json")
+    executor = executor_for(workers)
+    try:
+        report = bench_search(names, list(range(seeds)), truth=truth, space=space,
+                              dataset=dataset_spec(dataset), epochs=epochs, work_dir=work_dir,
+                              executor=executor, workers=workers,
+                              on_stage=lambda text: err.print(text))
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+    table = Table("method", "truth percentile", "val_acc", "test_acc", "search s", "degenerate")
+    def pm(stat: dict[str, float], digits: int) -> str:
+        return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+    for m, r in report["methods"].items():
+        table.add_row(m, pm(r["truth_percentile"], 1), pm(r["val_acc"], 2),
+                      pm(r["test_acc"], 2), f"{r['search_seconds']['mean']:.0f}",
+                      f"{r['degenerate_rate']:.2f}")
+    console.print(table)
+    if json_out is not None:
+        write_json(json_out, report)

@@ -38,6 +38,16 @@ class ArchSampler(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Restore ``state_dict``'s output (nothing to do for stateless samplers)."""
 
+    def forward(self, model: Any, x: Any, codes: tuple[int, ...], step: int) -> Any:
+        """The logits the trainer's step ``step`` learns from: the path ``codes`` of ``model``
+        on the batch ``x``. A relaxation (DARTS: mixed ops) overrides this."""
+        return model(x, codes)
+
+    def after_step(self, step: int, codes: tuple[int, ...], net: Any) -> None:  # noqa: B027
+        """Called by the trainer after global step ``step`` trained path ``codes`` of ``net``
+        (the unwrapped supernet, train mode): a learning sampler observes here (proxy
+        validation scores the path on a validation batch). Nothing for the built-in ones."""
+
 
 def _num_choices(space: SearchSpace) -> tuple[int, int]:
     edges = getattr(space, "num_edges", None)

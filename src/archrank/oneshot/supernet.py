@@ -97,6 +97,10 @@ class Supernet(nn.Module, ABC):
     def latency_counts(self, codes: np.ndarray) -> np.ndarray:
         """How often each non-base unit runs in each network ``[B, U-1]`` (order of units)."""
 
+    def forward_mixed(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Logits of the continuous relaxation (per-edge op weights), for DARTS."""
+        raise ArchrankError(f"the {self.space_name} supernet has no mixed-op forward")
+
     def build_standalone(self, arch: Any) -> nn.Module:
         """The untrained stand-alone network of ``arch`` at this setting."""
         s = self.setting
@@ -150,6 +154,17 @@ class MixedEdgeCell(nn.Module):
         assert out is not None
         return out
 
+    def forward_mixed(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """DARTS mixed ops: every edge sends ``sum_o weights[k, o] * op_o(x)`` (blocking ops
+        send nothing, so their weight only scales the others down)."""
+        nodes: list[torch.Tensor] = [x]
+        for j in range(1, self.num_nodes):
+            terms = [weights[k, o] * self.edges[k][name](nodes[i])
+                     for k, (i, dst) in enumerate(self.pairs) if dst == j
+                     for o, name in enumerate(self.op_names) if o not in self.blocking]
+            nodes.append(sum(terms[1:], terms[0]) if terms else torch.zeros_like(x))
+        return nodes[-1]
+
     def live_names(self, codes: Codes) -> dict[str, str]:
         """Stand-alone cell prefix (``layers.m.``) -> this cell's (``edges.k.op.``)."""
         out, m = {}, 0
@@ -185,6 +200,14 @@ class NB201Supernet(Supernet):
         out = self.net.stem(x)
         for layer in self.net.cells:
             out = layer(out, codes) if isinstance(layer, MixedEdgeCell) else layer(out)
+        return self.net.head(out)
+
+    def forward_mixed(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Logits of the continuous relaxation: op weights ``[E, K]`` on every edge (DARTS)."""
+        out = self.net.stem(x)
+        for layer in self.net.cells:
+            out = layer.forward_mixed(out, weights) if isinstance(layer, MixedEdgeCell) \
+                else layer(out)
         return self.net.head(out)
 
     def standalone_names(self, codes: Codes) -> dict[str, str]:

@@ -207,7 +207,8 @@ class SupernetTrainer:
                 codes = tuple(int(c) for c in self.sampler.sample(self.step))
                 for group in optimizer.param_groups:
                     group["lr"] = recipe.lr * 0.5 * (1.0 + math.cos(math.pi * self.step / total))
-                loss = loss_fn(model(x_train[idx], codes), y_train[idx])
+                loss = loss_fn(self.sampler.forward(model, x_train[idx], codes, self.step),
+                               y_train[idx])
                 value = float(loss.item())
                 if not math.isfinite(value):
                     raise ArchrankError(
@@ -217,6 +218,7 @@ class SupernetTrainer:
                 loss.backward()
                 optimizer.step()
                 self.step += 1
+                self.sampler.after_step(self.step - 1, codes, net)
                 losses.append(value)
                 if on_step is not None and rank == 0:
                     on_step(self.epoch, s + 1, steps, value)

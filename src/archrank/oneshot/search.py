@@ -1,0 +1,185 @@
+"""One-shot architecture search on the engine's supernet: one entry point for every method.
+
+=================  ============================================================================
+``proxy-darts``    proxy validation, differentiable form (``proxy.ProxySampler``, mode darts)
+``proxy-ea``       proxy validation, evolutionary form (``proxy.ProxySampler``, mode ea)
+``darts``          first-order DARTS through mixed ops (``darts.DartsSampler``)
+``spos-ea``        uniform single-path training, then regularized evolution on supernet
+                   scores (``strategies.evolution`` through ask/tell, ``scoring.SubnetScorer``)
+=================  ============================================================================
+
+Every method trains on the same budget (recipe epochs, data, seed) and writes a supernet
+``Checkpoint`` after every epoch, which ``resume=True`` continues. The result names the chosen
+cell, its supernet score (BN-recalibrated validation accuracy and loss with shared weights),
+the search time and whether the cell is degenerate (no convolution on any live
+input-to-output path: the DARTS collapse).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archrank.errors import ArchrankError
+from archrank.nn import torch_threads
+from archrank.oneshot.checkpoint import Checkpoint, load_checkpoint
+from archrank.oneshot.darts import DartsSampler
+from archrank.oneshot.proxy import ProxyConfig, ProxySampler
+from archrank.oneshot.sampler import ArchSampler
+from archrank.oneshot.trainer import StepCallback, SupernetTrainer
+from archrank.oracles.training import TrainRecipe
+from archrank.spaces.base import SearchSpace
+
+METHODS = ("proxy-ea", "proxy-darts", "darts", "spos-ea")
+
+
+@dataclass
+class SearchResult:
+    method: str
+    arch: str
+    codes: list[int]
+    supernet_val_acc: float
+    supernet_val_loss: float
+    seconds: float
+    degenerate: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def is_degenerate(space: SearchSpace, codes: np.ndarray) -> bool:
+    """No convolution on any live input-to-output path of the cell ``codes``."""
+    names = space.edge_op_names
+    live = space.live_edges([int(c) for c in codes])  # type: ignore[attr-defined]
+    return not any("conv" in names[int(codes[k])] for k in live)
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ArchrankError(f"unknown search method {method!r}; choose from {', '.join(METHODS)}")
+    return method
+
+
+def resumable(path: str | Path, method: str, space: str) -> Checkpoint:
+    """The checkpoint at ``path``, checked to be a ``method`` search over ``space``."""
+    ckpt = load_checkpoint(path, space=space)
+    want = "uniform" if method == "spos-ea" else method
+    if ckpt.sampler != want:
+        raise ArchrankError(f"{path}: a checkpoint of a {ckpt.sampler} search, not {method}")
+    return ckpt
+
+
+def _proxy_config(method: str, overrides: dict[str, Any] | None) -> ProxyConfig | None:
+    if not method.startswith("proxy-"):
+        return None
+    return ProxyConfig(mode=method.split("-", 1)[1], **(overrides or {}))
+
+
+def _runner(method: str, *, space: str, dataset: Any, epochs: int, seed: int,
+            recipe: TrainRecipe | None, checkpoint: Path | None, resume: bool,
+            proxy: dict[str, Any] | None, threads: int, device: str,
+            width: int | None = None, depth: int | None = None) -> Any:
+    """The trainer of ``method``, fresh or resumed from ``checkpoint``."""
+    kwargs = {"threads": threads, "device": device}
+    if resume:
+        if checkpoint is None or not checkpoint.exists():
+            raise ArchrankError(f"{checkpoint}: no search checkpoint to resume")
+        ckpt = resumable(checkpoint, method, space)
+        sampler = _sampler(method, _space(ckpt.setting.space), ckpt.seed, ckpt.dataset(),
+                           ProxyConfig.from_dict(ckpt.sampler_state["config"])
+                           if method.startswith("proxy-") and ckpt.sampler_state
+                           else _proxy_config(method, proxy))
+        if sampler is not None:
+            sampler.load_state_dict(ckpt.sampler_state)
+        return SupernetTrainer.resume(ckpt, sampler=sampler, **kwargs)
+    if epochs < 1:
+        raise ArchrankError(f"--epochs must be at least 1, got {epochs}")
+    recipe = replace(recipe or TrainRecipe(), epochs=int(epochs))
+    trainer = SupernetTrainer.create(space, dataset, recipe=recipe, seed=seed, width=width,
+                                     depth=depth, **kwargs)
+    sampler = _sampler(method, trainer.supernet.space, seed, trainer.dataset,
+                       _proxy_config(method, proxy))
+    if sampler is not None:
+        trainer.sampler = sampler
+    return trainer
+
+
+def _sampler(method: str, space: SearchSpace, seed: int, dataset: Any,
+             config: ProxyConfig | None) -> ArchSampler | None:
+    """The sampler of ``method`` (None: the trainer's uniform one)."""
+    if method == "darts":
+        return DartsSampler(space, seed, dataset=dataset)
+    if method.startswith("proxy-"):
+        return ProxySampler(space, seed, dataset=dataset, config=config)
+    return None
+
+
+def _space(name: str) -> SearchSpace:
+    from archrank.spaces import get_space
+
+    return get_space(name)
+
+
+def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d", epochs: int = 50,
+           seed: int = 0, recipe: TrainRecipe | None = None, checkpoint: str | Path | None = None,
+           resume: bool = False, proxy: dict[str, Any] | None = None, ea_evals: int = 100,
+           width: int | None = None, depth: int | None = None,
+           threads: int = 1, device: str = "cpu", on_step: StepCallback | None = None
+           ) -> SearchResult:
+    """Run (or continue) a one-shot search with ``method``; see the module docstring."""
+    check_method(method)
+    with torch_threads(threads):  # also the landscape's pre-training and the final choice
+        return _search(method, space=space, dataset=dataset, epochs=epochs, seed=seed,
+                       recipe=recipe, checkpoint=checkpoint, resume=resume, proxy=proxy,
+                       ea_evals=ea_evals, width=width, depth=depth, threads=threads,
+                       device=device, on_step=on_step)
+
+
+def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, threads: int,
+            on_step: StepCallback | None, **kwargs: Any) -> SearchResult:
+    from archrank.oneshot.scoring import SubnetScorer
+
+    path = Path(checkpoint) if checkpoint is not None else None
+    start = time.perf_counter()
+    runner = _runner(method, checkpoint=path, threads=threads, **kwargs)
+    before = runner.seconds
+    runner.train(checkpoint=path, on_step=on_step)
+    scorer = SubnetScorer.from_checkpoint(runner.checkpoint(), runner.dataset, threads=threads)
+    sp = runner.supernet.space
+    if method == "spos-ea":
+        codes = _evolve(sp, scorer, ea_evals, runner.seed)
+    else:
+        codes = runner.sampler.final_codes()
+    scores = scorer.score_codes(np.asarray([codes]))
+    # training time of every session of the search, plus this session's set-up (data,
+    # landscape pre-training) and choice
+    trained_now = runner.seconds - before
+    seconds = runner.seconds + time.perf_counter() - start - trained_now
+    return SearchResult(
+        method=method, arch=sp.format(sp.from_codes(np.asarray([codes]))[0]),  # type: ignore[attr-defined]
+        codes=[int(c) for c in codes], supernet_val_acc=float(scores["val_acc"][0]),
+        supernet_val_loss=float(scores["val_loss"][0]), seconds=float(seconds),
+        degenerate=is_degenerate(sp, np.asarray(codes)))
+
+
+def _evolve(space: SearchSpace, scorer: Any, evals: int, seed: int) -> np.ndarray:
+    """SPOS+EA: regularized evolution on shared-weight scores (fitness: negated validation
+    loss); returns the best scored cell."""
+    from archrank.strategies.evolution import RegularizedEvolution
+
+    if evals < 1:
+        raise ArchrankError(f"--ea-evals must be at least 1, got {evals}")
+    strat = RegularizedEvolution(space, population=min(20, evals), tournament=5, seed=seed)
+    for _ in range(evals):
+        asked = strat.ask(1)
+        if not asked:
+            break
+        loss = float(scorer.score(asked)["val_loss"][0])
+        strat.tell(asked[0], -loss)
+    best = strat.best
+    assert best is not None
+    return space.codes([best[0]])[0]  # type: ignore[attr-defined]

@@ -1,0 +1,109 @@
+"""``bench oneshot-search``: one-shot search methods judged by stand-alone training.
+
+For each method and search seed, ``search.search`` runs on the same budget (epochs, data,
+seed); every chosen cell is then trained stand-alone with the truth table's recipe and
+training seeds (``truth.TruthBuilder``: journaled, resumable, any executor), and placed in the
+truth's distribution of mean ``val_acc`` (``truth_percentile``: the share of the truth's
+cells it beats, ties counting half). Search checkpoints live in ``work_dir``, so a killed
+benchmark continues where it stopped.
+
+The truth's recipe comes from the journal ``bench table`` wrote next to it (its first line);
+the dataset given must be the one the truth was trained on (same fingerprint).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archrank.errors import ArchrankError
+from archrank.oneshot.search import METHODS, SearchResult, search
+from archrank.truth import JOURNAL_FORMAT, TruthBuilder, journal_path
+
+
+def truth_setting(truth: str | Path, space: str) -> dict[str, Any]:
+    """The recipe, network size, dataset and seeds a truth table was trained with."""
+    path = journal_path(truth)
+    try:
+        header = json.loads(path.read_text().splitlines()[0])
+    except (OSError, IndexError, json.JSONDecodeError):
+        raise ArchrankError(f"{path}: missing or unreadable; the truth's recipe is read from "
+                            "the journal that bench table writes next to it") from None
+    if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT:
+        raise ArchrankError(f"{path}: line 1: not a truth-table journal")
+    if header.get("space") != space:
+        raise ArchrankError(f"{truth} is a truth of space {header.get('space')}, not {space}")
+    return header
+
+
+def percentile(values: np.ndarray, x: float) -> float:
+    """Percent of ``values`` below ``x`` (ties count half)."""
+    values = values[np.isfinite(values)]
+    return float(100.0 * ((values < x).sum() + 0.5 * (values == x).sum()) / len(values))
+
+
+def _stat(values: Sequence[float]) -> dict[str, float]:
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(np.nanmean(v)), "std": float(np.nanstd(v))}
+
+
+def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | Path,
+                 space: str, dataset: Any, epochs: int, work_dir: str | Path,
+                 executor: Executor, workers: int = 1, search_kwargs: dict | None = None,
+                 on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every (method, seed) search, train the picks stand-alone, report per method."""
+    from archrank.benchmarks import load_benchmark
+    from archrank.oracles.training import TrainingOracle, TrainRecipe
+
+    for m in methods:
+        if m not in METHODS:
+            raise ArchrankError(f"unknown search method {m!r}; choose from {', '.join(METHODS)}")
+    header = truth_setting(truth, space)
+    truth_vals = load_benchmark(truth, space).values("val_acc")
+    oracle_info = header["oracle"]
+    oracle = TrainingOracle(space, dataset, recipe=TrainRecipe(**oracle_info["recipe"]),
+                            width=int(oracle_info["network"]["width"]),
+                            depth=int(oracle_info["network"]["depth"]))
+    want = oracle_info["dataset"].get("fingerprint")
+    if oracle.dataset.fingerprint() != want:
+        raise ArchrankError(f"{truth} was trained on {oracle_info['dataset'].get('name')!r} "
+                            f"(fingerprint {want}), not on {oracle.dataset.name!r}")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, list[SearchResult]] = {}
+    for m in methods:
+        for seed in seeds:
+            ckpt = work / f"{m}-seed{seed}.pt"
+            if on_stage:
+                on_stage(f"{m} seed {seed}")
+            results.setdefault(m, []).append(search(
+                m, space=space, dataset=oracle.dataset, epochs=epochs, seed=seed,
+                width=oracle.width, depth=oracle.depth, checkpoint=ckpt,
+                resume=ckpt.exists(), **(search_kwargs or {})))
+    picks = sorted({r.arch for rs in results.values() for r in rs})
+    if on_stage:
+        on_stage(f"stand-alone training of {len(picks)} cells x {len(header['seeds'])} seeds")
+    builder = TruthBuilder(oracle, picks, header["seeds"], work / "standalone.csv",
+                           {"truth": str(truth)})
+    builder.run(executor, in_flight=workers)
+    builder.write_csv()
+    val, test = builder.values("val_acc").mean(1), builder.values("test_acc").mean(1)
+    row = {a: i for i, a in enumerate(picks)}
+    report: dict[str, Any] = {"truth": str(truth), "epochs": epochs, "seeds": list(seeds),
+                              "train_seeds": header["seeds"], "methods": {}}
+    for m, rs in results.items():
+        idx = [row[r.arch] for r in rs]
+        report["methods"][m] = {
+            "cells": [r.arch for r in rs],
+            "val_acc": _stat(val[idx]), "test_acc": _stat(test[idx]),
+            "truth_percentile": _stat([percentile(truth_vals, v) for v in val[idx]]),
+            "search_seconds": _stat([r.seconds for r in rs]),
+            "degenerate_rate": float(np.mean([r.degenerate for r in rs])),
+            "supernet_val_acc": _stat([r.supernet_val_acc for r in rs]),
+        }
+    return report

@@ -1,0 +1,321 @@
+"""Proxy-validation search: landscape (relaxed input, gradient), OIW, memory, determinism,
+SIGKILL resume, the baselines and the ``oneshot search`` command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from archrank.errors import ArchrankError
+from archrank.oneshot import load_checkpoint
+from archrank.oneshot.landscape import Landscape, LandscapeConfig
+from archrank.oneshot.proxy import Memory, ProxyConfig, ProxySampler, normalise_importance
+from archrank.oneshot.search import is_degenerate, search
+from archrank.oracles.training import TrainRecipe
+from test_cli_search import cli  # noqa: F401  (the fixture running ``archrank ARGS``)
+from test_oneshot import tiny_data
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+ARCHRANK = Path(sys.executable).with_name("archrank")
+SMALL = LandscapeConfig(pretrain=False, fit_steps=10)
+
+
+def tiny_npz(directory: Path, with_test: bool = False) -> Path:
+    """``tiny_data`` as a ``.npz`` file (with a test split from another seed if asked)."""
+    data = tiny_data()
+    arrays = {"x_train": data.x_train, "y_train": data.y_train, "x_val": data.x_val,
+              "y_val": data.y_val}
+    if with_test:
+        other = tiny_data(seed=5)
+        arrays.update(x_test=other.x_val, y_test=other.y_val)
+    path = directory / "tiny.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def fitted_landscape(nb201, pretrain: bool = False) -> Landscape:
+    cfg = LandscapeConfig(pretrain=pretrain, pretrain_cells=200, pretrain_steps=30)
+    land = Landscape(nb201, cfg, seed=3)
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 5, size=(64, 6))
+    # a loss that depends on the ops: convolutions lower it, `none` raises it
+    y = 2.0 - 0.3 * np.isin(codes, (2, 3)).sum(1) + 0.2 * (codes == 0).sum(1)
+    land.fit(codes, y, steps=40)
+    return land
+
+
+@pytest.mark.parametrize("pretrain", [False, True])
+def test_relaxed_input_equals_integer_path_on_one_hot(nb201, pretrain):
+    land = fitted_landscape(nb201, pretrain)
+    codes = np.random.default_rng(1).integers(0, 5, size=(100, 6))
+    codes[0] = 0  # the cut-off cell: every edge `none`
+    soft = land.predict_probs(F.one_hot(torch.from_numpy(codes), 5).float()).detach().numpy()
+    hard = land.predict_codes(codes)
+    np.testing.assert_allclose(soft, hard, rtol=0, atol=1e-6)
+    assert hard.std() > 1e-3  # the fitted landscape tells cells apart
+
+
+def test_landscape_learns_the_memory(nb201):
+    land = fitted_landscape(nb201)
+    codes = np.random.default_rng(2).integers(0, 5, size=(200, 6))
+    y = 2.0 - 0.3 * np.isin(codes, (2, 3)).sum(1) + 0.2 * (codes == 0).sum(1)
+    assert np.corrcoef(land.predict_codes(codes), y)[0, 1] > 0.8
+
+
+def test_gradient_wrt_alpha_matches_finite_differences(nb201):
+    land = fitted_landscape(nb201)
+    land.model.double()
+    land.head.double()
+    alpha = torch.randn(6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def f(a: torch.Tensor) -> torch.Tensor:
+        return land.predict_probs(F.softmax(a, -1)[None])[0]
+
+    a = alpha.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(f(a), a)
+    eps = 1e-6
+    fd = torch.zeros_like(alpha)
+    with torch.no_grad():
+        for k in range(6):
+            for o in range(5):
+                d = torch.zeros_like(alpha)
+                d[k, o] = eps
+                fd[k, o] = (f(alpha + d) - f(alpha - d)) / (2 * eps)
+    assert grad.abs().max() > 1e-4
+    torch.testing.assert_close(grad, fd, rtol=1e-5, atol=1e-8)
+
+
+def test_oiw_normalisations():
+    g2 = torch.tensor([4.0, 1.0, 0.0, 1.0, 0.0, 2.0])
+    l2 = normalise_importance(g2, "l2")
+    assert float(l2.norm()) == pytest.approx(1.0) and float(l2.max()) <= 1.0
+    s = normalise_importance(g2, "sum")
+    assert float(s.sum()) == pytest.approx(1.0) and float(s.min()) >= 0.0
+    assert torch.equal(normalise_importance(g2, "off"), torch.zeros(6))
+    flat = normalise_importance(torch.ones(6), "l2")
+    assert torch.allclose(flat, torch.full((6,), 6 ** -0.5))
+    assert torch.equal(normalise_importance(torch.zeros(6), "l2"), torch.zeros(6))
+
+
+def test_memory_keeps_the_most_recent_pairs():
+    mem = Memory(5)
+    for i in range(20):
+        mem.add((i % 5,) * 6, float(i))
+    codes, losses = mem.arrays()
+    assert len(mem) == 5 and codes.shape == (5, 6)
+    assert losses.tolist() == [15.0, 16.0, 17.0, 18.0, 19.0]
+    again = Memory(5)
+    again.load_state_dict(mem.state_dict())
+    assert list(again.items) == list(mem.items)
+
+
+def _proxy_search(method: str, seed: int = 0, epochs: int = 2, **proxy) -> tuple:
+    data = tiny_data()
+    cfg = {"refit_every": 4, "warmup_steps": 4, "memory": 6, "landscape": SMALL, **proxy}
+    from archrank.oneshot.search import _runner
+
+    runner = _runner(method, space="nb201", dataset=data, epochs=epochs, seed=seed,
+                     recipe=TrainRecipe(batch_size=32), checkpoint=None, resume=False,
+                     proxy=cfg, threads=1, device="cpu", width=4, depth=1)
+    runner.train()
+    return runner, runner.sampler
+
+
+@pytest.mark.parametrize("norm", ["l2", "sum", "off"])
+def test_sampler_oiw_lies_in_unit_interval_and_memory_stays_bounded(norm):
+    trainer, sampler = _proxy_search("proxy-darts", oiw_norm=norm)
+    assert trainer.step == 16 and sampler.oiw_count == 4
+    oiw = sampler.oiw
+    assert float(oiw.min()) >= 0.0 and float(oiw.max()) <= 1.0
+    if norm == "sum":  # a mean of sum-to-one vectors sums to one
+        assert float(oiw.sum()) == pytest.approx(1.0, abs=1e-5)
+    elif norm == "l2":  # unit L2 norm each time: the mean has norm <= 1 and sum >= 1
+        assert float(oiw.norm()) <= 1.0 + 1e-6 and float(oiw.sum()) >= 1.0 - 1e-6
+    else:
+        assert torch.equal(oiw, torch.zeros(6))
+    assert len(sampler.memory) == 6  # 16 steps seen, the window holds 6
+    assert not torch.equal(sampler.alpha, torch.zeros(6, 5))  # alpha moved
+
+
+def test_gumbel_noise_shrinks_with_oiw(nb201):
+    sampler = ProxySampler(nb201, 0, dataset=tiny_data(), config=ProxyConfig(
+        landscape=SMALL))
+    sampler.alpha = torch.zeros(6, 5)
+    sampler.alpha[:, 3] = 0.5
+    sampler.oiw_sum, sampler.oiw_count = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0]), 1
+    draws = np.stack([sampler.gumbel_sample(s) for s in range(300)])
+    certain = (draws[:, :3] == 3).mean()
+    noisy = (draws[:, 3:] == 3).mean()
+    assert certain == 1.0 and 0.2 < noisy < 0.7
+
+
+@pytest.mark.parametrize("method", ["proxy-darts", "proxy-ea"])
+def test_proxy_search_is_deterministic_per_seed(method):
+    a, sa = _proxy_search(method, seed=1)
+    b, sb = _proxy_search(method, seed=1)
+    _, sc = _proxy_search(method, seed=2)
+    assert torch.equal(sa.alpha, sb.alpha) and torch.equal(sa.oiw, sb.oiw)
+    assert list(sa.memory.items) == list(sb.memory.items)
+    wa, wb = a.supernet.state_dict(), b.supernet.state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert np.array_equal(sa.final_codes(), sb.final_codes())
+    assert list(sa.memory.items) != list(sc.memory.items)
+    if method == "proxy-ea":
+        assert sa.log == sb.log and len(sa.evolution.observed) == 16
+
+
+def test_degenerate_cells(nb201):
+    codes = nb201.codes([nb201.parse("|skip_connect~0|+|nor_conv_3x3~0|none~1|+"
+                                     "|skip_connect~0|none~1|none~2|")])[0]
+    assert is_degenerate(nb201, codes)  # the conv feeds node 2, which reaches nothing
+    codes[5] = 1  # 2 -> 3 skip: now the conv is on a live path
+    assert not is_degenerate(nb201, codes)
+
+
+@pytest.mark.parametrize("method", ["darts", "spos-ea"])
+def test_baselines_choose_a_cell_with_its_supernet_score(method, tmp_path):
+    result = search(method, dataset=tiny_data(), epochs=1, seed=0,
+                    recipe=TrainRecipe(batch_size=32), width=4, depth=1, ea_evals=10,
+                    checkpoint=tmp_path / "s.pt")
+    ckpt = load_checkpoint(tmp_path / "s.pt")
+    assert ckpt.finished and ckpt.sampler == ("darts" if method == "darts" else "uniform")
+    assert len(result.codes) == 6 and 0 <= result.supernet_val_acc <= 100
+    if method == "darts":  # alpha moved away from uniform and is what chose the cell
+        alpha = ckpt.sampler_state["alpha"]
+        assert alpha.std() > 0 and alpha.argmax(1).tolist() == result.codes
+
+
+def test_mixed_forward_with_one_hot_weights_is_the_single_path():
+    from archrank.oneshot.supernet import NetworkSetting, build_supernet
+
+    torch.manual_seed(0)
+    net = build_supernet(NetworkSetting("nb201", 4, 1, "1d", 1, 4, (1, 16))).eval()
+    x = torch.randn(3, 1, 16)
+    codes = (3, 1, 0, 2, 4, 3)
+    torch.testing.assert_close(net.forward_mixed(x, F.one_hot(torch.tensor(codes), 5).float()),
+                               net(x, codes))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ARCHRANK.exists(), reason="the archrank script is not installed")
+def test_killed_proxy_search_resumes_exactly(tmp_path):
+    npz = tiny_npz(tmp_path)
+    ckpt_path = tmp_path / "s.pt"
+    epochs = 6
+    opts = ["--method", "proxy-ea", "--dataset", str(npz), "--epochs", str(epochs),
+            "--width", "4", "--depth", "1", "--batch-size", "16", "--seed", "2",
+            "--refit-every", "4", "--warmup-steps", "8", "--memory", "20", "--no-pretrain"]
+    env = {**os.environ, "COLUMNS": "100"}
+    proc = subprocess.Popen([str(ARCHRANK), "oneshot", "search", *opts, "--out",
+                             str(ckpt_path)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ckpt_path.exists():
+            try:
+                if load_checkpoint(ckpt_path).epoch >= 2:
+                    break
+            except ArchrankError:
+                pass
+        time.sleep(0.02)
+    assert proc.poll() is None, f"search ended before it was killed: {proc.stderr.read()}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 2 <= load_checkpoint(ckpt_path).epoch < epochs
+    resumed = subprocess.run([str(ARCHRANK), "oneshot", "search", "--method", "proxy-ea",
+                              "--resume", str(ckpt_path)], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    after = load_checkpoint(ckpt_path)
+    assert after.finished
+
+    from archrank.oneshot.search import _runner
+
+    proxy = {"refit_every": 4, "warmup_steps": 8, "memory": 20,
+             "landscape": LandscapeConfig(pretrain=False)}
+    ref = _runner("proxy-ea", space="nb201", dataset=str(npz), epochs=epochs, seed=2,
+                  recipe=TrainRecipe(batch_size=16), checkpoint=None, resume=False,
+                  proxy=proxy, threads=1, device="cpu", width=4, depth=1).train()
+    weights = ref.supernet.state_dict()
+    assert all(torch.equal(after.model[k], weights[k]) for k in weights)
+    want, have = ref.sampler.state_dict(), after.sampler_state
+    for key in ("alpha", "oiw_sum", "log"):
+        assert torch.equal(have[key], want[key]), key
+    assert have["oiw_count"] == want["oiw_count"] > 0
+    assert torch.equal(have["memory"]["codes"], want["memory"]["codes"])
+    assert torch.equal(have["memory"]["losses"], want["memory"]["losses"])
+    for part in ("model", "head"):
+        assert all(torch.equal(have["landscape"][part][k], v)
+                   for k, v in want["landscape"][part].items()), part
+    # the population of the evolution, rebuilt by replaying its ask/tell log
+    sampler = ProxySampler(ref.supernet.space, 2, dataset=ref.dataset,
+                           config=ref.sampler.config)
+    sampler.load_state_dict(have)
+    assert list(sampler.evolution.population) == list(ref.sampler.evolution.population)
+    assert sampler.evolution.rng.bit_generator.state == \
+        ref.sampler.evolution.rng.bit_generator.state
+    assert f"chosen cell: {ref.supernet.space.format(ref.supernet.space.from_codes([ref.sampler.final_codes()])[0])}" in resumed.stdout  # noqa: E501
+
+
+def test_oneshot_search_command_and_its_errors(cli, tmp_path):  # noqa: F811
+    import json
+
+    npz = tiny_npz(tmp_path)
+    ckpt = tmp_path / "s.pt"
+    base = ["--dataset", str(npz), "--width", "4", "--depth", "1", "--batch-size", "32",
+            "--refit-every", "4", "--warmup-steps", "4", "--no-pretrain"]
+    code, out, err = cli("oneshot", "search", *base, "--method", "proxy-darts", "--epochs", "1",
+                         "--out", str(ckpt), "--json", str(tmp_path / "r.json"))
+    assert code == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert f"chosen cell: {result['arch']}" in out and "supernet score: val_acc" in out
+    assert load_checkpoint(ckpt).sampler == "proxy-darts"
+    for args, message in [
+        (["--method", "nope", "--out", str(tmp_path / "x.pt")], "unknown search method 'nope'"),
+        (["--epochs", "0", "--out", str(tmp_path / "x.pt")], "--epochs must be at least 1"),
+        (["--method", "darts", "--resume", str(ckpt)], "a checkpoint of a proxy-darts search"),
+        (["--space", "nb101", "--method", "proxy-darts", "--resume", str(ckpt)],
+         "not space nb101"),
+    ]:
+        code, _, err = cli("oneshot", "search", *args)
+        assert code == 2 and message in err and err.strip().count("\n") == 0, err
+
+
+def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_path):  # noqa: F811
+    import json
+
+    npz = tiny_npz(tmp_path, with_test=True)
+    truth = tmp_path / "truth.csv"
+    code, _, err = cli("bench", "table", "--dataset", str(npz), "--n", "6", "--train-seeds",
+                       "0,1", "--epochs", "1", "--width", "4", "--depth", "1", "--out",
+                       str(truth))
+    assert code == 0, err
+    args = ["bench", "oneshot-search", "--dataset", str(npz), "--methods", "spos-ea,darts",
+            "--seeds", "1", "--epochs", "1", "--truth", str(truth), "--work-dir",
+            str(tmp_path / "w")]
+    code, out, err = cli(*args, "--json", str(tmp_path / "r.json"))
+    assert code == 0, err
+    assert "truth percentile" in out and "spos-ea" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["train_seeds"] == [0, 1] and set(report["methods"]) == {"spos-ea", "darts"}
+    standalone = (tmp_path / "w" / "standalone.csv").read_text()
+    for m, r in report["methods"].items():
+        assert len(r["cells"]) == 1 and r["cells"][0] in standalone
+        assert 0 <= r["truth_percentile"]["mean"] <= 100 and r["degenerate_rate"] in (0, 1)
+        assert set(r["val_acc"]) == {"mean", "std"} and r["search_seconds"]["mean"] > 0
+        # the pick was trained with the truth's recipe: 4-wide networks, both seeds
+        ckpt = load_checkpoint(tmp_path / "w" / f"{m}-seed0.pt")
+        assert ckpt.setting.width == 4 and ckpt.finished
+    code, _, err = cli(*args[:-2], "--work-dir", str(tmp_path / "w2"), "--dataset", "digits")
+    assert code == 2 and "was trained on" in err
+    code, _, err = cli(*args, "--methods", "nope")
+    assert code == 2 and "unknown search method 'nope'" in err
