@@ -21,7 +21,6 @@ from archrank.oneshot.landscape import Landscape, LandscapeConfig
 from archrank.oneshot.proxy import Memory, ProxyConfig, ProxySampler, normalise_importance
 from archrank.oneshot.search import is_degenerate, search
 from archrank.oracles.training import TrainRecipe
-from test_cli_search import cli  # noqa: F401  (the fixture running ``archrank ARGS``)
 from test_oneshot import tiny_data
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -266,7 +265,7 @@ def test_killed_proxy_search_resumes_exactly(tmp_path):
     assert f"chosen cell: {ref.supernet.space.format(ref.supernet.space.from_codes([ref.sampler.final_codes()])[0])}" in resumed.stdout  # noqa: E501
 
 
-def test_oneshot_search_command_and_its_errors(cli, tmp_path):  # noqa: F811
+def test_oneshot_search_command_and_its_errors(cli, tmp_path):
     import json
 
     npz = tiny_npz(tmp_path)
@@ -290,7 +289,7 @@ def test_oneshot_search_command_and_its_errors(cli, tmp_path):  # noqa: F811
         assert code == 2 and message in err and err.strip().count("\n") == 0, err
 
 
-def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_path):  # noqa: F811
+def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_path):
     import json
 
     npz = tiny_npz(tmp_path, with_test=True)
