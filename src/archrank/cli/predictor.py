@@ -58,6 +58,16 @@ def bench_predictor(
     params: list[str] | None = typer.Option(None, "--set",
                                             help="Predictor parameter, e.g. gates.ensemble=3"),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here."),
+    arch_inputs: str | None = typer.Option(
+        None, "--arch-inputs",
+        help="Arch-level inputs of the predictors that take them: zero-cost proxies "
+        "(params,flops exact; others from `archrank zc --fill`) or table columns.",
+    ),
+    aux_targets: str | None = typer.Option(
+        None, "--aux-targets",
+        help="Auxiliary targets (table columns, e.g. val_acc_4,val_acc_12) of the predictors "
+        "that take them; empty values are masked.",
+    ),
 ) -> None:
     """Rank a benchmark table with each predictor from random training sets.
 
@@ -78,6 +88,7 @@ def bench_predictor(
     result = bench_predictors(
         space, bench, metric, names, sizes, seeds, params=_parse_params(params),
         progress=lambda msg: err.print(f"[dim]{msg}[/]"), first_seed=first_seed,
+        arch_inputs=arch_inputs, aux_targets=aux_targets,
     )
     data = result.to_json()
     seed_text = f"seeds {first_seed}-{first_seed + seeds - 1}" if first_seed else f"{seeds} seeds"
