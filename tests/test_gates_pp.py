@@ -225,3 +225,29 @@ def test_bench_predictor_with_signals_and_bad_columns(nb101_csv: Path,
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_guided_search_feeds_arch_inputs_and_refuses_aux_targets() -> None:
+    from archrank.strategies import make_strategy
+
+    space = get_space("nb201")
+    params = {"epochs": 5, "threads": 1, "arch_inputs": "flops,params"}
+    strategy = make_strategy("gates++", space, seed=0, objective="score", n_init=5, batch=5,
+                             predictor_params=params)
+    for _ in range(12):
+        arch = strategy.ask(1)[0]
+        strategy.tell(arch, float(sum(op == "nor_conv_3x3" for op in arch.ops)))
+    assert strategy.n_fits >= 1 and strategy.model is not None
+    assert strategy.model.arch_inputs == ("flops", "params")
+    assert strategy.model.arch_ref_  # the inputs reached the fit
+    with pytest.raises(ArchrankError, match="cannot use aux_targets val_acc_4"):
+        make_strategy("gates++", space, seed=0, objective="score",
+                      predictor_params={**params, "aux_targets": "val_acc_4"})
+
+
+def test_op_info_auto_and_bad_values() -> None:
+    assert make_predictor("gates++", get_space("nb201")).op_info()
+    assert not make_predictor("gates++", get_space("nb101")).op_info()
+    assert make_predictor("gates++", get_space("nb101"), op_info=1).op_info()
+    with pytest.raises(ArchrankError, match="op_info must be auto, 0 or 1"):
+        make_predictor("gates++", get_space("nb201"), op_info="yes please")
