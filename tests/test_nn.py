@@ -11,7 +11,13 @@ import torch
 
 from archrank.errors import InvalidArchitecture
 from archrank.nn import build_network
-from archrank.nn.counting import count_flops, count_params, nb101_param_counts, nb201_costs
+from archrank.nn.counting import (
+    count_flops,
+    count_params,
+    nb101_costs,
+    nb101_param_counts,
+    nb201_costs,
+)
 from archrank.nn.nb101 import NB101Network, vertex_channels
 from archrank.nn.nb201 import NB201_OPS, NB201Network
 from archrank.spaces import get_space
@@ -59,6 +65,14 @@ def test_nb101_modules_have_the_table_params(nb101_csv: Path) -> None:
     for i in picks:
         net = NB101Network(matrices[i], ops[i])
         assert count_params(net) == expected[i], f"row {i + 2}"
+    # the vectorised MACs are the hooks' count, at a small size (odd input: rounding up)
+    sub = [matrices[i] for i in picks]
+    costs = nb101_costs(sub, [ops[i] for i in picks], stem_channels=8, cells_per_stack=1,
+                        input_size=(9, 9))
+    for k, i in enumerate(picks):
+        net = NB101Network(matrices[i], ops[i], stem_channels=8, cells_per_stack=1)
+        assert count_params(net) == costs["params"][k]
+        assert count_flops(net, (3, 9, 9)) == costs["flops"][k], f"row {i + 2}"
 
 
 def test_nb101_forward_on_images_and_signals() -> None:

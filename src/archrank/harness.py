@@ -120,6 +120,8 @@ class PredictorBench:
     first_seed: int = 0
     runs: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    # per predictor: the arch-level inputs and aux targets it used (archrank.signals)
+    signals: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def results(self) -> list[dict[str, Any]]:
         """One entry per (predictor, train_size): metric mean/std, median times."""
@@ -147,7 +149,7 @@ class PredictorBench:
             "settings": {"space": self.space, "bench": self.bench, "metric": self.metric,
                          "predictors": self.predictors, "train_sizes": self.train_sizes,
                          "seeds": self.seeds, "first_seed": self.first_seed,
-                         "rows": self.rows,
+                         "rows": self.rows, "signals": self.signals,
                          "convert_seconds": self.convert_seconds},
             "machine": machine_info(),
             "results": self.results(),
@@ -182,10 +184,18 @@ def bench_predictors(
     params: dict[str, dict[str, Any]] | None = None,
     progress: Progress | None = None,
     first_seed: int = 0,
+    arch_inputs: str | None = None,
+    aux_targets: str | None = None,
 ) -> PredictorBench:
     """Fit and score every predictor on ``seeds`` random training sets of each size (seeds
     ``first_seed`` to ``first_seed + seeds - 1``: a later run can add seeds to an earlier
-    one, or check on fresh seeds a setting chosen on the first ones)."""
+    one, or check on fresh seeds a setting chosen on the first ones).
+
+    ``arch_inputs`` / ``aux_targets`` (comma-separated signal names, ``archrank.signals``)
+    become the parameters of the same name of every predictor that uses such signals (unless
+    ``params`` sets them); the others ignore them, and ``signals`` of the result says which
+    predictor used what."""
+    params = _with_signals(predictors, params or {}, arch_inputs, aux_targets)
     check_predictors(predictors, get_space(space_name), params)
     if seeds < 1:
         raise ArchrankError(f"--seeds must be at least 1, got {seeds}")
@@ -211,9 +221,25 @@ def bench_predictors(
                             list(train_sizes), seeds, rows=len(keep),
                             convert_seconds=time.perf_counter() - start,
                             first_seed=first_seed)
-    params = params or {}
+    cells = [archs[i] for i in keep]
+    resolved: dict[tuple, dict[str, np.ndarray | None]] = {}
+
+    def signals_of(model: Any) -> dict[str, np.ndarray | None]:
+        """The model's signals for every row (computed once per set of names)."""
+        from archrank.signals import fit_signals
+
+        key = (model.arch_inputs, model.aux_targets)
+        if key not in resolved:
+            resolved[key] = fit_signals(model, cells, table=bench, rows=keep)
+        return resolved[key]
+
+    for name in predictors:  # bad names or missing signals fail before any fit
+        model = make_predictor(name, space, seed=first_seed, **params[name])
+        signals_of(model)
+        result.signals[name] = {"arch_inputs": list(model.arch_inputs),
+                                "aux_targets": list(model.aux_targets)}
     try:
-        _fit_all(result, space, graphs, y, params, progress)
+        _fit_all(result, space, graphs, y, params, signals_of, progress)
     except KeyboardInterrupt:  # keep every finished fit; the caller saves them
         done, total = len(result.runs), seeds * len(train_sizes) * len(predictors)
         raise Interrupted(f"interrupted: {done} of {total} fits finished",
@@ -221,8 +247,31 @@ def bench_predictors(
     return result
 
 
+def _with_signals(predictors: Sequence[str], given: dict[str, dict[str, Any]],
+                  arch_inputs: str | None, aux_targets: str | None
+                  ) -> dict[str, dict[str, Any]]:
+    """Every predictor's parameters, with ``arch_inputs`` / ``aux_targets`` added for the
+    predictors that take such signals (unless their own parameters set them)."""
+    params = {}
+    for name in predictors:
+        p = dict(given.get(name, {}))
+        klass = predictor_class(name)
+        if arch_inputs is not None and klass.uses_arch_inputs:
+            p.setdefault("arch_inputs", arch_inputs)
+        if aux_targets is not None and klass.uses_aux_targets:
+            p.setdefault("aux_targets", aux_targets)
+        params[name] = p
+    return params
+
+
+def _rows(matrix: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
+    return None if matrix is None else matrix[idx]
+
+
 def _fit_all(result: PredictorBench, space: SearchSpace, graphs: GraphBatch, y: np.ndarray,
-             params: dict[str, dict[str, Any]], progress: Progress | None) -> None:
+             params: dict[str, dict[str, Any]],
+             signals_of: Callable[[Any], dict[str, np.ndarray | None]],
+             progress: Progress | None) -> None:
     """Every (seed, size, predictor) fit of ``result``'s settings, appended to its runs."""
     first_seed, seeds, predictors = result.first_seed, result.seeds, result.predictors
     train_sizes = result.train_sizes
@@ -231,11 +280,13 @@ def _fit_all(result: PredictorBench, space: SearchSpace, graphs: GraphBatch, y: 
             train, test = train_split(len(y), size, seed)
             g_train, g_test = graphs[train], graphs[test]
             for name in predictors:
-                model = make_predictor(name, space, seed=seed, **params.get(name, {}))
+                model = make_predictor(name, space, seed=seed, **params[name])
+                sig = signals_of(model)
                 t0 = time.perf_counter()
-                model.fit(g_train, y[train])
+                model.fit(g_train, y[train], arch_features=_rows(sig["arch_features"], train),
+                          aux=_rows(sig["aux"], train))
                 t1 = time.perf_counter()
-                scores = model.predict(g_test)
+                scores = model.predict(g_test, _rows(sig["arch_features"], test))
                 t2 = time.perf_counter()
                 report = ranking_report(y[test], scores)
                 run = {"predictor": name, "train_size": size, "seed": seed,

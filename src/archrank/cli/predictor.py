@@ -35,6 +35,16 @@ def bench_predictor(
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here."),
     plot: Path | None = typer.Option(None, "--plot", help="Also write the figures (SVG and "
                                      "PNG) to this directory."),
+    arch_inputs: str | None = typer.Option(
+        None, "--arch-inputs",
+        help="Arch-level inputs of the predictors that take them: zero-cost proxies "
+        "(params,flops exact; others from `archrank zc --fill`) or table columns.",
+    ),
+    aux_targets: str | None = typer.Option(
+        None, "--aux-targets",
+        help="Auxiliary targets (table columns, e.g. val_acc_4,val_acc_12) of the predictors "
+        "that take them; empty values are masked.",
+    ),
 ) -> None:
     """Rank a benchmark table with each predictor from random training sets.
 
@@ -60,6 +70,7 @@ def bench_predictor(
             space, bench, metric, names, sizes, seeds,
             params=parse_sets(params, prefixed="PREDICTOR.PARAM"),
             progress=lambda msg: err.print(msg, style="dim"), first_seed=first_seed,
+            arch_inputs=arch_inputs, aux_targets=aux_targets,
         )
     except Interrupted as exc:
         partial = exc.partial.to_json() if exc.partial is not None else None

@@ -39,7 +39,14 @@ def zero_cost(
         "mnist1d", "--dataset", help="mnist1d, digits or a .npz file (x_train, y_train, ...)."
     ),
     n: int = typer.Option(200, "--n", help="Number of distinct cells to sample."),
-    out: Path = typer.Option(..., "--out", "-o", help="CSV file to write."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="CSV file to write."),
+    fill: bool = typer.Option(
+        False, "--fill",
+        help="Fill the per-space cache (user cache dir) at the benchmark setting instead: "
+        "every cell of the space, or of --table.",
+    ),
+    table: str | None = typer.Option(None, "--table", help="With --fill: only this table's cells."),
+    workers: int = typer.Option(1, "--workers", help="With --fill: worker processes."),
     proxies: str | None = typer.Option(
         None, "--proxies",
         help="Comma-separated subset of params,flops,synflow,snip,grad_norm,jacov,nwot "
@@ -56,12 +63,23 @@ def zero_cost(
     is scored at initialisation on one batch of training data. Columns: arch, hash, then one
     per proxy.
 
+    With --fill, the proxies of every cell of the space (or of a --table) are computed at
+    the benchmark setting (nb201: C=16, N=5; nb101: 128 channels, 3 cells per stack; 3x32x32
+    synthetic inputs, batch 16, 10 classes) into the per-space cache that predictors read
+    their arch-level inputs from (``--arch-inputs``); an interrupted fill resumes.
+
     Example: archrank zc --space nb201 --dataset mnist1d --n 200 --out zc.csv
+             archrank zc --space nb201 --fill --workers 2
     """
     from archrank.nn import NETWORK_SPACES
     from archrank.spaces import get_space
     from archrank.zc import check_proxies, score_architectures
 
+    if fill:
+        _fill_cache(space_name, table, proxies, workers)
+        return
+    if out is None:
+        raise ArchrankError("give --out FILE (a CSV of sampled cells) or --fill (the cache)")
     check_output(out, "--out")
     for flag, value in (("--n", n), ("--batch-size", batch_size), ("--width", width),
                         ("--depth", depth)):
@@ -93,3 +111,34 @@ def zero_cost(
     seconds = time.perf_counter() - start
     console.print(f"wrote {len(cells)} cells x {len(names)} proxies to {out} "
                   f"in {seconds:.1f} s ({1000 * seconds / len(cells):.0f} ms per cell)")
+
+
+def _fill_cache(space_name: str, table: str | None, proxies: str | None, workers: int) -> None:
+    """``archrank zc --fill``: the per-space cache at the benchmark setting."""
+    from archrank.spaces import get_space
+    from archrank.zccache import ZCCache, ZCSetting
+
+    if workers < 1:
+        raise ArchrankError(f"--workers must be at least 1, got {workers}")
+    ZCSetting.benchmark(space_name)  # a space with networks, or a clear error
+    space = get_space(space_name)
+    if table is not None:
+        from archrank.benchmarks import load_benchmark
+
+        cells = list(load_benchmark(table, space).archs)
+    else:
+        cells = list(space.enumerate())
+    cache = ZCCache(space)
+    start = time.perf_counter()
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task(f"{space_name} zero-cost cache", total=None)
+
+        def done(k: int, total: int) -> None:
+            progress.update(task, completed=k, total=total)
+
+        computed = cache.fill(cells, proxies, workers=workers, on_done=done)
+    seconds = time.perf_counter() - start
+    console.print(f"{cache.path}: {len(cache.hashes):,} cells, proxies "
+                  f"{', '.join(sorted(cache.values))}; computed {computed:,} cells in "
+                  f"{seconds:.1f} s")

@@ -126,7 +126,13 @@ def count_flops(module: nn.Module, input_shape: Sequence[int],
 
 
 # -- analytic counts (fast paths for whole tables, checked against the modules in tests) -------
-def nb101_param_counts(
+def nb101_param_counts(matrices: Sequence[np.ndarray], ops: Sequence[Sequence[str]],
+                       **kwargs: object) -> np.ndarray:
+    """Parameter counts of ``NB101Network`` for many pruned cells (``nb101_costs``)."""
+    return nb101_costs(matrices, ops, **kwargs)["params"]  # type: ignore[arg-type]
+
+
+def nb101_costs(
     matrices: Sequence[np.ndarray],
     ops: Sequence[Sequence[str]],
     *,
@@ -136,18 +142,24 @@ def nb101_param_counts(
     num_classes: int = 10,
     in_channels: int = 3,
     input_kind: str = "2d",
-) -> np.ndarray:
-    """Parameter counts of ``NB101Network`` for many pruned cells, without building them.
+    input_size: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
+    """``{"params", "flops"}`` (flops: "macs") of ``NB101Network`` for many pruned cells,
+    without building them.
 
     Per cell: a 1x1 conv + BN projection of the input for each vertex it feeds (and for the
     output when input->output), a k x k conv + BN per conv vertex; plus stem and classifier.
+    Every conv's MACs are its weights times the output positions of its stack (``input_size``,
+    default 32 per axis, halved, rounded up, by the pooling before each new stack).
     Vectorised over the cells of each vertex count.
     """
     from archrank.nn.nb101 import vertex_channels_batch
 
     d = 2 if input_kind == "2d" else 1
     k3 = 3**d
-    counts = np.zeros(len(matrices), dtype=np.int64)
+    sizes_in = [32] * d if input_size is None else [int(s) for s in input_size]
+    params = np.zeros(len(matrices), dtype=np.int64)
+    flops = np.zeros(len(matrices), dtype=np.int64)
     sizes = np.array([len(m) for m in matrices])
     for n in np.unique(sizes):
         idx = np.flatnonzero(sizes == n)
@@ -155,20 +167,30 @@ def nb101_param_counts(
         names = np.array([list(ops[i]) for i in idx])
         conv3 = (names[:, 1 : n - 1] == "conv3x3-bn-relu")
         conv1 = (names[:, 1 : n - 1] == "conv1x1-bn-relu")
+        spatial = list(sizes_in)
+        pos = math.prod(spatial)
         total = np.full(len(idx), in_channels * k3 * stem_channels + 2 * stem_channels)
+        macs = np.full(len(idx), in_channels * k3 * stem_channels * pos)
         c_in = c = stem_channels
         for stack in range(num_stacks):
             if stack > 0:
                 c *= 2
+                spatial = [(s + 1) // 2 for s in spatial]
+                pos = math.prod(spatial)
             for _ in range(cells_per_stack):
                 vc = vertex_channels_batch(c_in, c, mats)[:, 1 : n - 1]
                 from_input = mats[:, 0, 1 : n - 1]
-                total += (from_input * (c_in * vc + 2 * vc)).sum(axis=1)
-                total += (conv3 * (k3 * vc * vc + 2 * vc) + conv1 * (vc * vc + 2 * vc)).sum(axis=1)
-                total += mats[:, 0, n - 1] * (c_in * c + 2 * c)
+                weights = ((from_input * c_in * vc).sum(axis=1)
+                           + (conv3 * k3 * vc * vc + conv1 * vc * vc).sum(axis=1)
+                           + mats[:, 0, n - 1] * c_in * c)
+                total += weights + 2 * ((from_input * vc).sum(axis=1)
+                                        + ((conv3 | conv1) * vc).sum(axis=1)
+                                        + mats[:, 0, n - 1] * c)
+                macs += weights * pos
                 c_in = c
-        counts[idx] = total + c * num_classes + num_classes
-    return counts
+        params[idx] = total + c * num_classes + num_classes
+        flops[idx] = macs + c * num_classes
+    return {"params": params, "flops": flops}
 
 
 def _check_convention(convention: str) -> None:

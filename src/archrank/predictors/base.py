@@ -5,6 +5,17 @@ architecture (higher = better; only the order is guaranteed to be meaningful for
 losses), ``save``/``load`` round-trip a fitted predictor. ``archs`` may be a list of the space's
 architectures or a ``GraphBatch`` already built by ``space.to_graphs`` (the fast path for
 scoring a whole space).
+
+Architecture-level information travels the same way for every predictor. A predictor names
+the signals it uses in two parameters: ``arch_inputs`` (known for every cell without training
+it: FLOPs, parameters, zero-cost proxies; inputs of ``fit`` and ``predict``) and
+``aux_targets`` (known only for labelled cells: other fidelities, other metrics of a table's
+row; auxiliary targets of ``fit``). Whoever holds the data (``archrank.signals``: the bench
+harness, guided search) resolves ``model.arch_inputs`` / ``model.aux_targets`` to matrices and
+passes ``fit(archs, y, arch_features=[n, k], aux=[n, m])`` and ``predict(archs,
+arch_features=...)``; ``aux`` may hold NaN (missing: masked out of the loss, never zero).
+Predictors that cannot use a kind of signal (``uses_arch_inputs`` / ``uses_aux_targets``
+False) do not accept the parameter, and ignore matrices passed to ``fit`` / ``predict``.
 """
 
 from __future__ import annotations
@@ -91,6 +102,39 @@ def check_graphs(graphs: GraphBatch, space: SearchSpace) -> None:
                             f"space {space.name!r}")
 
 
+def signal_names(value: Any) -> tuple[str, ...]:
+    """Signal names from ``"a,b"``, a list, or ``None`` / ``""`` (none)."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return tuple(dict.fromkeys(v.strip() for v in items if v.strip()))
+
+
+def signal_matrix_arg(value: Any, n: int, names: Sequence[str], what: str,
+                      missing_ok: bool) -> np.ndarray | None:
+    """``value`` as a float [n, len(names)] matrix (checked), or ``None`` without names."""
+    if not names:
+        return None
+    if value is None:
+        raise ArchrankError(f"this predictor uses {what} {', '.join(names)}: pass {what} "
+                            f"[{n}, {len(names)}]")
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 1 and len(names) == 1:
+        arr = arr[:, None]
+    if arr.shape != (n, len(names)):
+        raise ArchrankError(f"{what} has shape {tuple(arr.shape)}, expected ({n}, "
+                            f"{len(names)}) for {', '.join(names)}")
+    if not missing_ok:  # arch inputs: -inf is a value (a proxy's worst), NaN is missing
+        bad = np.isnan(arr)
+        if bad.any():
+            col = names[int(np.flatnonzero(bad.any(axis=0))[0])]
+            raise ArchrankError(f"{what} {col!r} is missing (NaN) for "
+                                f"{int(bad.any(axis=1).sum())} of {n} cells")
+    elif np.isinf(arr).any():
+        raise ArchrankError(f"{what} contain infinity (use NaN for a missing value)")
+    return arr
+
+
 def default_device() -> torch.device:
     """The GPU when one is present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -100,20 +144,26 @@ class Predictor(ABC):
     """Base class: input checking, graph conversion and save/load live here."""
 
     name: ClassVar[str]
+    uses_arch_inputs: ClassVar[bool] = False  # takes the ``arch_inputs`` parameter
+    uses_aux_targets: ClassVar[bool] = False  # takes the ``aux_targets`` parameter
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
         self.space = space
         self.seed = seed
         self.params = params
         self.fitted_ = False
+        self.arch_inputs = signal_names(params.get("arch_inputs"))
+        self.aux_targets = signal_names(params.get("aux_targets"))
 
     # -- API --------------------------------------------------------------------------------
     def fit(self, archs: ArchInput, y: Sequence[float] | np.ndarray,
-            unlabeled: ArchInput | None = None) -> Self:
+            unlabeled: ArchInput | None = None, *, arch_features: Any = None,
+            aux: Any = None) -> Self:
         """Learn from ``archs`` and their measured ``y`` (higher = better).
 
         ``unlabeled`` architectures are used by semi-supervised predictors and ignored by the
-        rest.
+        rest. ``arch_features`` [n, k] and ``aux`` [n, m] (NaN = missing) are the columns
+        ``arch_inputs`` / ``aux_targets`` name (see the module docstring).
         """
         graphs = self.as_graphs(archs)
         target = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -125,18 +175,28 @@ class Predictor(ABC):
             )
         if not np.all(np.isfinite(target)):
             raise ArchrankError("target values contain NaN or infinity")
-        self._fit(graphs, target, None if unlabeled is None else self.as_graphs(unlabeled))
+        unl = None if unlabeled is None else self.as_graphs(unlabeled)
+        arch = signal_matrix_arg(arch_features, len(graphs), self.arch_inputs,
+                                 "arch_features", missing_ok=False)
+        aux_m = signal_matrix_arg(aux, len(graphs), self.aux_targets, "aux", missing_ok=True)
+        if arch is None and aux_m is None:
+            self._fit(graphs, target, unl)
+        else:
+            self._fit_signals(graphs, target, unl, arch, aux_m)
         self.fitted_ = True
         return self
 
-    def predict(self, archs: ArchInput) -> np.ndarray:
-        """One score per architecture, in input order."""
+    def predict(self, archs: ArchInput, arch_features: Any = None) -> np.ndarray:
+        """One score per architecture, in input order (``arch_features``: as for ``fit``)."""
         if not self.fitted_:
             raise ArchrankError(f"predictor {self.name!r} is not fitted; call fit() first")
         graphs = self.as_graphs(archs)
         if len(graphs) == 0:
             return np.zeros(0)
-        return np.asarray(self._predict(graphs), dtype=np.float64).reshape(-1)
+        arch = signal_matrix_arg(arch_features, len(graphs), self.arch_inputs,
+                                 "arch_features", missing_ok=False)
+        scores = self._predict(graphs) if arch is None else self._predict_signals(graphs, arch)
+        return np.asarray(scores, dtype=np.float64).reshape(-1)
 
     def as_graphs(self, archs: ArchInput) -> GraphBatch:
         if isinstance(archs, GraphBatch):
@@ -151,6 +211,14 @@ class Predictor(ABC):
     @abstractmethod
     def _predict(self, graphs: GraphBatch) -> np.ndarray:
         ...
+
+    def _fit_signals(self, graphs: GraphBatch, y: np.ndarray, unlabeled: GraphBatch | None,
+                     arch: np.ndarray | None, aux: np.ndarray | None) -> None:
+        """``_fit`` with arch-level inputs and auxiliary targets (predictors that use them)."""
+        raise NotImplementedError(f"predictor {self.name!r} takes no arch-level signals")
+
+    def _predict_signals(self, graphs: GraphBatch, arch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"predictor {self.name!r} takes no arch-level inputs")
 
     @abstractmethod
     def get_state(self) -> dict[str, Any]:

@@ -60,10 +60,16 @@ class GatesLayer(nn.Module):
     """
 
     def __init__(self, n_ops: int, op_dim: int, dim: int, op_on: str, residual: bool,
-                 num_inputs: int = 1) -> None:
+                 num_inputs: int = 1, op_features: torch.Tensor | None = None) -> None:
         super().__init__()
         self.op_on = op_on
         self.op_emb = nn.Embedding(n_ops, op_dim)
+        # GATES++: the op embedding is a learned projection of the op's features (what it
+        # computes, ``archrank.opinfo``) plus the free embedding above
+        self.op_proj: nn.Linear | None = None
+        if op_features is not None:
+            self.register_buffer("op_features", op_features.float().clone())
+            self.op_proj = nn.Linear(op_features.shape[1], op_dim)
         self.gate = nn.Linear(op_dim, dim)                # W_o (with bias)
         self.transform = nn.Linear(dim, dim, bias=False)  # W_x
         self.input_state = nn.Parameter(torch.randn(dim) / dim**0.5)
@@ -75,7 +81,10 @@ class GatesLayer(nn.Module):
 
     def gate_table(self) -> torch.Tensor:
         """``sigmoid(emb(op) W_o)`` of every op [num_ops, D]."""
-        return torch.sigmoid(self.gate(self.op_emb.weight))
+        emb = self.op_emb.weight
+        if self.op_proj is not None:
+            emb = emb + self.op_proj(self.op_features)
+        return torch.sigmoid(self.gate(emb))
 
     def forward(self, edges: dict[str, Any], prev: torch.Tensor | None) -> torch.Tensor:
         """States [N, B, D] of every node after one pass; ``prev`` is the last pass's.
@@ -199,17 +208,29 @@ def op_count(space: SearchSpace) -> int:
     return len(space.edge_op_names if space.op_on == "edge" else space.node_op_names)
 
 
+def mlp_trunk(width: int, hidden: int, layers: int, dropout: float) -> tuple[nn.Sequential,
+                                                                              int]:
+    """The hidden layers of GATES's MLP head and their output width."""
+    head: list[nn.Module] = []
+    for _ in range(layers):
+        head += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+        width = hidden
+    return nn.Sequential(*head), width
+
+
 class GatesNet(nn.Module):
     """Stacked GATES passes, output-node readout, MLP head: ``GraphBatch -> scores [B]``."""
 
     def __init__(self, *, op_on: str, n_ops: int, op_dim: int, dim: int, layers: int,
                  readout: str, mlp_hidden: int, mlp_layers: int, dropout: float,
-                 activation: str, num_inputs: int = 1) -> None:
+                 activation: str, num_inputs: int = 1,
+                 op_features: torch.Tensor | None = None) -> None:
         super().__init__()
         self.readout = readout
         self.op_on = op_on
         self.layers = nn.ModuleList(
-            GatesLayer(n_ops, op_dim, dim, op_on, residual=k > 0, num_inputs=num_inputs)
+            GatesLayer(n_ops, op_dim, dim, op_on, residual=k > 0, num_inputs=num_inputs,
+                       op_features=op_features)
             for k in range(layers)
         )
         self.act = {"relu": nn.ReLU(), "tanh": nn.Tanh(), "none": nn.Identity()}[activation]
@@ -218,12 +239,8 @@ class GatesNet(nn.Module):
                                 f"{', '.join(READOUTS)}")
         width = {"output": dim, "concat": dim * layers, "concat_mean": 2 * dim * layers}[readout]
         self.embed_width = width  # size of ``embed``'s output
-        head: list[nn.Module] = []
-        for _ in range(mlp_layers):
-            head += [nn.Linear(width, mlp_hidden), nn.ReLU(), nn.Dropout(dropout)]
-            width = mlp_hidden
-        head.append(nn.Linear(width, 1))
-        self.head = nn.Sequential(*head)
+        trunk, width = mlp_trunk(width, mlp_hidden, mlp_layers, dropout)
+        self.head = nn.Sequential(*trunk, nn.Linear(width, 1))
 
     @classmethod
     def encoder(cls, space: SearchSpace, *, dim: int, op_dim: int, layers: int, readout: str,

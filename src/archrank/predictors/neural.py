@@ -17,9 +17,14 @@ generator, with the learning rate scaled to the batch; epochs scaled to the data
 sets get more passes); early stopping on a held-out slice only when the set is large enough
 to spare one; an ensemble of three seeds below 300 cells; chunked prediction under
 ``torch.inference_mode`` spread over one worker thread per core; ``get_state`` /
-``set_state`` for ``save``/``load``. Training runs single-threaded (tiny ops do not split
-well across cores) inside ``torch.random.fork_rng`` seeded from ``seed``, so a fit is
-deterministic and leaves the caller's global RNG untouched.
+``set_state`` for ``save``/``load``. Arch-level inputs and auxiliary targets
+(``Predictor``'s ``arch_inputs`` / ``aux_targets``) go through the same loop for any model
+whose ``forward(graphs, arch=None, with_aux=False)`` takes them: inputs rank-transformed
+against the training cells (to [-1, 1]; robust to heavy tails and to proxies' ``-inf``),
+auxiliary targets standardised per column, their loss an MSE over the present values only
+(NaN = masked), weighted by ``aux_weight`` next to the main ranking loss. Training runs
+single-threaded (tiny ops do not split well across cores) inside ``torch.random.fork_rng``
+seeded from ``seed``, so a fit is deterministic and leaves the caller's global RNG untouched.
 """
 
 from __future__ import annotations
@@ -65,6 +70,31 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "predict_chunk": 4096,    # cells per forward pass in predict() (cache-sized); chunks
                               # are spread over one worker thread per core
 }
+# only for models that take auxiliary targets (``uses_aux_targets``)
+AUX_DEFAULTS: dict[str, Any] = {"aux_weight": 0.1}  # 0.5 measured worse on nb101
+
+
+def rank_reference(x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per column of ``x`` [n, k]: its distinct values and their mid-quantiles in [-1, 1]."""
+    out = []
+    for col in _finite(x).T:
+        srt = np.sort(col)
+        u = np.unique(srt)
+        mid = (np.searchsorted(srt, u, "left") + np.searchsorted(srt, u, "right") - 1) / 2
+        q = 2 * mid / max(len(srt) - 1, 1) - 1 if len(u) > 1 else np.zeros(1)
+        out.append((u, q))
+    return out
+
+
+def rank_transform(x: np.ndarray, ref: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """``x`` [n, k] mapped column-wise onto the quantiles of ``rank_reference`` (monotone,
+    piecewise linear between the reference values, clipped to [-1, 1] outside them)."""
+    x = _finite(x)
+    return np.stack([np.interp(x[:, k], u, q) for k, (u, q) in enumerate(ref)], axis=1)
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(np.asarray(x, dtype=np.float64), neginf=-1e300, posinf=1e300)
 
 
 def auto_batch_size(n_train: int, batch_size: int | None = None) -> int:
@@ -129,7 +159,9 @@ class NeuralPredictor(Predictor):
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
-        hp = check_params(f"predictor {self.name!r}", params, {**TRAIN_DEFAULTS, **self.defaults})
+        allowed = {**TRAIN_DEFAULTS, **(AUX_DEFAULTS if self.uses_aux_targets else {}),
+                   **self.defaults}
+        hp = check_params(f"predictor {self.name!r}", params, allowed)
         super().__init__(space, seed=seed, **params)
         self.hp: dict[str, Any] = hp
         if self.hp["loss"] not in LOSSES:
@@ -140,6 +172,9 @@ class NeuralPredictor(Predictor):
         self.y_mean_ = 0.0
         self.y_std_ = 1.0
         self.history_: list[dict[str, Any]] = []
+        self.arch_ref_: list[tuple[np.ndarray, np.ndarray]] = []
+        self.aux_mean_ = np.zeros(0)
+        self.aux_std_ = np.ones(0)
         self.device_ = torch.device(self.hp["device"]) if self.hp["device"] else default_device()
 
     # -- subclass hook ----------------------------------------------------------------------
@@ -176,19 +211,54 @@ class NeuralPredictor(Predictor):
         return int(min(max(need, int(self.hp["base_epochs"])), int(self.hp["max_epochs"])))
 
     def _fit(self, graphs: GraphBatch, y: np.ndarray, unlabeled: GraphBatch | None) -> None:
+        self._fit_signals(graphs, y, unlabeled, None, None)
+
+    def _fit_signals(self, graphs: GraphBatch, y: np.ndarray, unlabeled: GraphBatch | None,
+                     arch: np.ndarray | None, aux: np.ndarray | None) -> None:
         check_graphs(graphs, self.space)
         self.y_mean_ = float(y.mean())
         std = float(y.std())
         self.y_std_ = std if std > 1e-12 else 1.0
         target = torch.as_tensor((y - self.y_mean_) / self.y_std_, dtype=torch.float32)
+        extras: dict[str, torch.Tensor] = {}
+        self.arch_ref_ = []
+        if arch is not None:
+            self.arch_ref_ = rank_reference(arch)
+            extras["arch"] = torch.as_tensor(rank_transform(arch, self.arch_ref_),
+                                             dtype=torch.float32)
+        if aux is not None:
+            present = ~np.isnan(aux)
+            self.aux_mean_ = np.array([aux[present[:, k], k].mean() if present[:, k].any()
+                                       else 0.0 for k in range(aux.shape[1])])
+            self.aux_std_ = np.array([max(aux[present[:, k], k].std(), 1e-12)
+                                      if present[:, k].sum() > 1 else 1.0
+                                      for k in range(aux.shape[1])])
+            scaled = np.where(present, (aux - self.aux_mean_) / self.aux_std_, 0.0)
+            extras["aux"] = torch.as_tensor(scaled, dtype=torch.float32)
+            extras["aux_mask"] = torch.as_tensor(present, dtype=torch.float32)
         self.models_ = []
         self.history_ = []
         with torch_threads(int(self.hp["threads"] or 1)):
             for member in range(self.auto_ensemble(len(graphs))):
                 seed = self.seed * 1_000_003 + member * 7919
-                self.models_.append(self._train_member(graphs, target, seed))
+                self.models_.append(self._train_member(graphs, target, seed, extras))
 
-    def _train_member(self, graphs: GraphBatch, y: torch.Tensor, seed: int) -> nn.Module:
+    def _loss(self, model: nn.Module, loss_fn: Any, g: GraphBatch, y: torch.Tensor,
+              extras: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The ranking loss of the objective, plus ``aux_weight`` times the masked MSE of the
+        auxiliary targets when there are any."""
+        if not extras:
+            return loss_fn(model(g), y)
+        kwargs: dict[str, Any] = {"arch": extras["arch"]} if "arch" in extras else {}
+        if "aux" not in extras:
+            return loss_fn(model(g, **kwargs), y)
+        score, aux_pred = model(g, with_aux=True, **kwargs)
+        mask = extras["aux_mask"]
+        aux_loss = (((aux_pred - extras["aux"]) ** 2) * mask).sum() / mask.sum().clamp(min=1)
+        return loss_fn(score, y) + float(self.hp["aux_weight"]) * aux_loss
+
+    def _train_member(self, graphs: GraphBatch, y: torch.Tensor, seed: int,
+                      extras: dict[str, torch.Tensor] | None = None) -> nn.Module:
         device = self.device_
         devices = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
@@ -204,6 +274,9 @@ class NeuralPredictor(Predictor):
             y_all = y.to(device)
             g_val, y_val = g_all[val_idx.to(device)], y_all[val_idx.to(device)]
             g_tr, y_tr = g_all[train_idx.to(device)], y_all[train_idx.to(device)]
+            ex_all = {k: v.to(device) for k, v in (extras or {}).items()}
+            ex_val = {k: v[val_idx.to(device)] for k, v in ex_all.items()}
+            ex_tr = {k: v[train_idx.to(device)] for k, v in ex_all.items()}
             n_tr = len(train_idx)
 
             model = self.build_model().to(device)
@@ -224,7 +297,8 @@ class NeuralPredictor(Predictor):
                     idx = perm[start:start + bs]
                     if len(idx) < 2 and n_tr >= 2:
                         continue
-                    loss = loss_fn(model(g_tr[idx]), y_tr[idx])
+                    loss = self._loss(model, loss_fn, g_tr[idx], y_tr[idx],
+                                      {k: v[idx] for k, v in ex_tr.items()})
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -232,7 +306,8 @@ class NeuralPredictor(Predictor):
                 if n_val and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
                     model.eval()
                     with torch.inference_mode():
-                        tau = kendall_tau_fast(model(g_val), y_val)
+                        kw = {"arch": ex_val["arch"]} if "arch" in ex_val else {}
+                        tau = kendall_tau_fast(model(g_val, **kw), y_val)
                     self.history_.append({"seed": seed, "epoch": epoch + 1, "val_tau": tau})
                     if tau > best_tau:
                         best_tau, best_epoch, stale = tau, epoch + 1, 0
@@ -250,6 +325,9 @@ class NeuralPredictor(Predictor):
 
     # -- prediction -------------------------------------------------------------------------
     def _predict(self, graphs: GraphBatch) -> np.ndarray:
+        return self._predict_signals(graphs, None)
+
+    def _predict_signals(self, graphs: GraphBatch, arch: np.ndarray | None) -> np.ndarray:
         """Scores in chunks under ``inference_mode``; on the CPU the chunks are shared by one
         single-threaded worker per core (no barrier between cores, so a busy core does not
         stall the other, as intra-op threads would)."""
@@ -263,12 +341,18 @@ class NeuralPredictor(Predictor):
         else:
             chunk = max(chunk, 65536)
 
+        arch_t = None
+        if arch is not None and self.arch_ref_:
+            arch_t = torch.as_tensor(rank_transform(arch, self.arch_ref_), dtype=torch.float32)
+
         def score(start: int) -> None:
             with torch.inference_mode():
                 part = graphs[start:start + chunk].to(self.device_)
-                total = self.models_[0](part).float()
+                kw = {} if arch_t is None else {"arch": arch_t[start:start + chunk].to(
+                    self.device_)}
+                total = self.models_[0](part, **kw).float()
                 for model in self.models_[1:]:
-                    total = total + model(part).float()
+                    total = total + model(part, **kw).float()
                 out[start:start + len(part)] = (total / len(self.models_)).cpu().numpy()
 
         starts = range(0, n, chunk)
@@ -287,6 +371,9 @@ class NeuralPredictor(Predictor):
             "hp": {k: v for k, v in self.hp.items() if k != "device"},
             "y_mean": self.y_mean_,
             "y_std": self.y_std_,
+            "arch_ref": [[torch.as_tensor(u), torch.as_tensor(q)] for u, q in self.arch_ref_],
+            "aux_mean": torch.as_tensor(self.aux_mean_),
+            "aux_std": torch.as_tensor(self.aux_std_),
             "members": [{k: v.detach().cpu() for k, v in m.state_dict().items()}
                         for m in self.models_],
         }
@@ -295,6 +382,9 @@ class NeuralPredictor(Predictor):
         self.hp.update(state["hp"])
         self.y_mean_ = float(state["y_mean"])
         self.y_std_ = float(state["y_std"])
+        self.arch_ref_ = [(u.numpy(), q.numpy()) for u, q in state.get("arch_ref", [])]
+        self.aux_mean_ = state.get("aux_mean", torch.zeros(0)).numpy()
+        self.aux_std_ = state.get("aux_std", torch.ones(0)).numpy()
         self.models_ = []
         for weights in state["members"]:
             model = self.build_model()

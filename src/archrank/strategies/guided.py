@@ -14,6 +14,12 @@ predictors train for at most ``max_fit_steps`` steps. Each fit starts from scrat
 derived from the strategy's seed and the fit's number, so a replayed run refits identically
 (a warm start from the previous fit would save little at these sizes and tie every fit to
 the whole history).
+
+Predictors that take arch-level inputs (``arch_inputs``: FLOPs, parameters, zero-cost
+proxies, ``archrank.signals``) get them for the cells told and for the candidates (computed
+once per search when the candidates are the whole space); auxiliary targets are not available
+here (a search measures only its objective), so a predictor set up with ``aux_targets`` is
+refused.
 """
 
 from __future__ import annotations
@@ -78,6 +84,17 @@ class GuidedSearch(Strategy[A]):
         self.n_fits = 0
         self.fit_seconds = 0.0
         self.score_seconds = 0.0
+        self._candidate_arch: np.ndarray | None = None
+        probe = make_predictor(predictor, space, **self.fit_params(10))
+        if probe.aux_targets:
+            from archrank.errors import ArchrankError
+
+            raise ArchrankError(f"guided search measures only its objective: predictor "
+                                f"{predictor!r} cannot use aux_targets "
+                                f"{', '.join(probe.aux_targets)} here")
+        self.arch_inputs = probe.arch_inputs
+        if self.arch_inputs:
+            self._arch_features(probe, [space.sample(1, np.random.default_rng(0))[0]])
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "predictor": self.predictor_name,
@@ -121,6 +138,14 @@ class GuidedSearch(Strategy[A]):
             params.setdefault("ensemble", NEURAL_ENSEMBLE)
         return params
 
+    def _arch_features(self, model: Predictor, archs: Any) -> np.ndarray | None:
+        """The model's arch-level inputs of ``archs`` (``None`` when it takes none)."""
+        if not model.arch_inputs:
+            return None
+        from archrank.signals import arch_matrix
+
+        return arch_matrix(self.space, list(archs), model.arch_inputs)
+
     def _batch_size(self) -> int:
         """Proposals per fit: ``batch``, growing with the data (fits get rarer, not cheaper)."""
         return max(self.batch, int(np.ceil(self.batch_growth * len(self.observed))))
@@ -132,7 +157,7 @@ class GuidedSearch(Strategy[A]):
                                **self.fit_params(len(self.observed)))
         archs = [a for a, _, _ in self.observed]
         y = np.array([v for _, _, v in self.observed])
-        model.fit(archs, y, unlabeled=unlabeled)
+        model.fit(archs, y, unlabeled=unlabeled, arch_features=self._arch_features(model, archs))
         self.n_fits += 1
         self.fit_seconds += time.perf_counter() - t0
         self.model = model
@@ -146,7 +171,9 @@ class GuidedSearch(Strategy[A]):
             graphs = self.candidates.graphs
             model = self._fit(graphs)
             t0 = time.perf_counter()
-            scores = model.predict(graphs)
+            if self.arch_inputs and self._candidate_arch is None:
+                self._candidate_arch = self._arch_features(model, self.candidates.archs)
+            scores = model.predict(graphs, self._candidate_arch)
             scores[self._seen_mask] = -np.inf  # type: ignore[index]
             for h in self._claimed:
                 if h in self.candidates.index:
@@ -169,7 +196,7 @@ class GuidedSearch(Strategy[A]):
             graphs = self.space.to_graphs(pool)
             model = self._fit(graphs)
             t0 = time.perf_counter()
-            scores = model.predict(graphs)
+            scores = model.predict(graphs, self._arch_features(model, pool))
             ranked = []
             taken: set[str] = set()
             for i in np.argsort(-scores, kind="stable"):

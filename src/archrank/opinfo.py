@@ -1,0 +1,149 @@
+"""What each operation of a search space computes, as a feature vector (GATES++'s op-level
+information).
+
+A predictor that only learns a free embedding per op knows nothing of an op it has seen in few
+labelled cells; one built from these features starts with similar embeddings for ops that
+compute similar things (a 1x1 and a 3x3 convolution, average and max pooling). ``op_features
+(space)`` describes every op of the vocabulary GATES gates with (edge ops on nb201, node ops,
+input and output included, on nb101 and nbgraph):
+
+family       one-hot: zero, identity, conv, pool, input, output, linear, graph_conv, attention
+aggregation  one-hot: how the op combines its inputs (none, sum, mean, max, sym_norm,
+             attention): a convolution sums over its window, average / max pooling take the
+             mean / max, the GNN ops of nbgraph their own neighbourhood aggregation
+kernel       window size (0 where none), divided by 3
+dilation     1 for windowed ops, else 0
+separable    1 for depth-wise separable convolutions (none in these spaces)
+has_params   whether the op has weights
+hops         graph hops the op reaches (ChebConv K=2), 1 for other message passing
+weights      weight matrices of the op, divided by 3 (GIN's MLP has 2, ARMA 3, SAGE 2, ...)
+root         1 when a node's own state gets a weight of its own next to its neighbours'
+             (SAGE, GraphConv, ARMA, Chebyshev's T0 term), 0 when it is summed with them
+             (GIN's (1 + eps) x, GCN's and GAT's self-loops)
+params       parameters and
+flops        multiply-accumulates the op adds to the benchmark network where it sits
+             (``archrank.nn`` counting: on nb201 one edge of every cell at C=16, N=5,
+             3x32x32; on nb101 one vertex of every cell at 128 channels, 3 cells per stack,
+             vertex width = its stack's width), as ``log1p`` scaled to the largest op of the
+             space; nbgraph has no network skeleton here, so its two columns are relative
+             (``weights`` for both)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from archrank.errors import ArchrankError
+
+FAMILIES = ("zero", "identity", "conv", "pool", "input", "output", "linear", "graph_conv",
+            "attention")
+AGGREGATIONS = ("none", "sum", "mean", "max", "sym_norm", "attention")
+NUMERIC = ("kernel", "dilation", "separable", "has_params", "hops", "weights", "root",
+           "params", "flops")
+COLUMNS = (*(f"family_{f}" for f in FAMILIES), *(f"agg_{a}" for a in AGGREGATIONS), *NUMERIC)
+
+# op -> (family, aggregation, kernel, separable, hops, weight matrices); root: _ROOT
+_OPS: dict[str, tuple[str, str, int, int, int, int]] = {
+    # nb201 (ops on edges)
+    "none": ("zero", "none", 0, 0, 0, 0),
+    "skip_connect": ("identity", "none", 0, 0, 0, 0),
+    "nor_conv_1x1": ("conv", "sum", 1, 0, 0, 1),
+    "nor_conv_3x3": ("conv", "sum", 3, 0, 0, 1),
+    "avg_pool_3x3": ("pool", "mean", 3, 0, 0, 0),
+    # nb101 (ops on nodes)
+    "input": ("input", "none", 0, 0, 0, 0),
+    "output": ("output", "sum", 0, 0, 0, 0),  # sums / concatenates its inputs
+    "conv3x3-bn-relu": ("conv", "sum", 3, 0, 0, 1),
+    "conv1x1-bn-relu": ("conv", "sum", 1, 0, 0, 1),
+    "maxpool3x3": ("pool", "max", 3, 0, 0, 0),
+    # nbgraph (PyG layers of NAS-Bench-Graph)
+    "gat": ("attention", "attention", 0, 0, 1, 1),
+    "gcn": ("graph_conv", "sym_norm", 0, 0, 1, 1),
+    "gin": ("graph_conv", "sum", 0, 0, 1, 2),
+    "cheb": ("graph_conv", "sym_norm", 0, 0, 2, 2),
+    "sage": ("graph_conv", "mean", 0, 0, 1, 2),
+    "arma": ("graph_conv", "sym_norm", 0, 0, 1, 3),
+    "graph": ("graph_conv", "sum", 0, 0, 1, 2),
+    "fc": ("linear", "none", 0, 0, 0, 1),
+    "skip": ("identity", "none", 0, 0, 0, 0),
+}
+
+
+_ROOT = frozenset({"sage", "graph", "arma", "cheb"})
+
+
+@dataclass(frozen=True)
+class OpTable:
+    """Feature rows of a space's ops, in the order of its op vocabulary."""
+
+    space: str
+    ops: tuple[str, ...]
+    columns: tuple[str, ...]
+    matrix: np.ndarray  # float32 [len(ops), len(columns)]
+
+    def row(self, op: str) -> dict[str, float]:
+        return dict(zip(self.columns, self.matrix[self.ops.index(op)].tolist(), strict=True))
+
+
+def _costs_nb201(ops: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """Params and MACs one edge of every cell adds to the benchmark NB201 network."""
+    from archrank.nn.counting import nb201_costs
+
+    cells = [[op] + ["none"] * 5 for op in ops] + [["none"] * 6]
+    costs = nb201_costs(cells)
+    base_p, base_f = costs["params"][-1], costs["flops"][-1]
+    return {op: (float(costs["params"][i] - base_p), float(costs["flops"][i] - base_f))
+            for i, op in enumerate(ops)}
+
+
+def _costs_nb101(ops: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """Params and MACs one vertex of every cell adds to the benchmark NB101 network, the
+    vertex as wide as its stack (128, 256, 512 channels at 32, 16, 8 pixels; 3 cells each)."""
+    from archrank.nn import BENCHMARK_SIZE
+    from archrank.nn.counting import count_flops, count_params
+    from archrank.nn.ops import ConvBNReLU
+
+    size = BENCHMARK_SIZE["nb101"]
+    out = {}
+    for op in ops:
+        family, _, kernel, *_ = _OPS[op]
+        params = flops = 0.0
+        if family == "conv":
+            c, px = size["width"], 32
+            for _ in range(3):
+                layer = ConvBNReLU("2d", c, c, kernel)
+                params += size["depth"] * count_params(layer)
+                flops += size["depth"] * count_flops(layer, (c, px, px))
+                c, px = 2 * c, px // 2
+        out[op] = (params, flops)
+    return out
+
+
+def op_features(space: Any) -> OpTable:
+    """The feature table of ``space``'s op vocabulary (see the module docstring)."""
+    ops = tuple(space.edge_op_names if space.op_on == "edge" else space.node_op_names)
+    unknown = [op for op in ops if op not in _OPS]
+    if unknown:
+        raise ArchrankError(f"no op description for {unknown[0]!r} of space {space.name!r}")
+    if space.name == "nb201":
+        costs = _costs_nb201(ops)
+    elif space.name == "nb101":
+        costs = _costs_nb101(ops)
+    else:  # no skeleton: relative cost from the weight matrices
+        costs = {op: (float(_OPS[op][5]), float(_OPS[op][5])) for op in ops}
+    top_p = max(math.log1p(p) for p, _ in costs.values()) or 1.0
+    top_f = max(math.log1p(f) for _, f in costs.values()) or 1.0
+    rows = []
+    for op in ops:
+        family, agg, kernel, separable, hops, weights = _OPS[op]
+        params, flops = costs[op]
+        numeric = [kernel / 3, float(kernel > 0), float(separable), float(weights > 0),
+                   float(hops), weights / 3, float(op in _ROOT), math.log1p(params) / top_p,
+                   math.log1p(flops) / top_f]
+        rows.append([float(f == family) for f in FAMILIES]
+                    + [float(a == agg) for a in AGGREGATIONS] + numeric)
+    return OpTable(space.name, ops, COLUMNS, np.asarray(rows, dtype=np.float32))

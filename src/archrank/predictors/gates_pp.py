@@ -1,0 +1,141 @@
+"""GATES++: GATES with operation-level and architecture-level information (after Ning et al.,
+the extension of GATES with "multifaceted information").
+
+Three additions to ``GatesNet``, each can be switched off to measure it alone:
+
+* ``op_info``: every layer's op embedding is a learned projection of the op's feature vector
+  (``archrank.opinfo``: family, kernel, parameters, FLOPs at its position...) plus the free
+  embedding, so ops that compute similar things start similar, and an op rare among the
+  labelled cells still gets a sensible gate;
+* ``arch_inputs``: signals known for every cell without training it (FLOPs, parameters,
+  zero-cost proxies; ``archrank.signals``), rank-transformed by the shared training loop, pass
+  a small MLP and are concatenated to the cell embedding before the head;
+* ``aux_targets``: signals known only for labelled cells (nb101's ``val_acc_4/12/36``, other
+  columns of a table's row) are predicted by a second output of the head's shared hidden
+  layers; missing values are masked out of that loss (``aux_weight``), the pairwise ranking
+  loss on the objective stays the main loss.
+
+``arch_inputs="auto"`` picks the space's default (measured, docs/benchmarks.md "GATES++");
+``""`` switches them off.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from archrank.errors import ArchrankError
+from archrank.opinfo import op_features
+from archrank.predictors.base import signal_names
+from archrank.predictors.gates import GatesNet, GatesPredictor, mlp_trunk, op_count
+from archrank.spaces.base import GraphBatch, SearchSpace
+
+# Default arch-level inputs per space (chosen by measurement, docs/benchmarks.md).
+AUTO_ARCH_INPUTS: dict[str, str] = {
+    "nb201": "flops,params,synflow",
+    "nb101": "flops,params",
+}
+
+
+class GatesPPNet(nn.Module):
+    """GATES passes (op embeddings from features), arch-input MLP, shared head trunk with a
+    score output and an auxiliary output."""
+
+    def __init__(self, *, gates: dict[str, Any], n_arch: int, arch_hidden: int, n_aux: int,
+                 mlp_hidden: int, mlp_layers: int, dropout: float,
+                 arch_fusion: str = "concat") -> None:
+        super().__init__()
+        self.gates = GatesNet(mlp_hidden=1, mlp_layers=0, dropout=0.0, **gates)
+        del self.gates.head  # only the passes and the readout are used
+        width = self.gates.embed_width
+        self.arch_mlp: nn.Module | None = None
+        self.arch_score: nn.Module | None = None
+        if n_arch and arch_fusion == "concat":
+            self.arch_mlp = nn.Sequential(nn.Linear(n_arch, arch_hidden), nn.ReLU())
+            width += arch_hidden
+        elif n_arch:  # "add": a score of its own, added to the graph's
+            self.arch_score = nn.Sequential(nn.Linear(n_arch, arch_hidden), nn.ReLU(),
+                                            nn.Linear(arch_hidden, 1))
+        self.trunk, width = mlp_trunk(width, mlp_hidden, mlp_layers, dropout)
+        self.score = nn.Linear(width, 1)
+        self.aux = nn.Linear(width, n_aux) if n_aux else None
+
+    def forward(self, g: GraphBatch, arch: torch.Tensor | None = None,
+                with_aux: bool = False) -> Any:
+        h = self.gates.embed(g)
+        if self.arch_mlp is not None:
+            assert arch is not None, "this GATES++ network takes arch-level inputs"
+            h = torch.cat([h, self.arch_mlp(arch)], dim=-1)
+        h = self.trunk(h)
+        score = self.score(h).squeeze(-1)
+        if self.arch_score is not None:
+            assert arch is not None, "this GATES++ network takes arch-level inputs"
+            score = score + self.arch_score(arch).squeeze(-1)
+        if with_aux:
+            assert self.aux is not None
+            return score, self.aux(h)
+        return score
+
+
+class GatesPPPredictor(GatesPredictor):
+    """GATES++ (see the module docstring); GATES's training recipe and defaults."""
+
+    name: ClassVar[str] = "gates++"
+    uses_arch_inputs: ClassVar[bool] = True
+    uses_aux_targets: ClassVar[bool] = True
+    defaults: ClassVar[dict[str, Any]] = {
+        **GatesPredictor.defaults,
+        "op_info": "auto",     # op embeddings from archrank.opinfo features (0: free only;
+                               # auto: 1 on op-on-edge spaces, 0 on op-on-node ones)
+        "arch_inputs": "auto",  # comma-separated signals, "auto" (space default) or ""
+        "aux_targets": "",     # comma-separated columns of labelled cells (table-specific)
+        "arch_hidden": 32,     # width of the arch-input MLP
+        "arch_fusion": "concat",  # concat: into the head's input; add: a score of its own
+        "free_scale": 0.0,     # initial scale of the free op embedding (0: starts as the
+                               # projection of the features alone; measured best)
+    }
+
+    def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
+        super().__init__(space, seed=seed, **params)
+        if self.hp["arch_inputs"] == "auto":
+            self.arch_inputs = signal_names(AUTO_ARCH_INPUTS.get(space.name, ""))
+        else:
+            self.arch_inputs = signal_names(self.hp["arch_inputs"])
+        self.aux_targets = signal_names(self.hp["aux_targets"])
+        if str(self.hp["op_info"]).lower() not in ("auto", "0", "1", "true", "false"):
+            raise ArchrankError(f"gates++ op_info must be auto, 0 or 1, not "
+                                f"{self.hp['op_info']!r}")
+        if self.hp["arch_fusion"] not in ("concat", "add"):
+            raise ArchrankError(f"gates++ arch_fusion must be concat or add, not "
+                                f"{self.hp['arch_fusion']!r}")
+
+    def op_info(self) -> bool:
+        """Whether op embeddings come from op features: ``op_info``, or for ``auto`` on
+        op-on-edge spaces only (measured: about +0.01 Kendall tau on nb201 at 50 labels,
+        worse on nb101; docs/benchmarks.md "GATES++")."""
+        value = self.hp["op_info"]
+        if value == "auto":
+            return self.space.op_on == "edge"
+        return str(value).lower() in ("1", "true")
+
+    def build_model(self) -> nn.Module:
+        hp = self.hp
+        feats = None
+        if self.op_info():
+            feats = torch.as_tensor(op_features(self.space).matrix)
+        gates = {"op_on": self.space.op_on, "n_ops": op_count(self.space),
+                 "op_dim": int(hp["op_dim"]), "dim": int(hp["dim"]),
+                 "layers": int(hp["layers"]), "readout": self.readout(),
+                 "activation": str(hp["activation"]), "op_features": feats,
+                 "num_inputs": self.space.num_inputs}
+        net = GatesPPNet(gates=gates, n_arch=len(self.arch_inputs),
+                         arch_hidden=int(hp["arch_hidden"]), n_aux=len(self.aux_targets),
+                         mlp_hidden=int(hp["mlp_hidden"]), mlp_layers=int(hp["mlp_layers"]),
+                         dropout=float(hp["dropout"]), arch_fusion=str(hp["arch_fusion"]))
+        if feats is not None:
+            with torch.no_grad():
+                for layer in net.gates.layers:
+                    layer.op_emb.weight.mul_(float(hp["free_scale"]))
+        return net

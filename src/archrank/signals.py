@@ -1,0 +1,87 @@
+"""Resolve a predictor's named architecture-level signals to the matrices ``fit`` / ``predict``
+take (see ``archrank.predictors.base``), for the bench harness and guided search alike.
+
+An **arch input** name is a zero-cost proxy of ``archrank.zc`` (``params`` and ``flops``
+exact and vectorised, the rest read from the per-space cache that ``archrank zc --fill``
+writes, ``archrank.zccache``) or, failing that, a numeric column of the benchmark table; it
+must be known for every cell. An **aux target** name is a numeric column of the table; a
+missing value (empty cell) is NaN, which the predictor masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archrank.errors import ArchrankError
+from archrank.zc import PROXIES
+
+
+def arch_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
+                table: Any = None, rows: np.ndarray | None = None,
+                zc_cache: str | Path | None = None) -> np.ndarray:
+    """Arch inputs ``names`` of ``archs`` [len(archs), len(names)].
+
+    ``table`` / ``rows``: the benchmark the cells come from and their row numbers (for
+    table columns); ``zc_cache``: another cache file than the space's default one.
+    """
+    out = np.full((len(archs), len(names)), np.nan)
+    proxies = [n for n in names if n in PROXIES]
+    if proxies:
+        from archrank.zccache import ZCCache, signal_matrix
+
+        cache = ZCCache(space, path=zc_cache)
+        values = signal_matrix(space, archs, proxies, cache=cache)
+        for k, n in enumerate(proxies):
+            out[:, list(names).index(n)] = values[:, k]
+    for k, n in enumerate(names):
+        if n in PROXIES:
+            continue
+        col = _table_column(table, rows, n, "arch input", len(archs))
+        lack = np.flatnonzero(np.isnan(col))
+        if lack.size:
+            raise ArchrankError(f"arch-level signal {n!r} is missing for {lack.size:,} of "
+                                f"{len(archs):,} cells of {table.source}")
+        out[:, k] = col
+    return out
+
+
+def aux_matrix(table: Any, rows: np.ndarray | None, names: Sequence[str],
+               n: int) -> np.ndarray:
+    """Aux targets ``names`` of the table's ``rows`` [len(rows), len(names)], NaN = missing."""
+    if not names:
+        return np.zeros((n, 0))
+    return np.stack([_table_column(table, rows, name, "aux target", n) for name in names],
+                    axis=1)
+
+
+def _table_column(table: Any, rows: np.ndarray | None, name: str, what: str,
+                  n: int) -> np.ndarray:
+    if table is None or rows is None:
+        raise ArchrankError(f"{what} {name!r} is not a zero-cost proxy "
+                            f"({', '.join(PROXIES)}) and there is no table to read it from")
+    if name not in table.metrics:
+        raise ArchrankError(f"unknown {what} column {name!r} in {table.source}; numeric "
+                            f"columns: {', '.join(table.metrics)}"
+                            + (f"; zero-cost proxies: {', '.join(PROXIES)}"
+                               if what == "arch input" else ""))
+    col = np.asarray(table.values(name), dtype=np.float64)[rows]
+    assert len(col) == n
+    return col
+
+
+def fit_signals(model: Any, archs: Sequence[Any], *, table: Any = None,
+                rows: np.ndarray | None = None,
+                zc_cache: str | Path | None = None) -> dict[str, np.ndarray | None]:
+    """The ``arch_features`` / ``aux`` keywords of ``model.fit`` for ``archs`` (``None``
+    for a kind of signal the model does not use)."""
+    arch = aux = None
+    if model.arch_inputs:
+        arch = arch_matrix(model.space, archs, model.arch_inputs, table=table, rows=rows,
+                           zc_cache=zc_cache)
+    if model.aux_targets:
+        aux = aux_matrix(table, rows, model.aux_targets, len(archs))
+    return {"arch_features": arch, "aux": aux}

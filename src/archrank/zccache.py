@@ -1,0 +1,301 @@
+"""Zero-cost proxies of whole spaces at the benchmark setting, cached per space.
+
+Architecture-level signals (``archrank.zc``'s proxies) are known for every cell without
+training it, so predictors can take them as inputs; computing them takes time (per cell, a
+forward/backward pass of the real network), so ``ZCCache`` keeps them in the user cache dir
+(``archrank.cache``), one file per space, keyed by canonical cell hash:
+
+* the **setting** (network width and depth, input shape, classes, proxy batch, seed) is stored
+  with the values; a cache written under another setting is invalidated (with a warning) and
+  rebuilt, never mixed;
+* a corrupt or unreadable file is rebuilt with a warning;
+* a file of another space is an error (it was named explicitly);
+* filling saves after every chunk (atomic rename), so a killed fill resumes where it stopped.
+
+``params`` and ``flops`` are exact and vectorised (``archrank.nn.counting``): instant for any
+number of cells, nb101's 423,624 included. The other proxies build each cell's network: on nb201
+at the benchmark setting about 0.05 s (synflow) and 0.15 s (each gradient proxy, batch 16) per
+cell on one core. There is no CIFAR-10 here, so the proxy batch is **synthetic**: ``batch_size``
+images of standard normal noise (seeded) with uniformly random labels.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from archrank.cache import atomic_path, cache_path
+from archrank.errors import ArchrankError
+from archrank.zc import PROXIES, check_proxies, compute_proxies
+
+FORMAT = 1
+EXACT = ("params", "flops")  # vectorised counts, no network built
+# Proxies filled by default: every proxy on nb201 (about 0.26 s a cell on one core at the
+# benchmark setting: synflow 0.05 s, the four gradient proxies sharing one pass 0.21 s; see
+# docs/benchmarks.md, "GATES++"); on nb101 only the exact counts (seconds a cell otherwise).
+DEFAULT_PROXIES: dict[str, tuple[str, ...]] = {
+    "nb201": PROXIES,
+    "nb101": EXACT,
+}
+
+
+@dataclass(frozen=True)
+class ZCSetting:
+    """Everything the cached values depend on (the benchmark setting by default)."""
+
+    space: str
+    width: int
+    depth: int
+    input_shape: tuple[int, ...] = (3, 32, 32)
+    num_classes: int = 10
+    batch_size: int = 16
+    seed: int = 0
+    inputs: str = "synthetic"
+
+    @classmethod
+    def benchmark(cls, space: str, **changes: Any) -> ZCSetting:
+        """NB201: C=16, N=5; NB101: 128 stem channels, 3 cells per stack; 3x32x32, 10 classes."""
+        from archrank.nn import BENCHMARK_SIZE, NETWORK_SPACES
+
+        if space not in BENCHMARK_SIZE:
+            raise ArchrankError(f"zero-cost proxies need real networks; choose a space from "
+                                f"{', '.join(NETWORK_SPACES)}, not {space!r}")
+        size = BENCHMARK_SIZE[space]
+        return cls(**{"space": space, "width": size["width"], "depth": size["depth"],
+                      **changes})
+
+    def key(self) -> dict[str, Any]:
+        return {**asdict(self), "input_shape": list(self.input_shape)}
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The synthetic proxy batch: seeded N(0, 1) inputs, uniform random labels."""
+        gen = torch.Generator().manual_seed(self.seed)
+        x = torch.randn((self.batch_size, *self.input_shape), generator=gen)
+        y = torch.randint(0, self.num_classes, (self.batch_size,), generator=gen)
+        return x, y
+
+
+def exact_costs(space: Any, archs: Sequence[Any], setting: ZCSetting) -> dict[str, np.ndarray]:
+    """``params`` and ``flops`` ("macs") of every cell's network, vectorised."""
+    from archrank.nn.counting import nb101_costs, nb201_costs
+
+    common = {"num_classes": setting.num_classes, "in_channels": setting.input_shape[0],
+              "input_kind": "2d" if len(setting.input_shape) == 3 else "1d"}
+    if setting.space == "nb201":
+        common.pop("input_kind")
+        out = nb201_costs([a.ops for a in archs], channels=setting.width,
+                          cells_per_stage=setting.depth, input_size=setting.input_shape[1:],
+                          **common)
+    else:
+        out = nb101_costs([a.matrix for a in archs], [a.ops for a in archs],
+                          stem_channels=setting.width, cells_per_stack=setting.depth,
+                          input_size=setting.input_shape[1:], **common)
+    return {k: v.astype(np.float64) for k, v in out.items()}
+
+
+def _score_chunk(setting: ZCSetting, archs: list[Any], names: tuple[str, ...]) -> np.ndarray:
+    """Per-cell proxies ``names`` of ``archs`` [len, k] (runs in a worker process)."""
+    from archrank.nn import build_network, torch_threads
+
+    batch = setting.batch()
+    out = np.full((len(archs), len(names)), np.nan)
+    kind = "2d" if len(setting.input_shape) == 3 else "1d"
+    with torch_threads(1):
+        for i, arch in enumerate(archs):
+            net = build_network(setting.space, arch, width=setting.width, depth=setting.depth,
+                                num_classes=setting.num_classes,
+                                in_channels=setting.input_shape[0], input_kind=kind,
+                                seed=setting.seed)
+            values = compute_proxies(net, batch, names)
+            out[i] = [values[n] for n in names]
+    return out
+
+
+class ZCCache:
+    """The zero-cost values of one space under one setting (see the module docstring)."""
+
+    def __init__(self, space: Any, setting: ZCSetting | None = None,
+                 path: str | Path | None = None) -> None:
+        self.space = space
+        self.setting = setting or ZCSetting.benchmark(space.name)
+        if self.setting.space != space.name:
+            raise ArchrankError(f"zero-cost setting is for space {self.setting.space!r}, "
+                                f"not {space.name!r}")
+        self.path = Path(path) if path is not None else cache_path(f"zc-{space.name}.npz")
+        self.hashes: list[str] = []
+        self.index: dict[str, int] = {}
+        self.values: dict[str, np.ndarray] = {}
+        self._load()
+
+    # -- file ---------------------------------------------------------------------------------
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            with np.load(self.path, allow_pickle=False) as blob:
+                meta = json.loads(str(blob["meta"]))
+                hashes = [str(h) for h in blob["hashes"]]
+                values = {n: np.asarray(blob[f"v_{n}"], dtype=np.float64)
+                          for n in meta["proxies"]}
+            if meta.get("format") != FORMAT or any(len(v) != len(hashes)
+                                                   for v in values.values()):
+                raise ValueError("inconsistent arrays")
+        except Exception as exc:  # truncated, foreign or hand-edited file: rebuild it
+            warnings.warn(f"{self.path}: corrupt zero-cost cache ({exc}); rebuilding it",
+                          stacklevel=3)
+            return
+        if meta.get("space") != self.space.name:
+            raise ArchrankError(f"{self.path}: a zero-cost cache of space "
+                                f"{meta.get('space')!r}, not {self.space.name!r}")
+        if meta.get("setting") != self.setting.key():
+            warnings.warn(f"{self.path}: written under another setting "
+                          f"({meta.get('setting')}); invalidated, rebuilding it", stacklevel=3)
+            return
+        self.hashes = hashes
+        self.index = {h: i for i, h in enumerate(hashes)}
+        self.values = values
+
+    def save(self) -> None:
+        meta = {"format": FORMAT, "space": self.space.name, "setting": self.setting.key(),
+                "proxies": sorted(self.values)}
+        arrays = {f"v_{n}": v for n, v in self.values.items()}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, meta=np.array(json.dumps(meta)),
+                         hashes=np.array(self.hashes, dtype=str), **arrays)
+        except OSError as exc:
+            raise ArchrankError(f"{self.path}: cannot write ({exc.strerror})") from None
+
+    # -- values -------------------------------------------------------------------------------
+    def _rows(self, hashes: Sequence[str]) -> np.ndarray:
+        """Row of every hash, adding rows (NaN values) for new ones."""
+        new = [h for h in dict.fromkeys(hashes) if h not in self.index]
+        if new:
+            start = len(self.hashes)
+            self.hashes.extend(new)
+            self.index.update({h: start + i for i, h in enumerate(new)})
+            for name in self.values:
+                self.values[name] = np.concatenate([self.values[name], np.full(len(new),
+                                                                               np.nan)])
+        return np.array([self.index[h] for h in hashes], dtype=np.int64)
+
+    def _column(self, name: str) -> np.ndarray:
+        if name not in self.values:
+            self.values[name] = np.full(len(self.hashes), np.nan)
+        return self.values[name]
+
+    def lookup(self, hashes: Sequence[str], names: Sequence[str]) -> np.ndarray:
+        """Values [len(hashes), len(names)], NaN where not cached."""
+        rows = np.array([self.index.get(h, -1) for h in hashes], dtype=np.int64)
+        out = np.full((len(hashes), len(names)), np.nan)
+        hit = rows >= 0
+        for k, name in enumerate(names):
+            if name in self.values:
+                out[hit, k] = self.values[name][rows[hit]]
+        return out
+
+    def fill(self, archs: Sequence[Any], names: Sequence[str] | str | None = None, *,
+             workers: int = 1, chunk: int = 100,
+             on_done: Callable[[int, int], None] | None = None) -> int:
+        """Compute whatever of ``names`` is missing for ``archs`` (one per canonical cell),
+        saving after each chunk. Returns the number of cells computed per cell (not exact)."""
+        names = check_proxies(names if names is not None
+                              else DEFAULT_PROXIES.get(self.space.name, EXACT))
+        hashes = [self.space.hash(a) for a in archs]
+        first: dict[str, int] = {}
+        for i, h in enumerate(hashes):
+            first.setdefault(h, i)
+        uniq = list(first)
+        cells = [archs[first[h]] for h in uniq]
+        rows = self._rows(uniq)
+        exact = [n for n in names if n in EXACT]
+        if exact:
+            todo = np.zeros(len(uniq), dtype=bool)
+            for n in exact:
+                todo |= np.isnan(self._column(n)[rows])
+            if todo.any():
+                costs = exact_costs(self.space, [c for c, t in zip(cells, todo, strict=True)
+                                                 if t], self.setting)
+                for n in exact:
+                    self.values[n][rows[todo]] = costs[n]
+        slow = tuple(n for n in names if n not in EXACT)
+        for n in slow:
+            self._column(n)
+        missing = np.zeros(len(uniq), dtype=bool)
+        for n in slow:
+            missing |= np.isnan(self.values[n][rows])
+        idx = np.flatnonzero(missing)
+        self.save()
+        total = len(idx)
+        if on_done:
+            on_done(0, total)
+        if not total:
+            return 0
+        parts = [idx[s:s + chunk] for s in range(0, total, chunk)]
+        done = 0
+
+        def store(part: np.ndarray, result: np.ndarray) -> None:
+            nonlocal done
+            for k, n in enumerate(slow):
+                self.values[n][rows[part]] = result[:, k]
+            self.save()
+            done += len(part)
+            if on_done:
+                on_done(done, total)
+
+        if workers <= 1:
+            for part in parts:
+                store(part, _score_chunk(self.setting, [cells[i] for i in part], slow))
+        else:
+            # spawn: a forked child inherits torch's thread pools, which slows it badly
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+                futures = [(p, pool.submit(_score_chunk, self.setting,
+                                           [cells[i] for i in p], slow)) for p in parts]
+                for part, fut in futures:
+                    store(part, fut.result())
+        return total
+
+
+def signal_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
+                  cache: ZCCache | None = None, path: str | Path | None = None) -> np.ndarray:
+    """Arch-level signals ``names`` (proxies) of ``archs`` [len, k] at the benchmark setting.
+
+    ``params`` / ``flops`` are computed on the spot (exact, vectorised); the others come from
+    the cache, and a clear error says how many cells lack which signal and how to fill it.
+    """
+    names = list(check_proxies(list(names)))
+    out = np.full((len(archs), len(names)), np.nan)
+    zc = cache or ZCCache(space, path=path)
+    exact = [n for n in names if n in EXACT]
+    if exact:
+        costs = exact_costs(space, archs, zc.setting)
+        for n in exact:
+            out[:, names.index(n)] = costs[n]
+    slow = [n for n in names if n not in EXACT]
+    if slow:
+        hashes = [space.hash(a) for a in archs]
+        vals = zc.lookup(hashes, slow)
+        for k, n in enumerate(slow):
+            col = vals[:, k]
+            lack = np.flatnonzero(np.isnan(col))
+            if lack.size:
+                raise ArchrankError(
+                    f"arch-level signal {n!r} is missing for {lack.size:,} of {len(archs):,} "
+                    f"cells (first: {space.format(archs[int(lack[0])])}) in {zc.path}; fill it "
+                    f"with: archrank zc --space {space.name} --fill --proxies {n}")
+            out[:, names.index(n)] = col
+    return out
+
+
+__all__ = ["DEFAULT_PROXIES", "EXACT", "PROXIES", "ZCCache", "ZCSetting", "exact_costs",
+           "signal_matrix"]

@@ -1,0 +1,255 @@
+"""GATES++: the op feature table, the zero-cost cache, arch-level inputs and masked auxiliary
+targets through the predictor API and the bench harness."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from archrank.errors import ArchrankError
+from archrank.opinfo import COLUMNS, op_features
+from archrank.predictors.base import Predictor, make_predictor
+from archrank.spaces import get_space
+from archrank.zccache import ZCCache, ZCSetting, exact_costs, signal_matrix
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = {"width": 4, "depth": 1, "input_shape": (3, 8, 8), "batch_size": 4}
+
+
+# -- op features ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["nb201", "nb101", "nbgraph"])
+def test_every_op_is_described_and_distinct_ops_differ(name: str) -> None:
+    space = get_space(name)
+    table = op_features(space)
+    vocab = space.edge_op_names if space.op_on == "edge" else space.node_op_names
+    assert table.ops == tuple(vocab)
+    assert table.matrix.shape == (len(vocab), len(COLUMNS))
+    assert np.isfinite(table.matrix).all()
+    # one family and one aggregation per op
+    fam = [c for c in COLUMNS if c.startswith("family_")]
+    agg = [c for c in COLUMNS if c.startswith("agg_")]
+    for op in vocab:
+        row = table.row(op)
+        assert sum(row[c] for c in fam) == 1 and sum(row[c] for c in agg) == 1, op
+    rows = {tuple(r) for r in table.matrix.tolist()}
+    assert len(rows) == len(vocab), "two ops share a feature row"
+
+
+def test_op_features_follow_the_networks() -> None:
+    t201 = op_features(get_space("nb201"))
+    conv3, conv1, pool = (t201.row(o) for o in ("nor_conv_3x3", "nor_conv_1x1",
+                                                   "avg_pool_3x3"))
+    assert conv3["flops"] == 1.0 and 0 < conv1["flops"] < 1 and pool["flops"] == 0
+    assert conv3["has_params"] == conv1["has_params"] == 1 and pool["has_params"] == 0
+    assert t201.row("none")["family_zero"] == 1 and t201.row("skip_connect")["params"] == 0
+    t101 = op_features(get_space("nb101"))
+    assert t101.row("maxpool3x3")["agg_max"] == 1 and pool["agg_mean"] == 1
+    assert t101.row("conv3x3-bn-relu")["params"] > t101.row("conv1x1-bn-relu")["params"]
+
+
+# -- zero-cost cache -----------------------------------------------------------------------
+def _cells(name: str, n: int) -> list:
+    space = get_space(name)
+    return space.sample(n, np.random.default_rng(3))
+
+
+def test_cache_hit_invalidation_and_rebuild(tmp_path: Path) -> None:
+    space = get_space("nb201")
+    path = tmp_path / "zc.npz"
+    setting = ZCSetting.benchmark("nb201", **TINY)
+    cells = _cells("nb201", 5)
+    n_unique = len({space.hash(a) for a in cells})
+    cache = ZCCache(space, setting, path)
+    assert cache.fill(cells, "params,flops,synflow,nwot") == n_unique
+    values = signal_matrix(space, cells, ["params", "synflow", "nwot"], cache=cache)
+    assert np.isfinite(values[:, :2]).all()
+    # exact counts are the real networks' counts at this setting
+    from archrank.nn import build_network, count_params
+
+    net = build_network("nb201", cells[0], width=4, depth=1)
+    assert values[0, 0] == count_params(net)
+
+    again = ZCCache(space, setting, path)  # hit: nothing to compute, same values
+    assert again.fill(cells, "synflow,nwot") == 0
+    np.testing.assert_array_equal(
+        signal_matrix(space, cells, ["params", "synflow", "nwot"], cache=again), values)
+
+    other = ZCSetting.benchmark("nb201", **{**TINY, "seed": 1})
+    with pytest.warns(UserWarning, match="another setting"):
+        changed = ZCCache(space, other, path)
+    assert changed.lookup([space.hash(cells[0])], ["synflow"]).tolist() == [[np.nan]] or \
+        np.isnan(changed.lookup([space.hash(cells[0])], ["synflow"])).all()
+    assert changed.fill(cells, "synflow") == n_unique
+
+    path.write_bytes(b"not a numpy file")
+    with pytest.warns(UserWarning, match="corrupt zero-cost cache"):
+        rebuilt = ZCCache(space, setting, path)
+    assert rebuilt.fill(cells, "synflow") == n_unique
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ZCCache(space, setting, path).fill(cells, "synflow") == 0
+
+
+def test_cache_of_another_space_and_missing_signals_are_errors(tmp_path: Path) -> None:
+    path = tmp_path / "zc.npz"
+    nb101 = get_space("nb101")
+    matrix = [[0, 1, 1, 0, 1], [0, 0, 0, 1, 0], [0, 0, 0, 1, 1], [0, 0, 0, 0, 1], [0] * 5]
+    cell = nb101.make(matrix, ["input", "conv3x3-bn-relu", "maxpool3x3", "conv1x1-bn-relu",
+                               "output"])  # one fixed cell: no (slow, cold) nb101 sampling
+    ZCCache(nb101, ZCSetting.benchmark("nb101", **TINY), path).fill([cell], "params")
+    with pytest.raises(ArchrankError, match="zero-cost cache of space 'nb101', not 'nb201'"):
+        ZCCache(get_space("nb201"), ZCSetting.benchmark("nb201", **TINY), path)
+    space = get_space("nb201")
+    cells = _cells("nb201", 6)
+    cache = ZCCache(space, ZCSetting.benchmark("nb201", **TINY), tmp_path / "b.npz")
+    cache.fill(cells[:2], "synflow")
+    missing = len({space.hash(a) for a in cells[2:]} - {space.hash(a) for a in cells[:2]})
+    with pytest.raises(ArchrankError, match=f"'synflow' is missing for {missing:,} of 6 cells"):
+        signal_matrix(space, cells, ["synflow"], cache=cache)
+
+
+def test_nb101_exact_costs_match_the_table(nb101_csv: Path) -> None:
+    from archrank.benchmarks import load_benchmark
+
+    space = get_space("nb101")
+    table = load_benchmark(nb101_csv, space)
+    costs = exact_costs(space, table.archs[:500], ZCSetting.benchmark("nb101"))
+    np.testing.assert_array_equal(costs["params"], table.values("params")[:500])
+    assert (costs["flops"] > costs["params"]).all()
+
+
+# -- the predictor -------------------------------------------------------------------------
+def _data(n: int = 40) -> tuple[list, np.ndarray, np.ndarray]:
+    space = get_space("nb201")
+    cells = space.sample(n, np.random.default_rng(0))
+    costs = exact_costs(space, cells, ZCSetting.benchmark("nb201"))
+    arch = np.stack([costs["flops"], costs["params"]], axis=1)
+    y = np.log(costs["flops"]) + np.random.default_rng(1).normal(0, 0.1, n)
+    return cells, arch, y
+
+
+FAST = {"epochs": 3, "ensemble": 1, "arch_inputs": "flops,params"}
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    space = get_space("nb201")
+    cells, arch, y = _data()
+    aux = np.stack([y * 2, np.where(np.arange(len(y)) % 2, np.nan, -y)], axis=1)
+    model = make_predictor("gates++", space, seed=0, aux_targets="a,b", **FAST)
+    model.fit(cells, y, arch_features=arch, aux=aux)
+    before = model.predict(cells, arch)
+    model.save(tmp_path / "m.pt")
+    loaded = Predictor.load(tmp_path / "m.pt")
+    assert loaded.arch_inputs == ("flops", "params") and loaded.aux_targets == ("a", "b")
+    np.testing.assert_allclose(loaded.predict(cells, arch), before, rtol=1e-6)
+    with pytest.raises(ArchrankError, match="uses arch_features flops, params"):
+        loaded.predict(cells)
+
+
+def test_missing_aux_values_are_masked_not_zero() -> None:
+    space = get_space("nb201")
+    cells, arch, y = _data(12)
+    aux = np.stack([y + 5.0, np.full(len(y), np.nan)], axis=1)
+    aux[::3, 0] = np.nan
+    model = make_predictor("gates++", space, seed=0, aux_targets="a,b", **FAST)
+    model.fit(cells, y, arch_features=arch, aux=aux)
+    present = ~np.isnan(aux[:, 0])
+    assert model.aux_mean_[0] == pytest.approx(aux[present, 0].mean())  # not diluted by 0s
+    # the auxiliary loss ignores whatever sits under the mask
+    graphs = space.to_graphs(cells)
+    net = model.models_[0]
+    from archrank.predictors.losses import make_loss
+
+    loss_fn = make_loss("hinge", 0.1, 1.0)
+    target = torch.as_tensor(y, dtype=torch.float32)
+    mask = torch.as_tensor(np.stack([present, np.zeros(len(y), bool)], 1), dtype=torch.float32)
+    base = torch.as_tensor(np.nan_to_num(aux), dtype=torch.float32)
+    feats = torch.zeros(len(y), 2)
+    losses = []
+    for fill in (0.0, 1000.0):
+        values = torch.where(mask > 0, base, torch.full_like(base, fill))
+        extras = {"arch": feats, "aux": values, "aux_mask": mask}
+        with torch.no_grad():
+            net.eval()
+            losses.append(float(model._loss(net, loss_fn, graphs, target, extras)))
+    assert losses[0] == pytest.approx(losses[1])
+    assert np.isfinite(model.predict(cells, arch)).all()
+
+
+def test_arch_inputs_change_the_model_and_can_be_switched_off() -> None:
+    space = get_space("nb201")
+    cells, arch, y = _data()
+    off = make_predictor("gates++", space, seed=0, epochs=3, ensemble=1, arch_inputs="",
+                         op_info=0)
+    assert off.arch_inputs == ()
+    off.fit(cells, y, arch_features=arch)  # ignored: no arch inputs selected
+    # gates++ with everything off is GATES with the same head
+    assert np.isfinite(off.predict(cells)).all()
+    with pytest.raises(ArchrankError, match="'flops' is missing \\(NaN\\) for 1 of 40"):
+        bad = arch.copy()
+        bad[3, 0] = np.nan
+        make_predictor("gates++", space, **FAST).fit(cells, y, arch_features=bad)
+    with pytest.raises(ArchrankError, match="has no parameter 'arch_inputs'"):
+        make_predictor("gates", space, arch_inputs="flops")
+    # a predictor that takes no signals ignores the matrices
+    gates = make_predictor("gates", space, seed=0, epochs=2, ensemble=1)
+    gates.fit(cells, y, arch_features=arch, aux=arch)
+    assert len(gates.predict(cells, arch)) == len(cells)
+
+
+# -- harness and CLI -----------------------------------------------------------------------
+def test_bench_predictor_with_signals_and_bad_columns(nb101_csv: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    from archrank.cli import main
+    from archrank.harness import bench_predictors
+
+    result = bench_predictors(
+        "nb101", str(nb101_csv), "val_acc_108", ["gates++", "mlp"], [30], 1,
+        params={"gates++": {"epochs": 2, "ensemble": 1}, "mlp": {"epochs": 2}},
+        aux_targets="val_acc_4,val_acc_12")
+    assert result.signals["gates++"] == {"arch_inputs": ["flops", "params"],
+                                         "aux_targets": ["val_acc_4", "val_acc_12"]}
+    assert result.signals["mlp"] == {"arch_inputs": [], "aux_targets": []}
+    assert len(result.runs) == 2
+    for extra, message in (
+        (["--aux-targets", "val_acc_5"], "unknown aux target column 'val_acc_5'"),
+        (["--arch-inputs", "synflow"], "'synflow' is missing for 10,000 of 10,000 cells"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["bench", "predictor", "--space", "nb101", "--bench", str(nb101_csv),
+                  "--metric", "val_acc_108", "--predictors", "gates++", "--train-sizes", "20",
+                  "--seeds", "1", *extra])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_guided_search_feeds_arch_inputs_and_refuses_aux_targets() -> None:
+    from archrank.strategies import make_strategy
+
+    space = get_space("nb201")
+    params = {"epochs": 5, "threads": 1, "arch_inputs": "flops,params"}
+    strategy = make_strategy("gates++", space, seed=0, objective="score", n_init=5, batch=5,
+                             predictor_params=params)
+    for _ in range(12):
+        arch = strategy.ask(1)[0]
+        strategy.tell(arch, float(sum(op == "nor_conv_3x3" for op in arch.ops)))
+    assert strategy.n_fits >= 1 and strategy.model is not None
+    assert strategy.model.arch_inputs == ("flops", "params")
+    assert strategy.model.arch_ref_  # the inputs reached the fit
+    with pytest.raises(ArchrankError, match="cannot use aux_targets val_acc_4"):
+        make_strategy("gates++", space, seed=0, objective="score",
+                      predictor_params={**params, "aux_targets": "val_acc_4"})
+
+
+def test_op_info_auto_and_bad_values() -> None:
+    assert make_predictor("gates++", get_space("nb201")).op_info()
+    assert not make_predictor("gates++", get_space("nb101")).op_info()
+    assert make_predictor("gates++", get_space("nb101"), op_info=1).op_info()
+    with pytest.raises(ArchrankError, match="op_info must be auto, 0 or 1"):
+        make_predictor("gates++", get_space("nb201"), op_info="yes please")
