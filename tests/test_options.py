@@ -90,7 +90,10 @@ def test_value_rules():
     assert check_value("x", "r", 3, 0.5) == 3
     assert check_value("x", "epochs", None, None) is None
     assert check_value("x", "epochs", 7, None) == 7
-    for value, default in [(True, 3), (1, True), ("1", 0.5), (1, "text"), ([1], {}),
+    # --set reads JSON: a text option given as a number or bool gets its text back
+    assert check_value("x", "op_info", 0, "auto") == "0"
+    assert check_value("x", "flag", True, "auto") == "true"
+    for value, default in [(True, 3), (1, True), ("1", 0.5), ([1], "text"), ([1], {}),
                            (float("inf"), 1.0), ({"a": 1}, None)]:
         with pytest.raises(ArchrankError):
             check_value("x", "p", value, default)

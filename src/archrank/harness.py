@@ -251,16 +251,16 @@ def _with_signals(predictors: Sequence[str], given: dict[str, dict[str, Any]],
                   arch_inputs: str | None, aux_targets: str | None
                   ) -> dict[str, dict[str, Any]]:
     """Every predictor's parameters, with ``arch_inputs`` / ``aux_targets`` added for the
-    predictors that take such signals (unless their own parameters set them)."""
-    params = {}
+    predictors that take such signals (unless their own parameters set them). Parameters of
+    predictors not benchmarked are kept, so that ``check_predictors`` names them."""
+    params = {name: dict(p) for name, p in given.items()}
     for name in predictors:
-        p = dict(given.get(name, {}))
+        p = params.setdefault(name, {})
         klass = predictor_class(name)
         if arch_inputs is not None and klass.uses_arch_inputs:
             p.setdefault("arch_inputs", arch_inputs)
         if aux_targets is not None and klass.uses_aux_targets:
             p.setdefault("aux_targets", aux_targets)
-        params[name] = p
     return params
 
 

@@ -78,6 +78,12 @@ def check_value(owner: str, name: str, value: Any, default: Any) -> Any:
             raise bad("at least 0")
         return value
     if isinstance(default, str):
+        # --set reads values as JSON, so a text option given as 0 or true arrives as a number
+        # or bool: take its text back (lossless), e.g. gates++.op_info=0
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if number:
+            return str(value)
         if not isinstance(value, str):
             raise bad("text")
         return value
