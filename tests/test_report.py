@@ -4,6 +4,7 @@ test_report_browser.py."""
 
 from __future__ import annotations
 
+import csv
 import json
 import sqlite3
 import xml.etree.ElementTree as ET
@@ -466,14 +467,17 @@ def test_report_in_headless_chromium(browser_ok, nb201_runs, search_json, predic
                                      tmp_path):
     from archrank.report.browser import inspect_page
 
-    out = build_report([*nb201_runs, search_json, predictor_json], tmp_path / "report.html")
+    scores = tmp_path / "scores.csv"
+    _score_table(scores, every=200)
+    out = build_report([*nb201_runs, search_json, predictor_json, scores],
+                       tmp_path / "report.html")
     check = inspect_page(out)
     url = out.resolve().as_uri()
     assert check.console_errors == []
     assert check.requests[0] == url
     assert all(u == url or u.startswith("data:") for u in check.requests), check.requests
     html = out.read_text()
-    assert len(check.figures) == len(_figures_in(html)) == 10
+    assert len(check.figures) == len(_figures_in(html)) == 14  # 10 + score table 3 + 1
     assert all(f["loaded"] and f["width"] > 250 and f["height"] > 120 for f in check.figures)
     assert _blank_boxes(check) == []
 
@@ -493,3 +497,64 @@ def test_browser_check_sees_errors_requests_and_blank_figures(browser_ok, tmp_pa
     assert any("boom" in e for e in check.console_errors)
     assert "http://127.0.0.1:9/x.png" in check.requests
     assert _blank_boxes(check) == ["empty"]
+
+
+# -- weight-sharing score tables ----------------------------------------------------------------
+def _score_table(path: Path, every: int = 50) -> tuple[list, np.ndarray]:
+    """A score table written by oneshot's own writer from real nb201.csv cells: CIFAR-10 test
+    accuracy as the fitted score, CIFAR-100 as the 'supernet' score of the first 100 cells,
+    exact params/FLOPs, a latency proportional to FLOPs."""
+    from archrank.benchmarks import load_benchmark
+    from archrank.nn.counting import nb201_costs
+    from archrank.oneshot.fit import ScoreTable
+
+    space = get_space("nb201")
+    table = load_benchmark(str(shared_file("nb201.csv")), space)
+    idx = np.arange(0, len(table.archs), every)
+    archs = [table.archs[i] for i in idx]
+    c10 = np.asarray(table.values("cifar10_test"), dtype=float)[idx]
+    c100 = np.asarray(table.values("cifar100_test"), dtype=float)[idx]
+    supernet = np.full(len(idx), np.nan)
+    supernet[:100] = c100[:100]
+    costs = nb201_costs([a.ops for a in archs])
+    ScoreTable("nb201", [space.format(a) for a in archs], [space.hash(a) for a in archs],
+               {"predicted": c10, "supernet_val_acc": supernet,
+                "supernet_val_loss": np.full(len(idx), np.nan), "params": costs["params"],
+                "flops": costs["flops"], "latency_ms": costs["flops"] / 1e6}).write_csv(path)
+    return archs, c10
+
+
+def test_oneshot_score_table_in_the_report(cli, tmp_path):
+    scores = tmp_path / "scores.csv"
+    archs, fitted = _score_table(scores)
+    out = tmp_path / "report.html"
+    code, _, err = cli("report", str(scores), "--out", str(out), "--top", "3")
+    assert code == 0, err
+    html = out.read_text()
+    assert "Weight-sharing score table: nb201, scores.csv" in html
+    assert _figures_in(html).count("plot") == 3 and _figures_in(html).count("drawing") == 1
+    for name in ("oneshot-0-fit", "oneshot-0-flops", "oneshot-0-latency_ms"):
+        assert name in html
+    # the scatter is made of the sampled cells only (the others have no supernet score)
+    from archrank.report.oneshot import read_scores
+
+    read = read_scores(scores, {})
+    with scores.open() as fh:
+        supernet = [r["supernet_val_acc"] for r in csv.DictReader(fh)]
+    assert sum(1 for v in supernet if v) == 100 == np.isfinite(
+        read.columns["supernet_val_acc"]).sum()
+    assert read.space == "nb201" and len(read.archs) == len(fitted)
+    best = get_space("nb201").format(archs[int(np.argmax(fitted))])
+    assert best in html  # first row of the top-cells table, and the drawing's label
+
+
+def test_score_table_bad_input(cli, tmp_path):
+    bad = tmp_path / "other.csv"
+    bad.write_text("arch,cifar10_test\n|skip_connect~0|+|none~0|none~1|+|none~0|none~1|none~2|,1\n")
+    code, _, err = cli("report", str(bad), "--out", str(tmp_path / "r.html"))
+    assert code == 2 and "not a score table of archrank oneshot fit" in err
+    assert err.count("\n") == 1
+    alien = tmp_path / "alien.csv"
+    alien.write_text("arch,hash,predicted\nnot-a-cell,abc,1.0\n")
+    code, _, err = cli("report", str(alien), "--out", str(tmp_path / "r.html"))
+    assert code == 2 and "line 2, field 'arch'" in err and "no known space" in err

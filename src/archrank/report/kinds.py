@@ -82,11 +82,13 @@ class Kind:
     what: str  # a few words for error messages and docs
     read: Reader
     render: Renderer
+    suffixes: tuple[str, ...] = ()  # files of these suffixes are this kind (not JSON)
 
 
 KINDS: dict[str, Kind] = {}
 # Modules that register kinds; a new kind's module is added here.
-PLUGINS = ("archrank.report.runs", "archrank.report.predictor", "archrank.report.search")
+PLUGINS = ("archrank.report.runs", "archrank.report.predictor", "archrank.report.search",
+           "archrank.report.oneshot")
 
 
 def register(kind: Kind) -> None:
@@ -101,8 +103,11 @@ def load_plugins() -> dict[str, Kind]:
 
 def expected() -> str:
     """The inputs the report understands, for error messages."""
-    names = ", ".join(k for k in load_plugins() if k != RUN_KIND)
-    return f"a run directory (with run.sqlite) or a JSON file whose 'kind' is one of: {names}"
+    kinds = load_plugins()
+    names = ", ".join(k for k, v in kinds.items() if k != RUN_KIND and not v.suffixes)
+    files = "".join(f", a {v.what}" for v in kinds.values() if v.suffixes)
+    return (f"a run directory (with run.sqlite){files} or a JSON file whose 'kind' is one "
+            f"of: {names}")
 
 
 @dataclass
@@ -131,6 +136,13 @@ def read_input(path: str | Path) -> Input:
         raise ArchrankError(f"{path}: no such file or directory; expected {expected()}")
     if path.is_dir() or path.name == "run.sqlite":
         return Input(path, RUN_KIND, kinds[RUN_KIND].read(path, {}))
+    for kind in kinds.values():
+        if path.suffix.lower() in kind.suffixes:
+            try:
+                return Input(path, kind.name, kind.read(path, {}))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ArchrankError(f"{path}: cannot read it ({exc}); expected "
+                                    f"{expected()}") from None
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
