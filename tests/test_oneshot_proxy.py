@@ -301,8 +301,14 @@ def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_p
     args = ["bench", "oneshot-search", "--dataset", str(npz), "--methods", "spos-ea,darts",
             "--seeds", "1", "--epochs", "1", "--truth", str(truth), "--work-dir",
             str(tmp_path / "w")]
-    code, out, err = cli(*args, "--json", str(tmp_path / "r.json"))
+    code, out, err = cli(*args, "--json", str(tmp_path / "r.json"), "--plot",
+                         str(tmp_path / "plots"))
     assert code == 0, err
+    assert (tmp_path / "plots" / "oneshot_search0_percentile.svg").is_file()
+    code, _, err = cli("report", str(tmp_path / "r.json"), "--out", str(tmp_path / "r.html"))
+    assert code == 0, err
+    html = (tmp_path / "r.html").read_text()
+    assert "One-shot search benchmark" in html and "Best pick of spos-ea" in html
     assert "truth percentile" in out and "spos-ea" in out
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["train_seeds"] == [0, 1] and set(report["methods"]) == {"spos-ea", "darts"}
@@ -311,6 +317,7 @@ def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_p
         assert len(r["cells"]) == 1 and r["cells"][0] in standalone
         assert 0 <= r["truth_percentile"]["mean"] <= 100 and r["degenerate_rate"] in (0, 1)
         assert set(r["val_acc"]) == {"mean", "std"} and r["search_seconds"]["mean"] > 0
+        assert [p["cell"] for p in r["per_seed"]] == r["cells"]
         # the pick was trained with the truth's recipe: 4-wide networks, both seeds
         ckpt = load_checkpoint(tmp_path / "w" / f"{m}-seed0.pt")
         assert ckpt.setting.width == 4 and ckpt.finished

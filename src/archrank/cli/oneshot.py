@@ -436,6 +436,8 @@ def bench_oneshot_search(
                                   help="Search checkpoints and stand-alone trainings."),
     workers: int = typer.Option(1, "--workers", help="Stand-alone trainings in parallel."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report here."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also write the figures (SVG and "
+                                     "PNG) to this directory."),
 ) -> None:
     """Search with each method and seed, train the chosen cells stand-alone with the truth's
     recipe and training seeds, and report per method: cells, val/test accuracy, truth
@@ -472,3 +474,8 @@ def bench_oneshot_search(
     console.print(table)
     if json_out is not None:
         write_json(json_out, report)
+    if plot is not None:
+        from archrank.report import write_plots
+
+        console.print(f"wrote {len(write_plots(report, plot, json_out or '-'))} plot files "
+                      f"to {plot}")

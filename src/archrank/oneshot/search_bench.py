@@ -41,6 +41,10 @@ def truth_setting(truth: str | Path, space: str) -> dict[str, Any]:
     return header
 
 
+KIND = "bench-oneshot-search"  # what archrank report reads this JSON as
+SCHEMA = 1
+
+
 def percentile(values: np.ndarray, x: float) -> float:
     """Percent of ``values`` below ``x`` (ties count half)."""
     values = values[np.isfinite(values)]
@@ -94,16 +98,22 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
     builder.write_csv()
     val, test = builder.values("val_acc").mean(1), builder.values("test_acc").mean(1)
     row = {a: i for i, a in enumerate(picks)}
-    report: dict[str, Any] = {"truth": str(truth), "epochs": epochs, "seeds": list(seeds),
+    report: dict[str, Any] = {"kind": KIND, "schema": SCHEMA, "space": space,
+                              "truth": str(truth), "epochs": epochs, "seeds": list(seeds),
                               "train_seeds": header["seeds"], "methods": {}}
     for m, rs in results.items():
         idx = [row[r.arch] for r in rs]
+        pct = [percentile(truth_vals, v) for v in val[idx]]
         report["methods"][m] = {
             "cells": [r.arch for r in rs],
             "val_acc": _stat(val[idx]), "test_acc": _stat(test[idx]),
-            "truth_percentile": _stat([percentile(truth_vals, v) for v in val[idx]]),
+            "truth_percentile": _stat(pct),
             "search_seconds": _stat([r.seconds for r in rs]),
             "degenerate_rate": float(np.mean([r.degenerate for r in rs])),
             "supernet_val_acc": _stat([r.supernet_val_acc for r in rs]),
+            "per_seed": [{"seed": int(seed), "cell": r.arch, "val_acc": float(val[i]),
+                          "test_acc": float(test[i]), "truth_percentile": p,
+                          "degenerate": bool(r.degenerate), "search_seconds": r.seconds}
+                         for seed, r, i, p in zip(seeds, rs, idx, pct, strict=True)],
         }
     return report

@@ -142,6 +142,34 @@ def queries_figure(per_label: Mapping[str, Sequence[int | None]], budget: int, *
     return fig
 
 
+@styled
+def strip_figure(per_label: Mapping[str, Sequence[float]], *, xlabel: str, title: str,
+                 xlim: tuple[float, float] | None = None, mark: float | None = None) -> Figure:
+    """One row per label: every value as a dot, the mean as a bar (a few values per label,
+    e.g. the picks of a few search seeds); ``mark`` draws a reference line."""
+    fig, ax = new_figure(height=1.0 + 0.45 * max(2, len(per_label)))
+    palette = colours(list(per_label))
+    rng = np.random.default_rng(0)
+    labels = list(per_label)
+    for row, label in enumerate(labels):
+        v = np.asarray(per_label[label], dtype=np.float64)
+        v = v[np.isfinite(v)]
+        y = len(labels) - 1 - row
+        if len(v):
+            ax.plot([v.mean()] * 2, [y - 0.3, y + 0.3], color=palette[label], lw=2.5)
+            ax.scatter(v, y + rng.uniform(-0.15, 0.15, len(v)), s=16, color=palette[label],
+                       alpha=0.85, zorder=3)
+    if mark is not None:
+        ax.axvline(mark, color="#999", lw=1, ls="--")
+    ax.set_yticks(range(len(labels)), labels[::-1])
+    if xlim is not None:
+        ax.set_xlim(*xlim)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(axis="y", visible=False)
+    return fig
+
+
 # -- predictors ---------------------------------------------------------------------------------
 @styled
 def quality_figure(results: Sequence[Mapping[str, Any]], metrics: Sequence[tuple[str, str]], *,

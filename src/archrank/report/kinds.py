@@ -88,7 +88,7 @@ class Kind:
 KINDS: dict[str, Kind] = {}
 # Modules that register kinds; a new kind's module is added here.
 PLUGINS = ("archrank.report.runs", "archrank.report.predictor", "archrank.report.search",
-           "archrank.report.oneshot")
+           "archrank.report.oneshot", "archrank.report.oneshot_search")
 
 
 def register(kind: Kind) -> None:
