@@ -125,3 +125,22 @@ def test_oneshot_train_darts_from_the_cli(cli, tmp_path):
                        "--sampler", "fair", "--epochs", "1", "--device", "cpu",
                        "--out", str(tmp_path / "f.pt"))
     assert code == 2 and "op-on-edge" in err and err.count("\n") == 1
+    # fit: score a few paths, predict a uniform pool (darts cannot be enumerated)
+    scores = tmp_path / "scores.csv"
+    base = ["oneshot", "fit", str(ckpt), "--samples", "6", "--pool", "10", "--set", "epochs=5",
+            "--out", str(scores)]
+    code, _, err = cli(*base)
+    assert code == 2 and "latency tables are not available for darts" in err
+    code, out, err = cli(*base, "--no-latency")
+    assert code == 0, err
+    from archrank.oneshot import ScoreTable
+
+    table = ScoreTable.read_csv(scores, space="darts")
+    darts = get_space("darts")
+    assert 6 < len(table) <= 16 and len(set(table.hashes)) == len(table)
+    assert (~np.isnan(table.columns["supernet_val_acc"])).sum() == 6
+    arch = darts.parse(table.archs[-1])
+    assert darts.hash(arch) == table.hashes[-1]
+    assert table.columns["params"][-1] == count_params(
+        build_network("darts", arch, width=4, depth=3, num_classes=4, in_channels=1,
+                      input_kind="1d"))
