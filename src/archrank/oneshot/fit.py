@@ -152,7 +152,7 @@ def fit_space(
     ``metric`` is the supernet score fitted: ``val_acc`` or ``val_loss`` (negated, so that
     higher is better in ``predicted`` either way). A space that cannot be enumerated (darts)
     is predicted over the scored cells plus ``pool`` more drawn uniformly (distinct hashes);
-    its exact costs are counted per network (darts: ~40 ms a cell at the MNIST-1D size).
+    its exact costs are counted per network (darts: ~20 ms a cell at the MNIST-1D size).
     """
     if metric not in SCORE_METRICS:
         raise ArchrankError(f"unknown supernet score {metric!r}; choose from "

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from archrank.errors import ArchrankError
+from archrank.nn import torch_threads
 from archrank.nn.counting import count_flops, count_params
 from archrank.nn.darts import DartsNetwork, FactorizedReduce, darts_op
 from archrank.nn.ops import ReLUConvBN
@@ -114,14 +115,17 @@ class DartsSupernet(Supernet):
 
     def costs(self, codes: np.ndarray) -> dict[str, np.ndarray]:
         """Exact params and MACs, by building and counting each stand-alone network (about
-        10 ms a genotype at the MNIST-1D size: fine for the hundreds a search asks about)."""
+        20 ms a genotype at the MNIST-1D size: fine for the thousands a fit predicts). One
+        torch thread: these networks are too small to share, and a loaded machine made two
+        threads 50 times slower."""
         archs = self.space.from_codes(np.asarray(codes, dtype=np.int64))  # type: ignore[attr-defined]
         params = np.empty(len(archs), dtype=np.int64)
         flops = np.empty(len(archs), dtype=np.int64)
-        for n, arch in enumerate(archs):
-            net = self.build_standalone(arch)
-            params[n] = count_params(net)
-            flops[n] = count_flops(net, self.setting.input_shape)
+        with torch_threads(1):
+            for n, arch in enumerate(archs):
+                net = self.build_standalone(arch)
+                params[n] = count_params(net)
+                flops[n] = count_flops(net, self.setting.input_shape)
         return {"params": params, "flops": flops}
 
     def latency_units(self) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
