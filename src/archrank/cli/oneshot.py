@@ -43,7 +43,7 @@ def dataset_spec(dataset: str) -> str:
 # -- train --------------------------------------------------------------------------------------
 @oneshot_app.command("train")
 def train(
-    space: str = typer.Option("nb201", "--space", help="Search space (nb201)."),
+    space: str = typer.Option("nb201", "--space", help="Search space (nb201, darts)."),
     dataset: str = typer.Option("mnist1d", "--dataset",
                                 help="mnist1d, digits or a .npz file (x_train, y_train, ...)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Supernet epochs (50)."),
@@ -136,6 +136,9 @@ def train(
 def fit(
     checkpoint: Path = typer.Argument(..., help="A trained supernet checkpoint."),
     samples: int = typer.Option(1000, "--samples", help="Cells scored with shared weights."),
+    pool: int = typer.Option(2000, "--pool",
+                             help="Spaces too large to enumerate (darts): cells predicted "
+                             "besides the scored ones, drawn uniformly."),
     predictor: str = typer.Option("gcn", "--predictor",
                                   help="Graph predictor fitted to the scores (gcn, gates, ...)."),
     metric: str = typer.Option("val_acc", "--score", help="Supernet score: val_acc or val_loss."),
@@ -196,7 +199,7 @@ def fit(
         with progress:
             table = fit_space(scorer, samples=samples, predictor=predictor, metric=metric,
                               seed=seed, latency=table_lat, predictor_params=predictor_params,
-                              executor=executor,
+                              executor=executor, pool=pool,
                               on_scored=lambda d, n: progress.update(task, completed=d, total=n))
     finally:
         if executor is not None:
@@ -330,7 +333,7 @@ def latency_cmd(
 # -- search -------------------------------------------------------------------------------------
 @oneshot_app.command("search")
 def search_cmd(
-    space: str = typer.Option("nb201", "--space", help="Search space (nb201)."),
+    space: str = typer.Option("nb201", "--space", help="Search space (nb201, darts)."),
     dataset: str = typer.Option("mnist1d", "--dataset",
                                 help="mnist1d, digits or a .npz file (x_train, y_train, ...)."),
     method: str = typer.Option("proxy-darts", "--method",
@@ -425,7 +428,7 @@ def search_cmd(
 
 @bench_app.command("oneshot-search")
 def bench_oneshot_search(
-    space: str = typer.Option("nb201", "--space", help="Search space (nb201)."),
+    space: str = typer.Option("nb201", "--space", help="Search space (nb201, darts)."),
     dataset: str = typer.Option("mnist1d", "--dataset", help="The truth's dataset."),
     methods: str = typer.Option("proxy-ea,proxy-darts,darts,spos-ea", "--methods",
                                 help="Comma-separated search methods."),

@@ -14,7 +14,7 @@ published parameter counts exclude the auxiliary head (tests/test_darts.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -156,12 +156,18 @@ class DartsNetwork(nn.Module):
 
     ``forward`` returns the logits; in training with ``auxiliary=True`` the auxiliary head's
     logits of the last call are kept in ``aux_logits`` for the loss.
+
+    ``make_cell(kind, c_prev_prev, c_prev, channels, reduction, reduction_prev)`` builds each
+    cell (default: ``DartsCell`` of the genotype; it must expose ``multiplier``); the
+    weight-sharing supernet (``archrank.oneshot``) passes its super-cell here, so a sub-network
+    and the stand-alone network are one skeleton, parameter names included.
     """
 
     def __init__(self, genotype: object, *, width: int = 36, depth: int = 20,
                  num_classes: int = 10, in_channels: int = 3, input_kind: str = "2d",
                  auxiliary: bool = False, drop_path_prob: float = 0.0,
-                 stem_multiplier: int = 3) -> None:
+                 stem_multiplier: int = 3,
+                 make_cell: Callable[..., nn.Module] | None = None) -> None:
         super().__init__()
         dims(input_kind)
         if depth < 3:
@@ -182,11 +188,15 @@ class DartsNetwork(nn.Module):
             reduction = i in reductions
             if reduction:
                 c *= 2
-            pairs, concat = genotype.cell("reduce" if reduction else "normal")  # type: ignore[attr-defined]
-            cell = DartsCell(input_kind, pairs, concat, c_pp, c_p, c, reduction, reduction_prev)
+            if make_cell is None:
+                pairs, concat = genotype.cell("reduce" if reduction else "normal")  # type: ignore[attr-defined]
+                cell = DartsCell(input_kind, pairs, concat, c_pp, c_p, c, reduction,
+                                 reduction_prev)
+            else:
+                cell = make_cell(input_kind, c_pp, c_p, c, reduction, reduction_prev)
             self.cells.append(cell)
             reduction_prev = reduction
-            c_pp, c_p = c_p, cell.multiplier * c
+            c_pp, c_p = c_p, int(cell.multiplier) * c
             if i == 2 * depth // 3:
                 self.aux_after, c_aux = i, c_p
         self.auxiliary = AuxiliaryHead(input_kind, c_aux, num_classes) if auxiliary else None

@@ -119,6 +119,9 @@ def _cell(value: float) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 
+DEFAULT_POOL = 2000  # cells predicted in a space that cannot be enumerated
+
+
 def sample_codes(space: Any, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` distinct cells of an enumerable op-on-edge space, uniformly, as codes."""
     size = space.size
@@ -142,14 +145,15 @@ def fit_space(
     executor: Executor | None = None,
     predictor_params: dict[str, Any] | None = None,
     on_scored: Callable[[int, int], None] | None = None,
+    pool: int = DEFAULT_POOL,
 ) -> ScoreTable:
     """Score ``samples`` cells with shared weights, fit ``predictor`` to them, predict all.
 
     ``metric`` is the supernet score fitted: ``val_acc`` or ``val_loss`` (negated, so that
-    higher is better in ``predicted`` either way).
+    higher is better in ``predicted`` either way). A space that cannot be enumerated (darts)
+    is predicted over the scored cells plus ``pool`` more drawn uniformly (distinct hashes);
+    its exact costs are counted per network (darts: ~20 ms a cell at the MNIST-1D size).
     """
-    from archrank.predictors.base import make_predictor
-
     if metric not in SCORE_METRICS:
         raise ArchrankError(f"unknown supernet score {metric!r}; choose from "
                             f"{', '.join(SCORE_METRICS)}")
@@ -159,16 +163,13 @@ def fit_space(
     space = net.space
     seconds: dict[str, float] = {}
     start = time.perf_counter()
+    if not space.enumerable:
+        return _fit_pool(scorer, samples, predictor, metric, seed, latency, executor,
+                         predictor_params, on_scored, pool)
     codes = sample_codes(space, samples, np.random.default_rng(seed))
-    scores = score_archs(scorer, codes, executor,
-                         on_done=(lambda d: on_scored(d, len(codes))) if on_scored else None)
-    seconds["score"] = time.perf_counter() - start
-    y = scores[metric] if metric == "val_acc" else -scores[metric]
-
-    start = time.perf_counter()
-    model = make_predictor(predictor, space, seed=seed, **(predictor_params or {}))
-    model.fit(space.graphs_from_codes(codes), y)  # type: ignore[attr-defined]
-    seconds["fit"] = time.perf_counter() - start
+    graphs = space.graphs_from_codes(codes)  # type: ignore[attr-defined]
+    scores, model = _score_and_fit(scorer, codes, graphs, predictor, metric, seed, executor,
+                                   predictor_params, on_scored, seconds, start)
 
     start = time.perf_counter()
     every = space.enumerate()
@@ -190,6 +191,70 @@ def fit_space(
                        list(space.hash_table()), columns)  # type: ignore[attr-defined]
     table.info = {"samples": len(codes), "predictor": predictor, "metric": metric,
                   "seed": seed, "seconds": seconds,
+                  "score_seconds_per_cell": float(np.mean(scores["seconds"])) if len(codes)
+                  else 0.0}
+    return table
+
+
+def _score_and_fit(scorer: SubnetScorer, codes: np.ndarray, graphs: Any, predictor: str,
+                   metric: str, seed: int, executor: Executor | None,
+                   predictor_params: dict[str, Any] | None,
+                   on_scored: Callable[[int, int], None] | None, seconds: dict[str, float],
+                   start: float) -> tuple[dict[str, np.ndarray], Any]:
+    """Score the paths ``codes`` with shared weights and fit ``predictor`` to their graphs."""
+    from archrank.predictors.base import make_predictor
+
+    scores = score_archs(scorer, codes, executor,
+                         on_done=(lambda d: on_scored(d, len(codes))) if on_scored else None)
+    seconds["score"] = time.perf_counter() - start
+    y = scores[metric] if metric == "val_acc" else -scores[metric]
+    start = time.perf_counter()
+    model = make_predictor(predictor, scorer.supernet.space, seed=seed,
+                           **(predictor_params or {}))
+    model.fit(graphs, y)
+    seconds["fit"] = time.perf_counter() - start
+    return scores, model
+
+
+def _fit_pool(scorer: SubnetScorer, samples: int, predictor: str, metric: str, seed: int,
+              latency: LatencyTable | None, executor: Executor | None,
+              predictor_params: dict[str, Any] | None,
+              on_scored: Callable[[int, int], None] | None, pool: int) -> ScoreTable:
+    """``fit_space`` for a space that cannot be enumerated (see there)."""
+    if pool < 0:
+        raise ArchrankError(f"--pool must be at least 0, got {pool}")
+    net = scorer.supernet
+    space: Any = net.space
+    seconds: dict[str, float] = {}
+    rng = np.random.default_rng(seed)
+    every = space.from_codes(np.concatenate([space.random_codes(samples, rng),
+                                             space.random_codes(pool, rng)]))
+    hashes = space.hashes(every)
+    first = sorted({h: i for i, h in reversed(list(enumerate(hashes)))}.values())
+    every, hashes = [every[i] for i in first], [hashes[i] for i in first]
+    scored = np.flatnonzero(np.asarray(first) < samples)
+    all_codes = space.codes(every)
+    codes = all_codes[scored]
+
+    scores, model = _score_and_fit(scorer, codes, space.to_graphs([every[i] for i in scored]),
+                                   predictor, metric, seed, executor, predictor_params,
+                                   on_scored, seconds, time.perf_counter())
+
+    start = time.perf_counter()
+    columns: dict[str, np.ndarray] = {"predicted": model.predict(space.to_graphs(every))}
+    for m in SCORE_METRICS:
+        col = np.full(len(every), np.nan)
+        col[scored] = scores[m]
+        columns[f"supernet_{m}"] = col
+    costs = net.costs(all_codes)
+    columns["params"] = costs["params"].astype(np.float64)
+    columns["flops"] = costs["flops"].astype(np.float64)
+    if latency is not None:
+        columns["latency_ms"] = latency.predict(net, all_codes)
+    seconds["predict"] = time.perf_counter() - start
+    table = ScoreTable(space.name, [space.format(a) for a in every], hashes, columns)
+    table.info = {"samples": len(codes), "pool": len(every), "predictor": predictor,
+                  "metric": metric, "seed": seed, "seconds": seconds,
                   "score_seconds_per_cell": float(np.mean(scores["seconds"])) if len(codes)
                   else 0.0}
     return table

@@ -57,13 +57,18 @@ def _num_choices(space: SearchSpace) -> tuple[int, int]:
 
 
 class UniformSampler(ArchSampler):
-    """SPOS: every edge's op uniformly at random, independently at each step."""
+    """SPOS: a cell drawn uniformly from the space at each step (op-on-edge spaces: every
+    edge's op independently), through the space's ``random_codes``."""
 
     name = "uniform"
 
     def sample(self, step: int) -> np.ndarray:
-        edges, ops = _num_choices(self.space)
-        return np.random.default_rng([self.seed, int(step)]).integers(0, ops, size=edges)
+        rng = np.random.default_rng([self.seed, int(step)])
+        try:
+            return self.space.random_codes(1, rng)[0]
+        except NotImplementedError:
+            raise ArchrankError(f"space {self.space.name!r} has no supernet paths to sample"
+                                ) from None
 
 
 class FairSampler(ArchSampler):
@@ -72,6 +77,11 @@ class FairSampler(ArchSampler):
     updates."""
 
     name = "fair"
+
+    def __init__(self, space: SearchSpace, seed: int = 0) -> None:
+        super().__init__(space, seed)
+        if space is not None:  # fail at construction, not at the first training step
+            _num_choices(space)
 
     def sample(self, step: int) -> np.ndarray:
         edges, ops = _num_choices(self.space)

@@ -317,3 +317,8 @@ def setting_for(space: str, dataset: Any, width: int | None = None,
         input_kind=dataset.input_kind, in_channels=dataset.in_channels,
         num_classes=dataset.num_classes, input_shape=dataset.input_shape,
     )
+
+
+from archrank.oneshot.supernet_darts import DartsSupernet  # noqa: E402 (needs Supernet)
+
+SUPERNETS["darts"] = DartsSupernet

@@ -129,6 +129,11 @@ class SearchSpace(ABC, Generic[A]):
     def sample(self, n: int, rng: np.random.Generator) -> list[A]:
         """``n`` architectures drawn uniformly from the valid cells (with replacement)."""
 
+    def random_codes(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` uniformly drawn cells as the space's integer path codes ``[n, P]`` (what a
+        weight-sharing supernet runs; spaces without a supernet have none)."""
+        raise NotImplementedError(f"space {self.name!r} has no path codes")
+
     @abstractmethod
     def neighbours(self, arch: A) -> list[A]:
         """Every valid architecture one edit away (one op or one edge changed)."""

@@ -189,6 +189,27 @@ def _renumberings() -> np.ndarray:
 _PERMS = _renumberings()
 
 
+PATH_EDGES: tuple[tuple[int, int], ...] = tuple(
+    (k, i) for k in range(NUM_INTERMEDIATE) for i in range(NUM_INPUTS + k))
+"""(intermediate node k, candidate input i) of each edge of a supernet cell: 14."""
+_EDGE_OFFSET = np.cumsum([0] + [NUM_INPUTS + k for k in range(NUM_INTERMEDIATE - 1)])
+
+
+def path_codes(ops: np.ndarray, srcs: np.ndarray) -> np.ndarray:
+    """Path codes ``[B, 28]`` of (op, input) arrays ``[B, 2, 8]`` (see ``DartsSpace.codes``)."""
+    ops, srcs = np.asarray(ops, dtype=np.int64), np.asarray(srcs, dtype=np.int64)
+    same = srcs[:, :, 0::2] == srcs[:, :, 1::2]
+    if same.any():
+        b, _, k = (int(v[0]) for v in np.nonzero(same))
+        raise InvalidArchitecture(f"genotype {b}: node {NUM_INPUTS + k} reads one input twice, "
+                                  "which a supernet path cannot express")
+    b = len(ops)
+    edge = _EDGE_OFFSET[np.arange(NUM_PAIRS) // 2][None, None, :] + srcs  # [B, 2, 8]
+    out = np.zeros((b, 2, len(PATH_EDGES)), dtype=np.int64)
+    np.put_along_axis(out, edge, ops + 1, axis=2)
+    return out.reshape(b, -1)
+
+
 def cell_codes(ops: np.ndarray, srcs: np.ndarray, concat: np.ndarray) -> np.ndarray:
     """Canonical integer code of each cell: equal exactly for equivalent cells.
 
@@ -338,6 +359,11 @@ class DartsSpace(SearchSpace[Genotype]):
     def sample(self, n: int, rng: np.random.Generator) -> list[Genotype]:
         """Uniform over the DARTS search space (distinct inputs per node, full concat)."""
         cells = [self._sample_cells(n, rng) for _ in ("normal", "reduce")]
+        return self._genotypes(cells)
+
+    def _genotypes(self, cells: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[Genotype]:
+        """Full-concat genotypes of (ops, srcs) ``[n, 8]`` arrays of the normal, reduce cell."""
+        n = len(cells[0][0])
         names = np.array(DARTS_OPS, dtype=object)
 
         def pairs(ops: np.ndarray, srcs: np.ndarray) -> tuple[tuple[str, int], ...]:
@@ -346,6 +372,44 @@ class DartsSpace(SearchSpace[Genotype]):
         (no, ns), (ro, rs) = cells
         return [Genotype(pairs(no[i], ns[i]), ALL_CONCAT, pairs(ro[i], rs[i]), ALL_CONCAT)
                 for i in range(n)]
+
+    # -- path codes (the weight-sharing supernet's) ---------------------------------------------
+    def codes(self, archs: Sequence[Genotype]) -> np.ndarray:
+        """Path codes ``[B, 28]``: per cell (normal, reduce), per intermediate node k, per
+        candidate input i < k (``PATH_EDGES`` order), 0 when the node does not read i, else
+        1 + the op index. A node reading one input twice, or a cell not concatenating every
+        intermediate node, has no path code (``InvalidArchitecture``)."""
+        a = self.arrays(archs)
+        if not a["concat"][:, :, NUM_INPUTS:].all():
+            bad = int(np.flatnonzero(~a["concat"][:, :, NUM_INPUTS:].all(axis=(1, 2)))[0])
+            raise InvalidArchitecture(f"genotype {bad}: the supernet needs every intermediate "
+                                      "node concatenated")
+        return path_codes(a["ops"], a["srcs"])
+
+    def random_codes(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Path codes of ``n`` genotypes drawn uniformly (as ``sample``), without objects."""
+        cells = [self._sample_cells(n, rng) for _ in ("normal", "reduce")]
+        return path_codes(np.stack([c[0] for c in cells], 1), np.stack([c[1] for c in cells], 1))
+
+    def from_codes(self, codes: np.ndarray) -> list[Genotype]:
+        """The genotypes of path codes (each node's inputs in increasing order)."""
+        codes = np.asarray(codes, dtype=np.int64).reshape(-1, 2 * len(PATH_EDGES))
+        per_cell = codes.reshape(-1, 2, len(PATH_EDGES))
+        chosen = per_cell > 0
+        nodes = np.array([k for k, _ in PATH_EDGES])
+        counts = np.stack([chosen[:, :, nodes == k].sum(-1) for k in range(NUM_INTERMEDIATE)], -1)
+        if (counts != 2).any() or (per_cell > len(DARTS_OPS)).any() or (per_cell < 0).any():
+            bad = int(np.flatnonzero((counts != 2).any(axis=(1, 2)) |
+                                     (per_cell > len(DARTS_OPS)).any(axis=(1, 2)) |
+                                     (per_cell < 0).any(axis=(1, 2)))[0])
+            raise InvalidArchitecture(f"path code {bad}: every node needs exactly two inputs "
+                                      f"with codes 1..{len(DARTS_OPS)}")
+        b = len(codes)
+        # chosen edges in PATH_EDGES order are node-major and input-increasing: 8 per cell
+        edge = np.nonzero(chosen.reshape(b * 2, -1))[1].reshape(b, 2, NUM_PAIRS)
+        srcs = np.array([i for _, i in PATH_EDGES])[edge]
+        ops = np.take_along_axis(per_cell, edge, axis=2) - 1
+        return self._genotypes([(ops[:, 0], srcs[:, 0]), (ops[:, 1], srcs[:, 1])])
 
     def neighbours(self, arch: Genotype) -> list[Genotype]:
         """Every genotype one op or one input away (inputs stay distinct within a node)."""

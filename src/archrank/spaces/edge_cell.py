@@ -356,8 +356,11 @@ class EdgeCellSpace(SearchSpace[EdgeCell]):
     # -- sampling and neighbourhoods --------------------------------------------------------
     def sample(self, n: int, rng: np.random.Generator) -> list[EdgeCell]:
         """Uniform over all cells (every op string is a cell of the space)."""
-        codes = rng.integers(0, len(self.edge_op_names), size=(int(n), self.num_edges))
-        return self.from_codes(codes)
+        return self.from_codes(self.random_codes(n, rng))
+
+    def random_codes(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Op indices ``[n, num_edges]``, every edge's op uniformly and independently."""
+        return rng.integers(0, len(self.edge_op_names), size=(int(n), self.num_edges))
 
     def neighbours(self, arch: EdgeCell) -> list[EdgeCell]:
         """Every cell with exactly one edge op changed (``num_edges * (num_ops - 1)``)."""

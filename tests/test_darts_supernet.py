@@ -1,0 +1,146 @@
+"""The DARTS supernet: path codes, sub-network == stand-alone network, SPOS training, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from archrank.errors import ArchrankError, InvalidArchitecture
+from archrank.nn import build_network
+from archrank.nn.counting import count_flops, count_params
+from archrank.oneshot import NetworkSetting, SupernetTrainer, build_supernet
+from archrank.oneshot.sampler import UniformSampler
+from archrank.oracles.training import TrainRecipe
+from archrank.spaces import get_space
+from test_oneshot import tiny_data
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+DARTS_V2 = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
+            "('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), "
+            "('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), "
+            "('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), "
+            "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], "
+            "reduce_concat=[2, 3, 4, 5])")
+
+
+@pytest.fixture(scope="module")
+def darts():
+    return get_space("darts")
+
+
+def test_path_codes_round_trip_and_reject_what_a_path_cannot_express(darts):
+    archs = darts.sample(40, np.random.default_rng(0))
+    codes = darts.codes(archs)
+    assert codes.shape == (40, 28)
+    assert ((codes > 0).reshape(40, 2, -1).sum(-1) == 8).all()  # two inputs per node
+    assert darts.hashes(darts.from_codes(codes)) == darts.hashes(archs)
+    v2 = darts.parse(DARTS_V2)  # node 3 reads (1, 0): the code is order-free
+    assert darts.codes([v2])[0, 2:5].tolist() == [4, 4, 0]
+    twice = darts.parse(DARTS_V2.replace("('sep_conv_3x3', 1), ('skip_connect', 0)",
+                                         "('sep_conv_3x3', 0), ('skip_connect', 0)"))
+    with pytest.raises(InvalidArchitecture, match="node 4 reads one input twice"):
+        darts.codes([twice])
+    with pytest.raises(InvalidArchitecture, match="exactly two inputs"):
+        darts.from_codes(np.zeros((1, 28), dtype=np.int64))
+
+
+def test_uniform_sampler_draws_darts_paths_per_seed_and_step(darts):
+    a, b = UniformSampler(darts, seed=3), UniformSampler(darts, seed=3)
+    paths = np.stack([a.sample(t) for t in range(1000)])
+    assert (paths == np.stack([b.sample(t) for t in range(1000)])).all()
+    assert len(darts.from_codes(paths)) == 1000  # every draw is a valid genotype
+    assert not (paths == UniformSampler(darts, seed=4).sample(0)).all(axis=1).all()
+    # node 5 reads 2 of its 5 candidates uniformly: input 0 in 40% of the draws (sd 1.5%)
+    assert 0.35 < (paths[:, 9] > 0).mean() < 0.45
+    assert 0.35 < (paths[:, 14 + 9] > 0).mean() < 0.45
+    ops = paths[paths > 0]  # every op alike (1/7 each)
+    assert np.abs(np.bincount(ops, minlength=8)[1:] / len(ops) - 1 / 7).max() < 0.02
+
+
+@pytest.mark.parametrize("kind,shape,depth", [("1d", (1, 24), 3), ("2d", (3, 8, 8), 5)])
+def test_subnetwork_forward_equals_standalone_network(darts, kind, shape, depth):
+    setting = NetworkSetting("darts", 4, depth, kind, shape[0], 10, shape)
+    torch.manual_seed(0)
+    net = build_supernet(setting)
+    with torch.no_grad():  # move BN statistics and affine parameters off their defaults
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.affine:
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    x = torch.randn(5, *shape)
+    archs = [darts.parse(DARTS_V2), *darts.sample(4, np.random.default_rng(1))]
+    costs = net.costs(net.encode(archs))
+    for n, arch in enumerate(archs):
+        codes = tuple(int(c) for c in net.encode([arch])[0])
+        alone = net.standalone(arch)
+        assert darts.hash(alone.genotype) == darts.hash(arch)
+        reference = build_network("darts", arch, width=4, depth=depth, num_classes=10,
+                                  in_channels=shape[0], input_kind=kind)
+        assert count_params(alone) == count_params(reference) == costs["params"][n]
+        assert count_flops(reference, shape) == costs["flops"][n]
+        assert len(net.standalone_names(codes)) == len(alone.state_dict())
+        for train in (False, True):
+            net.train(train)
+            alone.train(train)
+            with torch.no_grad():
+                assert torch.equal(net(x, codes), alone(x)), (n, train)
+
+
+def test_one_epoch_of_darts_spos_trains_only_the_path():
+    recipe = TrainRecipe(epochs=1, batch_size=32)
+    trainer = SupernetTrainer.create("darts", tiny_data(n=96, length=16), width=4, depth=3,
+                                     recipe=recipe, device="cpu")
+    trainer.train()
+    assert trainer.step == 3 and np.isfinite(trainer.history[-1])
+    net = trainer.supernet
+    last = net.path_parameters(tuple(int(c) for c in trainer.sampler.sample(trainer.step - 1)))
+    params = dict(net.named_parameters())
+    assert last and len(last) < len(params)
+    for k, p in params.items():
+        assert (p.grad is not None) == (k in last), k
+
+
+def test_darts_latency_is_not_there_yet():
+    net = build_supernet(NetworkSetting("darts", 4, 3, "1d", 1, 10, (1, 16)))
+    with pytest.raises(ArchrankError, match="latency tables are not available for darts"):
+        net.latency_units()
+
+
+def test_oneshot_train_darts_from_the_cli(cli, tmp_path):
+    data = tiny_data(n=64, length=20)
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x_train=data.x_train, y_train=data.y_train, x_val=data.x_val,
+             y_val=data.y_val)
+    ckpt = tmp_path / "s.pt"
+    code, out, err = cli("oneshot", "train", "--space", "darts", "--dataset", str(npz),
+                         "--width", "4", "--depth", "3", "--batch-size", "32", "--epochs", "1",
+                         "--device", "cpu", "--out", str(ckpt))
+    assert code == 0, err
+    assert "trained 1 epochs" in out and "darts width 4 depth 3" in err
+    code, _, err = cli("oneshot", "train", "--space", "darts", "--dataset", str(npz),
+                       "--sampler", "fair", "--epochs", "1", "--device", "cpu",
+                       "--out", str(tmp_path / "f.pt"))
+    assert code == 2 and "op-on-edge" in err and err.count("\n") == 1
+    # fit: score a few paths, predict a uniform pool (darts cannot be enumerated)
+    scores = tmp_path / "scores.csv"
+    base = ["oneshot", "fit", str(ckpt), "--samples", "6", "--pool", "10", "--set", "epochs=5",
+            "--out", str(scores)]
+    code, _, err = cli(*base)
+    assert code == 2 and "latency tables are not available for darts" in err
+    code, out, err = cli(*base, "--no-latency")
+    assert code == 0, err
+    from archrank.oneshot import ScoreTable
+
+    table = ScoreTable.read_csv(scores, space="darts")
+    darts = get_space("darts")
+    assert 6 < len(table) <= 16 and len(set(table.hashes)) == len(table)
+    assert (~np.isnan(table.columns["supernet_val_acc"])).sum() == 6
+    arch = darts.parse(table.archs[-1])
+    assert darts.hash(arch) == table.hashes[-1]
+    assert table.columns["params"][-1] == count_params(
+        build_network("darts", arch, width=4, depth=3, num_classes=4, in_channels=1,
+                      input_kind="1d"))
