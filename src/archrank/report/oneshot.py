@@ -9,6 +9,7 @@ Score tables are CSV, not JSON: the report recognises them by their ``.csv`` suf
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +68,6 @@ def read_scores(path: Path, _data: dict) -> Scores:
                             f"{','.join(COLUMNS[:3])!r})")
     if not first.strip():
         raise ArchrankError(f"{path}: the score table has no rows")
-    import csv
-
     arch = next(csv.reader([first]))[0]
     space = _space_of(path, arch)
     table = ScoreTable.read_csv(path, space=space)
@@ -97,7 +96,8 @@ def render_scores(tables: Sequence[Scores], options: ReportOptions) -> list[Sect
                 "On the cells scored with shared weights: the fitted score against the "
                 "supernet's own score (how far the fit smooths the noisy scores). Against "
                 "stand-alone training it is measured by a multi-seed truth table."))
-        best = np.argsort(-pred, kind="stable")[:_MARKED]
+        order = np.argsort(-pred, kind="stable")  # best fitted score first
+        best = order[:_MARKED]
         for key, label, log_x in (("flops", "FLOPs (multiply-accumulates)", True),
                                   ("latency_ms", "latency (ms, lookup table)", False)):
             cost = cols.get(key)
@@ -112,10 +112,10 @@ def render_scores(tables: Sequence[Scores], options: ReportOptions) -> list[Sect
                 f"(no cell is cheaper and better) as a line, and the {len(best)} best "
                 "predicted cells starred (archrank oneshot select picks under limits)."))
         rows = []
-        for rank, i in enumerate(np.argsort(-pred, kind="stable")[:options.top], start=1):
+        for rank, i in enumerate(order[:options.top], start=1):
             rows.append([str(rank), _fmt(pred[i]),
                          _fmt(supernet[i]) if supernet is not None else "-",
-                         *(_fmt(cols[c][i], ".4g") if c in cols else "-"
+                         *(_fmt(cols[c][i]) if c in cols else "-"
                            for c in ("params", "flops", "latency_ms")), t.archs[i]])
         sec.blocks.append(Table(
             ["rank", "fitted", "supernet", "params", "FLOPs", "latency ms", "cell"], rows,
