@@ -71,3 +71,16 @@ def test_noise_ceiling_of_known_tables():
     assert noisy["better_half"]["cells"] == 100
     unrelated = noise_ceiling(rng.normal(size=(300, 2)))
     assert abs(unrelated["all"]["seed_to_seed_kendall_tau"]) < 0.1
+
+
+def test_noise_ceiling_better_half_of_a_loss_is_the_lower_half():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=100)
+    # the lower half of the cells is quiet, the upper half is pure noise
+    values = np.stack([base, base], axis=1)
+    upper = base > np.median(base)
+    values[upper] = 10 + rng.normal(size=(int(upper.sum()), 2))
+    as_loss = noise_ceiling(values, higher_is_better=False)["better_half"]
+    as_acc = noise_ceiling(values)["better_half"]
+    assert as_loss["seed_to_seed_kendall_tau"] == pytest.approx(1.0)
+    assert abs(as_acc["seed_to_seed_kendall_tau"]) < 0.4

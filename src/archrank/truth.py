@@ -5,7 +5,7 @@ training is noisy. ``TruthBuilder`` trains every (cell, training seed) pair with
 oracle, on any executor, appending each result to a journal (JSON Lines, flushed and synced)
 the moment it arrives; a killed build resumes from the journal without retraining anything.
 ``write_csv`` turns the journal into a benchmark table that ``--bench`` and ``--truth`` read:
-per cell the mean over seeds of each metric (``val_acc``, ``test_acc``, ``train_loss``), the
+per cell the mean over seeds of each metric (``val_acc``, ``test_acc``, ``val_loss``, ...), the
 per-seed values (``val_acc_s0``, ...), their std (``val_acc_std``), params, FLOPs and the mean
 training seconds (``train_time_s``, a recognised cost column). ``noise_ceiling`` measures how
 well single trainings agree: the seed-to-seed Kendall tau and the tau of one seed against the
@@ -32,7 +32,7 @@ from archrank.errors import ArchrankError
 from archrank.metrics import kendall_tau
 from archrank.oracles.training import TrainingOracle
 
-METRICS = ("val_acc", "test_acc", "train_loss")
+METRICS = ("val_acc", "test_acc", "val_loss", "test_loss", "train_loss")
 JOURNAL_FORMAT = "archrank-truth-journal"
 
 
@@ -196,12 +196,12 @@ def _num(v: float) -> str:
     return "" if math.isnan(v) else repr(round(float(v), 6))
 
 
-def noise_ceiling(values: np.ndarray) -> dict[str, Any]:
+def noise_ceiling(values: np.ndarray, higher_is_better: bool = True) -> dict[str, Any]:
     """How well single trainings agree, from ``[cells, seeds]`` values (see module doc).
 
     ``seed_to_seed``: mean Kendall tau over seed pairs; ``one_vs_rest``: mean over seeds of
     the tau of that seed against the mean of the others; each also over the better half of
-    the cells (by the mean over seeds).
+    the cells (by the mean over seeds: the higher half, or the lower for a loss).
     """
     values = np.asarray(values, dtype=np.float64)
     ok = ~np.isnan(values).any(axis=1)
@@ -210,7 +210,7 @@ def noise_ceiling(values: np.ndarray) -> dict[str, Any]:
     if len(v) < 3 or v.shape[1] < 2:
         return out
     mean = v.mean(axis=1)
-    better = mean >= np.median(mean)
+    better = mean >= np.median(mean) if higher_is_better else mean <= np.median(mean)
     for label, rows in (("all", np.ones(len(v), bool)), ("better_half", better)):
         sub = v[rows]
         pairs = [kendall_tau(sub[:, a], sub[:, b])

@@ -97,20 +97,23 @@ def bench_table(
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
     builder.write_csv()
-    ceiling = noise_ceiling(builder.values("val_acc"))
+    ceilings = {m: noise_ceiling(builder.values(m), higher_is_better=m.endswith("_acc"))
+                for m in ("val_acc", "val_loss")}
     seconds = builder.values("train_seconds")
     report = {"out": str(out), "cells": len(cells), "seeds": seeds, **info,
-              "noise_ceiling_val_acc": ceiling,
+              **{f"noise_ceiling_{m}": c for m, c in ceilings.items()},
               "train_seconds_mean": float(np.nanmean(seconds)) if np.isfinite(seconds).any()
               else None}
     console.print(f"wrote {len(cells)} cells to {out}")
-    for label in ("all", "better_half"):
-        c = ceiling.get(label)
-        if c:
-            console.print(f"val_acc noise ceiling ({label}, {c['cells']} cells): seed-to-seed "
-                          f"Kendall tau {c['seed_to_seed_kendall_tau']:.3f}, one seed vs the "
-                          f"mean of the others {c['one_vs_rest_kendall_tau']:.3f}, mean seed std "
-                          f"{c['seed_std_mean']:.2f}")
+    for metric, ceiling in ceilings.items():
+        for label in ("all", "better_half"):
+            c = ceiling.get(label)
+            if c:
+                console.print(
+                    f"{metric} noise ceiling ({label}, {c['cells']} cells): seed-to-seed "
+                    f"Kendall tau {c['seed_to_seed_kendall_tau']:.3f}, one seed vs the mean of "
+                    f"the others {c['one_vs_rest_kendall_tau']:.3f}, mean seed std "
+                    f"{c['seed_std_mean']:.3f}")
     if report["train_seconds_mean"] is not None:
         console.print(f"mean training time {report['train_seconds_mean']:.2f} s")
     if json_out is not None:

@@ -14,8 +14,8 @@ by default, also the right setting for one worker per core), so on the CPU the s
 the same numbers in any process or thread. A training that
 diverges (non-finite loss) or raises returns ``status="failed"`` with the reason.
 
-Accuracies are percentages on the validation and test splits; ``test_acc`` is absent when the
-dataset has no test split.
+Accuracies are percentages on the validation and test splits, losses their mean cross-entropy
+(``val_loss``, ``test_loss``); the test metrics are absent when the dataset has no test split.
 """
 
 from __future__ import annotations
@@ -214,19 +214,23 @@ class TrainingOracle(Oracle):
         train_seconds = time.perf_counter() - start
 
         metrics["train_loss"] = float(loss.item())
-        metrics["val_acc"] = self._accuracy(net, data.x_val, data.y_val)
+        metrics["val_acc"], metrics["val_loss"] = self._assess(net, data.x_val, data.y_val)
         if data.x_test is not None and data.y_test is not None:
-            metrics["test_acc"] = self._accuracy(net, data.x_test, data.y_test)
+            metrics["test_acc"], metrics["test_loss"] = self._assess(net, data.x_test, data.y_test)
         metrics["train_seconds"] = train_seconds
         return Evaluation(metrics=metrics, cost=train_seconds)
 
-    def _accuracy(self, net: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    def _assess(self, net: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """Accuracy (percent) and mean cross-entropy on a split; the loss separates cells whose
+        accuracies tie and varies less from training seed to training seed."""
         net.eval()
         device = torch.device(self.device)
-        correct = 0
+        correct, total_loss = 0, 0.0
         with torch.no_grad():
             for i in range(0, len(y), self.recipe.eval_batch_size):
                 xb = torch.from_numpy(x[i : i + self.recipe.eval_batch_size]).to(device)
                 yb = torch.from_numpy(y[i : i + self.recipe.eval_batch_size]).to(device)
-                correct += int((net(xb).argmax(1) == yb).sum())
-        return 100.0 * correct / len(y)
+                logits = net(xb)
+                correct += int((logits.argmax(1) == yb).sum())
+                total_loss += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
+        return 100.0 * correct / len(y), total_loss / len(y)
