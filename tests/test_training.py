@@ -68,8 +68,17 @@ def test_mnist1d_generator_settings_name_the_dataset_and_its_cache(cache_dir: Pa
     quieter = load_dataset("mnist1d:num_samples=1000")
     assert quieter.fingerprint() != data.fingerprint()
     assert default_setup("nb201", data.name) == default_setup("nb201", "mnist1d")
+    # val_fraction moves the split, not the generated signals (same cache file)
+    wide_val = load_dataset("mnist1d:num_samples=1000,val_fraction=0.75")
+    assert wide_val.name == "mnist1d:num_samples=1000,val_fraction=0.75"
+    assert (len(wide_val.y_train), len(wide_val.y_val), len(wide_val.y_test)) == (200, 600, 200)
+    assert not list(cache_dir.glob("*val_fraction*"))
+    both = np.concatenate([wide_val.x_train, wide_val.x_val])
+    assert sorted(map(bytes, both)) == sorted(map(bytes, np.concatenate(
+        [quieter.x_train, quieter.x_val])))
     for bad, why in (("mnist1d:noise=1", "KEY one of num_samples"),
-                     ("mnist1d:num_samples=many", "num_samples must be an integer")):
+                     ("mnist1d:num_samples=many", "num_samples must be an integer"),
+                     ("mnist1d:val_fraction=1", "val_fraction must be between")):
         with pytest.raises(ArchrankError, match=why):
             load_dataset(bad)
 

@@ -11,7 +11,9 @@
 ``"mnist1d:num_samples=20000,iid_noise_scale=0.1"``
     MNIST-1D generated with other settings of the generator (``MNIST1D_SETTINGS``: more
     samples, more noise, shear or scale make the task larger and harder); the settings are
-    part of the dataset's name and of its cache file's name. Splits as above.
+    part of the dataset's name and of its cache file's name. Splits as above, except that
+    ``val_fraction`` (default 0.2) sets the share of the generator's training signals held out
+    for validation: a larger validation split measures each trained network more exactly.
 ``"digits"``
     scikit-learn's 8x8 handwritten digits (1,797 images, bundled with scikit-learn), split
     60 / 20 / 20 by a fixed permutation, scaled to [0, 1] and standardised.
@@ -43,7 +45,10 @@ BUILTIN = ("mnist1d", "digits")
 MNIST1D_SETTINGS: dict[str, type] = {
     "num_samples": int, "scale_coeff": float, "max_translation": int,
     "corr_noise_scale": float, "iid_noise_scale": float, "shear_scale": float, "seed": int,
+    "val_fraction": float,
 }
+# Settings of the split, not of the generator: part of the dataset's name, not of its cache file.
+_SPLIT_SETTINGS = ("val_fraction",)
 _MNIST1D_FILE = "mnist1d-v1.npz"  # bump the suffix if the generation below changes
 MAX_CLASSES = 100_000  # a label beyond this is a data error, not a classifier to build
 _SPLIT_SEED = 0  # fixed permutation of the validation split, independent of training seeds
@@ -175,6 +180,8 @@ def parse_mnist1d_spec(text: str) -> dict[str, Any]:
                                 f"{'an integer' if kind is int else 'a number'}") from None
     if settings.get("num_samples", 5000) < 50:
         raise ArchrankError(f"dataset {text!r}: num_samples must be at least 50")
+    if not 0.05 <= settings.get("val_fraction", 0.2) <= 0.95:
+        raise ArchrankError(f"dataset {text!r}: val_fraction must be between 0.05 and 0.95")
     return settings
 
 
@@ -211,6 +218,7 @@ def _generate_mnist1d(settings: dict[str, Any] | None = None) -> dict[str, np.nd
 def _mnist1d_arrays(settings: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     from archrank.cache import atomic_path, cache_path
 
+    settings = {k: v for k, v in (settings or {}).items() if k not in _SPLIT_SETTINGS}
     name = _MNIST1D_FILE
     if settings:  # the generation settings are part of the cache name
         tag = _mnist1d_name(settings).partition(":")[2].replace(",", "-")
@@ -232,7 +240,7 @@ def mnist1d(**settings: Any) -> ArrayDataset:
     """MNIST-1D, generated locally (with generator ``settings``) and cached (module doc)."""
     a = _mnist1d_arrays(settings)
     perm = np.random.default_rng(_SPLIT_SEED).permutation(len(a["y"]))
-    n_val = len(perm) // 5
+    n_val = round(len(perm) * settings.get("val_fraction", 0.2))
     val, train = perm[:n_val], perm[n_val:]
     x, x_test = a["x"][:, None, :], a["x_test"][:, None, :]
     return ArrayDataset(_mnist1d_name(settings), x[train], a["y"][train], x[val], a["y"][val],
