@@ -246,6 +246,22 @@ def test_bn_recalibration_scores_better_and_is_order_free(trained_digits, nb201)
             assert torch.equal(v, fresh[k]), k
 
 
+def test_val_samples_scores_on_a_prefix_of_the_validation_split(trained_digits, nb201):
+    cells = uniform_cells(nb201, 4, seed=2)
+    full = SubnetScorer.from_checkpoint(trained_digits)
+    part = SubnetScorer.from_checkpoint(trained_digits, options=ScoreOptions(val_samples=40))
+    data = full.dataset
+    short = ArrayDataset("prefix", data.x_train, data.y_train, data.x_val[:40],
+                         data.y_val[:40], num_classes=data.num_classes)
+    same = SubnetScorer(full.setting, full.state, short)
+    a, b = part.score(cells), same.score(cells)
+    assert np.array_equal(a["val_acc"], b["val_acc"])
+    assert np.allclose(a["val_loss"], b["val_loss"])
+    assert not np.allclose(a["val_loss"], full.score(cells)["val_loss"])
+    with pytest.raises(ArchrankError, match="val_samples must be positive"):
+        ScoreOptions(val_samples=0)
+
+
 def test_supernet_oracle_answers_like_the_scorer(trained_digits, tmp_path, nb201):
     oracle = SupernetOracle(trained_digits.path, space="nb201")
     cells = uniform_cells(nb201, 3, seed=2)

@@ -147,6 +147,8 @@ def fit(
                                         help="Re-estimate BN statistics per sub-network."),
     calib_batches: int = typer.Option(4, "--calib-batches",
                                       help="Training batches for BN recalibration."),
+    val_samples: int | None = typer.Option(
+        None, "--val-samples", help="Score on the first N validation signals (default: all)."),
     latency: bool = typer.Option(True, "--latency/--no-latency",
                                  help="Measure a latency table on this machine."),
     latency_batch: int = typer.Option(1, "--latency-batch", help="Batch size of the latency."),
@@ -185,7 +187,8 @@ def fit(
         raise ArchrankError(f"{checkpoint}: the supernet trained {ckpt.epoch} of "
                             f"{ckpt.recipe.epochs} epochs; finish it with archrank oneshot "
                             f"train --resume {checkpoint}")
-    options = ScoreOptions(bn_recalibrate=bn_recalibrate, calib_batches=calib_batches)
+    options = ScoreOptions(bn_recalibrate=bn_recalibrate, calib_batches=calib_batches,
+                           val_samples=val_samples)
     scorer = SubnetScorer.from_checkpoint(ckpt, options=options)
     table_lat = None
     if latency:
@@ -207,6 +210,7 @@ def fit(
     table.write_csv(out)
     info = {**table.info, "checkpoint": str(checkpoint), "setting": ckpt.setting.to_dict(),
             "bn_recalibrate": bn_recalibrate, "calib_batches": calib_batches,
+            "val_samples": val_samples,
             "latency_table": None if table_lat is None else table_lat.to_dict()}
     secs = info["seconds"]
     console.print(f"{len(table):,} cells written to {out}: scored {info['samples']} "

@@ -4,7 +4,9 @@ A sub-network inherits its weights from the supernet. Its batch-norm statistics 
 inherited by default: the running statistics a supernet collects mix every path, so before a
 sub-network is scored they are reset and re-estimated on a few fixed training batches
 (``bn_recalibrate``; cumulative averages in train mode, no gradients). Then validation accuracy
-(percent) and loss (mean cross-entropy) are measured in eval mode.
+(percent) and loss (mean cross-entropy) are measured in eval mode, on the whole validation
+split or on its first ``val_samples`` signals (the same for every sub-network): scoring a
+thousand paths on a large validation split costs more than training the supernet.
 
 ``SubnetScorer`` holds the weights, data and options and is picklable, so many sub-networks
 are scored in chunks on any executor (``score_archs``): each worker rebuilds the supernet once
@@ -41,10 +43,13 @@ class ScoreOptions:
     calib_batch_size: int = 128
     eval_batch_size: int = 1000
     calib_seed: int = 0  # which training examples calibrate (the same for every arch)
+    val_samples: int | None = None  # score on this many validation signals (None: all)
 
     def __post_init__(self) -> None:
         if self.calib_batches < 1 or self.calib_batch_size < 1 or self.eval_batch_size < 1:
             raise ArchrankError("calibration batches and batch sizes must be positive")
+        if self.val_samples is not None and self.val_samples < 1:
+            raise ArchrankError(f"val_samples must be positive, got {self.val_samples}")
 
 
 class SubnetScorer:
@@ -93,8 +98,8 @@ class SubnetScorer:
     def _score(self, codes: np.ndarray) -> dict[str, np.ndarray]:
         net, opt, data = self.supernet, self.options, self.dataset
         device = torch.device(self.device)
-        x_val = torch.from_numpy(data.x_val).to(device)
-        y_val = torch.from_numpy(data.y_val).to(device)
+        x_val = torch.from_numpy(data.x_val[:opt.val_samples]).to(device)
+        y_val = torch.from_numpy(data.y_val[:opt.val_samples]).to(device)
         calib = self._calibration_batches(device) if opt.bn_recalibrate else []
         bns = [m for m in net.modules() if isinstance(m, _BatchNorm)]
         momenta = [m.momentum for m in bns]

@@ -1,0 +1,116 @@
+"""Truth-recipe points of session 5 (issue 11): 40 nb201 cells x training seeds 0 and 1.
+
+Usage::
+
+    python recipe_points.py '{"gen": {"num_samples": 20000}, "n_train": 3200,
+                              "n_val": 12000, "width": 16}' out.json
+
+Trains with the training oracle's recipe (SGD, Nesterov momentum, lr 0.1 cosine, weight decay
+5e-4, batch 128) on train / validation sizes cut from one generated MNIST-1D, and records per
+cell and seed the validation accuracy on the whole split, on its first 800 signals (the size of
+the default split) and the validation loss, so one run tells evaluation noise from training
+noise. The summary holds the seed-to-seed Kendall tau over all cells and over the better half.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau
+
+from archrank.datasets import ArrayDataset, mnist1d
+from archrank.oracles.training import TrainingOracle, TrainRecipe
+from archrank.spaces import get_space
+
+
+def cells(space, n: int) -> list:
+    """``n`` distinct cells sampled uniformly with seed 0."""
+    rng, seen, out = np.random.default_rng(0), set(), []
+    while len(out) < n:
+        arch = space.sample(1, rng)[0]
+        if space.hash(arch) not in seen:
+            seen.add(space.hash(arch))
+            out.append(arch)
+    return out
+
+
+def taus(values: list[list[float]], higher_is_better: bool) -> tuple[float, float]:
+    """Seed-to-seed tau over all cells and over the better half (by the mean)."""
+    v = np.asarray(values)
+    mean = v.mean(0)
+    better = mean >= np.median(mean) if higher_is_better else mean <= np.median(mean)
+    return (round(float(kendalltau(v[0], v[1])[0]), 3),
+            round(float(kendalltau(v[0][better], v[1][better])[0]), 3))
+
+
+def main(cfg: dict, out: str) -> None:
+    torch.set_num_threads(1)
+    d = mnist1d(**cfg.get("gen", {}))
+    x = np.concatenate([d.x_train, d.x_val])
+    y = np.concatenate([d.y_train, d.y_val])
+    n_train, n_val = cfg["n_train"], cfg["n_val"]
+    data = ArrayDataset("points", x[:n_train], y[:n_train], x[-n_val:], y[-n_val:],
+                        d.x_test, d.y_test, num_classes=10)
+    space = get_space("nb201")
+    archs = cells(space, cfg.get("n", 40))
+    res: dict = {"cfg": cfg, "cells": [space.format(a) for a in archs],
+                 "acc": [], "loss": [], "acc800": [], "sec": []}
+    xv, yv = torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)
+    for seed in cfg.get("seeds", [0, 1]):
+        recipe = TrainRecipe(epochs=cfg.get("epochs", 5))
+        oracle = TrainingOracle("nb201", data, width=cfg.get("width", 8), depth=1,
+                                recipe=recipe, seed=seed)
+        row: dict[str, list[float]] = {"acc": [], "loss": [], "acc800": [], "sec": []}
+        for arch in archs:
+            start = time.perf_counter()
+            net = oracle.build(arch)
+            _fit(oracle, net, data, seed)
+            net.eval()
+            with torch.no_grad():
+                logits = torch.cat([net(xv[i:i + 2000]) for i in range(0, len(yv), 2000)])
+            hit = logits.argmax(1) == yv
+            row["acc"].append(100 * float(hit.float().mean()))
+            row["acc800"].append(100 * float(hit[:800].float().mean()))
+            row["loss"].append(float(torch.nn.functional.cross_entropy(logits, yv)))
+            row["sec"].append(time.perf_counter() - start)
+        for key, values in row.items():
+            res[key].append(values)
+    summary = {"acc": taus(res["acc"], True), "loss": taus(res["loss"], False),
+               "acc800": taus(res["acc800"], True), "sec": float(np.median(res["sec"])),
+               "acc_q": np.percentile(np.mean(res["acc"], 0), [0, 25, 50, 75, 100])
+               .round(1).tolist()}
+    res["summary"] = summary
+    with open(out, "w") as fh:
+        json.dump(res, fh)
+    print(json.dumps(cfg), json.dumps(summary))
+
+
+def _fit(oracle: TrainingOracle, net: torch.nn.Module, data: ArrayDataset, seed: int) -> None:
+    """The oracle's training loop (cosine schedule per step, fixed batch order per seed)."""
+    recipe = oracle.recipe
+    xt, yt = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    steps = len(yt) // recipe.batch_size
+    total = steps * recipe.epochs
+    opt = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                          nesterov=True, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + np.cos(np.pi * s / total)))
+    order = torch.Generator().manual_seed(seed)
+    net.train()
+    for _ in range(recipe.epochs):
+        perm = torch.randperm(len(yt), generator=order)
+        for s in range(steps):
+            idx = perm[s * recipe.batch_size:(s + 1) * recipe.batch_size]
+            loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+
+
+if __name__ == "__main__":
+    main(json.loads(sys.argv[1]), sys.argv[2])
