@@ -390,7 +390,7 @@ def bench_search_cmd(
         --metric cifar10_test --strategies random,rea,ls,gates --budget 150 --seeds 20 \\
         --jobs 2 --json out.json
     """
-    from archrank.runs.bench import bench_search
+    from archrank.bench.search import bench_search
     from archrank.runs.config import SearchConfig
 
     if json_out is not None:
@@ -534,7 +534,7 @@ def run_demo(bench: str = "nbgraph:cora", metric: str = "valid_perf", budget: in
     """
     import numpy as np
 
-    from archrank.runs.bench import run_one
+    from archrank.bench.search import run_one
     from archrank.runs.config import SearchConfig, build_oracle
 
     base = SearchConfig(space="nbgraph", bench=bench, metric=metric, budget=budget, seed=seed)
