@@ -99,7 +99,8 @@ def bench_table(
     builder.write_csv()
     ceiling = noise_ceiling(builder.values("val_acc"))
     seconds = builder.values("train_seconds")
-    report = {"out": str(out), "cells": len(cells), "seeds": seeds, **info,
+    report = {"out": str(out), "space": space.name, "cells": len(cells), "seeds": seeds,
+              **info,
               "noise_ceiling_val_acc": ceiling,
               "train_seconds_mean": float(np.nanmean(seconds)) if np.isfinite(seconds).any()
               else None}
