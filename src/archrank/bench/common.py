@@ -91,7 +91,7 @@ def percentile(values: np.ndarray, x: float) -> float:
 def format_stat(value: Any, digits: int = 3) -> str:
     """A table cell: ``mean ± std`` for a stat, the number for a number, ``-`` for nothing."""
     if isinstance(value, dict) and "mean" in value:
-        if not np.isfinite(value["mean"]):
+        if value["mean"] is None or not np.isfinite(value["mean"]):
             return "-"
         return f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
     if value is None or (isinstance(value, float) and not np.isfinite(value)):

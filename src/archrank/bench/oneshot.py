@@ -81,7 +81,7 @@ class OneshotBench:
         from archrank.oneshot.supernet import SUPERNETS
         from archrank.spaces import get_space
 
-        if self.space not in SUPERNETS or get_space(self.space).size is None:
+        if self.space not in SUPERNETS or not get_space(self.space).enumerable:
             raise ArchrankError(f"bench oneshot needs a space with a supernet that can be "
                                 f"enumerated (nb201), not {self.space!r}")
         from archrank.bench.predictor import check_predictors
@@ -111,16 +111,13 @@ class JournaledScorer(SubnetScorer):
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
-                    if i == len(lines):  # a kill while appending
+                    if i == len(lines):  # a kill while appending: drop the torn line
+                        _write_atomic(journal, "\n".join(lines[:-1]) + "\n")
                         break
                     raise ArchrankError(f"{journal}: line {i}: not JSON") from None
                 for c, a, lo, s in zip(rec["codes"], rec["val_acc"], rec["val_loss"],
                                        rec["seconds"], strict=True):
                     self.known[c] = (a, lo, s)
-            good = [lines[0], *(json.dumps({"codes": [c], "val_acc": [v[0]],
-                                            "val_loss": [v[1]], "seconds": [v[2]]})
-                                for c, v in self.known.items())]
-            _write_atomic(journal, "\n".join(good) + "\n")
         else:
             _write_atomic(journal, json.dumps(header) + "\n")
 
@@ -409,7 +406,9 @@ def _report(ctx: _Context, per_seed: list[dict[str, Any]], wall: float) -> dict[
         out[f"{method}_kendall_tau"] = stat(taus)
         out[f"{method}_precision_at_5pct"] = stat([r[f"{method}_precision_at_5pct"]
                                                    for r in per_seed])
-        out[f"{method}_fraction_of_ceiling"] = stat([t / top for t in taus])
+        # a truth whose seeds do not agree (ceiling <= 0) has no fraction to give
+        out[f"{method}_fraction_of_ceiling"] = stat([t / top if top > 0 else float("nan")
+                                                     for t in taus])
     out["supernet_kendall_tau_by_score"] = {
         m: stat([r["supernet_kendall_tau_by_score"][m] for r in per_seed])
         for m in ("val_acc", "val_loss")}

@@ -205,11 +205,11 @@ def bench_oneshot_cmd(
       archrank bench oneshot --space nb201 --dataset mnist1d --truth truth.csv --seeds 3 \\
         --epochs 50 --samples 1000 --json out.json --plot plots
     """
-    from archrank.bench.common import check_seeds, results_table
+    from archrank.bench.common import check_seeds
     from archrank.bench.oneshot import OneshotBench, bench_oneshot
     from archrank.cli.app import parse_sets
     from archrank.cli.oneshot import eta_progress
-    from archrank.cli.search import keep_partial
+    from archrank.cli.search import keep_partial, save_report
     from archrank.errors import Interrupted
 
     if json_out is not None:
@@ -231,20 +231,15 @@ def bench_oneshot_cmd(
                                    progress.console.print(text, soft_wrap=True))
     except Interrupted as exc:
         if exc.partial is not None:
-            _print_oneshot(exc.partial, results_table)
+            _print_oneshot(exc.partial)
         raise Interrupted(exc.message + keep_partial(json_out, exc.partial)) from None
-    _print_oneshot(report, results_table)
-    if json_out is not None:
-        write_json(json_out, report)
-        console.print(f"wrote {json_out}")
-    if plot is not None:
-        from archrank.report import write_plots
-
-        console.print(f"wrote {len(write_plots(report, plot, json_out or '-'))} plot files "
-                      f"to {plot}")
+    _print_oneshot(report)
+    save_report(report, json_out, plot)
 
 
-def _print_oneshot(report: dict[str, Any], results_table: Any) -> None:
+def _print_oneshot(report: dict[str, Any]) -> None:
+    from archrank.bench.common import format_stat, results_table
+
     st, top = report["settings"], report["truth_ceiling_kendall_tau"]
     pct, raw_pct = report["top1_truth_percentile"], report["supernet_top1_truth_percentile"]
     rows = [[name, report[f"{key}_kendall_tau"], report[f"{key}_fraction_of_ceiling"],
@@ -256,8 +251,8 @@ def _print_oneshot(report: dict[str, Any], results_table: Any) -> None:
         f"score {st['score']}{'' if st['bn_recalibrate'] else ' (no BN recal)'}",
         ["method", "Kendall tau", "of ceiling", "P@5%", "top-1 pct", "top-1 pct FLOPs cap"],
         rows))
-    console.print(f"truth ceiling: Kendall tau {top:.3f} (an error-free predictor against "
-                  f"the mean of {len(st['train_seeds'])} seeds)")
+    console.print(f"truth ceiling: Kendall tau {format_stat(top)} (an error-free "
+                  f"predictor against the mean of {len(st['train_seeds'])} seeds)")
     if report.get("space_pick"):
         p = report["space_pick"]
         console.print(f"fitted best cell of the space, trained stand-alone: val_acc "

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from archrank.benchmarks import with_filters
 from archrank.cli.app import FILTER_HELP, bench_app, console, err, parse_sets
-from archrank.cli.search import keep_partial
+from archrank.cli.search import keep_partial, save_report
 from archrank.errors import ArchrankError, Interrupted
 from archrank.files import check_output, write_json
 
@@ -89,14 +89,7 @@ def bench_predictor(
                       pm("spearman"), pm("precision_at_5pct"), pm("n_at_10", ".1f"),
                       f"{entry['fit_seconds']:.2f}", f"{entry['predict_seconds']:.3f}")
     console.print(table)
-    if json_out is not None:
-        write_json(json_out, data)
-        console.print(f"wrote {json_out}")
-    if plot is not None:
-        from archrank.report import write_plots
-
-        console.print(f"wrote {len(write_plots(data, plot, json_out or '-'))} plot files "
-                      f"to {plot}")
+    save_report(data, json_out, plot)
 
 
 @bench_app.command("speed")

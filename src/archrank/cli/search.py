@@ -417,8 +417,14 @@ def bench_search_cmd(
             _print_bench_search(report, bench, metric, budget, seeds, jobs)
         raise Interrupted(exc.message + keep_partial(json_out, report)) from None
     _print_bench_search(report, bench, metric, budget, seeds, jobs)
+    save_report(report, json_out, plot)
+
+
+def save_report(report: dict[str, Any], json_out: Path | None, plot: Path | None) -> None:
+    """A finished bench's ``--json`` and ``--plot DIR`` (its figures as SVG and PNG)."""
     if json_out is not None:
         write_json(json_out, report)
+        console.print(f"wrote {json_out}")
     if plot is not None:
         from archrank.report import write_plots
 

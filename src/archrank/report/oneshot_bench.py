@@ -42,7 +42,8 @@ def _is_stat(value: Any) -> bool:
 
 def read_oneshot_bench(path: Path, data: dict[str, Any]) -> OneshotBenchData:
     settings = need(path, data, "settings", dict, "an object")
-    need(path, data, "truth_ceiling_kendall_tau", (int, float), "a number")
+    if data.get("truth_ceiling_kendall_tau") is not None:  # null: too few cells for one
+        need(path, data, "truth_ceiling_kendall_tau", (int, float), "a number")
     for key in _STATS:
         if not _is_stat(data.get(key)):
             raise ArchrankError(f"{path}: field {key!r} is missing or not {{mean, std}}")
@@ -94,7 +95,8 @@ def render_oneshot_bench(benches: Sequence[OneshotBenchData], options: ReportOpt
             f"truth's training seeds) against the supernet's {'negated ' if sign < 0 else ''}"
             f"{score} with shared weights (left) and the graph network's fitted score "
             "(right); a colour per supernet seed. The truth's ceiling, what an error-free "
-            f"predictor reaches against it: Kendall tau {d['truth_ceiling_kendall_tau']:.3f}."))
+            "predictor reaches against it: Kendall tau "
+            f"{format_stat(d.get('truth_ceiling_kendall_tau'))}."))
         rows = []
         for name, key in (("supernet (raw)", "supernet"), ("fitted", "fitted")):
             pct = d["top1_truth_percentile" if key == "fitted" else
