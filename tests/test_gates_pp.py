@@ -205,8 +205,8 @@ def test_arch_inputs_change_the_model_and_can_be_switched_off() -> None:
 # -- harness and CLI -----------------------------------------------------------------------
 def test_bench_predictor_with_signals_and_bad_columns(nb101_csv: Path,
                                                       capsys: pytest.CaptureFixture) -> None:
+    from archrank.bench.predictor import bench_predictors
     from archrank.cli import main
-    from archrank.harness import bench_predictors
 
     result = bench_predictors(
         "nb101", str(nb101_csv), "val_acc_108", ["gates++", "mlp"], [30], 1,

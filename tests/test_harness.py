@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from archrank.bench.predictor import bench_predictors, parse_sizes, train_split
 from archrank.cli import main
 from archrank.cli.app import app
 from archrank.errors import ArchrankError
-from archrank.harness import bench_predictors, parse_sizes, train_split
 
 TINY = ["--set", "gates.epochs=3", "--set", "gates.dim=16", "--set", "mlp.epochs=3"]
 

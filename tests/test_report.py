@@ -45,7 +45,7 @@ def nb201_runs(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def search_json(tmp_path_factory) -> Path:
-    from archrank.runs.bench import bench_search
+    from archrank.bench.search import bench_search
 
     csv = shared_file("nb201.csv")
     base = SearchConfig(space="nb201", bench=str(csv), metric="cifar10_test", budget=60)
@@ -56,7 +56,7 @@ def search_json(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor_json(tmp_path_factory) -> Path:
-    from archrank.harness import bench_predictors
+    from archrank.bench.predictor import bench_predictors
     from archrank.predictors.neural import torch_threads
 
     csv = shared_file("nb201.csv")
@@ -71,7 +71,8 @@ def predictor_json(tmp_path_factory) -> Path:
 # -- what the bench commands write --------------------------------------------------------------
 def test_search_json_keeps_every_seed_curve(search_json):
     data = json.loads(search_json.read_text())
-    assert data["kind"] == "bench-search" and data["schema"] == 1
+    assert data["kind"] == "bench-search" and data["schema"] == 2
+    assert data["seeds"] == [0, 1, 2, 3] and data["command"] == "bench search"
     for entry in data["strategies"].values():
         runs = entry["runs"]
         assert [r["seed"] for r in runs] == [0, 1, 2, 3]
@@ -88,7 +89,8 @@ def test_predictor_json_has_scatter_samples(predictor_json, nb201_csv):
     from archrank.benchmarks import load_benchmark
 
     data = json.loads(predictor_json.read_text())
-    assert data["kind"] == "bench-predictor" and data["schema"] == 1
+    assert data["kind"] == "bench-predictor" and data["schema"] == 1 and data["seeds"] == [0, 1]
+    assert data["interrupted"] is False and "load_average" in data["machine"]
     samples = data["samples"]
     assert {(s["predictor"], s["train_size"]) for s in samples} == {
         ("rf", 30), ("rf", 90), ("xgb", 30), ("xgb", 90)}

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from archrank.bench.search import bench_search, summarise
 from archrank.errors import ArchrankError
 from archrank.oracles.base import Evaluation, Oracle
 from archrank.runs import RunStore, SearchConfig, build_oracle, build_strategy, run_search
-from archrank.runs.bench import bench_search, summarise
 from archrank.runs.loop import executor_for
 from archrank.spaces import get_space
 

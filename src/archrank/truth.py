@@ -21,7 +21,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +227,154 @@ def recipe_info(oracle: TrainingOracle) -> dict[str, Any]:
     """The training setting of a truth table (JSON-able)."""
     return {"recipe": asdict(oracle.recipe), "width": oracle.width, "depth": oracle.depth,
             "dataset": oracle.dataset.describe()}
+
+
+def ceiling_kendall_tau(seed_to_seed: float, seeds: int) -> float:
+    """The Kendall tau an error-free predictor is expected to reach against the mean of
+    ``seeds`` trainings, when single trainings agree with ``seed_to_seed`` tau.
+
+    Model: each training is the true quality plus independent Gaussian noise. Greiner's
+    relation turns the seed-to-seed tau into a correlation ``r = sin(pi tau / 2)``; the mean
+    of k trainings has reliability ``k r / (1 + (k - 1) r)`` (Spearman-Brown), the truth's
+    correlation with the true quality is its square root, and back to a tau. With one seed
+    and tau 0.29 this gives 0.46, the issue-11 figure.
+    """
+    if not math.isfinite(seed_to_seed) or seeds < 1:
+        return float("nan")
+    r = math.sin(math.pi * max(seed_to_seed, 0.0) / 2.0)
+    reliability = seeds * r / (1.0 + (seeds - 1) * r) if r > 0 else 0.0
+    return 2.0 / math.pi * math.asin(math.sqrt(min(max(reliability, 0.0), 1.0)))
+
+
+# -- reading a truth table back ------------------------------------------------------------
+@dataclass
+class Truth:
+    """A truth table as the benchmarks use it: cells, mean and per-seed ``val_acc``, FLOPs,
+    and the setting it was trained at (``recipe``, ``width``, ``depth``, ``dataset``: the
+    ``recipe_info`` of its ``bench table`` run), read from its journal or JSON."""
+
+    path: Path
+    space: str
+    archs: list[str]
+    val_acc: np.ndarray  # mean over the training seeds
+    per_seed: np.ndarray  # [cells, seeds]
+    seeds: list[int]
+    flops: np.ndarray | None
+    setting: dict[str, Any]
+    setting_source: str
+
+    def ceiling(self) -> dict[str, Any]:
+        """``noise_ceiling`` of the per-seed values, with ``kendall_tau``: what an error-free
+        predictor reaches against the mean (``ceiling_kendall_tau``)."""
+        out = noise_ceiling(self.per_seed)
+        for label in ("all", "better_half"):
+            if label in out:
+                out[label]["perfect_predictor_kendall_tau"] = ceiling_kendall_tau(
+                    out[label]["seed_to_seed_kendall_tau"], out["seeds"])
+        out["kendall_tau"] = out.get("all", {}).get("perfect_predictor_kendall_tau",
+                                                      float("nan"))
+        return out
+
+
+def read_truth(path: str | Path, space: str, recipe: str | Path | None = None) -> Truth:
+    """Read a truth table of ``space`` and its setting; one-line errors for a table of another
+    space, one without ``val_acc`` or its per-seed columns, and one without a recipe.
+
+    The setting comes from ``recipe`` (a ``bench table --json`` report or a truth journal)
+    when given, else from the journal beside the table (``TABLE.csv.journal.jsonl``), else
+    from ``TABLE.json`` (the ``--json`` report of ``bench table``, same name)."""
+    from archrank.benchmarks import load_benchmark
+    from archrank.spaces import get_space
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArchrankError(f"{path}: no such truth table")
+    space_obj = get_space(space)
+    _check_space(path, space_obj)
+    setting, source = _truth_setting(path, recipe)
+    if setting.get("space", space) != space:
+        raise ArchrankError(f"{path} is a truth of space {setting['space']}, not {space} "
+                            f"(from {source})")
+    bench = load_benchmark(path, space_obj)
+    seed_cols = sorted((int(m[len("val_acc_s"):]), m) for m in bench.metrics
+                       if m.startswith("val_acc_s") and m[len("val_acc_s"):].isdigit())
+    if "val_acc" not in bench.metrics or len(seed_cols) < 2:
+        raise ArchrankError(f"{path}: a truth table needs the columns val_acc and val_acc_s<seed> "
+                            "of at least two training seeds (archrank bench table writes them)")
+    seeds = [s for s, _ in seed_cols]
+    if "seeds" in setting and [int(s) for s in setting["seeds"]] != seeds:
+        raise ArchrankError(f"{path}: columns of training seeds {seeds}, but {source} says "
+                            f"{setting['seeds']}")
+    per_seed = np.stack([bench.values(c) for _, c in seed_cols], axis=1)
+    val = bench.values("val_acc")
+    keep = np.isfinite(val)
+    if keep.sum() < 3:
+        raise ArchrankError(f"{path}: only {int(keep.sum())} cells have a val_acc")
+    flops = bench.values("flops")[keep] if "flops" in bench.metrics else None
+    archs = [space_obj.format(a) for a, k in zip(bench.archs, keep, strict=True) if k]
+    return Truth(path, space, archs, val[keep], per_seed[keep], seeds, flops, setting, source)
+
+
+def _check_space(path: Path, space: Any) -> None:
+    """The first cell must be one of ``space``'s; else name the space it belongs to."""
+    from archrank.spaces import SPACES, get_space
+
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, [])
+            row = next(reader, None)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArchrankError(f"{path}: cannot read the truth table ({exc})") from None
+    if "arch" not in header or row is None or len(row) != len(header):
+        return  # load_benchmark names the problem
+    arch = row[header.index("arch")]
+    try:
+        space.parse(arch)
+        return
+    except (ArchrankError, ValueError):
+        pass
+    for name in SPACES:
+        try:
+            get_space(name).parse(arch)
+        except (ArchrankError, ValueError):
+            continue
+        raise ArchrankError(f"{path}: line 2, field 'arch': a cell of space {name}, not "
+                            f"{space.name} (this is a truth of another space)")
+    raise ArchrankError(f"{path}: line 2, field 'arch': {arch[:60]!r} is not a {space.name} "
+                        "cell")
+
+
+def _truth_setting(path: Path, recipe: str | Path | None) -> tuple[dict[str, Any], str]:
+    """``recipe_info`` of the truth (plus ``space``/``seeds`` where recorded), and its file."""
+    candidates = [Path(recipe)] if recipe is not None else [journal_path(path),
+                                                            path.with_suffix(".json")]
+    for file in candidates:
+        if not file.is_file():
+            if recipe is not None:
+                raise ArchrankError(f"{file}: no such recipe file")
+            continue
+        try:
+            text = file.read_text()
+            first = text.splitlines()[0] if text.strip() else ""
+            data = json.loads(first if first.lstrip().startswith("{") and
+                              file.name.endswith(".jsonl") else text)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, IndexError):
+            raise ArchrankError(f"{file}: not a truth journal or bench table JSON") from None
+        if isinstance(data, dict) and data.get("format") == JOURNAL_FORMAT:
+            oracle = data.get("oracle") or {}
+            net = oracle.get("network") or {}
+            data = {"space": data.get("space"), "seeds": data.get("seeds"),
+                    "recipe": oracle.get("recipe"), "dataset": oracle.get("dataset"),
+                    "width": net.get("width"), "depth": net.get("depth")}
+        if not isinstance(data, dict):
+            raise ArchrankError(f"{file}: not a truth journal or bench table JSON")
+        missing = [k for k in ("recipe", "width", "depth", "dataset") if data.get(k) is None]
+        if missing:
+            raise ArchrankError(f"{file}: no {missing[0]!r}: not the recipe of a truth table "
+                                "(bench table --json writes it)")
+        keep = ("space", "seeds", "recipe", "width", "depth", "dataset")
+        return {k: data[k] for k in keep if data.get(k) is not None}, str(file)
+    raise ArchrankError(f"{path}: no recipe found (neither {journal_path(path).name} nor "
+                        f"{path.with_suffix('.json').name} beside it); give --recipe FILE, the "
+                        "--json report of the bench table run that made it")

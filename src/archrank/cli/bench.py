@@ -157,3 +157,107 @@ def check(
             write_json(json_out, report)
     if report["invalid"] or report["hash_mismatches"]:
         raise typer.Exit(1)
+
+
+# -- bench oneshot ------------------------------------------------------------------------------
+@bench_app.command("oneshot")
+def bench_oneshot_cmd(
+    space: str = typer.Option("nb201", "--space", help="Search space (nb201)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="The truth's dataset (default: "
+                                       "the one its recipe names; checked by fingerprint)."),
+    truth: Path = typer.Option(..., "--truth", help="Multi-seed truth table of bench table."),
+    recipe: Path | None = typer.Option(None, "--recipe", help="The truth's recipe: its bench "
+                                       "table --json report (default: TABLE.json or the "
+                                       "journal beside the table)."),
+    width: int | None = typer.Option(None, "--width", help="Checked against the truth's."),
+    depth: int | None = typer.Option(None, "--depth", help="Checked against the truth's."),
+    seeds: int = typer.Option(3, "--seeds", help="Supernet seeds 0..N-1."),
+    epochs: int = typer.Option(50, "--epochs", help="Supernet epochs."),
+    samples: int = typer.Option(1000, "--samples", help="Sampled cells the predictor is "
+                                "fitted to."),
+    predictor: str = typer.Option("gcn", "--predictor", help="Graph predictor (gcn, gates)."),
+    sets: list[str] | None = typer.Option(None, "--set", help="Predictor option, e.g. "
+                                          "epochs=100."),
+    score: str = typer.Option("acc", "--score", help="Supernet score: acc (validation "
+                              "accuracy) or loss (validation loss)."),
+    bn_recal: bool = typer.Option(True, "--bn-recal/--no-bn-recal", help="Re-estimate BN "
+                                  "statistics per sub-network before scoring it."),
+    calib_batches: int = typer.Option(4, "--calib-batches", help="Training batches for BN "
+                                      "recalibration."),
+    standalone: bool = typer.Option(True, "--standalone/--no-standalone",
+                                    help="Train the fitted table's best cell stand-alone."),
+    threads: int = typer.Option(1, "--threads", help="Torch threads."),
+    work_dir: Path = typer.Option(Path("oneshot-bench"), "--work-dir", help="Supernets, "
+                                  "scores, fits and trainings (a rerun resumes from it)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the report here."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also write the figures (SVG and "
+                                     "PNG) to this directory."),
+) -> None:
+    """Rank a multi-seed truth with a supernet's shared-weight scores and with their graph
+    fit over the whole space: per seed, train the supernet at the truth's setting, score the
+    truth's cells, fit the predictor to the scores of --samples sampled cells, and report
+    Kendall tau and precision@5% against the truth's mean val_acc (also as fractions of its
+    ceiling), where each top-1 pick lands in the truth (no constraint, and FLOPs at most the
+    space's 25th percentile), and the fitted best cell of the space trained stand-alone.
+    Resumable (--work-dir).
+
+    Example:
+      archrank bench oneshot --space nb201 --dataset mnist1d --truth truth.csv --seeds 3 \\
+        --epochs 50 --samples 1000 --json out.json --plot plots
+    """
+    from archrank.bench.common import check_seeds
+    from archrank.bench.oneshot import OneshotBench, bench_oneshot
+    from archrank.cli.app import parse_sets
+    from archrank.cli.oneshot import eta_progress
+    from archrank.cli.search import keep_partial, save_report
+    from archrank.errors import Interrupted
+
+    if json_out is not None:
+        check_output(json_out, "--json")
+    cfg = OneshotBench(truth=truth, space=space, dataset=dataset, recipe=recipe, width=width,
+                       depth=depth, seeds=check_seeds(seeds), epochs=epochs, samples=samples,
+                       predictor=predictor, predictor_params=parse_sets(sets), score=score,
+                       bn_recalibrate=bn_recal, calib_batches=calib_batches,
+                       standalone=standalone, work_dir=work_dir, threads=threads)
+    progress = eta_progress(transient=True)
+    task = progress.add_task("", total=None, info="")
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        progress.update(task, description=stage, completed=done, total=total)
+
+    try:
+        with progress:
+            report = bench_oneshot(cfg, progress=on_progress, say=lambda text:
+                                   progress.console.print(text, soft_wrap=True))
+    except Interrupted as exc:
+        if exc.partial is not None:
+            _print_oneshot(exc.partial)
+        raise Interrupted(exc.message + keep_partial(json_out, exc.partial)) from None
+    _print_oneshot(report)
+    save_report(report, json_out, plot)
+
+
+def _print_oneshot(report: dict[str, Any]) -> None:
+    from archrank.bench.common import format_stat, results_table
+
+    st, top = report["settings"], report["truth_ceiling_kendall_tau"]
+    pct, raw_pct = report["top1_truth_percentile"], report["supernet_top1_truth_percentile"]
+    rows = [[name, report[f"{key}_kendall_tau"], report[f"{key}_fraction_of_ceiling"],
+             report[f"{key}_precision_at_5pct"], p["none"], p["flops_p25"]]
+            for name, key, p in (("supernet (raw)", "supernet", raw_pct),
+                                 (f"fitted ({st['predictor']})", "fitted", pct))]
+    console.print(results_table(
+        f"{st['truth']} · {st['truth_cells']} cells · {len(report['seeds'])} seeds · "
+        f"score {st['score']}{'' if st['bn_recalibrate'] else ' (no BN recal)'}",
+        ["method", "Kendall tau", "of ceiling", "P@5%", "top-1 pct", "top-1 pct FLOPs cap"],
+        rows))
+    console.print(f"truth ceiling: Kendall tau {format_stat(top)} (an error-free "
+                  f"predictor against the mean of {len(st['train_seeds'])} seeds)")
+    if report.get("space_pick"):
+        p = report["space_pick"]
+        console.print(f"fitted best cell of the space, trained stand-alone: val_acc "
+                      f"{p['val_acc']['mean']:.2f}, truth percentile "
+                      f"{p['truth_percentile']['mean']:.1f}")
+    s = report["seconds"]
+    console.print("seconds per seed: " + ", ".join(
+        f"{k} {v['mean']:.1f}" for k, v in s.items() if isinstance(v, dict)))

@@ -169,7 +169,7 @@ def fit(
 
     Example: archrank oneshot fit supernet.pt --samples 1000 --predictor gcn --out scores.csv
     """
-    from archrank.harness import check_predictors
+    from archrank.bench.predictor import check_predictors
     from archrank.oneshot.checkpoint import load_checkpoint
     from archrank.oneshot.fit import fit_space
     from archrank.oneshot.hardware import LatencyTable

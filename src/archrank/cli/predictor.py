@@ -12,7 +12,7 @@ from rich.table import Table
 
 from archrank.benchmarks import with_filters
 from archrank.cli.app import FILTER_HELP, bench_app, console, err, parse_sets
-from archrank.cli.search import keep_partial
+from archrank.cli.search import keep_partial, save_report
 from archrank.errors import ArchrankError, Interrupted
 from archrank.files import check_output, write_json
 
@@ -58,7 +58,8 @@ def bench_predictor(
         --metric cifar10_test --predictors gates,gcn,mlp,xgb --train-sizes 100,1000 \\
         --seeds 5 --json out.json
     """
-    from archrank.harness import bench_predictors, parse_list, parse_sizes
+    from archrank.bench.common import parse_list
+    from archrank.bench.predictor import bench_predictors, parse_sizes
 
     if json_out is not None:
         check_output(json_out, "--json")
@@ -73,10 +74,7 @@ def bench_predictor(
             arch_inputs=arch_inputs, aux_targets=aux_targets,
         )
     except Interrupted as exc:
-        partial = exc.partial.to_json() if exc.partial is not None else None
-        if partial is not None:
-            partial["interrupted"] = True
-        raise Interrupted(exc.message + keep_partial(json_out, partial)) from None
+        raise Interrupted(exc.message + keep_partial(json_out, exc.partial)) from None
     data = result.to_json()
     seed_text = f"seeds {first_seed}-{first_seed + seeds - 1}" if first_seed else f"{seeds} seeds"
     table = Table(title=f"{bench} · {metric} · {seed_text} · {result.rows} rows")
@@ -91,14 +89,7 @@ def bench_predictor(
                       pm("spearman"), pm("precision_at_5pct"), pm("n_at_10", ".1f"),
                       f"{entry['fit_seconds']:.2f}", f"{entry['predict_seconds']:.3f}")
     console.print(table)
-    if json_out is not None:
-        write_json(json_out, data)
-        console.print(f"wrote {json_out}")
-    if plot is not None:
-        from archrank.report import write_plots
-
-        console.print(f"wrote {len(write_plots(data, plot, json_out or '-'))} plot files "
-                      f"to {plot}")
+    save_report(data, json_out, plot)
 
 
 @bench_app.command("speed")
@@ -125,7 +116,7 @@ def bench_speed_cmd(
     Example:
       archrank bench speed --bench ../shared/data/nb201.csv --json speed.json
     """
-    from archrank.harness import bench_speed, check_predictors
+    from archrank.bench.predictor import bench_speed, check_predictors
     from archrank.spaces import get_space
 
     if json_out is not None:

@@ -390,7 +390,7 @@ def bench_search_cmd(
         --metric cifar10_test --strategies random,rea,ls,gates --budget 150 --seeds 20 \\
         --jobs 2 --json out.json
     """
-    from archrank.runs.bench import bench_search
+    from archrank.bench.search import bench_search
     from archrank.runs.config import SearchConfig
 
     if json_out is not None:
@@ -417,8 +417,14 @@ def bench_search_cmd(
             _print_bench_search(report, bench, metric, budget, seeds, jobs)
         raise Interrupted(exc.message + keep_partial(json_out, report)) from None
     _print_bench_search(report, bench, metric, budget, seeds, jobs)
+    save_report(report, json_out, plot)
+
+
+def save_report(report: dict[str, Any], json_out: Path | None, plot: Path | None) -> None:
+    """A finished bench's ``--json`` and ``--plot DIR`` (its figures as SVG and PNG)."""
     if json_out is not None:
         write_json(json_out, report)
+        console.print(f"wrote {json_out}")
     if plot is not None:
         from archrank.report import write_plots
 
@@ -534,7 +540,7 @@ def run_demo(bench: str = "nbgraph:cora", metric: str = "valid_perf", budget: in
     """
     import numpy as np
 
-    from archrank.runs.bench import run_one
+    from archrank.bench.search import run_one
     from archrank.runs.config import SearchConfig, build_oracle
 
     base = SearchConfig(space="nbgraph", bench=bench, metric=metric, budget=budget, seed=seed)

@@ -100,8 +100,8 @@ def bench_table(
     ceilings = {m: noise_ceiling(builder.values(m), higher_is_better=m.endswith("_acc"))
                 for m in ("val_acc", "val_loss")}
     seconds = builder.values("train_seconds")
-    report = {"out": str(out), "cells": len(cells), "seeds": seeds, **info,
-              **{f"noise_ceiling_{m}": c for m, c in ceilings.items()},
+    report = {"out": str(out), "space": space.name, "cells": len(cells), "seeds": seeds,
+              **info, **{f"noise_ceiling_{m}": c for m, c in ceilings.items()},
               "train_seconds_mean": float(np.nanmean(seconds)) if np.isfinite(seconds).any()
               else None}
     console.print(f"wrote {len(cells)} cells to {out}")

@@ -214,6 +214,34 @@ def scatter_figure(truth: Sequence[float], predicted: Sequence[float], *, xlabel
     return fig
 
 
+@styled
+def truth_panels_figure(truth: Sequence[float], panels: Mapping[str, Sequence[Sequence[float]]],
+                        *, xlabel: str, title: str) -> Figure:
+    """One panel per score (e.g. supernet and fitted): each seed's scores of the truth's cells
+    against the truth, a colour per seed, the mean Kendall tau over seeds in the panel title."""
+    t = np.asarray(truth, dtype=np.float64)
+    fig, axes = new_figure(width=3.3 * max(1, len(panels)), height=3.5, ncols=len(panels))
+    axes = np.atleast_1d(axes)
+    for ax, (label, per_seed) in zip(axes, panels.items(), strict=True):
+        taus = []
+        for k, values in enumerate(per_seed):
+            v = np.asarray(values, dtype=np.float64)
+            ok = np.isfinite(t) & np.isfinite(v)
+            ax.scatter(t[ok], v[ok], s=8, alpha=0.5, lw=0, color=PALETTE[k % len(PALETTE)],
+                       label=f"seed {k}" if len(per_seed) > 1 else None)
+            if ok.sum() > 1:
+                taus.append(kendall_tau(t[ok], v[ok]))
+        tau = float(np.mean(taus)) if taus else float("nan")
+        ax.set_title(f"{label}\nKendall tau {tau:.3f}"
+                     + (f" (mean of {len(taus)} seeds)" if len(taus) > 1 else ""))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{label} score")
+        if len(per_seed) > 1:
+            ax.legend(fontsize=7, markerscale=1.5)
+    fig.suptitle(title)
+    return fig
+
+
 def pareto_front(cost: Sequence[float], value: Sequence[float]) -> np.ndarray:
     """Indices of the points no other point beats (lower or equal cost and higher value, one
     strictly), sorted by cost."""

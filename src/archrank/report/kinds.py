@@ -6,7 +6,7 @@ reader (path + parsed JSON -> an input object) and a renderer (all inputs of tha
 report sections and named figures); run directories are the kind ``run``. The kinds, their
 fields and how to add one are listed in ``docs/report.md``.
 
-A kind another module adds later (``bench-oneshot``, ``oneshot-scores``...) registers itself
+A kind another module adds (``bench-oneshot``, ``oneshot-scores``...) registers itself
 with ``register`` at import and is listed in ``PLUGINS`` so the report imports it.
 """
 
@@ -88,7 +88,8 @@ class Kind:
 KINDS: dict[str, Kind] = {}
 # Modules that register kinds; a new kind's module is added here.
 PLUGINS = ("archrank.report.runs", "archrank.report.predictor", "archrank.report.search",
-           "archrank.report.oneshot", "archrank.report.oneshot_search")
+           "archrank.report.oneshot", "archrank.report.oneshot_search",
+           "archrank.report.oneshot_bench")
 
 
 def register(kind: Kind) -> None:

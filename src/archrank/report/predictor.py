@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from archrank.bench.predictor import KIND, SCHEMA
 from archrank.errors import ArchrankError
-from archrank.harness import KIND, SCHEMA
 from archrank.report import figures
 from archrank.report.kinds import Figure, Kind, ReportOptions, Section, Table, need, register
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from archrank.bench.search import KIND, SCHEMA
 from archrank.errors import ArchrankError
 from archrank.report import figures
 from archrank.report.cells import draw_text
@@ -23,7 +24,6 @@ from archrank.report.kinds import (
     need,
     register,
 )
-from archrank.runs.bench import KIND, SCHEMA
 
 
 @dataclass
@@ -53,6 +53,8 @@ def read_search(path: Path, data: dict[str, Any]) -> SearchBench:
                                 "runs with a 'curve'")
         if runs is None and not isinstance(entry.get("curve"), list):
             raise ArchrankError(f"{path}: strategies.{label} has neither 'runs' nor 'curve'")
+    if isinstance(data.get("seeds"), list):  # schema 2: the seeds themselves
+        data = {**data, "seeds": len(data["seeds"])}
     return SearchBench(path, data)
 
 

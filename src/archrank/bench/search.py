@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from archrank.bench.common import check_seeds, envelope, interrupted
 from archrank.errors import ArchrankError, Interrupted
 from archrank.executors import process_pool, stop_pool
 from archrank.runs.config import SearchConfig, build_oracle, build_strategy
@@ -27,9 +28,11 @@ from archrank.runs.store import RunStore
 CHECKPOINTS = (50, 100, 150)
 # What ``bench search --json`` writes (``archrank report`` reads by kind; bump the schema when a
 # field changes meaning). Schema 1 added per-strategy ``runs``: each seed's best-so-far curve
-# (as long as the search ran), queries to the optimum and best cell.
+# (as long as the search ran), queries to the optimum and best cell. Schema 2: the shared
+# envelope of ``bench.common`` (``seeds`` is the list of seeds, no longer their number;
+# ``command`` and ``machine`` added).
 KIND = "bench-search"
-SCHEMA = 1
+SCHEMA = 2
 
 
 def _threads_param(config: SearchConfig, threads: int) -> SearchConfig:
@@ -160,8 +163,7 @@ def bench_search(
     figures are the same (best-so-far stays at the optimum) and it saves time, which makes
     large budgets (queries to the optimum without a cap) affordable.
     """
-    if seeds < 1:
-        raise ArchrankError(f"--seeds must be at least 1, not {seeds}")
+    check_seeds(seeds)
     if jobs < 1:
         raise ArchrankError(f"--jobs must be at least 1, not {jobs}")
     if not strategies:
@@ -224,10 +226,9 @@ def bench_search(
 
 def _interrupted(report: dict[str, Any], total: int) -> Interrupted:
     """Ctrl-C / SIGTERM during ``bench_search``: the report of the seeds that finished."""
-    report["interrupted"] = True
     done = sum(e["queries_to_optimum"]["seeds"] for e in report["strategies"].values())
-    return Interrupted(f"interrupted: {done} of {total} searches finished (a search cut "
-                       "short is never counted)", partial=report)
+    return interrupted(report, f"interrupted: {done} of {total} searches finished (a search "
+                       "cut short is never counted)")
 
 
 def _report(base: SearchConfig, seeds: int, labels: list[str], results: list[dict[str, Any]],
@@ -237,20 +238,10 @@ def _report(base: SearchConfig, seeds: int, labels: list[str], results: list[dic
     by_label: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     for r in results:
         by_label[r["label"]].append(r)
-    return {
-        "kind": KIND,
-        "schema": SCHEMA,
-        "space": base.space,
-        "bench": base.bench,
-        "metric": base.metric,
-        "space_from_bench": base.space_from_bench,
-        "budget": base.budget,
-        "seeds": seeds,
-        "optimum": optimum,
-        "jobs": jobs,
-        "stop_at_optimum": stop_at_optimum,
-        "seconds": round(seconds, 2),
-        "interrupted": False,
-        "strategies": {label: summarise(rs, base.budget) for label, rs in by_label.items()
-                       if rs},
-    }
+    return envelope(
+        KIND, SCHEMA, "bench search", range(seeds),
+        space=base.space, bench=base.bench, metric=base.metric,
+        space_from_bench=base.space_from_bench, budget=base.budget, optimum=optimum,
+        jobs=jobs, stop_at_optimum=stop_at_optimum, seconds=round(seconds, 2),
+        strategies={label: summarise(rs, base.budget) for label, rs in by_label.items()
+                    if rs})

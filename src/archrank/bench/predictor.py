@@ -1,4 +1,5 @@
-"""Benchmarks of the predictors themselves: ranking quality on a table, and speed.
+"""``bench predictor`` / ``bench speed``: ranking quality of the predictors on a table, and
+their speed.
 
 ``bench_predictors`` is what ``archrank bench predictor`` runs: for every seed and training
 size it samples a training set uniformly from the table (the same set for every predictor),
@@ -9,8 +10,6 @@ only fitting and scoring. ``bench_speed`` times GATES on the figures issue 3 set
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -18,13 +17,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
+from archrank.bench.common import (
+    check_seeds,
+    envelope,
+    interrupted,
+    machine_info,
+    parse_list,
+    stat,
+)
 from archrank.benchmarks import load_benchmark
-from archrank.errors import ArchrankError, Interrupted
+from archrank.errors import ArchrankError
 from archrank.metrics import ranking_report
 from archrank.predictors.base import make_predictor, predictor_class
-from archrank.predictors.neural import available_cores
 from archrank.spaces import get_space
 from archrank.spaces.base import GraphBatch, SearchSpace
 
@@ -37,28 +42,6 @@ SCHEMA = 1
 SAMPLE_SIZE = 500
 
 Progress = Callable[[str], None]
-
-
-def machine_info() -> dict[str, Any]:
-    """Where a benchmark ran: enough to compare timings across machines."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "available_cores": available_cores(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
-def parse_list(text: str, what: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise ArchrankError(f"--{what} is empty; give a comma-separated list")
-    return items
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -91,11 +74,6 @@ def check_predictors(names: Sequence[str], space: SearchSpace | None = None,
                 make_predictor(name, space, seed=0, **params.get(name, {}))
             except (ValueError, TypeError) as exc:
                 raise ArchrankError(f"predictor {name!r}: {exc}") from None
-
-
-def summary(values: Sequence[float]) -> dict[str, float]:
-    arr = np.asarray(values, dtype=np.float64)
-    return {"mean": float(np.nanmean(arr)), "std": float(np.nanstd(arr))}
 
 
 def train_split(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +112,7 @@ class PredictorBench:
                 entry: dict[str, Any] = {"predictor": name, "train_size": size,
                                          "seeds": len(runs)}
                 for metric in METRICS:
-                    entry[metric] = summary([r[metric] for r in runs])
+                    entry[metric] = stat([r[metric] for r in runs])
                 entry["fit_seconds"] = statistics.median(r["fit_seconds"] for r in runs)
                 entry["predict_seconds"] = statistics.median(r["predict_seconds"] for r in runs)
                 entry["test_size"] = runs[0]["test_size"]
@@ -142,20 +120,16 @@ class PredictorBench:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": KIND,
-            "schema": SCHEMA,
-            "command": "bench predictor",
-            "settings": {"space": self.space, "bench": self.bench, "metric": self.metric,
-                         "predictors": self.predictors, "train_sizes": self.train_sizes,
-                         "seeds": self.seeds, "first_seed": self.first_seed,
-                         "rows": self.rows, "signals": self.signals,
-                         "convert_seconds": self.convert_seconds},
-            "machine": machine_info(),
-            "results": self.results(),
-            "runs": self.runs,
-            "samples": self.samples,
-        }
+        """The report (``bench.common.envelope``; ``runs`` are the per-seed records)."""
+        return envelope(
+            KIND, SCHEMA, "bench predictor",
+            range(self.first_seed, self.first_seed + self.seeds),
+            settings={"space": self.space, "bench": self.bench, "metric": self.metric,
+                      "predictors": self.predictors, "train_sizes": self.train_sizes,
+                      "seeds": self.seeds, "first_seed": self.first_seed,
+                      "rows": self.rows, "signals": self.signals,
+                      "convert_seconds": self.convert_seconds},
+            results=self.results(), runs=self.runs, samples=self.samples)
 
 
 def _sample(name: str, size: int, seed: int, truth: np.ndarray,
@@ -197,10 +171,7 @@ def bench_predictors(
     predictor used what."""
     params = _with_signals(predictors, params or {}, arch_inputs, aux_targets)
     check_predictors(predictors, get_space(space_name), params)
-    if seeds < 1:
-        raise ArchrankError(f"--seeds must be at least 1, got {seeds}")
-    if first_seed < 0:
-        raise ArchrankError(f"--first-seed must be at least 0, got {first_seed}")
+    check_seeds(seeds, first_seed)
     space = get_space(space_name)
     bench = load_benchmark(bench_spec, space, one_table=True)
     values = np.asarray(bench.scores(metric, ranking=True), dtype=np.float64)
@@ -242,8 +213,8 @@ def bench_predictors(
         _fit_all(result, space, graphs, y, params, signals_of, progress)
     except KeyboardInterrupt:  # keep every finished fit; the caller saves them
         done, total = len(result.runs), seeds * len(train_sizes) * len(predictors)
-        raise Interrupted(f"interrupted: {done} of {total} fits finished",
-                          partial=result) from None
+        raise interrupted(result.to_json(), f"interrupted: {done} of {total} fits "
+                          "finished") from None
     return result
 
 
