@@ -64,6 +64,7 @@ class OneshotBench:
     score: str = "acc"
     bn_recalibrate: bool = True
     calib_batches: int = 4
+    val_samples: int | None = None  # score on this many validation signals (None: all)
     standalone: bool = True
     work_dir: str | Path = "oneshot-bench"
     threads: int = 1
@@ -78,6 +79,8 @@ class OneshotBench:
             raise ArchrankError(f"--samples must be at least 2, got {self.samples}")
         if not self.seeds:
             raise ArchrankError("--seeds must be at least 1")
+        if self.val_samples is not None and self.val_samples < 1:
+            raise ArchrankError(f"--val-samples must be at least 1, got {self.val_samples}")
         from archrank.oneshot.supernet import SUPERNETS
         from archrank.spaces import get_space
 
@@ -243,7 +246,8 @@ def _train(ctx: _Context, seed: int, progress: Progress | None) -> Any:
 
 def _scorer(ctx: _Context, ckpt: Any, seed: int) -> Any:
     cfg = ctx.cfg
-    options = ScoreOptions(bn_recalibrate=cfg.bn_recalibrate, calib_batches=cfg.calib_batches)
+    options = ScoreOptions(bn_recalibrate=cfg.bn_recalibrate, calib_batches=cfg.calib_batches,
+                           val_samples=cfg.val_samples)
     scorer = JournaledScorer(ckpt.setting, ckpt.model, ctx.data, options=options,
                              threads=cfg.threads)
     header = {"format": JOURNAL_FORMAT, "supernet": {"seed": ckpt.seed, "epochs": ckpt.epoch,
@@ -251,10 +255,14 @@ def _scorer(ctx: _Context, ckpt: Any, seed: int) -> Any:
                                                      "data": ckpt.data.get("fingerprint"),
                                                      "history": ckpt.history},
               "options": asdict(options)}
-    bn = "bn" if cfg.bn_recalibrate else "nobn"
-    scorer.attach(ctx.work / f"scores-seed{seed}-e{cfg.epochs}-{bn}{cfg.calib_batches}.jsonl",
-                  header)
+    scorer.attach(ctx.work / f"scores-seed{seed}-e{cfg.epochs}-{_scoring_tag(cfg)}.jsonl", header)
     return scorer
+
+
+def _scoring_tag(cfg: OneshotBench) -> str:
+    """How the scores were taken, in the names of their files (BN, validation subset)."""
+    tag = f"{'bn' if cfg.bn_recalibrate else 'nobn'}{cfg.calib_batches}"
+    return tag if cfg.val_samples is None else f"{tag}-v{cfg.val_samples}"
 
 
 def _fit(ctx: _Context, scorer: Any, seed: int, progress: Progress | None) -> Any:
@@ -264,8 +272,8 @@ def _fit(ctx: _Context, scorer: Any, seed: int, progress: Progress | None) -> An
     cfg = ctx.cfg
     params = json.dumps(cfg.predictor_params, sort_keys=True)
     digest = hashlib.sha1(params.encode()).hexdigest()[:8]
-    name = (f"fit-seed{seed}-e{cfg.epochs}-{'bn' if cfg.bn_recalibrate else 'nobn'}"
-            f"{cfg.calib_batches}-{cfg.score}-{cfg.predictor}-{digest}-n{cfg.samples}")
+    name = (f"fit-seed{seed}-e{cfg.epochs}-{_scoring_tag(cfg)}-{cfg.score}-{cfg.predictor}-"
+            f"{digest}-n{cfg.samples}")
     csv_path, info_path = ctx.work / f"{name}.csv", ctx.work / f"{name}.json"
     if csv_path.exists() and info_path.exists():
         try:
@@ -397,7 +405,8 @@ def _report(ctx: _Context, per_seed: list[dict[str, Any]], wall: float) -> dict[
                   "depth": ctx.setting.depth, "epochs": cfg.epochs, "samples": cfg.samples,
                   "predictor": cfg.predictor, "predictor_params": cfg.predictor_params,
                   "score": SCORES[cfg.score], "bn_recalibrate": cfg.bn_recalibrate,
-                  "calib_batches": cfg.calib_batches, "flops_cap": ctx.flops_cap,
+                  "calib_batches": cfg.calib_batches, "val_samples": cfg.val_samples,
+                  "flops_cap": ctx.flops_cap,
                   "flops_cap_percentile": FLOPS_CAP_PERCENTILE, "standalone": cfg.standalone,
                   "work_dir": str(ctx.work), "threads": cfg.threads},
         truth_ceiling_kendall_tau=top, truth_noise_ceiling=ceiling)

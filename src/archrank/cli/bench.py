@@ -172,6 +172,8 @@ def bench_oneshot_cmd(
     width: int | None = typer.Option(None, "--width", help="Checked against the truth's."),
     depth: int | None = typer.Option(None, "--depth", help="Checked against the truth's."),
     seeds: int = typer.Option(3, "--seeds", help="Supernet seeds 0..N-1."),
+    first_seed: int = typer.Option(0, "--first-seed", help="First supernet seed (seeds run "
+                                   "in other processes share --work-dir)."),
     epochs: int = typer.Option(50, "--epochs", help="Supernet epochs."),
     samples: int = typer.Option(1000, "--samples", help="Sampled cells the predictor is "
                                 "fitted to."),
@@ -184,6 +186,8 @@ def bench_oneshot_cmd(
                                   "statistics per sub-network before scoring it."),
     calib_batches: int = typer.Option(4, "--calib-batches", help="Training batches for BN "
                                       "recalibration."),
+    val_samples: int | None = typer.Option(None, "--val-samples", help="Score sub-networks on "
+                                           "the first N validation signals (default: all)."),
     standalone: bool = typer.Option(True, "--standalone/--no-standalone",
                                     help="Train the fitted table's best cell stand-alone."),
     threads: int = typer.Option(1, "--threads", help="Torch threads."),
@@ -215,7 +219,8 @@ def bench_oneshot_cmd(
     if json_out is not None:
         check_output(json_out, "--json")
     cfg = OneshotBench(truth=truth, space=space, dataset=dataset, recipe=recipe, width=width,
-                       depth=depth, seeds=check_seeds(seeds), epochs=epochs, samples=samples,
+                       depth=depth, seeds=check_seeds(seeds, first_seed), epochs=epochs,
+                       samples=samples, val_samples=val_samples,
                        predictor=predictor, predictor_params=parse_sets(sets), score=score,
                        bn_recalibrate=bn_recal, calib_batches=calib_batches,
                        standalone=standalone, work_dir=work_dir, threads=threads)
