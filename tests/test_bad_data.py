@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from archrank.benchmarks import load_benchmark
+from archrank.tables import load_benchmark
 from conftest import one_line_error
 from test_options import CELLS
 

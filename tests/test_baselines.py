@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import archrank.predictors  # noqa: F401  (registers the predictors)
-from archrank.benchmarks import load_benchmark
 from archrank.errors import ArchrankError
 from archrank.metrics import kendall_tau
 from archrank.predictors.base import PREDICTORS, Predictor, make_predictor
 from archrank.predictors.gcn import edge_to_node_form, node_form_vocabulary
 from archrank.spaces import get_space
 from archrank.spaces.base import GraphBatch
+from archrank.tables import load_benchmark
 
 NEURAL = ("mlp", "gcn", "lstm")
 TREES = ("xgb", "xgb_path", "rf", "rf_path")

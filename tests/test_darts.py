@@ -296,7 +296,7 @@ def test_tables_of_darts_cells_read_back(darts, tmp_path) -> None:
     export --csv`` write) is a benchmark of the darts space."""
     import csv
 
-    from archrank.benchmarks import load_benchmark
+    from archrank.tables import load_benchmark
 
     gs = darts.sample(3, np.random.default_rng(2))
     path = tmp_path / "darts.csv"

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from archrank import encodings as E
-from archrank.benchmarks import load_benchmark
 from archrank.spaces import get_space
 from archrank.spaces.base import GraphBatch
+from archrank.tables import load_benchmark
 
 SPACES = ("nb201", "nb101", "nbgraph")
 

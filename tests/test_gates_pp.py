@@ -114,7 +114,7 @@ def test_cache_of_another_space_and_missing_signals_are_errors(tmp_path: Path) -
 
 
 def test_nb101_exact_costs_match_the_table(nb101_csv: Path) -> None:
-    from archrank.benchmarks import load_benchmark
+    from archrank.tables import load_benchmark
 
     space = get_space("nb101")
     table = load_benchmark(nb101_csv, space)

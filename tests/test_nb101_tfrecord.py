@@ -18,8 +18,8 @@ from archrank.errors import ArchrankError, BenchmarkFormatError
 
 pytest.importorskip("archrank.spaces.nb101", reason="nb101 space not available yet")
 
-from archrank.benchmarks import load_benchmark, scan_benchmark
-from archrank.benchmarks.nb101_tfrecord import (
+from archrank.tables import load_benchmark, scan_benchmark
+from archrank.tables.nb101_tfrecord import (
     crc32c,
     crc32c_many,
     decode_model_metrics,

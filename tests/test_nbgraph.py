@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from archrank.benchmarks.nbgraph import bench_file
-from archrank.benchmarks.safe_pickle import load_pickle_file
 from archrank.errors import InvalidArchitecture
 from archrank.spaces import get_space
 from archrank.spaces.nbgraph import (
@@ -26,6 +24,8 @@ from archrank.spaces.nbgraph import (
     decode_key,
     encode_key,
 )
+from archrank.tables.nbgraph import bench_file
+from archrank.tables.safe_pickle import load_pickle_file
 
 
 @pytest.fixture(scope="module")

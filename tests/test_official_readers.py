@@ -16,18 +16,18 @@ import numpy as np
 import pytest
 import torch
 
-from archrank.benchmarks import load_benchmark
-from archrank.benchmarks.nats import read_nats
-from archrank.benchmarks.nb201_pth import load_pth, read_nb201_pth
-from archrank.benchmarks.nbgraph import DATASETS, read_nbgraph
-from archrank.benchmarks.safe_pickle import (
+from archrank.errors import ArchrankError, BenchmarkFormatError, NotInBenchmark
+from archrank.spaces import get_space
+from archrank.spaces.nbgraph import NBGraphSpace
+from archrank.tables import load_benchmark
+from archrank.tables.nats import read_nats
+from archrank.tables.nb201_pth import load_pth, read_nb201_pth
+from archrank.tables.nbgraph import DATASETS, read_nbgraph
+from archrank.tables.safe_pickle import (
     TensorSkippingUnpickler,
     load_pickle_file,
     safe_loads,
 )
-from archrank.errors import ArchrankError, BenchmarkFormatError, NotInBenchmark
-from archrank.spaces import get_space
-from archrank.spaces.nbgraph import NBGraphSpace
 
 # --------------------------------------------------------------------------------------------
 # NAS-Bench-Graph (real tables shipped in the nas-bench-graph package)
@@ -114,7 +114,7 @@ def test_nbgraph_through_load_benchmark() -> None:
 
 
 def test_nbgraph_bad_bench_contents(tmp_path: Path) -> None:
-    from archrank.benchmarks.nbgraph import table_from_dict
+    from archrank.tables.nbgraph import table_from_dict
 
     space = get_space("nbgraph")
     good = {"valid_perf": 0.5, "perf": 0.5, "latency": 0.1, "para": np.float64(0.2)}

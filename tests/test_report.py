@@ -86,7 +86,7 @@ def test_search_json_keeps_every_seed_curve(search_json):
 
 
 def test_predictor_json_has_scatter_samples(predictor_json, nb201_csv):
-    from archrank.benchmarks import load_benchmark
+    from archrank.tables import load_benchmark
 
     data = json.loads(predictor_json.read_text())
     assert data["kind"] == "bench-predictor" and data["schema"] == 1 and data["seeds"] == [0, 1]
@@ -157,7 +157,7 @@ def test_scatter_figure_reports_kendall_tau(predictor_json):
 
 
 def test_pareto_front_on_nb101_params(nb101_csv):
-    from archrank.benchmarks import load_benchmark
+    from archrank.tables import load_benchmark
 
     bench = load_benchmark(str(nb101_csv), get_space("nb101"))
     cost, acc = bench.values("params"), bench.values("val_acc_108")
@@ -506,9 +506,9 @@ def _score_table(path: Path, every: int = 50) -> tuple[list, np.ndarray]:
     """A score table written by oneshot's own writer from real nb201.csv cells: CIFAR-10 test
     accuracy as the fitted score, CIFAR-100 as the 'supernet' score of the first 100 cells,
     exact params/FLOPs, a latency proportional to FLOPs."""
-    from archrank.benchmarks import load_benchmark
     from archrank.nn.counting import nb201_costs
     from archrank.oneshot.fit import ScoreTable
+    from archrank.tables import load_benchmark
 
     space = get_space("nb201")
     table = load_benchmark(str(shared_file("nb201.csv")), space)

@@ -9,8 +9,8 @@ import os
 import numpy as np
 import pytest
 
-from archrank.benchmarks import load_benchmark
 from archrank.runs.store import LOCK_NAME, RunStore
+from archrank.tables import load_benchmark
 from conftest import one_line_error
 from test_options import CELLS
 

@@ -10,13 +10,13 @@ import torch
 
 import archrank.predictors.ssa as ssa_mod
 from archrank.autoencoder import GraphAutoEncoder
-from archrank.benchmarks import load_benchmark
 from archrank.errors import ArchrankError
 from archrank.metrics import kendall_tau
 from archrank.predictors.base import Predictor, make_predictor
 from archrank.predictors.ssa import SSAPredictor, graph_keys, graphs_from_keys
 from archrank.spaces import get_space
 from archrank.spaces.base import GraphBatch
+from archrank.tables import load_benchmark
 
 # Small and single-threaded: these tests check behaviour, the benchmarks check quality.
 FAST = {"ae_steps": 60, "ae_hidden": 16, "embed_dim": 8, "steps": 100, "hidden": 16,

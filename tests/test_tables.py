@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archrank.benchmarks import TabularBenchmark, load_benchmark, scan_benchmark
 from archrank.errors import ArchrankError, BenchmarkFormatError, NotInBenchmark
 from archrank.oracles.tabular import TabularOracle
 from archrank.spaces import get_space
+from archrank.tables import TabularBenchmark, load_benchmark, scan_benchmark
 
 A1 = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
       "+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")

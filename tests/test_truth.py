@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from archrank.benchmarks import load_benchmark
 from archrank.errors import ArchrankError
 from archrank.executors import InlineExecutor
 from archrank.oracles.training import TrainingOracle, TrainRecipe
+from archrank.tables import load_benchmark
 from archrank.truth import TruthBuilder, journal_path, noise_ceiling
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -283,8 +283,8 @@ def read_truth(path: str | Path, space: str, recipe: str | Path | None = None) -
     The setting comes from ``recipe`` (a ``bench table --json`` report or a truth journal)
     when given, else from the journal beside the table (``TABLE.csv.journal.jsonl``), else
     from ``TABLE.json`` (the ``--json`` report of ``bench table``, same name)."""
-    from archrank.benchmarks import load_benchmark
     from archrank.spaces import get_space
+    from archrank.tables import load_benchmark
 
     path = Path(path)
     if not path.is_file():

@@ -26,12 +26,12 @@ from archrank.bench.common import (
     parse_list,
     stat,
 )
-from archrank.benchmarks import load_benchmark
 from archrank.errors import ArchrankError
 from archrank.metrics import ranking_report
 from archrank.predictors.base import make_predictor, predictor_class
 from archrank.spaces import get_space
 from archrank.spaces.base import GraphBatch, SearchSpace
+from archrank.tables import load_benchmark
 
 METRICS = ("kendall_tau", "spearman", "precision_at_5pct", "n_at_10")
 # What ``bench predictor --json`` writes (``archrank report`` reads by kind; bump the schema when

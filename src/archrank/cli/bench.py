@@ -12,16 +12,16 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from archrank.benchmarks import with_filters
 from archrank.cli.app import FILTER_HELP, bench_app, console
 from archrank.files import check_output, write_json
+from archrank.tables import with_filters
 
 
 def check_report(spec: str, space_name: str, metric: str | None = None,
                  show: int = 5) -> dict[str, Any]:
     """Everything ``bench check`` reports, as a JSON-able dict."""
-    from archrank.benchmarks import scan_benchmark
     from archrank.spaces import get_space
+    from archrank.tables import scan_benchmark
 
     space = get_space(space_name)
     start = time.perf_counter()

@@ -10,11 +10,11 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from archrank.benchmarks import with_filters
 from archrank.cli.app import FILTER_HELP, bench_app, console, err, parse_sets
 from archrank.cli.search import keep_partial, save_report
 from archrank.errors import ArchrankError, Interrupted
 from archrank.files import check_output, write_json
+from archrank.tables import with_filters
 
 
 @bench_app.command("predictor")

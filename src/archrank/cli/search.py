@@ -20,10 +20,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from archrank.benchmarks import with_filters
 from archrank.cli.app import FILTER_HELP, app, bench_app, console, err, parse_sets
 from archrank.errors import ArchrankError, Interrupted
 from archrank.files import check_output, write_json, write_output
+from archrank.tables import with_filters
 
 runs_app = typer.Typer(
     help="Inspect and export search run directories (also while the search is running, or "
@@ -480,8 +480,8 @@ def runs_export(
     Example: archrank runs export runs/demo --jsonl --out evals.jsonl
              archrank runs export runs/demo --csv --out evals.csv
     """
-    from archrank.benchmarks.table import write_csv
     from archrank.runs.store import RunStore
+    from archrank.tables.table import write_csv
 
     if jsonl and csv:
         raise ArchrankError("give --jsonl or --csv, not both")

@@ -123,7 +123,7 @@ def _fill_cache(space_name: str, table: str | None, proxies: str | None, workers
     ZCSetting.benchmark(space_name)  # a space with networks, or a clear error
     space = get_space(space_name)
     if table is not None:
-        from archrank.benchmarks import load_benchmark
+        from archrank.tables import load_benchmark
 
         cells = list(load_benchmark(table, space).archs)
     else:

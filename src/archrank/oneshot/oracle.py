@@ -13,11 +13,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from archrank.benchmarks.table import content_fingerprint
 from archrank.errors import ArchrankError
 from archrank.oneshot.checkpoint import load_checkpoint
 from archrank.oneshot.scoring import ScoreOptions, SubnetScorer
 from archrank.oracles.base import Evaluation, Oracle
+from archrank.tables.table import content_fingerprint
 
 
 class SupernetOracle(Oracle):

@@ -61,8 +61,8 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
                  executor: Executor, workers: int = 1, search_kwargs: dict | None = None,
                  on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every (method, seed) search, train the picks stand-alone, report per method."""
-    from archrank.benchmarks import load_benchmark
     from archrank.oracles.training import TrainingOracle, TrainRecipe
+    from archrank.tables import load_benchmark
 
     for m in methods:
         if m not in METHODS:

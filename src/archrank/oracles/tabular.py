@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from archrank.benchmarks.table import TabularBenchmark
 from archrank.oracles.base import Evaluation, Oracle
 from archrank.spaces.base import SearchSpace
+from archrank.tables.table import TabularBenchmark
 
 
 class TabularOracle(Oracle):

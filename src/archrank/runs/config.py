@@ -99,7 +99,7 @@ def _show(value: Any) -> str:
 def normalise_bench(spec: str) -> str:
     """A file benchmark as an absolute path (so a resume from elsewhere finds the same file);
     ``nbgraph:DATASET`` and other ``kind:name`` specs unchanged."""
-    from archrank.benchmarks import split_spec
+    from archrank.tables import split_spec
 
     whole = str(spec)
     spec, filters = split_spec(whole)
@@ -112,14 +112,14 @@ def normalise_bench(spec: str) -> str:
 # -- building the search from a configuration ------------------------------------------------
 @cache
 def _benchmark(spec: str, space_name: str, stamp: tuple[int, int] | None = None) -> Any:
-    from archrank.benchmarks import load_benchmark
+    from archrank.tables import load_benchmark
 
     return load_benchmark(spec, get_space(space_name), one_table=True)
 
 
 def _stamp(spec: str) -> tuple[int, int] | None:
     """Modification time and size of a table file: a file changed on disk is read again."""
-    from archrank.benchmarks import split_spec
+    from archrank.tables import split_spec
 
     try:
         st = Path(split_spec(spec)[0]).stat()

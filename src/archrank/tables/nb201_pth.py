@@ -4,7 +4,7 @@ Each is a ``torch.save`` of ``{"meta_archs": [arch string, ...], "arch2infos": {
 {"less": ArchResults, "full": ArchResults}}, "evaluated_indexes": [...]}``: ``full`` is the
 200-epoch schedule, ``less`` the 12-epoch one (in v1_0 only for cifar10-valid). The
 ArchResults state dicts are the same as NATS-Bench's, so the columns are those of
-``archrank.benchmarks.nats``.
+``archrank.tables.nats``.
 
 Loading never runs the file. ``torch.load(weights_only=True)`` would be safe too, but its
 unpickler is pure Python (20x slower than the C one here: tens of minutes for the 2-5 GB
@@ -21,10 +21,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from archrank.benchmarks.nats import build_table
-from archrank.benchmarks.safe_pickle import SafeUnpickler, TensorSkippingUnpickler, safe_load
-from archrank.benchmarks.table import TabularBenchmark
 from archrank.errors import BenchmarkFormatError
+from archrank.tables.nats import build_table
+from archrank.tables.safe_pickle import SafeUnpickler, TensorSkippingUnpickler, safe_load
+from archrank.tables.table import TabularBenchmark
 
 HP_KEYS = {"200": "full", "12": "less"}
 TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a legacy torch.save file

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from archrank.benchmarks.safe_pickle import TensorSkippingUnpickler, load_pickle_file
-from archrank.benchmarks.table import TabularBenchmark
 from archrank.errors import BenchmarkFormatError, InvalidArchitecture
+from archrank.tables.safe_pickle import TensorSkippingUnpickler, load_pickle_file
+from archrank.tables.table import TabularBenchmark
 
 EXT = "pickle.pbz2"
 # (dataset, evaluation set) -> column

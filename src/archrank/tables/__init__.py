@@ -1,4 +1,5 @@
-"""Benchmarks: tabular oracles read from files users bring (CSV, JSON Lines, official formats).
+"""Tabular benchmarks: tables of evaluated cells read from files users bring (CSV, JSON Lines,
+official formats), named apart from the `archrank.bench` experiment harnesses.
 
 ``load_benchmark(spec, space)`` picks the reader from the spec:
 
@@ -19,10 +20,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from archrank.benchmarks.table import TableScan, TabularBenchmark, scan_table
 from archrank.errors import ArchrankError
 from archrank.spaces import get_space
 from archrank.spaces.base import SearchSpace
+from archrank.tables.table import TableScan, TabularBenchmark, scan_table
 
 FORMATS = ("FILE.csv", "FILE.jsonl", "FILE.json", "FILE.tfrecord (NAS-Bench-101)",
            "FILE.pth (NAS-Bench-201)", "FILE.pickle.pbz2 or DIR (NATS-Bench)", "nbgraph:DATASET")
@@ -155,21 +156,21 @@ def _load(spec: str, space: SearchSpace) -> TabularBenchmark:
     if kind in ("csv", "json"):
         return scan_table(spec, space).bench
     if kind == "tfrecord":
-        from archrank.benchmarks.nb101_tfrecord import read_nb101_tfrecord
+        from archrank.tables.nb101_tfrecord import read_nb101_tfrecord
 
         _require(space, "nb101", spec)
         return read_nb101_tfrecord(spec)
     if kind == "pth":
-        from archrank.benchmarks.nb201_pth import read_nb201_pth
+        from archrank.tables.nb201_pth import read_nb201_pth
 
         _require(space, "nb201", spec)
         return _check_space(read_nb201_pth(spec), space, spec)
     if kind == "nats":
-        from archrank.benchmarks.nats import read_nats
+        from archrank.tables.nats import read_nats
 
         _require(space, "nb201", spec)
         return _check_space(read_nats(spec), space, spec)
-    from archrank.benchmarks.nbgraph import read_nbgraph
+    from archrank.tables.nbgraph import read_nbgraph
 
     _require(space, "nbgraph", spec)
     return _check_space(read_nbgraph(spec.split(":", 1)[1]), space, spec)
@@ -200,7 +201,7 @@ def scan_benchmark(spec: str | Path, space: SearchSpace | str) -> TableScan:
     if kind in ("csv", "json"):
         return scan_table(spec, space, lenient=True)
     if kind == "tfrecord":
-        from archrank.benchmarks.nb101_tfrecord import scan_nb101_tfrecord
+        from archrank.tables.nb101_tfrecord import scan_nb101_tfrecord
 
         _require(space, "nb101", spec)
         return scan_nb101_tfrecord(spec, lenient=True)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from archrank.benchmarks.safe_pickle import load_pickle_file
-from archrank.benchmarks.table import TabularBenchmark
 from archrank.errors import ArchrankError, BenchmarkFormatError
 from archrank.spaces.nbgraph import PROTEINS_OPS, NBGraphSpace
+from archrank.tables.safe_pickle import load_pickle_file
+from archrank.tables.table import TabularBenchmark
 
 DATASETS = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv",
             "proteins")

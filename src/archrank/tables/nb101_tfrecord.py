@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from archrank.benchmarks.table import RowProblem, TableScan, TabularBenchmark
 from archrank.errors import ArchrankError, BenchmarkFormatError
+from archrank.tables.table import RowProblem, TableScan, TabularBenchmark
 
 # -- CRC-32C (Castagnoli), reflected polynomial 0x82F63B78 --------------------------------
 
