@@ -52,6 +52,38 @@ def test_op_features_follow_the_networks() -> None:
     assert t101.row("conv3x3-bn-relu")["params"] > t101.row("conv1x1-bn-relu")["params"]
 
 
+def test_linear_costs_and_standardised_columns_separate_similar_ops() -> None:
+    """On the log scale a 1x1 convolution costs 0.86 of a 3x3 one (nearly a duplicate row on
+    nb101's 5 ops); linearly it is about 1/9, and standardised columns keep every op apart."""
+    from archrank.predictors.gates_pp import standardise_columns
+
+    space = get_space("nb101")
+    log, lin = op_features(space), op_features(space, "linear")
+    assert log.row("conv1x1-bn-relu")["params"] > 0.8
+    assert 0.08 < lin.row("conv1x1-bn-relu")["params"] < 0.15
+    assert lin.row("conv3x3-bn-relu")["params"] == 1.0
+    std = standardise_columns(torch.as_tensor(lin.matrix))
+    assert std.shape[1] < lin.matrix.shape[1]  # constant columns (unused families) dropped
+    np.testing.assert_allclose(std.mean(0).numpy(), 0, atol=1e-6)
+    np.testing.assert_allclose(std.std(0).numpy(), 1, atol=1e-5)
+    assert len({tuple(r) for r in std.numpy().round(4).tolist()}) == len(lin.ops)
+    with pytest.raises(ArchrankError, match="op cost scale must be one of log, linear"):
+        op_features(space, "cubic")
+    with pytest.raises(ArchrankError, match="op_costs must be one of log, linear"):
+        make_predictor("gates++", space, op_costs="cubic")
+
+
+def test_projection_can_start_at_zero() -> None:
+    """``proj_scale=0``: the untrained network's gates are GATES's free embeddings alone; the
+    feature projection only adds what training finds."""
+    space = get_space("nb101")
+    model = make_predictor("gates++", space, op_info=1, proj_scale=0, free_scale=1)
+    layer = model.build_model().gates.layers[0]
+    assert float(layer.op_proj.weight.abs().sum()) == 0.0
+    free = torch.sigmoid(layer.gate(layer.op_emb.weight))
+    torch.testing.assert_close(layer.gate_table(), free)
+
+
 # -- zero-cost cache -----------------------------------------------------------------------
 def _cells(name: str, n: int) -> list:
     space = get_space(name)

@@ -242,3 +242,18 @@ def test_bench_search_side_by_side(config):
         report["strategies"]["random"]["best_at"]["60"]
     with pytest.raises(ArchrankError, match="listed twice"):
         bench_search(config, ["rea", "rea"], 1)
+
+
+def test_bench_search_first_seed_runs_fresh_seeds(config):
+    """``first_seed`` shifts the seeds (a setting chosen on 0-19 checked on 20-39): the
+    same searches as those seeds of a run from 0."""
+    short = replace(config, budget=12)
+    later = bench_search(short, ["random"], 2, first_seed=3, stop_at_optimum=False)
+    assert later["first_seed"] == 3
+    runs = later["strategies"]["random"]["runs"]
+    assert [r["seed"] for r in runs] == [3, 4]
+    whole = bench_search(short, ["random"], 5, stop_at_optimum=False)
+    assert [r["curve"] for r in whole["strategies"]["random"]["runs"][3:]] == \
+        [r["curve"] for r in runs]
+    with pytest.raises(ArchrankError, match="--first-seed must be at least 0"):
+        bench_search(short, ["random"], 1, first_seed=-1)

@@ -24,9 +24,11 @@ params       parameters and
 flops        multiply-accumulates the op adds to the benchmark network where it sits
              (``archrank.nn`` counting: on nb201 one edge of every cell at C=16, N=5,
              3x32x32; on nb101 one vertex of every cell at 128 channels, 3 cells per stack,
-             vertex width = its stack's width), as ``log1p`` scaled to the largest op of the
-             space; nbgraph has no network skeleton here, so its two columns are relative
-             (``weights`` for both)
+             vertex width = its stack's width), scaled to the largest op of the space, as
+             ``log1p`` (``costs="log"``) or as a plain fraction (``costs="linear"``: a 1x1
+             convolution about 1/9 of a 3x3, where the log scale makes it 0.86 of it and the
+             two rows near duplicates); nbgraph has no network skeleton here, so its two
+             columns are relative (``weights`` for both)
 """
 
 from __future__ import annotations
@@ -123,27 +125,38 @@ def _costs_nb101(ops: tuple[str, ...]) -> dict[str, tuple[float, float]]:
     return out
 
 
-def op_features(space: Any) -> OpTable:
-    """The feature table of ``space``'s op vocabulary (see the module docstring)."""
+COST_SCALES = ("log", "linear")
+
+
+def op_features(space: Any, costs: str = "log") -> OpTable:
+    """The feature table of ``space``'s op vocabulary (see the module docstring).
+
+    ``costs``: how the ``params`` / ``flops`` columns are scaled to the largest op: ``log``
+    (``log1p``) or ``linear`` (a plain fraction, so a 1x1 convolution is about 1/9 of a 3x3
+    one rather than 0.86 of it on the log scale)."""
+    if costs not in COST_SCALES:
+        raise ArchrankError(f"op cost scale must be one of {', '.join(COST_SCALES)}, "
+                            f"not {costs!r}")
     ops = tuple(space.edge_op_names if space.op_on == "edge" else space.node_op_names)
     unknown = [op for op in ops if op not in _OPS]
     if unknown:
         raise ArchrankError(f"no op description for {unknown[0]!r} of space {space.name!r}")
     if space.name == "nb201":
-        costs = _costs_nb201(ops)
+        raw = _costs_nb201(ops)
     elif space.name == "nb101":
-        costs = _costs_nb101(ops)
+        raw = _costs_nb101(ops)
     else:  # no skeleton: relative cost from the weight matrices
-        costs = {op: (float(_OPS[op][5]), float(_OPS[op][5])) for op in ops}
-    top_p = max(math.log1p(p) for p, _ in costs.values()) or 1.0
-    top_f = max(math.log1p(f) for _, f in costs.values()) or 1.0
+        raw = {op: (float(_OPS[op][5]), float(_OPS[op][5])) for op in ops}
+    scale = math.log1p if costs == "log" else float
+    top_p = max(scale(p) for p, _ in raw.values()) or 1.0
+    top_f = max(scale(f) for _, f in raw.values()) or 1.0
     rows = []
     for op in ops:
         family, agg, kernel, separable, hops, weights = _OPS[op]
-        params, flops = costs[op]
+        params, flops = raw[op]
         numeric = [kernel / 3, float(kernel > 0), float(separable), float(weights > 0),
-                   float(hops), weights / 3, float(op in _ROOT), math.log1p(params) / top_p,
-                   math.log1p(flops) / top_f]
+                   float(hops), weights / 3, float(op in _ROOT), scale(params) / top_p,
+                   scale(flops) / top_f]
         rows.append([float(f == family) for f in FAMILIES]
                     + [float(a == agg) for a in AGGREGATIONS] + numeric)
     return OpTable(space.name, ops, COLUMNS, np.asarray(rows, dtype=np.float32))

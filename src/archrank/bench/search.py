@@ -156,14 +156,17 @@ def bench_search(
     stop_at_optimum: bool = True,
     strategy_params: dict[str, dict[str, Any]] | None = None,
     progress: Callable[[dict[str, Any], int, int], None] | None = None,
+    first_seed: int = 0,
 ) -> dict[str, Any]:
-    """Run every strategy for seeds ``0..seeds-1`` with ``base``'s settings; a JSON report.
+    """Run every strategy for seeds ``first_seed..first_seed+seeds-1`` with ``base``'s
+    settings; a JSON report (a later run can check on fresh seeds a setting chosen on the
+    first ones).
 
     ``stop_at_optimum`` (default) ends each search when it finds the table's best value: the
     figures are the same (best-so-far stays at the optimum) and it saves time, which makes
     large budgets (queries to the optimum without a cap) affordable.
     """
-    check_seeds(seeds)
+    check_seeds(seeds, first_seed)
     if jobs < 1:
         raise ArchrankError(f"--jobs must be at least 1, not {jobs}")
     if not strategies:
@@ -181,7 +184,7 @@ def bench_search(
         if cfg.label in labels:
             raise ArchrankError(f"strategy {name!r} is listed twice")
         labels.append(cfg.label)
-        configs.extend(replace(cfg, seed=s) for s in range(seeds))
+        configs.extend(replace(cfg, seed=s) for s in range(first_seed, first_seed + seeds))
     # Fail fast (missing table, bad metric, uncovered space, a bad --set option) before any
     # process starts.
     optimum = build_oracle(base).optimum()  # type: ignore[attr-defined]
@@ -194,8 +197,10 @@ def bench_search(
     results: list[dict[str, Any]] = []
 
     def report() -> dict[str, Any]:
-        return _report(base, seeds, labels, results, optimum, jobs, stop_at_optimum,
-                       time.perf_counter() - t0)
+        out = _report(base, range(first_seed, first_seed + seeds), labels, results, optimum,
+                      jobs, stop_at_optimum, time.perf_counter() - t0)
+        out["first_seed"] = first_seed
+        return out
 
     if jobs == 1:
         try:
@@ -231,7 +236,7 @@ def _interrupted(report: dict[str, Any], total: int) -> Interrupted:
                        "cut short is never counted)")
 
 
-def _report(base: SearchConfig, seeds: int, labels: list[str], results: list[dict[str, Any]],
+def _report(base: SearchConfig, seeds: range, labels: list[str], results: list[dict[str, Any]],
             optimum: float, jobs: int, stop_at_optimum: bool,
             seconds: float) -> dict[str, Any]:
     """The JSON report of the finished searches (per strategy, in the order given)."""
@@ -239,7 +244,7 @@ def _report(base: SearchConfig, seeds: int, labels: list[str], results: list[dic
     for r in results:
         by_label[r["label"]].append(r)
     return envelope(
-        KIND, SCHEMA, "bench search", range(seeds),
+        KIND, SCHEMA, "bench search", seeds,
         space=base.space, bench=base.bench, metric=base.metric,
         space_from_bench=base.space_from_bench, budget=base.budget, optimum=optimum,
         jobs=jobs, stop_at_optimum=stop_at_optimum, seconds=round(seconds, 2),

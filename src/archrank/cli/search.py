@@ -365,6 +365,9 @@ def bench_search_cmd(
                                    help="Comma-separated strategy names."),
     budget: int = typer.Option(150, "--budget", help="Evaluations per search."),
     seeds: int = typer.Option(20, "--seeds", help="Seeds per strategy (0..N-1)."),
+    first_seed: int = typer.Option(0, "--first-seed",
+                                   help="First seed (seeds FIRST..FIRST+N-1), to check a "
+                                   "setting on fresh seeds."),
     space_from_bench: bool = typer.Option(False, "--space-from-bench",
                                           help="Search only the table's architectures."),
     jobs: int = typer.Option(1, "--jobs", help="Searches run in parallel processes."),
@@ -410,7 +413,7 @@ def bench_search_cmd(
     try:
         report = bench_search(base, names, seeds, jobs=jobs, stop_at_optimum=stop_at_optimum,
                               strategy_params=parse_sets(sets, prefixed="STRATEGY.KEY"),
-                              progress=progress)
+                              progress=progress, first_seed=first_seed)
     except Interrupted as exc:
         report = exc.partial
         if report and report["strategies"]:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from archrank.errors import ArchrankError
-from archrank.opinfo import op_features
+from archrank.opinfo import COST_SCALES, op_features
 from archrank.predictors.base import signal_names
 from archrank.predictors.gates import GatesNet, GatesPredictor, mlp_trunk, op_count
 from archrank.spaces.base import GraphBatch, SearchSpace
@@ -37,6 +37,15 @@ AUTO_ARCH_INPUTS: dict[str, str] = {
     "nb201": "flops,params,synflow",
     "nb101": "flops,params",
 }
+
+
+def standardise_columns(feats: torch.Tensor) -> torch.Tensor:
+    """Op features with every column that varies over the space's ops at zero mean and unit
+    variance, the constant ones dropped: two ops that differ in one column (a 3x3 vs a 1x1
+    convolution) then start as far apart as two that differ in family."""
+    std = feats.std(dim=0)
+    keep = std > 1e-6
+    return (feats[:, keep] - feats[:, keep].mean(dim=0)) / std[keep]
 
 
 class GatesPPNet(nn.Module):
@@ -93,6 +102,9 @@ class GatesPPPredictor(GatesPredictor):
         "aux_targets": "",     # comma-separated columns of labelled cells (table-specific)
         "arch_hidden": 32,     # width of the arch-input MLP
         "arch_fusion": "concat",  # concat: into the head's input; add: a score of its own
+        "op_costs": "log",     # params / flops op features: log (log1p) or linear fraction
+        "op_norm": 0,          # 1: standardise each op feature column over the space's ops
+        "proj_scale": 1.0,     # initial scale of the feature projection (0: starts at zero)
         "free_scale": 0.0,     # initial scale of the free op embedding (0: starts as the
                                # projection of the features alone; measured best)
     }
@@ -107,6 +119,9 @@ class GatesPPPredictor(GatesPredictor):
         if str(self.hp["op_info"]).lower() not in ("auto", "0", "1", "true", "false"):
             raise ArchrankError(f"gates++ op_info must be auto, 0 or 1, not "
                                 f"{self.hp['op_info']!r}")
+        if self.hp["op_costs"] not in COST_SCALES:
+            raise ArchrankError(f"gates++ op_costs must be one of {', '.join(COST_SCALES)}, "
+                                f"not {self.hp['op_costs']!r}")
         if self.hp["arch_fusion"] not in ("concat", "add"):
             raise ArchrankError(f"gates++ arch_fusion must be concat or add, not "
                                 f"{self.hp['arch_fusion']!r}")
@@ -124,7 +139,9 @@ class GatesPPPredictor(GatesPredictor):
         hp = self.hp
         feats = None
         if self.op_info():
-            feats = torch.as_tensor(op_features(self.space).matrix)
+            feats = torch.as_tensor(op_features(self.space, str(hp["op_costs"])).matrix)
+            if int(hp["op_norm"]):
+                feats = standardise_columns(feats)
         gates = {"op_on": self.space.op_on, "n_ops": op_count(self.space),
                  "op_dim": int(hp["op_dim"]), "dim": int(hp["dim"]),
                  "layers": int(hp["layers"]), "readout": self.readout(),
@@ -138,4 +155,6 @@ class GatesPPPredictor(GatesPredictor):
             with torch.no_grad():
                 for layer in net.gates.layers:
                     layer.op_emb.weight.mul_(float(hp["free_scale"]))
+                    layer.op_proj.weight.mul_(float(hp["proj_scale"]))
+                    layer.op_proj.bias.mul_(float(hp["proj_scale"]))
         return net
