@@ -58,6 +58,8 @@ _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 _NODES = NUM_INPUTS + NUM_INTERMEDIATE      # 6 nodes a pair may read from
 _PAIR_CODES = len(DARTS_OPS) * _NODES        # codes of one (op, input) pair
 _GRAPH_NODES = NUM_INPUTS + 2 * (NUM_PAIRS + 1) + 1  # 21
+_ROW = "_row"    # attribute caching a genotype's packed integer row (see DartsSpace.arrays)
+_ROW_WIDTH = 2 * NUM_PAIRS + _NODES  # per cell: 8 ops, 8 inputs, 6 concat flags
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,13 @@ def _json_fields(text: str) -> dict[str, Any]:
 
 
 # -- canonical codes, batched ----------------------------------------------------------------
+def _unpack(packed: np.ndarray) -> dict[str, np.ndarray]:
+    """``DartsSpace.arrays``'s dict from packed rows [B, 2, 22] (int8)."""
+    return {"ops": packed[:, :, :NUM_PAIRS].astype(np.int64),
+            "srcs": packed[:, :, NUM_PAIRS:2 * NUM_PAIRS].astype(np.int64),
+            "concat": packed[:, :, 2 * NUM_PAIRS:].astype(bool)}
+
+
 def _renumberings() -> np.ndarray:
     """Every order of the intermediate nodes, as ``perm[old] = new`` over all 6 nodes."""
     out = []
@@ -316,18 +325,26 @@ class DartsSpace(SearchSpace[Genotype]):
     # -- identity -----------------------------------------------------------------------------
     def arrays(self, archs: Sequence[Genotype]) -> dict[str, np.ndarray]:
         """Integer arrays of a batch: ops/srcs [B, 2, 8] and concat bool [B, 2, 6]
-        (axis 1: normal, reduce)."""
-        b = len(archs)
-        ops = np.empty((b, 2, NUM_PAIRS), dtype=np.int64)
-        srcs = np.empty((b, 2, NUM_PAIRS), dtype=np.int64)
-        concat = np.zeros((b, 2, _NODES), dtype=bool)
-        index = self._op_index
-        for n, g in enumerate(archs):
-            for c, (pairs, cat) in enumerate((g.cell("normal"), g.cell("reduce"))):
-                ops[n, c] = [index[o] for o, _ in pairs]
-                srcs[n, c] = [s for _, s in pairs]
-                concat[n, c, list(cat)] = True
-        return {"ops": ops, "srcs": srcs, "concat": concat}
+        (axis 1: normal, reduce).
+
+        Each genotype keeps its row (``_ROW``) once computed, and the genotypes ``sample``
+        and ``from_codes`` make carry theirs from birth, so hashing a pool and building its
+        graph tensors read the strings once, not twice."""
+        rows = [g.__dict__.get(_ROW) for g in archs]
+        missing = [n for n, r in enumerate(rows) if r is None]
+        if missing:
+            index = self._op_index
+            for n in missing:
+                g = archs[n]
+                row = np.zeros((2, _ROW_WIDTH), dtype=np.int8)
+                for c, (pairs, cat) in enumerate((g.cell("normal"), g.cell("reduce"))):
+                    row[c, :NUM_PAIRS] = [index[o] for o, _ in pairs]
+                    row[c, NUM_PAIRS:2 * NUM_PAIRS] = [s for _, s in pairs]
+                    row[c, 2 * NUM_PAIRS + np.array(cat, dtype=np.int64)] = 1
+                object.__setattr__(g, _ROW, row)
+                rows[n] = row
+        packed = (np.stack(rows) if rows else np.zeros((0, 2, _ROW_WIDTH), dtype=np.int8))
+        return _unpack(packed)
 
     def hashes(self, archs: Sequence[Genotype]) -> list[str]:
         """Canonical hashes of a batch (vectorised)."""
@@ -370,8 +387,17 @@ class DartsSpace(SearchSpace[Genotype]):
             return tuple(zip(names[ops].tolist(), srcs.tolist(), strict=True))
 
         (no, ns), (ro, rs) = cells
-        return [Genotype(pairs(no[i], ns[i]), ALL_CONCAT, pairs(ro[i], rs[i]), ALL_CONCAT)
-                for i in range(n)]
+        packed = np.zeros((n, 2, _ROW_WIDTH), dtype=np.int8)
+        for c, (ops, srcs) in enumerate(cells):
+            packed[:, c, :NUM_PAIRS] = ops
+            packed[:, c, NUM_PAIRS:2 * NUM_PAIRS] = srcs
+        packed[:, :, 2 * NUM_PAIRS + NUM_INPUTS:] = 1  # every intermediate node concatenated
+        out = []
+        for i in range(n):
+            g = Genotype(pairs(no[i], ns[i]), ALL_CONCAT, pairs(ro[i], rs[i]), ALL_CONCAT)
+            object.__setattr__(g, _ROW, packed[i])
+            out.append(g)
+        return out
 
     # -- path codes (the weight-sharing supernet's) ---------------------------------------------
     def codes(self, archs: Sequence[Genotype]) -> np.ndarray:
