@@ -50,6 +50,7 @@ DARTS_OPS: tuple[str, ...] = (
     "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
     "dil_conv_3x3", "dil_conv_5x5",
 )
+MIXED_OPS: tuple[str, ...] = ("none", *DARTS_OPS)  # a supernet edge's candidates (relaxation)
 NUM_INPUTS = 2          # cell inputs: c_{k-2}, c_{k-1}
 NUM_INTERMEDIATE = 4    # intermediate nodes 2..5
 NUM_PAIRS = 2 * NUM_INTERMEDIATE
@@ -417,6 +418,44 @@ class DartsSpace(SearchSpace[Genotype]):
         cells = [self._sample_cells(n, rng) for _ in ("normal", "reduce")]
         return path_codes(np.stack([c[0] for c in cells], 1), np.stack([c[1] for c in cells], 1))
 
+    def fair_codes(self, rng: np.random.Generator) -> np.ndarray:
+        """A round of 7 paths: each of the 16 (op, input) slots (8 per cell) runs each op
+        once, in a random order per slot; the inputs are drawn uniformly at every path."""
+        k = len(DARTS_OPS)
+        ops = np.stack([rng.permutation(k) for _ in range(2 * NUM_PAIRS)], 1)  # [K, 16]
+        cells = [self._sample_cells(k, rng)[1] for _ in ("normal", "reduce")]
+        return path_codes(ops.reshape(k, 2, NUM_PAIRS), np.stack(cells, 1))
+
+    def relaxed_shape(self) -> tuple[int, int]:
+        """28 supernet edges (``PATH_EDGES`` of the normal, then the reduction cell) by the
+        8 ops of ``MIXED_OPS`` (``none`` first, so a column is a path code)."""
+        return 2 * len(PATH_EDGES), len(MIXED_OPS)
+
+    def discretize(self, weights: np.ndarray) -> np.ndarray:
+        """DARTS's rule: per intermediate node, the two incoming edges whose strongest op
+        other than ``none`` is strongest, each with that op."""
+        w = np.asarray(weights, dtype=np.float64).reshape(self.relaxed_shape())
+        best_op = w[:, 1:].argmax(1) + 1                      # code of each edge's op
+        strength = w[:, 1:].max(1)
+        codes = np.zeros(len(w), dtype=np.int64)
+        nodes = np.array([k for k, _ in PATH_EDGES])
+        for cell in range(2):
+            base = cell * len(PATH_EDGES)
+            for k in range(NUM_INTERMEDIATE):
+                edges = base + np.flatnonzero(nodes == k)
+                top = edges[np.argsort(-strength[edges], kind="stable")[:2]]
+                codes[top] = best_op[top]
+        return codes
+
+    def live_ops(self, codes: Sequence[int]) -> list[str]:
+        """Every chosen op: the supernet's cells concatenate every intermediate node, so
+        each op lies on a path from the cell inputs to the output."""
+        return [DARTS_OPS[int(c) - 1] for c in codes if int(c) > 0]
+
+    def graphs_from_codes(self, codes: np.ndarray) -> GraphBatch:
+        """Graph tensors of path codes (``to_graphs(from_codes(codes))``)."""
+        return self.to_graphs(self.from_codes(codes))
+
     def from_codes(self, codes: np.ndarray) -> list[Genotype]:
         """The genotypes of path codes (each node's inputs in increasing order)."""
         codes = np.asarray(codes, dtype=np.int64).reshape(-1, 2 * len(PATH_EDGES))
@@ -503,4 +542,5 @@ class DartsSpace(SearchSpace[Genotype]):
                           torch.ones(b, n, dtype=torch.bool))
 
 
-__all__ = ["ALL_CONCAT", "DARTS_OPS", "DartsSpace", "Genotype", "cell_codes", "make_genotype"]
+__all__ = ["ALL_CONCAT", "DARTS_OPS", "MIXED_OPS", "DartsSpace", "Genotype", "cell_codes",
+           "make_genotype"]
