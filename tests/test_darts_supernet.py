@@ -199,3 +199,40 @@ def test_oneshot_train_darts_from_the_cli(cli, tmp_path):
     assert table.columns["params"][-1] == count_params(
         build_network("darts", arch, width=4, depth=3, num_classes=4, in_channels=1,
                       input_kind="1d"))
+
+
+@pytest.mark.parametrize("method", ["proxy-ea", "darts", "spos-ea"])
+def test_oneshot_search_on_darts_end_to_end(cli, tmp_path, method):
+    """Each one-shot method on the darts supernet, tiny: a valid genotype comes out."""
+    import json
+
+    data = tiny_data(n=64, length=20)
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x_train=data.x_train, y_train=data.y_train, x_val=data.x_val,
+             y_val=data.y_val)
+    code, out, err = cli("oneshot", "search", "--space", "darts", "--method", method,
+                         "--dataset", str(npz), "--width", "4", "--depth", "3",
+                         "--batch-size", "16", "--epochs", "1", "--refit-every", "2",
+                         "--warmup-steps", "2", "--no-pretrain", "--ea-evals", "4",
+                         "--device", "cpu", "--out", str(tmp_path / "s.pt"),
+                         "--json", str(tmp_path / "r.json"))
+    assert code == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert f"chosen cell: {result['arch']}" in out
+    darts = get_space("darts")
+    chosen = darts.parse(result["arch"])
+    assert darts.codes([chosen])[0].tolist() == result["codes"]
+    assert 0 <= result["supernet_val_acc"] <= 100
+
+
+def test_proxy_darts_on_darts_says_what_is_missing(cli, tmp_path):
+    data = tiny_data(n=64, length=20)
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x_train=data.x_train, y_train=data.y_train, x_val=data.x_val,
+             y_val=data.y_val)
+    code, _, err = cli("oneshot", "search", "--space", "darts", "--method", "proxy-darts",
+                       "--dataset", str(npz), "--width", "4", "--depth", "3", "--epochs", "1",
+                       "--no-pretrain", "--device", "cpu", "--out", str(tmp_path / "s.pt"))
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith("error: proxy-darts needs relaxed cells") and \
+        last.endswith("use proxy-ea") and "Traceback" not in err, err

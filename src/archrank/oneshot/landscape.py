@@ -101,7 +101,10 @@ class Landscape:
         self.ae = GraphAutoEncoder(space, seed=self.seed, encoder="gcn",
                                    embed_dim=c.embed_dim, hidden=c.hidden, layers=c.layers,
                                    steps=c.pretrain_steps, batch_size=256)
-        self.soft = SoftNodeForm(space)
+        # the relaxed input exists for op-on-edge spaces (a darts edge's op mixture has no
+        # place in its genotype graph yet): elsewhere only integer cells are predicted
+        self.soft = SoftNodeForm(space) if space.op_on == "edge" else None
+        self.code_width = space.relaxed_shape()[0]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 1)
             self.head = nn.Sequential(nn.Linear(c.embed_dim, c.head_hidden), nn.ReLU(),
@@ -110,7 +113,7 @@ class Landscape:
         self.fitted = False
         if c.pretrain:
             rng = np.random.default_rng([self.seed, 11])
-            codes = rng.integers(0, self.soft.ops, size=(c.pretrain_cells, space.num_edges))  # type: ignore[attr-defined]
+            codes = space.random_codes(c.pretrain_cells, rng)
             self.ae.fit(space.graphs_from_codes(codes))  # type: ignore[attr-defined]
         else:
             self.ae.initialise()
@@ -123,12 +126,14 @@ class Landscape:
     def predict_probs(self, probs: torch.Tensor) -> torch.Tensor:
         """Predicted validation loss ``[B]`` of relaxed cells ``probs`` [B, E, K]
         (differentiable)."""
+        if self.soft is None:
+            raise ArchrankError(f"the landscape of {self.space.name!r} takes no relaxed cells")
         z = self.model.encode_soft(*self.soft(probs))  # type: ignore[operator]
         return self._scale(z)
 
     def predict_codes(self, codes: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """Predicted validation loss of cells given as op indices ``[B, E]`` (integer path)."""
-        codes = np.asarray(codes, dtype=np.int64).reshape(-1, self.soft.edge_of_slot.numel())
+        codes = np.asarray(codes, dtype=np.int64).reshape(-1, self.code_width)
         out = []
         with torch.no_grad():
             for i in range(0, len(codes), chunk):
