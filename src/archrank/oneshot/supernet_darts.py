@@ -29,8 +29,9 @@ from archrank.spaces.darts import DARTS_OPS, NUM_INPUTS, NUM_INTERMEDIATE, PATH_
 NUM_EDGES = len(PATH_EDGES)
 
 
-class DartsMixedCell(nn.Module):
-    """A DARTS cell with every op on each of its 14 (node, input) edges."""
+class _CellInputs(nn.Module):
+    """What every supernet cell shares with ``DartsCell``: the preprocessing of its two
+    inputs to the cell's width, and four concatenated nodes."""
 
     def __init__(self, kind: str, c_prev_prev: int, c_prev: int, channels: int,
                  reduction: bool, reduction_prev: bool) -> None:
@@ -39,12 +40,20 @@ class DartsMixedCell(nn.Module):
         self.pre0 = (FactorizedReduce(kind, c_prev_prev, channels) if reduction_prev
                      else ReLUConvBN(kind, c_prev_prev, channels, 1))
         self.pre1 = ReLUConvBN(kind, c_prev, channels, 1)
+        self.multiplier = NUM_INTERMEDIATE
+
+
+class DartsMixedCell(_CellInputs):
+    """A DARTS cell with every op on each of its 14 (node, input) edges."""
+
+    def __init__(self, kind: str, c_prev_prev: int, c_prev: int, channels: int,
+                 reduction: bool, reduction_prev: bool) -> None:
+        super().__init__(kind, c_prev_prev, c_prev, channels, reduction, reduction_prev)
         self.edges = nn.ModuleList(
             nn.ModuleDict({op: darts_op(op, kind, channels, 2 if reduction and i < NUM_INPUTS
                                         else 1) for op in DARTS_OPS})
             for _, i in PATH_EDGES
         )
-        self.multiplier = NUM_INTERMEDIATE
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, codes: Codes) -> torch.Tensor:
         states = [self.pre0(s0), self.pre1(s1)]
@@ -221,19 +230,10 @@ class DartsSupernet(Supernet):
         return np.stack([counts[key] for key in self._unit_keys()], 1)
 
 
-class _BareCell(nn.Module):
+class _BareCell(_CellInputs):
     """A DARTS cell without its ops (the latency table's skeleton): input preprocessing,
     four node additions (of the second input, stride-2 subsampled in a reduction cell) and
     the concatenation."""
-
-    def __init__(self, kind: str, c_prev_prev: int, c_prev: int, channels: int,
-                 reduction: bool, reduction_prev: bool) -> None:
-        super().__init__()
-        self.reduction = reduction
-        self.pre0 = (FactorizedReduce(kind, c_prev_prev, channels) if reduction_prev
-                     else ReLUConvBN(kind, c_prev_prev, channels, 1))
-        self.pre1 = ReLUConvBN(kind, c_prev, channels, 1)
-        self.multiplier = NUM_INTERMEDIATE
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0
                 ) -> torch.Tensor:
