@@ -1,4 +1,4 @@
-"""A learned proxy of the validation-loss landscape over the cells of an op-on-edge space.
+"""A learned proxy of the validation-loss landscape over the cells of a supernet's space.
 
 Proxy validation (Li et al., ICML 2020 / TPAMI 2022): architectures map to their predicted
 validation loss through the graph auto-encoder's encoder (``archrank.autoencoder``, gcn
@@ -14,7 +14,8 @@ Relaxed input: ``predict_probs(probs)`` takes op probabilities per edge (``[B, E
 place of op indices: each edge slot of the node form mixes the op-token embeddings with the
 probabilities, and the edge passes information with weight ``1 - P(blocking ops)``. On one-hot
 input this is exactly the integer path (tests), and it is differentiable, so a relaxed
-architecture ``softmax(alpha)`` can descend the predicted loss.
+architecture ``softmax(alpha)`` can descend the predicted loss. Op-on-edge spaces only: on
+darts the landscape predicts integer cells alone (proxy-ea).
 
 Every fit is full-batch Adam from a fresh optimiser, so the model is a function of its
 weights and the memory alone: ``state_dict``/``load_state_dict`` restore it exactly.
@@ -103,7 +104,7 @@ class Landscape:
                                    steps=c.pretrain_steps, batch_size=256)
         # the relaxed input exists for op-on-edge spaces (a darts edge's op mixture has no
         # place in its genotype graph yet): elsewhere only integer cells are predicted
-        self.soft = SoftNodeForm(space) if space.op_on == "edge" else None
+        self.soft = SoftNodeForm(space) if self.relaxes(space) else None
         self.code_width = space.relaxed_shape()[0]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 1)
@@ -118,6 +119,11 @@ class Landscape:
         else:
             self.ae.initialise()
         self.model = self.ae.encoder_module()
+
+    @staticmethod
+    def relaxes(space: SearchSpace) -> bool:
+        """Whether the landscape of ``space`` takes relaxed cells (``predict_probs``)."""
+        return space.op_on == "edge"
 
     # -- prediction ---------------------------------------------------------------------------
     def _scale(self, z: torch.Tensor) -> torch.Tensor:

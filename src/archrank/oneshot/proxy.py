@@ -26,7 +26,10 @@ training (Li, Dong, Wang and Xu, "NAS via Proxy Validation", TPAMI 2022 / ICML 2
 - ``sampling="uniform"`` trains uniform paths but still records the memory and fits the
   landscape (the ablation "learned sampler off").
 
-The final cell (``final_codes``) is the landscape's minimum over the whole space.
+The final cell (``final_codes``) is the landscape's minimum over the whole space (over the
+memory plus a uniform sample for a space too large to enumerate, darts). Paths come from the
+space (``random_codes``, ``discretize``), so the sampler serves any supernet space; on darts,
+whose landscape takes no relaxed cells, only the evolutionary form runs.
 
 State (``state_dict``): alpha, OIW accumulators, memory, landscape weights and the evolution's
 ask/tell log, replayed on load (strategies are deterministic functions of their seed and of
@@ -161,12 +164,12 @@ class ProxySampler(ArchSampler):
         except NotImplementedError:
             raise ArchrankError(f"proxy sampling needs a space with a supernet, not "
                                 f"{space.name!r}") from None
+        if self.config.mode == "darts" and not Landscape.relaxes(space):
+            raise ArchrankError(f"proxy-darts needs relaxed cells of {space.name!r}, which its "
+                                "landscape does not take yet; use proxy-ea")
         self.dataset = dataset
         self.memory = Memory(self.config.memory)
         self.landscape = Landscape(space, self.config.landscape, seed=self.seed)
-        if self.landscape.soft is None and self.config.mode == "darts":
-            raise ArchrankError(f"proxy-darts needs relaxed cells of {space.name!r}, which its "
-                                "landscape does not take yet; use proxy-ea")
         self.alpha = torch.zeros(self.edges, self.ops)
         self.oiw_sum = torch.zeros(self.edges)
         self.oiw_count = 0

@@ -7,6 +7,10 @@ A path (``DartsSpace.codes``: per edge 0 = not read, else 1 + op) runs exactly t
 node; the stand-alone cell's ``ops.m`` is the m-th chosen edge (node-major, input increasing),
 so ``standalone`` builds the genotype with each node's pairs in that order, which computes the
 same function as any other order (the sum of two terms commutes exactly).
+
+``forward_mixed`` is DARTS's relaxation (every edge of a node mixes all its ops; weights
+``[28, 8]``, ``none`` first), and the latency table times the skeleton without ops plus each op
+at each stage's shape and stride (``latency_units`` / ``latency_counts``).
 """
 
 from __future__ import annotations
