@@ -291,6 +291,27 @@ def test_sparse_inference_pass_equals_training_pass(darts) -> None:
     assert torch.allclose(fast, slow, atol=1e-5)
 
 
+@pytest.mark.parametrize("space_name", ["darts", "nb101"])
+def test_inference_pass_equals_training_pass_with_weights_and_padding(space_name) -> None:
+    """The same with weighted edges (the gather's per-edge weights) and, on nb101, cells of
+    different sizes (padding: the output node is not the same slot in every cell)."""
+    from archrank.predictors.gates import GatesNet
+    from archrank.spaces import get_space
+
+    space = get_space(space_name)
+    torch.manual_seed(1)
+    net = GatesNet.encoder(space, dim=16, op_dim=8, layers=3, readout="concat_mean").eval()
+    g = space.to_graphs(space.sample(200, np.random.default_rng(6)))
+    if space_name == "darts":
+        g = type(g)(g.ops, g.adj * torch.where(torch.rand(g.adj.shape) < 0.3, 0.5, 1.0), g.mask)
+    else:
+        assert len(set(g.mask.sum(1).tolist())) > 1  # the sample mixes cell sizes
+    with torch.no_grad():
+        fast = net.embed(g)
+    slow = net.embed(g).detach()
+    assert torch.allclose(fast, slow, atol=1e-5)
+
+
 def test_tables_of_darts_cells_read_back(darts, tmp_path) -> None:
     """A table with an ``arch`` column of genotype texts (what ``bench table`` and ``runs
     export --csv`` write) is a benchmark of the darts space."""

@@ -291,6 +291,7 @@ def bench_speed(
     predictor: str = "gates",
     train_size: int = 1000,
     repeats: int = 3,
+    nb201: bool = True,
     nb101: bool = True,
     darts: bool = True,
     params: dict[str, Any] | None = None,
@@ -304,6 +305,38 @@ def bench_speed(
     a synthetic score (number of 3x3 convolutions, plus noise), which costs the same to fit.
     """
     say = progress or (lambda _msg: None)
+    out: dict[str, Any] = {"command": "bench speed", "predictor": predictor,
+                           "params": params or {}, "machine": machine_info(),
+                           "repeats": repeats}
+    if nb201:
+        out.update(_speed_nb201(bench_spec, metric, predictor, train_size, repeats, params,
+                                say))
+    if nb101:
+        space101 = get_space("nb101")
+        t0 = time.perf_counter()
+        graphs101 = space101.enumerate_graphs()  # type: ignore[attr-defined]
+        load_101 = time.perf_counter() - t0
+        rng101 = np.random.default_rng(1)
+        idx = rng101.choice(len(graphs101), size=min(train_size, len(graphs101)), replace=False)
+        sub = graphs101[idx]
+        y101 = (sub.ops == space101.node_op_names.index("conv3x3-bn-relu")).sum(1).numpy()
+        model101 = make_predictor(predictor, space101, seed=0, **(params or {}))
+        model101.fit(sub, y101.astype(float) + rng101.normal(0, 0.3, size=len(y101)))
+        model101.predict(graphs101[:1024])
+        score_101, times_101, cpu_101 = _timed(lambda: model101.predict(graphs101), repeats)
+        say(f"score all {len(graphs101)} nb101 cells: {score_101:.2f}s")
+        out["score_nb101"] = {"cells": len(graphs101), "median_seconds": score_101,
+                              "seconds": times_101, "cpu_seconds": cpu_101,
+                              "enumeration_seconds": load_101}
+    if darts:
+        out.update(_speed_darts(predictor, params, repeats, say))
+    return out
+
+
+def _speed_nb201(bench_spec: str | None, metric: str, predictor: str, train_size: int,
+                 repeats: int, params: dict[str, Any] | None,
+                 say: Callable[[str], None]) -> dict[str, Any]:
+    """Fit on ``train_size`` nb201 cells, then score all of nb201."""
     space = get_space("nb201")
     t0 = time.perf_counter()
     all_graphs = space.to_graphs(space.enumerate())
@@ -340,12 +373,7 @@ def bench_speed(
     model.predict(all_graphs[:1024])  # warm-up (thread pool, allocator)
     score_201, times_201, cpu_201 = _timed(lambda: model.predict(all_graphs), repeats)
     say(f"score all {len(all_graphs)} nb201 cells: {score_201:.3f}s")
-    out: dict[str, Any] = {
-        "command": "bench speed",
-        "predictor": predictor,
-        "params": params or {},
-        "machine": machine_info(),
-        "repeats": repeats,
+    return {
         "fit_nb201": {"cells": len(y_train), "targets": source,
                       "median_seconds": statistics.median(fits), "seconds": fits,
                       "cpu_seconds": fit_cpu},
@@ -353,26 +381,6 @@ def bench_speed(
                         "seconds": times_201, "cpu_seconds": cpu_201,
                         "to_graphs_seconds": convert_201},
     }
-    if nb101:
-        space101 = get_space("nb101")
-        t0 = time.perf_counter()
-        graphs101 = space101.enumerate_graphs()  # type: ignore[attr-defined]
-        load_101 = time.perf_counter() - t0
-        rng101 = np.random.default_rng(1)
-        idx = rng101.choice(len(graphs101), size=min(train_size, len(graphs101)), replace=False)
-        sub = graphs101[idx]
-        y101 = (sub.ops == space101.node_op_names.index("conv3x3-bn-relu")).sum(1).numpy()
-        model101 = make_predictor(predictor, space101, seed=0, **(params or {}))
-        model101.fit(sub, y101.astype(float) + rng101.normal(0, 0.3, size=len(y101)))
-        model101.predict(graphs101[:1024])
-        score_101, times_101, cpu_101 = _timed(lambda: model101.predict(graphs101), repeats)
-        say(f"score all {len(graphs101)} nb101 cells: {score_101:.2f}s")
-        out["score_nb101"] = {"cells": len(graphs101), "median_seconds": score_101,
-                              "seconds": times_101, "cpu_seconds": cpu_101,
-                              "enumeration_seconds": load_101}
-    if darts:
-        out.update(_speed_darts(predictor, params, repeats, say))
-    return out
 
 
 def _speed_darts(predictor: str, params: dict[str, Any] | None, repeats: int,
@@ -411,5 +419,7 @@ def _speed_darts(predictor: str, params: dict[str, Any] | None, repeats: int,
                        "seconds": total, "cpu_seconds": cpu,
                        **{f"{k}_seconds": v for k, v in stages.items()}},
         "score_darts": {"cells": n, "median_seconds": score, "seconds": times,
-                        "cpu_seconds": score_cpu},
+                        "cpu_seconds": score_cpu, "members": len(getattr(model, "models_", [])),
+                        "load_average_after": (list(os.getloadavg())
+                                               if hasattr(os, "getloadavg") else None)},
     }

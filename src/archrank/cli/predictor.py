@@ -101,6 +101,8 @@ def bench_speed_cmd(
     predictor: str = typer.Option("gates", "--predictor", help="Predictor to time."),
     train_size: int = typer.Option(1000, "--train-size", help="Cells to fit on."),
     repeats: int = typer.Option(3, "--repeats", help="Timings per figure (median shown)."),
+    nb201: bool = typer.Option(True, "--nb201/--no-nb201",
+                               help="Fit on nb201 and score all 15,625 nb201 cells."),
     nb101: bool = typer.Option(True, "--nb101/--no-nb101",
                                help="Also score all 423,624 nb101 cells."),
     darts: bool = typer.Option(True, "--darts/--no-darts",
@@ -115,6 +117,7 @@ def bench_speed_cmd(
 
     Example:
       archrank bench speed --bench ../shared/data/nb201.csv --json speed.json
+      archrank bench speed --no-nb201 --no-nb101 --repeats 5   # the darts pool alone
     """
     from archrank.bench.predictor import bench_speed, check_predictors
     from archrank.spaces import get_space
@@ -133,7 +136,8 @@ def bench_speed_cmd(
     parsed = parse_sets(params, prefixed="PREDICTOR.PARAM")
     check_predictors([predictor], get_space("nb201"), parsed)
     data = bench_speed(bench_spec=bench, metric=metric, predictor=predictor,
-                       train_size=train_size, repeats=repeats, nb101=nb101, darts=darts,
+                       train_size=train_size, repeats=repeats, nb201=nb201, nb101=nb101,
+                       darts=darts,
                        params=parsed.get(predictor),
                        progress=lambda msg: err.print(msg, style="dim"))
     load = data["machine"].get("load_average")

@@ -8,8 +8,10 @@ batch with ``alpha`` fixed, and the trainer takes its usual SGD step on the weig
 shares the trainer's recipe, schedule, checkpoints (``alpha`` and its optimiser are the
 sampler's state), progress and resume. Single process only (``alpha`` is not synchronised).
 
-The final cell takes the strongest op of every edge (``none`` included, as in the
-NAS-Bench-201 baseline, which is why DARTS collapses to parameter-free cells there).
+The final cell is the space's discretisation of the op weights (``SearchSpace.discretize``):
+on nb201 the strongest op of every edge (``none`` included, as in the NAS-Bench-201 baseline,
+which is why DARTS collapses to parameter-free cells there); on darts, per node, the two
+edges whose strongest op other than ``none`` is strongest, as DARTS does.
 """
 
 from __future__ import annotations
@@ -35,8 +37,7 @@ class DartsSampler(ArchSampler):
         super().__init__(space, seed)
         self.dataset = dataset
         self.alpha_lr, self.val_batch = float(alpha_lr), int(val_batch)
-        shape = (space.num_edges, len(space.edge_op_names))  # type: ignore[attr-defined]
-        self.alpha = torch.zeros(shape, requires_grad=True)
+        self.alpha = torch.zeros(space.relaxed_shape(), requires_grad=True)
         self.optimizer = torch.optim.Adam([self.alpha], lr=self.alpha_lr, betas=(0.5, 0.999),
                                           weight_decay=1e-3)
 
@@ -45,7 +46,8 @@ class DartsSampler(ArchSampler):
         return self.final_codes()
 
     def final_codes(self) -> np.ndarray:
-        return self.alpha.detach().argmax(1).numpy().astype(np.int64)
+        """The space's discrete cell of ``softmax(alpha)`` (``SearchSpace.discretize``)."""
+        return self.space.discretize(F.softmax(self.alpha.detach(), -1).numpy())
 
     def forward(self, model: Any, x: torch.Tensor, codes: tuple[int, ...], step: int
                 ) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""A learned proxy of the validation-loss landscape over the cells of an op-on-edge space.
+"""A learned proxy of the validation-loss landscape over the cells of a supernet's space.
 
 Proxy validation (Li et al., ICML 2020 / TPAMI 2022): architectures map to their predicted
 validation loss through the graph auto-encoder's encoder (``archrank.autoencoder``, gcn
@@ -14,7 +14,8 @@ Relaxed input: ``predict_probs(probs)`` takes op probabilities per edge (``[B, E
 place of op indices: each edge slot of the node form mixes the op-token embeddings with the
 probabilities, and the edge passes information with weight ``1 - P(blocking ops)``. On one-hot
 input this is exactly the integer path (tests), and it is differentiable, so a relaxed
-architecture ``softmax(alpha)`` can descend the predicted loss.
+architecture ``softmax(alpha)`` can descend the predicted loss. Op-on-edge spaces only: on
+darts the landscape predicts integer cells alone (proxy-ea).
 
 Every fit is full-batch Adam from a fresh optimiser, so the model is a function of its
 weights and the memory alone: ``state_dict``/``load_state_dict`` restore it exactly.
@@ -101,7 +102,10 @@ class Landscape:
         self.ae = GraphAutoEncoder(space, seed=self.seed, encoder="gcn",
                                    embed_dim=c.embed_dim, hidden=c.hidden, layers=c.layers,
                                    steps=c.pretrain_steps, batch_size=256)
-        self.soft = SoftNodeForm(space)
+        # the relaxed input exists for op-on-edge spaces (a darts edge's op mixture has no
+        # place in its genotype graph yet): elsewhere only integer cells are predicted
+        self.soft = SoftNodeForm(space) if self.relaxes(space) else None
+        self.code_width = space.relaxed_shape()[0]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 1)
             self.head = nn.Sequential(nn.Linear(c.embed_dim, c.head_hidden), nn.ReLU(),
@@ -110,11 +114,16 @@ class Landscape:
         self.fitted = False
         if c.pretrain:
             rng = np.random.default_rng([self.seed, 11])
-            codes = rng.integers(0, self.soft.ops, size=(c.pretrain_cells, space.num_edges))  # type: ignore[attr-defined]
+            codes = space.random_codes(c.pretrain_cells, rng)
             self.ae.fit(space.graphs_from_codes(codes))  # type: ignore[attr-defined]
         else:
             self.ae.initialise()
         self.model = self.ae.encoder_module()
+
+    @staticmethod
+    def relaxes(space: SearchSpace) -> bool:
+        """Whether the landscape of ``space`` takes relaxed cells (``predict_probs``)."""
+        return space.op_on == "edge"
 
     # -- prediction ---------------------------------------------------------------------------
     def _scale(self, z: torch.Tensor) -> torch.Tensor:
@@ -123,12 +132,14 @@ class Landscape:
     def predict_probs(self, probs: torch.Tensor) -> torch.Tensor:
         """Predicted validation loss ``[B]`` of relaxed cells ``probs`` [B, E, K]
         (differentiable)."""
+        if self.soft is None:
+            raise ArchrankError(f"the landscape of {self.space.name!r} takes no relaxed cells")
         z = self.model.encode_soft(*self.soft(probs))  # type: ignore[operator]
         return self._scale(z)
 
     def predict_codes(self, codes: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """Predicted validation loss of cells given as op indices ``[B, E]`` (integer path)."""
-        codes = np.asarray(codes, dtype=np.int64).reshape(-1, self.soft.edge_of_slot.numel())
+        codes = np.asarray(codes, dtype=np.int64).reshape(-1, self.code_width)
         out = []
         with torch.no_grad():
             for i in range(0, len(codes), chunk):

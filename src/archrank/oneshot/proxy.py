@@ -26,7 +26,10 @@ training (Li, Dong, Wang and Xu, "NAS via Proxy Validation", TPAMI 2022 / ICML 2
 - ``sampling="uniform"`` trains uniform paths but still records the memory and fits the
   landscape (the ablation "learned sampler off").
 
-The final cell (``final_codes``) is the landscape's minimum over the whole space.
+The final cell (``final_codes``) is the landscape's minimum over the whole space (over the
+memory plus a uniform sample for a space too large to enumerate, darts). Paths come from the
+space (``random_codes``, ``discretize``), so the sampler serves any supernet space; on darts,
+whose landscape takes no relaxed cells, only the evolutionary form runs.
 
 State (``state_dict``): alpha, OIW accumulators, memory, landscape weights and the evolution's
 ask/tell log, replayed on load (strategies are deterministic functions of their seed and of
@@ -54,6 +57,7 @@ from archrank.oneshot.sampler import ArchSampler
 from archrank.spaces.base import SearchSpace
 
 MODES = ("darts", "ea")
+FINAL_POOL = 10_000  # uniform cells among which a non-enumerable space's final cell is chosen
 NORMALISATIONS = ("l2", "sum", "off")
 
 
@@ -155,10 +159,14 @@ class ProxySampler(ArchSampler):
         super().__init__(space, seed)
         self.config = config or ProxyConfig()
         self.name = f"proxy-{self.config.mode}"
-        if space.op_on != "edge":
-            raise ArchrankError(f"proxy sampling needs an op-on-edge space, not {space.name!r}")
-        self.edges = int(space.num_edges)  # type: ignore[attr-defined]
-        self.ops = len(space.edge_op_names)
+        try:
+            self.edges, self.ops = space.relaxed_shape()
+        except NotImplementedError:
+            raise ArchrankError(f"proxy sampling needs a space with a supernet, not "
+                                f"{space.name!r}") from None
+        if self.config.mode == "darts" and not Landscape.relaxes(space):
+            raise ArchrankError(f"proxy-darts needs relaxed cells of {space.name!r}, which its "
+                                "landscape does not take yet; use proxy-ea")
         self.dataset = dataset
         self.memory = Memory(self.config.memory)
         self.landscape = Landscape(space, self.config.landscape, seed=self.seed)
@@ -195,6 +203,8 @@ class ProxySampler(ArchSampler):
     def _refit(self) -> None:
         codes, losses = self.memory.arrays()
         self.landscape.fit(codes, losses)
+        if self.landscape.soft is None:  # no relaxed cells (darts, proxy-ea): no OIW/alpha
+            return
         g2 = self.alpha_gradient().pow(2).sum(1)
         self.oiw_sum += normalise_importance(g2, self.config.oiw_norm)
         self.oiw_count += 1
@@ -213,14 +223,14 @@ class ProxySampler(ArchSampler):
         u = np.random.default_rng([self.seed, int(step), 3]).random((self.edges, self.ops))
         g = torch.from_numpy(-np.log(-np.log(np.clip(u, 1e-12, 1 - 1e-12)))).float()
         scores = self.alpha + (1.0 - self.oiw)[:, None] * g
-        return scores.argmax(1).numpy().astype(np.int64)
+        return self.space.discretize(scores.numpy())
 
     def sample(self, step: int) -> np.ndarray:
         c = self.config
         self._asked, self._chosen = None, -1
         if c.sampling == "uniform" or step < c.warmup_steps:
             rng = np.random.default_rng([self.seed, int(step)])
-            uniform = rng.integers(0, self.ops, size=self.edges)
+            uniform = self.space.random_codes(1, rng)[0]
             if self.evolution is None or c.sampling == "uniform":
                 return uniform
         if self.evolution is not None:
@@ -258,8 +268,13 @@ class ProxySampler(ArchSampler):
             self._refit()
 
     def final_codes(self) -> np.ndarray:
-        """The landscape's minimum over the whole (enumerable) space."""
-        codes = self.space.codes(self.space.enumerate())  # type: ignore[attr-defined]
+        """The landscape's minimum over the whole space, or, for a space too large to
+        enumerate (darts), over the memory's cells plus ``FINAL_POOL`` uniform ones."""
+        if self.space.enumerable:
+            codes = self.space.codes(self.space.enumerate())  # type: ignore[attr-defined]
+        else:
+            pool = self.space.random_codes(FINAL_POOL, np.random.default_rng([self.seed, 13]))
+            codes = np.concatenate([self.memory.arrays()[0].reshape(-1, pool.shape[1]), pool])
         return codes[int(np.argmin(self.landscape.predict_codes(codes)))]
 
     # -- state --------------------------------------------------------------------------------

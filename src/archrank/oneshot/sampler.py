@@ -49,13 +49,6 @@ class ArchSampler(ABC):
         validation scores the path on a validation batch). Nothing for the built-in ones."""
 
 
-def _num_choices(space: SearchSpace) -> tuple[int, int]:
-    edges = getattr(space, "num_edges", None)
-    if space.op_on != "edge" or edges is None:
-        raise ArchrankError(f"the built-in samplers need an op-on-edge space, not {space.name!r}")
-    return int(edges), len(space.edge_op_names)
-
-
 class UniformSampler(ArchSampler):
     """SPOS: a cell drawn uniformly from the space at each step (op-on-edge spaces: every
     edge's op independently), through the space's ``random_codes``."""
@@ -72,23 +65,25 @@ class UniformSampler(ArchSampler):
 
 
 class FairSampler(ArchSampler):
-    """Strict fairness (FairNAS style): in every block of K steps (K ops), each edge runs each
-    op exactly once, in a random order per edge and block, so all ops get the same number of
-    updates."""
+    """Strict fairness (FairNAS style): in every block of K steps (K ops), each op slot runs
+    each op exactly once, so all ops get the same number of updates. The space makes the
+    rounds (``fair_codes``: on nb201 a random order per edge; on darts per (op, input)
+    slot, with uniform inputs)."""
 
     name = "fair"
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         super().__init__(space, seed)
+        self.round_len = 0
         if space is not None:  # fail at construction, not at the first training step
-            _num_choices(space)
+            try:
+                self.round_len = len(space.fair_codes(np.random.default_rng(0)))
+            except NotImplementedError:
+                raise ArchrankError(f"space {space.name!r} has no fair sampling") from None
 
     def sample(self, step: int) -> np.ndarray:
-        edges, ops = _num_choices(self.space)
-        block, pos = divmod(int(step), ops)
-        rng = np.random.default_rng([self.seed, block, 1])
-        perms = np.stack([rng.permutation(ops) for _ in range(edges)])
-        return perms[:, pos]
+        block, pos = divmod(int(step), self.round_len)
+        return self.space.fair_codes(np.random.default_rng([self.seed, block, 1]))[pos]
 
 
 SAMPLERS: dict[str, type[ArchSampler]] = {"uniform": UniformSampler, "fair": FairSampler}

@@ -53,9 +53,7 @@ class SearchResult:
 
 def is_degenerate(space: SearchSpace, codes: np.ndarray) -> bool:
     """No convolution on any live input-to-output path of the cell ``codes``."""
-    names = space.edge_op_names
-    live = space.live_edges([int(c) for c in codes])  # type: ignore[attr-defined]
-    return not any("conv" in names[int(codes[k])] for k in live)
+    return not any("conv" in name for name in space.live_ops([int(c) for c in codes]))
 
 
 def check_method(method: str) -> str:

@@ -92,8 +92,9 @@ class GatesLayer(nn.Module):
         ``edges`` (from ``GatesNet.edge_inputs``) is shared by every layer: per edge i -> j
         (the E pairs i < j, ordered by target) either ``coef`` [E, B] (adjacency, op-on-node)
         or ``edge_onehot`` [E, B, K] (one-hot edge op, all zero where ``adj = 0``), and
-        ``node_onehot`` [N, B, K] for op-on-node spaces. Gates come from one-hot products
-        rather than index lookups: cheaper to differentiate for these tiny vocabularies.
+        ``node_onehot`` [N, B, K] for op-on-node spaces (``node_ops`` [N, B] without autograd).
+        Gates come from one-hot products rather than index lookups when training: cheaper to
+        differentiate for these tiny vocabularies; inference looks them up (the same values).
         """
         table = self.gate_table()
         if self.op_on == "edge":
@@ -101,8 +102,12 @@ class GatesLayer(nn.Module):
             node_gate = None
         else:
             weight = edges["coef"].unsqueeze(-1)              # [E, B, 1]: adj of edge i -> j
-            node_gate = edges["node_onehot"] @ table          # [N, B, D]
-        res = self.residual(prev) if self.residual is not None and prev is not None else None
+            node_gate = (F.embedding(edges["node_ops"], table) if "node_ops" in edges
+                         else edges["node_onehot"] @ table)   # [N, B, D] (lookup: no grad)
+        res = None
+        if self.residual is not None and prev is not None:
+            res = (self.residual(prev) if torch.is_grad_enabled()
+                   else self._residual_inplace(prev))
         n, batch = edges["n"], edges["batch"]
         x = self.input_state.expand(batch, -1)
         if res is not None:
@@ -133,6 +138,16 @@ class GatesLayer(nn.Module):
             states.append(x)
         return torch.stack(states)
 
+    def _residual_inplace(self, prev: torch.Tensor) -> torch.Tensor:
+        """``W_r prev`` without autograd; the input nodes' states are the same in every cell
+        (learned constants, plus residuals of constants), so their rows are computed once."""
+        m = self.num_inputs
+        assert self.residual is not None
+        out = torch.empty_like(prev)
+        torch.matmul(prev[m:], self.residual.weight.t(), out=out[m:])
+        out[:m] = torch.matmul(prev[:m, :1], self.residual.weight.t())
+        return out
+
     def _pass_inplace(self, x: torch.Tensor, weight: torch.Tensor,
                       node_gate: torch.Tensor | None, res: torch.Tensor | None,
                       offsets: list[int], n: int,
@@ -140,8 +155,10 @@ class GatesLayer(nn.Module):
         """The same pass without autograd: preallocated buffers, in-place writes.
 
         ``gather`` (op-on-node spaces with sparse cells, from ``GatesNet.edge_inputs``): per
-        node either ``None`` (sum over every earlier node) or the rows of its few
-        predecessors in the flattened [N * B, D] messages and their adjacency weights.
+        node either ``None`` (sum over every earlier node) or the rows [B, k] of its few
+        predecessors in the flattened [N * B, D] messages and their adjacency weights [B, k]
+        (``None`` when every weight is 1), summed by one ``embedding_bag`` (no [B, k, D]
+        temporary).
         """
         states = x.new_empty(n, x.shape[0], x.shape[1])
         sent = torch.empty_like(states)
@@ -149,17 +166,19 @@ class GatesLayer(nn.Module):
         states[0] = x
         w_t = self.transform.weight.t()
         for j in range(1, n):
-            torch.mm(states[j - 1], w_t, out=sent[j - 1])
+            if j - 1 < self.num_inputs:  # an input node: one row, the same in every cell
+                sent[j - 1] = torch.mm(states[j - 1, :1], w_t)
+            else:
+                torch.mm(states[j - 1], w_t, out=sent[j - 1])
             if j < self.num_inputs:
                 states[j] = self.extra_inputs[j - 1]  # type: ignore[index]
                 if res is not None:
                     states[j].add_(res[j])
                 continue
             few = gather[j] if gather is not None else None
-            if few is not None:  # a few predecessors per cell: gather them
+            if few is not None:  # a few predecessors per cell: one fused gather-and-sum
                 rows, coef = few
-                picked = flat.index_select(0, rows).view(x.shape[0], -1, x.shape[1])
-                torch.sum(picked * coef, dim=1, out=states[j])
+                states[j] = F.embedding_bag(rows, flat, mode="sum", per_sample_weights=coef)
             else:
                 prod = weight[offsets[j]:offsets[j + 1]] * sent[:j]
                 torch.sum(prod, dim=0, out=states[j])
@@ -180,12 +199,13 @@ def auto_readout(space: SearchSpace) -> str:
 
 def _sparse_predecessors(adj: torch.Tensor) -> list[Any] | None:
     """For the inference pass: per node j, ``(rows, coef)`` of its at most k predecessors
-    (k = the largest in-degree of j in the batch) when k < j / 2, else ``None``.
+    (k = the largest in-degree of j in the batch) when k < j, else ``None``.
 
-    ``rows`` [B * k] index the node-major messages flattened to [N * B, D]; ``coef`` [B, k, 1]
-    holds the adjacency weights (0 for padding). Large sparse cells (darts: 21 nodes, mostly
-    two predecessors each) then cost O(k) per node rather than O(j); small dense ones keep
-    the plain sum (``None``)."""
+    ``rows`` [B, k] index the node-major messages flattened to [N * B, D]; ``coef`` [B, k]
+    holds the adjacency weights (0 for padding), or is ``None`` when they are all 1 (the
+    common case: a plain sum). Large sparse cells (darts: 21 nodes, mostly two predecessors
+    each) then cost O(k) per node rather than O(j); small dense ones keep the plain sum
+    (``None``)."""
     batch, n = adj.shape[0], adj.shape[1]
     if n < 8:
         return None
@@ -194,12 +214,12 @@ def _sparse_predecessors(adj: torch.Tensor) -> list[Any] | None:
     for j in range(1, n):
         col = adj[:, :j, j]
         k = int((col != 0).sum(1).max())
-        if k == 0 or 2 * k >= j:
+        if k == 0 or k >= j:
             out.append(None)
             continue
         coef, src = torch.topk(col.abs(), k, dim=1)
         coef = torch.gather(col, 1, src)
-        out.append(((src * batch + lane).reshape(-1), coef.unsqueeze(-1)))
+        out.append((src * batch + lane, None if bool((coef == 1).all()) else coef))
     return out
 
 
@@ -263,13 +283,18 @@ class GatesNet(nn.Module):
             assert g.edge_ops is not None
             onehot = F.one_hot(g.edge_ops[:, src, dst].t(), n_ops).to(present.dtype)
             out["edge_onehot"] = onehot * present.unsqueeze(-1)  # none / absent edges: zero
-        else:
+        elif torch.is_grad_enabled():
             out["coef"] = present
             out["node_onehot"] = F.one_hot(g.ops.t(), n_ops).to(present.dtype)
+        else:
+            out["coef"] = present
+            out["node_ops"] = g.ops.t()
         # which node is the output (the last real one), as a [N, B, 1] selector
         n_real = g.mask.sum(dim=1)
         last = F.one_hot((n_real - 1).clamp(min=0), n).t().to(present.dtype)
         out["output"] = last.unsqueeze(-1)
+        first = int(n_real[0]) if batch else 0
+        out["last"] = first - 1 if batch and bool((n_real == first).all()) else None
         if self.readout == "concat_mean":
             out["mean"] = (g.mask.t().to(present.dtype) / n_real.clamp(min=1)).unsqueeze(-1)
         if self.op_on == "node" and not torch.is_grad_enabled():
@@ -279,13 +304,23 @@ class GatesNet(nn.Module):
     def embed(self, g: GraphBatch) -> torch.Tensor:
         """Cell embeddings [B, D'] (output-node state, or its states from every pass)."""
         edges = self.edge_inputs(g)
+        fast = not torch.is_grad_enabled()
+        last = edges["last"] if fast else None
         prev, outs = None, []
         for k, layer in enumerate(self.layers):
             h = layer(edges, prev)  # [N, B, D]
-            outs.append((h * edges["output"]).sum(0))
+            if last is not None:  # every cell's output is node ``last``: read it
+                outs.append(h[last].clone())  # h may be overwritten below
+            else:
+                outs.append((h * edges["output"]).sum(0))
             if self.readout == "concat_mean":
                 outs.append((h * edges["mean"]).sum(0))
-            prev = self.act(h) if k + 1 < len(self.layers) else h
+            if k + 1 == len(self.layers):
+                prev = h
+            elif fast and isinstance(self.act, nn.ReLU):
+                prev = h.relu_()  # inference: h is not needed any more
+            else:
+                prev = self.act(h)
         return outs[-1] if self.readout == "output" else torch.cat(outs, dim=-1)
 
     def forward(self, g: GraphBatch) -> torch.Tensor:

@@ -67,8 +67,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "device": None,           # None: the GPU when present, else the CPU
     "threads": None,          # None: 1 to train (mini-batches are too small to split),
                               # every available core to predict
-    "predict_chunk": 4096,    # cells per forward pass in predict() (cache-sized); chunks
-                              # are spread over one worker thread per core
+    "predict_chunk": 4096,    # cells per forward pass in predict() (cache-sized: fewer
+                              # for graphs over 7 nodes); chunks are spread over one worker
+                              # thread per core
 }
 # only for models that take auxiliary targets (``uses_aux_targets``)
 AUX_DEFAULTS: dict[str, Any] = {"aux_weight": 0.1}  # 0.5 measured worse on nb101
@@ -337,6 +338,9 @@ class NeuralPredictor(Predictor):
         workers = 1 if self.device_.type != "cpu" else int(self.hp["threads"] or available_cores())
         chunk = int(self.hp["predict_chunk"])
         if self.device_.type == "cpu":
+            # cache-sized: at most 7 x predict_chunk node rows (nb101's 7 nodes at the
+            # default; darts's 21-node graphs get 1,365 cells, measured 25% cheaper than 4,096)
+            chunk = min(chunk, max(1, 7 * chunk // max(7, graphs.num_nodes)))
             chunk = max(256, min(chunk, -(-n // workers)))
         else:
             chunk = max(chunk, 65536)

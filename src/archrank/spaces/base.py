@@ -134,6 +134,25 @@ class SearchSpace(ABC, Generic[A]):
         weight-sharing supernet runs; spaces without a supernet have none)."""
         raise NotImplementedError(f"space {self.name!r} has no path codes")
 
+    # -- the supernet's path codes (spaces with a weight-sharing supernet) ------------------
+    def fair_codes(self, rng: np.random.Generator) -> np.ndarray:
+        """One round of fair paths ``[K, P]``: over its K paths every op slot runs each of
+        its K candidate ops exactly once (FairNAS-style strict fairness)."""
+        raise NotImplementedError(f"space {self.name!r} has no path codes")
+
+    def relaxed_shape(self) -> tuple[int, int]:
+        """``(E, K)`` of a continuous relaxation's op weights (DARTS's alpha): K candidate
+        ops, ``none`` included, on each of E supernet edges."""
+        raise NotImplementedError(f"space {self.name!r} has no relaxation")
+
+    def discretize(self, weights: np.ndarray) -> np.ndarray:
+        """Path codes ``[P]`` of the cell a relaxation's op weights ``[E, K]`` select."""
+        raise NotImplementedError(f"space {self.name!r} has no relaxation")
+
+    def live_ops(self, codes: Sequence[int]) -> list[str]:
+        """Names of the ops on some input-to-output path of the cell ``codes``."""
+        raise NotImplementedError(f"space {self.name!r} has no path codes")
+
     @abstractmethod
     def neighbours(self, arch: A) -> list[A]:
         """Every valid architecture one edit away (one op or one edge changed)."""

@@ -50,6 +50,7 @@ DARTS_OPS: tuple[str, ...] = (
     "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
     "dil_conv_3x3", "dil_conv_5x5",
 )
+MIXED_OPS: tuple[str, ...] = ("none", *DARTS_OPS)  # a supernet edge's candidates (relaxation)
 NUM_INPUTS = 2          # cell inputs: c_{k-2}, c_{k-1}
 NUM_INTERMEDIATE = 4    # intermediate nodes 2..5
 NUM_PAIRS = 2 * NUM_INTERMEDIATE
@@ -58,6 +59,8 @@ _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 _NODES = NUM_INPUTS + NUM_INTERMEDIATE      # 6 nodes a pair may read from
 _PAIR_CODES = len(DARTS_OPS) * _NODES        # codes of one (op, input) pair
 _GRAPH_NODES = NUM_INPUTS + 2 * (NUM_PAIRS + 1) + 1  # 21
+_ROW = "_row"    # attribute caching a genotype's packed integer row (see DartsSpace.arrays)
+_ROW_WIDTH = 2 * NUM_PAIRS + _NODES  # per cell: 8 ops, 8 inputs, 6 concat flags
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,13 @@ def _json_fields(text: str) -> dict[str, Any]:
 
 
 # -- canonical codes, batched ----------------------------------------------------------------
+def _unpack(packed: np.ndarray) -> dict[str, np.ndarray]:
+    """``DartsSpace.arrays``'s dict from packed rows [B, 2, 22] (int8)."""
+    return {"ops": packed[:, :, :NUM_PAIRS].astype(np.int64),
+            "srcs": packed[:, :, NUM_PAIRS:2 * NUM_PAIRS].astype(np.int64),
+            "concat": packed[:, :, 2 * NUM_PAIRS:].astype(bool)}
+
+
 def _renumberings() -> np.ndarray:
     """Every order of the intermediate nodes, as ``perm[old] = new`` over all 6 nodes."""
     out = []
@@ -316,18 +326,26 @@ class DartsSpace(SearchSpace[Genotype]):
     # -- identity -----------------------------------------------------------------------------
     def arrays(self, archs: Sequence[Genotype]) -> dict[str, np.ndarray]:
         """Integer arrays of a batch: ops/srcs [B, 2, 8] and concat bool [B, 2, 6]
-        (axis 1: normal, reduce)."""
-        b = len(archs)
-        ops = np.empty((b, 2, NUM_PAIRS), dtype=np.int64)
-        srcs = np.empty((b, 2, NUM_PAIRS), dtype=np.int64)
-        concat = np.zeros((b, 2, _NODES), dtype=bool)
-        index = self._op_index
-        for n, g in enumerate(archs):
-            for c, (pairs, cat) in enumerate((g.cell("normal"), g.cell("reduce"))):
-                ops[n, c] = [index[o] for o, _ in pairs]
-                srcs[n, c] = [s for _, s in pairs]
-                concat[n, c, list(cat)] = True
-        return {"ops": ops, "srcs": srcs, "concat": concat}
+        (axis 1: normal, reduce).
+
+        Each genotype keeps its row (``_ROW``) once computed, and the genotypes ``sample``
+        and ``from_codes`` make carry theirs from birth, so hashing a pool and building its
+        graph tensors read the strings once, not twice."""
+        rows = [g.__dict__.get(_ROW) for g in archs]
+        missing = [n for n, r in enumerate(rows) if r is None]
+        if missing:
+            index = self._op_index
+            for n in missing:
+                g = archs[n]
+                row = np.zeros((2, _ROW_WIDTH), dtype=np.int8)
+                for c, (pairs, cat) in enumerate((g.cell("normal"), g.cell("reduce"))):
+                    row[c, :NUM_PAIRS] = [index[o] for o, _ in pairs]
+                    row[c, NUM_PAIRS:2 * NUM_PAIRS] = [s for _, s in pairs]
+                    row[c, 2 * NUM_PAIRS + np.array(cat, dtype=np.int64)] = 1
+                object.__setattr__(g, _ROW, row)
+                rows[n] = row
+        packed = (np.stack(rows) if rows else np.zeros((0, 2, _ROW_WIDTH), dtype=np.int8))
+        return _unpack(packed)
 
     def hashes(self, archs: Sequence[Genotype]) -> list[str]:
         """Canonical hashes of a batch (vectorised)."""
@@ -370,8 +388,17 @@ class DartsSpace(SearchSpace[Genotype]):
             return tuple(zip(names[ops].tolist(), srcs.tolist(), strict=True))
 
         (no, ns), (ro, rs) = cells
-        return [Genotype(pairs(no[i], ns[i]), ALL_CONCAT, pairs(ro[i], rs[i]), ALL_CONCAT)
-                for i in range(n)]
+        packed = np.zeros((n, 2, _ROW_WIDTH), dtype=np.int8)
+        for c, (ops, srcs) in enumerate(cells):
+            packed[:, c, :NUM_PAIRS] = ops
+            packed[:, c, NUM_PAIRS:2 * NUM_PAIRS] = srcs
+        packed[:, :, 2 * NUM_PAIRS + NUM_INPUTS:] = 1  # every intermediate node concatenated
+        out = []
+        for i in range(n):
+            g = Genotype(pairs(no[i], ns[i]), ALL_CONCAT, pairs(ro[i], rs[i]), ALL_CONCAT)
+            object.__setattr__(g, _ROW, packed[i])
+            out.append(g)
+        return out
 
     # -- path codes (the weight-sharing supernet's) ---------------------------------------------
     def codes(self, archs: Sequence[Genotype]) -> np.ndarray:
@@ -390,6 +417,44 @@ class DartsSpace(SearchSpace[Genotype]):
         """Path codes of ``n`` genotypes drawn uniformly (as ``sample``), without objects."""
         cells = [self._sample_cells(n, rng) for _ in ("normal", "reduce")]
         return path_codes(np.stack([c[0] for c in cells], 1), np.stack([c[1] for c in cells], 1))
+
+    def fair_codes(self, rng: np.random.Generator) -> np.ndarray:
+        """A round of 7 paths: each of the 16 (op, input) slots (8 per cell) runs each op
+        once, in a random order per slot; the inputs are drawn uniformly at every path."""
+        k = len(DARTS_OPS)
+        ops = np.stack([rng.permutation(k) for _ in range(2 * NUM_PAIRS)], 1)  # [K, 16]
+        cells = [self._sample_cells(k, rng)[1] for _ in ("normal", "reduce")]
+        return path_codes(ops.reshape(k, 2, NUM_PAIRS), np.stack(cells, 1))
+
+    def relaxed_shape(self) -> tuple[int, int]:
+        """28 supernet edges (``PATH_EDGES`` of the normal, then the reduction cell) by the
+        8 ops of ``MIXED_OPS`` (``none`` first, so a column is a path code)."""
+        return 2 * len(PATH_EDGES), len(MIXED_OPS)
+
+    def discretize(self, weights: np.ndarray) -> np.ndarray:
+        """DARTS's rule: per intermediate node, the two incoming edges whose strongest op
+        other than ``none`` is strongest, each with that op."""
+        w = np.asarray(weights, dtype=np.float64).reshape(self.relaxed_shape())
+        best_op = w[:, 1:].argmax(1) + 1                      # code of each edge's op
+        strength = w[:, 1:].max(1)
+        codes = np.zeros(len(w), dtype=np.int64)
+        nodes = np.array([k for k, _ in PATH_EDGES])
+        for cell in range(2):
+            base = cell * len(PATH_EDGES)
+            for k in range(NUM_INTERMEDIATE):
+                edges = base + np.flatnonzero(nodes == k)
+                top = edges[np.argsort(-strength[edges], kind="stable")[:2]]
+                codes[top] = best_op[top]
+        return codes
+
+    def live_ops(self, codes: Sequence[int]) -> list[str]:
+        """Every chosen op: the supernet's cells concatenate every intermediate node, so
+        each op lies on a path from the cell inputs to the output."""
+        return [DARTS_OPS[int(c) - 1] for c in codes if int(c) > 0]
+
+    def graphs_from_codes(self, codes: np.ndarray) -> GraphBatch:
+        """Graph tensors of path codes (``to_graphs(from_codes(codes))``)."""
+        return self.to_graphs(self.from_codes(codes))
 
     def from_codes(self, codes: np.ndarray) -> list[Genotype]:
         """The genotypes of path codes (each node's inputs in increasing order)."""
@@ -477,4 +542,5 @@ class DartsSpace(SearchSpace[Genotype]):
                           torch.ones(b, n, dtype=torch.bool))
 
 
-__all__ = ["ALL_CONCAT", "DARTS_OPS", "DartsSpace", "Genotype", "cell_codes", "make_genotype"]
+__all__ = ["ALL_CONCAT", "DARTS_OPS", "MIXED_OPS", "DartsSpace", "Genotype", "cell_codes",
+           "make_genotype"]

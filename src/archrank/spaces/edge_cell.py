@@ -362,6 +362,23 @@ class EdgeCellSpace(SearchSpace[EdgeCell]):
         """Op indices ``[n, num_edges]``, every edge's op uniformly and independently."""
         return rng.integers(0, len(self.edge_op_names), size=(int(n), self.num_edges))
 
+    def fair_codes(self, rng: np.random.Generator) -> np.ndarray:
+        """A round of K paths in which every edge takes each of the K ops once (a random
+        order per edge)."""
+        k = len(self.edge_op_names)
+        return np.stack([rng.permutation(k) for _ in range(self.num_edges)]).T
+
+    def relaxed_shape(self) -> tuple[int, int]:
+        return self.num_edges, len(self.edge_op_names)
+
+    def discretize(self, weights: np.ndarray) -> np.ndarray:
+        """The strongest op of every edge (``none`` included, as in the NAS-Bench-201
+        DARTS baseline)."""
+        return np.asarray(weights).reshape(self.relaxed_shape()).argmax(1).astype(np.int64)
+
+    def live_ops(self, codes: Sequence[int]) -> list[str]:
+        return [self.edge_op_names[int(codes[k])] for k in self.live_edges(codes)]
+
     def neighbours(self, arch: EdgeCell) -> list[EdgeCell]:
         """Every cell with exactly one edge op changed (``num_edges * (num_ops - 1)``)."""
         ops = self._checked(arch).ops
