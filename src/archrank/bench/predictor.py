@@ -10,6 +10,7 @@ only fitting and scoring. ``bench_speed`` times GATES on the figures issue 3 set
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
