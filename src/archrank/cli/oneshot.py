@@ -337,7 +337,7 @@ def search_cmd(
     dataset: str = typer.Option("mnist1d", "--dataset",
                                 help="mnist1d, digits or a .npz file (x_train, y_train, ...)."),
     method: str = typer.Option("proxy-darts", "--method",
-                               help="proxy-ea, proxy-darts, darts or spos-ea."),
+                               help="proxy-ea, proxy-darts, darts, spos-ea or gcn-fit."),
     epochs: int = typer.Option(50, "--epochs", help="Supernet epochs (the search budget)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the weights, batches and sampling."),
     width: int | None = typer.Option(None, "--width", help="Stem channels (default: oracle's)."),
@@ -358,6 +358,8 @@ def search_cmd(
     alpha_steps: int = typer.Option(5, "--alpha-steps",
                                     help="proxy-*: alpha steps per refit (0: alpha fixed)."),
     ea_evals: int = typer.Option(100, "--ea-evals", help="spos-ea: cells scored by evolution."),
+    fit_samples: int = typer.Option(1000, "--fit-samples",
+                                    help="gcn-fit: uniformly sampled cells scored and fitted."),
     threads: int = typer.Option(1, "--threads", help="Torch threads."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write."),
@@ -369,7 +371,8 @@ def search_cmd(
 
     proxy-darts / proxy-ea: proxy validation (a learned validation-loss landscape steers the
     sampling; differentiable or evolutionary form); darts: first-order DARTS; spos-ea:
-    uniform single-path training, then regularized evolution on supernet scores. Writes a
+    uniform single-path training, then regularized evolution on supernet scores; gcn-fit: the
+    same training, then a gcn fitted to sampled supernet scores picks the cell. Writes a
     checkpoint after every epoch; a killed search continues with --resume. Prints the chosen
     cell and its supernet score.
 
@@ -413,11 +416,13 @@ def search_cmd(
     err.print(f"{method} search on {space}/{dataset}"
               + (f" (resuming {resume})" if resume else f": {epochs} epochs, seed {seed}"))
     with progress:
-        result = search(method, space=space, dataset=dataset_spec(dataset), epochs=epochs,
-                        seed=seed, recipe=recipe, checkpoint=resume or out,
-                        resume=resume is not None, proxy=proxy, ea_evals=ea_evals,
-                        width=width, depth=depth, threads=threads, device=device,
-                        on_step=on_step)
+        result = search(method, space=space,
+                        dataset=None if resume else dataset_spec(dataset),
+                        epochs=None if resume else epochs, seed=seed, recipe=recipe,
+                        checkpoint=resume or out, resume=resume is not None,
+                        proxy=None if resume else proxy, ea_evals=ea_evals,
+                        fit_samples=fit_samples, width=width, depth=depth, threads=threads,
+                        device=device, on_step=on_step)
     console.print(f"chosen cell: {result.arch}", soft_wrap=True)
     console.print(f"supernet score: val_acc {result.supernet_val_acc:.2f}%, val_loss "
                   f"{result.supernet_val_loss:.4f}; {'degenerate, ' if result.degenerate else ''}"
@@ -430,8 +435,10 @@ def search_cmd(
 def bench_oneshot_search(
     space: str = typer.Option("nb201", "--space", help="Search space (nb201, darts)."),
     dataset: str = typer.Option("mnist1d", "--dataset", help="The truth's dataset."),
-    methods: str = typer.Option("proxy-ea,proxy-darts,darts,spos-ea", "--methods",
-                                help="Comma-separated search methods."),
+    methods: str = typer.Option("proxy-ea,proxy-darts,darts,spos-ea,gcn-fit", "--methods",
+                                help="Comma-separated methods, each METHOD[:KEY=VALUE...] "
+                                "(ablations: proxy-ea:oiw=off, proxy-darts:sampling=uniform, "
+                                "proxy-ea:pretrain=off, gcn-fit:samples=200)."),
     seeds: int = typer.Option(3, "--seeds", help="Search seeds 0..N-1."),
     epochs: int = typer.Option(50, "--epochs", help="Supernet epochs of every search."),
     truth: Path = typer.Option(..., "--truth", help="Truth table of bench table."),
@@ -449,11 +456,13 @@ def bench_oneshot_search(
     Example:
       archrank bench oneshot-search --truth benchmarks/truth.csv --seeds 3 --json out.json
     """
-    from archrank.oneshot.search import check_method
+    from archrank.oneshot.search import parse_method
     from archrank.oneshot.search_bench import bench_search
     from archrank.runs.loop import executor_for
 
-    names = [check_method(m.strip()) for m in methods.split(",") if m.strip()]
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    for name in names:
+        parse_method(name)
     if seeds < 1 or epochs < 1:
         raise ArchrankError("--seeds and --epochs must be at least 1")
     if json_out is not None:

@@ -50,7 +50,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from archrank.datasets import ArrayDataset
 from archrank.errors import ArchrankError
 from archrank.oneshot.landscape import Landscape, LandscapeConfig
-from archrank.oneshot.sampler import ArchSampler
+from archrank.oneshot.sampler import ArchSampler, alpha_info
 from archrank.spaces.base import SearchSpace
 
 MODES = ("darts", "ea")
@@ -70,6 +70,7 @@ class ProxyConfig:
     warmup_steps: int = 50        # uniform paths until the landscape has data
     alpha_lr: float = 0.05
     alpha_steps: int = 5
+    alpha_optimizer: str = "adam"  # sgd: plain steps on the standardised predicted loss
     offspring: int = 4
     population: int = 20
     tournament: int = 5
@@ -81,6 +82,9 @@ class ProxyConfig:
         if self.oiw_norm not in NORMALISATIONS:
             raise ArchrankError(f"unknown OIW normalisation {self.oiw_norm!r}; choose "
                                 f"{', '.join(NORMALISATIONS)}")
+        if self.alpha_optimizer not in ("sgd", "adam"):
+            raise ArchrankError(f"unknown alpha optimizer {self.alpha_optimizer!r}; choose "
+                                "sgd, adam")
         if self.sampling not in ("learned", "uniform"):
             raise ArchrankError(f"unknown sampling {self.sampling!r}; choose learned, uniform")
         if self.memory < 2 or self.refit_every < 1 or self.val_batch < 1:
@@ -199,11 +203,15 @@ class ProxySampler(ArchSampler):
         self.oiw_sum += normalise_importance(g2, self.config.oiw_norm)
         self.oiw_count += 1
         alpha = self.alpha.clone().requires_grad_(True)
-        opt = torch.optim.Adam([alpha], lr=self.config.alpha_lr)
-        for _ in range(self.config.alpha_steps):
+        c = self.config
+        opt: torch.optim.Optimizer = (torch.optim.Adam([alpha], lr=c.alpha_lr)
+                                      if c.alpha_optimizer == "adam"
+                                      else torch.optim.SGD([alpha], lr=c.alpha_lr))
+        for _ in range(c.alpha_steps):
+            # in units of the memory's spread, so a step means the same at every refit
             loss = self.landscape.predict_probs(F.softmax(alpha, -1)[None])[0]
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss / self.landscape.y_std).backward()
             opt.step()
         self.alpha = alpha.detach()
 
@@ -261,6 +269,13 @@ class ProxySampler(ArchSampler):
         """The landscape's minimum over the whole (enumerable) space."""
         codes = self.space.codes(self.space.enumerate())  # type: ignore[attr-defined]
         return codes[int(np.argmin(self.landscape.predict_codes(codes)))]
+
+    def info(self) -> dict[str, Any]:
+        """Collapse diagnostics: alpha's entropy and peaks, the OIW, distinct memory cells."""
+        codes, _ = self.memory.arrays()
+        return {**alpha_info(self.alpha), "oiw": [round(float(v), 4) for v in self.oiw],
+                "memory_distinct": len({tuple(c) for c in codes.tolist()}),
+                "memory": len(self.memory)}
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
