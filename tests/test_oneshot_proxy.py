@@ -378,7 +378,8 @@ def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_p
     assert set(report["methods"]) == {"spos-ea", "darts", "gcn-fit:samples=30"}
     assert report["methods"]["gcn-fit:samples=30"]["method"] == "gcn-fit"
     assert report["methods"]["gcn-fit:samples=30"]["options"] == {"fit_samples": 30}
-    standalone = (tmp_path / "w" / "standalone.csv").read_text()
+    standalone = Path(report["standalone"]).read_text()
+    assert Path(report["standalone"]).parent == tmp_path / "w"
     for m, r in report["methods"].items():
         assert len(r["cells"]) == 1 and r["cells"][0] in standalone
         assert 0 <= r["truth_percentile"]["mean"] <= 100 and r["degenerate_rate"] in (0, 1)

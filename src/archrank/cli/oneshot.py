@@ -350,13 +350,19 @@ def search_cmd(
                             help="proxy-*: OIW normalisation l2 (default), sum, or off."),
     pretrain: bool = typer.Option(True, "--pretrain/--no-pretrain",
                                   help="proxy-*: auto-encoder pre-training of the landscape."),
-    refit_every: int = typer.Option(25, "--refit-every", help="proxy-*: steps between refits."),
-    warmup_steps: int = typer.Option(50, "--warmup-steps",
-                                     help="proxy-*: uniform steps before learned sampling."),
-    memory: int = typer.Option(256, "--memory", help="proxy-*: (arch, val loss) pairs kept."),
-    alpha_lr: float = typer.Option(0.05, "--alpha-lr", help="proxy-*: Adam lr of alpha."),
-    alpha_steps: int = typer.Option(5, "--alpha-steps",
-                                    help="proxy-*: alpha steps per refit (0: alpha fixed)."),
+    refit_every: int | None = typer.Option(None, "--refit-every",
+                                           help="proxy-*: steps between refits [25]."),
+    warmup_steps: int | None = typer.Option(None, "--warmup-steps", help="proxy-*: uniform "
+                                            "steps before learned sampling [50]."),
+    memory: int | None = typer.Option(None, "--memory",
+                                      help="proxy-*: (arch, val loss) pairs kept [256]."),
+    alpha_lr: float | None = typer.Option(None, "--alpha-lr",
+                                          help="proxy-*: learning rate of alpha [ProxyConfig]."),
+    alpha_steps: int | None = typer.Option(None, "--alpha-steps", help="proxy-*: alpha steps "
+                                           "per refit, 0: alpha fixed [5]."),
+    alpha_optimizer: str | None = typer.Option(None, "--alpha-optimizer", help="proxy-*: sgd "
+                                               "(steps on the standardised predicted loss) "
+                                               "or adam [ProxyConfig]."),
     ea_evals: int = typer.Option(100, "--ea-evals", help="spos-ea: cells scored by evolution."),
     fit_samples: int = typer.Option(1000, "--fit-samples",
                                     help="gcn-fit: uniformly sampled cells scored and fitted."),
@@ -401,10 +407,12 @@ def search_cmd(
         check_output(out, "--out")
     if json_out is not None:
         check_output(json_out, "--json")
-    proxy = {"sampling": sampling, "oiw_norm": oiw, "refit_every": refit_every,
-             "warmup_steps": warmup_steps, "memory": memory, "alpha_lr": alpha_lr,
-             "alpha_steps": alpha_steps,
-             "landscape": LandscapeConfig(pretrain=pretrain)}
+    given = {"refit_every": refit_every, "warmup_steps": warmup_steps, "memory": memory,
+             "alpha_lr": alpha_lr, "alpha_steps": alpha_steps,
+             "alpha_optimizer": alpha_optimizer}  # None: ProxyConfig's default
+    proxy = {"sampling": sampling, "oiw_norm": oiw,
+             "landscape": LandscapeConfig(pretrain=pretrain),
+             **{k: v for k, v in given.items() if v is not None}}
     recipe = replace(TrainRecipe(), batch_size=batch_size, lr=lr)
     progress = eta_progress()
     task = progress.add_task(method, total=None, info="")

@@ -17,8 +17,10 @@ training (Li, Dong, Wang and Xu, "NAS via Proxy Validation", TPAMI 2022 / ICML 2
   ``1/sqrt(6) = 0.41`` each, so the OIW visibly reduces noise. ``"sum"`` divides by the sum (a
   flat ``G`` gives ``1/6`` each, little effect), the ablation; ``"off"`` keeps OIW at 0 (plain
   Gumbel sampling). Either way OIW lies in [0, 1].
-- ``alpha`` descends the predicted loss of ``softmax(alpha)`` (``alpha_steps`` Adam steps per
-  refit, fresh optimiser): the differentiable form (``mode="darts"``).
+- ``alpha`` descends the predicted loss of ``softmax(alpha)``, divided by the memory's standard
+  deviation (``alpha_steps`` plain gradient steps per refit, ``alpha_optimizer="sgd"``; "adam",
+  a fresh Adam per refit, was the first default and collapsed the distribution: its steps have
+  the size ``alpha_lr`` whatever the gradient): the differentiable form (``mode="darts"``).
 - Evolutionary form (``mode="ea"``): regularized evolution (``strategies.evolution``) asks
   ``offspring`` children per step, the landscape ranks them and the best predicted one is
   trained; its observed validation loss is told back as the fitness (negated, evolution
@@ -68,9 +70,12 @@ class ProxyConfig:
     val_batch: int = 256
     refit_every: int = 25
     warmup_steps: int = 50        # uniform paths until the landscape has data
-    alpha_lr: float = 0.05
+    # plain gradient steps on the predicted loss in units of the memory's spread: they shrink
+    # with the evidence and as softmax(alpha) saturates. A fresh Adam at every refit steps
+    # lr * sign(grad) however flat the landscape, which collapsed alpha (docs/benchmarks.md).
+    alpha_optimizer: str = "sgd"
+    alpha_lr: float = 0.2
     alpha_steps: int = 5
-    alpha_optimizer: str = "adam"  # sgd: plain steps on the standardised predicted loss
     offspring: int = 4
     population: int = 20
     tournament: int = 5
@@ -95,7 +100,9 @@ class ProxyConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProxyConfig:
-        return cls(**{**data, "landscape": LandscapeConfig(**data["landscape"])})
+        # checkpoints from before alpha_optimizer existed stepped alpha with Adam
+        return cls(**{"alpha_optimizer": "adam", **data,
+                      "landscape": LandscapeConfig(**data["landscape"])})
 
 
 class Memory:

@@ -16,6 +16,7 @@ the dataset given must be the one the truth was trained on (same fingerprint).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -110,7 +111,10 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
     picks = sorted({r.arch for rs in results.values() for r in rs})
     if on_stage:
         on_stage(f"stand-alone training of {len(picks)} cells x {len(header['seeds'])} seeds")
-    builder = TruthBuilder(oracle, picks, header["seeds"], work / "standalone.csv",
+    # one journal per set of picks: a rerun with other methods in the same work dir trains
+    # its own set instead of clashing with the journal of another
+    digest = hashlib.sha1("\n".join(picks).encode()).hexdigest()[:10]
+    builder = TruthBuilder(oracle, picks, header["seeds"], work / f"standalone-{digest}.csv",
                            {"truth": str(truth)})
     builder.run(executor, in_flight=workers)
     builder.write_csv()
@@ -118,7 +122,8 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
     row = {a: i for i, a in enumerate(picks)}
     report: dict[str, Any] = {"kind": KIND, "schema": SCHEMA, "space": space,
                               "truth": str(truth), "epochs": epochs, "seeds": list(seeds),
-                              "train_seeds": header["seeds"], "methods": {}}
+                              "train_seeds": header["seeds"], "standalone": str(builder.out),
+                              "methods": {}}
     for m, rs in results.items():
         idx = [row[r.arch] for r in rs]
         pct = [percentile(truth_vals, v) for v in val[idx]]
