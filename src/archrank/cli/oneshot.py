@@ -348,8 +348,9 @@ def search_cmd(
                                  help="proxy-*: learned (Gumbel on alpha) or uniform (ablation)."),
     oiw: str = typer.Option("l2", "--oiw",
                             help="proxy-*: OIW normalisation l2 (default), sum, or off."),
-    pretrain: bool = typer.Option(True, "--pretrain/--no-pretrain",
-                                  help="proxy-*: auto-encoder pre-training of the landscape."),
+    pretrain: bool | None = typer.Option(None, "--pretrain/--no-pretrain",
+                                         help="proxy-*: auto-encoder pre-training of the "
+                                         "landscape [LandscapeConfig]."),
     refit_every: int | None = typer.Option(None, "--refit-every",
                                            help="proxy-*: steps between refits [25]."),
     warmup_steps: int | None = typer.Option(None, "--warmup-steps", help="proxy-*: uniform "
@@ -411,8 +412,9 @@ def search_cmd(
              "alpha_lr": alpha_lr, "alpha_steps": alpha_steps,
              "alpha_optimizer": alpha_optimizer}  # None: ProxyConfig's default
     proxy = {"sampling": sampling, "oiw_norm": oiw,
-             "landscape": LandscapeConfig(pretrain=pretrain),
              **{k: v for k, v in given.items() if v is not None}}
+    if pretrain is not None:
+        proxy["landscape"] = LandscapeConfig(pretrain=pretrain)
     recipe = replace(TrainRecipe(), batch_size=batch_size, lr=lr)
     progress = eta_progress()
     task = progress.add_task(method, total=None, info="")
