@@ -249,7 +249,7 @@ def test_method_specs_and_resume_with_other_settings(tmp_path):
     kw = {"dataset": tiny_data(), "seed": 0, "recipe": TrainRecipe(batch_size=32), "width": 4,
           "depth": 1, "checkpoint": tmp_path / "p.pt"}
     search("proxy-ea", epochs=1, proxy=cfg, **kw)
-    with pytest.raises(ArchrankError, match="other settings"):
+    with pytest.raises(ArchrankError, match=r"p\.pt: a proxy-ea search with other settings"):
         search("proxy-ea", epochs=1, proxy={**cfg, "oiw_norm": "off"}, resume=True, **kw)
     with pytest.raises(ArchrankError, match="a 1-epoch search, not 2 epochs"):
         search("proxy-ea", epochs=2, proxy=cfg, resume=True, **kw)

@@ -144,8 +144,12 @@ def _runner(method: str, *, space: str, dataset: Any, epochs: int | None, seed: 
             raise ArchrankError(f"{checkpoint}: a {ckpt.recipe.epochs}-epoch search, not "
                                 f"{epochs} epochs")
         config = _proxy_config(method, proxy)
-        if proxy is None and method.startswith("proxy-") and ckpt.sampler_state:
-            config = ProxyConfig.from_dict(ckpt.sampler_state["config"])
+        if method.startswith("proxy-") and ckpt.sampler_state:
+            saved = ProxyConfig.from_dict(ckpt.sampler_state["config"])
+            if proxy is not None and saved != config:
+                raise ArchrankError(f"{checkpoint}: a {method} search with other settings; "
+                                    "use another checkpoint (or --work-dir)")
+            config = saved
         data = ckpt.dataset(dataset)  # None: the recorded spec; either way fingerprinted
         sampler = _sampler(method, _space(ckpt.setting.space), ckpt.seed, data, config)
         if sampler is not None:  # a proxy sampler refuses a checkpoint of other settings

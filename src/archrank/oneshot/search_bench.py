@@ -104,10 +104,12 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
             ckpt = work / f"{checkpoint_stem(m, method)}-seed{seed}.pt"
             if on_stage:
                 on_stage(f"{m} seed {seed}")
+            # proxy settings always given, so a checkpoint of other settings is refused
+            extra = {"proxy": {}} if method.startswith("proxy-") else {}
             results.setdefault(m, []).append(search(
                 method, space=space, dataset=oracle.dataset, epochs=epochs, seed=seed,
                 width=oracle.width, depth=oracle.depth, checkpoint=ckpt,
-                resume=ckpt.exists(), **{**(search_kwargs or {}), **kwargs}))
+                resume=ckpt.exists(), **{**extra, **(search_kwargs or {}), **kwargs}))
     picks = sorted({r.arch for rs in results.values() for r in rs})
     if on_stage:
         on_stage(f"stand-alone training of {len(picks)} cells x {len(header['seeds'])} seeds")
