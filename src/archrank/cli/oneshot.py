@@ -447,7 +447,7 @@ def bench_oneshot_search(
     dataset: str = typer.Option("mnist1d", "--dataset", help="The truth's dataset."),
     methods: str = typer.Option("proxy-ea,proxy-darts,darts,spos-ea,gcn-fit", "--methods",
                                 help="Comma-separated methods, each METHOD[:KEY=VALUE...] "
-                                "(ablations: proxy-ea:oiw=off, proxy-darts:sampling=uniform, "
+                                "(ablations: proxy-darts:oiw=off, proxy-darts:sampling=uniform, "
                                 "proxy-ea:pretrain=off, gcn-fit:samples=200)."),
     seeds: int = typer.Option(3, "--seeds", help="Search seeds 0..N-1."),
     epochs: int = typer.Option(50, "--epochs", help="Supernet epochs of every search."),

@@ -82,7 +82,7 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
     So that one benchmark runs ablations side by side as methods: proxy methods take any
     ``ProxyConfig`` field (``sampling``, ``oiw`` for ``oiw_norm``, ``alpha_lr``, ...) and
     ``pretrain=on|off``; spos-ea takes ``evals``, gcn-fit ``samples``. Example:
-    ``proxy-ea:oiw=off``, ``proxy-darts:sampling=uniform:pretrain=off``.
+    ``proxy-darts:oiw=off``, ``proxy-ea:sampling=uniform:pretrain=off``.
     """
     method, *opts = spec.strip().split(":")
     check_method(method)

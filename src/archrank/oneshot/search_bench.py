@@ -2,7 +2,7 @@
 
 For each method and search seed, ``search.search`` runs on the same budget (epochs, data,
 seed); a method is a spec ``METHOD[:KEY=VALUE...]`` (``search.parse_method``), so ablations
-such as ``proxy-ea:oiw=off`` are methods of the same benchmark. spos-ea and gcn-fit train the
+such as ``proxy-darts:oiw=off`` are methods of the same benchmark. spos-ea and gcn-fit train the
 same uniform supernet, so they share one checkpoint per seed. Every chosen cell is then
 trained stand-alone with the truth table's recipe and training seeds (``truth.TruthBuilder``:
 journaled, resumable, any executor), and placed in the truth's distribution of mean
