@@ -143,6 +143,32 @@ def test_sampler_oiw_lies_in_unit_interval_and_memory_stays_bounded(norm):
         assert torch.equal(oiw, torch.zeros(6))
     assert len(sampler.memory) == 6  # 16 steps seen, the window holds 6
     assert not torch.equal(sampler.alpha, torch.zeros(6, 5))  # alpha moved
+    info = sampler.info()
+    assert 1 <= info["memory_distinct"] <= 6 and info["oiw"] == pytest.approx(oiw.tolist(),
+                                                                               abs=1e-4)
+    assert 0 < info["alpha_entropy"] < np.log(5) and len(info["alpha_max_prob"]) == 6
+
+
+def test_sgd_alpha_step_is_the_gradient_of_the_standardised_predicted_loss(nb201):
+    """With ``alpha_optimizer="sgd"`` a refit moves alpha by ``-lr * grad / y_std``: steps
+    in proportion to the landscape's evidence, vanishing as the distribution saturates
+    (Adam's first step from a fresh state is ``lr * sign(grad)`` however flat the landscape)."""
+    cfg = ProxyConfig(alpha_optimizer="sgd", alpha_lr=0.7, alpha_steps=1, landscape=SMALL)
+    sampler = ProxySampler(nb201, 0, dataset=tiny_data(), config=cfg)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        sampler.memory.add(tuple(rng.integers(0, 5, 6)), float(rng.random()))
+    alpha0 = torch.randn(6, 5, generator=torch.Generator().manual_seed(1))
+    sampler.alpha = alpha0.clone()
+    sampler.landscape.fit(*sampler.memory.arrays())  # what _refit fits first, from here
+    state = sampler.landscape.state_dict()
+    sampler.landscape.fit(*sampler.memory.arrays())
+    grad = sampler.alpha_gradient()
+    sampler.landscape.load_state_dict(state)
+    sampler._refit()
+    torch.testing.assert_close(sampler.alpha, alpha0 - 0.7 * grad / sampler.landscape.y_std)
+    with pytest.raises(ArchrankError, match="unknown alpha optimizer 'rmsprop'"):
+        ProxyConfig(alpha_optimizer="rmsprop")
 
 
 def test_gumbel_noise_shrinks_with_oiw(nb201):
@@ -180,17 +206,53 @@ def test_degenerate_cells(nb201):
     assert not is_degenerate(nb201, codes)
 
 
-@pytest.mark.parametrize("method", ["darts", "spos-ea"])
+@pytest.mark.parametrize("method", ["darts", "spos-ea", "gcn-fit"])
 def test_baselines_choose_a_cell_with_its_supernet_score(method, tmp_path):
     result = search(method, dataset=tiny_data(), epochs=1, seed=0,
                     recipe=TrainRecipe(batch_size=32), width=4, depth=1, ea_evals=10,
-                    checkpoint=tmp_path / "s.pt")
+                    fit_samples=40, checkpoint=tmp_path / "s.pt")
     ckpt = load_checkpoint(tmp_path / "s.pt")
     assert ckpt.finished and ckpt.sampler == ("darts" if method == "darts" else "uniform")
     assert len(result.codes) == 6 and 0 <= result.supernet_val_acc <= 100
     if method == "darts":  # alpha moved away from uniform and is what chose the cell
         alpha = ckpt.sampler_state["alpha"]
         assert alpha.std() > 0 and alpha.argmax(1).tolist() == result.codes
+    if method == "gcn-fit":  # the pick is the best cell of fit_space's table, and a gcn-fit
+        # search continues the uniform supernet of spos-ea (same training, same checkpoint)
+        from archrank.oneshot.fit import fit_space
+        from archrank.oneshot.scoring import SubnetScorer
+
+        table = fit_space(SubnetScorer.from_checkpoint(ckpt, tiny_data()), samples=40,
+                          seed=0)
+        assert result.arch == table.archs[int(np.argmax(table.columns["predicted"]))]
+        again = search("spos-ea", dataset=tiny_data(), epochs=1, seed=0, ea_evals=10,
+                       checkpoint=tmp_path / "s.pt", resume=True)
+        assert again.seconds >= ckpt.seconds
+
+
+def test_method_specs_and_resume_with_other_settings(tmp_path):
+    from archrank.oneshot.search import parse_method
+
+    assert parse_method("proxy-ea") == ("proxy-ea", {})
+    assert parse_method("proxy-ea:oiw=off") == ("proxy-ea", {"proxy": {"oiw_norm": "off"}})
+    method, kw = parse_method("proxy-darts:sampling=uniform:pretrain=off:alpha_lr=0.01")
+    assert method == "proxy-darts" and kw["proxy"]["sampling"] == "uniform"
+    assert kw["proxy"]["alpha_lr"] == 0.01 and kw["proxy"]["landscape"].pretrain is False
+    assert parse_method("gcn-fit:samples=50") == ("gcn-fit", {"fit_samples": 50})
+    for spec, message in [("proxy-ea:oiw=bad", "unknown OIW normalisation 'bad'"),
+                          ("gcn-fit:evals=3", "gcn-fit has no option 'evals'"),
+                          ("proxy-ea:alpha_lr=x", "bad option 'alpha_lr=x'"),
+                          ("nope", "unknown search method 'nope'")]:
+        with pytest.raises(ArchrankError, match=message):
+            parse_method(spec)
+    cfg = {"refit_every": 4, "warmup_steps": 4, "memory": 6, "landscape": SMALL}
+    kw = {"dataset": tiny_data(), "seed": 0, "recipe": TrainRecipe(batch_size=32), "width": 4,
+          "depth": 1, "checkpoint": tmp_path / "p.pt"}
+    search("proxy-ea", epochs=1, proxy=cfg, **kw)
+    with pytest.raises(ArchrankError, match=r"p\.pt: a proxy-ea search with other settings"):
+        search("proxy-ea", epochs=1, proxy={**cfg, "oiw_norm": "off"}, resume=True, **kw)
+    with pytest.raises(ArchrankError, match="a 1-epoch search, not 2 epochs"):
+        search("proxy-ea", epochs=2, proxy=cfg, resume=True, **kw)
 
 
 def test_mixed_forward_with_one_hot_weights_is_the_single_path():
@@ -298,7 +360,8 @@ def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_p
                        "0,1", "--epochs", "1", "--width", "4", "--depth", "1", "--out",
                        str(truth))
     assert code == 0, err
-    args = ["bench", "oneshot-search", "--dataset", str(npz), "--methods", "spos-ea,darts",
+    args = ["bench", "oneshot-search", "--dataset", str(npz), "--methods",
+            "spos-ea,darts,gcn-fit:samples=30",
             "--seeds", "1", "--epochs", "1", "--truth", str(truth), "--work-dir",
             str(tmp_path / "w")]
     code, out, err = cli(*args, "--json", str(tmp_path / "r.json"), "--plot",
@@ -311,17 +374,24 @@ def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_p
     assert "One-shot search benchmark" in html and "Best pick of spos-ea" in html
     assert "truth percentile" in out and "spos-ea" in out
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["train_seeds"] == [0, 1] and set(report["methods"]) == {"spos-ea", "darts"}
-    standalone = (tmp_path / "w" / "standalone.csv").read_text()
+    assert report["train_seeds"] == [0, 1] and report["schema"] == 2
+    assert set(report["methods"]) == {"spos-ea", "darts", "gcn-fit:samples=30"}
+    assert report["methods"]["gcn-fit:samples=30"]["method"] == "gcn-fit"
+    assert report["methods"]["gcn-fit:samples=30"]["options"] == {"fit_samples": 30}
+    standalone = Path(report["standalone"]).read_text()
+    assert Path(report["standalone"]).parent == tmp_path / "w"
     for m, r in report["methods"].items():
         assert len(r["cells"]) == 1 and r["cells"][0] in standalone
         assert 0 <= r["truth_percentile"]["mean"] <= 100 and r["degenerate_rate"] in (0, 1)
         assert set(r["val_acc"]) == {"mean", "std"} and r["search_seconds"]["mean"] > 0
         assert [p["cell"] for p in r["per_seed"]] == r["cells"]
-        # the pick was trained with the truth's recipe: 4-wide networks, both seeds
-        ckpt = load_checkpoint(tmp_path / "w" / f"{m}-seed0.pt")
+        # the search ran at the truth's network size: 4-wide networks
+        ckpt = load_checkpoint(tmp_path / "w" / ("darts-seed0.pt" if m == "darts"
+                                                 else "uniform-seed0.pt"))
         assert ckpt.setting.width == 4 and ckpt.finished
     code, _, err = cli(*args[:-2], "--work-dir", str(tmp_path / "w2"), "--dataset", "digits")
     assert code == 2 and "was trained on" in err
     code, _, err = cli(*args, "--methods", "nope")
     assert code == 2 and "unknown search method 'nope'" in err
+    code, _, err = cli(*args, "--methods", "proxy-ea:oiw=of")
+    assert code == 2 and "unknown OIW normalisation 'of'" in err

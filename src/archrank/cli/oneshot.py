@@ -341,7 +341,7 @@ def search_cmd(
     dataset: str = typer.Option("mnist1d", "--dataset",
                                 help="mnist1d, digits or a .npz file (x_train, y_train, ...)."),
     method: str = typer.Option("proxy-darts", "--method",
-                               help="proxy-ea, proxy-darts, darts or spos-ea."),
+                               help="proxy-ea, proxy-darts, darts, spos-ea or gcn-fit."),
     epochs: int = typer.Option(50, "--epochs", help="Supernet epochs (the search budget)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the weights, batches and sampling."),
     width: int | None = typer.Option(None, "--width", help="Stem channels (default: oracle's)."),
@@ -352,16 +352,25 @@ def search_cmd(
                                  help="proxy-*: learned (Gumbel on alpha) or uniform (ablation)."),
     oiw: str = typer.Option("l2", "--oiw",
                             help="proxy-*: OIW normalisation l2 (default), sum, or off."),
-    pretrain: bool = typer.Option(True, "--pretrain/--no-pretrain",
-                                  help="proxy-*: auto-encoder pre-training of the landscape."),
-    refit_every: int = typer.Option(25, "--refit-every", help="proxy-*: steps between refits."),
-    warmup_steps: int = typer.Option(50, "--warmup-steps",
-                                     help="proxy-*: uniform steps before learned sampling."),
-    memory: int = typer.Option(256, "--memory", help="proxy-*: (arch, val loss) pairs kept."),
-    alpha_lr: float = typer.Option(0.05, "--alpha-lr", help="proxy-*: Adam lr of alpha."),
-    alpha_steps: int = typer.Option(5, "--alpha-steps",
-                                    help="proxy-*: alpha steps per refit (0: alpha fixed)."),
+    pretrain: bool | None = typer.Option(None, "--pretrain/--no-pretrain",
+                                         help="proxy-*: auto-encoder pre-training of the "
+                                         "landscape [LandscapeConfig]."),
+    refit_every: int | None = typer.Option(None, "--refit-every",
+                                           help="proxy-*: steps between refits [25]."),
+    warmup_steps: int | None = typer.Option(None, "--warmup-steps", help="proxy-*: uniform "
+                                            "steps before learned sampling [50]."),
+    memory: int | None = typer.Option(None, "--memory",
+                                      help="proxy-*: (arch, val loss) pairs kept [256]."),
+    alpha_lr: float | None = typer.Option(None, "--alpha-lr",
+                                          help="proxy-*: learning rate of alpha [ProxyConfig]."),
+    alpha_steps: int | None = typer.Option(None, "--alpha-steps", help="proxy-*: alpha steps "
+                                           "per refit, 0: alpha fixed [5]."),
+    alpha_optimizer: str | None = typer.Option(None, "--alpha-optimizer", help="proxy-*: sgd "
+                                               "(steps on the standardised predicted loss) "
+                                               "or adam [ProxyConfig]."),
     ea_evals: int = typer.Option(100, "--ea-evals", help="spos-ea: cells scored by evolution."),
+    fit_samples: int = typer.Option(1000, "--fit-samples",
+                                    help="gcn-fit: uniformly sampled cells scored and fitted."),
     threads: int = typer.Option(1, "--threads", help="Torch threads."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write."),
@@ -373,7 +382,8 @@ def search_cmd(
 
     proxy-darts / proxy-ea: proxy validation (a learned validation-loss landscape steers the
     sampling; differentiable or evolutionary form); darts: first-order DARTS; spos-ea:
-    uniform single-path training, then regularized evolution on supernet scores. Writes a
+    uniform single-path training, then regularized evolution on supernet scores; gcn-fit: the
+    same training, then a gcn fitted to sampled supernet scores picks the cell. Writes a
     checkpoint after every epoch; a killed search continues with --resume. Prints the chosen
     cell and its supernet score.
 
@@ -402,10 +412,13 @@ def search_cmd(
         check_output(out, "--out")
     if json_out is not None:
         check_output(json_out, "--json")
-    proxy = {"sampling": sampling, "oiw_norm": oiw, "refit_every": refit_every,
-             "warmup_steps": warmup_steps, "memory": memory, "alpha_lr": alpha_lr,
-             "alpha_steps": alpha_steps,
-             "landscape": LandscapeConfig(pretrain=pretrain)}
+    given = {"refit_every": refit_every, "warmup_steps": warmup_steps, "memory": memory,
+             "alpha_lr": alpha_lr, "alpha_steps": alpha_steps,
+             "alpha_optimizer": alpha_optimizer}  # None: ProxyConfig's default
+    proxy = {"sampling": sampling, "oiw_norm": oiw,
+             **{k: v for k, v in given.items() if v is not None}}
+    if pretrain is not None:
+        proxy["landscape"] = LandscapeConfig(pretrain=pretrain)
     recipe = replace(TrainRecipe(), batch_size=batch_size, lr=lr)
     progress = eta_progress()
     task = progress.add_task(method, total=None, info="")
@@ -417,11 +430,13 @@ def search_cmd(
     err.print(f"{method} search on {space}/{dataset}"
               + (f" (resuming {resume})" if resume else f": {epochs} epochs, seed {seed}"))
     with progress:
-        result = search(method, space=space, dataset=dataset_spec(dataset), epochs=epochs,
-                        seed=seed, recipe=recipe, checkpoint=resume or out,
-                        resume=resume is not None, proxy=proxy, ea_evals=ea_evals,
-                        width=width, depth=depth, threads=threads, device=device,
-                        on_step=on_step)
+        result = search(method, space=space,
+                        dataset=None if resume else dataset_spec(dataset),
+                        epochs=None if resume else epochs, seed=seed, recipe=recipe,
+                        checkpoint=resume or out, resume=resume is not None,
+                        proxy=None if resume else proxy, ea_evals=ea_evals,
+                        fit_samples=fit_samples, width=width, depth=depth, threads=threads,
+                        device=device, on_step=on_step)
     console.print(f"chosen cell: {result.arch}", soft_wrap=True)
     console.print(f"supernet score: val_acc {result.supernet_val_acc:.2f}%, val_loss "
                   f"{result.supernet_val_loss:.4f}; {'degenerate, ' if result.degenerate else ''}"
@@ -434,8 +449,10 @@ def search_cmd(
 def bench_oneshot_search(
     space: str = typer.Option("nb201", "--space", help="Search space (nb201, darts)."),
     dataset: str = typer.Option("mnist1d", "--dataset", help="The truth's dataset."),
-    methods: str = typer.Option("proxy-ea,proxy-darts,darts,spos-ea", "--methods",
-                                help="Comma-separated search methods."),
+    methods: str = typer.Option("proxy-ea,proxy-darts,darts,spos-ea,gcn-fit", "--methods",
+                                help="Comma-separated methods, each METHOD[:KEY=VALUE...] "
+                                "(ablations: proxy-darts:oiw=off, proxy-darts:sampling=uniform, "
+                                "proxy-ea:pretrain=off, gcn-fit:samples=200)."),
     seeds: int = typer.Option(3, "--seeds", help="Search seeds 0..N-1."),
     epochs: int = typer.Option(50, "--epochs", help="Supernet epochs of every search."),
     truth: Path = typer.Option(..., "--truth", help="Truth table of bench table."),
@@ -453,11 +470,13 @@ def bench_oneshot_search(
     Example:
       archrank bench oneshot-search --truth benchmarks/truth.csv --seeds 3 --json out.json
     """
-    from archrank.oneshot.search import check_method
+    from archrank.oneshot.search import parse_method
     from archrank.oneshot.search_bench import bench_search
     from archrank.runs.loop import executor_for
 
-    names = [check_method(m.strip()) for m in methods.split(",") if m.strip()]
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    for name in names:
+        parse_method(name)
     if seeds < 1 or epochs < 1:
         raise ArchrankError("--seeds and --epochs must be at least 1")
     if json_out is not None:

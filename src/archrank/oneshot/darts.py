@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from archrank.datasets import ArrayDataset
-from archrank.oneshot.sampler import ArchSampler
+from archrank.oneshot.sampler import ArchSampler, alpha_info
 from archrank.spaces.base import SearchSpace
 
 
@@ -64,6 +64,9 @@ class DartsSampler(ArchSampler):
         self.optimizer.step()
         self.alpha.grad = None
         return net.forward_mixed(x, F.softmax(self.alpha.detach(), -1))
+
+    def info(self) -> dict[str, Any]:
+        return alpha_info(self.alpha)
 
     def state_dict(self) -> dict[str, Any]:
         return {"alpha": self.alpha.detach().clone(), "optimizer": self.optimizer.state_dict()}

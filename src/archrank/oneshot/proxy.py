@@ -17,8 +17,10 @@ training (Li, Dong, Wang and Xu, "NAS via Proxy Validation", TPAMI 2022 / ICML 2
   ``1/sqrt(6) = 0.41`` each, so the OIW visibly reduces noise. ``"sum"`` divides by the sum (a
   flat ``G`` gives ``1/6`` each, little effect), the ablation; ``"off"`` keeps OIW at 0 (plain
   Gumbel sampling). Either way OIW lies in [0, 1].
-- ``alpha`` descends the predicted loss of ``softmax(alpha)`` (``alpha_steps`` Adam steps per
-  refit, fresh optimiser): the differentiable form (``mode="darts"``).
+- ``alpha`` descends the predicted loss of ``softmax(alpha)``, divided by the memory's standard
+  deviation (``alpha_steps`` plain gradient steps per refit, ``alpha_optimizer="sgd"``; "adam",
+  a fresh Adam per refit, was the first default and collapsed the distribution: its steps have
+  the size ``alpha_lr`` whatever the gradient): the differentiable form (``mode="darts"``).
 - Evolutionary form (``mode="ea"``): regularized evolution (``strategies.evolution``) asks
   ``offspring`` children per step, the landscape ranks them and the best predicted one is
   trained; its observed validation loss is told back as the fitness (negated, evolution
@@ -53,7 +55,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from archrank.datasets import ArrayDataset
 from archrank.errors import ArchrankError
 from archrank.oneshot.landscape import Landscape, LandscapeConfig
-from archrank.oneshot.sampler import ArchSampler
+from archrank.oneshot.sampler import ArchSampler, alpha_info
 from archrank.spaces.base import SearchSpace
 
 MODES = ("darts", "ea")
@@ -72,7 +74,11 @@ class ProxyConfig:
     val_batch: int = 256
     refit_every: int = 25
     warmup_steps: int = 50        # uniform paths until the landscape has data
-    alpha_lr: float = 0.05
+    # plain gradient steps on the predicted loss in units of the memory's spread: they shrink
+    # with the evidence and as softmax(alpha) saturates. A fresh Adam at every refit steps
+    # lr * sign(grad) however flat the landscape, which collapsed alpha (docs/benchmarks.md).
+    alpha_optimizer: str = "sgd"
+    alpha_lr: float = 0.2
     alpha_steps: int = 5
     offspring: int = 4
     population: int = 20
@@ -85,6 +91,9 @@ class ProxyConfig:
         if self.oiw_norm not in NORMALISATIONS:
             raise ArchrankError(f"unknown OIW normalisation {self.oiw_norm!r}; choose "
                                 f"{', '.join(NORMALISATIONS)}")
+        if self.alpha_optimizer not in ("sgd", "adam"):
+            raise ArchrankError(f"unknown alpha optimizer {self.alpha_optimizer!r}; choose "
+                                "sgd, adam")
         if self.sampling not in ("learned", "uniform"):
             raise ArchrankError(f"unknown sampling {self.sampling!r}; choose learned, uniform")
         if self.memory < 2 or self.refit_every < 1 or self.val_batch < 1:
@@ -95,7 +104,9 @@ class ProxyConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProxyConfig:
-        return cls(**{**data, "landscape": LandscapeConfig(**data["landscape"])})
+        # checkpoints from before alpha_optimizer existed stepped alpha with Adam
+        return cls(**{"alpha_optimizer": "adam", **data,
+                      "landscape": LandscapeConfig(**data["landscape"])})
 
 
 class Memory:
@@ -209,11 +220,15 @@ class ProxySampler(ArchSampler):
         self.oiw_sum += normalise_importance(g2, self.config.oiw_norm)
         self.oiw_count += 1
         alpha = self.alpha.clone().requires_grad_(True)
-        opt = torch.optim.Adam([alpha], lr=self.config.alpha_lr)
-        for _ in range(self.config.alpha_steps):
+        c = self.config
+        opt: torch.optim.Optimizer = (torch.optim.Adam([alpha], lr=c.alpha_lr)
+                                      if c.alpha_optimizer == "adam"
+                                      else torch.optim.SGD([alpha], lr=c.alpha_lr))
+        for _ in range(c.alpha_steps):
+            # in units of the memory's spread, so a step means the same at every refit
             loss = self.landscape.predict_probs(F.softmax(alpha, -1)[None])[0]
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss / self.landscape.y_std).backward()
             opt.step()
         self.alpha = alpha.detach()
 
@@ -276,6 +291,13 @@ class ProxySampler(ArchSampler):
             pool = self.space.random_codes(FINAL_POOL, np.random.default_rng([self.seed, 13]))
             codes = np.concatenate([self.memory.arrays()[0].reshape(-1, pool.shape[1]), pool])
         return codes[int(np.argmin(self.landscape.predict_codes(codes)))]
+
+    def info(self) -> dict[str, Any]:
+        """Collapse diagnostics: alpha's entropy and peaks, the OIW, distinct memory cells."""
+        codes, _ = self.memory.arrays()
+        return {**alpha_info(self.alpha), "oiw": [round(float(v), 4) for v in self.oiw],
+                "memory_distinct": len({tuple(c) for c in codes.tolist()}),
+                "memory": len(self.memory)}
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

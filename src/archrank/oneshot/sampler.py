@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
+import torch
 
 from archrank.errors import ArchrankError
 from archrank.spaces.base import SearchSpace
@@ -37,6 +38,11 @@ class ArchSampler(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Restore ``state_dict``'s output (nothing to do for stateless samplers)."""
+
+    def info(self) -> dict[str, Any]:
+        """What a finished search reports about the sampler (a learned distribution's
+        entropy, ...); nothing for the built-in ones."""
+        return {}
 
     def forward(self, model: Any, x: Any, codes: tuple[int, ...], step: int) -> Any:
         """The logits the trainer's step ``step`` learns from: the path ``codes`` of ``model``
@@ -96,3 +102,12 @@ def make_sampler(name: str, space: SearchSpace, seed: int = 0) -> ArchSampler:
         raise ArchrankError(
             f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}"
         ) from None
+
+
+def alpha_info(alpha: torch.Tensor) -> dict[str, Any]:
+    """Entropy (nats, mean over edges; uniform over K ops: log K) and the largest probability
+    per edge of the distribution ``softmax(alpha)`` [E, K]: how far it has collapsed."""
+    p = torch.softmax(alpha.detach().double(), -1)
+    entropy = -(p * p.clamp_min(1e-300).log()).sum(1)
+    return {"alpha_entropy": round(float(entropy.mean()), 4),
+            "alpha_max_prob": [round(float(v), 4) for v in p.max(1).values]}

@@ -6,6 +6,9 @@
 ``darts``          first-order DARTS through mixed ops (``darts.DartsSampler``)
 ``spos-ea``        uniform single-path training, then regularized evolution on supernet
                    scores (``strategies.evolution`` through ask/tell, ``scoring.SubnetScorer``)
+``gcn-fit``        uniform single-path training, then ``fit.fit_space``: a uniform sample of
+                   sub-networks scored with shared weights, a gcn fitted to the scores, the
+                   best predicted cell of the whole space (the fitting of issue 11)
 =================  ============================================================================
 
 Every method trains on the same budget (recipe epochs, data, seed) and writes a supernet
@@ -18,7 +21,7 @@ input-to-output path: the DARTS collapse).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +31,16 @@ from archrank.errors import ArchrankError
 from archrank.nn import torch_threads
 from archrank.oneshot.checkpoint import Checkpoint, load_checkpoint
 from archrank.oneshot.darts import DartsSampler
+from archrank.oneshot.fit import DEFAULT_SAMPLES
+from archrank.oneshot.landscape import LandscapeConfig
 from archrank.oneshot.proxy import ProxyConfig, ProxySampler
 from archrank.oneshot.sampler import ArchSampler
 from archrank.oneshot.trainer import StepCallback, SupernetTrainer
 from archrank.oracles.training import TrainRecipe
 from archrank.spaces.base import SearchSpace
 
-METHODS = ("proxy-ea", "proxy-darts", "darts", "spos-ea")
+METHODS = ("proxy-ea", "proxy-darts", "darts", "spos-ea", "gcn-fit")
+UNIFORM_METHODS = ("spos-ea", "gcn-fit")  # plain SPOS training: one supernet serves both
 
 
 @dataclass
@@ -46,6 +52,7 @@ class SearchResult:
     supernet_val_loss: float
     seconds: float
     degenerate: bool
+    sampler_info: dict[str, Any] = field(default_factory=dict)  # ArchSampler.info()
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -62,10 +69,53 @@ def check_method(method: str) -> str:
     return method
 
 
+# option names of a method spec that are not ProxyConfig field names
+_ALIASES = {"oiw": "oiw_norm"}
+_ONOFF = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
+
+
+def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
+    """``METHOD[:KEY=VALUE...]`` -> ``(method, search keyword arguments)``.
+
+    So that one benchmark runs ablations side by side as methods: proxy methods take any
+    ``ProxyConfig`` field (``sampling``, ``oiw`` for ``oiw_norm``, ``alpha_lr``, ...) and
+    ``pretrain=on|off``; spos-ea takes ``evals``, gcn-fit ``samples``. Example:
+    ``proxy-darts:oiw=off``, ``proxy-ea:sampling=uniform:pretrain=off``.
+    """
+    method, *opts = spec.strip().split(":")
+    check_method(method)
+    proxy: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}
+    fields = {f.name: f for f in ProxyConfig.__dataclass_fields__.values()
+              if f.name not in ("mode", "landscape")}
+    for opt in opts:
+        key, sep, value = opt.partition("=")
+        key = _ALIASES.get(key, key)
+        try:
+            if not sep or not value:
+                raise ValueError
+            if method in UNIFORM_METHODS and key == {"spos-ea": "evals",
+                                                     "gcn-fit": "samples"}[method]:
+                kwargs["ea_evals" if method == "spos-ea" else "fit_samples"] = int(value)
+            elif method.startswith("proxy-") and key == "pretrain":
+                proxy["landscape"] = LandscapeConfig(pretrain=_ONOFF[value.lower()])
+            elif method.startswith("proxy-") and key in fields:
+                default = getattr(ProxyConfig(), key)
+                proxy[key] = type(default)(value)
+            else:
+                raise ArchrankError(f"{spec}: {method} has no option {key!r}")
+        except (ValueError, KeyError):
+            raise ArchrankError(f"{spec}: bad option {opt!r} (expected KEY=VALUE)") from None
+    if proxy:
+        ProxyConfig(**proxy)  # unknown values fail here, with their names
+        kwargs["proxy"] = proxy
+    return method, kwargs
+
+
 def resumable(path: str | Path, method: str, space: str) -> Checkpoint:
     """The checkpoint at ``path``, checked to be a ``method`` search over ``space``."""
     ckpt = load_checkpoint(path, space=space)
-    want = "uniform" if method == "spos-ea" else method
+    want = "uniform" if method in UNIFORM_METHODS else method
     if ckpt.sampler != want:
         raise ArchrankError(f"{path}: a checkpoint of a {ckpt.sampler} search, not {method}")
     return ckpt
@@ -77,24 +127,33 @@ def _proxy_config(method: str, overrides: dict[str, Any] | None) -> ProxyConfig 
     return ProxyConfig(mode=method.split("-", 1)[1], **(overrides or {}))
 
 
-def _runner(method: str, *, space: str, dataset: Any, epochs: int, seed: int,
+def _runner(method: str, *, space: str, dataset: Any, epochs: int | None, seed: int,
             recipe: TrainRecipe | None, checkpoint: Path | None, resume: bool,
             proxy: dict[str, Any] | None, threads: int, device: str,
             width: int | None = None, depth: int | None = None) -> Any:
-    """The trainer of ``method``, fresh or resumed from ``checkpoint``."""
+    """The trainer of ``method``, fresh or resumed from ``checkpoint`` (``epochs`` None:
+    the checkpoint's; otherwise it must be the checkpoint's)."""
     kwargs = {"threads": threads, "device": device}
     if resume:
         if checkpoint is None or not checkpoint.exists():
             raise ArchrankError(f"{checkpoint}: no search checkpoint to resume")
         ckpt = resumable(checkpoint, method, space)
-        sampler = _sampler(method, _space(ckpt.setting.space), ckpt.seed, ckpt.dataset(),
-                           ProxyConfig.from_dict(ckpt.sampler_state["config"])
-                           if method.startswith("proxy-") and ckpt.sampler_state
-                           else _proxy_config(method, proxy))
-        if sampler is not None:
+        if epochs is not None and ckpt.recipe.epochs != epochs:
+            raise ArchrankError(f"{checkpoint}: a {ckpt.recipe.epochs}-epoch search, not "
+                                f"{epochs} epochs")
+        config = _proxy_config(method, proxy)
+        if method.startswith("proxy-") and ckpt.sampler_state:
+            saved = ProxyConfig.from_dict(ckpt.sampler_state["config"])
+            if proxy is not None and saved != config:
+                raise ArchrankError(f"{checkpoint}: a {method} search with other settings; "
+                                    "use another checkpoint (or --work-dir)")
+            config = saved
+        data = ckpt.dataset(dataset)  # None: the recorded spec; either way fingerprinted
+        sampler = _sampler(method, _space(ckpt.setting.space), ckpt.seed, data, config)
+        if sampler is not None:  # a proxy sampler refuses a checkpoint of other settings
             sampler.load_state_dict(ckpt.sampler_state)
-        return SupernetTrainer.resume(ckpt, sampler=sampler, **kwargs)
-    if epochs < 1:
+        return SupernetTrainer.resume(ckpt, dataset=data, sampler=sampler, **kwargs)
+    if epochs is None or epochs < 1:
         raise ArchrankError(f"--epochs must be at least 1, got {epochs}")
     recipe = replace(recipe or TrainRecipe(), epochs=int(epochs))
     trainer = SupernetTrainer.create(space, dataset, recipe=recipe, seed=seed, width=width,
@@ -122,23 +181,28 @@ def _space(name: str) -> SearchSpace:
     return get_space(name)
 
 
-def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d", epochs: int = 50,
+def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d",
+           epochs: int | None = 50,
            seed: int = 0, recipe: TrainRecipe | None = None, checkpoint: str | Path | None = None,
            resume: bool = False, proxy: dict[str, Any] | None = None, ea_evals: int = 100,
-           width: int | None = None, depth: int | None = None,
-           threads: int = 1, device: str = "cpu", on_step: StepCallback | None = None
-           ) -> SearchResult:
-    """Run (or continue) a one-shot search with ``method``; see the module docstring."""
+           fit_samples: int = DEFAULT_SAMPLES, width: int | None = None,
+           depth: int | None = None, threads: int = 1, device: str = "cpu",
+           on_step: StepCallback | None = None) -> SearchResult:
+    """Run (or continue) a one-shot search with ``method``; see the module docstring.
+
+    ``proxy`` overrides ``ProxyConfig`` fields of the proxy methods; on ``resume`` None takes
+    the checkpoint's settings and anything else must match them. ``ea_evals``: cells scored by
+    spos-ea's evolution; ``fit_samples``: cells scored for gcn-fit's fit."""
     check_method(method)
     with torch_threads(threads):  # also the landscape's pre-training and the final choice
         return _search(method, space=space, dataset=dataset, epochs=epochs, seed=seed,
                        recipe=recipe, checkpoint=checkpoint, resume=resume, proxy=proxy,
-                       ea_evals=ea_evals, width=width, depth=depth, threads=threads,
-                       device=device, on_step=on_step)
+                       ea_evals=ea_evals, fit_samples=fit_samples, width=width, depth=depth,
+                       threads=threads, device=device, on_step=on_step)
 
 
-def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, threads: int,
-            on_step: StepCallback | None, **kwargs: Any) -> SearchResult:
+def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, fit_samples: int,
+            threads: int, on_step: StepCallback | None, **kwargs: Any) -> SearchResult:
     from archrank.oneshot.scoring import SubnetScorer
 
     path = Path(checkpoint) if checkpoint is not None else None
@@ -150,6 +214,8 @@ def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, thread
     sp = runner.supernet.space
     if method == "spos-ea":
         codes = _evolve(sp, scorer, ea_evals, runner.seed)
+    elif method == "gcn-fit":
+        codes = _fitted_best(scorer, fit_samples, runner.seed)
     else:
         codes = runner.sampler.final_codes()
     scores = scorer.score_codes(np.asarray([codes]))
@@ -161,7 +227,19 @@ def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, thread
         method=method, arch=sp.format(sp.from_codes(np.asarray([codes]))[0]),  # type: ignore[attr-defined]
         codes=[int(c) for c in codes], supernet_val_acc=float(scores["val_acc"][0]),
         supernet_val_loss=float(scores["val_loss"][0]), seconds=float(seconds),
-        degenerate=is_degenerate(sp, np.asarray(codes)))
+        degenerate=is_degenerate(sp, np.asarray(codes)), sampler_info=runner.sampler.info())
+
+
+def _fitted_best(scorer: Any, samples: int, seed: int) -> np.ndarray:
+    """gcn-fit: the cell of the whole space with the best score of ``fit_space``'s gcn."""
+    from archrank.oneshot.fit import fit_space
+
+    if samples < 2:
+        raise ArchrankError(f"--fit-samples must be at least 2, got {samples}")
+    table = fit_space(scorer, samples=samples, predictor="gcn", seed=seed)
+    space = scorer.supernet.space
+    best = table.archs[int(np.argmax(table.columns["predicted"]))]
+    return space.codes([space.parse(best)])[0]  # type: ignore[attr-defined]
 
 
 def _evolve(space: SearchSpace, scorer: Any, evals: int, seed: int) -> np.ndarray:

@@ -1,11 +1,14 @@
 """``bench oneshot-search``: one-shot search methods judged by stand-alone training.
 
 For each method and search seed, ``search.search`` runs on the same budget (epochs, data,
-seed); every chosen cell is then trained stand-alone with the truth table's recipe and
-training seeds (``truth.TruthBuilder``: journaled, resumable, any executor), and placed in the
-truth's distribution of mean ``val_acc`` (``truth_percentile``: the share of the truth's
-cells it beats, ties counting half). Search checkpoints live in ``work_dir``, so a killed
-benchmark continues where it stopped.
+seed); a method is a spec ``METHOD[:KEY=VALUE...]`` (``search.parse_method``), so ablations
+such as ``proxy-darts:oiw=off`` are methods of the same benchmark. spos-ea and gcn-fit train the
+same uniform supernet, so they share one checkpoint per seed. Every chosen cell is then
+trained stand-alone with the truth table's recipe and training seeds (``truth.TruthBuilder``:
+journaled, resumable, any executor), and placed in the truth's distribution of mean
+``val_acc`` (``truth_percentile``: the share of the truth's cells it beats, ties counting
+half). Search checkpoints live in ``work_dir``, so a killed benchmark continues where it
+stopped.
 
 The truth's recipe comes from the journal ``bench table`` wrote next to it (its first line);
 the dataset given must be the one the truth was trained on (same fingerprint).
@@ -13,6 +16,7 @@ the dataset given must be the one the truth was trained on (same fingerprint).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -22,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from archrank.errors import ArchrankError
-from archrank.oneshot.search import METHODS, SearchResult, search
+from archrank.oneshot.search import UNIFORM_METHODS, SearchResult, parse_method, search
 from archrank.truth import JOURNAL_FORMAT, TruthBuilder, journal_path
 
 
@@ -42,7 +46,22 @@ def truth_setting(truth: str | Path, space: str) -> dict[str, Any]:
 
 
 KIND = "bench-oneshot-search"  # what archrank report reads this JSON as
-SCHEMA = 1
+SCHEMA = 2  # 2: methods are specs, each with its "method" and "options"
+
+
+def checkpoint_stem(spec: str, method: str) -> str:
+    """File stem of a spec's search checkpoints (the uniform methods share theirs)."""
+    if method in UNIFORM_METHODS:
+        return "uniform"
+    return spec.replace(":", "_").replace("/", "_")
+
+
+def _options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A spec's settings as JSON values."""
+    out = {k: v for k, v in kwargs.items() if k != "proxy"}
+    for k, v in kwargs.get("proxy", {}).items():
+        out[k] = v.pretrain if k == "landscape" else v
+    return {("pretrain" if k == "landscape" else k): v for k, v in out.items()}
 
 
 def percentile(values: np.ndarray, x: float) -> float:
@@ -60,13 +79,13 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
                  space: str, dataset: Any, epochs: int, work_dir: str | Path,
                  executor: Executor, workers: int = 1, search_kwargs: dict | None = None,
                  on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run every (method, seed) search, train the picks stand-alone, report per method."""
+    """Run every (method spec, seed) search, train the picks stand-alone, report per spec."""
     from archrank.oracles.training import TrainingOracle, TrainRecipe
     from archrank.tables import load_benchmark
 
-    for m in methods:
-        if m not in METHODS:
-            raise ArchrankError(f"unknown search method {m!r}; choose from {', '.join(METHODS)}")
+    specs = {m: parse_method(m) for m in methods}
+    if len(specs) != len(methods):
+        raise ArchrankError(f"a method is given twice in {', '.join(methods)}")
     header = truth_setting(truth, space)
     truth_vals = load_benchmark(truth, space).values("val_acc")
     oracle_info = header["oracle"]
@@ -80,19 +99,24 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[SearchResult]] = {}
-    for m in methods:
+    for m, (method, kwargs) in specs.items():
         for seed in seeds:
-            ckpt = work / f"{m}-seed{seed}.pt"
+            ckpt = work / f"{checkpoint_stem(m, method)}-seed{seed}.pt"
             if on_stage:
                 on_stage(f"{m} seed {seed}")
+            # proxy settings always given, so a checkpoint of other settings is refused
+            extra = {"proxy": {}} if method.startswith("proxy-") else {}
             results.setdefault(m, []).append(search(
-                m, space=space, dataset=oracle.dataset, epochs=epochs, seed=seed,
+                method, space=space, dataset=oracle.dataset, epochs=epochs, seed=seed,
                 width=oracle.width, depth=oracle.depth, checkpoint=ckpt,
-                resume=ckpt.exists(), **(search_kwargs or {})))
+                resume=ckpt.exists(), **{**extra, **(search_kwargs or {}), **kwargs}))
     picks = sorted({r.arch for rs in results.values() for r in rs})
     if on_stage:
         on_stage(f"stand-alone training of {len(picks)} cells x {len(header['seeds'])} seeds")
-    builder = TruthBuilder(oracle, picks, header["seeds"], work / "standalone.csv",
+    # one journal per set of picks: a rerun with other methods in the same work dir trains
+    # its own set instead of clashing with the journal of another
+    digest = hashlib.sha1("\n".join(picks).encode()).hexdigest()[:10]
+    builder = TruthBuilder(oracle, picks, header["seeds"], work / f"standalone-{digest}.csv",
                            {"truth": str(truth)})
     builder.run(executor, in_flight=workers)
     builder.write_csv()
@@ -100,11 +124,14 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
     row = {a: i for i, a in enumerate(picks)}
     report: dict[str, Any] = {"kind": KIND, "schema": SCHEMA, "space": space,
                               "truth": str(truth), "epochs": epochs, "seeds": list(seeds),
-                              "train_seeds": header["seeds"], "methods": {}}
+                              "train_seeds": header["seeds"], "standalone": str(builder.out),
+                              "methods": {}}
     for m, rs in results.items():
         idx = [row[r.arch] for r in rs]
         pct = [percentile(truth_vals, v) for v in val[idx]]
+        method, kwargs = specs[m]
         report["methods"][m] = {
+            "method": method, "options": _options(kwargs),
             "cells": [r.arch for r in rs],
             "val_acc": _stat(val[idx]), "test_acc": _stat(test[idx]),
             "truth_percentile": _stat(pct),
@@ -113,7 +140,9 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
             "supernet_val_acc": _stat([r.supernet_val_acc for r in rs]),
             "per_seed": [{"seed": int(seed), "cell": r.arch, "val_acc": float(val[i]),
                           "test_acc": float(test[i]), "truth_percentile": p,
-                          "degenerate": bool(r.degenerate), "search_seconds": r.seconds}
+                          "degenerate": bool(r.degenerate), "search_seconds": r.seconds,
+                          "supernet_val_acc": r.supernet_val_acc,
+                          "sampler_info": r.sampler_info}
                          for seed, r, i, p in zip(seeds, rs, idx, pct, strict=True)],
         }
     return report
