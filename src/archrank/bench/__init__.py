@@ -8,6 +8,8 @@
 ``search``         ``bench search``: search strategies on a table, many seeds
 ``oneshot``        ``bench oneshot``: supernet scores and their fit against a
                    multi-seed stand-alone truth
+``oneshot_search`` ``bench oneshot-search``: one-shot search methods, their picks
+                   trained stand-alone against the same truth
 =================  ==============================================================
 
 Harnesses import the rooms they measure (predictors, runs, oneshot, truth); nothing but the

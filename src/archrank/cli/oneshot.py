@@ -470,8 +470,8 @@ def bench_oneshot_search(
     Example:
       archrank bench oneshot-search --truth benchmarks/truth.csv --seeds 3 --json out.json
     """
+    from archrank.bench.oneshot_search import bench_search
     from archrank.oneshot.search import parse_method
-    from archrank.oneshot.search_bench import bench_search
     from archrank.runs.loop import executor_for
 
     names = [m.strip() for m in methods.split(",") if m.strip()]

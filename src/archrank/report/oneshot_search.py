@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from archrank.bench.oneshot_search import KIND, SCHEMA
 from archrank.errors import ArchrankError
-from archrank.oneshot.search_bench import KIND, SCHEMA
 from archrank.report import figures
 from archrank.report.cells import draw_text
 from archrank.report.kinds import (

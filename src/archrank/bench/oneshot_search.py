@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from archrank.bench.common import percentile, stat
 from archrank.errors import ArchrankError
 from archrank.oneshot.search import UNIFORM_METHODS, SearchResult, parse_method, search
 from archrank.truth import JOURNAL_FORMAT, TruthBuilder, journal_path
@@ -62,17 +63,6 @@ def _options(kwargs: dict[str, Any]) -> dict[str, Any]:
     for k, v in kwargs.get("proxy", {}).items():
         out[k] = v.pretrain if k == "landscape" else v
     return {("pretrain" if k == "landscape" else k): v for k, v in out.items()}
-
-
-def percentile(values: np.ndarray, x: float) -> float:
-    """Percent of ``values`` below ``x`` (ties count half)."""
-    values = values[np.isfinite(values)]
-    return float(100.0 * ((values < x).sum() + 0.5 * (values == x).sum()) / len(values))
-
-
-def _stat(values: Sequence[float]) -> dict[str, float]:
-    v = np.asarray(values, dtype=float)
-    return {"mean": float(np.nanmean(v)), "std": float(np.nanstd(v))}
 
 
 def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | Path,
@@ -133,11 +123,11 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
         report["methods"][m] = {
             "method": method, "options": _options(kwargs),
             "cells": [r.arch for r in rs],
-            "val_acc": _stat(val[idx]), "test_acc": _stat(test[idx]),
-            "truth_percentile": _stat(pct),
-            "search_seconds": _stat([r.seconds for r in rs]),
+            "val_acc": stat(val[idx]), "test_acc": stat(test[idx]),
+            "truth_percentile": stat(pct),
+            "search_seconds": stat([r.seconds for r in rs]),
             "degenerate_rate": float(np.mean([r.degenerate for r in rs])),
-            "supernet_val_acc": _stat([r.supernet_val_acc for r in rs]),
+            "supernet_val_acc": stat([r.supernet_val_acc for r in rs]),
             "per_seed": [{"seed": int(seed), "cell": r.arch, "val_acc": float(val[i]),
                           "test_acc": float(test[i]), "truth_percentile": p,
                           "degenerate": bool(r.degenerate), "search_seconds": r.seconds,
