@@ -17,7 +17,6 @@ the dataset given must be the one the truth was trained on (same fingerprint).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
@@ -28,23 +27,7 @@ import numpy as np
 from archrank.bench.common import percentile, stat
 from archrank.errors import ArchrankError
 from archrank.oneshot.search import UNIFORM_METHODS, SearchResult, parse_method, search
-from archrank.truth import JOURNAL_FORMAT, TruthBuilder, journal_path
-
-
-def truth_setting(truth: str | Path, space: str) -> dict[str, Any]:
-    """The recipe, network size, dataset and seeds a truth table was trained with."""
-    path = journal_path(truth)
-    try:
-        header = json.loads(path.read_text().splitlines()[0])
-    except (OSError, IndexError, json.JSONDecodeError):
-        raise ArchrankError(f"{path}: missing or unreadable; the truth's recipe is read from "
-                            "the journal that bench table writes next to it") from None
-    if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT:
-        raise ArchrankError(f"{path}: line 1: not a truth-table journal")
-    if header.get("space") != space:
-        raise ArchrankError(f"{truth} is a truth of space {header.get('space')}, not {space}")
-    return header
-
+from archrank.truth import TruthBuilder, read_truth
 
 KIND = "bench-oneshot-search"  # what archrank report reads this JSON as
 SCHEMA = 2  # 2: methods are specs, each with its "method" and "options"
@@ -76,15 +59,14 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
     specs = {m: parse_method(m) for m in methods}
     if len(specs) != len(methods):
         raise ArchrankError(f"a method is given twice in {', '.join(methods)}")
-    header = truth_setting(truth, space)
+    table = read_truth(truth, space)  # its recipe from the journal or the bench table JSON
+    setting, train_seeds = table.setting, table.seeds
     truth_vals = load_benchmark(truth, space).values("val_acc")
-    oracle_info = header["oracle"]
-    oracle = TrainingOracle(space, dataset, recipe=TrainRecipe(**oracle_info["recipe"]),
-                            width=int(oracle_info["network"]["width"]),
-                            depth=int(oracle_info["network"]["depth"]))
-    want = oracle_info["dataset"].get("fingerprint")
+    oracle = TrainingOracle(space, dataset, recipe=TrainRecipe(**setting["recipe"]),
+                            width=int(setting["width"]), depth=int(setting["depth"]))
+    want = setting["dataset"].get("fingerprint")
     if oracle.dataset.fingerprint() != want:
-        raise ArchrankError(f"{truth} was trained on {oracle_info['dataset'].get('name')!r} "
+        raise ArchrankError(f"{truth} was trained on {setting['dataset'].get('name')!r} "
                             f"(fingerprint {want}), not on {oracle.dataset.name!r}")
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -102,11 +84,11 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
                 resume=ckpt.exists(), **{**extra, **(search_kwargs or {}), **kwargs}))
     picks = sorted({r.arch for rs in results.values() for r in rs})
     if on_stage:
-        on_stage(f"stand-alone training of {len(picks)} cells x {len(header['seeds'])} seeds")
+        on_stage(f"stand-alone training of {len(picks)} cells x {len(train_seeds)} seeds")
     # one journal per set of picks: a rerun with other methods in the same work dir trains
     # its own set instead of clashing with the journal of another
     digest = hashlib.sha1("\n".join(picks).encode()).hexdigest()[:10]
-    builder = TruthBuilder(oracle, picks, header["seeds"], work / f"standalone-{digest}.csv",
+    builder = TruthBuilder(oracle, picks, train_seeds, work / f"standalone-{digest}.csv",
                            {"truth": str(truth)})
     builder.run(executor, in_flight=workers)
     builder.write_csv()
@@ -114,7 +96,7 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
     row = {a: i for i, a in enumerate(picks)}
     report: dict[str, Any] = {"kind": KIND, "schema": SCHEMA, "space": space,
                               "truth": str(truth), "epochs": epochs, "seeds": list(seeds),
-                              "train_seeds": header["seeds"], "standalone": str(builder.out),
+                              "train_seeds": train_seeds, "standalone": str(builder.out),
                               "methods": {}}
     for m, rs in results.items():
         idx = [row[r.arch] for r in rs]
