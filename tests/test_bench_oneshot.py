@@ -78,7 +78,7 @@ def test_bench_oneshot_command_json_and_figure(cli, truth, tmp_path):
     npz = truth.parent / "tiny.npz"
     args = ["bench", "oneshot", "--truth", str(truth), "--dataset", str(npz), *FAST,
             "--work-dir", str(tmp_path / "w")]
-    code, out, err = cli(*args, "--json", str(tmp_path / "o.json"), "--plot",
+    code, out, err = cli(*args, "--score", "acc", "--json", str(tmp_path / "o.json"), "--plot",
                          str(tmp_path / "plots"))
     assert code == 0, err
     assert "Kendall tau" in out and "truth ceiling" in out
@@ -141,7 +141,7 @@ def test_bench_oneshot_command_json_and_figure(cli, truth, tmp_path):
 
     # a rerun resumes from the work dir: nothing is trained or scored again, same figures
     journals = {p: p.read_text() for p in (tmp_path / "w").rglob("*.jsonl")}
-    code, _, err = cli(*args, "--json", str(tmp_path / "o2.json"))
+    code, _, err = cli(*args, "--score", "acc", "--json", str(tmp_path / "o2.json"))
     assert code == 0, err
     again = json.loads((tmp_path / "o2.json").read_text())
     assert {p: p.read_text() for p in (tmp_path / "w").rglob("*.jsonl")} == journals

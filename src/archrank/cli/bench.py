@@ -180,8 +180,8 @@ def bench_oneshot_cmd(
     predictor: str = typer.Option("gcn", "--predictor", help="Graph predictor (gcn, gates)."),
     sets: list[str] | None = typer.Option(None, "--set", help="Predictor option, e.g. "
                                           "epochs=100."),
-    score: str = typer.Option("acc", "--score", help="Supernet score: acc (validation "
-                              "accuracy) or loss (validation loss)."),
+    score: str = typer.Option("loss", "--score", help="Supernet score: loss (validation "
+                              "loss, the default: it ranked the truth better) or acc."),
     bn_recal: bool = typer.Option(True, "--bn-recal/--no-bn-recal", help="Re-estimate BN "
                                   "statistics per sub-network before scoring it."),
     calib_batches: int = typer.Option(4, "--calib-batches", help="Training batches for BN "

@@ -454,6 +454,8 @@ def bench_oneshot_search(
                                 "(ablations: proxy-darts:oiw=off, proxy-darts:sampling=uniform, "
                                 "proxy-ea:pretrain=off, gcn-fit:samples=200)."),
     seeds: int = typer.Option(3, "--seeds", help="Search seeds 0..N-1."),
+    first_seed: int = typer.Option(0, "--first-seed", help="First search seed (seeds run in "
+                                   "other processes share --work-dir)."),
     epochs: int = typer.Option(50, "--epochs", help="Supernet epochs of every search."),
     truth: Path = typer.Option(..., "--truth", help="Truth table of bench table."),
     work_dir: Path = typer.Option(Path("oneshot-search"), "--work-dir",
@@ -470,6 +472,7 @@ def bench_oneshot_search(
     Example:
       archrank bench oneshot-search --truth benchmarks/truth.csv --seeds 3 --json out.json
     """
+    from archrank.bench.common import check_seeds
     from archrank.bench.oneshot_search import bench_search
     from archrank.oneshot.search import parse_method
     from archrank.runs.loop import executor_for
@@ -483,7 +486,7 @@ def bench_oneshot_search(
         check_output(json_out, "--json")
     executor = executor_for(workers)
     try:
-        report = bench_search(names, list(range(seeds)), truth=truth, space=space,
+        report = bench_search(names, check_seeds(seeds, first_seed), truth=truth, space=space,
                               dataset=dataset_spec(dataset), epochs=epochs, work_dir=work_dir,
                               executor=executor, workers=workers,
                               on_stage=lambda text: err.print(text))
