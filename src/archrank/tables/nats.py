@@ -211,6 +211,22 @@ def build_table(
     return TabularBenchmark(space, archs, columns, str(source), cost_column=cost)
 
 
+def arch2infos(data: Any, path: Path, kind: str) -> Mapping:
+    """The ``arch2infos`` dict of a loaded NATS-Bench / NAS-Bench-201 file (both share the
+    layout); a one-line error naming the file when it is something else."""
+    if not isinstance(data, Mapping):
+        raise BenchmarkFormatError(
+            f"{path}: expected a dict with 'meta_archs' and 'arch2infos', got {type(data).__name__}"
+        )
+    missing = [k for k in ("meta_archs", "arch2infos") if k not in data]
+    if missing:
+        raise BenchmarkFormatError(f"{path}: missing key {missing[0]!r} (not {kind}?)")
+    infos = data["arch2infos"]
+    if not isinstance(infos, Mapping):
+        raise BenchmarkFormatError(f"{path}: 'arch2infos' must be a dict")
+    return infos
+
+
 def read_nats(path: str | Path, hp: str | int = "200") -> TabularBenchmark:
     """Read a NATS-Bench topology benchmark: the single file or the ``-simple`` directory.
 
@@ -222,18 +238,7 @@ def read_nats(path: str | Path, hp: str | int = "200") -> TabularBenchmark:
     if path.is_dir():
         return _read_directory(path, hp)
     data = load_pickle_file(path, unpickler=TensorSkippingUnpickler)
-    if not isinstance(data, Mapping):
-        raise BenchmarkFormatError(
-            f"{path}: expected a dict with 'meta_archs' and 'arch2infos', got {type(data).__name__}"
-        )
-    missing = [k for k in ("meta_archs", "arch2infos") if k not in data]
-    if missing:
-        raise BenchmarkFormatError(
-            f"{path}: missing key {missing[0]!r} (not a NATS-Bench topology file?)"
-        )
-    infos = data["arch2infos"]
-    if not isinstance(infos, Mapping):
-        raise BenchmarkFormatError(f"{path}: 'arch2infos' must be a dict")
+    infos = arch2infos(data, path, "a NATS-Bench topology file")
     available: set[str] = set()
     entries = []
     for index in infos:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from archrank.errors import BenchmarkFormatError
-from archrank.tables.nats import build_table
+from archrank.tables.nats import arch2infos, build_table
 from archrank.tables.safe_pickle import SafeUnpickler, TensorSkippingUnpickler, safe_load
 from archrank.tables.table import TabularBenchmark
 
@@ -87,18 +87,7 @@ def read_nb201_pth(path: str | Path, hp: str | int = "200") -> TabularBenchmark:
     if hp not in HP_KEYS:
         raise BenchmarkFormatError(f"{path}: unknown schedule {hp!r}; NAS-Bench-201 has 200, 12")
     data = load_pth(path)
-    if not isinstance(data, Mapping):
-        raise BenchmarkFormatError(
-            f"{path}: expected a dict with 'meta_archs' and 'arch2infos', got {type(data).__name__}"
-        )
-    missing = [k for k in ("meta_archs", "arch2infos") if k not in data]
-    if missing:
-        raise BenchmarkFormatError(
-            f"{path}: missing key {missing[0]!r} (not a NAS-Bench-201 file?)"
-        )
-    infos = data["arch2infos"]
-    if not isinstance(infos, Mapping):
-        raise BenchmarkFormatError(f"{path}: 'arch2infos' must be a dict")
+    infos = arch2infos(data, path, "a NAS-Bench-201 file")
     entries = []
     available: set[str] = set()
     for index in infos:
