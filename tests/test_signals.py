@@ -62,12 +62,19 @@ def dataset(tmp_path) -> Path:
     return path
 
 
+def _catch_sigint() -> None:
+    """Children start with SIGINT at its default: a suite launched in the background (nohup,
+    `cmd &`) hands them an ignored SIGINT, which the CLI then keeps ignored on purpose."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_search(run_dir: Path, dataset: Path, budget: int = 40) -> subprocess.Popen:
     args = [*ARCHRANK, "search", "--oracle", "train", "--dataset", str(dataset),
             "--epochs", "60", "--strategy", "random", "--budget", str(budget),
             "--workers", "2", "--run-dir", str(run_dir)]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "100"}, start_new_session=True)
+                            env={**os.environ, "COLUMNS": "100"}, start_new_session=True,
+                            preexec_fn=_catch_sigint)
 
 
 def wait_running(proc: subprocess.Popen, run_dir: Path) -> list[int]:
@@ -116,7 +123,7 @@ def test_interrupted_bench_search_exits_nonzero_and_keeps_finished_seeds(tmp_pat
             "--metric", "cifar10_test", "--strategies", "random,gates", "--seeds", "3",
             "--budget", "100", "--full-budget", "--json", str(out)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "100"})
+                            env={**os.environ, "COLUMNS": "100"}, preexec_fn=_catch_sigint)
     # Wait for the random seeds to finish, then stop it during a (slower) GATES search.
     deadline = time.monotonic() + 120
     lines: list[str] = []
