@@ -54,14 +54,13 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
                  on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every (method spec, seed) search, train the picks stand-alone, report per spec."""
     from archrank.oracles.training import TrainingOracle, TrainRecipe
-    from archrank.tables import load_benchmark
 
     specs = {m: parse_method(m) for m in methods}
     if len(specs) != len(methods):
         raise ArchrankError(f"a method is given twice in {', '.join(methods)}")
     table = read_truth(truth, space)  # its recipe from the journal or the bench table JSON
     setting, train_seeds = table.setting, table.seeds
-    truth_vals = load_benchmark(truth, space).values("val_acc")
+    truth_vals = table.val_acc  # mean over training seeds (cells without one left out)
     oracle = TrainingOracle(space, dataset, recipe=TrainRecipe(**setting["recipe"]),
                             width=int(setting["width"]), depth=int(setting["depth"]))
     want = setting["dataset"].get("fingerprint")

@@ -480,13 +480,14 @@ def bench_oneshot_search(
     names = [m.strip() for m in methods.split(",") if m.strip()]
     for name in names:
         parse_method(name)
-    if seeds < 1 or epochs < 1:
+    seed_list = check_seeds(seeds, first_seed)
+    if epochs < 1:
         raise ArchrankError("--seeds and --epochs must be at least 1")
     if json_out is not None:
         check_output(json_out, "--json")
     executor = executor_for(workers)
     try:
-        report = bench_search(names, check_seeds(seeds, first_seed), truth=truth, space=space,
+        report = bench_search(names, seed_list, truth=truth, space=space,
                               dataset=dataset_spec(dataset), epochs=epochs, work_dir=work_dir,
                               executor=executor, workers=workers,
                               on_stage=lambda text: err.print(text))

@@ -168,13 +168,36 @@ class TrainingOracle(Oracle):
                               status="failed", error=f"{type(exc).__name__}: {reason}"[:500])
 
     # -- training ---------------------------------------------------------------------------
+    def train_network(self, arch: Any) -> nn.Module:
+        """``arch``'s network trained with the recipe, for callers that measure it themselves
+        (``ArchrankError`` if the training diverges)."""
+        net = self.build(arch)
+        error = self._fit(net, {})
+        if error:
+            raise ArchrankError(error)
+        return net
+
     def _train(self, arch: Any, metrics: dict[str, float]) -> Evaluation:
-        recipe, data, device = self.recipe, self.dataset, torch.device(self.device)
+        data = self.dataset
         net = self.build(arch)
         metrics["params"] = float(count_params(net))
         metrics["flops"] = float(count_flops(net, data.input_shape))
-        net.to(device)
+        error = self._fit(net, metrics)
+        if error:
+            return Evaluation(metrics=metrics, cost=metrics["train_seconds"], status="failed",
+                              error=error)
+        train_seconds = metrics.pop("train_seconds")
+        metrics["val_acc"], metrics["val_loss"] = self._assess(net, data.x_val, data.y_val)
+        if data.x_test is not None and data.y_test is not None:
+            metrics["test_acc"], metrics["test_loss"] = self._assess(net, data.x_test, data.y_test)
+        metrics["train_seconds"] = train_seconds
+        return Evaluation(metrics=metrics, cost=train_seconds)
 
+    def _fit(self, net: nn.Module, metrics: dict[str, float]) -> str | None:
+        """Train ``net`` in place; ``train_seconds`` and ``train_loss`` go into ``metrics``.
+        The reason when the loss stops being finite, else ``None``."""
+        recipe, data, device = self.recipe, self.dataset, torch.device(self.device)
+        net.to(device)
         x_train = torch.from_numpy(data.x_train).to(device)
         y_train = torch.from_numpy(data.y_train).to(device)
         n = len(y_train)
@@ -202,23 +225,15 @@ class TrainingOracle(Oracle):
                 loss = loss_fn(net(x_train[idx]), y_train[idx])
                 if not torch.isfinite(loss):
                     metrics["train_seconds"] = time.perf_counter() - start
-                    return Evaluation(
-                        metrics=metrics, cost=metrics["train_seconds"], status="failed",
-                        error=f"training diverged: loss is {loss.item()} at epoch "
-                        f"{epoch + 1}, step {step + 1}",
-                    )
+                    return (f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, "
+                            f"step {step + 1}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-        train_seconds = time.perf_counter() - start
-
+        metrics["train_seconds"] = time.perf_counter() - start
         metrics["train_loss"] = float(loss.item())
-        metrics["val_acc"], metrics["val_loss"] = self._assess(net, data.x_val, data.y_val)
-        if data.x_test is not None and data.y_test is not None:
-            metrics["test_acc"], metrics["test_loss"] = self._assess(net, data.x_test, data.y_test)
-        metrics["train_seconds"] = train_seconds
-        return Evaluation(metrics=metrics, cost=train_seconds)
+        return None
 
     def _assess(self, net: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """Accuracy (percent) and mean cross-entropy on a split; the loss separates cells whose
