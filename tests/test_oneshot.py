@@ -103,6 +103,17 @@ def test_unknown_space_has_no_supernet():
         build_supernet(NetworkSetting("nb101", 8, 1, "1d", 1, 10, (1, 40)))
 
 
+def test_device_names_are_checked():
+    from archrank.oneshot.trainer import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(ArchrankError, match="unknown device 'tpu9'"):
+        resolve_device("tpu9")
+    if not torch.cuda.is_available():
+        with pytest.raises(ArchrankError, match="no CUDA GPU is available"):
+            resolve_device("cuda")
+
+
 # -- SPOS training ------------------------------------------------------------------------------
 class TwoPaths(ArchSampler):
     """All 3x3 convolutions at even steps, all 1x1 convolutions at odd ones."""

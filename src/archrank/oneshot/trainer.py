@@ -50,9 +50,13 @@ def resolve_device(device: str | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError:
         raise ArchrankError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ArchrankError(f"device {device!r}: no CUDA GPU is available to this torch "
+                            f"({torch.__version__}); use auto or cpu")
+    return resolved
 
 
 def dist_info() -> tuple[int, int]:

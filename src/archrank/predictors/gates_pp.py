@@ -96,17 +96,20 @@ class GatesPPPredictor(GatesPredictor):
     uses_aux_targets: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {
         **GatesPredictor.defaults,
-        "op_info": "auto",     # op embeddings from archrank.opinfo features (0: free only;
+        "op_info": "1",        # op embeddings from archrank.opinfo features (0: free only;
                                # auto: 1 on op-on-edge spaces, 0 on op-on-node ones)
         "arch_inputs": "auto",  # comma-separated signals, "auto" (space default) or ""
         "aux_targets": "",     # comma-separated columns of labelled cells (table-specific)
         "arch_hidden": 32,     # width of the arch-input MLP
         "arch_fusion": "concat",  # concat: into the head's input; add: a score of its own
-        "op_costs": "log",     # params / flops op features: log (log1p) or linear fraction
-        "op_norm": 0,          # 1: standardise each op feature column over the space's ops
-        "proj_scale": 1.0,     # initial scale of the feature projection (0: starts at zero)
-        "free_scale": 0.0,     # initial scale of the free op embedding (0: starts as the
-                               # projection of the features alone; measured best)
+        # How the op features enter (measured, docs/benchmarks.md "Op-level information on
+        # nb101" and the session-6 rows): plain cost fractions, each column standardised over
+        # the space's ops, the free embedding at GATES's N(0, 1) start and the projection at
+        # zero, so the model starts as GATES and learns what the features add.
+        "op_costs": "linear",  # params / flops op features: linear fraction or log (log1p)
+        "op_norm": 1,          # 1: standardise each op feature column over the space's ops
+        "proj_scale": 0.0,     # initial scale of the feature projection (0: starts at zero)
+        "free_scale": 1.0,     # initial scale of the free op embedding (1: GATES's start)
     }
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
@@ -127,9 +130,10 @@ class GatesPPPredictor(GatesPredictor):
                                 f"{self.hp['arch_fusion']!r}")
 
     def op_info(self) -> bool:
-        """Whether op embeddings come from op features: ``op_info``, or for ``auto`` on
-        op-on-edge spaces only (measured: about +0.01 Kendall tau on nb201 at 50 labels,
-        worse on nb101; docs/benchmarks.md "GATES++")."""
+        """Whether op embeddings come from op features: ``op_info`` (default on: with the
+        default op setting it is level with or above GATES on nb201 and nb101), or for
+        ``auto`` on op-on-edge spaces only (the earlier default, from when the log-scaled
+        features hurt nb101; docs/benchmarks.md "GATES++")."""
         value = self.hp["op_info"]
         if value == "auto":
             return self.space.op_on == "edge"
