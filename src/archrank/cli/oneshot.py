@@ -141,7 +141,10 @@ def fit(
                              "besides the scored ones, drawn uniformly."),
     predictor: str = typer.Option("gcn", "--predictor",
                                   help="Graph predictor fitted to the scores (gcn, gates, ...)."),
-    metric: str = typer.Option("val_acc", "--score", help="Supernet score: val_acc or val_loss."),
+    metric: str = typer.Option(
+        "val_loss", "--score",
+        help="Supernet score: val_loss (default; it ranked the committed truth better, "
+             "docs/benchmarks.md) or val_acc."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample and the predictor."),
     bn_recalibrate: bool = typer.Option(True, "--bn-recalibrate/--no-bn-recalibrate",
                                         help="Re-estimate BN statistics per sub-network."),
