@@ -375,6 +375,9 @@ def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_p
     assert "truth percentile" in out and "spos-ea" in out
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["train_seeds"] == [0, 1] and report["schema"] == 2
+    # the envelope every bench JSON shares
+    assert report["command"] == "bench oneshot-search" and report["seeds"] == [0]
+    assert report["interrupted"] is False and report["machine"]["torch_threads"] >= 1
     assert set(report["methods"]) == {"spos-ea", "darts", "gcn-fit:samples=30"}
     assert report["methods"]["gcn-fit:samples=30"]["method"] == "gcn-fit"
     assert report["methods"]["gcn-fit:samples=30"]["options"] == {"fit_samples": 30}

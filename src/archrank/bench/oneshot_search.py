@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from archrank.bench.common import percentile, stat
+from archrank.bench.common import envelope, percentile, stat
 from archrank.errors import ArchrankError
 from archrank.oneshot.search import UNIFORM_METHODS, SearchResult, parse_method, search
 from archrank.truth import TruthBuilder, read_truth
@@ -93,10 +93,9 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
     builder.write_csv()
     val, test = builder.values("val_acc").mean(1), builder.values("test_acc").mean(1)
     row = {a: i for i, a in enumerate(picks)}
-    report: dict[str, Any] = {"kind": KIND, "schema": SCHEMA, "space": space,
-                              "truth": str(truth), "epochs": epochs, "seeds": list(seeds),
-                              "train_seeds": train_seeds, "standalone": str(builder.out),
-                              "methods": {}}
+    report = envelope(KIND, SCHEMA, "bench oneshot-search", seeds, space=space,
+                      truth=str(truth), epochs=epochs, train_seeds=train_seeds,
+                      standalone=str(builder.out), methods={})
     for m, rs in results.items():
         idx = [row[r.arch] for r in rs]
         pct = [percentile(truth_vals, v) for v in val[idx]]
