@@ -121,6 +121,18 @@ def test_bench_oneshot_command_json_and_figure(cli, truth, tmp_path):
     assert r["fitted_fraction_of_ceiling"]["mean"] == pytest.approx(np.mean(taus) / ceiling)
     for key in ("top1_truth_percentile", "supernet_top1_truth_percentile"):
         assert set(r[key]) == {"none", "flops_p25"}
+    # the no-training baselines: the truth ranked by the cells' own FLOPs / parameters
+    base = r["cost_baselines"]
+    assert base["flops"]["kendall_tau"] == pytest.approx(kendall_tau(y, flops))
+    import csv
+
+    with open(truth) as f:
+        params = {row["arch"]: float(row["params"]) for row in csv.DictReader(f)}
+    assert base["params"]["kendall_tau"] == pytest.approx(
+        kendall_tau(y, np.array([params[a] for a in t.archs])))
+    assert base["flops"]["top1"]["none"]["cell"] == t.archs[int(np.argmax(flops))]
+    assert base["flops"]["fraction_of_ceiling"] == pytest.approx(
+        base["flops"]["kendall_tau"] / ceiling)
     # the space's 25th FLOPs percentile at width 4: recount it independently
     from archrank.nn.counting import nb201_costs
     from archrank.spaces import get_space

@@ -168,6 +168,7 @@ class _Context:
     truth_rows: np.ndarray  # each truth cell's row in the space's enumeration
     flops_all: np.ndarray
     flops_cap: float
+    params_all: np.ndarray
 
 
 def _prepare(cfg: OneshotBench, say: Say) -> _Context:
@@ -197,7 +198,8 @@ def _prepare(cfg: OneshotBench, say: Say) -> _Context:
     k, edges = len(space.edge_op_names), space.num_edges
     rows = truth_codes @ (k ** np.arange(edges - 1, -1, -1))
     all_codes = space.codes(space.enumerate())
-    flops_all = net.costs(all_codes)["flops"].astype(np.float64)
+    costs = net.costs(all_codes)
+    flops_all = costs["flops"].astype(np.float64)
     if truth.flops is not None:
         bad = np.flatnonzero(~np.isclose(truth.flops, flops_all[rows], rtol=1e-6))
         if len(bad):
@@ -212,7 +214,8 @@ def _prepare(cfg: OneshotBench, say: Say) -> _Context:
     say(f"truth {truth.path}: {len(truth.archs)} cells x training seeds {truth.seeds}; "
         f"{setting.describe()} on {data.name} (from {truth.setting_source}); work dir {work}")
     return _Context(cfg, truth, data, setting, work, truth_codes, rows, flops_all,
-                    float(np.percentile(flops_all, FLOPS_CAP_PERCENTILE)))
+                    float(np.percentile(flops_all, FLOPS_CAP_PERCENTILE)),
+                    costs["params"].astype(np.float64))
 
 
 def _train(ctx: _Context, seed: int, progress: Progress | None) -> Any:
@@ -328,8 +331,30 @@ def _pick(score: np.ndarray, mask: np.ndarray) -> int:
     return int(idx[np.argmax(score[idx])])
 
 
-def _one_seed(ctx: _Context, seed: int, say: Say, progress: Progress | None) -> dict[str, Any]:
+def _judge(ctx: _Context, sc: np.ndarray) -> dict[str, Any]:
+    """Kendall tau, precision@5% and the top-1 picks (per constraint) of scores ``sc`` of the
+    truth's cells against the truth's mean ``val_acc``."""
     from archrank.metrics import kendall_tau, precision_at_k
+
+    y, archs = ctx.truth.val_acc, ctx.truth.archs
+    feasible = {"none": np.ones(len(y), bool),
+                "flops_p25": ctx.flops_all[ctx.truth_rows] <= ctx.flops_cap}
+    picks: dict[str, Any] = {}
+    for c, mask in feasible.items():
+        if not mask.any():
+            picks[c] = None
+            continue
+        i = _pick(sc, mask)
+        picks[c] = {"cell": archs[i], "truth_val_acc": float(y[i]),
+                    "truth_percentile": percentile(y[mask], y[i]),
+                    "truth_percentile_all": percentile(y, y[i]),
+                    "candidates": int(mask.sum())}
+    return {"kendall_tau": kendall_tau(y, sc), "precision_at_5pct": precision_at_k(y, sc, 0.05),
+            "top1": picks}
+
+
+def _one_seed(ctx: _Context, seed: int, say: Say, progress: Progress | None) -> dict[str, Any]:
+    from archrank.metrics import kendall_tau
 
     cfg, truth = ctx.cfg, ctx.truth
     y = truth.val_acc
@@ -343,23 +368,9 @@ def _one_seed(ctx: _Context, seed: int, say: Say, progress: Progress | None) -> 
     fitted_all = np.asarray(table.columns["predicted"], dtype=np.float64)
     scores = {"supernet": raw["val_acc"] if cfg.score == "acc" else -raw["val_loss"],
               "fitted": fitted_all[ctx.truth_rows]}
-    feasible = {"none": np.ones(len(y), bool),
-                "flops_p25": ctx.flops_all[ctx.truth_rows] <= ctx.flops_cap}
     out: dict[str, Any] = {"seed": seed}
     for method, sc in scores.items():
-        out[f"{method}_kendall_tau"] = kendall_tau(y, sc)
-        out[f"{method}_precision_at_5pct"] = precision_at_k(y, sc, 0.05)
-        picks = {}
-        for c, mask in feasible.items():
-            if not mask.any():
-                picks[c] = None
-                continue
-            i = _pick(sc, mask)
-            picks[c] = {"cell": truth.archs[i], "truth_val_acc": float(y[i]),
-                        "truth_percentile": percentile(y[mask], y[i]),
-                        "truth_percentile_all": percentile(y, y[i]),
-                        "candidates": int(mask.sum())}
-        out[f"{method}_top1"] = picks
+        out.update({f"{method}_{k}": v for k, v in _judge(ctx, sc).items()})
     out["supernet_kendall_tau_by_score"] = {"val_acc": kendall_tau(y, raw["val_acc"]),
                                             "val_loss": kendall_tau(y, -raw["val_loss"])}
     best = int(np.argmax(fitted_all))
@@ -421,6 +432,13 @@ def _report(ctx: _Context, per_seed: list[dict[str, Any]], wall: float) -> dict[
     out["supernet_kendall_tau_by_score"] = {
         m: stat([r["supernet_kendall_tau_by_score"][m] for r in per_seed])
         for m in ("val_acc", "val_loss")}
+    # what needs no training at all: the larger network ranked first (cells of equal cost are
+    # ties in the tau; the pick is the first of the largest)
+    out["cost_baselines"] = {}
+    for name, cost in (("flops", ctx.flops_all), ("params", ctx.params_all)):
+        judged = _judge(ctx, cost[ctx.truth_rows])
+        judged["fraction_of_ceiling"] = judged["kendall_tau"] / top if top > 0 else float("nan")
+        out["cost_baselines"][name] = judged
     for key, method in (("top1_truth_percentile", "fitted"),
                         ("supernet_top1_truth_percentile", "supernet")):
         out[key] = {c: stat([r[f"{method}_top1"][c]["truth_percentile"] for r in per_seed

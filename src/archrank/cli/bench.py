@@ -251,6 +251,11 @@ def _print_oneshot(report: dict[str, Any]) -> None:
              report[f"{key}_precision_at_5pct"], p["none"], p["flops_p25"]]
             for name, key, p in (("supernet (raw)", "supernet", raw_pct),
                                  (f"fitted ({st['predictor']})", "fitted", pct))]
+    for name, b in report.get("cost_baselines", {}).items():
+        rows.append([f"{name} alone (no training)", b["kendall_tau"], b["fraction_of_ceiling"],
+                     b["precision_at_5pct"],
+                     *(b["top1"][c]["truth_percentile"] if b["top1"][c] else None
+                       for c in ("none", "flops_p25"))])
     console.print(results_table(
         f"{st['truth']} · {st['truth_cells']} cells · {len(report['seeds'])} seeds · "
         f"score {st['score']}{'' if st['bn_recalibrate'] else ' (no BN recal)'}",
