@@ -34,7 +34,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from archrank.errors import ArchrankError
-from archrank.predictors.neural import NeuralPredictor
+from archrank.predictors.gates_rows import CellRows, RowProgram, plan_rows
+from archrank.predictors.neural import NeuralPredictor, available_cores
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 READOUTS = ("output", "concat", "concat_mean")
@@ -92,9 +93,10 @@ class GatesLayer(nn.Module):
         ``edges`` (from ``GatesNet.edge_inputs``) is shared by every layer: per edge i -> j
         (the E pairs i < j, ordered by target) either ``coef`` [E, B] (adjacency, op-on-node)
         or ``edge_onehot`` [E, B, K] (one-hot edge op, all zero where ``adj = 0``), and
-        ``node_onehot`` [N, B, K] for op-on-node spaces (``node_ops`` [N, B] without autograd).
-        Gates come from one-hot products rather than index lookups when training: cheaper to
-        differentiate for these tiny vocabularies; inference looks them up (the same values).
+        ``node_onehot`` [N, B, K] for op-on-node spaces. Gates come from one-hot products
+        rather than index lookups: cheaper to differentiate for these tiny vocabularies.
+        Without autograd, op-on-edge spaces take ``_pass_inplace``; op-on-node spaces do not
+        come here but go through ``run_rows`` (``GatesNet.embed``).
         """
         table = self.gate_table()
         if self.op_on == "edge":
@@ -102,8 +104,7 @@ class GatesLayer(nn.Module):
             node_gate = None
         else:
             weight = edges["coef"].unsqueeze(-1)              # [E, B, 1]: adj of edge i -> j
-            node_gate = (F.embedding(edges["node_ops"], table) if "node_ops" in edges
-                         else edges["node_onehot"] @ table)   # [N, B, D] (lookup: no grad)
+            node_gate = edges["node_onehot"] @ table          # [N, B, D]
         res = None
         if self.residual is not None and prev is not None:
             res = (self.residual(prev) if torch.is_grad_enabled()
@@ -114,8 +115,8 @@ class GatesLayer(nn.Module):
             x = x + res[0]
         offsets = edges["offsets"]
         if not torch.is_grad_enabled():
-            return self._pass_inplace(x, weight, node_gate, res, offsets, n,
-                                      edges.get("gather"))
+            assert node_gate is None, "op-on-node inference runs on rows (run_rows)"
+            return self._pass_inplace(x, weight, res, offsets, n)
         # Split / unbind once (their backward is one cat / stack) rather than indexing per
         # node, whose backward would zero-fill a full-size gradient each time.
         w_in = torch.split(weight, [offsets[j + 1] - offsets[j] for j in range(n)])
@@ -148,21 +149,12 @@ class GatesLayer(nn.Module):
         out[:m] = torch.matmul(prev[:m, :1], self.residual.weight.t())
         return out
 
-    def _pass_inplace(self, x: torch.Tensor, weight: torch.Tensor,
-                      node_gate: torch.Tensor | None, res: torch.Tensor | None,
-                      offsets: list[int], n: int,
-                      gather: list[Any] | None = None) -> torch.Tensor:
-        """The same pass without autograd: preallocated buffers, in-place writes.
-
-        ``gather`` (op-on-node spaces with sparse cells, from ``GatesNet.edge_inputs``): per
-        node either ``None`` (sum over every earlier node) or the rows [B, k] of its few
-        predecessors in the flattened [N * B, D] messages and their adjacency weights [B, k]
-        (``None`` when every weight is 1), summed by one ``embedding_bag`` (no [B, k, D]
-        temporary).
-        """
+    def _pass_inplace(self, x: torch.Tensor, weight: torch.Tensor, res: torch.Tensor | None,
+                      offsets: list[int], n: int) -> torch.Tensor:
+        """The same pass without autograd (op-on-edge spaces): preallocated buffers,
+        in-place writes."""
         states = x.new_empty(n, x.shape[0], x.shape[1])
         sent = torch.empty_like(states)
-        flat = sent.view(-1, x.shape[1])
         states[0] = x
         w_t = self.transform.weight.t()
         for j in range(1, n):
@@ -175,18 +167,48 @@ class GatesLayer(nn.Module):
                 if res is not None:
                     states[j].add_(res[j])
                 continue
-            few = gather[j] if gather is not None else None
-            if few is not None:  # a few predecessors per cell: one fused gather-and-sum
-                rows, coef = few
-                states[j] = F.embedding_bag(rows, flat, mode="sum", per_sample_weights=coef)
-            else:
-                prod = weight[offsets[j]:offsets[j + 1]] * sent[:j]
-                torch.sum(prod, dim=0, out=states[j])
-            if node_gate is not None:
-                states[j].mul_(node_gate[j])
+            prod = weight[offsets[j]:offsets[j + 1]] * sent[:j]
+            torch.sum(prod, dim=0, out=states[j])
             if res is not None:
                 states[j].add_(res[j])
         return states
+
+    def run_rows(self, prog: RowProgram, prev: torch.Tensor | None,
+                 extern: tuple[torch.Tensor, torch.Tensor] | None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass over a row program (``gates_rows``, op-on-node spaces, no autograd):
+        states and messages [rows, D]. ``prev``: this program's states after the last pass's
+        activation; ``extern``: the shared table's states and messages in this pass."""
+        dim = self.transform.weight.shape[0]
+        states = self.transform.weight.new_empty(prog.rows, dim)
+        sent = torch.empty_like(states)
+        states[0] = 0.0
+        sent[0] = 0.0
+        first, own = prog.first, prog.own
+        if prog.extern is not None:
+            assert extern is not None
+            torch.index_select(extern[0], 0, prog.extern, out=states[1:first])
+            torch.index_select(extern[1], 0, prog.extern, out=sent[1:first])
+        res = None
+        if self.residual is not None and prev is not None:
+            res = torch.mm(prev[own:], self.residual.weight.t())
+        w_t = self.transform.weight.t()
+        if prog.inputs:
+            states[1] = self.input_state
+            if prog.inputs > 1:
+                assert self.extra_inputs is not None
+                states[2:1 + prog.inputs] = self.extra_inputs
+            if res is not None:
+                states[1:first].add_(res[:prog.inputs])
+            torch.mm(states[1:first], w_t, out=sent[1:first])
+        gate = F.embedding(prog.ops, self.gate_table())
+        for a, b, rows, weights in prog.levels:
+            x = F.embedding_bag(rows, sent, mode="sum", per_sample_weights=weights)
+            torch.mul(x, gate[a - first:b - first], out=states[a:b])
+            if res is not None:
+                states[a:b].add_(res[a - own:b - own])
+            torch.mm(states[a:b], w_t, out=sent[a:b])
+        return states, sent
 
 
 def auto_readout(space: SearchSpace) -> str:
@@ -195,32 +217,6 @@ def auto_readout(space: SearchSpace) -> str:
     output node sees everything; with the mean over nodes (``concat_mean``) on op-on-node
     spaces, where it ranked nb101 better."""
     return "concat" if space.op_on == "edge" else "concat_mean"
-
-
-def _sparse_predecessors(adj: torch.Tensor) -> list[Any] | None:
-    """For the inference pass: per node j, ``(rows, coef)`` of its at most k predecessors
-    (k = the largest in-degree of j in the batch) when k < j, else ``None``.
-
-    ``rows`` [B, k] index the node-major messages flattened to [N * B, D]; ``coef`` [B, k]
-    holds the adjacency weights (0 for padding), or is ``None`` when they are all 1 (the
-    common case: a plain sum). Large sparse cells (darts: 21 nodes, mostly two predecessors
-    each) then cost O(k) per node rather than O(j); small dense ones keep the plain sum
-    (``None``)."""
-    batch, n = adj.shape[0], adj.shape[1]
-    if n < 8:
-        return None
-    lane = torch.arange(batch, device=adj.device)[:, None]
-    out: list[Any] = [None]
-    for j in range(1, n):
-        col = adj[:, :j, j]
-        k = int((col != 0).sum(1).max())
-        if k == 0 or k >= j:
-            out.append(None)
-            continue
-        coef, src = torch.topk(col.abs(), k, dim=1)
-        coef = torch.gather(col, 1, src)
-        out.append((src * batch + lane, None if bool((coef == 1).all()) else coef))
-    return out
 
 
 def op_count(space: SearchSpace) -> int:
@@ -283,12 +279,9 @@ class GatesNet(nn.Module):
             assert g.edge_ops is not None
             onehot = F.one_hot(g.edge_ops[:, src, dst].t(), n_ops).to(present.dtype)
             out["edge_onehot"] = onehot * present.unsqueeze(-1)  # none / absent edges: zero
-        elif torch.is_grad_enabled():
-            out["coef"] = present
-            out["node_onehot"] = F.one_hot(g.ops.t(), n_ops).to(present.dtype)
         else:
             out["coef"] = present
-            out["node_ops"] = g.ops.t()
+            out["node_onehot"] = F.one_hot(g.ops.t(), n_ops).to(present.dtype)
         # which node is the output (the last real one), as a [N, B, 1] selector
         n_real = g.mask.sum(dim=1)
         last = F.one_hot((n_real - 1).clamp(min=0), n).t().to(present.dtype)
@@ -297,12 +290,18 @@ class GatesNet(nn.Module):
         out["last"] = first - 1 if batch and bool((n_real == first).all()) else None
         if self.readout == "concat_mean":
             out["mean"] = (g.mask.t().to(present.dtype) / n_real.clamp(min=1)).unsqueeze(-1)
-        if self.op_on == "node" and not torch.is_grad_enabled():
-            out["gather"] = _sparse_predecessors(g.adj)
         return out
 
-    def embed(self, g: GraphBatch) -> torch.Tensor:
-        """Cell embeddings [B, D'] (output-node state, or its states from every pass)."""
+    def embed(self, g: GraphBatch | CellRows) -> torch.Tensor:
+        """Cell embeddings [B, D'] (output-node state, or its states from every pass).
+
+        Without autograd, op-on-node cells are scored as rows (``gates_rows``: each distinct
+        node state once); ``g`` may be a chunk of such a plan, built once for an ensemble."""
+        if not torch.is_grad_enabled() and self.op_on == "node":
+            if isinstance(g, GraphBatch):
+                g = plan_rows(g, self.layers[0].num_inputs, max(1, len(g)))[0]
+            return self._embed_rows(g)
+        assert isinstance(g, GraphBatch)
         edges = self.edge_inputs(g)
         fast = not torch.is_grad_enabled()
         last = edges["last"] if fast else None
@@ -323,7 +322,36 @@ class GatesNet(nn.Module):
                 prev = self.act(h)
         return outs[-1] if self.readout == "output" else torch.cat(outs, dim=-1)
 
-    def forward(self, g: GraphBatch) -> torch.Tensor:
+    def _embed_rows(self, part: CellRows) -> torch.Tensor:
+        """``embed`` of a chunk of rows: the shared rows' tables first (once per model and
+        plan), then the chunk's private rows; readouts gather each cell's rows."""
+        tables = part.shared.tables(self, lambda: self._run_program(part.shared.program,
+                                                                    None, None)[1])
+        outs, _ = self._run_program(part.program, tables, part)
+        return outs[-1] if self.readout == "output" else torch.cat(outs, dim=-1)
+
+    def _run_program(self, prog: RowProgram,
+                     tables: list[tuple[torch.Tensor, torch.Tensor]] | None,
+                     part: CellRows | None
+                     ) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Every pass over ``prog``: the readouts of ``part``'s cells (when given) and each
+        pass's states and messages (kept only for the shared program)."""
+        prev, outs, kept = None, [], []
+        relu = isinstance(self.act, nn.ReLU)
+        for k, layer in enumerate(self.layers):
+            h, sent = layer.run_rows(prog, prev, None if tables is None else tables[k])
+            if part is not None:
+                outs.append(h[part.out])
+                if self.readout == "concat_mean":
+                    outs.append(F.embedding_bag(part.nodes, h, mode="sum",
+                                                per_sample_weights=part.node_weights))
+            else:
+                kept.append((h, sent))
+            if k + 1 < len(self.layers):
+                prev = h.relu_() if relu and part is not None else self.act(h)
+        return outs, kept
+
+    def forward(self, g: GraphBatch | CellRows) -> torch.Tensor:
         return self.head(self.embed(g)).squeeze(-1)
 
 
@@ -355,6 +383,23 @@ class GatesPredictor(NeuralPredictor):
         """The cell embedding: ``readout``, or ``auto_readout`` of the space for ``auto``."""
         readout = str(self.hp["readout"])
         return auto_readout(self.space) if readout == "auto" else readout
+
+    def _inference_parts(self, graphs: GraphBatch, chunk: int) -> list[tuple[int, Any]]:
+        """Op-on-node spaces: the batch as rows (``gates_rows``), planned once for every
+        ensemble member; chunks hold about 7 x ``predict_chunk`` private rows, as many
+        cells as that takes (darts: ~5.6 rows a cell instead of 21 nodes)."""
+        if self.space.op_on != "node":
+            return super()._inference_parts(graphs, chunk)
+        cells = int(self.hp["predict_chunk"])
+        workers = 1 if self.device_.type != "cpu" else int(self.hp["threads"]
+                                                           or available_cores())
+        cells = max(1, min(8 * cells, -(-len(graphs) // workers)))
+        rows = 7 * int(self.hp["predict_chunk"]) if self.device_.type == "cpu" else None
+        parts = plan_rows(graphs.to(self.device_), self.space.num_inputs, cells, rows)
+        starts = [0]
+        for part in parts[:-1]:
+            starts.append(starts[-1] + len(part))
+        return list(zip(starts, parts, strict=True))
 
     def build_model(self) -> nn.Module:
         hp = self.hp
