@@ -174,40 +174,44 @@ class GatesLayer(nn.Module):
         return states
 
     def run_rows(self, prog: RowProgram, prev: torch.Tensor | None,
-                 extern: tuple[torch.Tensor, torch.Tensor] | None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+                 ext_sent: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass over a row program (``gates_rows``, op-on-node spaces, no autograd):
         states and messages [rows, D]. ``prev``: this program's states after the last pass's
-        activation; ``extern``: the shared table's states and messages in this pass."""
+        activation; ``ext_sent``: the shared table's messages in this pass."""
         dim = self.transform.weight.shape[0]
         states = self.transform.weight.new_empty(prog.rows, dim)
-        sent = torch.empty_like(states)
+        sent = torch.empty_like(states)  # rows of nodes without successors stay unset
         states[0] = 0.0
         sent[0] = 0.0
-        first, own = prog.first, prog.own
-        if prog.extern is not None:
-            assert extern is not None
-            torch.index_select(extern[0], 0, prog.extern, out=states[1:first])
-            torch.index_select(extern[1], 0, prog.extern, out=sent[1:first])
+        first = prog.first
         res = None
-        if self.residual is not None and prev is not None:
-            res = torch.mm(prev[own:], self.residual.weight.t())
+        if self.residual is not None and prev is not None:  # row r's is res[r - 1]
+            res = torch.mm(prev[1:], self.residual.weight.t())
         w_t = self.transform.weight.t()
         if prog.inputs:
             states[1] = self.input_state
             if prog.inputs > 1:
                 assert self.extra_inputs is not None
-                states[2:1 + prog.inputs] = self.extra_inputs
+                states[2:first] = self.extra_inputs
             if res is not None:
                 states[1:first].add_(res[:prog.inputs])
             torch.mm(states[1:first], w_t, out=sent[1:first])
         gate = F.embedding(prog.ops, self.gate_table())
-        for a, b, rows, weights in prog.levels:
-            x = F.embedding_bag(rows, sent, mode="sum", per_sample_weights=weights)
+        for blk in prog.blocks:
+            a, b = blk.a, blk.b
+            x = None
+            if blk.ext is not None:
+                assert ext_sent is not None
+                x = F.embedding_bag(blk.ext, ext_sent, mode="sum", per_sample_weights=blk.ext_w)
+            if blk.own is not None:
+                y = F.embedding_bag(blk.own, sent, mode="sum", per_sample_weights=blk.own_w)
+                x = y if x is None else x.add_(y)
+            assert x is not None
             torch.mul(x, gate[a - first:b - first], out=states[a:b])
             if res is not None:
-                states[a:b].add_(res[a - own:b - own])
-            torch.mm(states[a:b], w_t, out=sent[a:b])
+                states[a:b].add_(res[a - 1:b - 1])
+            if blk.stop > a:
+                torch.mm(states[a:blk.stop], w_t, out=sent[a:blk.stop])
         return states, sent
 
 
@@ -324,32 +328,32 @@ class GatesNet(nn.Module):
 
     def _embed_rows(self, part: CellRows) -> torch.Tensor:
         """``embed`` of a chunk of rows: the shared rows' tables first (once per model and
-        plan), then the chunk's private rows; readouts gather each cell's rows."""
-        tables = part.shared.tables(self, lambda: self._run_program(part.shared.program,
-                                                                    None, None)[1])
-        outs, _ = self._run_program(part.program, tables, part)
-        return outs[-1] if self.readout == "output" else torch.cat(outs, dim=-1)
-
-    def _run_program(self, prog: RowProgram,
-                     tables: list[tuple[torch.Tensor, torch.Tensor]] | None,
-                     part: CellRows | None
-                     ) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Every pass over ``prog``: the readouts of ``part``'s cells (when given) and each
-        pass's states and messages (kept only for the shared program)."""
-        prev, outs, kept = None, [], []
+        plan), then the chunk's private rows; readouts gather each cell's rows from both."""
+        tables = part.shared.tables(self, lambda: self._run_program(part.shared.program))
+        prog, prev, outs = part.program, None, []
         relu = isinstance(self.act, nn.ReLU)
         for k, layer in enumerate(self.layers):
-            h, sent = layer.run_rows(prog, prev, None if tables is None else tables[k])
-            if part is not None:
-                outs.append(h[part.out])
-                if self.readout == "concat_mean":
-                    outs.append(F.embedding_bag(part.nodes, h, mode="sum",
-                                                per_sample_weights=part.node_weights))
-            else:
-                kept.append((h, sent))
+            ext_states, ext_sent = tables[k]
+            h, _ = layer.run_rows(prog, prev, ext_sent)
+            outs.append(h[part.out_own].add_(ext_states[part.out_ext]))
+            if self.readout == "concat_mean":
+                w = part.node_weights
+                outs.append(F.embedding_bag(part.nodes_own, h, mode="sum", per_sample_weights=w)
+                            .add_(F.embedding_bag(part.nodes_ext, ext_states, mode="sum",
+                                                  per_sample_weights=w)))
             if k + 1 < len(self.layers):
-                prev = h.relu_() if relu and part is not None else self.act(h)
-        return outs, kept
+                prev = h.relu_() if relu else self.act(h)
+        return outs[-1] if self.readout == "output" else torch.cat(outs, dim=-1)
+
+    def _run_program(self, prog: RowProgram) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every pass over the shared rows: states and messages of each pass."""
+        prev, kept = None, []
+        for k, layer in enumerate(self.layers):
+            h, sent = layer.run_rows(prog, prev, None)
+            kept.append((h, sent))
+            if k + 1 < len(self.layers):
+                prev = self.act(h)
+        return kept
 
     def forward(self, g: GraphBatch | CellRows) -> torch.Tensor:
         return self.head(self.embed(g)).squeeze(-1)

@@ -31,34 +31,42 @@ from archrank.spaces.base import GraphBatch
 
 _ID_BITS = 25                      # predecessor ids in a packed key (op above them)
 _ID_MASK = (1 << _ID_BITS) - 1
-Level = tuple[int, int, torch.Tensor, torch.Tensor | None]  # rows a:b, pred rows, weights
+
+
+@dataclass
+class Block:
+    """Rows ``a:b`` of a program, one level, the same number of predecessors: each sums the
+    messages of rows ``own`` [b - a, k] of its program and ``ext`` [b - a, k'] of the shared
+    table (row 0 pads; ``None``: no such predecessor), times the edge weights ``own_w`` /
+    ``ext_w`` when the batch has weighted edges. Rows ``a:stop`` send messages; the rest have
+    no successor (darts: the output node), so their messages are never computed."""
+
+    a: int
+    b: int
+    stop: int
+    own: torch.Tensor | None
+    ext: torch.Tensor | None
+    own_w: torch.Tensor | None = None
+    ext_w: torch.Tensor | None = None
 
 
 @dataclass
 class RowProgram:
-    """Rows of one pass, computed level by level. Row 0 is all zeros (the padding of the
-    predecessor lists); rows ``1 .. inputs`` are the input nodes (shared program) or rows
-    ``1 .. len(extern)`` are copied from the shared table (chunk programs); rows from
-    ``first`` on are computed, in level order: level ``(a, b, preds, weights)`` sums the
-    ``preds`` [b - a, k] rows' messages (times ``weights`` when edges are weighted)."""
+    """Rows of one pass, computed block by block. Row 0 is all zeros (the padding of the
+    predecessor lists), rows ``1 .. inputs`` are the input nodes (shared program only), the
+    rest (from ``first`` on) are computed in block order, blocks in level order."""
 
     inputs: int
-    extern: torch.Tensor | None
     ops: torch.Tensor              # [rows - first] op of each computed row
-    levels: list[Level]
+    blocks: list[Block]
 
     @property
     def first(self) -> int:
-        return 1 + (self.inputs if self.extern is None else len(self.extern))
+        return 1 + self.inputs
 
     @property
     def rows(self) -> int:
         return self.first + len(self.ops)
-
-    @property
-    def own(self) -> int:
-        """First row whose residual this program computes (inputs included)."""
-        return self.first - self.inputs
 
 
 @dataclass
@@ -81,34 +89,45 @@ class SharedRows:
 
 @dataclass
 class CellRows:
-    """A chunk of cells as rows: its private rows' program, the shared rows it reads, and
-    for the readouts each cell's output row [B] and node rows [B, N] with the weights of the
-    node mean [B, N] (mask / number of real nodes)."""
+    """A chunk of cells as rows: its private rows' program, the shared rows, and for the
+    readouts each cell's output row [B] and node rows [B, N] in the program (``*_own``, 0
+    where shared) and in the shared table (``*_ext``, 0 where private), with the weights of
+    the node mean [B, N] (mask / number of real nodes)."""
 
     program: RowProgram
     shared: SharedRows
-    out: torch.Tensor
-    nodes: torch.Tensor
+    out_own: torch.Tensor
+    out_ext: torch.Tensor
+    nodes_own: torch.Tensor
+    nodes_ext: torch.Tensor
     node_weights: torch.Tensor
 
     def __len__(self) -> int:
-        return int(self.out.shape[0])
+        return int(self.out_own.shape[0])
 
     def to(self, device: torch.device | str) -> CellRows:
-        assert self.out.device == torch.device(device), "plan rows on the scoring device"
+        assert self.out_own.device == torch.device(device), "plan rows on the scoring device"
         return self
 
 
-def _predecessors(adj: torch.Tensor, j: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Node ``j``'s predecessors in every cell, valid ones first: positions [B, k] and edge
-    weights [B, k] (0 = padding), k the largest in-degree of ``j`` in the batch."""
-    col = adj[:, :j, j]
-    k = int((col != 0).sum(1).max()) if len(col) else 0
+def _predecessors(incoming: torch.Tensor, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Node ``j``'s predecessors in every cell, valid ones first in node order: positions
+    [B, k] and edge weights [B, k] (0 = padding), k the largest in-degree of ``j`` in the
+    batch. ``incoming`` is the adjacency transposed ([B, target, source]): one contiguous
+    run per cell. Ranks by a running count, no sort (k is small)."""
+    col = incoming[:, j, :j]
+    nz = col != 0
+    count = nz.sum(1)
+    batch = len(col)
+    k = int(count.max()) if batch else 0
+    src = torch.zeros(batch, k + 1, dtype=torch.long, device=col.device)
     if k == 0:
-        empty = col.new_zeros(len(col), 0)
-        return empty.long(), empty
-    _, src = torch.topk(col.abs(), k, dim=1)
-    return src, torch.gather(col, 1, src)
+        return src[:, :0], col.new_zeros(batch, 0)
+    rank = torch.where(nz, nz.cumsum(1) - 1, k)  # invalid ones land in the spare column
+    src.scatter_(1, rank, torch.arange(j, device=col.device).expand(batch, j))
+    src = src[:, :k]
+    keep = torch.arange(k, device=col.device) < count[:, None]
+    return src, torch.where(keep, torch.gather(col, 1, src), 0.0)
 
 
 def plan_rows(g: GraphBatch, num_inputs: int, chunk: int,
@@ -128,10 +147,13 @@ def plan_rows(g: GraphBatch, num_inputs: int, chunk: int,
     next_id = m
     keyed = batch * n < _ID_MASK  # ids fit the packed key
     weighted = False
+    fanout = torch.zeros(batch, n, dtype=torch.long, device=dev)  # successors of each node
+    incoming = adj.transpose(1, 2)
     for j in range(m, n):
-        src, coef = _predecessors(adj, j)
+        src, coef = _predecessors(incoming, j)
         preds.append((src, coef))
         valid = coef != 0
+        fanout.scatter_add_(1, src, valid.long())
         weighted = weighted or bool(((coef != 1) & valid).any())
         pk = kid.gather(1, src)
         private_pred = valid & (pk < 0)
@@ -162,75 +184,106 @@ def plan_rows(g: GraphBatch, num_inputs: int, chunk: int,
     if chunk_rows is not None and batch:
         per_cell = max(1.0, float((kid < 0).sum()) / batch)
         chunk = min(chunk, max(256, int(chunk_rows / per_cell)))
-    return [_chunk_rows(g, kid, level, preds, m, start, min(batch, start + chunk), shared,
-                        weighted)
+    return [_chunk_rows(g, kid, level, fanout == 0, preds, m, start, min(batch, start + chunk),
+                        shared, weighted)
             for start in range(0, batch, chunk)]
 
 
 def _shared_program(m: int, ops: list[torch.Tensor], preds: list[torch.Tensor],
                     groups: list[int], dev: torch.device) -> RowProgram:
-    """The shared rows, one level per node position (a packed id ``i`` is row ``i + 1``;
+    """The shared rows, one block per node position (a packed id ``i`` is row ``i + 1``;
     ids stored ``+ 1`` in the key, so a missing predecessor is row 0)."""
-    first = 1 + m
-    levels: list[Level] = []
-    start = first
+    blocks: list[Block] = []
+    start = 1 + m
     for p, size in zip(preds, groups, strict=True):
         if size:
-            levels.append((start, start + size, p, None))
+            blocks.append(Block(start, start + size, start + size, p, None))
         start += size
     op_rows = torch.cat(ops) if ops else torch.zeros(0, dtype=torch.long, device=dev)
-    return RowProgram(inputs=m, extern=None, ops=op_rows, levels=levels)
+    return RowProgram(inputs=m, ops=op_rows, blocks=blocks)
+
+
+def _valid_first(rows: torch.Tensor, weights: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Each row's nonzero entries first (row 0 pads), weights permuted alike."""
+    order = torch.argsort((rows == 0).to(torch.int8), dim=1, stable=True)
+    rows = torch.gather(rows, 1, order)
+    return rows, None if weights is None else torch.gather(weights, 1, order)
+
+
+def _narrow(rows: torch.Tensor, weights: torch.Tensor | None
+            ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The columns up to the widest row's last nonzero entry (``None`` if all padding)."""
+    k = int((rows != 0).sum(1).max()) if len(rows) else 0
+    if k == 0:
+        return None, None
+    return (rows[:, :k].contiguous(),
+            None if weights is None else weights[:, :k].contiguous())
 
 
 def _chunk_rows(g: GraphBatch, kid_all: torch.Tensor, level_all: torch.Tensor,
-                preds: list[tuple[torch.Tensor, torch.Tensor]], m: int, lo: int, hi: int,
-                shared: SharedRows, weighted: bool) -> CellRows:
-    """Cells ``lo:hi``: their private rows by level, the shared rows they read."""
+                sink_all: torch.Tensor, preds: list[tuple[torch.Tensor, torch.Tensor]],
+                m: int, lo: int, hi: int, shared: SharedRows, weighted: bool) -> CellRows:
+    """Cells ``lo:hi``: their private rows in blocks of (level, in-degree), sinks last."""
     kid, level = kid_all[lo:hi], level_all[lo:hi]
     cells, n = kid.shape
     dev = kid.device
     is_shared = kid >= 0
-    used = torch.unique(kid[is_shared])             # shared ids read by this chunk, sorted
-    first = 1 + len(used)
-    # node-major flat index f = j * cells + b of every private node, ordered by level
-    private = (~is_shared).t().reshape(-1).nonzero().squeeze(1)
-    order = torch.sort(level.t().reshape(-1)[private], stable=True)
-    rows = private[order.indices]
-    loc = torch.empty(n * cells, dtype=torch.long, device=dev)  # row of each node
-    loc[rows] = first + torch.arange(len(rows), device=dev)
-    flat_kid = kid.t().reshape(-1)
-    sel = flat_kid >= 0
-    loc[sel] = 1 + torch.searchsorted(used, flat_kid[sel])
-    loc_nodes = loc.view(n, cells).t()              # [cells, N]
     width = max([s.shape[1] for s, _ in preds] + [1])
-    pred_rows = torch.zeros(n, cells, width, dtype=torch.long, device=dev)
-    pred_w = torch.zeros(n, cells, width, device=dev) if weighted else None
+    # per node (node-major: f = j * cells + b) its predecessors: table rows of shared ones,
+    # flat indices of private ones (-1: none), their count and edge weights
+    ext = torch.zeros(n, cells, width, dtype=torch.long, device=dev)
+    own = torch.full((n, cells, width), -1, dtype=torch.long, device=dev)
+    degree = torch.zeros(n, cells, dtype=torch.long, device=dev)
+    coefs = torch.zeros(n, cells, width, device=dev) if weighted else None
+    lane = torch.arange(cells, device=dev)[:, None]
     for j, (src, coef) in enumerate(preds, start=m):
         k = src.shape[1]
-        if k:
-            c = coef[lo:hi]
-            pred_rows[j, :, :k] = torch.where(c != 0, loc_nodes.gather(1, src[lo:hi]), 0)
-            if pred_w is not None:
-                pred_w[j, :, :k] = c
-    pred_rows = pred_rows.view(n * cells, width)[rows]
-    if pred_w is not None:
-        pred_w = pred_w.view(n * cells, width)[rows]
-    counts = torch.bincount(order.values).tolist()
-    levels: list[Level] = []
-    start = first
-    for size in counts:
-        if not size:
+        if not k:
             continue
-        a = start - first
-        block = pred_rows[a:a + size]
-        k = max(1, int((block != 0).sum(1).max()))
-        w = None if pred_w is None else pred_w[a:a + size, :k].contiguous()
-        levels.append((start, start + size, block[:, :k].contiguous(), w))
-        start += size
-    program = RowProgram(inputs=0, extern=used + 1, ops=g.ops[lo:hi].t().reshape(-1)[rows],
-                         levels=levels)
+        s, valid = src[lo:hi], coef[lo:hi] != 0
+        pk = kid.gather(1, s)
+        ext[j, :, :k] = torch.where(valid & (pk >= 0), pk + 1, 0)
+        own[j, :, :k] = torch.where(valid & (pk < 0), s * cells + lane, -1)
+        degree[j] = valid.sum(1)
+        if coefs is not None:
+            coefs[j, :, :k] = coef[lo:hi]
+    private = (~is_shared).t().reshape(-1).nonzero().squeeze(1)
+    group = level.t().reshape(-1)[private] * (width + 1) + degree.view(-1)[private]
+    sink = sink_all[lo:hi].t().reshape(-1)[private]
+    order = torch.sort(group * 2 + sink.long(), stable=True).indices
+    rows, group, sink = private[order], group[order], sink[order]
+    loc = torch.zeros(n * cells, dtype=torch.long, device=dev)  # program row of private nodes
+    loc[rows] = 1 + torch.arange(len(rows), device=dev)
+    own_f = own.view(-1, width)[rows]
+    own_rows = torch.where(own_f >= 0, loc[own_f.clamp(min=0)], 0)
+    ext_rows = ext.view(-1, width)[rows]
+    own_w = ext_w = None
+    if coefs is not None:
+        c = coefs.view(-1, width)[rows]
+        own_w, ext_w = torch.where(own_rows > 0, c, 0.0), torch.where(ext_rows > 0, c, 0.0)
+    own_rows, own_w = _valid_first(own_rows, own_w)
+    ext_rows, ext_w = _valid_first(ext_rows, ext_w)
+    _, sizes = torch.unique_consecutive(group, return_counts=True)
+    sinks = torch.zeros(len(sizes), dtype=torch.long, device=dev)
+    sinks.index_add_(0, torch.repeat_interleave(torch.arange(len(sizes), device=dev), sizes),
+                     sink.long())
+    blocks: list[Block] = []
+    a = 0
+    for size, tail in zip(sizes.tolist(), sinks.tolist(), strict=True):
+        b = a + size
+        o, ow = _narrow(own_rows[a:b], None if own_w is None else own_w[a:b])
+        e, ew = _narrow(ext_rows[a:b], None if ext_w is None else ext_w[a:b])
+        if o is None and e is None:  # no predecessor at all: the zero row
+            o = own_rows[a:b, :1].contiguous()
+        blocks.append(Block(1 + a, 1 + b, 1 + b - tail, o, e, ow, ew))
+        a = b
+    program = RowProgram(inputs=0, ops=g.ops[lo:hi].t().reshape(-1)[rows], blocks=blocks)
+    nodes_own = loc.view(n, cells).t().contiguous()
+    nodes_ext = torch.where(is_shared, kid + 1, 0)
     mask = g.mask[lo:hi]
     real = mask.sum(1)
-    out = loc_nodes.gather(1, (real - 1).clamp(min=0)[:, None]).squeeze(1)
-    node_weights = mask.to(torch.float32) / real.clamp(min=1)[:, None]
-    return CellRows(program, shared, out, loc_nodes.contiguous(), node_weights)
+    last = (real - 1).clamp(min=0)[:, None]
+    return CellRows(program, shared, nodes_own.gather(1, last).squeeze(1),
+                    nodes_ext.gather(1, last).squeeze(1), nodes_own, nodes_ext,
+                    mask.to(torch.float32) / real.clamp(min=1)[:, None])
