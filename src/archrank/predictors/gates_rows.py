@@ -110,24 +110,40 @@ class CellRows:
         return self
 
 
-def _predecessors(incoming: torch.Tensor, j: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Node ``j``'s predecessors in every cell, valid ones first in node order: positions
-    [B, k] and edge weights [B, k] (0 = padding), k the largest in-degree of ``j`` in the
-    batch. ``incoming`` is the adjacency transposed ([B, target, source]): one contiguous
-    run per cell. Ranks by a running count, no sort (k is small)."""
-    col = incoming[:, j, :j]
-    nz = col != 0
-    count = nz.sum(1)
-    batch = len(col)
-    k = int(count.max()) if batch else 0
-    src = torch.zeros(batch, k + 1, dtype=torch.long, device=col.device)
-    if k == 0:
-        return src[:, :0], col.new_zeros(batch, 0)
-    rank = torch.where(nz, nz.cumsum(1) - 1, k)  # invalid ones land in the spare column
-    src.scatter_(1, rank, torch.arange(j, device=col.device).expand(batch, j))
-    src = src[:, :k]
-    keep = torch.arange(k, device=col.device) < count[:, None]
-    return src, torch.where(keep, torch.gather(col, 1, src), 0.0)
+@dataclass
+class _Edges:
+    """Every node's predecessors, valid ones first in node order: positions ``src`` and
+    edge weights ``coef`` [B, N, K] (0 = padding; K the largest in-degree), ``degree`` and
+    ``fanout`` (number of successors) [B, N]. Edges into input nodes are ignored, as by the
+    passes (an input node holds its learned state)."""
+
+    src: torch.Tensor
+    coef: torch.Tensor
+    degree: torch.Tensor
+    fanout: torch.Tensor
+    weighted: bool  # some edge weight is not 1
+
+
+def _edges(adj: torch.Tensor, m: int) -> _Edges:
+    """One ``nonzero`` over the transposed adjacency lists the edges sorted by (cell,
+    target, source); a node's k-th predecessor is then its k-th edge in that order."""
+    batch, n = adj.shape[0], adj.shape[1]
+    cell, dst, src = torch.nonzero(adj.transpose(1, 2)).unbind(1)
+    if bool((dst < m).any()):
+        keep = dst >= m
+        cell, dst, src = cell[keep], dst[keep], src[keep]
+    coef = adj[cell, src, dst]
+    node = cell * n + dst
+    degree = torch.bincount(node, minlength=batch * n)
+    rank = torch.arange(len(node), device=adj.device) - (torch.cumsum(degree, 0) - degree)[node]
+    k = max(1, int(degree.max()) if len(degree) else 0)
+    table = torch.zeros(batch * n, k, dtype=torch.long, device=adj.device)
+    table[node, rank] = src
+    weights = adj.new_zeros(batch * n, k)
+    weights[node, rank] = coef
+    fanout = torch.bincount(cell * n + src, minlength=batch * n)
+    return _Edges(table.view(batch, n, k), weights.view(batch, n, k), degree.view(batch, n),
+                  fanout.view(batch, n), bool((coef != 1).any()))
 
 
 def plan_rows(g: GraphBatch, num_inputs: int, chunk: int,
@@ -135,33 +151,31 @@ def plan_rows(g: GraphBatch, num_inputs: int, chunk: int,
     """Hash-cons the nodes of ``g`` and cut its cells into chunks of at most ``chunk`` cells
     and, when ``chunk_rows`` is given, about that many private rows (cache-sized: at least
     256 cells a chunk)."""
-    ops, adj = g.ops, g.adj
+    ops = g.ops
     batch, n = ops.shape
     m = num_inputs
     dev = ops.device
+    e = _edges(g.adj, m)
     kid = torch.full((batch, n), -1, dtype=torch.long, device=dev)  # shared id, -1: private
     kid[:, :m] = torch.arange(m, device=dev)
     level = torch.zeros(batch, n, dtype=torch.long, device=dev)
-    preds: list[tuple[torch.Tensor, torch.Tensor]] = []
     shared_ops, shared_preds, groups = [], [], []
     next_id = m
     keyed = batch * n < _ID_MASK  # ids fit the packed key
-    weighted = False
-    fanout = torch.zeros(batch, n, dtype=torch.long, device=dev)  # successors of each node
-    incoming = adj.transpose(1, 2)
+    widths = e.degree.max(0).values.tolist() if batch else [0] * n
+    none = torch.full((batch,), -1, dtype=torch.long, device=dev)
     for j in range(m, n):
-        src, coef = _predecessors(incoming, j)
-        preds.append((src, coef))
+        k = widths[j]
+        src, coef = e.src[:, j, :k], e.coef[:, j, :k]
         valid = coef != 0
-        fanout.scatter_add_(1, src, valid.long())
-        weighted = weighted or bool(((coef != 1) & valid).any())
         pk = kid.gather(1, src)
         private_pred = valid & (pk < 0)
         if keyed:
-            ok = ~private_pred.any(1) & (valid.sum(1) <= 2) & ((coef == 1) | ~valid).all(1)
-            none = torch.full((batch,), -1, dtype=torch.long, device=dev)
-            a = torch.where(valid[:, 0], pk[:, 0], none) if src.shape[1] > 0 else none
-            b = torch.where(valid[:, 1], pk[:, 1], none) if src.shape[1] > 1 else none
+            ok = ~private_pred.any(1) & (e.degree[:, j] <= 2)
+            if e.weighted:
+                ok &= ((coef == 1) | ~valid).all(1)
+            a = torch.where(valid[:, 0], pk[:, 0], none) if k > 0 else none
+            b = torch.where(valid[:, 1], pk[:, 1], none) if k > 1 else none
             key = ((ops[:, j] << (2 * _ID_BITS)) | ((torch.minimum(a, b) + 1) << _ID_BITS)
                    | (torch.maximum(a, b) + 1))
             cells = ok.nonzero().squeeze(1)
@@ -175,17 +189,16 @@ def plan_rows(g: GraphBatch, num_inputs: int, chunk: int,
             shared_preds.append(torch.stack([(u >> _ID_BITS) & _ID_MASK, u & _ID_MASK], 1))
             groups.append(len(u))
             next_id += len(u)
-        if src.shape[1]:
+        if k:
             above = torch.where(private_pred, level.gather(1, src), 0).max(1).values
+            level[:, j] = torch.where(kid[:, j] >= 0, 0, above + 1)
         else:
-            above = torch.zeros(batch, dtype=torch.long, device=dev)
-        level[:, j] = torch.where(kid[:, j] >= 0, 0, above + 1)
+            level[:, j] = torch.where(kid[:, j] >= 0, 0, 1)
     shared = SharedRows(_shared_program(m, shared_ops, shared_preds, groups, dev))
     if chunk_rows is not None and batch:
         per_cell = max(1.0, float((kid < 0).sum()) / batch)
         chunk = min(chunk, max(256, int(chunk_rows / per_cell)))
-    return [_chunk_rows(g, kid, level, fanout == 0, preds, m, start, min(batch, start + chunk),
-                        shared, weighted)
+    return [_chunk_rows(g, kid, level, e, start, min(batch, start + chunk), shared)
             for start in range(0, batch, chunk)]
 
 
@@ -221,47 +234,32 @@ def _narrow(rows: torch.Tensor, weights: torch.Tensor | None
             None if weights is None else weights[:, :k].contiguous())
 
 
-def _chunk_rows(g: GraphBatch, kid_all: torch.Tensor, level_all: torch.Tensor,
-                sink_all: torch.Tensor, preds: list[tuple[torch.Tensor, torch.Tensor]],
-                m: int, lo: int, hi: int, shared: SharedRows, weighted: bool) -> CellRows:
+def _chunk_rows(g: GraphBatch, kid_all: torch.Tensor, level_all: torch.Tensor, e: _Edges,
+                lo: int, hi: int, shared: SharedRows) -> CellRows:
     """Cells ``lo:hi``: their private rows in blocks of (level, in-degree), sinks last."""
-    kid, level = kid_all[lo:hi], level_all[lo:hi]
+    kid = kid_all[lo:hi]
     cells, n = kid.shape
     dev = kid.device
     is_shared = kid >= 0
-    width = max([s.shape[1] for s, _ in preds] + [1])
-    # per node (node-major: f = j * cells + b) its predecessors: table rows of shared ones,
-    # flat indices of private ones (-1: none), their count and edge weights
-    ext = torch.zeros(n, cells, width, dtype=torch.long, device=dev)
-    own = torch.full((n, cells, width), -1, dtype=torch.long, device=dev)
-    degree = torch.zeros(n, cells, dtype=torch.long, device=dev)
-    coefs = torch.zeros(n, cells, width, device=dev) if weighted else None
-    lane = torch.arange(cells, device=dev)[:, None]
-    for j, (src, coef) in enumerate(preds, start=m):
-        k = src.shape[1]
-        if not k:
-            continue
-        s, valid = src[lo:hi], coef[lo:hi] != 0
-        pk = kid.gather(1, s)
-        ext[j, :, :k] = torch.where(valid & (pk >= 0), pk + 1, 0)
-        own[j, :, :k] = torch.where(valid & (pk < 0), s * cells + lane, -1)
-        degree[j] = valid.sum(1)
-        if coefs is not None:
-            coefs[j, :, :k] = coef[lo:hi]
+    width = e.src.shape[2]
+    # private nodes, node-major (f = j * cells + b), by level, in-degree, sink last
     private = (~is_shared).t().reshape(-1).nonzero().squeeze(1)
-    group = level.t().reshape(-1)[private] * (width + 1) + degree.view(-1)[private]
-    sink = sink_all[lo:hi].t().reshape(-1)[private]
+    cell, node = private % cells, private // cells
+    group = level_all[lo:hi][cell, node] * (width + 1) + e.degree[lo + cell, node]
+    sink = e.fanout[lo + cell, node] == 0
     order = torch.sort(group * 2 + sink.long(), stable=True).indices
-    rows, group, sink = private[order], group[order], sink[order]
+    rows, cell, node, group, sink = (private[order], cell[order], node[order], group[order],
+                                     sink[order])
     loc = torch.zeros(n * cells, dtype=torch.long, device=dev)  # program row of private nodes
     loc[rows] = 1 + torch.arange(len(rows), device=dev)
-    own_f = own.view(-1, width)[rows]
-    own_rows = torch.where(own_f >= 0, loc[own_f.clamp(min=0)], 0)
-    ext_rows = ext.view(-1, width)[rows]
+    src, coef = e.src[lo + cell, node], e.coef[lo + cell, node]   # [R, K]
+    valid = coef != 0
+    pk = kid[cell[:, None], src]
+    own_rows = torch.where(valid & (pk < 0), loc[src * cells + cell[:, None]], 0)
+    ext_rows = torch.where(valid & (pk >= 0), pk + 1, 0)
     own_w = ext_w = None
-    if coefs is not None:
-        c = coefs.view(-1, width)[rows]
-        own_w, ext_w = torch.where(own_rows > 0, c, 0.0), torch.where(ext_rows > 0, c, 0.0)
+    if e.weighted:
+        own_w, ext_w = torch.where(own_rows > 0, coef, 0.0), torch.where(ext_rows > 0, coef, 0.0)
     own_rows, own_w = _valid_first(own_rows, own_w)
     ext_rows, ext_w = _valid_first(ext_rows, ext_w)
     _, sizes = torch.unique_consecutive(group, return_counts=True)
@@ -273,12 +271,12 @@ def _chunk_rows(g: GraphBatch, kid_all: torch.Tensor, level_all: torch.Tensor,
     for size, tail in zip(sizes.tolist(), sinks.tolist(), strict=True):
         b = a + size
         o, ow = _narrow(own_rows[a:b], None if own_w is None else own_w[a:b])
-        e, ew = _narrow(ext_rows[a:b], None if ext_w is None else ext_w[a:b])
-        if o is None and e is None:  # no predecessor at all: the zero row
+        x, xw = _narrow(ext_rows[a:b], None if ext_w is None else ext_w[a:b])
+        if o is None and x is None:  # no predecessor at all: the zero row
             o = own_rows[a:b, :1].contiguous()
-        blocks.append(Block(1 + a, 1 + b, 1 + b - tail, o, e, ow, ew))
+        blocks.append(Block(1 + a, 1 + b, 1 + b - tail, o, x, ow, xw))
         a = b
-    program = RowProgram(inputs=0, ops=g.ops[lo:hi].t().reshape(-1)[rows], blocks=blocks)
+    program = RowProgram(inputs=0, ops=g.ops[lo + cell, node], blocks=blocks)
     nodes_own = loc.view(n, cells).t().contiguous()
     nodes_ext = torch.where(is_shared, kid + 1, 0)
     mask = g.mask[lo:hi]
