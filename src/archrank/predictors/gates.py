@@ -22,7 +22,9 @@ relabelling nodes consistently (an isomorphic cell) gives the same score.
 Everything is batched: tensors are node-major [N, B, D] and the only Python loops run over
 the few node positions and layers, never over architectures. Gates depend on the op only, so
 each layer computes a small [num_ops, D] gate table and spreads it with one-hot products.
-Inference takes a separate path that writes into preallocated buffers (no autograd).
+Inference (no autograd) takes separate paths: op-on-edge cells a pass that writes into
+preallocated buffers; op-on-node cells rows (``gates_rows``), where each distinct node state of
+the batch is computed once (the nodes that read only input nodes are the same in many cells).
 """
 
 from __future__ import annotations
