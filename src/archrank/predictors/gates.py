@@ -305,7 +305,9 @@ class GatesNet(nn.Module):
         node state once); ``g`` may be a chunk of such a plan, built once for an ensemble."""
         if not torch.is_grad_enabled() and self.op_on == "node":
             if isinstance(g, GraphBatch):
-                g = plan_rows(g, self.layers[0].num_inputs, max(1, len(g)))[0]
+                if len(g) == 0:
+                    return self.layers[0].input_state.new_zeros(0, self.embed_width)
+                g = plan_rows(g, self.layers[0].num_inputs, len(g))[0]
             return self._embed_rows(g)
         assert isinstance(g, GraphBatch)
         edges = self.edge_inputs(g)

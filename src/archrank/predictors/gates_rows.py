@@ -106,7 +106,8 @@ class CellRows:
         return int(self.out_own.shape[0])
 
     def to(self, device: torch.device | str) -> CellRows:
-        assert self.out_own.device == torch.device(device), "plan rows on the scoring device"
+        """Itself: a plan is built on the device that scores it (``GatesPredictor``)."""
+        assert torch.device(device).type == self.out_own.device.type, "plan on another device"
         return self
 
 
@@ -161,7 +162,8 @@ def plan_rows(g: GraphBatch, num_inputs: int, chunk: int,
     level = torch.zeros(batch, n, dtype=torch.long, device=dev)
     shared_ops, shared_preds, groups = [], [], []
     next_id = m
-    keyed = batch * n < _ID_MASK  # ids fit the packed key
+    keyed = batch * n < _ID_MASK and (not batch or int(ops.max()) < 1 << (63 - 2 * _ID_BITS))
+    # (ids and ops fit the packed key; otherwise every node is private)
     widths = e.degree.max(0).values.tolist() if batch else [0] * n
     none = torch.full((batch,), -1, dtype=torch.long, device=dev)
     for j in range(m, n):
