@@ -22,7 +22,9 @@ relabelling nodes consistently (an isomorphic cell) gives the same score.
 Everything is batched: tensors are node-major [N, B, D] and the only Python loops run over
 the few node positions and layers, never over architectures. Gates depend on the op only, so
 each layer computes a small [num_ops, D] gate table and spreads it with one-hot products.
-Inference takes a separate path that writes into preallocated buffers (no autograd).
+Inference (no autograd) takes separate paths: op-on-edge cells a pass that writes into
+preallocated buffers; op-on-node cells rows (``gates_rows``), where each distinct node state of
+the batch is computed once (the nodes that read only input nodes are the same in many cells).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from archrank.errors import ArchrankError
-from archrank.predictors.neural import NeuralPredictor
+from archrank.predictors.gates_rows import CellRows, RowProgram, plan_rows
+from archrank.predictors.neural import NeuralPredictor, available_cores
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 READOUTS = ("output", "concat", "concat_mean")
@@ -92,9 +95,10 @@ class GatesLayer(nn.Module):
         ``edges`` (from ``GatesNet.edge_inputs``) is shared by every layer: per edge i -> j
         (the E pairs i < j, ordered by target) either ``coef`` [E, B] (adjacency, op-on-node)
         or ``edge_onehot`` [E, B, K] (one-hot edge op, all zero where ``adj = 0``), and
-        ``node_onehot`` [N, B, K] for op-on-node spaces (``node_ops`` [N, B] without autograd).
-        Gates come from one-hot products rather than index lookups when training: cheaper to
-        differentiate for these tiny vocabularies; inference looks them up (the same values).
+        ``node_onehot`` [N, B, K] for op-on-node spaces. Gates come from one-hot products
+        rather than index lookups: cheaper to differentiate for these tiny vocabularies.
+        Without autograd, op-on-edge spaces take ``_pass_inplace``; op-on-node spaces do not
+        come here but go through ``run_rows`` (``GatesNet.embed``).
         """
         table = self.gate_table()
         if self.op_on == "edge":
@@ -102,8 +106,7 @@ class GatesLayer(nn.Module):
             node_gate = None
         else:
             weight = edges["coef"].unsqueeze(-1)              # [E, B, 1]: adj of edge i -> j
-            node_gate = (F.embedding(edges["node_ops"], table) if "node_ops" in edges
-                         else edges["node_onehot"] @ table)   # [N, B, D] (lookup: no grad)
+            node_gate = edges["node_onehot"] @ table          # [N, B, D]
         res = None
         if self.residual is not None and prev is not None:
             res = (self.residual(prev) if torch.is_grad_enabled()
@@ -114,8 +117,8 @@ class GatesLayer(nn.Module):
             x = x + res[0]
         offsets = edges["offsets"]
         if not torch.is_grad_enabled():
-            return self._pass_inplace(x, weight, node_gate, res, offsets, n,
-                                      edges.get("gather"))
+            assert node_gate is None, "op-on-node inference runs on rows (run_rows)"
+            return self._pass_inplace(x, weight, res, offsets, n)
         # Split / unbind once (their backward is one cat / stack) rather than indexing per
         # node, whose backward would zero-fill a full-size gradient each time.
         w_in = torch.split(weight, [offsets[j + 1] - offsets[j] for j in range(n)])
@@ -148,21 +151,12 @@ class GatesLayer(nn.Module):
         out[:m] = torch.matmul(prev[:m, :1], self.residual.weight.t())
         return out
 
-    def _pass_inplace(self, x: torch.Tensor, weight: torch.Tensor,
-                      node_gate: torch.Tensor | None, res: torch.Tensor | None,
-                      offsets: list[int], n: int,
-                      gather: list[Any] | None = None) -> torch.Tensor:
-        """The same pass without autograd: preallocated buffers, in-place writes.
-
-        ``gather`` (op-on-node spaces with sparse cells, from ``GatesNet.edge_inputs``): per
-        node either ``None`` (sum over every earlier node) or the rows [B, k] of its few
-        predecessors in the flattened [N * B, D] messages and their adjacency weights [B, k]
-        (``None`` when every weight is 1), summed by one ``embedding_bag`` (no [B, k, D]
-        temporary).
-        """
+    def _pass_inplace(self, x: torch.Tensor, weight: torch.Tensor, res: torch.Tensor | None,
+                      offsets: list[int], n: int) -> torch.Tensor:
+        """The same pass without autograd (op-on-edge spaces): preallocated buffers,
+        in-place writes."""
         states = x.new_empty(n, x.shape[0], x.shape[1])
         sent = torch.empty_like(states)
-        flat = sent.view(-1, x.shape[1])
         states[0] = x
         w_t = self.transform.weight.t()
         for j in range(1, n):
@@ -175,18 +169,52 @@ class GatesLayer(nn.Module):
                 if res is not None:
                     states[j].add_(res[j])
                 continue
-            few = gather[j] if gather is not None else None
-            if few is not None:  # a few predecessors per cell: one fused gather-and-sum
-                rows, coef = few
-                states[j] = F.embedding_bag(rows, flat, mode="sum", per_sample_weights=coef)
-            else:
-                prod = weight[offsets[j]:offsets[j + 1]] * sent[:j]
-                torch.sum(prod, dim=0, out=states[j])
-            if node_gate is not None:
-                states[j].mul_(node_gate[j])
+            prod = weight[offsets[j]:offsets[j + 1]] * sent[:j]
+            torch.sum(prod, dim=0, out=states[j])
             if res is not None:
                 states[j].add_(res[j])
         return states
+
+    def run_rows(self, prog: RowProgram, prev: torch.Tensor | None,
+                 ext_sent: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass over a row program (``gates_rows``, op-on-node spaces, no autograd):
+        states and messages [rows, D]. ``prev``: this program's states after the last pass's
+        activation; ``ext_sent``: the shared table's messages in this pass."""
+        dim = self.transform.weight.shape[0]
+        states = self.transform.weight.new_empty(prog.rows, dim)
+        sent = torch.empty_like(states)  # rows of nodes without successors stay unset
+        states[0] = 0.0
+        sent[0] = 0.0
+        first = prog.first
+        res = None
+        if self.residual is not None and prev is not None:  # row r's is res[r - 1]
+            res = torch.mm(prev[1:], self.residual.weight.t())
+        w_t = self.transform.weight.t()
+        if prog.inputs:
+            states[1] = self.input_state
+            if prog.inputs > 1:
+                assert self.extra_inputs is not None
+                states[2:first] = self.extra_inputs
+            if res is not None:
+                states[1:first].add_(res[:prog.inputs])
+            torch.mm(states[1:first], w_t, out=sent[1:first])
+        gate = F.embedding(prog.ops, self.gate_table())
+        for blk in prog.blocks:
+            a, b = blk.a, blk.b
+            x = None
+            if blk.ext is not None:
+                assert ext_sent is not None
+                x = F.embedding_bag(blk.ext, ext_sent, mode="sum", per_sample_weights=blk.ext_w)
+            if blk.own is not None:
+                y = F.embedding_bag(blk.own, sent, mode="sum", per_sample_weights=blk.own_w)
+                x = y if x is None else x.add_(y)
+            assert x is not None
+            torch.mul(x, gate[a - first:b - first], out=states[a:b])
+            if res is not None:
+                states[a:b].add_(res[a - 1:b - 1])
+            if blk.stop > a:
+                torch.mm(states[a:blk.stop], w_t, out=sent[a:blk.stop])
+        return states, sent
 
 
 def auto_readout(space: SearchSpace) -> str:
@@ -195,32 +223,6 @@ def auto_readout(space: SearchSpace) -> str:
     output node sees everything; with the mean over nodes (``concat_mean``) on op-on-node
     spaces, where it ranked nb101 better."""
     return "concat" if space.op_on == "edge" else "concat_mean"
-
-
-def _sparse_predecessors(adj: torch.Tensor) -> list[Any] | None:
-    """For the inference pass: per node j, ``(rows, coef)`` of its at most k predecessors
-    (k = the largest in-degree of j in the batch) when k < j, else ``None``.
-
-    ``rows`` [B, k] index the node-major messages flattened to [N * B, D]; ``coef`` [B, k]
-    holds the adjacency weights (0 for padding), or is ``None`` when they are all 1 (the
-    common case: a plain sum). Large sparse cells (darts: 21 nodes, mostly two predecessors
-    each) then cost O(k) per node rather than O(j); small dense ones keep the plain sum
-    (``None``)."""
-    batch, n = adj.shape[0], adj.shape[1]
-    if n < 8:
-        return None
-    lane = torch.arange(batch, device=adj.device)[:, None]
-    out: list[Any] = [None]
-    for j in range(1, n):
-        col = adj[:, :j, j]
-        k = int((col != 0).sum(1).max())
-        if k == 0 or k >= j:
-            out.append(None)
-            continue
-        coef, src = torch.topk(col.abs(), k, dim=1)
-        coef = torch.gather(col, 1, src)
-        out.append((src * batch + lane, None if bool((coef == 1).all()) else coef))
-    return out
 
 
 def op_count(space: SearchSpace) -> int:
@@ -283,12 +285,9 @@ class GatesNet(nn.Module):
             assert g.edge_ops is not None
             onehot = F.one_hot(g.edge_ops[:, src, dst].t(), n_ops).to(present.dtype)
             out["edge_onehot"] = onehot * present.unsqueeze(-1)  # none / absent edges: zero
-        elif torch.is_grad_enabled():
-            out["coef"] = present
-            out["node_onehot"] = F.one_hot(g.ops.t(), n_ops).to(present.dtype)
         else:
             out["coef"] = present
-            out["node_ops"] = g.ops.t()
+            out["node_onehot"] = F.one_hot(g.ops.t(), n_ops).to(present.dtype)
         # which node is the output (the last real one), as a [N, B, 1] selector
         n_real = g.mask.sum(dim=1)
         last = F.one_hot((n_real - 1).clamp(min=0), n).t().to(present.dtype)
@@ -297,12 +296,20 @@ class GatesNet(nn.Module):
         out["last"] = first - 1 if batch and bool((n_real == first).all()) else None
         if self.readout == "concat_mean":
             out["mean"] = (g.mask.t().to(present.dtype) / n_real.clamp(min=1)).unsqueeze(-1)
-        if self.op_on == "node" and not torch.is_grad_enabled():
-            out["gather"] = _sparse_predecessors(g.adj)
         return out
 
-    def embed(self, g: GraphBatch) -> torch.Tensor:
-        """Cell embeddings [B, D'] (output-node state, or its states from every pass)."""
+    def embed(self, g: GraphBatch | CellRows) -> torch.Tensor:
+        """Cell embeddings [B, D'] (output-node state, or its states from every pass).
+
+        Without autograd, op-on-node cells are scored as rows (``gates_rows``: each distinct
+        node state once); ``g`` may be a chunk of such a plan, built once for an ensemble."""
+        if not torch.is_grad_enabled() and self.op_on == "node":
+            if isinstance(g, GraphBatch):
+                if len(g) == 0:
+                    return self.layers[0].input_state.new_zeros(0, self.embed_width)
+                g = plan_rows(g, self.layers[0].num_inputs, len(g))[0]
+            return self._embed_rows(g)
+        assert isinstance(g, GraphBatch)
         edges = self.edge_inputs(g)
         fast = not torch.is_grad_enabled()
         last = edges["last"] if fast else None
@@ -323,7 +330,36 @@ class GatesNet(nn.Module):
                 prev = self.act(h)
         return outs[-1] if self.readout == "output" else torch.cat(outs, dim=-1)
 
-    def forward(self, g: GraphBatch) -> torch.Tensor:
+    def _embed_rows(self, part: CellRows) -> torch.Tensor:
+        """``embed`` of a chunk of rows: the shared rows' tables first (once per model and
+        plan), then the chunk's private rows; readouts gather each cell's rows from both."""
+        tables = part.shared.tables(self, lambda: self._run_program(part.shared.program))
+        prog, prev, outs = part.program, None, []
+        relu = isinstance(self.act, nn.ReLU)
+        for k, layer in enumerate(self.layers):
+            ext_states, ext_sent = tables[k]
+            h, _ = layer.run_rows(prog, prev, ext_sent)
+            outs.append(h[part.out_own].add_(ext_states[part.out_ext]))
+            if self.readout == "concat_mean":
+                w = part.node_weights
+                outs.append(F.embedding_bag(part.nodes_own, h, mode="sum", per_sample_weights=w)
+                            .add_(F.embedding_bag(part.nodes_ext, ext_states, mode="sum",
+                                                  per_sample_weights=w)))
+            if k + 1 < len(self.layers):
+                prev = h.relu_() if relu else self.act(h)
+        return outs[-1] if self.readout == "output" else torch.cat(outs, dim=-1)
+
+    def _run_program(self, prog: RowProgram) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every pass over the shared rows: states and messages of each pass."""
+        prev, kept = None, []
+        for k, layer in enumerate(self.layers):
+            h, sent = layer.run_rows(prog, prev, None)
+            kept.append((h, sent))
+            if k + 1 < len(self.layers):
+                prev = self.act(h)
+        return kept
+
+    def forward(self, g: GraphBatch | CellRows) -> torch.Tensor:
         return self.head(self.embed(g)).squeeze(-1)
 
 
@@ -355,6 +391,23 @@ class GatesPredictor(NeuralPredictor):
         """The cell embedding: ``readout``, or ``auto_readout`` of the space for ``auto``."""
         readout = str(self.hp["readout"])
         return auto_readout(self.space) if readout == "auto" else readout
+
+    def _inference_parts(self, graphs: GraphBatch, chunk: int) -> list[tuple[int, Any]]:
+        """Op-on-node spaces: the batch as rows (``gates_rows``), planned once for every
+        ensemble member; chunks hold about 7 x ``predict_chunk`` private rows, as many
+        cells as that takes (darts: ~5.6 rows a cell instead of 21 nodes)."""
+        if self.space.op_on != "node":
+            return super()._inference_parts(graphs, chunk)
+        cells = int(self.hp["predict_chunk"])
+        workers = 1 if self.device_.type != "cpu" else int(self.hp["threads"]
+                                                           or available_cores())
+        cells = max(1, min(8 * cells, -(-len(graphs) // workers)))
+        rows = 7 * int(self.hp["predict_chunk"]) if self.device_.type == "cpu" else None
+        parts = plan_rows(graphs.to(self.device_), self.space.num_inputs, cells, rows)
+        starts = [0]
+        for part in parts[:-1]:
+            starts.append(starts[-1] + len(part))
+        return list(zip(starts, parts, strict=True))
 
     def build_model(self) -> nn.Module:
         hp = self.hp

@@ -349,25 +349,31 @@ class NeuralPredictor(Predictor):
         if arch is not None and self.arch_ref_:
             arch_t = torch.as_tensor(rank_transform(arch, self.arch_ref_), dtype=torch.float32)
 
-        def score(start: int) -> None:
+        def score(start: int, part: Any) -> None:
             with torch.inference_mode():
-                part = graphs[start:start + chunk].to(self.device_)
-                kw = {} if arch_t is None else {"arch": arch_t[start:start + chunk].to(
+                part = part.to(self.device_)
+                kw = {} if arch_t is None else {"arch": arch_t[start:start + len(part)].to(
                     self.device_)}
                 total = self.models_[0](part, **kw).float()
                 for model in self.models_[1:]:
                     total = total + model(part, **kw).float()
                 out[start:start + len(part)] = (total / len(self.models_)).cpu().numpy()
 
-        starts = range(0, n, chunk)
         with torch_threads(1 if self.device_.type == "cpu" else torch.get_num_threads()):
-            if workers == 1 or len(starts) == 1:
-                for start in starts:
-                    score(start)
+            with torch.inference_mode():
+                parts = self._inference_parts(graphs, chunk)
+            if workers == 1 or len(parts) == 1:
+                for start, part in parts:
+                    score(start, part)
             else:
                 with ThreadPoolExecutor(workers) as pool:
-                    list(pool.map(score, starts))
+                    list(pool.map(lambda p: score(*p), parts))
         return out * self.y_std_ + self.y_mean_
+
+    def _inference_parts(self, graphs: GraphBatch, chunk: int) -> list[tuple[int, Any]]:
+        """The chunks ``predict`` hands every ensemble member: (first cell, model input).
+        Graph slices here; a model may prepare them once for all members (GATES's rows)."""
+        return [(start, graphs[start:start + chunk]) for start in range(0, len(graphs), chunk)]
 
     # -- persistence ------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
