@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from archrank.errors import InvalidArchitecture
-from archrank.spaces.base import GraphBatch, SearchSpace
+from archrank.spaces.base import GraphBatch, SearchSpace, SupernetGraph
 
 DARTS_OPS: tuple[str, ...] = (
     "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
@@ -446,6 +446,26 @@ class DartsSpace(SearchSpace[Genotype]):
                 top = edges[np.argsort(-strength[edges], kind="stable")[:2]]
                 codes[top] = best_op[top]
         return codes
+
+    def supernet_graph(self) -> SupernetGraph:
+        """The supernet's cells as one graph of 39 nodes: the two cell inputs (shared by both
+        cells, as in ``to_graphs``), the normal cell's intermediate nodes 2..5, the reduction
+        cell's, the output (which reads every intermediate node: the supernet concatenates
+        them all), then an op node per supernet edge (the 28 rows of ``relaxed_shape``, ops
+        ``MIXED_OPS``) wired input -> op node -> intermediate node. An integer cell has its 8
+        chosen edges per cell on and the 20 others ``none`` (cut); the node tokens tell the
+        two cells apart."""
+        vocab = ("input", "normal_node", "reduce_node", "output")
+        tokens = (0, 0, *[1] * NUM_INTERMEDIATE, *[2] * NUM_INTERMEDIATE, 3)
+        output = len(tokens) - 1
+
+        def node(cell: int, m: int) -> int:  # node m (0..5) of a cell in the fixed nodes
+            return m if m < NUM_INPUTS else NUM_INPUTS + cell * NUM_INTERMEDIATE + m - NUM_INPUTS
+
+        slots = tuple((cell * len(PATH_EDGES) + e, node(cell, i), node(cell, NUM_INPUTS + k))
+                      for cell in range(2) for e, (k, i) in enumerate(PATH_EDGES))
+        links = tuple((m, output) for m in range(NUM_INPUTS, output))
+        return SupernetGraph(vocab, tokens, slots, MIXED_OPS, ("none",), links)
 
     def live_ops(self, codes: Sequence[int]) -> list[str]:
         """Every chosen op: the supernet's cells concatenate every intermediate node, so
