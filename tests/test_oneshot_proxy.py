@@ -136,7 +136,13 @@ def test_supernet_form_of_darts_cells():
     assert torch.equal(nf.tokens[:, fixed:] - form.node_vocab, torch.from_numpy(codes))
     swapped = np.concatenate([codes[:, 14:], codes[:, :14]], 1)
     assert not torch.equal(form.codes(swapped).adj, nf.adj)
-    with pytest.raises(ArchrankError, match="path codes must lie in 0..7"):
+    # the two cell inputs read apart: at alpha = 0 a node's edges from c_{k-2} and c_{k-1}
+    # get different gradients (one input token made them equal for ever)
+    land = Landscape(darts, SMALL, seed=0)
+    alpha = torch.zeros(28, 8, requires_grad=True)
+    (grad,) = torch.autograd.grad(land.predict_probs(F.softmax(alpha, -1)[None])[0], alpha)
+    assert not torch.allclose(grad[0], grad[1]) and not torch.allclose(grad[14], grad[15])
+    with pytest.raises(ArchrankError, match=r"path codes must lie in 0\.\.7"):
         form.codes(np.full((1, 28), 8))
     with pytest.raises(ArchrankError, match=r"shape \[B, 28\]"):
         form.codes(np.zeros((1, 6), dtype=np.int64))

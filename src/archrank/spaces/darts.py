@@ -29,6 +29,11 @@ node k receives edges from both op nodes of k (their sum is k); a concat node re
 nodes of the intermediate nodes it concatenates, and the output receives both concat nodes.
 The two concat labels tell the cells apart, so swapping normal and reduction cells changes
 the graph.
+
+Supernet graph (``supernet_graph``, for the relaxed input of the proxy-validation landscape):
+one op node per supernet edge (14 per cell, ops ``MIXED_OPS``) between explicit intermediate
+nodes, 39 nodes; an integer cell has its 8 chosen edges per cell on and the others ``none``,
+so a relaxation (op weights per edge, like the supernet's ``forward_mixed``) has a place in it.
 """
 
 from __future__ import annotations
@@ -454,9 +459,11 @@ class DartsSpace(SearchSpace[Genotype]):
         them all), then an op node per supernet edge (the 28 rows of ``relaxed_shape``, ops
         ``MIXED_OPS``) wired input -> op node -> intermediate node. An integer cell has its 8
         chosen edges per cell on and the 20 others ``none`` (cut); the node tokens tell the
-        two cells apart."""
-        vocab = ("input", "normal_node", "reduce_node", "output")
-        tokens = (0, 0, *[1] * NUM_INTERMEDIATE, *[2] * NUM_INTERMEDIATE, 3)
+        two cells apart, and the two inputs (c_{k-2}, c_{k-1}: different tensors in the
+        network): with one token for both, the graph is symmetric in them and the alpha
+        gradients of a node's two input edges stay equal for ever."""
+        vocab = ("input_k-2", "input_k-1", "normal_node", "reduce_node", "output")
+        tokens = (0, 1, *[2] * NUM_INTERMEDIATE, *[3] * NUM_INTERMEDIATE, 4)
         output = len(tokens) - 1
 
         def node(cell: int, m: int) -> int:  # node m (0..5) of a cell in the fixed nodes
