@@ -201,7 +201,7 @@ def test_oneshot_train_darts_from_the_cli(cli, tmp_path):
                       input_kind="1d"))
 
 
-@pytest.mark.parametrize("method", ["proxy-ea", "darts", "spos-ea"])
+@pytest.mark.parametrize("method", ["proxy-darts", "proxy-ea", "darts", "spos-ea"])
 def test_oneshot_search_on_darts_end_to_end(cli, tmp_path, method):
     """Each one-shot method on the darts supernet, tiny: a valid genotype comes out."""
     import json
@@ -223,16 +223,53 @@ def test_oneshot_search_on_darts_end_to_end(cli, tmp_path, method):
     chosen = darts.parse(result["arch"])
     assert darts.codes([chosen])[0].tolist() == result["codes"]
     assert 0 <= result["supernet_val_acc"] <= 100
+    if method.startswith("proxy-"):  # the landscape took relaxed darts cells: alpha [28, 8]
+        from archrank.oneshot import load_checkpoint
+
+        state = load_checkpoint(tmp_path / "s.pt").sampler_state
+        assert state["alpha"].shape == (28, 8) and state["oiw_count"] == 2
+        assert float(state["oiw_sum"].min()) >= 0 and float(state["oiw_sum"].max()) <= 2
+        if method == "proxy-darts":  # alpha descended the predicted loss
+            assert float(state["alpha"].abs().max()) > 0
 
 
-def test_proxy_darts_on_darts_says_what_is_missing(cli, tmp_path):
+def test_interrupted_proxy_darts_search_on_darts_resumes_exactly(tmp_path):
+    """Stopped inside its second epoch, a proxy-darts search on darts continues from the
+    first epoch's checkpoint to the state of an uninterrupted run: supernet weights, alpha,
+    OIW, memory, landscape, final cell."""
+    from archrank.oneshot import load_checkpoint
+    from archrank.oneshot.landscape import LandscapeConfig
+    from archrank.oneshot.search import _runner
+
     data = tiny_data(n=64, length=20)
-    npz = tmp_path / "tiny.npz"
-    np.savez(npz, x_train=data.x_train, y_train=data.y_train, x_val=data.x_val,
-             y_val=data.y_val)
-    code, _, err = cli("oneshot", "search", "--space", "darts", "--method", "proxy-darts",
-                       "--dataset", str(npz), "--width", "4", "--depth", "3", "--epochs", "1",
-                       "--no-pretrain", "--device", "cpu", "--out", str(tmp_path / "s.pt"))
-    last = err.strip().splitlines()[-1]
-    assert code == 2 and last.startswith("error: proxy-darts needs relaxed cells") and \
-        last.endswith("use proxy-ea") and "Traceback" not in err, err
+    proxy = {"refit_every": 2, "warmup_steps": 2, "memory": 5,
+             "landscape": LandscapeConfig(pretrain=False, fit_steps=5)}
+    kw = {"space": "darts", "dataset": data, "epochs": 2, "seed": 3,
+          "recipe": TrainRecipe(batch_size=16), "proxy": proxy, "threads": 1,
+          "device": "cpu", "width": 4, "depth": 3}
+    ref = _runner("proxy-darts", checkpoint=None, resume=False, **kw).train()
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch: int, step: int, steps: int, loss: float) -> None:
+        if epoch == 1 and step == 2:
+            raise Stop
+
+    path = tmp_path / "s.pt"
+    with pytest.raises(Stop):
+        _runner("proxy-darts", checkpoint=path, resume=False, **kw).train(path, on_step=stop)
+    assert load_checkpoint(path).epoch == 1 and not load_checkpoint(path).finished
+    resumed = _runner("proxy-darts", checkpoint=path, resume=True,
+                      **{**kw, "epochs": None, "proxy": None}).train(path)
+    want, have = ref.supernet.state_dict(), resumed.supernet.state_dict()
+    assert all(torch.equal(want[k], have[k]) for k in want)
+    a, b = ref.sampler.state_dict(), resumed.sampler.state_dict()
+    assert a["oiw_count"] == b["oiw_count"] > 0 and float(a["alpha"].abs().max()) > 0
+    for key in ("alpha", "oiw_sum"):
+        assert torch.equal(a[key], b[key]), key
+    assert torch.equal(a["memory"]["losses"], b["memory"]["losses"])
+    for part in ("model", "head"):
+        assert all(torch.equal(a["landscape"][part][k], v)
+                   for k, v in b["landscape"][part].items()), part
+    assert np.array_equal(ref.sampler.final_codes(), resumed.sampler.final_codes())

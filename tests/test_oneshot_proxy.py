@@ -41,40 +41,54 @@ def tiny_npz(directory: Path, with_test: bool = False) -> Path:
     return path
 
 
-def fitted_landscape(nb201, pretrain: bool = False) -> Landscape:
+def op_loss(space, codes: np.ndarray) -> np.ndarray:
+    """A loss that depends on the ops: convolutions lower it, ``none`` raises it."""
+    ops = space.supernet_graph().ops
+    conv = [k for k, o in enumerate(ops) if "conv" in o]
+    return 2.0 - 0.3 * np.isin(codes, conv).sum(1) + 0.2 * (codes == ops.index("none")).sum(1)
+
+
+def fitted_landscape(space, pretrain: bool = False) -> Landscape:
     cfg = LandscapeConfig(pretrain=pretrain, pretrain_cells=200, pretrain_steps=30)
-    land = Landscape(nb201, cfg, seed=3)
-    rng = np.random.default_rng(0)
-    codes = rng.integers(0, 5, size=(64, 6))
-    # a loss that depends on the ops: convolutions lower it, `none` raises it
-    y = 2.0 - 0.3 * np.isin(codes, (2, 3)).sum(1) + 0.2 * (codes == 0).sum(1)
-    land.fit(codes, y, steps=40)
+    land = Landscape(space, cfg, seed=3)
+    codes = space.random_codes(64, np.random.default_rng(0))
+    land.fit(codes, op_loss(space, codes), steps=40)
     return land
 
 
+@pytest.fixture(scope="module", params=["nb201", "darts"])
+def supernet_space(request):
+    from archrank.spaces import get_space
+
+    return get_space(request.param)
+
+
 @pytest.mark.parametrize("pretrain", [False, True])
-def test_relaxed_input_equals_integer_path_on_one_hot(nb201, pretrain):
-    land = fitted_landscape(nb201, pretrain)
-    codes = np.random.default_rng(1).integers(0, 5, size=(100, 6))
-    codes[0] = 0  # the cut-off cell: every edge `none`
-    soft = land.predict_probs(F.one_hot(torch.from_numpy(codes), 5).float()).detach().numpy()
+def test_relaxed_input_equals_integer_path_on_one_hot(supernet_space, pretrain):
+    space = supernet_space
+    land = fitted_landscape(space, pretrain)
+    codes = space.random_codes(100, np.random.default_rng(1))
+    if space.name == "nb201":
+        codes[0] = 0  # the cut-off cell: every edge `none`
+    k = space.relaxed_shape()[1]
+    soft = land.predict_probs(F.one_hot(torch.from_numpy(codes), k).float()).detach().numpy()
     hard = land.predict_codes(codes)
     np.testing.assert_allclose(soft, hard, rtol=0, atol=1e-6)
     assert hard.std() > 1e-3  # the fitted landscape tells cells apart
 
 
-def test_landscape_learns_the_memory(nb201):
-    land = fitted_landscape(nb201)
-    codes = np.random.default_rng(2).integers(0, 5, size=(200, 6))
-    y = 2.0 - 0.3 * np.isin(codes, (2, 3)).sum(1) + 0.2 * (codes == 0).sum(1)
-    assert np.corrcoef(land.predict_codes(codes), y)[0, 1] > 0.8
+def test_landscape_learns_the_memory(supernet_space):
+    land = fitted_landscape(supernet_space)
+    codes = supernet_space.random_codes(200, np.random.default_rng(2))
+    assert np.corrcoef(land.predict_codes(codes), op_loss(supernet_space, codes))[0, 1] > 0.7
 
 
-def test_gradient_wrt_alpha_matches_finite_differences(nb201):
-    land = fitted_landscape(nb201)
+def test_gradient_wrt_alpha_matches_finite_differences(supernet_space):
+    land = fitted_landscape(supernet_space)
     land.model.double()
     land.head.double()
-    alpha = torch.randn(6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    e, k = supernet_space.relaxed_shape()
+    alpha = torch.randn(e, k, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
 
     def f(a: torch.Tensor) -> torch.Tensor:
         return land.predict_probs(F.softmax(a, -1)[None])[0]
@@ -84,13 +98,54 @@ def test_gradient_wrt_alpha_matches_finite_differences(nb201):
     eps = 1e-6
     fd = torch.zeros_like(alpha)
     with torch.no_grad():
-        for k in range(6):
-            for o in range(5):
+        for i in range(e):
+            for o in range(k):
                 d = torch.zeros_like(alpha)
-                d[k, o] = eps
-                fd[k, o] = (f(alpha + d) - f(alpha - d)) / (2 * eps)
+                d[i, o] = eps
+                fd[i, o] = (f(alpha + d) - f(alpha - d)) / (2 * eps)
     assert grad.abs().max() > 1e-4
     torch.testing.assert_close(grad, fd, rtol=1e-5, atol=1e-8)
+
+
+def test_supernet_form_of_nb201_is_the_line_graph(nb201):
+    """On nb201 the landscape reads cells exactly as the auto-encoder's graph form does."""
+    from archrank.autoencoder import SupernetForm, to_node_form
+
+    codes = nb201.random_codes(50, np.random.default_rng(4))
+    a, b = SupernetForm(nb201).codes(codes), to_node_form(nb201.graphs_from_codes(codes), nb201)
+    for part in ("tokens", "adj", "mask"):
+        assert torch.equal(getattr(a, part), getattr(b, part)), part
+
+
+def test_supernet_form_of_darts_cells():
+    """An integer darts cell: its 8 chosen edges per cell on, two into each intermediate node,
+    the other 20 edges `none` and cut; the two cell types read apart."""
+    from archrank.autoencoder import SupernetForm
+    from archrank.spaces import get_space
+
+    darts = get_space("darts")
+    form = SupernetForm(darts)
+    codes = darts.random_codes(20, np.random.default_rng(5))
+    nf = form.codes(codes)
+    assert form.nodes == 39 and nf.tokens.shape == (20, 39)
+    fixed = form.fixed
+    op_on = nf.adj[:, :, fixed:].sum(1)  # in-degree of each op node: 1 when on
+    assert torch.equal(op_on, torch.from_numpy(codes > 0).float())
+    into_nodes = nf.adj[:, fixed:, 2:fixed - 1].sum(1)  # op nodes feeding each intermediate
+    assert torch.equal(into_nodes, torch.full((20, 8), 2.0))
+    assert torch.equal(nf.tokens[:, fixed:] - form.node_vocab, torch.from_numpy(codes))
+    swapped = np.concatenate([codes[:, 14:], codes[:, :14]], 1)
+    assert not torch.equal(form.codes(swapped).adj, nf.adj)
+    # the two cell inputs read apart: at alpha = 0 a node's edges from c_{k-2} and c_{k-1}
+    # get different gradients (one input token made them equal for ever)
+    land = Landscape(darts, SMALL, seed=0)
+    alpha = torch.zeros(28, 8, requires_grad=True)
+    (grad,) = torch.autograd.grad(land.predict_probs(F.softmax(alpha, -1)[None])[0], alpha)
+    assert not torch.allclose(grad[0], grad[1]) and not torch.allclose(grad[14], grad[15])
+    with pytest.raises(ArchrankError, match=r"path codes must lie in 0\.\.7"):
+        form.codes(np.full((1, 28), 8))
+    with pytest.raises(ArchrankError, match=r"shape \[B, 28\]"):
+        form.codes(np.zeros((1, 6), dtype=np.int64))
 
 
 def test_oiw_normalisations():

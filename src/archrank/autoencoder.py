@@ -10,6 +10,12 @@ op-on-edge spaces (NAS-Bench-201) as their line graph, where each possible edge 
 ``i -> j`` becomes a node carrying the edge's op, wired ``i -> slot -> j`` when the edge passes
 information (``none`` edges stay disconnected but keep their op).
 
+Supernet form (``form="supernet"``, spaces with a weight-sharing supernet): cells come as the
+space's path codes and are read in the node form of its ``SupernetGraph`` (one op node per
+supernet edge, ``none`` on the unused ones), where a relaxed cell (op probabilities per edge,
+``SupernetForm.relaxed``) has a place too: the gcn encoder's ``encode_soft`` of it equals the
+integer path on one-hot input. On nb201 the two forms are the same tensors.
+
 - Encoder (``encoder``): ``gcn``, dense message passing over the node form in both directions
   (GIN-style sums, residual + LayerNorm, sum readouts of every round); or ``flow``, the
   GATES-style encoder of ``predictors.gates`` (ops gate the information flowing from input to
@@ -32,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,6 +49,7 @@ from archrank.predictors.base import check_graphs, check_params, load_torch_file
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 ENCODERS = ("gcn", "flow")
+FORMS = ("graph", "supernet")  # cells as the space's graphs, or as path codes (supernet graph)
 
 AE_DEFAULTS: dict[str, Any] = {
     "encoder": "gcn",     # gcn: message passing on the node form; flow: GATES-style gating
@@ -133,14 +141,14 @@ def to_node_form(graphs: GraphBatch, space: SearchSpace) -> NodeForm:
 class Cells:
     """A batch as both encoders read it: the padded ``GraphBatch`` and its node form."""
 
-    graphs: GraphBatch
+    graphs: GraphBatch | None  # None: cells read in the supernet form (path codes)
     nf: NodeForm
 
     def __len__(self) -> int:
-        return len(self.graphs)
+        return int(self.nf.tokens.shape[0])
 
     def __getitem__(self, index: Any) -> Cells:
-        return Cells(self.graphs[index],
+        return Cells(None if self.graphs is None else self.graphs[index],
                      NodeForm(self.nf.tokens[index], self.nf.adj[index], self.nf.mask[index]))
 
 
@@ -151,6 +159,70 @@ def make_cells(graphs: GraphBatch | Any, space: SearchSpace) -> Cells:
     check_graphs(g, space)
     g = pad_graphs(g, space)
     return Cells(g, to_node_form(g, space))
+
+
+class SupernetForm:
+    """Path codes and relaxed cells of a supernet space in the node form of its
+    ``SupernetGraph``: fixed nodes, then an op node per supernet edge carrying the edge's op
+    (token ``len(node_vocab) + op``), wired ``src -> op node -> dst`` with weight 1 where the
+    op passes information, 0 where it blocks (``none``); relaxed: the op-token mixture and
+    weight ``1 - P(blocking ops)``. Vectorised over the batch."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        g = space.supernet_graph()
+        self.space_name = space.name
+        self.vocab = tuple(g.node_vocab) + tuple(f"edge:{o}" for o in g.ops)
+        self.fixed, self.ops = len(g.node_tokens), len(g.ops)
+        self.node_vocab = len(g.node_vocab)
+        self.edges = max(e for e, _, _ in g.slots) + 1
+        self.nodes = self.fixed + len(g.slots)
+        self.edge_of_slot = torch.tensor([e for e, _, _ in g.slots])
+        self.src = torch.tensor([i for _, i, _ in g.slots])
+        self.dst = torch.tensor([j for _, _, j in g.slots])
+        self.slot = torch.arange(self.fixed, self.nodes)
+        self.fixed_tokens = torch.tensor(g.node_tokens)
+        blocking = set(g.blocking)
+        self.blocking = torch.tensor([o in blocking for o in g.ops])
+        self.links = torch.zeros(self.nodes, self.nodes)
+        for i, j in g.links:
+            self.links[i, j] = 1.0
+
+    def _adj(self, on: torch.Tensor) -> torch.Tensor:
+        """Adjacency [B, M, M] of the fixed links plus the op nodes' wiring of weight ``on``
+        [B, S]."""
+        b = on.shape[0]
+        rows = torch.arange(b)[:, None]
+        adj = self.links.to(on.dtype).expand(b, -1, -1).clone()
+        adj = adj.index_put((rows, self.src[None], self.slot[None]), on)
+        return adj.index_put((rows, self.slot[None], self.dst[None]), on)
+
+    def codes(self, codes: Any) -> NodeForm:
+        """Node form of integer cells, path codes ``[B, E]`` (op indices per supernet edge)."""
+        c = torch.as_tensor(np.asarray(codes, dtype=np.int64))
+        if c.ndim != 2 or c.shape[1] != self.edges:
+            raise ArchrankError(f"expected {self.space_name} path codes of shape [B, "
+                                f"{self.edges}], got {list(c.shape)}")
+        if len(c) and (int(c.min()) < 0 or int(c.max()) >= self.ops):
+            raise ArchrankError(f"{self.space_name} path codes must lie in 0..{self.ops - 1}")
+        per_slot = c[:, self.edge_of_slot]
+        tokens = torch.cat([self.fixed_tokens.expand(len(c), -1),
+                            self.node_vocab + per_slot], 1)
+        on = (~self.blocking[per_slot]).float()
+        return NodeForm(tokens, self._adj(on), torch.ones(tokens.shape, dtype=torch.bool))
+
+    def relaxed(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(weights [B, M, V], adj [B, M, M], mask [B, M])`` of op probabilities ``probs``
+        [B, E, K] (``_GCNEncoder.forward_soft``'s input; differentiable in ``probs``)."""
+        if probs.ndim != 3 or tuple(probs.shape[1:]) != (self.edges, self.ops):
+            raise ArchrankError(f"expected {self.space_name} op probabilities of shape [B, "
+                                f"{self.edges}, {self.ops}], got {list(probs.shape)}")
+        b = probs.shape[0]
+        p = probs[:, self.edge_of_slot]  # [B, S, K] in op-node order
+        edge_tok = torch.cat([p.new_zeros(b, len(self.slot), self.node_vocab), p], 2)
+        fixed = F.one_hot(self.fixed_tokens, len(self.vocab)).to(p.dtype)
+        weights = torch.cat([fixed.expand(b, -1, -1), edge_tok], 1)
+        on = 1.0 - (p * self.blocking.to(p.dtype)).sum(2)  # [B, S]
+        return weights, self._adj(on), torch.ones(b, self.nodes, dtype=torch.bool)
 
 
 class _GCNEncoder(nn.Module):
@@ -203,6 +275,7 @@ class _FlowEncoder(nn.Module):
         self.width = self.net.embed_width
 
     def forward(self, cells: Cells) -> torch.Tensor:
+        assert cells.graphs is not None  # the supernet form takes the gcn encoder only
         return self.net.embed(cells.graphs)
 
 
@@ -275,7 +348,8 @@ class GraphAutoEncoder:
     methods that fine-tune it.
     """
 
-    def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
+    def __init__(self, space: SearchSpace, *, seed: int = 0, form: str = "graph",
+                 **params: Any) -> None:
         hp = check_params("graph auto-encoder", params, AE_DEFAULTS)
         self.space = space
         self.seed = seed
@@ -287,15 +361,32 @@ class GraphAutoEncoder:
             if int(self.hp[key]) < 1:
                 raise ArchrankError(f"auto-encoder parameter {key} must be at least 1, "
                                     f"got {self.hp[key]}")
-        self.vocab = vocabulary(space)
-        self.nodes = node_form_size(space)
+        if form not in FORMS:
+            raise ArchrankError(f"unknown auto-encoder form {form!r}; choose {', '.join(FORMS)}")
+        self.form = form
+        # the supernet form: cells are path codes (see the module docstring)
+        self.supernet: SupernetForm | None = None
+        if form == "supernet":
+            if self.hp["encoder"] != "gcn" or float(self.hp["path_weight"]) > 0 \
+                    or float(self.hp["metric_weight"]) > 0:
+                raise ArchrankError("the supernet form takes the gcn encoder without path or "
+                                    "metric terms")
+            try:
+                self.supernet = SupernetForm(space)
+            except NotImplementedError:
+                raise ArchrankError(f"space {space.name!r} has no supernet graph") from None
+        self.vocab = vocabulary(space) if self.supernet is None else self.supernet.vocab
+        self.nodes = node_form_size(space) if self.supernet is None else self.supernet.nodes
         self.paths = path_encoding_size(space) if float(self.hp["path_weight"]) > 0 else 0
         self.model_: _AutoEncoder | None = None
         self.history_: list[float] = []
 
     # -- helpers ----------------------------------------------------------------------------
     def cells(self, graphs: GraphBatch | Any) -> Cells:
-        """The batch as the encoders read it (checked against the space)."""
+        """The batch as the encoders read it (checked against the space); in the supernet
+        form, ``graphs`` are path codes ``[B, E]``."""
+        if self.supernet is not None:
+            return Cells(None, self.supernet.codes(graphs))
         return make_cells(graphs, self.space)
 
     def _targets(self, nf: NodeForm) -> tuple[torch.Tensor, torch.Tensor]:
@@ -421,7 +512,7 @@ class GraphAutoEncoder:
         cells exactly right)."""
         cells = self.cells(graphs)
         adj_t, op_t = self._targets(cells.nf)
-        adj_r, op_r = self._targets(self.reconstruct(cells.graphs))
+        adj_r, op_r = self._targets(self.reconstruct(graphs))
         op_ok = op_r == op_t
         adj_ok = adj_r == adj_t
         return {"ops": float(op_ok.float().mean()), "adj": float(adj_ok.float().mean()),
@@ -430,7 +521,8 @@ class GraphAutoEncoder:
     # -- persistence ------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         model = self._model()
-        return {"space": self.space.name, "seed": self.seed, "hp": dict(self.hp),
+        return {"space": self.space.name, "seed": self.seed, "form": self.form,
+                "hp": dict(self.hp),
                 "weights": {k: v.detach().clone() for k, v in model.state_dict().items()}}
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -448,7 +540,8 @@ class GraphAutoEncoder:
             from archrank.spaces import get_space
 
             space = get_space(str(state["space"]))
-        ae = cls(space, seed=int(state["seed"]), **state["hp"])
+        ae = cls(space, seed=int(state["seed"]), form=str(state.get("form", "graph")),
+                 **state["hp"])
         ae.set_state(state)
         return ae
 
@@ -465,5 +558,6 @@ class GraphAutoEncoder:
         return cls.from_state(blob)
 
 
-__all__ = ["AE_DEFAULTS", "ENCODERS", "Cells", "GraphAutoEncoder", "NodeForm", "make_cells",
-           "pad_graphs", "structural_code", "to_node_form", "vocabulary"]
+__all__ = ["AE_DEFAULTS", "ENCODERS", "FORMS", "Cells", "GraphAutoEncoder", "NodeForm",
+           "SupernetForm", "make_cells", "pad_graphs", "structural_code", "to_node_form",
+           "vocabulary"]

@@ -30,8 +30,10 @@ training (Li, Dong, Wang and Xu, "NAS via Proxy Validation", TPAMI 2022 / ICML 2
 
 The final cell (``final_codes``) is the landscape's minimum over the whole space (over the
 memory plus a uniform sample for a space too large to enumerate, darts). Paths come from the
-space (``random_codes``, ``discretize``), so the sampler serves any supernet space; on darts,
-whose landscape takes no relaxed cells, only the evolutionary form runs.
+space (``random_codes``, ``discretize``) and alpha has the space's ``relaxed_shape`` (nb201:
+6 edges x 5 ops; darts: 28 supernet edges x 8 ops, ``none`` first, like the supernet's
+``forward_mixed``; its Gumbel sample is discretised as DARTS does, the top two inputs per
+node), so both forms serve any supernet space.
 
 State (``state_dict``): alpha, OIW accumulators, memory, landscape weights and the evolution's
 ask/tell log, replayed on load (strategies are deterministic functions of their seed and of
@@ -175,9 +177,6 @@ class ProxySampler(ArchSampler):
         except NotImplementedError:
             raise ArchrankError(f"proxy sampling needs a space with a supernet, not "
                                 f"{space.name!r}") from None
-        if self.config.mode == "darts" and not Landscape.relaxes(space):
-            raise ArchrankError(f"proxy-darts needs relaxed cells of {space.name!r}, which its "
-                                "landscape does not take yet; use proxy-ea")
         self.dataset = dataset
         self.memory = Memory(self.config.memory)
         self.landscape = Landscape(space, self.config.landscape, seed=self.seed)
@@ -214,8 +213,6 @@ class ProxySampler(ArchSampler):
     def _refit(self) -> None:
         codes, losses = self.memory.arrays()
         self.landscape.fit(codes, losses)
-        if self.landscape.soft is None:  # no relaxed cells (darts, proxy-ea): no OIW/alpha
-            return
         g2 = self.alpha_gradient().pow(2).sum(1)
         self.oiw_sum += normalise_importance(g2, self.config.oiw_norm)
         self.oiw_count += 1

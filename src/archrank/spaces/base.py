@@ -77,6 +77,28 @@ class GraphBatch:
         )
 
 
+@dataclass(frozen=True)
+class SupernetGraph:
+    """A supernet's cell as one op-on-node graph with an op node per relaxed edge.
+
+    Why: a relaxed cell (op weights on every supernet edge, DARTS's alpha) and an integer cell
+    (one op per edge, ``none`` where the edge is unused) must read alike, so that the encoders'
+    relaxed-input path equals their integer path on one-hot input. The graph has the fixed
+    nodes first (tokens ``node_tokens``, indices into ``node_vocab``), then one op node per
+    entry of ``slots``: ``(edge, src, dst)`` wires fixed node ``src`` -> op node -> fixed node
+    ``dst`` for relaxed edge ``edge`` (a row of ``relaxed_shape()``), with the weight of the
+    edge's ops that pass information (all but ``blocking``). ``links`` are the fixed edges
+    between fixed nodes. ``ops`` are the K candidate ops of an edge (path code k = ``ops[k]``).
+    """
+
+    node_vocab: tuple[str, ...]
+    node_tokens: tuple[int, ...]
+    slots: tuple[tuple[int, int, int], ...]
+    ops: tuple[str, ...]
+    blocking: tuple[str, ...] = ("none",)
+    links: tuple[tuple[int, int], ...] = ()
+
+
 class SearchSpace(ABC, Generic[A]):
     """A set of architectures with the operations every method needs.
 
@@ -147,6 +169,11 @@ class SearchSpace(ABC, Generic[A]):
 
     def discretize(self, weights: np.ndarray) -> np.ndarray:
         """Path codes ``[P]`` of the cell a relaxation's op weights ``[E, K]`` select."""
+        raise NotImplementedError(f"space {self.name!r} has no relaxation")
+
+    def supernet_graph(self) -> SupernetGraph:
+        """The supernet cell as a graph with an op node per relaxed edge (``SupernetGraph``),
+        in which path codes and relaxations of them are read alike."""
         raise NotImplementedError(f"space {self.name!r} has no relaxation")
 
     def live_ops(self, codes: Sequence[int]) -> list[str]:

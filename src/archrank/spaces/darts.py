@@ -29,6 +29,11 @@ node k receives edges from both op nodes of k (their sum is k); a concat node re
 nodes of the intermediate nodes it concatenates, and the output receives both concat nodes.
 The two concat labels tell the cells apart, so swapping normal and reduction cells changes
 the graph.
+
+Supernet graph (``supernet_graph``, for the relaxed input of the proxy-validation landscape):
+one op node per supernet edge (14 per cell, ops ``MIXED_OPS``) between explicit intermediate
+nodes, 39 nodes; an integer cell has its 8 chosen edges per cell on and the others ``none``,
+so a relaxation (op weights per edge, like the supernet's ``forward_mixed``) has a place in it.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ import numpy as np
 import torch
 
 from archrank.errors import InvalidArchitecture
-from archrank.spaces.base import GraphBatch, SearchSpace
+from archrank.spaces.base import GraphBatch, SearchSpace, SupernetGraph
 
 DARTS_OPS: tuple[str, ...] = (
     "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
@@ -446,6 +451,28 @@ class DartsSpace(SearchSpace[Genotype]):
                 top = edges[np.argsort(-strength[edges], kind="stable")[:2]]
                 codes[top] = best_op[top]
         return codes
+
+    def supernet_graph(self) -> SupernetGraph:
+        """The supernet's cells as one graph of 39 nodes: the two cell inputs (shared by both
+        cells, as in ``to_graphs``), the normal cell's intermediate nodes 2..5, the reduction
+        cell's, the output (which reads every intermediate node: the supernet concatenates
+        them all), then an op node per supernet edge (the 28 rows of ``relaxed_shape``, ops
+        ``MIXED_OPS``) wired input -> op node -> intermediate node. An integer cell has its 8
+        chosen edges per cell on and the 20 others ``none`` (cut); the node tokens tell the
+        two cells apart, and the two inputs (c_{k-2}, c_{k-1}: different tensors in the
+        network): with one token for both, the graph is symmetric in them and the alpha
+        gradients of a node's two input edges stay equal for ever."""
+        vocab = ("input_k-2", "input_k-1", "normal_node", "reduce_node", "output")
+        tokens = (0, 1, *[2] * NUM_INTERMEDIATE, *[3] * NUM_INTERMEDIATE, 4)
+        output = len(tokens) - 1
+
+        def node(cell: int, m: int) -> int:  # node m (0..5) of a cell in the fixed nodes
+            return m if m < NUM_INPUTS else NUM_INPUTS + cell * NUM_INTERMEDIATE + m - NUM_INPUTS
+
+        slots = tuple((cell * len(PATH_EDGES) + e, node(cell, i), node(cell, NUM_INPUTS + k))
+                      for cell in range(2) for e, (k, i) in enumerate(PATH_EDGES))
+        links = tuple((m, output) for m in range(NUM_INPUTS, output))
+        return SupernetGraph(vocab, tokens, slots, MIXED_OPS, ("none",), links)
 
     def live_ops(self, codes: Sequence[int]) -> list[str]:
         """Every chosen op: the supernet's cells concatenate every intermediate node, so

@@ -35,7 +35,7 @@ import torch
 
 from archrank.cache import atomic_path, cache_path
 from archrank.errors import ArchrankError, InvalidArchitecture
-from archrank.spaces.base import GraphBatch, SearchSpace
+from archrank.spaces.base import GraphBatch, SearchSpace, SupernetGraph
 from archrank.spaces.graph_hash import INPUT_LABEL, OUTPUT_LABEL, module_hash
 
 _HASH_VERSION = 1  # bump when the canonical hash changes (invalidates cached tables)
@@ -370,6 +370,16 @@ class EdgeCellSpace(SearchSpace[EdgeCell]):
 
     def relaxed_shape(self) -> tuple[int, int]:
         return self.num_edges, len(self.edge_op_names)
+
+    def supernet_graph(self) -> SupernetGraph:
+        """The cell's nodes (input, intermediate, output), then an op node per edge in the
+        order of node pairs ``i < j`` (row by row): exactly ``autoencoder.to_node_form``'s
+        line graph of a cell, so both read a cell alike."""
+        n = self.max_nodes
+        tokens = (0, *([1] * (n - 2)), 2)
+        slots = tuple((self.edges.index((i, j)), i, j) for i in range(n) for j in range(i + 1, n))
+        return SupernetGraph(self.node_op_names, tokens, slots, self.edge_op_names,
+                             self.blocking)
 
     def discretize(self, weights: np.ndarray) -> np.ndarray:
         """The strongest op of every edge (``none`` included, as in the NAS-Bench-201
