@@ -329,3 +329,14 @@ def test_tables_of_darts_cells_read_back(darts, tmp_path) -> None:
     table = load_benchmark(str(path), darts)
     assert [darts.hash(a) for a in table.archs] == [darts.hash(g) for g in gs]
     assert list(table.values("val_acc")) == [90, 91, 92]
+
+
+def test_hash_many_is_hash_of_each_on_every_space():
+    """The strategies hash neighbour lists in one batch (``hash_many``; vectorised on darts,
+    where one genotype alone costs milliseconds): it must be the single hash, cell by cell."""
+    rng = np.random.default_rng(5)
+    for name in ("darts", "nb201"):
+        space = get_space(name)
+        cells = space.sample(4, rng)
+        cells += space.neighbours(cells[0])
+        assert space.hash_many(cells) == [space.hash(c) for c in cells]

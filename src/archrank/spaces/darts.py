@@ -359,6 +359,9 @@ class DartsSpace(SearchSpace[Genotype]):
         reduce = cell_codes(a["ops"][:, 1], a["srcs"][:, 1], a["concat"][:, 1])
         return [f"{int(x):016x}{int(y):016x}" for x, y in zip(normal, reduce, strict=True)]
 
+    def hash_many(self, archs: Sequence[Genotype]) -> list[str]:
+        return self.hashes(archs)
+
     def hash(self, arch: Genotype) -> str:
         return self.hashes([arch])[0]
 

@@ -246,8 +246,8 @@ class Strategy(ABC, Generic[A]):
         taken = set(exclude)
         misses = 0
         while len(out) < n:
-            for arch in self.space.sample(n - len(out), self.rng):
-                h = self.space.hash(arch)
+            batch = self.space.sample(n - len(out), self.rng)
+            for arch, h in zip(batch, self.space.hash_many(batch), strict=True):
                 if h in self.seen or h in taken:
                     misses += 1
                     continue
@@ -267,8 +267,8 @@ class Strategy(ABC, Generic[A]):
         restricted)."""
         out: list[tuple[A, str]] = []
         taken = set(exclude or ()) | self._claimed
-        for nb in self.space.neighbours(arch):
-            h = self.space.hash(nb)
+        nbs = self.space.neighbours(arch)
+        for nb, h in zip(nbs, self.space.hash_many(nbs), strict=True):
             if h in self.seen or h in taken:
                 continue
             if self.candidates is not None:
