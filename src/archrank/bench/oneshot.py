@@ -57,7 +57,7 @@ class OneshotBench:
     width: int | None = None
     depth: int | None = None
     seeds: Sequence[int] = (0, 1, 2)
-    epochs: int = 50
+    epochs: int = 150  # trainer.DEFAULT_EPOCHS (measured there)
     samples: int = 1000
     predictor: str = "gcn"
     predictor_params: dict[str, Any] = field(default_factory=dict)

@@ -174,7 +174,7 @@ def bench_oneshot_cmd(
     seeds: int = typer.Option(3, "--seeds", help="Supernet seeds 0..N-1."),
     first_seed: int = typer.Option(0, "--first-seed", help="First supernet seed (seeds run "
                                    "in other processes share --work-dir)."),
-    epochs: int = typer.Option(50, "--epochs", help="Supernet epochs."),
+    epochs: int = typer.Option(150, "--epochs", help="Supernet epochs (as oneshot train)."),
     samples: int = typer.Option(1000, "--samples", help="Sampled cells the predictor is "
                                 "fitted to."),
     predictor: str = typer.Option("gcn", "--predictor", help="Graph predictor (gcn, gates)."),

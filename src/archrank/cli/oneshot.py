@@ -46,7 +46,7 @@ def train(
     space: str = typer.Option("nb201", "--space", help="Search space (nb201, darts)."),
     dataset: str = typer.Option("mnist1d", "--dataset",
                                 help="mnist1d, digits or a .npz file (x_train, y_train, ...)."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Supernet epochs (50)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Supernet epochs (150)."),
     width: int | None = typer.Option(None, "--width",
                                      help="Stem channels (default: the training oracle's)."),
     depth: int | None = typer.Option(None, "--depth", help="Cells per stage (default: same)."),
