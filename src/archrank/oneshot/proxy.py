@@ -29,8 +29,9 @@ training (Li, Dong, Wang and Xu, "NAS via Proxy Validation", TPAMI 2022 / ICML 2
   landscape (the ablation "learned sampler off").
 
 The final cell (``final_codes``) is the landscape's minimum over the whole space (over the
-memory plus a uniform sample for a space too large to enumerate, darts). Paths come from the
-space (``random_codes``, ``discretize``) and alpha has the space's ``relaxed_shape`` (nb201:
+memory and the neighbours of its best cells for a space too large to enumerate, darts).
+Paths come from the space (``random_codes``, ``discretize``) and alpha has the space's
+``relaxed_shape`` (nb201:
 6 edges x 5 ops; darts: 28 supernet edges x 8 ops, ``none`` first, like the supernet's
 ``forward_mixed``; its Gumbel sample is discretised as DARTS does, the top two inputs per
 node), so both forms serve any supernet space.
@@ -61,7 +62,12 @@ from archrank.oneshot.sampler import ArchSampler, alpha_info
 from archrank.spaces.base import SearchSpace
 
 MODES = ("darts", "ea")
-FINAL_POOL = 10_000  # uniform cells among which a non-enumerable space's final cell is chosen
+# A space too large to enumerate (darts) chooses its final cell among the memory's cells and
+# every neighbour (one op or one input changed) of its FINAL_PARENTS best observed ones: the
+# landscape is trusted near what it was fitted on. A uniform pool (10,000 cells, the first
+# rule) let it extrapolate: on darts its minimum was predicted far below every memory cell and
+# scored worse with shared weights than the memory's best, seed after seed (docs/benchmarks.md).
+FINAL_PARENTS = 20
 NORMALISATIONS = ("l2", "sum", "off")
 
 
@@ -281,12 +287,20 @@ class ProxySampler(ArchSampler):
 
     def final_codes(self) -> np.ndarray:
         """The landscape's minimum over the whole space, or, for a space too large to
-        enumerate (darts), over the memory's cells plus ``FINAL_POOL`` uniform ones."""
+        enumerate (darts), over the memory's cells and the neighbours of its
+        ``FINAL_PARENTS`` best observed ones (module constants)."""
         if self.space.enumerable:
             codes = self.space.codes(self.space.enumerate())  # type: ignore[attr-defined]
         else:
-            pool = self.space.random_codes(FINAL_POOL, np.random.default_rng([self.seed, 13]))
-            codes = np.concatenate([self.memory.arrays()[0].reshape(-1, pool.shape[1]), pool])
+            seen, losses = self.memory.arrays()
+            if not len(seen):  # nothing trained yet: the landscape's pick among random cells
+                seen = self.space.random_codes(FINAL_PARENTS,
+                                               np.random.default_rng([self.seed, 13]))
+                losses = np.zeros(len(seen))
+            best = seen[np.argsort(losses, kind="stable")[:FINAL_PARENTS]]
+            near = [n for arch in self.space.from_codes(best)  # type: ignore[attr-defined]
+                    for n in self.space.neighbours(arch)]
+            codes = np.unique(np.concatenate([seen, self.space.codes(near)]), axis=0)
         return codes[int(np.argmin(self.landscape.predict_codes(codes)))]
 
     def info(self) -> dict[str, Any]:
