@@ -238,6 +238,21 @@ def test_gumbel_noise_shrinks_with_oiw(nb201):
     assert certain == 1.0 and 0.2 < noisy < 0.7
 
 
+def test_final_cell_is_the_landscape_minimum_among_connected_cells(nb201, monkeypatch):
+    """Whatever the landscape predicts, a cell with every input-to-output path cut is never
+    the answer; among the others the landscape's minimum is."""
+    sampler = ProxySampler(nb201, 0, dataset=tiny_data(), config=ProxyConfig(landscape=SMALL))
+    codes = nb201.codes(nb201.enumerate())
+    none = nb201.edge_op_names.index("none")
+    # a landscape that loves `none`: each none edge lowers the predicted loss
+    fake = -(codes == none).sum(1).astype(float) + 1e-3 * np.arange(len(codes)) / len(codes)
+    monkeypatch.setattr(sampler.landscape, "predict_codes", lambda c: fake[:len(c)])
+    pick = sampler.final_codes()
+    assert nb201.live_ops(pick)  # not the all-`none` cell the landscape ranks first
+    connected = np.array([bool(nb201.live_ops(c)) for c in codes])
+    assert np.array_equal(pick, codes[np.flatnonzero(connected)[np.argmin(fake[connected])]])
+
+
 @pytest.mark.parametrize("method", ["proxy-darts", "proxy-ea"])
 def test_proxy_search_is_deterministic_per_seed(method):
     a, sa = _proxy_search(method, seed=1)

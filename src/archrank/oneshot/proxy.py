@@ -291,6 +291,12 @@ class ProxySampler(ArchSampler):
         ``FINAL_PARENTS`` best observed ones (module constants)."""
         if self.space.enumerable:
             codes = self.space.codes(self.space.enumerate())  # type: ignore[attr-defined]
+            # a cell whose output does not depend on its input (nb201: every input-to-output
+            # path cut by `none`) is never an answer, whatever the landscape says: proxy-darts
+            # picked the all-`none` cell on one seed of the ablation runs (docs/benchmarks.md)
+            connected = np.array([bool(self.space.live_ops(c)) for c in codes])
+            pred = self.landscape.predict_codes(codes)
+            return codes[int(np.argmin(np.where(connected, pred, np.inf)))]
         else:
             seen, losses = self.memory.arrays()
             if not len(seen):  # nothing trained yet: the landscape's pick among random cells
