@@ -278,6 +278,15 @@ def test_enumeration_is_refused_clearly(darts) -> None:
     assert "cannot be enumerated" in str(err.value)
 
 
+def test_commands_that_enumerate_refuse_darts_in_one_line(cli, tmp_path) -> None:
+    from conftest import one_line_error
+
+    line = one_line_error(*cli("zc", "--space", "darts", "--fill")[:3:2])
+    assert "--fill: space 'darts' cannot be enumerated" in line and "--table" in line
+    line = one_line_error(*cli("space", "enumerate", "darts", "--out", tmp_path / "x")[:3:2])
+    assert "cannot be enumerated" in line
+
+
 def test_sparse_inference_pass_equals_training_pass(darts) -> None:
     """The no-grad pass gathers each node's few predecessors; it must equal the dense sum."""
     from archrank.predictors.gates import GatesNet

@@ -127,6 +127,9 @@ def _fill_cache(space_name: str, table: str | None, proxies: str | None, workers
 
         cells = list(load_benchmark(table, space).archs)
     else:
+        if not space.enumerable:
+            raise ArchrankError(f"--fill: space {space_name!r} cannot be enumerated; fill the "
+                                "cells of a table with --table, or score a sample with --n")
         cells = list(space.enumerate())
     cache = ZCCache(space)
     start = time.perf_counter()
