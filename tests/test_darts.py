@@ -181,8 +181,8 @@ def test_dead_nodes_do_not_count(darts) -> None:
 
 def test_hashes_batch_equals_one_by_one(darts) -> None:
     gs = darts.sample(200, np.random.default_rng(1))
-    assert darts.hashes(gs) == [darts.hash(g) for g in gs]
-    assert len(set(darts.hashes(gs))) == 200
+    assert darts.hash_many(gs) == [darts.hash(g) for g in gs]
+    assert len(set(darts.hash_many(gs))) == 200
 
 
 # -- sampling and neighbourhoods -----------------------------------------------------------

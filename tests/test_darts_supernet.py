@@ -35,7 +35,7 @@ def test_path_codes_round_trip_and_reject_what_a_path_cannot_express(darts):
     codes = darts.codes(archs)
     assert codes.shape == (40, 28)
     assert ((codes > 0).reshape(40, 2, -1).sum(-1) == 8).all()  # two inputs per node
-    assert darts.hashes(darts.from_codes(codes)) == darts.hashes(archs)
+    assert darts.hash_many(darts.from_codes(codes)) == darts.hash_many(archs)
     v2 = darts.parse(DARTS_V2)  # node 3 reads (1, 0): the code is order-free
     assert darts.codes([v2])[0, 2:5].tolist() == [4, 4, 0]
     twice = darts.parse(DARTS_V2.replace("('sep_conv_3x3', 1), ('skip_connect', 0)",

@@ -399,7 +399,7 @@ def _speed_darts(predictor: str, params: dict[str, Any] | None, repeats: int,
         t0 = time.perf_counter()
         pool = space.sample(n, rng)
         t1 = time.perf_counter()
-        space.hashes(pool)  # type: ignore[attr-defined]
+        space.hash_many(pool)
         t2 = time.perf_counter()
         graphs = space.to_graphs(pool)
         t3 = time.perf_counter()

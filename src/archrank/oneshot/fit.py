@@ -229,7 +229,7 @@ def _fit_pool(scorer: SubnetScorer, samples: int, predictor: str, metric: str, s
     rng = np.random.default_rng(seed)
     every = space.from_codes(np.concatenate([space.random_codes(samples, rng),
                                              space.random_codes(pool, rng)]))
-    hashes = space.hashes(every)
+    hashes = space.hash_many(every)
     first = sorted({h: i for i, h in reversed(list(enumerate(hashes)))}.values())
     every, hashes = [every[i] for i in first], [hashes[i] for i in first]
     scored = np.flatnonzero(np.asarray(first) < samples)

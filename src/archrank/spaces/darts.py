@@ -352,18 +352,15 @@ class DartsSpace(SearchSpace[Genotype]):
         packed = (np.stack(rows) if rows else np.zeros((0, 2, _ROW_WIDTH), dtype=np.int8))
         return _unpack(packed)
 
-    def hashes(self, archs: Sequence[Genotype]) -> list[str]:
+    def hash_many(self, archs: Sequence[Genotype]) -> list[str]:
         """Canonical hashes of a batch (vectorised)."""
         a = self.arrays(archs)
         normal = cell_codes(a["ops"][:, 0], a["srcs"][:, 0], a["concat"][:, 0])
         reduce = cell_codes(a["ops"][:, 1], a["srcs"][:, 1], a["concat"][:, 1])
         return [f"{int(x):016x}{int(y):016x}" for x, y in zip(normal, reduce, strict=True)]
 
-    def hash_many(self, archs: Sequence[Genotype]) -> list[str]:
-        return self.hashes(archs)
-
     def hash(self, arch: Genotype) -> str:
-        return self.hashes([arch])[0]
+        return self.hash_many([arch])[0]
 
     def validate(self, arch: Genotype) -> Genotype:
         if not isinstance(arch, Genotype):
