@@ -168,6 +168,10 @@ def test_oneshot_train_fit_select_and_search(cli, tmp_path):
     truncated.write_bytes(ckpt.read_bytes()[:500])
     code, _, err = cli("oneshot", "fit", str(truncated), "--out", str(tmp_path / "x.csv"))
     assert code == 2 and "not a readable supernet checkpoint" in err and err.count("\n") == 1
+    # a bad score is refused before the checkpoint is read (or a latency table measured)
+    code, _, err = cli("oneshot", "fit", str(truncated), "--score", "val_f1", "--out",
+                       str(tmp_path / "x.csv"))
+    assert code == 2 and "unknown supernet score 'val_f1'" in err and err.count("\n") == 1
 
     code, out, err = cli("search", "--oracle", "supernet", "--supernet", str(ckpt),
                          "--strategy", "random", "--budget", "3",

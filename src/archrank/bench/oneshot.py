@@ -34,6 +34,7 @@ import numpy as np
 from archrank.bench.common import envelope, interrupted, percentile, stat
 from archrank.errors import ArchrankError
 from archrank.oneshot.scoring import ScoreOptions, SubnetScorer
+from archrank.oneshot.trainer import DEFAULT_EPOCHS
 
 KIND = "bench-oneshot"
 SCHEMA = 1
@@ -57,7 +58,7 @@ class OneshotBench:
     width: int | None = None
     depth: int | None = None
     seeds: Sequence[int] = (0, 1, 2)
-    epochs: int = 150  # trainer.DEFAULT_EPOCHS (measured there)
+    epochs: int = DEFAULT_EPOCHS
     samples: int = 1000
     predictor: str = "gcn"
     predictor_params: dict[str, Any] = field(default_factory=dict)

@@ -174,7 +174,8 @@ def bench_oneshot_cmd(
     seeds: int = typer.Option(3, "--seeds", help="Supernet seeds 0..N-1."),
     first_seed: int = typer.Option(0, "--first-seed", help="First supernet seed (seeds run "
                                    "in other processes share --work-dir)."),
-    epochs: int = typer.Option(150, "--epochs", help="Supernet epochs (as oneshot train)."),
+    epochs: int | None = typer.Option(None, "--epochs",
+                                      help="Supernet epochs (default: oneshot train's, 150)."),
     samples: int = typer.Option(1000, "--samples", help="Sampled cells the predictor is "
                                 "fitted to."),
     predictor: str = typer.Option("gcn", "--predictor", help="Graph predictor (gcn, gates)."),
@@ -219,8 +220,9 @@ def bench_oneshot_cmd(
     if json_out is not None:
         check_output(json_out, "--json")
     cfg = OneshotBench(truth=truth, space=space, dataset=dataset, recipe=recipe, width=width,
-                       depth=depth, seeds=check_seeds(seeds, first_seed), epochs=epochs,
-                       samples=samples, val_samples=val_samples,
+                       depth=depth, seeds=check_seeds(seeds, first_seed),
+                       **({} if epochs is None else {"epochs": epochs}), samples=samples,
+                       val_samples=val_samples,
                        predictor=predictor, predictor_params=parse_sets(sets), score=score,
                        bn_recalibrate=bn_recal, calib_batches=calib_batches,
                        standalone=standalone, work_dir=work_dir, threads=threads)

@@ -174,7 +174,7 @@ def fit(
     """
     from archrank.bench.predictor import check_predictors
     from archrank.oneshot.checkpoint import load_checkpoint
-    from archrank.oneshot.fit import fit_space
+    from archrank.oneshot.fit import check_score_metric, fit_space
     from archrank.oneshot.hardware import LatencyTable
     from archrank.oneshot.scoring import ScoreOptions, SubnetScorer
     from archrank.runs.loop import executor_for
@@ -183,6 +183,7 @@ def fit(
     check_output(out, "--out")
     if json_out is not None:
         check_output(json_out, "--json")
+    check_score_metric(metric)
     predictor_params = parse_sets(sets)
     ckpt = load_checkpoint(checkpoint)
     check_predictors([predictor], get_space(ckpt.setting.space), {predictor: predictor_params})

@@ -134,6 +134,14 @@ def sample_codes(space: Any, n: int, rng: np.random.Generator) -> np.ndarray:
     return (index[:, None] // powers[None, :]) % k  # enumerate() order: base-k digits
 
 
+def check_score_metric(metric: str) -> None:
+    """A one-line error for a supernet score other than ``SCORE_METRICS`` (checked by the CLI
+    before any checkpoint is read or latency measured)."""
+    if metric not in SCORE_METRICS:
+        raise ArchrankError(f"unknown supernet score {metric!r}; choose from "
+                            f"{', '.join(SCORE_METRICS)}")
+
+
 def fit_space(
     scorer: SubnetScorer,
     *,
@@ -154,9 +162,7 @@ def fit_space(
     is predicted over the scored cells plus ``pool`` more drawn uniformly (distinct hashes);
     its exact costs are counted per network (darts: ~20 ms a cell at the MNIST-1D size).
     """
-    if metric not in SCORE_METRICS:
-        raise ArchrankError(f"unknown supernet score {metric!r}; choose from "
-                            f"{', '.join(SCORE_METRICS)}")
+    check_score_metric(metric)
     if samples < 2:
         raise ArchrankError(f"--samples must be at least 2, got {samples}")
     net = scorer.supernet

@@ -31,10 +31,9 @@ training (Li, Dong, Wang and Xu, "NAS via Proxy Validation", TPAMI 2022 / ICML 2
 The final cell (``final_codes``) is the landscape's minimum over the whole space (over the
 memory and the neighbours of its best cells for a space too large to enumerate, darts).
 Paths come from the space (``random_codes``, ``discretize``) and alpha has the space's
-``relaxed_shape`` (nb201:
-6 edges x 5 ops; darts: 28 supernet edges x 8 ops, ``none`` first, like the supernet's
-``forward_mixed``; its Gumbel sample is discretised as DARTS does, the top two inputs per
-node), so both forms serve any supernet space.
+``relaxed_shape`` (nb201: 6 edges x 5 ops; darts: 28 supernet edges x 8 ops, ``none`` first,
+like the supernet's ``forward_mixed``; its Gumbel sample is discretised as DARTS does, the
+top two inputs per node), so both forms serve any supernet space.
 
 State (``state_dict``): alpha, OIW accumulators, memory, landscape weights and the evolution's
 ask/tell log, replayed on load (strategies are deterministic functions of their seed and of
@@ -297,16 +296,14 @@ class ProxySampler(ArchSampler):
             connected = np.array([bool(self.space.live_ops(c)) for c in codes])
             pred = self.landscape.predict_codes(codes)
             return codes[int(np.argmin(np.where(connected, pred, np.inf)))]
-        else:
-            seen, losses = self.memory.arrays()
-            if not len(seen):  # nothing trained yet: the landscape's pick among random cells
-                seen = self.space.random_codes(FINAL_PARENTS,
-                                               np.random.default_rng([self.seed, 13]))
-                losses = np.zeros(len(seen))
-            best = seen[np.argsort(losses, kind="stable")[:FINAL_PARENTS]]
-            near = [n for arch in self.space.from_codes(best)  # type: ignore[attr-defined]
-                    for n in self.space.neighbours(arch)]
-            codes = np.unique(np.concatenate([seen, self.space.codes(near)]), axis=0)
+        seen, losses = self.memory.arrays()
+        if not len(seen):  # nothing trained yet: the landscape's pick among random cells
+            seen = self.space.random_codes(FINAL_PARENTS, np.random.default_rng([self.seed, 13]))
+            losses = np.zeros(len(seen))
+        best = seen[np.argsort(losses, kind="stable")[:FINAL_PARENTS]]
+        near = [n for arch in self.space.from_codes(best)  # type: ignore[attr-defined]
+                for n in self.space.neighbours(arch)]
+        codes = np.unique(np.concatenate([seen, self.space.codes(near)]), axis=0)
         return codes[int(np.argmin(self.landscape.predict_codes(codes)))]
 
     def info(self) -> dict[str, Any]:
