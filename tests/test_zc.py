@@ -16,7 +16,7 @@ from archrank.cli import app
 from archrank.errors import ArchrankError
 from archrank.nn import build_network
 from archrank.spaces import get_space
-from archrank.zc import PROXIES, compute_proxies, score_architectures
+from archrank.zc import PROXIES, _agreement, compute_proxies, score_architectures
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -56,6 +56,23 @@ def test_compute_proxies_leaves_the_network_alone() -> None:
     assert all(p.grad is None for p in net.parameters())
     again = compute_proxies(net, (x, y))
     assert again == pytest.approx(scores, rel=1e-6)
+
+
+def test_scoring_a_scratch_network_in_place_gives_the_same_values() -> None:
+    """``scratch=True`` skips the copies (gradient proxies first, then synflow): same floats."""
+    space = get_space("nb201")
+    x, y = torch.randn(8, 3, 16, 16), torch.arange(8) % 10
+    for cell in space.sample(3, np.random.default_rng(2)):
+        kept, scratch = (build_network(space, cell, width=8, depth=2, seed=3) for _ in range(2))
+        assert compute_proxies(scratch, (x, y), scratch=True) == compute_proxies(kept, (x, y))
+
+
+def test_nwot_agreement_counts_equal_the_two_products() -> None:
+    """The one-product form of nwot's kernel equals ``c c^T + (1 - c)(1 - c)^T`` exactly."""
+    active = torch.rand(16, 5000, generator=torch.Generator().manual_seed(0)) > 0.4
+    codes = active.double()
+    expected = codes @ codes.T + (1.0 - codes) @ (1.0 - codes).T
+    assert torch.equal(_agreement(active), expected)
 
 
 def test_a_cut_off_cell_gets_the_lowest_jacov() -> None:

@@ -4,7 +4,9 @@
 (higher = predicted better for all of them). The network is never modified: the gradient
 proxies run on a copy in training mode (batch-norm with batch statistics), sharing one forward
 pass (nwot's ReLU codes, the loss gradients of snip and grad_norm, the input Jacobian of
-jacov); synflow runs on another copy.
+jacov); synflow runs on another copy. A caller that built the network only to score it passes
+``scratch=True`` to skip both copies (an eighth of a cell's time on nb201): the values are the
+same, the network is left unusable.
 
 params     trainable parameters
 flops      multiply-accumulates of one forward pass (``archrank.nn.counting``, "macs")
@@ -67,8 +69,14 @@ def compute_proxies(
     network: nn.Module,
     batch: tuple[torch.Tensor, torch.Tensor],
     names: Sequence[str] | str | None = None,
+    *,
+    scratch: bool = False,
 ) -> dict[str, float]:
-    """Zero-cost proxies ``names`` (default: all) of ``network`` on ``batch = (x, y)``."""
+    """Zero-cost proxies ``names`` (default: all) of ``network`` on ``batch = (x, y)``.
+
+    ``scratch=True``: ``network`` is a throwaway built for this call; it is scored in place
+    (gradient proxies first, then synflow, which rewrites it) instead of on copies.
+    """
     names = check_proxies(names)
     x, y = batch
     if x.shape[0] < 2 and any(n in names for n in ("jacov", "nwot", "snip", "grad_norm")):
@@ -78,11 +86,11 @@ def compute_proxies(
         out["params"] = float(count_params(network))
     if "flops" in names:
         out["flops"] = float(count_flops(network, tuple(x.shape[1:])))
-    if "synflow" in names:
-        out["synflow"] = synflow(network, tuple(x.shape[1:]))
     wanted = [n for n in names if n in _GRADIENT]
     if wanted:
-        out.update(_gradient_proxies(network, x, y, wanted))
+        out.update(_gradient_proxies(network, x, y, wanted, scratch=scratch))
+    if "synflow" in names:
+        out["synflow"] = synflow(network, tuple(x.shape[1:]), scratch=scratch)
     return {n: out[n] for n in names}
 
 
@@ -90,9 +98,10 @@ def _weighted_layers(net: nn.Module) -> list[nn.Module]:
     return [m for m in net.modules() if isinstance(m, _WEIGHTED)]
 
 
-def synflow(network: nn.Module, input_shape: Sequence[int]) -> float:
-    """``log1p`` of the SynFlow score (see the module docstring)."""
-    net = copy.deepcopy(network).double()
+def synflow(network: nn.Module, input_shape: Sequence[int], *, scratch: bool = False) -> float:
+    """``log1p`` of the SynFlow score (see the module docstring); ``scratch``: rewrite
+    ``network`` itself instead of a copy."""
+    net = (network if scratch else copy.deepcopy(network)).double()
     _remove_batchnorm(net)
     with torch.no_grad():
         for tensor in net.state_dict().values():
@@ -119,8 +128,8 @@ def _remove_batchnorm(net: nn.Module) -> None:
 
 
 def _gradient_proxies(network: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                      names: Sequence[str]) -> dict[str, float]:
-    net = copy.deepcopy(network)
+                      names: Sequence[str], *, scratch: bool = False) -> dict[str, float]:
+    net = network if scratch else copy.deepcopy(network)
     net.train()
     device = next((p.device for p in net.parameters()), torch.device("cpu"))
     x = x.detach().to(device).float().requires_grad_("jacov" in names)
@@ -131,8 +140,7 @@ def _gradient_proxies(network: nn.Module, x: torch.Tensor, y: torch.Tensor,
     handles = []
     if "nwot" in names:
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            codes = (args[0].detach().reshape(n, -1) > 0).double()
-            kernel.add_(codes @ codes.T + (1.0 - codes) @ (1.0 - codes).T)
+            kernel.add_(_agreement(args[0].detach().reshape(n, -1) > 0))
 
         handles = [m.register_forward_hook(hook) for m in net.modules()
                    if isinstance(m, nn.ReLU)]
@@ -164,6 +172,20 @@ def _gradient_proxies(network: nn.Module, x: torch.Tensor, y: torch.Tensor,
         result["jacov"] = -math.inf if jac is None else _jacov_score(
             jac.reshape(n, -1).double().cpu().numpy())
     return result
+
+
+def _agreement(active: torch.Tensor) -> torch.Tensor:
+    """``[n, n]`` float64 counts of units on which two rows of the boolean ``active`` agree.
+
+    Both active plus both inactive is ``2 c c^T - s_i - s_j + d`` (``s`` the rows' active
+    counts, ``d`` the units): one product instead of two. float32 holds the integer counts
+    exactly below 2^24 units, float64 is used above that.
+    """
+    units = active.shape[1]
+    codes = active.to(torch.float32 if units < 2**24 else torch.float64)
+    both = (codes @ codes.T).double()
+    counts = active.sum(dim=1, dtype=torch.float64)
+    return 2.0 * both - counts[:, None] - counts[None, :] + float(units)
 
 
 def _jacov_score(jac: np.ndarray) -> float:
@@ -226,7 +248,7 @@ def score_architectures(
             net = build_network(space_name, arch, width=width, depth=depth,
                                 num_classes=data.num_classes, in_channels=data.in_channels,
                                 input_kind=data.input_kind, seed=seed)
-            for name, value in compute_proxies(net, batch, names).items():
+            for name, value in compute_proxies(net, batch, names, scratch=True).items():
                 table[name][i] = value
             if on_done is not None:
                 on_done(i + 1)

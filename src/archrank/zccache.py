@@ -39,9 +39,10 @@ from archrank.zc import PROXIES, check_proxies, compute_proxies
 
 FORMAT = 1
 EXACT = ("params", "flops")  # vectorised counts, no network built
-# Proxies filled by default: every proxy on nb201 (about 0.26 s a cell on one core at the
-# benchmark setting: synflow 0.05 s, the four gradient proxies sharing one pass 0.21 s; see
-# docs/benchmarks.md, "GATES++"); on nb101 only the exact counts (seconds a cell otherwise).
+# Proxies filled by default: every proxy on nb201 (about 0.30 CPU-s a cell at the benchmark
+# setting, networks scored in place: synflow 0.05 s, the four gradient proxies sharing one
+# pass 0.24 s; see docs/benchmarks.md, "GATES++"); on nb101 only the exact counts (seconds a
+# cell otherwise).
 DEFAULT_PROXIES: dict[str, tuple[str, ...]] = {
     "nb201": PROXIES,
     "nb101": EXACT,
@@ -115,7 +116,7 @@ def _score_chunk(setting: ZCSetting, archs: list[Any], names: tuple[str, ...]) -
                                 num_classes=setting.num_classes,
                                 in_channels=setting.input_shape[0], input_kind=kind,
                                 seed=setting.seed)
-            values = compute_proxies(net, batch, names)
+            values = compute_proxies(net, batch, names, scratch=True)
             out[i] = [values[n] for n in names]
     return out
 
