@@ -328,6 +328,23 @@ def test_fit_space_scores_a_sample_and_predicts_every_cell(trained_digits, tmp_p
         assert np.allclose(np.nan_to_num(v), np.nan_to_num(back.columns[k]))
 
 
+def test_fit_space_gives_a_predictor_its_arch_inputs(trained_digits, tmp_path, monkeypatch):
+    """gates++ fits the supernet's scores with FLOPs and parameters as inputs (they change the
+    fit); a proxy missing from the cache is the signal mechanism's one-line error."""
+    scorer = SubnetScorer.from_checkpoint(trained_digits)
+    fits = {inputs: fit_space(scorer, samples=30, predictor="gates++", seed=0,
+                              predictor_params={"epochs": 20, "arch_inputs": inputs,
+                                                "ensemble": 1})
+            for inputs in ("flops,params", "")}
+    assert np.isfinite(fits["flops,params"].columns["predicted"]).all()
+    assert not np.allclose(fits["flops,params"].columns["predicted"],
+                           fits[""].columns["predicted"])
+    monkeypatch.setenv("ARCHRANK_CACHE_DIR", str(tmp_path))
+    with pytest.raises(ArchrankError, match="'synflow' is missing for 30 of 30 cells"):
+        fit_space(scorer, samples=30, predictor="gates++", seed=0,
+                  predictor_params={"epochs": 1, "arch_inputs": "flops,synflow"})
+
+
 # -- hardware -----------------------------------------------------------------------------------
 def test_latency_table_ranks_whole_networks(nb201):
     net = build_supernet(NetworkSetting("nb201", 8, 1, "1d", 1, 10, (1, 40)))

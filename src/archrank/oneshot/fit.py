@@ -174,16 +174,18 @@ def fit_space(
                          predictor_params, on_scored, pool)
     codes = sample_codes(space, samples, np.random.default_rng(seed))
     graphs = space.graphs_from_codes(codes)  # type: ignore[attr-defined]
-    scores, model = _score_and_fit(scorer, codes, graphs, predictor, metric, seed, executor,
-                                   predictor_params, on_scored, seconds, start)
+    every = space.enumerate()
+    powers = len(space.edge_op_names) ** np.arange(space.num_edges - 1, -1, -1)  # type: ignore[attr-defined]
+    scores, model = _score_and_fit(scorer, codes, graphs, [every[i] for i in codes @ powers],
+                                   predictor, metric, seed, executor, predictor_params,
+                                   on_scored, seconds, start)
 
     start = time.perf_counter()
-    every = space.enumerate()
     all_codes = space.codes(every)  # type: ignore[attr-defined]
-    predicted = model.predict(space.graphs_from_codes(all_codes))  # type: ignore[attr-defined]
+    predicted = model.predict(space.graphs_from_codes(all_codes),  # type: ignore[attr-defined]
+                              arch_features=_arch_features(model, every))
     costs = net.costs(all_codes)
     columns: dict[str, np.ndarray] = {"predicted": predicted}
-    powers = len(space.edge_op_names) ** np.arange(space.num_edges - 1, -1, -1)  # type: ignore[attr-defined]
     for m in SCORE_METRICS:  # enumerate() order is the codes read as base-k numbers
         col = np.full(len(every), np.nan)
         col[codes @ powers] = scores[m]
@@ -202,12 +204,24 @@ def fit_space(
     return table
 
 
-def _score_and_fit(scorer: SubnetScorer, codes: np.ndarray, graphs: Any, predictor: str,
-                   metric: str, seed: int, executor: Executor | None,
+def _arch_features(model: Any, archs: list[Any]) -> np.ndarray | None:
+    """The model's arch inputs of ``archs`` (``None`` if it takes none): a predictor with
+    architecture-level signals (``gates++``: FLOPs, parameters, cached zero-cost proxies at
+    the benchmark setting) fits the supernet's scores with them, as in ``bench predictor``."""
+    from archrank.signals import fit_signals
+
+    if not getattr(model, "arch_inputs", None):
+        return None
+    return fit_signals(model, archs)["arch_features"]
+
+
+def _score_and_fit(scorer: SubnetScorer, codes: np.ndarray, graphs: Any, archs: list[Any],
+                   predictor: str, metric: str, seed: int, executor: Executor | None,
                    predictor_params: dict[str, Any] | None,
                    on_scored: Callable[[int, int], None] | None, seconds: dict[str, float],
                    start: float) -> tuple[dict[str, np.ndarray], Any]:
-    """Score the paths ``codes`` with shared weights and fit ``predictor`` to their graphs."""
+    """Score the paths ``codes`` (cells ``archs``) with shared weights and fit ``predictor``
+    to their graphs."""
     from archrank.predictors.base import make_predictor
 
     scores = score_archs(scorer, codes, executor,
@@ -217,7 +231,7 @@ def _score_and_fit(scorer: SubnetScorer, codes: np.ndarray, graphs: Any, predict
     start = time.perf_counter()
     model = make_predictor(predictor, scorer.supernet.space, seed=seed,
                            **(predictor_params or {}))
-    model.fit(graphs, y)
+    model.fit(graphs, y, arch_features=_arch_features(model, archs))
     seconds["fit"] = time.perf_counter() - start
     return scores, model
 
@@ -242,12 +256,15 @@ def _fit_pool(scorer: SubnetScorer, samples: int, predictor: str, metric: str, s
     all_codes = space.codes(every)
     codes = all_codes[scored]
 
-    scores, model = _score_and_fit(scorer, codes, space.to_graphs([every[i] for i in scored]),
-                                   predictor, metric, seed, executor, predictor_params,
-                                   on_scored, seconds, time.perf_counter())
+    picked = [every[i] for i in scored]
+    scores, model = _score_and_fit(scorer, codes, space.to_graphs(picked), picked, predictor,
+                                   metric, seed, executor, predictor_params, on_scored,
+                                   seconds, time.perf_counter())
 
     start = time.perf_counter()
-    columns: dict[str, np.ndarray] = {"predicted": model.predict(space.to_graphs(every))}
+    columns: dict[str, np.ndarray] = {
+        "predicted": model.predict(space.to_graphs(every),
+                                   arch_features=_arch_features(model, every))}
     for m in SCORE_METRICS:
         col = np.full(len(every), np.nan)
         col[scored] = scores[m]
