@@ -49,17 +49,21 @@ def _default_run_dir(label: str, space: str, seed: int) -> Path:
 
 # -- archrank search -------------------------------------------------------------------------
 # `archrank search` with no options: real NAS end to end on a dataset that needs no download.
+# Its dataset is plain mnist1d, recorded by its full name (``_oracle_params``).
 MAIN_JOB: dict[str, Any] = {
-    "space": "nb201", "oracle": "train", "oracle_params": {"dataset": "mnist1d"},
-    "metric": "val_acc", "strategy": "gates", "budget": 40, "max_in_flight": 2,
+    "space": "nb201", "oracle": "train", "metric": "val_acc", "strategy": "gates",
+    "budget": 40, "max_in_flight": 2,
 }
 
 
 def _oracle_params(oracle: str | None, dataset: str | None, epochs: int | None,
                    train_seed: int | None = None,
                    supernet: Path | None = None) -> dict[str, Any] | None:
-    """Options of ``--oracle train`` (a dataset file as an absolute path, so a resume from
-    another directory trains on the same data) or ``--oracle supernet`` (the checkpoint)."""
+    """Options of ``--oracle train`` (the dataset as ``datasets.canonical_spec`` records it:
+    a file as an absolute path, so a resume from another directory trains on the same data,
+    plain ``mnist1d`` by its full name) or ``--oracle supernet`` (the checkpoint)."""
+    from archrank.datasets import canonical_spec
+
     if supernet is not None or oracle == "supernet":
         if oracle != "supernet":
             raise ArchrankError("--supernet only applies to --oracle supernet")
@@ -70,15 +74,10 @@ def _oracle_params(oracle: str | None, dataset: str | None, epochs: int | None,
                                 "--oracle train")
         return {"supernet": str(Path(supernet).expanduser().resolve())}
     if dataset is None and epochs is None and train_seed is None:
-        return {"dataset": "mnist1d"} if oracle == "train" else None
+        return {"dataset": canonical_spec("mnist1d")} if oracle == "train" else None
     if oracle not in (None, "train"):
         raise ArchrankError("--dataset, --epochs and --train-seed only apply to --oracle train")
-    params: dict[str, Any] = {"dataset": "mnist1d"}
-    if dataset is not None:
-        from archrank.datasets import is_builtin
-
-        params["dataset"] = (dataset if is_builtin(dataset)
-                             else str(Path(dataset).expanduser().resolve()))
+    params: dict[str, Any] = {"dataset": canonical_spec(dataset or "mnist1d")}
     if epochs is not None:
         params["epochs"] = epochs
     if train_seed is not None:
@@ -214,7 +213,7 @@ def search(
                "oracle": oracle,
                "oracle_params": _oracle_params(oracle, dataset, epochs, train_seed, supernet)}
     if all(v is None for v in options.values()) and resume is None:
-        options.update(MAIN_JOB)
+        options.update(MAIN_JOB, oracle_params=_oracle_params("train", None, None))
     elif options["oracle"] in ("train", "supernet"):
         options["space"] = options["space"] or "nb201"
         options["metric"] = options["metric"] or "val_acc"
