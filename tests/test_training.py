@@ -80,6 +80,26 @@ def test_the_mnist1d_default_is_the_committed_truth_recipe(cache_dir: Path) -> N
     assert asdict(oracle.recipe) == setting["recipe"]
 
 
+def test_bench_harnesses_take_the_default_for_the_committed_truth(cache_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """bench oneshot and oneshot-search compare datasets by fingerprint: plain mnist1d is the
+    committed truth's data, the old small default is refused before any work."""
+    from archrank.bench.oneshot import OneshotBench, _prepare
+    from archrank.bench.oneshot_search import bench_search
+
+    truth = Path(__file__).resolve().parents[1] / "benchmarks/truth/nb201_mnist1d_w16.csv"
+    ctx = _prepare(OneshotBench(truth=truth, dataset="mnist1d", work_dir=tmp_path), print)
+    assert ctx.data.name == "mnist1d:num_samples=20000,val_fraction=0.8"
+    assert (ctx.setting.width, ctx.setting.depth) == (16, 1)  # FLOPs checked against the truth
+    small = "mnist1d:num_samples=5000,val_fraction=0.2"
+    with pytest.raises(ArchrankError, match="the truth was trained on 'mnist1d:num_samples=20000"):
+        _prepare(OneshotBench(truth=truth, dataset=small, work_dir=tmp_path), print)
+    with pytest.raises(ArchrankError, match="was trained on 'mnist1d:num_samples=20000"):
+        bench_search(["spos-ea"], [0], truth=truth, space="nb201", dataset=small, epochs=1,
+                     work_dir=tmp_path / "s", executor=None)  # type: ignore[arg-type]
+    assert not (tmp_path / "s").exists()
+
+
 def test_runs_and_checkpoints_record_mnist1d_by_its_full_name(tmp_path: Path) -> None:
     """What a run or checkpoint records loads the same data after a change of the default."""
     from archrank.cli.oneshot import dataset_spec
