@@ -57,27 +57,34 @@ MAIN_JOB: dict[str, Any] = {
 
 
 def _oracle_params(oracle: str | None, dataset: str | None, epochs: int | None,
-                   train_seed: int | None = None,
-                   supernet: Path | None = None) -> dict[str, Any] | None:
+                   train_seed: int | None = None, supernet: Path | None = None,
+                   width: int | None = None, depth: int | None = None
+                   ) -> dict[str, Any] | None:
     """Options of ``--oracle train`` (the dataset as ``datasets.canonical_spec`` records it:
     a file as an absolute path, so a resume from another directory trains on the same data,
     plain ``mnist1d`` by its full name) or ``--oracle supernet`` (the checkpoint)."""
     from archrank.datasets import canonical_spec
 
+    training = {"dataset": dataset, "epochs": epochs, "train_seed": train_seed, "width": width,
+                "depth": depth}
+    only = "--dataset, --epochs, --train-seed, --width and --depth only apply to --oracle train"
     if supernet is not None or oracle == "supernet":
         if oracle != "supernet":
             raise ArchrankError("--supernet only applies to --oracle supernet")
         if supernet is None:
             raise ArchrankError("--oracle supernet needs --supernet CKPT (a trained supernet)")
-        if dataset is not None or epochs is not None or train_seed is not None:
-            raise ArchrankError("--dataset, --epochs and --train-seed only apply to "
-                                "--oracle train")
+        if any(v is not None for v in training.values()):
+            raise ArchrankError(only)
         return {"supernet": str(Path(supernet).expanduser().resolve())}
-    if dataset is None and epochs is None and train_seed is None:
+    if all(v is None for v in training.values()):
         return {"dataset": canonical_spec("mnist1d")} if oracle == "train" else None
     if oracle not in (None, "train"):
-        raise ArchrankError("--dataset, --epochs and --train-seed only apply to --oracle train")
+        raise ArchrankError(only)
+    for name, value in (("--width", width), ("--depth", depth)):
+        if value is not None and value < 1:
+            raise ArchrankError(f"{name} must be at least 1, got {value}")
     params: dict[str, Any] = {"dataset": canonical_spec(dataset or "mnist1d")}
+    params.update({k: v for k, v in (("width", width), ("depth", depth)) if v is not None})
     if epochs is not None:
         params["epochs"] = epochs
     if train_seed is not None:
@@ -174,6 +181,11 @@ def search(
     train_seed: int | None = typer.Option(
         None, "--train-seed", help="With --oracle train: seed of the weights and batch order "
         "(default: --seed), recorded in the run."),
+    width: int | None = typer.Option(
+        None, "--width", help="With --oracle train: stem channels (default per space and "
+        "dataset: nb201 on mnist1d 16)."),
+    depth: int | None = typer.Option(
+        None, "--depth", help="With --oracle train: cells per stage (default per space)."),
     supernet: Path | None = typer.Option(
         None, "--supernet", help="With --oracle supernet: the checkpoint of archrank oneshot "
         "train."),
@@ -211,7 +223,8 @@ def search(
                "space_from_bench": space_from_bench, "max_in_flight": workers,
                "strategy_params": parse_sets(sets) if sets else None,
                "oracle": oracle,
-               "oracle_params": _oracle_params(oracle, dataset, epochs, train_seed, supernet)}
+               "oracle_params": _oracle_params(oracle, dataset, epochs, train_seed, supernet,
+                                               width, depth)}
     if all(v is None for v in options.values()) and resume is None:
         options.update(MAIN_JOB, oracle_params=_oracle_params("train", None, None))
     elif options["oracle"] in ("train", "supernet"):
