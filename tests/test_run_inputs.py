@@ -79,7 +79,7 @@ def test_search_width_and_depth_of_the_training_oracle(tmp_path, table, cli):
     assert "--width must be at least 1" in one_line_error(*cli(
         "search", "--oracle", "train", "--dataset", data, "--width", "0")[::2])
     assert "only apply to --oracle train" in one_line_error(*search(
-        cli, table, tmp_path / "r2", "--depth", "2")[::2])
+        cli, table, tmp_path / "r2", "--oracle", "table", "--depth", "2")[::2])
 
 
 def test_show_and_export_read_a_run_that_is_being_written(tmp_path, table, cli):
