@@ -43,8 +43,8 @@ from archrank.spaces.base import SearchSpace
 # separate clearly (validation accuracy at the nb201 default: all-3x3-conv 97.6%, all-skip
 # 93.5%, all-avg-pool 79.7%, all-none 10%; tests/test_training.py checks the gaps). nb201 on
 # MNIST-1D is the truth recipe (width 16: docs/benchmarks.md, "The committed truth"; the
-# seed-to-seed tau of width 8 was 0.28-0.36, of width 16 0.44-0.58); about 5-9 s a cell
-# with its evaluation on 16,800 signals. nb101 (width 16, 3-5 s) and darts (width 8, depth
+# seed-to-seed tau of width 8 was 0.28-0.36, of width 16 0.44-0.58); 1-9 s a cell with
+# its evaluation on 16,800 signals. nb101 (width 16, 3-5 s) and darts (width 8, depth
 # 5, 15-30 s) keep their sizes on the larger data.
 DEFAULTS: dict[tuple[str, str], dict[str, int]] = {
     ("nb201", "mnist1d"): {"width": 16, "depth": 1, "epochs": 5},
