@@ -1,7 +1,7 @@
 """Retrain the best cells of finished darts searches with several training seeds.
 
 Each summary JSON written by ``archrank search --json`` names its best genotype; this script
-trains that genotype stand-alone with the same oracle settings (MNIST-1D defaults for darts)
+trains that genotype stand-alone with the same oracle settings (darts defaults on ``--dataset``)
 and each of ``--train-seeds``, and prints and writes per-search and per-strategy means, so
 that search strategies are compared on retrained accuracy rather than on the single noisy
 training that the search saw. Usage (see darts_search.sh)::
@@ -26,6 +26,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("summaries", nargs="+", type=Path)
     parser.add_argument("--train-seeds", default="0,1,2")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--dataset", default="mnist1d:num_samples=5000,val_fraction=0.2",
+                        help="the searches' data (default: the small MNIST-1D of the "
+                             "documented figures)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.train_seeds.split(",")]
     space = get_space("darts")
@@ -41,7 +44,7 @@ def main(argv: list[str]) -> int:
         for seed in seeds:
             if str(seed) in entry["val_acc"]:
                 continue  # resumable: finished trainings are kept
-            result = TrainingOracle(space, "mnist1d", seed=seed).evaluate(arch)
+            result = TrainingOracle(space, args.dataset, seed=seed).evaluate(arch)
             if result.status != "ok":
                 print(f"{key} seed {seed}: training failed: {result.error}", file=sys.stderr)
                 return 1

@@ -27,6 +27,16 @@ def search(cli, table, run_dir, *extra):
                "--space-from-bench", "--strategy", "random", "--run-dir", run_dir, *extra)
 
 
+def _task_npz(tmp_path):
+    """A 40-signal two-class task as an .npz dataset: (path, x, y)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 1, 8)).astype(np.float32)
+    y = (x[:, 0, 0] > 0).astype(np.int64)
+    data = tmp_path / "task.npz"
+    np.savez(data, x_train=x[:30], y_train=y[:30], x_val=x[30:], y_val=y[30:])
+    return data, x, y
+
+
 def test_resume_on_a_changed_table_is_an_error(tmp_path, table, cli):
     run_dir = tmp_path / "run"
     status, _, err = search(cli, table, run_dir, "--budget", "2")
@@ -42,11 +52,7 @@ def test_resume_on_a_changed_table_is_an_error(tmp_path, table, cli):
 
 
 def test_resume_on_a_changed_dataset_is_an_error(tmp_path, cli):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(40, 1, 8)).astype(np.float32)
-    y = (x[:, 0, 0] > 0).astype(np.int64)
-    data = tmp_path / "task.npz"
-    np.savez(data, x_train=x[:30], y_train=y[:30], x_val=x[30:], y_val=y[30:])
+    data, x, y = _task_npz(tmp_path)
     run_dir = tmp_path / "run"
     status, _, err = cli("search", "--oracle", "train", "--dataset", data, "--epochs", "1",
                          "--strategy", "random", "--budget", "1", "--run-dir", run_dir)
@@ -57,6 +63,23 @@ def test_resume_on_a_changed_dataset_is_an_error(tmp_path, cli):
     np.savez(data, x_train=x[:30] * 2, y_train=y[:30], x_val=x[30:], y_val=y[30:])
     line = one_line_error(*cli("search", "--resume", run_dir, "--budget", "1")[::2])
     assert "dataset.fingerprint" in line
+
+
+def test_search_width_and_depth_of_the_training_oracle(tmp_path, table, cli):
+    """--width/--depth set the trained network (the old main job: width 8) and are recorded."""
+    data = _task_npz(tmp_path)[0]
+    run_dir = tmp_path / "run"
+    status, _, err = cli("search", "--oracle", "train", "--dataset", data, "--epochs", "1",
+                         "--width", "3", "--depth", "2", "--strategy", "random", "--budget",
+                         "1", "--run-dir", run_dir)
+    assert status == 0, err
+    with RunStore.open(run_dir) as store:
+        assert store.inputs["network"] == {"width": 3, "depth": 2}
+        assert store.config["oracle_params"]["width"] == 3
+    assert "--width must be at least 1" in one_line_error(*cli(
+        "search", "--oracle", "train", "--dataset", data, "--width", "0")[::2])
+    assert "only apply to --oracle train" in one_line_error(*search(
+        cli, table, tmp_path / "r2", "--oracle", "table", "--depth", "2")[::2])
 
 
 def test_show_and_export_read_a_run_that_is_being_written(tmp_path, table, cli):

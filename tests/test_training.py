@@ -52,19 +52,98 @@ def test_mnist1d_is_generated_offline_and_cached(cache_dir: Path,
     state = np.random.get_state()[1].copy()
     data = load_dataset("mnist1d")
     assert np.array_equal(np.random.get_state()[1], state)  # global RNG left alone
-    assert (cache_dir / "mnist1d-v1.npz").is_file()
+    assert (cache_dir / "mnist1d-v1-num_samples=20000.npz").is_file()
     assert data.input_shape == (1, 40) and data.input_kind == "1d"
-    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (3200, 800, 1000)
     assert sorted(np.unique(data.y_train)) == list(range(10)) and data.num_classes == 10
     again = load_dataset("mnist1d")  # from the cache
     assert again.fingerprint() == data.fingerprint()
 
 
+def test_the_mnist1d_default_is_the_committed_truth_recipe(cache_dir: Path) -> None:
+    """Plain mnist1d and the nb201 default setting are the truth's: the same data (name and
+    fingerprint the truth recorded), 3,200 / 12,800 / 4,000 signals, width 16, its recipe."""
+    from dataclasses import asdict
+
+    from archrank.datasets import canonical_spec
+    from archrank.truth import read_truth
+
+    truth = Path(__file__).resolve().parents[1] / "benchmarks/truth/nb201_mnist1d_w16.csv"
+    setting = read_truth(truth, "nb201").setting
+    data = load_dataset("mnist1d")
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (3200, 12800, 4000)
+    assert data.name == setting["dataset"]["name"] == canonical_spec("mnist1d")
+    assert data.fingerprint() == setting["dataset"]["fingerprint"]
+    assert default_setup("nb201", data.name) == default_setup("nb201", "mnist1d")
+    oracle = TrainingOracle()
+    assert oracle.dataset.name == data.name
+    assert (oracle.width, oracle.depth) == (setting["width"], setting["depth"]) == (16, 1)
+    assert asdict(oracle.recipe) == setting["recipe"]
+
+
+def test_bench_harnesses_take_the_default_for_the_committed_truth(cache_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """bench oneshot and oneshot-search compare datasets by fingerprint: plain mnist1d is the
+    committed truth's data, the old small default is refused before any work."""
+    from archrank.bench.oneshot import OneshotBench, _prepare
+    from archrank.bench.oneshot_search import bench_search
+
+    truth = Path(__file__).resolve().parents[1] / "benchmarks/truth/nb201_mnist1d_w16.csv"
+    ctx = _prepare(OneshotBench(truth=truth, dataset="mnist1d", work_dir=tmp_path), print)
+    assert ctx.data.name == "mnist1d:num_samples=20000,val_fraction=0.8"
+    assert (ctx.setting.width, ctx.setting.depth) == (16, 1)  # FLOPs checked against the truth
+    small = "mnist1d:num_samples=5000,val_fraction=0.2"
+    with pytest.raises(ArchrankError, match="the truth was trained on 'mnist1d:num_samples=20000"):
+        _prepare(OneshotBench(truth=truth, dataset=small, work_dir=tmp_path), print)
+    with pytest.raises(ArchrankError, match="was trained on 'mnist1d:num_samples=20000"):
+        bench_search(["spos-ea"], [0], truth=truth, space="nb201", dataset=small, epochs=1,
+                     work_dir=tmp_path / "s", executor=None)  # type: ignore[arg-type]
+    assert not (tmp_path / "s").exists()
+
+
+def test_runs_and_checkpoints_record_mnist1d_by_its_full_name(tmp_path: Path) -> None:
+    """What a run or checkpoint records loads the same data after a change of the default."""
+    from archrank.cli.oneshot import dataset_spec
+    from archrank.cli.search import _oracle_params
+    from archrank.datasets import canonical_spec
+
+    full = "mnist1d:num_samples=20000,val_fraction=0.8"
+    assert canonical_spec("mnist1d") == canonical_spec(full) == full
+    assert canonical_spec("mnist1d:val_fraction=0.2") == (
+        "mnist1d:num_samples=20000,val_fraction=0.2")
+    assert _oracle_params("train", None, None) == {"dataset": full}  # the main job
+    assert _oracle_params(None, "mnist1d", 3) == {"dataset": full, "epochs": 3}
+    assert dataset_spec("mnist1d") == full and dataset_spec("digits") == "digits"
+    assert dataset_spec(str(tmp_path / "d.npz")) == str((tmp_path / "d.npz").resolve())
+    with pytest.raises(ArchrankError, match="KEY one of"):
+        canonical_spec("mnist1d:width=3")
+
+
+def test_old_mnist1d_default_is_reachable_and_its_cache_never_serves_the_new(
+        cache_dir: Path) -> None:
+    small = load_dataset("mnist1d:num_samples=5000,val_fraction=0.2")
+    assert (len(small.y_train), len(small.y_val), len(small.y_test)) == (3200, 800, 1000)
+    assert small.name == "mnist1d:num_samples=5000,val_fraction=0.2"
+    assert default_setup("nb201", small.name)["width"] == 16  # the space's mnist1d default
+    # the small default's cache under its old name, and a stale copy under a name without the
+    # sample count: plain mnist1d must regenerate its own data, not read either
+    old = cache_dir / "mnist1d-v1-num_samples=5000.npz"
+    assert old.is_file()
+    (cache_dir / "mnist1d-v1.npz").write_bytes(old.read_bytes())
+    stamp = {p.name: p.stat().st_mtime_ns for p in cache_dir.glob("mnist1d-v1*.npz")}
+    data = load_dataset("mnist1d")
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (3200, 12800, 4000)
+    assert data.fingerprint() != small.fingerprint()
+    assert {p.name: p.stat().st_mtime_ns for p in cache_dir.glob("mnist1d-v1*.npz")
+            if p.name in stamp} == stamp  # the small caches are left as they were
+    assert load_dataset("mnist1d:num_samples=5000,val_fraction=0.2").fingerprint() == (
+        small.fingerprint())
+
+
 def test_mnist1d_generator_settings_name_the_dataset_and_its_cache(cache_dir: Path) -> None:
     data = load_dataset("mnist1d:num_samples=1000,iid_noise_scale=0.1")
-    assert data.name == "mnist1d:iid_noise_scale=0.1,num_samples=1000"
+    assert data.name == "mnist1d:iid_noise_scale=0.1,num_samples=1000,val_fraction=0.8"
     assert (cache_dir / "mnist1d-v1-iid_noise_scale=0.1-num_samples=1000.npz").is_file()
-    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (640, 160, 200)
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (160, 640, 200)
     quieter = load_dataset("mnist1d:num_samples=1000")
     assert quieter.fingerprint() != data.fingerprint()
     assert default_setup("nb201", data.name) == default_setup("nb201", "mnist1d")
@@ -207,7 +286,8 @@ def test_user_npz_trains(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_default_recipe_separates_cells_on_mnist1d(cache_dir: Path) -> None:
-    """The default MNIST-1D setting: a conv cell clearly beats skip, pooling and empty cells."""
+    """The default MNIST-1D setting (the truth recipe): a conv cell clearly beats skip,
+    pooling and empty cells (measured: 97.6, 93.5, 79.7, 9.8)."""
     oracle = TrainingOracle()  # nb201, mnist1d, default size and recipe
     acc, seconds = {}, []
     for op in ("nor_conv_3x3", "skip_connect", "avg_pool_3x3", "none"):
@@ -216,8 +296,8 @@ def test_default_recipe_separates_cells_on_mnist1d(cache_dir: Path) -> None:
         seconds.append(time.perf_counter() - start)
         assert result.ok, result.error
         acc[op] = result.metrics["val_acc"]
-    assert acc["nor_conv_3x3"] > 92
-    assert acc["nor_conv_3x3"] > acc["skip_connect"] + 5
+    assert acc["nor_conv_3x3"] > 95
+    assert acc["nor_conv_3x3"] > acc["skip_connect"] + 2.5
     assert acc["nor_conv_3x3"] > acc["avg_pool_3x3"] + 5
     assert acc["none"] < 15  # output cut off from the input: chance level
     assert max(seconds) < 60

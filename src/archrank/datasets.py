@@ -3,17 +3,21 @@
 ``load_dataset(spec)`` understands:
 
 ``"mnist1d"`` (the default)
-    MNIST-1D (Greydanus, 2020): 5,000 signals of length 40 in 10 classes, generated locally
-    with the ``mnist1d`` package's ``make_dataset`` and its default arguments (nothing is
-    downloaded), cached as ``.npz`` in the archrank cache folder. The package's 4,000 training
-    signals are split 3,200 / 800 into train / validation (a fixed permutation); its 1,000 test
-    signals are the test set.
-``"mnist1d:num_samples=20000,iid_noise_scale=0.1"``
-    MNIST-1D generated with other settings of the generator (``MNIST1D_SETTINGS``: more
-    samples, more noise, shear or scale make the task larger and harder); the settings are
-    part of the dataset's name and of its cache file's name. Splits as above, except that
-    ``val_fraction`` (default 0.2) sets the share of the generator's training signals held out
-    for validation: a larger validation split measures each trained network more exactly.
+    MNIST-1D (Greydanus, 2020), generated locally with the ``mnist1d`` package's
+    ``make_dataset`` (nothing is downloaded) and cached as ``.npz`` in the archrank cache
+    folder: signals of length 40 in 10 classes. The default is the truth recipe's data
+    (``MNIST1D_DEFAULT``; docs/benchmarks.md, "The committed truth"): 20,000 signals, of which
+    the generator keeps 4,000 as the test set; the other 16,000 are split 3,200 / 12,800 into
+    train / validation by a fixed permutation (``val_fraction=0.8``: a large validation split
+    measures each trained network more exactly). Its name spells the settings out,
+    ``mnist1d:num_samples=20000,val_fraction=0.8``, so the default and that explicit spec are
+    one dataset (same name, cache file and fingerprint).
+``"mnist1d:num_samples=5000,val_fraction=0.2"``
+    MNIST-1D with other settings (``MNIST1D_SETTINGS``: the generator's sample count, noise,
+    shear, scale, seed; ``val_fraction``); settings not given keep the default's values. This
+    one is the earlier, smaller default (3,200 / 800 / 1,000 signals). The generation settings
+    are part of the dataset's name and of its cache file's name (which always records the
+    sample count, so the caches of two sizes are never confused).
 ``"digits"``
     scikit-learn's 8x8 handwritten digits (1,797 images, bundled with scikit-learn), split
     60 / 20 / 20 by a fixed permutation, scaled to [0, 1] and standardised.
@@ -49,6 +53,9 @@ MNIST1D_SETTINGS: dict[str, type] = {
 }
 # Settings of the split, not of the generator: part of the dataset's name, not of its cache file.
 _SPLIT_SETTINGS = ("val_fraction",)
+# What plain ``mnist1d`` means: the data of the committed truth recipe (3,200 / 12,800 / 4,000
+# signals). Every ``mnist1d:...`` spec starts from these; the name always spells them out.
+MNIST1D_DEFAULT: dict[str, Any] = {"num_samples": 20000, "val_fraction": 0.8}
 _MNIST1D_FILE = "mnist1d-v1.npz"  # bump the suffix if the generation below changes
 MAX_CLASSES = 100_000  # a label beyond this is a data error, not a classifier to build
 _SPLIT_SEED = 0  # fixed permutation of the validation split, independent of training seeds
@@ -161,9 +168,21 @@ def is_builtin(spec: str) -> bool:
     return spec in BUILTIN or spec.startswith("mnist1d:")
 
 
+def canonical_spec(spec: str) -> str:
+    """The spec to record for ``spec``: a generated dataset by its full name (so a later change
+    of the defaults cannot change what a recorded spec loads), a file as an absolute path (so a
+    resume from another directory reads the same file)."""
+    if spec == "mnist1d" or spec.startswith("mnist1d:"):
+        return _mnist1d_name(mnist1d_settings(spec))
+    if is_builtin(spec):
+        return spec
+    return str(Path(spec).expanduser().resolve())
+
+
 # -- MNIST-1D ----------------------------------------------------------------------------------
 def parse_mnist1d_spec(text: str) -> dict[str, Any]:
-    """Generator settings of ``mnist1d:KEY=VALUE,...`` (``{}`` for plain ``mnist1d``)."""
+    """The settings ``mnist1d:KEY=VALUE,...`` gives (``{}`` for plain ``mnist1d``); the
+    defaults fill the rest (``mnist1d_settings``)."""
     _, _, rest = text.partition(":")
     settings: dict[str, Any] = {}
     for item in filter(None, (p.strip() for p in rest.split(","))):
@@ -178,16 +197,21 @@ def parse_mnist1d_spec(text: str) -> dict[str, Any]:
         except ValueError:
             raise ArchrankError(f"dataset {text!r}: {key.strip()} must be "
                                 f"{'an integer' if kind is int else 'a number'}") from None
-    if settings.get("num_samples", 5000) < 50:
+    if settings.get("num_samples", MNIST1D_DEFAULT["num_samples"]) < 50:
         raise ArchrankError(f"dataset {text!r}: num_samples must be at least 50")
-    if not 0.05 <= settings.get("val_fraction", 0.2) <= 0.95:
+    if not 0.05 <= settings.get("val_fraction", MNIST1D_DEFAULT["val_fraction"]) <= 0.95:
         raise ArchrankError(f"dataset {text!r}: val_fraction must be between 0.05 and 0.95")
     return settings
 
 
+def mnist1d_settings(text: str) -> dict[str, Any]:
+    """Every setting of a ``mnist1d[:...]`` spec: the default's, updated by the spec's."""
+    return {**MNIST1D_DEFAULT, **parse_mnist1d_spec(text)}
+
+
 def _mnist1d_name(settings: dict[str, Any]) -> str:
-    if not settings:
-        return "mnist1d"
+    """``mnist1d:`` and the settings, sorted (the default's always spelled out)."""
+    settings = {**MNIST1D_DEFAULT, **settings}
     return "mnist1d:" + ",".join(f"{k}={settings[k]}" for k in sorted(settings))
 
 
@@ -215,15 +239,15 @@ def _generate_mnist1d(settings: dict[str, Any] | None = None) -> dict[str, np.nd
             "y_test": np.asarray(data["y_test"], dtype=np.int64)}
 
 
-def _mnist1d_arrays(settings: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+def _mnist1d_arrays(settings: dict[str, Any]) -> dict[str, np.ndarray]:
     from archrank.cache import atomic_path, cache_path
 
-    settings = {k: v for k, v in (settings or {}).items() if k not in _SPLIT_SETTINGS}
-    name = _MNIST1D_FILE
-    if settings:  # the generation settings are part of the cache name
-        tag = _mnist1d_name(settings).partition(":")[2].replace(",", "-")
-        name = _MNIST1D_FILE.replace(".npz", f"-{tag}.npz")
-    path = cache_path(name)
+    settings = {k: v for k, v in settings.items() if k not in _SPLIT_SETTINGS}
+    # the generation settings name the cache file; num_samples is always among them (the
+    # caller fills in the default's), so the file of one size (e.g. mnist1d-v1.npz, the
+    # 5,000-signal default before) never serves another
+    tag = "-".join(f"{k}={settings[k]}" for k in sorted(settings))
+    path = cache_path(_MNIST1D_FILE.replace(".npz", f"-{tag}.npz"))
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as f:
@@ -237,14 +261,16 @@ def _mnist1d_arrays(settings: dict[str, Any] | None = None) -> dict[str, np.ndar
 
 
 def mnist1d(**settings: Any) -> ArrayDataset:
-    """MNIST-1D, generated locally (with generator ``settings``) and cached (module doc)."""
+    """MNIST-1D, generated locally (the default's settings updated by ``settings``) and cached
+    (module doc)."""
+    settings = {**MNIST1D_DEFAULT, **settings}
     a = _mnist1d_arrays(settings)
     perm = np.random.default_rng(_SPLIT_SEED).permutation(len(a["y"]))
-    n_val = round(len(perm) * settings.get("val_fraction", 0.2))
+    n_val = round(len(perm) * settings["val_fraction"])
     val, train = perm[:n_val], perm[n_val:]
     x, x_test = a["x"][:, None, :], a["x_test"][:, None, :]
-    return ArrayDataset(_mnist1d_name(settings), x[train], a["y"][train], x[val], a["y"][val],
-                        x_test, a["y_test"], num_classes=10)
+    return ArrayDataset(_mnist1d_name(settings), x[train], a["y"][train], x[val],
+                        a["y"][val], x_test, a["y_test"], num_classes=10)
 
 
 # -- scikit-learn digits -----------------------------------------------------------------------

@@ -32,12 +32,11 @@ def eta_progress(transient: bool = False) -> Progress:
 
 
 def dataset_spec(dataset: str) -> str:
-    """A dataset file as an absolute path (a resume from elsewhere reloads the same file)."""
-    from archrank.datasets import is_builtin
+    """The spec a checkpoint records (``datasets.canonical_spec``: a file as an absolute
+    path, so a resume from elsewhere reloads the same file; mnist1d by its full name)."""
+    from archrank.datasets import canonical_spec
 
-    if is_builtin(dataset):
-        return dataset
-    return str(Path(dataset).expanduser().resolve())
+    return canonical_spec(dataset)
 
 
 # -- train --------------------------------------------------------------------------------------
