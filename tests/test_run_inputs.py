@@ -80,6 +80,10 @@ def test_search_width_and_depth_of_the_training_oracle(tmp_path, table, cli):
         "search", "--oracle", "train", "--dataset", data, "--width", "0")[::2])
     assert "only apply to --oracle train" in one_line_error(*search(
         cli, table, tmp_path / "r2", "--oracle", "table", "--depth", "2")[::2])
+    for option in ("--epochs", "--width", "--depth", "--train-seed"):  # were ignored silently
+        line = one_line_error(*search(cli, table, tmp_path / "r3", option, "2")[::2])
+        assert "add --oracle train" in line, (option, line)
+    assert not (tmp_path / "r3").exists()
 
 
 def test_show_and_export_read_a_run_that_is_being_written(tmp_path, table, cli):

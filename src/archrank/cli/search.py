@@ -218,6 +218,10 @@ def search(
         check_output(json_out, "--json")
     if filters and bench is None:
         raise ArchrankError("--filter applies to the --bench table; give --bench too")
+    if oracle is None and resume is None and any(
+            v is not None for v in (dataset, epochs, train_seed, width, depth)):
+        raise ArchrankError("--dataset, --epochs, --train-seed, --width and --depth only apply "
+                            "to --oracle train; add --oracle train")
     options = {"space": space, "bench": bench and with_filters(bench, filters),
                "metric": metric, "strategy": strategy,
                "predictor": predictor, "budget": budget, "seed": seed,
