@@ -187,8 +187,9 @@ def bench_oneshot_cmd(
                                   "statistics per sub-network before scoring it."),
     calib_batches: int = typer.Option(4, "--calib-batches", help="Training batches for BN "
                                       "recalibration."),
-    val_samples: int | None = typer.Option(None, "--val-samples", help="Score sub-networks on "
-                                           "the first N validation signals (default: all)."),
+    val_samples: int | None = typer.Option(2000, "--val-samples", help="Score sub-networks on "
+                                           "the first N validation signals (2,000, as "
+                                           "measured; N at least the split's size: all)."),
     standalone: bool = typer.Option(True, "--standalone/--no-standalone",
                                     help="Train the fitted table's best cell stand-alone."),
     threads: int = typer.Option(1, "--threads", help="Torch threads."),
