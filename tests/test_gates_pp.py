@@ -145,7 +145,8 @@ def test_cache_of_another_space_and_missing_signals_are_errors(tmp_path: Path) -
         signal_matrix(space, cells, ["synflow"], cache=cache)
 
 
-def test_small_setting_has_its_own_cache_and_signal_names(tmp_path: Path) -> None:
+def test_small_setting_has_its_own_cache_and_signal_names(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from archrank.signals import arch_matrix
     from archrank.zccache import split_signal
 
@@ -166,12 +167,19 @@ def test_small_setting_has_its_own_cache_and_signal_names(tmp_path: Path) -> Non
         split_signal("nwot@tiny")
     with pytest.raises(ArchrankError, match="no small zero-cost setting for space 'darts'"):
         ZCSetting.named("darts", "small")
+    from archrank.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["zc", "--space", "nb201", "--fill", "--setting", "tiny"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown zero-cost setting 'tiny'" in err and "Traceback" not in err
 
     # the benchmark-setting file is never read for nwot@small: the small signals live in
     # their own file, and vice versa
     ZCCache(space, ZCSetting.named("nb201", "benchmark"), base).fill(cells, "nwot")
     bench_nwot = arch_matrix(space, cells, ["nwot"], zc_cache=base)
-    with pytest.raises(ArchrankError, match="'nwot' is missing .*--setting small"):
+    with pytest.raises(ArchrankError, match=r"'nwot' is missing .*--setting small"):
         arch_matrix(space, cells, ["nwot@small"], zc_cache=base)
     cache = ZCCache(space, small, small.cache_file(base))
     assert cache.fill(cells, "params,synflow,nwot") == len({space.hash(a) for a in cells})

@@ -3,7 +3,9 @@
 Architecture-level signals (``archrank.zc``'s proxies) are known for every cell without
 training it, so predictors can take them as inputs; computing them takes time (per cell, a
 forward/backward pass of the real network), so ``ZCCache`` keeps them in the user cache dir
-(``archrank.cache``), one file per space, keyed by canonical cell hash:
+(``archrank.cache``), one file per space and setting (``zc-nb101.npz`` at the benchmark
+setting, ``zc-nb101-small.npz`` for the small networks, ``ZCSetting.named``), keyed by canonical
+cell hash:
 
 * the **setting** (network width and depth, input shape, classes, proxy batch, seed) is stored
   with the values; a cache written under another setting is invalidated (with a warning) and
