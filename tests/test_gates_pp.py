@@ -145,6 +145,55 @@ def test_cache_of_another_space_and_missing_signals_are_errors(tmp_path: Path) -
         signal_matrix(space, cells, ["synflow"], cache=cache)
 
 
+def test_small_setting_has_its_own_cache_and_signal_names(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from archrank.signals import arch_matrix
+    from archrank.zccache import split_signal
+
+    space = get_space("nb201")
+    cells = _cells("nb201", 4)
+    base = tmp_path / "zc.npz"
+    small = ZCSetting.named("nb201", "small")
+    assert (small.width, small.depth, small.input_shape) == (8, 1, (3, 16, 16))
+    assert ZCSetting.named("nb201", "benchmark").cache_file(base) == base
+    assert small.cache_file(base) == tmp_path / "zc-small.npz"
+    assert small.cache_file().name == "zc-nb201-small.npz"
+    custom = ZCSetting.benchmark("nb201", **TINY)
+    assert custom.cache_file(base).name.startswith("zc-") and custom.cache_file(base) != base
+    assert split_signal("nwot@small") == ("nwot", "small")
+    assert split_signal("synflow") == ("synflow", "benchmark")
+    assert split_signal("val_acc_4") is None
+    with pytest.raises(ArchrankError, match="unknown zero-cost setting 'tiny'"):
+        split_signal("nwot@tiny")
+    with pytest.raises(ArchrankError, match="no small zero-cost setting for space 'darts'"):
+        ZCSetting.named("darts", "small")
+    from archrank.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["zc", "--space", "nb201", "--fill", "--setting", "tiny"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown zero-cost setting 'tiny'" in err and "Traceback" not in err
+
+    # the benchmark-setting file is never read for nwot@small: the small signals live in
+    # their own file, and vice versa
+    ZCCache(space, ZCSetting.named("nb201", "benchmark"), base).fill(cells, "nwot")
+    bench_nwot = arch_matrix(space, cells, ["nwot"], zc_cache=base)
+    with pytest.raises(ArchrankError, match=r"'nwot' is missing .*--setting small"):
+        arch_matrix(space, cells, ["nwot@small"], zc_cache=base)
+    cache = ZCCache(space, small, small.cache_file(base))
+    assert cache.fill(cells, "params,synflow,nwot") == len({space.hash(a) for a in cells})
+    got = arch_matrix(space, cells, ["params@small", "nwot@small", "params"], zc_cache=base)
+    from archrank.nn import build_network, count_params
+
+    assert got[0, 0] == count_params(build_network("nb201", cells[0], width=8, depth=1))
+    assert got[0, 2] == count_params(build_network("nb201", cells[0]))  # benchmark network
+    assert np.isfinite(got).all()
+    assert not np.array_equal(got[:, 1], bench_nwot[:, 0])
+    np.testing.assert_array_equal(got[:, 1], cache.lookup([space.hash(a) for a in cells],
+                                                          ["nwot"])[:, 0])
+
+
 def test_nb101_exact_costs_match_the_table(nb101_csv: Path) -> None:
     from archrank.tables import load_benchmark
 

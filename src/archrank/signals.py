@@ -3,9 +3,10 @@ take (see ``archrank.predictors.base``), for the bench harness and guided search
 
 An **arch input** name is a zero-cost proxy of ``archrank.zc`` (``params`` and ``flops``
 exact and vectorised, the rest read from the per-space cache that ``archrank zc --fill``
-writes, ``archrank.zccache``) or, failing that, a numeric column of the benchmark table; it
-must be known for every cell. An **aux target** name is a numeric column of the table; a
-missing value (empty cell) is NaN, which the predictor masks.
+writes, ``archrank.zccache``), at the benchmark setting or, as ``proxy@small``, on the
+space's small networks (their own cache file) or, failing that, a numeric column of the
+benchmark table; it must be known for every cell. An **aux target** name is a numeric
+column of the table; a missing value (empty cell) is NaN, which the predictor masks.
 """
 
 from __future__ import annotations
@@ -28,17 +29,20 @@ def arch_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
     ``table`` / ``rows``: the benchmark the cells come from and their row numbers (for
     table columns); ``zc_cache``: another cache file than the space's default one.
     """
-    out = np.full((len(archs), len(names)), np.nan)
-    proxies = [n for n in names if n in PROXIES]
-    if proxies:
-        from archrank.zccache import ZCCache, signal_matrix
+    from archrank.zccache import ZCCache, ZCSetting, signal_matrix, split_signal
 
-        cache = ZCCache(space, path=zc_cache)
-        values = signal_matrix(space, archs, proxies, cache=cache)
-        for k, n in enumerate(proxies):
-            out[:, list(names).index(n)] = values[:, k]
+    out = np.full((len(archs), len(names)), np.nan)
+    parsed = [split_signal(n) for n in names]
+    by_setting: dict[str, list[int]] = {}
+    for k, p in enumerate(parsed):
+        if p is not None:
+            by_setting.setdefault(p[1], []).append(k)
+    for setting_name, cols in by_setting.items():  # one cache file per setting
+        setting = ZCSetting.named(space.name, setting_name)
+        cache = ZCCache(space, setting, path=setting.cache_file(zc_cache))
+        out[:, cols] = signal_matrix(space, archs, [parsed[k][0] for k in cols], cache=cache)
     for k, n in enumerate(names):
-        if n in PROXIES:
+        if parsed[k] is not None:
             continue
         col = _table_column(table, rows, n, "arch input", len(archs))
         lack = np.flatnonzero(np.isnan(col))

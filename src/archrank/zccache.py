@@ -3,7 +3,9 @@
 Architecture-level signals (``archrank.zc``'s proxies) are known for every cell without
 training it, so predictors can take them as inputs; computing them takes time (per cell, a
 forward/backward pass of the real network), so ``ZCCache`` keeps them in the user cache dir
-(``archrank.cache``), one file per space, keyed by canonical cell hash:
+(``archrank.cache``), one file per space and setting (``zc-nb101.npz`` at the benchmark
+setting, ``zc-nb101-small.npz`` for the small networks, ``ZCSetting.named``), keyed by canonical
+cell hash:
 
 * the **setting** (network width and depth, input shape, classes, proxy batch, seed) is stored
   with the values; a cache written under another setting is invalidated (with a warning) and
@@ -21,6 +23,7 @@ images of standard normal noise (seeded) with uniformly random labels.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing as mp
 import warnings
@@ -47,6 +50,16 @@ DEFAULT_PROXIES: dict[str, tuple[str, ...]] = {
     "nb201": PROXIES,
     "nb101": EXACT,
 }
+# Named settings a signal can ask for with ``proxy@name`` (``archrank.signals``): the
+# benchmark networks, or "small" ones (one cell a stage/stack, a narrow stem, 3x16x16 inputs)
+# where the benchmark networks are too slow to score cell by cell (nb101: 0.05 CPU-s a cell
+# for every proxy instead of about 4 s; docs/benchmarks.md, "GATES++").
+BENCHMARK = "benchmark"
+SMALL_SIZE: dict[str, dict[str, int]] = {
+    "nb201": {"width": 8, "depth": 1},
+    "nb101": {"width": 16, "depth": 1},
+}
+SETTINGS: tuple[str, ...] = (BENCHMARK, "small")
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,40 @@ class ZCSetting:
         size = BENCHMARK_SIZE[space]
         return cls(**{"space": space, "width": size["width"], "depth": size["depth"],
                       **changes})
+
+    @classmethod
+    def named(cls, space: str, name: str) -> ZCSetting:
+        """The setting ``name`` (one of ``SETTINGS``) of ``space``."""
+        if name == BENCHMARK:
+            return cls.benchmark(space)
+        if name == "small":
+            if space not in SMALL_SIZE:
+                raise ArchrankError(f"no small zero-cost setting for space {space!r}; "
+                                    f"spaces with one: {', '.join(SMALL_SIZE)}")
+            return cls.benchmark(space, **SMALL_SIZE[space], input_shape=(3, 16, 16))
+        raise ArchrankError(f"unknown zero-cost setting {name!r}; choose from "
+                            f"{', '.join(SETTINGS)}")
+
+    def tag(self) -> str:
+        """How this setting names its cache file: "" for the benchmark setting, the name of
+        a named one, else a digest of the setting (a cache is never shared by settings)."""
+        for name in SETTINGS:
+            try:
+                if ZCSetting.named(self.space, name) == self:
+                    return "" if name == BENCHMARK else name
+            except ArchrankError:
+                continue
+        digest = hashlib.sha1(json.dumps(self.key(), sort_keys=True).encode()).hexdigest()
+        return digest[:10]
+
+    def cache_file(self, base: str | Path | None = None) -> Path:
+        """The cache file of this setting: ``zc-SPACE[-TAG].npz`` in the user cache dir, or
+        ``base`` with ``-TAG`` added to its stem for a setting other than the benchmark's."""
+        tag = self.tag()
+        if base is None:
+            return cache_path(f"zc-{self.space}{'-' + tag if tag else ''}.npz")
+        base = Path(base)
+        return base.with_name(f"{base.stem}-{tag}{base.suffix}") if tag else base
 
     def key(self) -> dict[str, Any]:
         return {**asdict(self), "input_shape": list(self.input_shape)}
@@ -131,7 +178,7 @@ class ZCCache:
         if self.setting.space != space.name:
             raise ArchrankError(f"zero-cost setting is for space {self.setting.space!r}, "
                                 f"not {space.name!r}")
-        self.path = Path(path) if path is not None else cache_path(f"zc-{space.name}.npz")
+        self.path = Path(path) if path is not None else self.setting.cache_file()
         self.hashes: list[str] = []
         self.index: dict[str, int] = {}
         self.values: dict[str, np.ndarray] = {}
@@ -267,6 +314,19 @@ class ZCCache:
         return total
 
 
+def split_signal(name: str) -> tuple[str, str] | None:
+    """``(proxy, setting)`` of a zero-cost signal name, ``proxy`` or ``proxy@setting``
+    (``nwot@small``: nwot of the small networks); ``None`` for a name that is no proxy
+    (a table column)."""
+    proxy, _, setting = name.partition("@")
+    if proxy not in PROXIES:
+        return None
+    if setting and setting not in SETTINGS:
+        raise ArchrankError(f"unknown zero-cost setting {setting!r} in signal {name!r}; "
+                            f"choose from {', '.join(SETTINGS)}")
+    return proxy, setting or BENCHMARK
+
+
 def signal_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
                   cache: ZCCache | None = None, path: str | Path | None = None) -> np.ndarray:
     """Arch-level signals ``names`` (proxies) of ``archs`` [len, k] at the benchmark setting.
@@ -293,10 +353,12 @@ def signal_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
                 raise ArchrankError(
                     f"arch-level signal {n!r} is missing for {lack.size:,} of {len(archs):,} "
                     f"cells (first: {space.format(archs[int(lack[0])])}) in {zc.path}; fill it "
-                    f"with: archrank zc --space {space.name} --fill --proxies {n}")
+                    f"with: archrank zc --space {space.name} --fill --proxies {n}"
+                    + (f" --setting {zc.setting.tag()}" if zc.setting.tag() in SETTINGS
+                       else ""))
             out[:, names.index(n)] = col
     return out
 
 
-__all__ = ["DEFAULT_PROXIES", "EXACT", "PROXIES", "ZCCache", "ZCSetting", "exact_costs",
-           "signal_matrix"]
+__all__ = ["DEFAULT_PROXIES", "EXACT", "PROXIES", "SETTINGS", "ZCCache", "ZCSetting",
+           "exact_costs", "signal_matrix", "split_signal"]

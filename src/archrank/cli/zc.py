@@ -47,6 +47,11 @@ def zero_cost(
     ),
     table: str | None = typer.Option(None, "--table", help="With --fill: only this table's cells."),
     workers: int = typer.Option(1, "--workers", help="With --fill: worker processes."),
+    setting: str = typer.Option(
+        "benchmark", "--setting",
+        help="With --fill: benchmark (the benchmark networks) or small (one cell a stage, "
+        "narrow, 3x16x16 inputs; its own cache file, read as arch inputs PROXY@small).",
+    ),
     proxies: str | None = typer.Option(
         None, "--proxies",
         help="Comma-separated subset of params,flops,synflow,snip,grad_norm,jacov,nwot "
@@ -66,7 +71,9 @@ def zero_cost(
     With --fill, the proxies of every cell of the space (or of a --table) are computed at
     the benchmark setting (nb201: C=16, N=5; nb101: 128 channels, 3 cells per stack; 3x32x32
     synthetic inputs, batch 16, 10 classes) into the per-space cache that predictors read
-    their arch-level inputs from (``--arch-inputs``); an interrupted fill resumes.
+    their arch-level inputs from (``--arch-inputs``); an interrupted fill resumes. With
+    --setting small, on small networks (nb101: 16 channels, one cell a stack; nb201: C=8,
+    N=1; 3x16x16 inputs) into a cache file of their own (arch inputs ``nwot@small``...).
 
     Example: archrank zc --space nb201 --dataset mnist1d --n 200 --out zc.csv
              archrank zc --space nb201 --fill --workers 2
@@ -76,7 +83,7 @@ def zero_cost(
     from archrank.zc import check_proxies, score_architectures
 
     if fill:
-        _fill_cache(space_name, table, proxies, workers)
+        _fill_cache(space_name, table, proxies, workers, setting)
         return
     if out is None:
         raise ArchrankError("give --out FILE (a CSV of sampled cells) or --fill (the cache)")
@@ -113,14 +120,15 @@ def zero_cost(
                   f"in {seconds:.1f} s ({1000 * seconds / len(cells):.0f} ms per cell)")
 
 
-def _fill_cache(space_name: str, table: str | None, proxies: str | None, workers: int) -> None:
-    """``archrank zc --fill``: the per-space cache at the benchmark setting."""
+def _fill_cache(space_name: str, table: str | None, proxies: str | None, workers: int,
+                setting_name: str = "benchmark") -> None:
+    """``archrank zc --fill``: the per-space cache at the benchmark (or a named) setting."""
     from archrank.spaces import get_space
     from archrank.zccache import ZCCache, ZCSetting
 
     if workers < 1:
         raise ArchrankError(f"--workers must be at least 1, got {workers}")
-    ZCSetting.benchmark(space_name)  # a space with networks, or a clear error
+    setting = ZCSetting.named(space_name, setting_name)  # a space with networks, or an error
     space = get_space(space_name)
     if table is not None:
         from archrank.tables import load_benchmark
@@ -131,7 +139,7 @@ def _fill_cache(space_name: str, table: str | None, proxies: str | None, workers
             raise ArchrankError(f"--fill: space {space_name!r} cannot be enumerated; fill the "
                                 "cells of a table with --table, or score a sample with --n")
         cells = list(space.enumerate())
-    cache = ZCCache(space)
+    cache = ZCCache(space, setting)
     start = time.perf_counter()
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
