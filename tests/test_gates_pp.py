@@ -14,6 +14,7 @@ from archrank.errors import ArchrankError
 from archrank.opinfo import COLUMNS, op_features
 from archrank.predictors.base import Predictor, make_predictor
 from archrank.spaces import get_space
+from archrank.zc import PROXIES
 from archrank.zccache import ZCCache, ZCSetting, exact_costs, signal_matrix
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -174,6 +175,12 @@ def test_small_setting_has_its_own_cache_and_signal_names(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "unknown zero-cost setting 'tiny'" in err and "Traceback" not in err
+    for option in (["--setting", "small"], ["--workers", "2"], ["--table", "t.csv"]):
+        with pytest.raises(SystemExit) as exit_info:  # without --fill: refused, not ignored
+            main(["zc", "--space", "nb201", "--n", "5", "--out", str(tmp_path / "z.csv"),
+                  *option])
+        assert exit_info.value.code == 2
+        assert f"{option[0]} only applies to --fill" in capsys.readouterr().err
 
     # the benchmark-setting file is never read for nwot@small: the small signals live in
     # their own file, and vice versa
@@ -192,6 +199,15 @@ def test_small_setting_has_its_own_cache_and_signal_names(
     assert not np.array_equal(got[:, 1], bench_nwot[:, 0])
     np.testing.assert_array_equal(got[:, 1], cache.lookup([space.hash(a) for a in cells],
                                                           ["nwot"])[:, 0])
+    every = ZCCache(space, small, tmp_path / "every.npz")  # the small setting's default fill
+    every.fill(cells)
+    assert sorted(every.values) == sorted(PROXIES)
+    # one signal under two names fills both columns (it left the second one NaN)
+    twice = arch_matrix(space, cells, ["params", "params@benchmark", "nwot", "nwot@benchmark"],
+                        zc_cache=base)
+    np.testing.assert_array_equal(twice[:, 0], twice[:, 1])
+    np.testing.assert_array_equal(twice[:, 2], twice[:, 3])
+    np.testing.assert_array_equal(twice[:, 2], bench_nwot[:, 0])
 
 
 def test_nb101_exact_costs_match_the_table(nb101_csv: Path) -> None:

@@ -345,6 +345,21 @@ def test_fit_space_gives_a_predictor_its_arch_inputs(trained_digits, tmp_path, m
                   predictor_params={"epochs": 1, "arch_inputs": "flops,synflow"})
 
 
+def test_a_supernet_recorded_before_the_mnist1d_default_changed_reloads_its_data(tmp_path):
+    """Checkpoints record mnist1d by its full name; one that recorded plain 'mnist1d' (then
+    5,000 signals) reloads those, not today's default (the fingerprint would refuse them)."""
+    old = "mnist1d:num_samples=5000,val_fraction=0.2"
+    trainer = SupernetTrainer.create("nb201", "mnist1d", width=4, depth=1, seed=0)
+    assert trainer.checkpoint().dataset_spec == "mnist1d:num_samples=20000,val_fraction=0.8"
+    ckpt = SupernetTrainer.create("nb201", old, width=4, depth=1, seed=0).checkpoint()
+    ckpt.dataset_spec, ckpt.data = "mnist1d", {**ckpt.data, "name": "mnist1d"}
+    ckpt.save(tmp_path / "old.pt")
+    data = load_checkpoint(tmp_path / "old.pt").dataset()
+    assert data.name == old and len(data.y_val) == 800
+    with pytest.raises(ArchrankError, match="fingerprint"):
+        load_checkpoint(tmp_path / "old.pt").dataset("mnist1d")
+
+
 # -- hardware -----------------------------------------------------------------------------------
 def test_latency_table_ranks_whole_networks(nb201):
     net = build_supernet(NetworkSetting("nb201", 8, 1, "1d", 1, 10, (1, 40)))

@@ -147,3 +147,34 @@ def test_resume_in_a_read_only_run_directory_is_an_error(tmp_path, table, cli):
         assert "read-only" in one_line_error(*cli("search", "--resume", run_dir)[::2])
     finally:
         run_dir.chmod(0o755)
+
+
+def test_a_run_recorded_before_the_mnist1d_default_changed_resumes_on_its_data(tmp_path, cli):
+    """Plain 'mnist1d' in a run's records meant 5,000 signals and nb201 at width 8: such a run
+    resumes on that data and network (its fingerprints would refuse anything else)."""
+    import sqlite3
+
+    from archrank.runs.store import DB_NAME
+
+    run_dir = tmp_path / "old"
+    status, _, err = cli("search", "--oracle", "train", "--dataset",
+                         "mnist1d:num_samples=5000,val_fraction=0.2", "--width", "8",
+                         "--epochs", "1", "--strategy", "random", "--budget", "1",
+                         "--run-dir", run_dir)
+    assert status == 0, err
+    with sqlite3.connect(run_dir / DB_NAME) as db:  # what the run recorded before the change
+        rows = dict(db.execute("SELECT key, value FROM config").fetchall())
+        params, inputs = json.loads(rows["oracle_params"]), json.loads(rows["inputs"])
+        assert params == {"dataset": "mnist1d:num_samples=5000,val_fraction=0.2", "width": 8,
+                          "epochs": 1}
+        inputs["dataset"]["name"] = "mnist1d"
+        db.execute("UPDATE config SET value = ? WHERE key = 'oracle_params'",
+                   (json.dumps({"dataset": "mnist1d", "epochs": 1}),))
+        db.execute("UPDATE config SET value = ? WHERE key = 'inputs'", (json.dumps(inputs),))
+    status, _, err = cli("search", "--resume", run_dir)  # checks the data and network
+    assert status == 0, err
+    with sqlite3.connect(run_dir / DB_NAME) as db:  # a record of the new default is held to it
+        db.execute("UPDATE config SET value = ? WHERE key = 'inputs'", (json.dumps(
+            {**inputs, "dataset": {**inputs["dataset"],
+                                   "name": "mnist1d:num_samples=20000,val_fraction=0.8"}}),))
+    assert "inputs changed" in one_line_error(*cli("search", "--resume", run_dir)[::2])

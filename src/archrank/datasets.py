@@ -56,6 +56,9 @@ _SPLIT_SETTINGS = ("val_fraction",)
 # What plain ``mnist1d`` means: the data of the committed truth recipe (3,200 / 12,800 / 4,000
 # signals). Every ``mnist1d:...`` spec starts from these; the name always spells them out.
 MNIST1D_DEFAULT: dict[str, Any] = {"num_samples": 20000, "val_fraction": 0.8}
+# What plain ``mnist1d`` meant before (3,200 / 800 / 1,000 signals): a name recorded then, by a
+# run or a checkpoint, lacks a setting the names now always spell out (``recorded_spec``).
+MNIST1D_BEFORE: dict[str, Any] = {"num_samples": 5000, "val_fraction": 0.2}
 _MNIST1D_FILE = "mnist1d-v1.npz"  # bump the suffix if the generation below changes
 MAX_CLASSES = 100_000  # a label beyond this is a data error, not a classifier to build
 _SPLIT_SEED = 0  # fixed permutation of the validation split, independent of training seeds
@@ -177,6 +180,17 @@ def canonical_spec(spec: str) -> str:
     if is_builtin(spec):
         return spec
     return str(Path(spec).expanduser().resolve())
+
+
+def recorded_spec(name: str) -> tuple[str, bool]:
+    """The spec that reloads a dataset a run or a checkpoint recorded by ``name``, and whether
+    the name dates from the earlier default (a generated MNIST-1D name lacking a setting: it
+    meant ``MNIST1D_BEFORE``'s value, so old runs and supernets resume on their own data)."""
+    if name == "mnist1d" or name.startswith("mnist1d:"):
+        given = parse_mnist1d_spec(name)
+        if not set(MNIST1D_DEFAULT) <= set(given):
+            return _mnist1d_name({**MNIST1D_BEFORE, **given}), True
+    return name, False
 
 
 # -- MNIST-1D ----------------------------------------------------------------------------------

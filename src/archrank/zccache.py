@@ -45,7 +45,7 @@ EXACT = ("params", "flops")  # vectorised counts, no network built
 # Proxies filled by default: every proxy on nb201 (about 0.30 CPU-s a cell at the benchmark
 # setting, networks scored in place: synflow 0.05 s, the four gradient proxies sharing one
 # pass 0.24 s; see docs/benchmarks.md, "GATES++"); on nb101 only the exact counts (seconds a
-# cell otherwise).
+# cell otherwise). At the small setting every proxy (``ZCCache.fill``).
 DEFAULT_PROXIES: dict[str, tuple[str, ...]] = {
     "nb201": PROXIES,
     "nb101": EXACT,
@@ -257,8 +257,10 @@ class ZCCache:
              on_done: Callable[[int, int], None] | None = None) -> int:
         """Compute whatever of ``names`` is missing for ``archs`` (one per canonical cell),
         saving after each chunk. Returns the number of cells computed per cell (not exact)."""
-        names = check_proxies(names if names is not None
-                              else DEFAULT_PROXIES.get(self.space.name, EXACT))
+        if names is None:  # every proxy at a small setting (what it is for), else per space
+            names = (PROXIES if self.setting.tag() == "small"
+                     else DEFAULT_PROXIES.get(self.space.name, EXACT))
+        names = check_proxies(names)
         hashes = [self.space.hash(a) for a in archs]
         first: dict[str, int] = {}
         for i, h in enumerate(hashes):
@@ -337,11 +339,13 @@ def signal_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
     names = list(check_proxies(list(names)))
     out = np.full((len(archs), len(names)), np.nan)
     zc = cache or ZCCache(space, path=path)
-    exact = [n for n in names if n in EXACT]
-    if exact:
+    # columns filled by position: a signal named twice (``params``, ``params@benchmark``)
+    # fills both of its columns
+    if any(n in EXACT for n in names):
         costs = exact_costs(space, archs, zc.setting)
-        for n in exact:
-            out[:, names.index(n)] = costs[n]
+        for k, n in enumerate(names):
+            if n in EXACT:
+                out[:, k] = costs[n]
     slow = [n for n in names if n not in EXACT]
     if slow:
         hashes = [space.hash(a) for a in archs]
@@ -356,7 +360,7 @@ def signal_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
                     f"with: archrank zc --space {space.name} --fill --proxies {n}"
                     + (f" --setting {zc.setting.tag()}" if zc.setting.tag() in SETTINGS
                        else ""))
-            out[:, names.index(n)] = col
+            out[:, [j for j, m in enumerate(names) if m == n]] = col[:, None]
     return out
 
 

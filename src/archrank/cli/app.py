@@ -17,6 +17,10 @@ from archrank.errors import ArchrankError
 
 console = Console(markup=False, highlight=False, emoji=False)
 err = Console(stderr=True, markup=False, highlight=False, emoji=False)
+# Validation signals `oneshot fit` and `bench oneshot` score sub-networks on by default: the
+# setting every bench oneshot figure was measured with (docs/benchmarks.md); the whole
+# 12,800-signal split of the MNIST-1D default costs five times as much a path.
+VAL_SAMPLES = 2000
 
 
 # -- --set options ---------------------------------------------------------------------------

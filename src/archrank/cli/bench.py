@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from archrank.cli.app import FILTER_HELP, bench_app, console
+from archrank.cli.app import FILTER_HELP, VAL_SAMPLES, bench_app, console
 from archrank.files import check_output, write_json
 from archrank.tables import with_filters
 
@@ -187,9 +187,9 @@ def bench_oneshot_cmd(
                                   "statistics per sub-network before scoring it."),
     calib_batches: int = typer.Option(4, "--calib-batches", help="Training batches for BN "
                                       "recalibration."),
-    val_samples: int | None = typer.Option(2000, "--val-samples", help="Score sub-networks on "
-                                           "the first N validation signals (2,000, as "
-                                           "measured; N at least the split's size: all)."),
+    val_samples: int | None = typer.Option(
+        VAL_SAMPLES, "--val-samples", help="Score sub-networks on the first N validation "
+        "signals (2,000, as measured; N at least the split's size: all)."),
     standalone: bool = typer.Option(True, "--standalone/--no-standalone",
                                     help="Train the fitted table's best cell stand-alone."),
     threads: int = typer.Option(1, "--threads", help="Torch threads."),

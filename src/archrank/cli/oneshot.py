@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from archrank.cli.app import bench_app, console, err, oneshot_app, parse_sets
+from archrank.cli.app import VAL_SAMPLES, bench_app, console, err, oneshot_app, parse_sets
 from archrank.errors import ArchrankError
 from archrank.files import check_output, write_json
 
@@ -150,7 +150,7 @@ def fit(
     calib_batches: int = typer.Option(4, "--calib-batches",
                                       help="Training batches for BN recalibration."),
     val_samples: int | None = typer.Option(
-        2000, "--val-samples", help="Score on the first N validation signals (2,000, as "
+        VAL_SAMPLES, "--val-samples", help="Score on the first N validation signals (2,000, as "
         "measured: all 12,800 of plain mnist1d cost five times as much; N at least the "
         "split's size scores on all of it)."),
     latency: bool = typer.Option(True, "--latency/--no-latency",

@@ -92,6 +92,24 @@ def _oracle_params(oracle: str | None, dataset: str | None, epochs: int | None,
     return params
 
 
+def _as_recorded(config: Any, inputs: dict[str, Any] | None) -> Any:
+    """A training run recorded before the MNIST-1D default changed (its inputs name the data
+    ``mnist1d``, then 5,000 signals; nb201 then trained at width 8) resumes on that data and
+    network, which its recorded fingerprints hold it to."""
+    from archrank.datasets import recorded_spec
+    from archrank.oracles.training import DEFAULTS_BEFORE
+
+    name = ((inputs or {}).get("dataset") or {}).get("name")
+    if config.oracle != "train" or not isinstance(name, str):
+        return config
+    spec, legacy = recorded_spec(name)
+    if not legacy:
+        return config
+    before = DEFAULTS_BEFORE.get((config.space, "mnist1d"), {})
+    params = {**before, **config.oracle_params, "dataset": spec}
+    return replace(config, oracle_params=params)
+
+
 def resolve_run(
     options: dict[str, Any], run_dir: Path | None, resume: Path | None
 ) -> tuple[Any, Path, bool]:
@@ -110,7 +128,7 @@ def resolve_run(
     if resume is not None or (target is not None and RunStore.exists(target)):
         assert target is not None
         with RunStore.open(target) as store:
-            recorded = SearchConfig.from_dict(store.config)
+            recorded = _as_recorded(SearchConfig.from_dict(store.config), store.inputs)
         if resume is not None or not {"space", "metric"} <= set(given):
             wanted = replace(recorded, **given)  # explicit options only
         else:

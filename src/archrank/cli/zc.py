@@ -85,6 +85,10 @@ def zero_cost(
     if fill:
         _fill_cache(space_name, table, proxies, workers, setting)
         return
+    for flag, given in (("--table", table is not None), ("--workers", workers != 1),
+                        ("--setting", setting != "benchmark")):
+        if given:  # fill options would otherwise be ignored in silence
+            raise ArchrankError(f"{flag} only applies to --fill")
     if out is None:
         raise ArchrankError("give --out FILE (a CSV of sampled cells) or --fill (the cache)")
     check_output(out, "--out")

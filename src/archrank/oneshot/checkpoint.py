@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from archrank.cache import atomic_path
-from archrank.datasets import ArrayDataset, load_dataset
+from archrank.datasets import ArrayDataset, load_dataset, recorded_spec
 from archrank.errors import ArchrankError
 from archrank.oneshot.supernet import NetworkSetting, Supernet, build_supernet
 from archrank.oracles.training import TrainRecipe
@@ -86,7 +86,10 @@ class Checkpoint:
     def dataset(self, dataset: Any = None) -> ArrayDataset:
         """The training data (``dataset`` if given, else reloaded from the recorded spec),
         checked against the recorded fingerprint."""
-        data = load_dataset(dataset if dataset is not None else self.dataset_spec)
+        if dataset is None:  # a supernet trained before the MNIST-1D default changed: its data
+            old, legacy = recorded_spec(str(self.data.get("name", "")))
+            dataset = old if legacy else self.dataset_spec
+        data = load_dataset(dataset)
         if data.fingerprint() != self.data.get("fingerprint"):
             raise ArchrankError(
                 f"{self.path}: the supernet was trained on data {self.data.get('name')!r} "

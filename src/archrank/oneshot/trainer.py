@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from archrank.datasets import ArrayDataset, load_dataset
+from archrank.datasets import ArrayDataset, canonical_spec, load_dataset
 from archrank.errors import ArchrankError
 from archrank.nn import torch_threads
 from archrank.oneshot.checkpoint import Checkpoint
@@ -112,7 +112,7 @@ class SupernetTrainer:
         """A fresh trainer: the supernet of ``space`` at the training oracle's size for the
         dataset (or ``width``/``depth``), weights from ``seed``."""
         data = load_dataset(dataset)
-        spec = dataset if isinstance(dataset, str) else data.name
+        spec = canonical_spec(dataset) if isinstance(dataset, str) else data.name
         setting = setting_for(space, data, width, depth)
         recipe = recipe or TrainRecipe(epochs=DEFAULT_EPOCHS)
         if epochs is not None:

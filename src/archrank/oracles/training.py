@@ -57,6 +57,10 @@ DEFAULTS: dict[tuple[str, str], dict[str, int]] = {
     ("darts", "*"): {"width": 16, "depth": 8, "epochs": 10},
 }
 
+# The network sizes that changed with the MNIST-1D default (runs recorded before resume with
+# them: cli.search._as_recorded).
+DEFAULTS_BEFORE: dict[tuple[str, str], dict[str, int]] = {("nb201", "mnist1d"): {"width": 8}}
+
 
 def default_setup(space: str, dataset: str) -> dict[str, int]:
     """Width, depth and epochs used for ``space`` on ``dataset`` when none are given

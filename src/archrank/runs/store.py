@@ -367,6 +367,12 @@ class RunStore:
         recorded = self.inputs
         if recorded is None:
             return
+        name = (recorded.get("dataset") or {}).get("name")
+        if isinstance(name, str):  # a name recorded before the MNIST-1D default changed
+            from archrank.datasets import recorded_spec
+
+            recorded = {**recorded, "dataset": {**recorded["dataset"],
+                                                "name": recorded_spec(name)[0]}}
         now = json.loads(json.dumps(current, sort_keys=True, default=str))
         changed = _changes(recorded, now)
         if changed:
