@@ -99,8 +99,11 @@ def _as_recorded(config: Any, inputs: dict[str, Any] | None) -> Any:
     from archrank.datasets import recorded_spec
     from archrank.oracles.training import DEFAULTS_BEFORE
 
-    name = ((inputs or {}).get("dataset") or {}).get("name")
-    if config.oracle != "train" or not isinstance(name, str):
+    if config.oracle != "train":
+        return config
+    name = (((inputs or {}).get("dataset") or {}).get("name")  # the data's recorded name,
+            or (config.oracle_params or {}).get("dataset", "mnist1d"))  # else the spec
+    if not isinstance(name, str):
         return config
     spec, legacy = recorded_spec(name)
     if not legacy:
