@@ -253,6 +253,28 @@ def test_final_cell_is_the_landscape_minimum_among_connected_cells(nb201, monkey
     assert np.array_equal(pick, codes[np.flatnonzero(connected)[np.argmin(fake[connected])]])
 
 
+def test_final_choice_over_the_memory(nb201, monkeypatch):
+    """final=memory: the landscape's minimum among the memory's connected cells, whatever it
+    predicts elsewhere; a finished search may be asked again with either choice."""
+    config = ProxyConfig(landscape=SMALL, final="memory")
+    sampler = ProxySampler(nb201, 0, dataset=tiny_data(), config=config)
+    cells = nb201.codes(nb201.sample(6, np.random.default_rng(0)))
+    cells[0] = nb201.edge_op_names.index("none")  # cut off: never the answer
+    for c, loss in zip(cells, range(6), strict=True):
+        sampler.memory.add(tuple(int(v) for v in c), float(loss))
+    key = {tuple(c): k for k, c in enumerate(cells.tolist())}
+    monkeypatch.setattr(sampler.landscape, "predict_codes",  # extrapolates below the memory
+                        lambda c: np.array([-10.0 - key[tuple(r)] if tuple(r) in key else -99.0
+                                            for r in c.tolist()]))
+    assert np.array_equal(sampler.final_codes(), cells[5])
+    sampler.config = ProxyConfig(landscape=SMALL)  # final=space: a cell never trained on
+    assert tuple(sampler.final_codes().tolist()) not in key
+    assert ProxyConfig(landscape=SMALL).same_training(config)
+    assert not ProxyConfig(landscape=SMALL, memory=8).same_training(config)
+    with pytest.raises(ArchrankError, match="unknown final choice 'best'"):
+        ProxyConfig(final="best")
+
+
 @pytest.mark.parametrize("method", ["proxy-darts", "proxy-ea"])
 def test_proxy_search_is_deterministic_per_seed(method):
     a, sa = _proxy_search(method, seed=1)

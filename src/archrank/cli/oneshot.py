@@ -373,6 +373,10 @@ def search_cmd(
     alpha_optimizer: str | None = typer.Option(None, "--alpha-optimizer", help="proxy-*: sgd "
                                                "(steps on the standardised predicted loss) "
                                                "or adam [ProxyConfig]."),
+    final: str | None = typer.Option(None, "--final", help="proxy-*: the landscape's minimum "
+                                     "over the whole space (default, as specified) or over "
+                                     "the memory's cells (memory: picked better on 4 of 6 "
+                                     "searches, docs/benchmarks.md); may change on --resume."),
     ea_evals: int = typer.Option(100, "--ea-evals", help="spos-ea: cells scored by evolution."),
     fit_samples: int = typer.Option(1000, "--fit-samples",
                                     help="gcn-fit: uniformly sampled cells scored and fitted."),
@@ -419,7 +423,7 @@ def search_cmd(
         check_output(json_out, "--json")
     given = {"refit_every": refit_every, "warmup_steps": warmup_steps, "memory": memory,
              "alpha_lr": alpha_lr, "alpha_steps": alpha_steps,
-             "alpha_optimizer": alpha_optimizer}  # None: ProxyConfig's default
+             "alpha_optimizer": alpha_optimizer, "final": final}  # None: ProxyConfig's
     proxy = {"sampling": sampling, "oiw_norm": oiw,
              **{k: v for k, v in given.items() if v is not None}}
     if pretrain is not None:

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -91,6 +91,11 @@ class ProxyConfig:
     population: int = 20
     tournament: int = 5
     landscape: LandscapeConfig = field(default_factory=LandscapeConfig)
+    # where an enumerable space takes the landscape's minimum: "space" (every cell, the
+    # method as specified) or "memory" (the memory's cells: no extrapolation; it picked better
+    # cells on 4 of 6 searches, docs/benchmarks.md). Chosen at the end, so not a training
+    # setting: a finished search can be asked again with the other (``same_training``).
+    final: str = "space"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -101,6 +106,8 @@ class ProxyConfig:
         if self.alpha_optimizer not in ("sgd", "adam"):
             raise ArchrankError(f"unknown alpha optimizer {self.alpha_optimizer!r}; choose "
                                 "sgd, adam")
+        if self.final not in ("space", "memory"):
+            raise ArchrankError(f"unknown final choice {self.final!r}; choose space, memory")
         if self.sampling not in ("learned", "uniform"):
             raise ArchrankError(f"unknown sampling {self.sampling!r}; choose learned, uniform")
         if self.memory < 2 or self.refit_every < 1 or self.val_batch < 1:
@@ -108,6 +115,10 @@ class ProxyConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def same_training(self, other: ProxyConfig) -> bool:
+        """Whether ``other`` trains the same search (settings other than ``final`` equal)."""
+        return replace(self, final=other.final) == other
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProxyConfig:
@@ -288,6 +299,13 @@ class ProxySampler(ArchSampler):
         """The landscape's minimum over the whole space, or, for a space too large to
         enumerate (darts), over the memory's cells and the neighbours of its
         ``FINAL_PARENTS`` best observed ones (module constants)."""
+        seen, losses = self.memory.arrays()
+        if self.space.enumerable and self.config.final == "memory" and len(seen):
+            codes = np.unique(seen, axis=0)
+            connected = np.array([bool(self.space.live_ops(c)) for c in codes])
+            if connected.any():
+                pred = self.landscape.predict_codes(codes)
+                return codes[int(np.argmin(np.where(connected, pred, np.inf)))]
         if self.space.enumerable:
             codes = self.space.codes(self.space.enumerate())  # type: ignore[attr-defined]
             # a cell whose output does not depend on its input (nb201: every input-to-output
@@ -296,7 +314,6 @@ class ProxySampler(ArchSampler):
             connected = np.array([bool(self.space.live_ops(c)) for c in codes])
             pred = self.landscape.predict_codes(codes)
             return codes[int(np.argmin(np.where(connected, pred, np.inf)))]
-        seen, losses = self.memory.arrays()
         if not len(seen):  # nothing trained yet: the landscape's pick among random cells
             seen = self.space.random_codes(FINAL_PARENTS, np.random.default_rng([self.seed, 13]))
             losses = np.zeros(len(seen))
@@ -324,7 +341,7 @@ class ProxySampler(ArchSampler):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
             return
-        if ProxyConfig.from_dict(state["config"]) != self.config:
+        if not ProxyConfig.from_dict(state["config"]).same_training(self.config):
             raise ArchrankError("the checkpoint's proxy sampler has other settings")
         self.alpha = state["alpha"].clone()
         self.oiw_sum, self.oiw_count = state["oiw_sum"].clone(), int(state["oiw_count"])

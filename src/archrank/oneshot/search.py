@@ -144,10 +144,10 @@ def _runner(method: str, *, space: str, dataset: Any, epochs: int | None, seed: 
         config = _proxy_config(method, proxy)
         if method.startswith("proxy-") and ckpt.sampler_state:
             saved = ProxyConfig.from_dict(ckpt.sampler_state["config"])
-            if proxy is not None and saved != config:
+            if proxy is not None and not saved.same_training(config):
                 raise ArchrankError(f"{checkpoint}: a {method} search with other settings; "
                                     "use another checkpoint (or --work-dir)")
-            config = saved
+            config = saved if proxy is None else config  # the final choice may be asked anew
         data = ckpt.dataset(dataset)  # None: the recorded spec; either way fingerprinted
         sampler = _sampler(method, _space(ckpt.setting.space), ckpt.seed, data, config)
         if sampler is not None:  # a proxy sampler refuses a checkpoint of other settings
