@@ -154,7 +154,7 @@ def load_dataset(spec: str | Path | ArrayDataset | tuple | list) -> ArrayDataset
             raise ArchrankError("give torch datasets as (train, val) or (train, val, test)")
         return ArrayDataset.from_torch(*spec)
     text = str(spec)
-    if text == "mnist1d" or text.startswith("mnist1d:"):
+    if is_mnist1d(text):
         return mnist1d(**parse_mnist1d_spec(text))
     if text == "digits":
         return digits()
@@ -166,16 +166,21 @@ def load_dataset(spec: str | Path | ArrayDataset | tuple | list) -> ArrayDataset
     return load_npz(path)
 
 
+def is_mnist1d(spec: str) -> bool:
+    """Whether ``spec`` names generated MNIST-1D (``mnist1d`` or ``mnist1d:KEY=VALUE,...``)."""
+    return spec == "mnist1d" or spec.startswith("mnist1d:")
+
+
 def is_builtin(spec: str) -> bool:
     """Whether ``spec`` names a generated or bundled dataset (not a file)."""
-    return spec in BUILTIN or spec.startswith("mnist1d:")
+    return spec in BUILTIN or is_mnist1d(spec)
 
 
 def canonical_spec(spec: str) -> str:
     """The spec to record for ``spec``: a generated dataset by its full name (so a later change
     of the defaults cannot change what a recorded spec loads), a file as an absolute path (so a
     resume from another directory reads the same file)."""
-    if spec == "mnist1d" or spec.startswith("mnist1d:"):
+    if is_mnist1d(spec):
         return _mnist1d_name(mnist1d_settings(spec))
     if is_builtin(spec):
         return spec
@@ -186,7 +191,7 @@ def recorded_spec(name: str) -> tuple[str, bool]:
     """The spec that reloads a dataset a run or a checkpoint recorded by ``name``, and whether
     the name dates from the earlier default (a generated MNIST-1D name lacking a setting: it
     meant ``MNIST1D_BEFORE``'s value, so old runs and supernets resume on their own data)."""
-    if name == "mnist1d" or name.startswith("mnist1d:"):
+    if is_mnist1d(name):
         given = parse_mnist1d_spec(name)
         if not set(MNIST1D_DEFAULT) <= set(given):
             return _mnist1d_name({**MNIST1D_BEFORE, **given}), True

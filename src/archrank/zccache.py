@@ -346,7 +346,7 @@ def signal_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
         for k, n in enumerate(names):
             if n in EXACT:
                 out[:, k] = costs[n]
-    slow = [n for n in names if n not in EXACT]
+    slow = list(dict.fromkeys(n for n in names if n not in EXACT))  # each looked up once
     if slow:
         hashes = [space.hash(a) for a in archs]
         vals = zc.lookup(hashes, slow)

@@ -56,6 +56,10 @@ MAIN_JOB: dict[str, Any] = {
 }
 
 
+_TRAINING_ONLY = ("--dataset, --epochs, --train-seed, --width and --depth only apply to "
+                  "--oracle train")
+
+
 def _oracle_params(oracle: str | None, dataset: str | None, epochs: int | None,
                    train_seed: int | None = None, supernet: Path | None = None,
                    width: int | None = None, depth: int | None = None
@@ -67,7 +71,7 @@ def _oracle_params(oracle: str | None, dataset: str | None, epochs: int | None,
 
     training = {"dataset": dataset, "epochs": epochs, "train_seed": train_seed, "width": width,
                 "depth": depth}
-    only = "--dataset, --epochs, --train-seed, --width and --depth only apply to --oracle train"
+    only = _TRAINING_ONLY
     if supernet is not None or oracle == "supernet":
         if oracle != "supernet":
             raise ArchrankError("--supernet only applies to --oracle supernet")
@@ -92,27 +96,6 @@ def _oracle_params(oracle: str | None, dataset: str | None, epochs: int | None,
     return params
 
 
-def _as_recorded(config: Any, inputs: dict[str, Any] | None) -> Any:
-    """A training run recorded before the MNIST-1D default changed (its inputs name the data
-    ``mnist1d``, then 5,000 signals; nb201 then trained at width 8) resumes on that data and
-    network, which its recorded fingerprints hold it to."""
-    from archrank.datasets import recorded_spec
-    from archrank.oracles.training import DEFAULTS_BEFORE
-
-    if config.oracle != "train":
-        return config
-    name = (((inputs or {}).get("dataset") or {}).get("name")  # the data's recorded name,
-            or (config.oracle_params or {}).get("dataset", "mnist1d"))  # else the spec
-    if not isinstance(name, str):
-        return config
-    spec, legacy = recorded_spec(name)
-    if not legacy:
-        return config
-    before = DEFAULTS_BEFORE.get((config.space, "mnist1d"), {})
-    params = {**before, **config.oracle_params, "dataset": spec}
-    return replace(config, oracle_params=params)
-
-
 def resolve_run(
     options: dict[str, Any], run_dir: Path | None, resume: Path | None
 ) -> tuple[Any, Path, bool]:
@@ -121,7 +104,7 @@ def resolve_run(
     ``options`` holds the options the user gave explicitly (others are ``None``). Returns
     ``(config, run_dir, existing)``.
     """
-    from archrank.runs.config import SearchConfig
+    from archrank.runs.config import SearchConfig, as_recorded
     from archrank.runs.store import RunStore
 
     given = {k: v for k, v in options.items() if v is not None}
@@ -131,7 +114,7 @@ def resolve_run(
     if resume is not None or (target is not None and RunStore.exists(target)):
         assert target is not None
         with RunStore.open(target) as store:
-            recorded = _as_recorded(SearchConfig.from_dict(store.config), store.inputs)
+            recorded = as_recorded(SearchConfig.from_dict(store.config), store.inputs)
         if resume is not None or not {"space", "metric"} <= set(given):
             wanted = replace(recorded, **given)  # explicit options only
         else:
@@ -241,8 +224,7 @@ def search(
         raise ArchrankError("--filter applies to the --bench table; give --bench too")
     if oracle is None and resume is None and any(
             v is not None for v in (dataset, epochs, train_seed, width, depth)):
-        raise ArchrankError("--dataset, --epochs, --train-seed, --width and --depth only apply "
-                            "to --oracle train; add --oracle train")
+        raise ArchrankError(f"{_TRAINING_ONLY}; add --oracle train")
     options = {"space": space, "bench": bench and with_filters(bench, filters),
                "metric": metric, "strategy": strategy,
                "predictor": predictor, "budget": budget, "seed": seed,

@@ -28,8 +28,9 @@ training (Li, Dong, Wang and Xu, "NAS via Proxy Validation", TPAMI 2022 / ICML 2
 - ``sampling="uniform"`` trains uniform paths but still records the memory and fits the
   landscape (the ablation "learned sampler off").
 
-The final cell (``final_codes``) is the landscape's minimum over the whole space (over the
-memory and the neighbours of its best cells for a space too large to enumerate, darts).
+The final cell (``final_codes``) is the landscape's minimum over the whole space, or over the
+memory's cells with ``final="memory"`` (over the memory and the neighbours of its best cells
+for a space too large to enumerate, darts).
 Paths come from the space (``random_codes``, ``discretize``) and alpha has the space's
 ``relaxed_shape`` (nb201: 6 edges x 5 ops; darts: 28 supernet edges x 8 ops, ``none`` first,
 like the supernet's ``forward_mixed``; its Gumbel sample is discretised as DARTS does, the
@@ -296,24 +297,19 @@ class ProxySampler(ArchSampler):
             self._refit()
 
     def final_codes(self) -> np.ndarray:
-        """The landscape's minimum over the whole space, or, for a space too large to
-        enumerate (darts), over the memory's cells and the neighbours of its
-        ``FINAL_PARENTS`` best observed ones (module constants)."""
+        """The landscape's minimum over the whole space (``final="memory"``: over the
+        memory's cells), or, for a space too large to enumerate (darts), over the memory's
+        cells and the neighbours of its ``FINAL_PARENTS`` best observed ones (module
+        constants)."""
         seen, losses = self.memory.arrays()
-        if self.space.enumerable and self.config.final == "memory" and len(seen):
-            codes = np.unique(seen, axis=0)
-            connected = np.array([bool(self.space.live_ops(c)) for c in codes])
-            if connected.any():
-                pred = self.landscape.predict_codes(codes)
-                return codes[int(np.argmin(np.where(connected, pred, np.inf)))]
         if self.space.enumerable:
-            codes = self.space.codes(self.space.enumerate())  # type: ignore[attr-defined]
-            # a cell whose output does not depend on its input (nb201: every input-to-output
-            # path cut by `none`) is never an answer, whatever the landscape says: proxy-darts
-            # picked the all-`none` cell on one seed of the ablation runs (docs/benchmarks.md)
-            connected = np.array([bool(self.space.live_ops(c)) for c in codes])
-            pred = self.landscape.predict_codes(codes)
-            return codes[int(np.argmin(np.where(connected, pred, np.inf)))]
+            pick = None
+            if self.config.final == "memory" and len(seen):
+                pick = self._connected_minimum(np.unique(seen, axis=0))
+            if pick is None:
+                pick = self._connected_minimum(
+                    self.space.codes(self.space.enumerate()))  # type: ignore[attr-defined]
+            return pick
         if not len(seen):  # nothing trained yet: the landscape's pick among random cells
             seen = self.space.random_codes(FINAL_PARENTS, np.random.default_rng([self.seed, 13]))
             losses = np.zeros(len(seen))
@@ -322,6 +318,17 @@ class ProxySampler(ArchSampler):
                 for n in self.space.neighbours(arch)]
         codes = np.unique(np.concatenate([seen, self.space.codes(near)]), axis=0)
         return codes[int(np.argmin(self.landscape.predict_codes(codes)))]
+
+    def _connected_minimum(self, codes: np.ndarray) -> np.ndarray | None:
+        """The landscape's minimum among ``codes`` (None if none is connected). A cell whose
+        output does not depend on its input (nb201: every input-to-output path cut by
+        `none`) is never an answer, whatever the landscape says: proxy-darts picked the
+        all-`none` cell on one seed of the ablation runs (docs/benchmarks.md)."""
+        connected = np.array([bool(self.space.live_ops(c)) for c in codes])
+        if not connected.any():
+            return None
+        pred = self.landscape.predict_codes(codes)
+        return codes[int(np.argmin(np.where(connected, pred, np.inf)))]
 
     def info(self) -> dict[str, Any]:
         """Collapse diagnostics: alpha's entropy and peaks, the OIW, distinct memory cells."""

@@ -58,7 +58,7 @@ DEFAULTS: dict[tuple[str, str], dict[str, int]] = {
 }
 
 # The network sizes that changed with the MNIST-1D default (runs recorded before resume with
-# them: cli.search._as_recorded).
+# them: runs.config.as_recorded).
 DEFAULTS_BEFORE: dict[tuple[str, str], dict[str, int]] = {("nb201", "mnist1d"): {"width": 8}}
 
 

@@ -8,7 +8,7 @@ explicit option that differs from it is an error, so a resume cannot silently ch
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,27 @@ def candidates_for(config: SearchConfig) -> CandidateSet | None:
 
 
 ORACLES = ("table", "train", "supernet")
+
+
+def as_recorded(config: SearchConfig, inputs: dict[str, Any] | None) -> SearchConfig:
+    """A training run recorded before the MNIST-1D default changed (its inputs name the data
+    ``mnist1d``, then 5,000 signals; nb201 then trained at width 8) resumes on that data and
+    network, which its recorded fingerprints hold it to."""
+    from archrank.datasets import recorded_spec
+    from archrank.oracles.training import DEFAULTS_BEFORE
+
+    if config.oracle != "train":
+        return config
+    name = (((inputs or {}).get("dataset") or {}).get("name")  # the data's recorded name,
+            or (config.oracle_params or {}).get("dataset", "mnist1d"))  # else the spec
+    if not isinstance(name, str):
+        return config
+    spec, legacy = recorded_spec(name)
+    if not legacy:
+        return config
+    before = DEFAULTS_BEFORE.get((config.space, "mnist1d"), {})
+    params = {**before, **config.oracle_params, "dataset": spec}
+    return replace(config, oracle_params=params)
 
 
 def build_oracle(config: SearchConfig) -> Oracle:
