@@ -438,9 +438,16 @@ def test_oneshot_search_command_and_its_errors(cli, tmp_path):
         (["--method", "darts", "--resume", str(ckpt)], "a checkpoint of a proxy-darts search"),
         (["--space", "nb101", "--method", "proxy-darts", "--resume", str(ckpt)],
          "not space nb101"),
+        (["--method", "proxy-ea", "--final", "best", "--out", str(tmp_path / "x.pt")],
+         "unknown final choice 'best'"),
     ]:
         code, _, err = cli("oneshot", "search", *args)
         assert code == 2 and message in err and err.strip().count("\n") == 0, err
+    assert not (tmp_path / "x.pt").exists()
+    # the final choice is not a training setting: a finished search answers it anew
+    code, out, err = cli("oneshot", "search", *base, "--method", "proxy-darts", "--final",
+                         "memory", "--resume", str(ckpt))
+    assert code == 0 and "chosen cell: " in out, err
 
 
 def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_path):

@@ -402,6 +402,7 @@ def search_cmd(
     from dataclasses import replace
 
     from archrank.oneshot.landscape import LandscapeConfig
+    from archrank.oneshot.proxy import ProxyConfig
     from archrank.oneshot.search import check_method, resumable, search
     from archrank.oracles.training import TrainRecipe
 
@@ -428,6 +429,8 @@ def search_cmd(
              **{k: v for k, v in given.items() if v is not None}}
     if pretrain is not None:
         proxy["landscape"] = LandscapeConfig(pretrain=pretrain)
+    if method.startswith("proxy-"):  # a bad value is refused before anything starts
+        ProxyConfig(**proxy)
     recipe = replace(TrainRecipe(), batch_size=batch_size, lr=lr)
     progress = eta_progress()
     task = progress.add_task(method, total=None, info="")
