@@ -93,8 +93,9 @@ class ProxyConfig:
     tournament: int = 5
     landscape: LandscapeConfig = field(default_factory=LandscapeConfig)
     # where an enumerable space takes the landscape's minimum: "space" (every cell, the
-    # method as specified) or "memory" (the memory's cells: no extrapolation; it picked better
-    # cells on 4 of 6 searches, docs/benchmarks.md). Chosen at the end, so not a training
+    # method as specified) or "memory" (the memory's cells: no extrapolation; a better cell on
+    # 5 of 6 proxy-ea and 2 of 6 proxy-darts searches, docs/benchmarks.md). Chosen at the end,
+    # so not a training
     # setting: a finished search can be asked again with the other (``same_training``).
     final: str = "space"
 
