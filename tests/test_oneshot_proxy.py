@@ -273,6 +273,14 @@ def test_final_choice_over_the_memory(nb201, monkeypatch):
     assert not ProxyConfig(landscape=SMALL, memory=8).same_training(config)
     with pytest.raises(ArchrankError, match="unknown final choice 'best'"):
         ProxyConfig(final="best")
+    # defaults by measurement: the memory for the evolutionary form, the space for the
+    # differentiable one; recorded resolved; a record from before the option picked the space
+    assert ProxyConfig(mode="ea").final == "memory"
+    assert ProxyConfig(mode="darts").final == "space"
+    assert ProxyConfig(mode="ea").to_dict()["final"] == "memory"
+    old = ProxyConfig(mode="ea").to_dict()
+    del old["final"]
+    assert ProxyConfig.from_dict(old).final == "space"
 
 
 @pytest.mark.parametrize("method", ["proxy-darts", "proxy-ea"])

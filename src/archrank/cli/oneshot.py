@@ -374,10 +374,11 @@ def search_cmd(
                                                "(steps on the standardised predicted loss) "
                                                "or adam [ProxyConfig]."),
     final: str | None = typer.Option(None, "--final", help="proxy-*: the landscape's minimum "
-                                     "over the whole space (default, as specified) or over "
-                                     "the memory's cells (memory: a better cell on 5 of 6 "
-                                     "proxy-ea searches, 2 of 6 proxy-darts ones, "
-                                     "docs/benchmarks.md); may change on --resume."),
+                                     "over the whole space (space: proxy-darts's default) or "
+                                     "over the memory's cells (memory: proxy-ea's default, a "
+                                     "better cell on 5 of 6 proxy-ea searches, 2 of 6 "
+                                     "proxy-darts ones, docs/benchmarks.md); may change on "
+                                     "--resume."),
     ea_evals: int = typer.Option(100, "--ea-evals", help="spos-ea: cells scored by evolution."),
     fit_samples: int = typer.Option(1000, "--fit-samples",
                                     help="gcn-fit: uniformly sampled cells scored and fitted."),

@@ -28,9 +28,10 @@ training (Li, Dong, Wang and Xu, "NAS via Proxy Validation", TPAMI 2022 / ICML 2
 - ``sampling="uniform"`` trains uniform paths but still records the memory and fits the
   landscape (the ablation "learned sampler off").
 
-The final cell (``final_codes``) is the landscape's minimum over the whole space, or over the
-memory's cells with ``final="memory"`` (over the memory and the neighbours of its best cells
-for a space too large to enumerate, darts).
+The final cell (``final_codes``) is the landscape's minimum over the whole space
+(``final="space"``, proxy-darts's default) or over the memory's cells (``final="memory"``,
+proxy-ea's default: measured better there); over the memory and the neighbours of its best
+cells for a space too large to enumerate (darts).
 Paths come from the space (``random_codes``, ``discretize``) and alpha has the space's
 ``relaxed_shape`` (nb201: 6 edges x 5 ops; darts: 28 supernet edges x 8 ops, ``none`` first,
 like the supernet's ``forward_mixed``; its Gumbel sample is discretised as DARTS does, the
@@ -92,12 +93,13 @@ class ProxyConfig:
     population: int = 20
     tournament: int = 5
     landscape: LandscapeConfig = field(default_factory=LandscapeConfig)
-    # where an enumerable space takes the landscape's minimum: "space" (every cell, the
-    # method as specified) or "memory" (the memory's cells: no extrapolation; a better cell on
-    # 5 of 6 proxy-ea and 2 of 6 proxy-darts searches, docs/benchmarks.md). Chosen at the end,
-    # so not a training
-    # setting: a finished search can be asked again with the other (``same_training``).
-    final: str = "space"
+    # where an enumerable space takes the landscape's minimum: "space" (every cell) or
+    # "memory" (the memory's cells: no extrapolation). "auto": memory for the evolutionary
+    # form (a better cell on 5 of 6 searches, truth percentile 82.7 / 75.8 against 53.9 / 58.0
+    # at 50 / 150 epochs), space for the differentiable one (2 of 6; docs/benchmarks.md).
+    # Chosen at the end, so not a training setting: a finished search can be asked again with
+    # the other (``same_training``).
+    final: str = "auto"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -108,8 +110,11 @@ class ProxyConfig:
         if self.alpha_optimizer not in ("sgd", "adam"):
             raise ArchrankError(f"unknown alpha optimizer {self.alpha_optimizer!r}; choose "
                                 "sgd, adam")
-        if self.final not in ("space", "memory"):
-            raise ArchrankError(f"unknown final choice {self.final!r}; choose space, memory")
+        if self.final not in ("auto", "space", "memory"):
+            raise ArchrankError(f"unknown final choice {self.final!r}; choose auto, space, "
+                                "memory")
+        if self.final == "auto":  # recorded resolved, so a checkpoint says what it picks by
+            object.__setattr__(self, "final", "memory" if self.mode == "ea" else "space")
         if self.sampling not in ("learned", "uniform"):
             raise ArchrankError(f"unknown sampling {self.sampling!r}; choose learned, uniform")
         if self.memory < 2 or self.refit_every < 1 or self.val_batch < 1:
@@ -124,8 +129,9 @@ class ProxyConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProxyConfig:
-        # checkpoints from before alpha_optimizer existed stepped alpha with Adam
-        return cls(**{"alpha_optimizer": "adam", **data,
+        # checkpoints from before alpha_optimizer existed stepped alpha with Adam, and those
+        # from before ``final`` existed picked over the whole space
+        return cls(**{"alpha_optimizer": "adam", "final": "space", **data,
                       "landscape": LandscapeConfig(**data["landscape"])})
 
 
