@@ -351,3 +351,40 @@ def test_op_info_auto_and_bad_values() -> None:
     assert make_predictor("gates++", get_space("nb201"), op_info="auto").op_info()
     with pytest.raises(ArchrankError, match="op_info must be auto, 0 or 1"):
         make_predictor("gates++", get_space("nb201"), op_info="yes please")
+
+
+def test_guided_search_zero_cost_warm_start() -> None:
+    """init=arch (the default for a predictor with arch inputs): the first n_init cells come
+    from the top init_top of the candidates by the mean quantile of those inputs; a predictor
+    without arch inputs starts at random as before, and cannot be asked for init=arch."""
+    from archrank.errors import InvalidOption
+    from archrank.predictors.neural import rank_reference, rank_transform
+    from archrank.signals import arch_matrix
+    from archrank.strategies import make_strategy
+
+    space = get_space("nb201")
+    params = {"epochs": 5, "threads": 1, "arch_inputs": "flops,params"}
+    cells = space.enumerate()
+    feats = arch_matrix(space, cells, ("flops", "params"))
+    promise = rank_transform(feats, rank_reference(feats)).mean(axis=1)
+    cut = np.sort(promise)[::-1][int(np.ceil(0.02 * len(promise))) - 1]
+    hashes = space.hash_many(cells)
+    of = dict(zip(hashes, promise, strict=True))
+
+    def first(strategy, n=8):
+        return [strategy.ask(1)[0] for _ in range(n)]
+
+    warm = make_strategy("gates++", space, seed=3, objective="score", n_init=8,
+                         init_top=0.02, predictor_params=params)
+    assert warm.init == "arch" and warm.describe()["init"] == "arch"
+    picks = space.hash_many(first(warm))
+    assert len(set(picks)) == 8 and all(of[h] >= cut for h in picks)
+    cold = make_strategy("gates++", space, seed=3, objective="score", n_init=8, init="random",
+                         predictor_params=params)
+    assert sum(of[h] >= cut for h in space.hash_many(first(cold))) <= 2  # 2% of the space
+    again = make_strategy("gates++", space, seed=3, objective="score", n_init=8,
+                          init_top=0.02, predictor_params=params)
+    assert space.hash_many(first(again)) == picks  # deterministic per seed
+    assert make_strategy("gates", space, seed=0, objective="score").init == "random"
+    with pytest.raises(InvalidOption, match="init=arch ranks cells by the predictor's"):
+        make_strategy("gates", space, seed=0, objective="score", init="arch")
