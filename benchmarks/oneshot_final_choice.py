@@ -50,7 +50,8 @@ with torch_threads(1):
         for seed in (0, 1, 2):
             ck = WORK / f"{method}-seed{seed}.pt"
             r = _runner(method, space="nb201", dataset=None, epochs=None, seed=seed, recipe=None,
-                        checkpoint=ck, resume=True, proxy=None, threads=1, device="cpu")
+                        checkpoint=ck, resume=True, proxy=None, threads=1, device="cpu",
+                        final="space")  # the whole-space rule, whatever the checkpoint's
             sm, sp = r.sampler, r.supernet.space
             scorer = SubnetScorer.from_checkpoint(r.checkpoint(), r.dataset, threads=1,
                                                   options=ScoreOptions(val_samples=2000))

@@ -355,6 +355,31 @@ def test_method_specs_and_resume_with_other_settings(tmp_path):
         search("proxy-ea", epochs=2, proxy=cfg, resume=True, **kw)
 
 
+def test_resumed_search_keeps_its_recorded_final_choice_unless_asked(tmp_path):
+    """A checkpoint records its final choice: resuming (CLI: no settings; bench: its settings
+    given) keeps it, e.g. a proxy-ea search from before the default changed keeps the whole
+    space; asking (``final=``, or "final" among the settings) changes it."""
+    from archrank.oneshot.search import _runner
+
+    cfg = {"refit_every": 4, "warmup_steps": 4, "memory": 6, "landscape": SMALL}
+    ckpt = tmp_path / "p.pt"
+    kw = {"space": "nb201", "dataset": tiny_data(), "seed": 0, "checkpoint": ckpt,
+          "recipe": TrainRecipe(batch_size=32), "threads": 1, "device": "cpu"}
+    fresh = _runner("proxy-ea", epochs=1, resume=False, proxy={**cfg, "final": "space"},
+                    width=4, depth=1, **kw)
+    fresh.train(checkpoint=ckpt)
+    assert _runner("proxy-ea", epochs=1, resume=False, proxy=cfg, width=4, depth=1,
+                   **{**kw, "checkpoint": None}).sampler.config.final == "memory"  # default
+
+    def final(**extra):
+        return _runner("proxy-ea", epochs=None, resume=True, **kw, **extra).sampler.config.final
+
+    assert final(proxy=None) == "space"
+    assert final(proxy=cfg) == "space"  # the bench's way: settings given, no final
+    assert final(proxy=None, final="memory") == "memory"  # the CLI's --final on --resume
+    assert final(proxy={**cfg, "final": "memory"}) == "memory"
+
+
 def test_mixed_forward_with_one_hot_weights_is_the_single_path():
     from archrank.oneshot.supernet import NetworkSetting, build_supernet
 

@@ -426,13 +426,13 @@ def search_cmd(
         check_output(json_out, "--json")
     given = {"refit_every": refit_every, "warmup_steps": warmup_steps, "memory": memory,
              "alpha_lr": alpha_lr, "alpha_steps": alpha_steps,
-             "alpha_optimizer": alpha_optimizer, "final": final}  # None: ProxyConfig's
+             "alpha_optimizer": alpha_optimizer}  # None: ProxyConfig's
     proxy = {"sampling": sampling, "oiw_norm": oiw,
              **{k: v for k, v in given.items() if v is not None}}
     if pretrain is not None:
         proxy["landscape"] = LandscapeConfig(pretrain=pretrain)
     if method.startswith("proxy-"):  # a bad value is refused before anything starts
-        ProxyConfig(**proxy)
+        ProxyConfig(**proxy, **({"final": final} if final else {}))
     recipe = replace(TrainRecipe(), batch_size=batch_size, lr=lr)
     progress = eta_progress()
     task = progress.add_task(method, total=None, info="")
@@ -450,7 +450,7 @@ def search_cmd(
                         checkpoint=resume or out, resume=resume is not None,
                         proxy=None if resume else proxy, ea_evals=ea_evals,
                         fit_samples=fit_samples, width=width, depth=depth, threads=threads,
-                        device=device, on_step=on_step)
+                        device=device, on_step=on_step, final=final)
     console.print(f"chosen cell: {result.arch}", soft_wrap=True)
     console.print(f"supernet score: val_acc {result.supernet_val_acc:.2f}%, val_loss "
                   f"{result.supernet_val_loss:.4f}; {'degenerate, ' if result.degenerate else ''}"

@@ -327,9 +327,19 @@ def search_summary(config: Any, result: Any, directory: Path | None) -> dict[str
 
 
 def _best_random(config: Any, result: Any) -> dict[str, Any] | None:
-    """The best of the random cells a guided search starts from (its first ``n_init``)."""
+    """The best of the cells a guided search starts from (its first ``n_init``): random, or
+    a zero-cost warm start (``start``: "random" or "arch")."""
     if config.strategy != "guided":
         return None
+    from archrank.predictors.base import make_predictor
+    from archrank.spaces import get_space
+    from archrank.strategies import resolve_strategy
+    from archrank.strategies.guided import resolved_init
+
+    predictor = resolve_strategy(config.strategy, config.predictor)[1]
+    inputs = make_predictor(predictor, get_space(config.space),
+                            **(config.strategy_params.get("predictor_params") or {})).arch_inputs
+    start_kind = resolved_init(str(config.strategy_params.get("init", "auto")), inputs)
     n_init = int(config.strategy_params.get("n_init", 10))
     start = [r for r in sorted(result.finished, key=lambda r: r.seq)[:n_init]
              if r.status == "ok" and r.objective is not None]
@@ -337,7 +347,7 @@ def _best_random(config: Any, result: Any) -> dict[str, Any] | None:
         return None
     best = max(start, key=lambda r: r.objective)
     return {"arch": best.arch, "hash": best.hash, "value": best.objective,
-            "metrics": best.metrics}
+            "metrics": best.metrics, "start": start_kind}
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -362,8 +372,11 @@ def _print_training_summary(summary: dict[str, Any]) -> None:
     table = Table(title="real training: best cells")
     for col in ("", "val_acc", "test_acc", "params", "train s"):
         table.add_column(col, justify="left" if not col else "right")
+    start = summary.get("best_random")
+    start_label = ("best warm-start cell" if start and start.get("start") == "arch"
+                   else "best random cell")
     rows = [(label, rec) for label, rec in (("best found", summary["best"]),
-                                            ("best random cell", summary.get("best_random")))
+                                            (start_label, start))
             if rec]
     for label, rec in rows:
         m = rec["metrics"]

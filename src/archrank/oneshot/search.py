@@ -130,9 +130,11 @@ def _proxy_config(method: str, overrides: dict[str, Any] | None) -> ProxyConfig 
 def _runner(method: str, *, space: str, dataset: Any, epochs: int | None, seed: int,
             recipe: TrainRecipe | None, checkpoint: Path | None, resume: bool,
             proxy: dict[str, Any] | None, threads: int, device: str,
-            width: int | None = None, depth: int | None = None) -> Any:
+            width: int | None = None, depth: int | None = None,
+            final: str | None = None) -> Any:
     """The trainer of ``method``, fresh or resumed from ``checkpoint`` (``epochs`` None:
-    the checkpoint's; otherwise it must be the checkpoint's)."""
+    the checkpoint's; otherwise it must be the checkpoint's). ``final`` (or ``proxy``'s
+    "final") overrides the proxy methods' final choice, also a resumed checkpoint's."""
     kwargs = {"threads": threads, "device": device}
     if resume:
         if checkpoint is None or not checkpoint.exists():
@@ -141,13 +143,17 @@ def _runner(method: str, *, space: str, dataset: Any, epochs: int | None, seed: 
         if epochs is not None and ckpt.recipe.epochs != epochs:
             raise ArchrankError(f"{checkpoint}: a {ckpt.recipe.epochs}-epoch search, not "
                                 f"{epochs} epochs")
-        config = _proxy_config(method, proxy)
+        given = dict(proxy or {})
+        final = final or given.pop("final", None)  # not a training setting: asked anew
+        config = _proxy_config(method, given)
         if method.startswith("proxy-") and ckpt.sampler_state:
             saved = ProxyConfig.from_dict(ckpt.sampler_state["config"])
             if proxy is not None and not saved.same_training(config):
                 raise ArchrankError(f"{checkpoint}: a {method} search with other settings; "
                                     "use another checkpoint (or --work-dir)")
-            config = saved if proxy is None else config  # the final choice may be asked anew
+            # the checkpoint's recorded final choice (a search from before proxy-ea's default
+            # changed keeps the whole space), unless one is asked for
+            config = saved if final is None else replace(saved, final=final)
         data = ckpt.dataset(dataset)  # None: the recorded spec; either way fingerprinted
         sampler = _sampler(method, _space(ckpt.setting.space), ckpt.seed, data, config)
         if sampler is not None:  # a proxy sampler refuses a checkpoint of other settings
@@ -159,7 +165,8 @@ def _runner(method: str, *, space: str, dataset: Any, epochs: int | None, seed: 
     trainer = SupernetTrainer.create(space, dataset, recipe=recipe, seed=seed, width=width,
                                      depth=depth, **kwargs)
     sampler = _sampler(method, trainer.supernet.space, seed, trainer.dataset,
-                       _proxy_config(method, proxy))
+                       _proxy_config(method, {**(proxy or {}),
+                                              **({"final": final} if final else {})}))
     if sampler is not None:
         trainer.sampler = sampler
     return trainer
@@ -187,18 +194,20 @@ def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d",
            resume: bool = False, proxy: dict[str, Any] | None = None, ea_evals: int = 100,
            fit_samples: int = DEFAULT_SAMPLES, width: int | None = None,
            depth: int | None = None, threads: int = 1, device: str = "cpu",
-           on_step: StepCallback | None = None) -> SearchResult:
+           on_step: StepCallback | None = None, final: str | None = None) -> SearchResult:
     """Run (or continue) a one-shot search with ``method``; see the module docstring.
 
     ``proxy`` overrides ``ProxyConfig`` fields of the proxy methods; on ``resume`` None takes
-    the checkpoint's settings and anything else must match them. ``ea_evals``: cells scored by
-    spos-ea's evolution; ``fit_samples``: cells scored for gcn-fit's fit."""
+    the checkpoint's settings and anything else must match them, except the final choice
+    (``final``, or ``proxy``'s "final"), which may be asked anew; without one a resumed
+    search keeps its recorded choice. ``ea_evals``: cells scored by spos-ea's evolution;
+    ``fit_samples``: cells scored for gcn-fit's fit."""
     check_method(method)
     with torch_threads(threads):  # also the landscape's pre-training and the final choice
         return _search(method, space=space, dataset=dataset, epochs=epochs, seed=seed,
                        recipe=recipe, checkpoint=checkpoint, resume=resume, proxy=proxy,
                        ea_evals=ea_evals, fit_samples=fit_samples, width=width, depth=depth,
-                       threads=threads, device=device, on_step=on_step)
+                       threads=threads, device=device, on_step=on_step, final=final)
 
 
 def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, fit_samples: int,

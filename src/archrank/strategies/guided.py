@@ -1,11 +1,12 @@
 """Predictor-guided search, the seed method of GATES (Ning et al., ECCV 2020).
 
-Start with ``n_init`` random cells (``init="arch"``, the default for predictors with arch-level
-inputs: drawn at random from the ``init_top`` fraction of the candidates ranked by those
-inputs, a zero-cost warm start); then, each time the proposals run out, fit the predictor
-on every result told so far, score the candidates and queue the ``batch`` best unseen ones,
-each slot replaced, with probability ``explore``, by a random unseen cell from the predicted
-top ``explore_top`` fraction (exploration that stays where the predictor sees promise).
+Start with ``n_init`` random cells (``init="arch"``, the default for predictors with FLOPs,
+parameters, synflow or nwot among their arch-level inputs: drawn at random from the
+``init_top`` fraction of the candidates ranked by those inputs, a zero-cost warm start);
+then, each time the proposals run out, fit the predictor on every result told so far, score
+the candidates and queue the ``batch`` best unseen ones, each slot replaced, with probability
+``explore``, by a random unseen cell from the predicted top ``explore_top`` fraction
+(exploration that stays where the predictor sees promise).
 
 The candidates are the whole space when it is small enough to enumerate (nb201, nbgraph) or
 the cells of a table (``--space-from-bench``); otherwise a fresh pool of ``pool_size`` sampled
@@ -21,18 +22,20 @@ Predictors that take arch-level inputs (``arch_inputs``: FLOPs, parameters, zero
 proxies, ``archrank.signals``) get them for the cells told and for the candidates (computed
 once per search when the candidates are the whole space); auxiliary targets are not available
 here (a search measures only its objective), so a predictor set up with ``aux_targets`` is
-refused. The same inputs choose where the search starts: with ``init="arch"`` each input is
-turned into its mid-quantile over the candidates (over ``pool_size`` sampled cells when the
-space is not enumerated), every input read as higher = more promising (true of FLOPs,
-parameters and the zero-cost proxies on the benchmarks), and the first ``n_init`` cells are
-drawn uniformly from the ``init_top`` fraction with the highest mean. Zero-cost proxies
-as a warm start follow Abdelfattah et al. (ICLR 2021); the measurement that made it GATES++'s
-default is in docs/benchmarks.md.
+refused. Those inputs also choose where the search starts: with ``init="arch"`` each of them
+among ``WARM_SIGNALS`` (FLOPs, parameters, synflow, nwot: higher = more accurate on every
+table measured) becomes its mid-quantile over the candidates (over ``pool_size`` sampled
+cells when the space is not enumerated), and the first ``n_init`` cells are drawn uniformly
+from the ``init_top`` fraction with the highest mean (ties at the cut included). Zero-cost
+proxies as a warm start follow Abdelfattah et al. (ICLR 2021); the measurement that made it
+the default of predictors with such inputs (``init="auto"``) is in docs/benchmarks.md
+("A zero-cost warm start").
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -50,9 +53,14 @@ A = TypeVar("A")
 # the cost that dominates a tabular search.
 NEURAL_EPOCHS = 100
 NEURAL_ENSEMBLE = 1
-# where the first n_init cells come from; "auto": "arch" when the predictor takes arch-level
-# inputs, else "random"
+# where the first n_init cells come from; "auto": "arch" when the predictor takes one of the
+# WARM_SIGNALS as an arch-level input, else "random"
 INIT_CHOICES = ("auto", "random", "arch")
+# arch-level signals that rank cells the right way up (higher = more accurate) on every table
+# measured here (nb201 CIFAR-10, nb101 val_acc_108 at both settings, the MNIST-1D truth);
+# snip and grad_norm of nb101's small network rank against accuracy (docs/benchmarks.md), so
+# only these, whatever their setting suffix, choose a warm start
+WARM_SIGNALS = ("flops", "params", "synflow", "nwot")
 
 
 class GuidedSearch(Strategy[A]):
@@ -111,10 +119,12 @@ class GuidedSearch(Strategy[A]):
         self.arch_inputs = probe.arch_inputs
         if self.arch_inputs:
             self._arch_features([space.sample(1, np.random.default_rng(0))[0]])
-        if init == "arch" and not self.arch_inputs:
-            raise ValueError(f"init=arch ranks cells by the predictor's arch-level inputs, and "
-                             f"predictor {predictor!r} is set up with none")
-        self.init = ("arch" if self.arch_inputs else "random") if init == "auto" else init
+        self._warm_cols = warm_columns(self.arch_inputs)
+        if init == "arch" and not self._warm_cols:
+            raise ValueError(f"init=arch ranks cells by the predictor's arch-level inputs among "
+                             f"{', '.join(WARM_SIGNALS)}, and predictor {predictor!r} is set "
+                             f"up with none of them")
+        self.init = resolved_init(init, self.arch_inputs)
         self.init_top = init_top
         self._init_from: np.ndarray | list[tuple[Any, str]] | None = None
 
@@ -264,9 +274,10 @@ class GuidedSearch(Strategy[A]):
                 pool = list(self.space.sample(self.pool_size, self.rng))
                 feats = self._arch_features(pool)
             assert feats is not None
+            feats = feats[:, self._warm_cols]
             promise = rank_transform(feats, rank_reference(feats)).mean(axis=1)
             k = max(1, int(np.ceil(self.init_top * len(promise))))
-            top = np.argsort(-promise, kind="stable")[:k]
+            top = np.flatnonzero(promise >= np.partition(promise, len(promise) - k)[-k])
             self._init_from = (np.sort(top) if self.candidates is not None else
                                [(pool[i], self.space.hash(pool[i])) for i in top])
         if self.candidates is not None:
@@ -300,6 +311,19 @@ class GuidedSearch(Strategy[A]):
         for arch, _, _ in best:
             pool.extend(self.space.neighbours(arch))
         return pool
+
+
+def warm_columns(arch_inputs: Sequence[str]) -> list[int]:
+    """Positions of the ``WARM_SIGNALS`` among ``arch_inputs`` (any setting suffix)."""
+    return [k for k, name in enumerate(arch_inputs) if name.split("@")[0] in WARM_SIGNALS]
+
+
+def resolved_init(init: str, arch_inputs: Sequence[str]) -> str:
+    """How a guided search whose predictor takes ``arch_inputs`` picks its first cells:
+    "random" or "arch" ("auto" resolved)."""
+    if init != "auto":
+        return init
+    return "arch" if warm_columns(arch_inputs) else "random"
 
 
 def _is_neural(name: str) -> bool:
