@@ -202,6 +202,7 @@ def test_sampler_oiw_lies_in_unit_interval_and_memory_stays_bounded(norm):
     assert 1 <= info["memory_distinct"] <= 6 and info["oiw"] == pytest.approx(oiw.tolist(),
                                                                                abs=1e-4)
     assert 0 < info["alpha_entropy"] < np.log(5) and len(info["alpha_max_prob"]) == 6
+    assert info["final"] == "space"  # proxy-darts's default, recorded resolved
 
 
 def test_sgd_alpha_step_is_the_gradient_of_the_standardised_predicted_loss(nb201):

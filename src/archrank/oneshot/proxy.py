@@ -338,11 +338,12 @@ class ProxySampler(ArchSampler):
         return codes[int(np.argmin(np.where(connected, pred, np.inf)))]
 
     def info(self) -> dict[str, Any]:
-        """Collapse diagnostics: alpha's entropy and peaks, the OIW, distinct memory cells."""
+        """Collapse diagnostics: alpha's entropy and peaks, the OIW, distinct memory cells;
+        and where the final cell was taken (``final``, resolved)."""
         codes, _ = self.memory.arrays()
         return {**alpha_info(self.alpha), "oiw": [round(float(v), 4) for v in self.oiw],
                 "memory_distinct": len({tuple(c) for c in codes.tolist()}),
-                "memory": len(self.memory)}
+                "memory": len(self.memory), "final": self.config.final}
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -280,7 +280,7 @@ class GuidedSearch(Strategy[A]):
             top = np.flatnonzero(promise >= np.partition(promise, len(promise) - k)[-k])
             self._init_from = (np.sort(top) if self.candidates is not None else
                                [(pool[i], self.space.hash(pool[i])) for i in top])
-        if self.candidates is not None:
+        if isinstance(self._init_from, np.ndarray):  # candidate indices (enumerated space)
             idx = self._init_from
             free = idx[~self._seen_mask[idx]]  # type: ignore[index]
             cands = [(self.candidates.archs[i], self.candidates.hashes[i]) for i in free]
