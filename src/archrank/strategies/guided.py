@@ -6,7 +6,8 @@ parameters, synflow or nwot among their arch-level inputs: drawn at random from 
 then, each time the proposals run out, fit the predictor on every result told so far, score
 the candidates and queue the ``batch`` best unseen ones, each slot replaced, with probability
 ``explore``, by a random unseen cell from the predicted top ``explore_top`` fraction
-(exploration that stays where the predictor sees promise).
+(exploration that stays where the predictor sees promise), or with ``explore_near`` = k by the
+unseen neighbour of the k best cells told so far that the predictor ranks highest.
 
 The candidates are the whole space when it is small enough to enumerate (nb201, nbgraph) or
 the cells of a table (``--space-from-bench``); otherwise a fresh pool of ``pool_size`` sampled
@@ -71,6 +72,7 @@ class GuidedSearch(Strategy[A]):
     def __init__(self, space: Any, *, predictor: str = "gates",
                  predictor_params: dict[str, Any] | None = None, n_init: int = 10,
                  batch: int = 10, explore: float = 0.3, explore_top: float = 0.05,
+                 explore_near: int = 0,
                  pool_size: int = 10_000,
                  top_mutate: int = 10, max_enumerate: int = 50_000,
                  batch_growth: float = 0.05, max_fit_steps: int | None = 400,
@@ -87,7 +89,10 @@ class GuidedSearch(Strategy[A]):
             raise ValueError("explore must lie in [0, 1]")
         if not 0.0 < explore_top <= 1.0:
             raise ValueError("explore_top must lie in (0, 1]")
+        if explore_near < 0:
+            raise ValueError("explore_near must be 0 or positive")
         self.explore_top = explore_top
+        self.explore_near = explore_near
         self.predictor_name = predictor
         self.predictor_params = dict(predictor_params or {})
         self._neural = _is_neural(predictor)
@@ -132,6 +137,7 @@ class GuidedSearch(Strategy[A]):
         return {**super().describe(), "predictor": self.predictor_name,
                 "predictor_params": self.predictor_params, "n_init": self.n_init,
                 "batch": self.batch, "explore": self.explore, "explore_top": self.explore_top,
+                "explore_near": self.explore_near,
                 "batch_growth": self.batch_growth, "max_fit_steps": self.max_fit_steps,
                 "init": self.init, "init_top": self.init_top}
 
@@ -294,7 +300,12 @@ class GuidedSearch(Strategy[A]):
     def _explore_pick(self, options: list[tuple[Any, str | None]],
                       taken: set[str]) -> list[tuple[Any, str]]:
         """An exploration proposal: a random unseen cell among the predicted top
-        ``explore_top`` fraction of the candidates (uniform over all when that is 1)."""
+        ``explore_top`` fraction of the candidates (uniform over all when that is 1), or with
+        ``explore_near`` the predicted-best unseen neighbour of the best cells told so far."""
+        if self.explore_near:
+            near = self._near_pick(taken)
+            if near:
+                return near
         if self.explore_top >= 1.0:
             return self._random_unseen(1, taken)
         for i in self.rng.permutation(len(options)):
@@ -303,6 +314,28 @@ class GuidedSearch(Strategy[A]):
             if h not in taken and not self._taken(h):
                 return [(arch, h)]
         return self._random_unseen(1, taken)
+
+    def _near_pick(self, taken: set[str]) -> list[tuple[Any, str]]:
+        """The unseen neighbour (one op or edge changed) of the ``explore_near`` best cells
+        told so far that the current model ranks highest: exploration next to what is known
+        to be good rather than anywhere in the predicted top (docs/benchmarks.md)."""
+        if self.model is None:
+            return []
+        best = sorted(self.observed, key=lambda t: -t[2])[: self.explore_near]
+        index = None if self.candidates is None else self.candidates.index
+        near: dict[str, Any] = {}
+        for arch, _, _ in best:
+            for cell in self.space.neighbours(arch):
+                h = self.space.hash(cell)
+                if (h not in near and h not in taken and not self._taken(h)
+                        and (index is None or h in index)):  # a table's cells only
+                    near[h] = cell
+        if not near:
+            return []
+        cells = list(near.values())
+        scores = self.model.predict(cells, self._arch_features(cells))
+        i = int(np.argmax(scores))
+        return [(cells[i], list(near)[i])]
 
     def _pool(self) -> list[Any]:
         """Sampled cells plus all neighbours of the best cells told so far."""
