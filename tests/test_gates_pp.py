@@ -435,7 +435,7 @@ def test_guided_explore_near_takes_the_best_predicted_neighbour() -> None:
     # a neighbour, and the best predicted one but for the batch's own top picks (excluded
     # from exploration: at most 3 here)
     assert mine and scores[mine[0]] >= np.sort(scores)[::-1][3]
-    with pytest.raises(ArchrankError, match="explore_near. must be at least 0, got -1"):
+    with pytest.raises(ArchrankError, match=r"explore_near. must be at least 0, got -1"):
         make_strategy("gates", space, seed=0, objective="score", explore_near=-1)
 
 
