@@ -112,6 +112,13 @@ def stop_pool(executor: Executor) -> None:
         for proc in list((getattr(executor, "_processes", None) or {}).values()):
             proc.terminate()
         executor.shutdown(wait=False, cancel_futures=True)
+        # Let the pool's manager thread finish closing its wake-up pipe now: at interpreter
+        # exit CPython 3.11 wakes every such thread, and a pipe closed between its "closed?"
+        # check and its write printed an OSError traceback after Ctrl-C (seen once in a
+        # test run). The workers are gone, so the thread ends at once; the timeout is a guard.
+        manager = getattr(executor, "_executor_manager_thread", None)
+        if manager is not None and manager.is_alive():
+            manager.join(timeout=10)
 
 
 class DaskExecutor(Executor):
