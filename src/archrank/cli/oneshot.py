@@ -376,9 +376,9 @@ def search_cmd(
     final: str | None = typer.Option(None, "--final", help="proxy-*: the landscape's minimum "
                                      "over the whole space (space: proxy-darts's default) or "
                                      "over the memory's cells (memory: proxy-ea's default, a "
-                                     "better cell on 5 of 6 proxy-ea searches, 2 of 6 "
-                                     "proxy-darts ones, docs/benchmarks.md); may change on "
-                                     "--resume."),
+                                     "better cell on 5 of 6 proxy-ea searches, on 4 of 9 "
+                                     "proxy-darts ones and worse on 4, docs/benchmarks.md); "
+                                     "may change on --resume."),
     ea_evals: int = typer.Option(100, "--ea-evals", help="spos-ea: cells scored by evolution."),
     fit_samples: int = typer.Option(1000, "--fit-samples",
                                     help="gcn-fit: uniformly sampled cells scored and fitted."),

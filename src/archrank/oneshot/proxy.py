@@ -96,7 +96,8 @@ class ProxyConfig:
     # where an enumerable space takes the landscape's minimum: "space" (every cell) or
     # "memory" (the memory's cells: no extrapolation). "auto": memory for the evolutionary
     # form (a better cell on 5 of 6 searches, truth percentile 82.7 / 75.8 against 53.9 / 58.0
-    # at 50 / 150 epochs), space for the differentiable one (2 of 6; docs/benchmarks.md).
+    # at 50 / 150 epochs), space for the differentiable one (better on 4 of 9, worse on 4;
+    # docs/benchmarks.md).
     # Chosen at the end, so not a training setting: a finished search can be asked again with
     # the other (``same_training``).
     final: str = "auto"

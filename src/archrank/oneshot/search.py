@@ -144,7 +144,8 @@ def _runner(method: str, *, space: str, dataset: Any, epochs: int | None, seed: 
             raise ArchrankError(f"{checkpoint}: a {ckpt.recipe.epochs}-epoch search, not "
                                 f"{epochs} epochs")
         given = dict(proxy or {})
-        final = final or given.pop("final", None)  # not a training setting: asked anew
+        asked = given.pop("final", None)  # not a training setting: may be asked anew
+        final = final or asked
         config = _proxy_config(method, given)
         if method.startswith("proxy-") and ckpt.sampler_state:
             saved = ProxyConfig.from_dict(ckpt.sampler_state["config"])

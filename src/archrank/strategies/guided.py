@@ -186,6 +186,12 @@ class GuidedSearch(Strategy[A]):
 
         return arch_matrix(self.space, list(archs), self.arch_inputs)
 
+    def _candidate_features(self) -> np.ndarray | None:
+        """The arch-level inputs of every candidate, computed once per search."""
+        if self.arch_inputs and self._candidate_arch is None:
+            self._candidate_arch = self._arch_features(self.candidates.archs)  # type: ignore[union-attr]
+        return self._candidate_arch
+
     def _batch_size(self) -> int:
         """Proposals per fit: ``batch``, growing with the data (fits get rarer, not cheaper)."""
         return max(self.batch, int(np.ceil(self.batch_growth * len(self.observed))))
@@ -211,9 +217,7 @@ class GuidedSearch(Strategy[A]):
             graphs = self.candidates.graphs
             model = self._fit(graphs)
             t0 = time.perf_counter()
-            if self.arch_inputs and self._candidate_arch is None:
-                self._candidate_arch = self._arch_features(self.candidates.archs)
-            scores = model.predict(graphs, self._candidate_arch)
+            scores = model.predict(graphs, self._candidate_features())
             scores[self._seen_mask] = -np.inf  # type: ignore[index]
             for h in self._claimed:
                 if h in self.candidates.index:
@@ -273,9 +277,7 @@ class GuidedSearch(Strategy[A]):
 
         if self._init_from is None:
             if self.candidates is not None:
-                if self._candidate_arch is None:
-                    self._candidate_arch = self._arch_features(self.candidates.archs)
-                feats = self._candidate_arch
+                feats = self._candidate_features()
             else:
                 pool = list(self.space.sample(self.pool_size, self.rng))
                 feats = self._arch_features(pool)
@@ -284,8 +286,11 @@ class GuidedSearch(Strategy[A]):
             promise = rank_transform(feats, rank_reference(feats)).mean(axis=1)
             k = max(1, int(np.ceil(self.init_top * len(promise))))
             top = np.flatnonzero(promise >= np.partition(promise, len(promise) - k)[-k])
-            self._init_from = (np.sort(top) if self.candidates is not None else
-                               [(pool[i], self.space.hash(pool[i])) for i in top])
+            if self.candidates is not None:
+                self._init_from = top
+            else:
+                cells = [pool[i] for i in top]
+                self._init_from = list(zip(cells, self.space.hash_many(cells), strict=True))
         if isinstance(self._init_from, np.ndarray):  # candidate indices (enumerated space)
             idx = self._init_from
             free = idx[~self._seen_mask[idx]]  # type: ignore[index]
