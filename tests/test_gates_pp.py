@@ -304,13 +304,16 @@ def test_bench_predictor_with_signals_and_bad_columns(nb101_csv: Path,
                                                       capsys: pytest.CaptureFixture) -> None:
     from archrank.bench.predictor import bench_predictors
     from archrank.cli import main
+    from archrank.structure import structure_names
 
     result = bench_predictors(
         "nb101", str(nb101_csv), "val_acc_108", ["gates++", "mlp"], [30], 1,
         params={"gates++": {"epochs": 2, "ensemble": 1}, "mlp": {"epochs": 2}},
         aux_targets="val_acc_4,val_acc_12")
-    assert result.signals["gates++"] == {"arch_inputs": ["flops", "params"],
-                                         "aux_targets": ["val_acc_4", "val_acc_12"]}
+    # nb101's default inputs: exact costs and every structural signal, resolved by name
+    assert result.signals["gates++"] == {
+        "arch_inputs": ["flops", "params", *structure_names(get_space("nb101"))],
+        "aux_targets": ["val_acc_4", "val_acc_12"]}
     assert result.signals["mlp"] == {"arch_inputs": [], "aux_targets": []}
     assert len(result.runs) == 2
     for extra, message in (
@@ -443,3 +446,19 @@ def arch_matrix_of(space, cells):
     from archrank.signals import arch_matrix
 
     return arch_matrix(space, cells, ("flops", "params"))
+
+
+def test_guided_search_takes_the_predictors_measured_defaults() -> None:
+    from archrank.strategies import make_strategy
+
+    space = get_space("nb201")
+    params = {"epochs": 2, "arch_inputs": "flops,params"}
+    pp = make_strategy("guided", space, predictor="gates++", seed=0, objective="score",
+                       predictor_params=params)
+    assert (pp.batch, pp.explore_near) == (5, 3)  # GatesPPPredictor.guided_defaults
+    assert pp.describe()["batch"] == 5  # recorded with the run
+    mine = make_strategy("gates++", space, seed=0, objective="score", batch=10,
+                         explore_near=0, predictor_params=params)
+    assert (mine.batch, mine.explore_near) == (10, 0)  # what the user sets wins
+    gates = make_strategy("gates", space, seed=0, objective="score")
+    assert (gates.batch, gates.explore_near) == (10, 0)  # GATES declares none

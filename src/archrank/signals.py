@@ -4,8 +4,9 @@ take (see ``archrank.predictors.base``), for the bench harness and guided search
 An **arch input** name is a zero-cost proxy of ``archrank.zc`` (``params`` and ``flops``
 exact and vectorised, the rest read from the per-space cache that ``archrank zc --fill``
 writes, ``archrank.zccache``), at the benchmark setting or, as ``proxy@small``, on the
-space's small networks (their own cache file) or, failing that, a numeric column of the
-benchmark table; it must be known for every cell. An **aux target** name is a numeric
+space's small networks (their own cache file); a structural signal of ``archrank.structure``
+(path lengths, op counts: exact, from the cell's graph); or, failing those, a numeric column
+of the benchmark table; it must be known for every cell. An **aux target** name is a numeric
 column of the table; a missing value (empty cell) is NaN, which the predictor masks.
 """
 
@@ -41,10 +42,16 @@ def arch_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
         setting = ZCSetting.named(space.name, setting_name)
         cache = ZCCache(space, setting, path=setting.cache_file(zc_cache))
         out[:, cols] = signal_matrix(space, archs, [parsed[k][0] for k in cols], cache=cache)
+    from archrank.structure import is_structural, structure_matrix, structure_names
+
+    graph_cols = [k for k, n in enumerate(names) if parsed[k] is None and is_structural(space, n)]
+    if graph_cols:
+        out[:, graph_cols] = structure_matrix(space, archs, [names[k] for k in graph_cols])
     for k, n in enumerate(names):
-        if parsed[k] is not None:
+        if parsed[k] is not None or k in graph_cols:
             continue
-        col = _table_column(table, rows, n, "arch input", len(archs))
+        col = _table_column(table, rows, n, "arch input", len(archs),
+                            structural=structure_names(space))
         lack = np.flatnonzero(np.isnan(col))
         if lack.size:
             raise ArchrankError(f"arch-level signal {n!r} is missing for {lack.size:,} of "
@@ -63,15 +70,17 @@ def aux_matrix(table: Any, rows: np.ndarray | None, names: Sequence[str],
 
 
 def _table_column(table: Any, rows: np.ndarray | None, name: str, what: str,
-                  n: int) -> np.ndarray:
+                  n: int, structural: Sequence[str] = ()) -> np.ndarray:
+    """A numeric column of the table (an arch input's last resort: ``structural`` names the
+    space's structural signals for the error)."""
+    also = (f"; zero-cost proxies: {', '.join(PROXIES)}; structural signals: "
+            f"{', '.join(structural)}" if what == "arch input" else "")
     if table is None or rows is None:
-        raise ArchrankError(f"{what} {name!r} is not a zero-cost proxy "
-                            f"({', '.join(PROXIES)}) and there is no table to read it from")
+        raise ArchrankError(f"{what} {name!r} is no column of a table here (there is none "
+                            f"to read it from){also}")
     if name not in table.metrics:
         raise ArchrankError(f"unknown {what} column {name!r} in {table.source}; numeric "
-                            f"columns: {', '.join(table.metrics)}"
-                            + (f"; zero-cost proxies: {', '.join(PROXIES)}"
-                               if what == "arch input" else ""))
+                            f"columns: {', '.join(table.metrics)}{also}")
     col = np.asarray(table.values(name), dtype=np.float64)[rows]
     assert len(col) == n
     return col

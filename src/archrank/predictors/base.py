@@ -102,12 +102,19 @@ def check_graphs(graphs: GraphBatch, space: SearchSpace) -> None:
                             f"space {space.name!r}")
 
 
-def signal_names(value: Any) -> tuple[str, ...]:
-    """Signal names from ``"a,b"``, a list, or ``None`` / ``""`` (none)."""
+def signal_names(value: Any, space: SearchSpace | None = None) -> tuple[str, ...]:
+    """Signal names from ``"a,b"``, a list, or ``None`` / ``""`` (none); with ``space``,
+    ``structure`` stands for every structural signal of the space (``archrank.structure``)."""
     if value is None:
         return ()
     items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
-    return tuple(dict.fromkeys(v.strip() for v in items if v.strip()))
+    names = [v.strip() for v in items if v.strip()]
+    if space is not None and "structure" in names:
+        from archrank.structure import structure_names
+
+        k = names.index("structure")
+        names[k:k + 1] = structure_names(space)
+    return tuple(dict.fromkeys(names))
 
 
 def signal_matrix_arg(value: Any, n: int, names: Sequence[str], what: str,
@@ -146,13 +153,17 @@ class Predictor(ABC):
     name: ClassVar[str]
     uses_arch_inputs: ClassVar[bool] = False  # takes the ``arch_inputs`` parameter
     uses_aux_targets: ClassVar[bool] = False  # takes the ``aux_targets`` parameter
+    # Options of guided search (``GuidedSearch``'s keywords) that this predictor searches best
+    # with, by measurement (docs/benchmarks.md); ``make_strategy`` applies them where the user
+    # sets none, so ``--strategy guided --predictor NAME`` searches as measured.
+    guided_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
         self.space = space
         self.seed = seed
         self.params = params
         self.fitted_ = False
-        self.arch_inputs = signal_names(params.get("arch_inputs"))
+        self.arch_inputs = signal_names(params.get("arch_inputs"), space)
         self.aux_targets = signal_names(params.get("aux_targets"))
 
     # -- API --------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ Three additions to ``GatesNet``, each can be switched off to measure it alone:
   embedding, so ops that compute similar things start similar, and an op rare among the
   labelled cells still gets a sensible gate;
 * ``arch_inputs``: signals known for every cell without training it (FLOPs, parameters,
-  zero-cost proxies; ``archrank.signals``), rank-transformed by the shared training loop, pass
-  a small MLP and are concatenated to the cell embedding before the head;
+  zero-cost proxies, structural signals of the cell's graph: ``archrank.signals``;
+  ``structure`` names every structural signal), rank-transformed by the shared training loop,
+  pass a small MLP and are concatenated to the cell embedding before the head;
 * ``aux_targets``: signals known only for labelled cells (nb101's ``val_acc_4/12/36``, other
   columns of a table's row) are predicted by a second output of the head's shared hidden
   layers; missing values are masked out of that loss (``aux_weight``), the pairwise ranking
@@ -32,10 +33,12 @@ from archrank.predictors.base import signal_names
 from archrank.predictors.gates import GatesNet, GatesPredictor, mlp_trunk, op_count
 from archrank.spaces.base import GraphBatch, SearchSpace
 
-# Default arch-level inputs per space (chosen by measurement, docs/benchmarks.md).
+# Default arch-level inputs per space (chosen by measurement, docs/benchmarks.md): exact
+# costs, the structural signals where they measured better (nb101: +0.018 Kendall tau at
+# 100 labels, +0.011 at 1,000), and synflow where the whole space's cache fills in minutes.
 AUTO_ARCH_INPUTS: dict[str, str] = {
     "nb201": "flops,params,synflow",
-    "nb101": "flops,params",
+    "nb101": "flops,params,structure",
 }
 
 
@@ -94,6 +97,11 @@ class GatesPPPredictor(GatesPredictor):
     name: ClassVar[str] = "gates++"
     uses_arch_inputs: ClassVar[bool] = True
     uses_aux_targets: ClassVar[bool] = True
+    # With its zero-cost warm start the search begins next to good cells, so refitting every
+    # 5 evaluations and spending exploration slots next to the best cells told pays: median
+    # queries to nb201's optimum 25.0 -> 22.0 over 200 fresh seeds, every seed reaching it
+    # (GATES, starting at random, gains less: docs/benchmarks.md "Guided search defaults").
+    guided_defaults: ClassVar[dict[str, Any]] = {"batch": 5, "explore_near": 3}
     defaults: ClassVar[dict[str, Any]] = {
         **GatesPredictor.defaults,
         "op_info": "1",        # op embeddings from archrank.opinfo features (0: free only;
@@ -115,9 +123,9 @@ class GatesPPPredictor(GatesPredictor):
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
         super().__init__(space, seed=seed, **params)
         if self.hp["arch_inputs"] == "auto":
-            self.arch_inputs = signal_names(AUTO_ARCH_INPUTS.get(space.name, ""))
+            self.arch_inputs = signal_names(AUTO_ARCH_INPUTS.get(space.name, ""), space)
         else:
-            self.arch_inputs = signal_names(self.hp["arch_inputs"])
+            self.arch_inputs = signal_names(self.hp["arch_inputs"], space)
         self.aux_targets = signal_names(self.hp["aux_targets"])
         if str(self.hp["op_info"]).lower() not in ("auto", "0", "1", "true", "false"):
             raise ArchrankError(f"gates++ op_info must be auto, 0 or 1, not "

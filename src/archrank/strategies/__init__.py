@@ -78,6 +78,8 @@ def make_strategy(name: str, space: SearchSpace, *, predictor: str | None = None
     if strategy == "guided":
         kwargs["predictor"] = predictor
         _check_predictor(predictor, space, kwargs.get("predictor_params"))
+        for key, value in _guided_defaults(predictor).items():
+            kwargs.setdefault(key, value)  # the predictor's measured setting, unless set
     try:
         return cls(space, **kwargs)
     except (ValueError, TypeError) as exc:  # a range the strategy checks itself
@@ -86,6 +88,13 @@ def make_strategy(name: str, space: SearchSpace, *, predictor: str | None = None
 
 # Constructor keywords that are the search's, not options a user sets.
 _INTERNAL = ("seed", "objective", "candidates", "predictor")
+
+
+def _guided_defaults(name: str | None) -> dict[str, Any]:
+    """The guided-search options predictor ``name`` declares (``Predictor.guided_defaults``)."""
+    from archrank.predictors.base import predictor_class
+
+    return dict(predictor_class(name or DEFAULT_PREDICTOR).guided_defaults)
 
 
 def _check_predictor(name: str | None, space: SearchSpace,

@@ -31,6 +31,12 @@ from the ``init_top`` fraction with the highest mean (ties at the cut included).
 proxies as a warm start follow Abdelfattah et al. (ICLR 2021); the measurement that made it
 the default of predictors with such inputs (``init="auto"``) is in docs/benchmarks.md
 ("A zero-cost warm start").
+
+The keyword defaults below are those of a search that starts at random (GATES's, measured);
+a predictor may declare others it searches best with (``Predictor.guided_defaults``, applied
+by ``make_strategy`` where the user sets none: GATES++ refits every 5 evaluations and
+explores next to the best cells, ``explore_near=3``; docs/benchmarks.md "Guided search
+defaults per predictor").
 """
 
 from __future__ import annotations
