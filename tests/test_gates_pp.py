@@ -456,9 +456,54 @@ def test_guided_search_takes_the_predictors_measured_defaults() -> None:
     pp = make_strategy("guided", space, predictor="gates++", seed=0, objective="score",
                        predictor_params=params)
     assert (pp.batch, pp.explore_near) == (5, 3)  # GatesPPPredictor.guided_defaults
-    assert pp.describe()["batch"] == 5  # recorded with the run
+    assert pp.describe()["batch"] == 5  # what bench search's JSON records ("settings")
     mine = make_strategy("gates++", space, seed=0, objective="score", batch=10,
                          explore_near=0, predictor_params=params)
     assert (mine.batch, mine.explore_near) == (10, 0)  # what the user sets wins
     gates = make_strategy("gates", space, seed=0, objective="score")
     assert (gates.batch, gates.explore_near) == (10, 0)  # GATES declares none
+    nb101 = make_strategy("gates++", get_space("nb101"), seed=0, objective="score",
+                          predictor_params=params)
+    assert (nb101.batch, nb101.explore_near) == (10, 0)  # declared for nb201 only
+
+
+def test_a_run_recorded_before_guided_defaults_resumes_without_them() -> None:
+    from archrank.runs.config import SearchConfig, build_strategy
+
+    new = SearchConfig(space="nb201", metric="cifar10_test", strategy="gates++",
+                       strategy_params={"predictor_params": {"arch_inputs": "flops"}})
+    assert build_strategy(new).batch == 5
+    recorded = new.to_dict()
+    assert SearchConfig.from_dict(recorded) == new  # a run recorded now resumes as it was
+    del recorded["predictor_defaults"]  # a run recorded by an earlier archrank
+    old = SearchConfig.from_dict(recorded)
+    assert not old.predictor_defaults and build_strategy(old).batch == 10
+
+
+def test_saved_files_name_their_resolved_inputs(tmp_path: Path) -> None:
+    from archrank.signals import arch_matrix
+
+    space = get_space("nb101")
+    cells = space.sample(40, np.random.default_rng(0))
+    y = np.arange(40, dtype=float)
+    arch2 = arch_matrix(space, cells, ("flops", "params"))
+    model = make_predictor("gates++", space, seed=0, epochs=2, ensemble=1,
+                           arch_inputs="flops,params")
+    model.fit(cells, y, arch_features=arch2)
+    before = model.predict(cells, arch2)
+    model.save(tmp_path / "m.pt")
+    blob = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert blob["signals"]["arch_inputs"] == ["flops", "params"]
+    # a file of an earlier archrank: "auto" then meant flops and params on nb101, and the
+    # file names no inputs; it loads with those, not with today's default
+    blob["params"]["arch_inputs"] = "auto"
+    del blob["signals"]
+    torch.save(blob, tmp_path / "old.pt")
+    old = Predictor.load(tmp_path / "old.pt")
+    assert old.arch_inputs == ("flops", "params")
+    np.testing.assert_allclose(old.predict(cells, arch2), before, rtol=1e-6)
+    # a count that matches nothing is a clear error, not a torch size mismatch
+    blob["params"]["arch_inputs"] = "flops"
+    torch.save(blob, tmp_path / "bad.pt")
+    with pytest.raises(ArchrankError, match="takes 2 arch inputs, but 1 are named"):
+        Predictor.load(tmp_path / "bad.pt")

@@ -71,8 +71,9 @@ def predictor_json(tmp_path_factory) -> Path:
 # -- what the bench commands write --------------------------------------------------------------
 def test_search_json_keeps_every_seed_curve(search_json):
     data = json.loads(search_json.read_text())
-    assert data["kind"] == "bench-search" and data["schema"] == 2
+    assert data["kind"] == "bench-search" and data["schema"] == 3
     assert data["seeds"] == [0, 1, 2, 3] and data["command"] == "bench search"
+    assert data["strategies"]["ls"]["settings"]["strategy"] == "ls"  # what each searched with
     for entry in data["strategies"].values():
         runs = entry["runs"]
         assert [r["seed"] for r in runs] == [0, 1, 2, 3]

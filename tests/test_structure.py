@@ -42,14 +42,20 @@ def test_nb201_cell_counted_by_hand() -> None:
     assert s == {"depth": 3, "shortest": 2, "wdepth": 2, "fanout": 2, "fanin": 2,
                  "n_skip_connect": 0, "n_nor_conv_1x1": 1, "n_nor_conv_3x3": 1,
                  "n_avg_pool_3x3": 3}
-    # the output unreachable: every path signal says so with -1; the dead edge still counts
+    # the output unreachable: every path signal says so with -1, and no edge is live
     dead = signals_of(nb201, nb201.parse("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|"
                                          "none~2|"))
     assert dead["depth"] == dead["shortest"] == dead["wdepth"] == -1
-    assert dead["fanin"] == 0 and dead["n_nor_conv_3x3"] == 1
+    assert dead["fanout"] == dead["fanin"] == dead["n_nor_conv_3x3"] == 0
+    # an edge into a dead end (node 2 feeds nothing) is not counted
+    stub = signals_of(nb201, nb201.parse("|skip_connect~0|+|nor_conv_3x3~0|none~1|+|none~0|"
+                                         "avg_pool_3x3~1|none~2|"))
+    assert stub == {"depth": 2, "shortest": 2, "wdepth": 0, "fanout": 1, "fanin": 1,
+                    "n_skip_connect": 1, "n_nor_conv_1x1": 0, "n_nor_conv_3x3": 0,
+                    "n_avg_pool_3x3": 1}
 
 
-@pytest.mark.parametrize("name", ["nb101", "nb201", "nbgraph", "darts"])
+@pytest.mark.parametrize("name", ["nb101", "nb201", "nbgraph"])
 def test_batched_equals_one_by_one(name: str) -> None:
     space = get_space(name)
     cells = space.sample(40, np.random.default_rng(0))
@@ -60,11 +66,33 @@ def test_batched_equals_one_by_one(name: str) -> None:
     assert batched.shape == (40, len(names)) and np.isfinite(batched).all()
 
 
-def test_darts_has_no_weighted_depth() -> None:
-    # archrank.opinfo does not describe darts's ops, so which carry weights is unknown there
-    names = structure_names(get_space("darts"))
-    assert "wdepth" not in names and "depth" in names and "n_sep_conv_3x3" in names
-    assert "n_normal_concat" not in names
+def test_darts_has_none() -> None:
+    # a darts genotype joins a normal and a reduction cell, two inputs each: pooled paths and
+    # op counts would not say which cell an op sits in
+    darts = get_space("darts")
+    with pytest.raises(ArchrankError, match="one cell with one input node"):
+        structure_names(darts)
+    cells = darts.sample(2, np.random.default_rng(0))
+    with pytest.raises(ArchrankError, match="neither a known signal nor a column of a table"):
+        arch_matrix(darts, cells, ["depth"])
+
+
+def test_cells_hashed_alike_get_the_same_signals() -> None:
+    from archrank.tables import load_benchmark
+    from conftest import shared_file
+
+    nb201 = get_space("nb201")
+    table = load_benchmark(str(shared_file("nb201.csv")), nb201)
+    m = structure_matrix(nb201, table.archs, structure_names(nb201))
+    first: dict[str, int] = {}
+    groups = 0
+    for i, h in enumerate(nb201.hash_many(table.archs)):
+        if h in first:
+            groups += 1
+            np.testing.assert_array_equal(m[i], m[first[h]])
+        else:
+            first[h] = i
+    assert groups > 1000 and len(first) == 8765  # nb201's 6,860 duplicates of 8,765 cells
 
 
 def test_arch_inputs_resolve_structural_signals() -> None:
@@ -101,3 +129,18 @@ def test_structure_stands_for_every_structural_signal() -> None:
     nb201 = get_space("nb201")
     model = make_predictor("gates++", nb201, arch_inputs="flops,structure,depth")
     assert model.arch_inputs == ("flops", *structure_names(nb201))
+
+
+def test_a_table_column_named_like_a_structural_signal_is_refused(tmp_path) -> None:
+    from archrank.tables import load_benchmark
+
+    nb201 = get_space("nb201")
+    cells = nb201.sample(3, np.random.default_rng(2))
+    path = tmp_path / "t.csv"
+    path.write_text("arch,acc,depth\n" + "".join(f"{nb201.format(c)},{i},{i}\n"
+                                                  for i, c in enumerate(cells)))
+    table = load_benchmark(str(path), nb201)
+    rows = np.arange(len(cells))
+    assert arch_matrix(nb201, table.archs, ["acc"], table=table, rows=rows).shape == (3, 1)
+    with pytest.raises(ArchrankError, match="both a structural signal and a column"):
+        arch_matrix(nb201, table.archs, ["depth"], table=table, rows=rows)

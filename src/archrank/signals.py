@@ -42,16 +42,20 @@ def arch_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
         setting = ZCSetting.named(space.name, setting_name)
         cache = ZCCache(space, setting, path=setting.cache_file(zc_cache))
         out[:, cols] = signal_matrix(space, archs, [parsed[k][0] for k in cols], cache=cache)
-    from archrank.structure import is_structural, structure_matrix, structure_names
+    from archrank.structure import has_structure, is_structural, structure_matrix, structure_names
 
     graph_cols = [k for k, n in enumerate(names) if parsed[k] is None and is_structural(space, n)]
+    for k in graph_cols:
+        if table is not None and names[k] in table.metrics:
+            raise ArchrankError(f"arch input {names[k]!r} is both a structural signal and a "
+                                f"column of {table.source}; rename the column to use it")
     if graph_cols:
         out[:, graph_cols] = structure_matrix(space, archs, [names[k] for k in graph_cols])
     for k, n in enumerate(names):
         if parsed[k] is not None or k in graph_cols:
             continue
         col = _table_column(table, rows, n, "arch input", len(archs),
-                            structural=structure_names(space))
+                            structural=structure_names(space) if has_structure(space) else ())
         lack = np.flatnonzero(np.isnan(col))
         if lack.size:
             raise ArchrankError(f"arch-level signal {n!r} is missing for {lack.size:,} of "
@@ -73,11 +77,12 @@ def _table_column(table: Any, rows: np.ndarray | None, name: str, what: str,
                   n: int, structural: Sequence[str] = ()) -> np.ndarray:
     """A numeric column of the table (an arch input's last resort: ``structural`` names the
     space's structural signals for the error)."""
-    also = (f"; zero-cost proxies: {', '.join(PROXIES)}; structural signals: "
-            f"{', '.join(structural)}" if what == "arch input" else "")
+    also = (f"; zero-cost proxies: {', '.join(PROXIES)} (PROXY@small: of the small "
+            f"networks); structural signals: {', '.join(structural) or 'none in this space'}"
+            if what == "arch input" else "")
     if table is None or rows is None:
-        raise ArchrankError(f"{what} {name!r} is no column of a table here (there is none "
-                            f"to read it from){also}")
+        raise ArchrankError(f"{what} {name!r} is neither a known signal nor a column of a "
+                            f"table (no table was given){also}")
     if name not in table.metrics:
         raise ArchrankError(f"unknown {what} column {name!r} in {table.source}; numeric "
                             f"columns: {', '.join(table.metrics)}{also}")

@@ -13,13 +13,17 @@ shortest  shortest input-to-output path, in edges (-1 when unreachable): a short
           shortcut past the cell's ops
 wdepth    most ops with weights (convolutions, ``archrank.opinfo``'s ``has_params``) on one
           input-to-output path (-1 when unreachable)
-fanout    edges leaving the cell's input node(s)
-fanin     edges entering its output node
-n_OP      nodes (op-on-node spaces) or edges (op-on-edge spaces) that carry op ``OP`` of the
-          space's vocabulary, e.g. ``n_conv3x3-bn-relu`` on nb101, ``n_nor_conv_3x3`` on nb201
+fanout    live edges leaving the cell's input node
+fanin     live edges entering its output node
+n_OP      live nodes (op-on-node spaces) or live edges (op-on-edge spaces) that carry op
+          ``OP`` of the space's vocabulary, e.g. ``n_conv3x3-bn-relu`` on nb101,
+          ``n_nor_conv_3x3`` on nb201
 
-Edges are those that carry information (``GraphBatch.adj``: a ``none`` edge carries none): the
-paths skip ``none`` edges, and op-on-edge spaces have no ``n_none``.
+Edges are those that carry information (``GraphBatch.adj``: a ``none`` edge carries none), and
+live ones lie on some input-to-output path: an edge into a dead end changes nothing the cell
+computes, so two cells the space hashes alike get the same signals. Op-on-edge spaces have no
+``n_none``. The signals describe one cell with one input node (nb101, nb201, nbgraph); darts
+genotypes, a normal and a reduction cell with two inputs each, have none.
 """
 
 from __future__ import annotations
@@ -34,20 +38,30 @@ from archrank.errors import ArchrankError
 
 PATH_SIGNALS = ("depth", "shortest", "wdepth", "fanout", "fanin")
 _UNREACHABLE = -1.0
-# node ops every cell has the same number of (its inputs, outputs, darts's concat nodes)
-_FIXED_NODES = ("input", "output", "normal_concat", "reduce_concat")
+# node ops every cell has exactly one of
+_FIXED_NODES = ("input", "output")
 
 
 def structure_names(space: Any) -> tuple[str, ...]:
     """Every structural signal of ``space``: the path statistics (``wdepth`` only where
     ``archrank.opinfo`` says which ops have weights) and one count per op."""
+    if not has_structure(space):
+        raise ArchrankError(
+            f"structural signals describe one cell with one input node (nb101, nb201, "
+            f"nbgraph); a {space.name} genotype joins cells with {space.num_inputs} inputs "
+            f"each, whose paths and op counts these signals would pool")
     paths = PATH_SIGNALS if _weighted_ops(space) is not None else tuple(
         p for p in PATH_SIGNALS if p != "wdepth")
     return (*paths, *(f"n_{op}" for op in _vocabulary(space)))
 
 
+def has_structure(space: Any) -> bool:
+    """Whether ``space`` has structural signals (single-cell spaces with one input)."""
+    return int(getattr(space, "num_inputs", 1)) == 1
+
+
 def is_structural(space: Any, name: str) -> bool:
-    return name in structure_names(space)
+    return has_structure(space) and name in structure_names(space)
 
 
 def structure_matrix(space: Any, archs: Sequence[Any], names: Sequence[str]) -> np.ndarray:
@@ -111,6 +125,15 @@ def _statistics(space: Any, g: Any) -> dict[str, np.ndarray]:
         short[:, j] = torch.where(into, short[:, :j] + 1, -neg[:, None]).amin(dim=1)
     out_idx = (g.mask.sum(dim=1) - 1).long()  # the output is the last real node
     rows = torch.arange(bsz)
+    # live edges: on some input-to-output path (an edge into a dead end, or out of a node no
+    # input reaches, changes nothing the cell computes; the spaces' hashes prune them too)
+    from_input = torch.isfinite(longest)  # [B, N]
+    to_output = torch.zeros(bsz, n, dtype=torch.bool)
+    to_output[rows, out_idx] = True
+    for i in range(n - 2, -1, -1):
+        to_output[:, i] |= (adj[:, i, i + 1:] & to_output[:, i + 1:]).any(dim=1)
+    live = adj & from_input.unsqueeze(2) & to_output.unsqueeze(1)
+    live_nodes = from_input & to_output & g.mask
 
     def at_output(x: torch.Tensor) -> np.ndarray:
         v = x[rows, out_idx]
@@ -118,16 +141,17 @@ def _statistics(space: Any, g: Any) -> dict[str, np.ndarray]:
 
     stats = {"depth": at_output(longest), "shortest": at_output(short),
              "wdepth": at_output(most_w),
-             "fanout": adj[:, :n_in, :].sum(dim=(1, 2)).double().numpy(),
-             "fanin": adj[rows, :, out_idx].sum(dim=1).double().numpy()}
+             "fanout": live[:, :n_in, :].sum(dim=(1, 2)).double().numpy(),
+             "fanin": live[rows, :, out_idx].sum(dim=1).double().numpy()}
     for op in _vocabulary(space):
         if space.op_on == "edge":
             k = space.edge_op_names.index(op)
-            stats[f"n_{op}"] = ((g.edge_ops == k) & adj).sum(dim=(1, 2)).double().numpy()
+            stats[f"n_{op}"] = ((g.edge_ops == k) & live).sum(dim=(1, 2)).double().numpy()
         else:
             k = space.node_op_names.index(op)
-            stats[f"n_{op}"] = ((g.ops == k) & g.mask).sum(dim=1).double().numpy()
+            stats[f"n_{op}"] = ((g.ops == k) & live_nodes).sum(dim=1).double().numpy()
     return stats
 
 
-__all__ = ["PATH_SIGNALS", "is_structural", "structure_matrix", "structure_names"]
+__all__ = ["PATH_SIGNALS", "has_structure", "is_structural", "structure_matrix",
+           "structure_names"]

@@ -32,7 +32,7 @@ CHECKPOINTS = (50, 100, 150)
 # envelope of ``bench.common`` (``seeds`` is the list of seeds, no longer their number;
 # ``command`` and ``machine`` added).
 KIND = "bench-search"
-SCHEMA = 2
+SCHEMA = 3  # 3: per-strategy "settings"
 
 
 def _threads_param(config: SearchConfig, threads: int) -> SearchConfig:
@@ -188,8 +188,11 @@ def bench_search(
     # Fail fast (missing table, bad metric, uncovered space, a bad --set option) before any
     # process starts.
     optimum = build_oracle(base).optimum()  # type: ignore[attr-defined]
+    settings: dict[str, dict[str, Any]] = {}  # each strategy's settings, defaults resolved
     for cfg in configs[::seeds]:
-        build_strategy(cfg)
+        described = build_strategy(cfg).describe()
+        described.pop("seed", None)
+        settings[cfg.label] = described
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     threads = max(1, cores // jobs)
@@ -200,6 +203,8 @@ def bench_search(
         out = _report(base, range(first_seed, first_seed + seeds), labels, results, optimum,
                       jobs, stop_at_optimum, time.perf_counter() - t0)
         out["first_seed"] = first_seed
+        for label, entry in out["strategies"].items():
+            entry["settings"] = settings.get(label, {})
         return out
 
     if jobs == 1:

@@ -38,7 +38,9 @@ def bench_predictor(
     arch_inputs: str | None = typer.Option(
         None, "--arch-inputs",
         help="Arch-level inputs of the predictors that take them: zero-cost proxies "
-        "(params,flops exact; others from `archrank zc --fill`) or table columns.",
+        "(params,flops exact; others from `archrank zc --fill`), structural signals of the "
+        "cell's graph (depth, shortest, wdepth, fanout, fanin, n_OP; 'structure' names them "
+        "all) or table columns.",
     ),
     aux_targets: str | None = typer.Option(
         None, "--aux-targets",

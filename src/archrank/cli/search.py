@@ -331,23 +331,16 @@ def _best_random(config: Any, result: Any) -> dict[str, Any] | None:
     a zero-cost warm start (``start``: "random" or "arch")."""
     if config.strategy != "guided":
         return None
-    from archrank.predictors.base import make_predictor
-    from archrank.spaces import get_space
-    from archrank.strategies import resolve_strategy
-    from archrank.strategies.guided import resolved_init
+    from archrank.runs.config import build_strategy
 
-    predictor = resolve_strategy(config.strategy, config.predictor)[1]
-    inputs = make_predictor(predictor, get_space(config.space),
-                            **(config.strategy_params.get("predictor_params") or {})).arch_inputs
-    start_kind = resolved_init(str(config.strategy_params.get("init", "auto")), inputs)
-    n_init = int(config.strategy_params.get("n_init", 10))
-    start = [r for r in sorted(result.finished, key=lambda r: r.seq)[:n_init]
+    settings = build_strategy(config).describe()  # as searched: defaults resolved
+    start = [r for r in sorted(result.finished, key=lambda r: r.seq)[:int(settings["n_init"])]
              if r.status == "ok" and r.objective is not None]
     if not start:
         return None
     best = max(start, key=lambda r: r.objective)
     return {"arch": best.arch, "hash": best.hash, "value": best.objective,
-            "metrics": best.metrics, "start": start_kind}
+            "metrics": best.metrics, "start": settings["init"]}
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -154,9 +155,10 @@ class Predictor(ABC):
     uses_arch_inputs: ClassVar[bool] = False  # takes the ``arch_inputs`` parameter
     uses_aux_targets: ClassVar[bool] = False  # takes the ``aux_targets`` parameter
     # Options of guided search (``GuidedSearch``'s keywords) that this predictor searches best
-    # with, by measurement (docs/benchmarks.md); ``make_strategy`` applies them where the user
-    # sets none, so ``--strategy guided --predictor NAME`` searches as measured.
-    guided_defaults: ClassVar[dict[str, Any]] = {}
+    # with on a space, by measurement (docs/benchmarks.md): space name -> options.
+    # ``make_strategy`` applies them where the user sets none, so ``--strategy guided
+    # --predictor NAME`` searches as measured; other spaces keep GuidedSearch's own defaults.
+    guided_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
         self.space = space
@@ -246,7 +248,10 @@ class Predictor(ABC):
             raise ArchrankError("cannot save a predictor that is not fitted")
         torch.save(
             {"predictor": self.name, "space": self.space.name, "seed": self.seed,
-             "params": self.params, "state": self.get_state()},
+             "params": self.params, "state": self.get_state(),
+             # the names as resolved now ("auto", "structure" may resolve otherwise later)
+             "signals": {"arch_inputs": list(self.arch_inputs),
+                         "aux_targets": list(self.aux_targets)}},
             Path(path),
         )
 
@@ -256,6 +261,17 @@ class Predictor(ABC):
         blob = load_torch_file(path, "predictor")
         klass = predictor_class(blob["predictor"])
         model = klass(get_space(blob["space"]), seed=blob["seed"], **blob["params"])
+        signals = blob.get("signals")
+        if signals is not None:
+            model.arch_inputs = tuple(signals["arch_inputs"])
+            model.aux_targets = tuple(signals["aux_targets"])
+        else:  # written before the resolved names were saved
+            model.arch_inputs = model.saved_arch_inputs(blob["state"])
         model.set_state(blob["state"])
         model.fitted_ = True
         return model
+
+    def saved_arch_inputs(self, state: dict[str, Any]) -> tuple[str, ...]:
+        """The arch inputs of a file that does not name them (``arch_inputs`` resolved by the
+        defaults of the archrank that wrote it): by default, as they resolve now."""
+        return self.arch_inputs

@@ -22,6 +22,8 @@ Three additions to ``GatesNet``, each can be switched off to measure it alone:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
@@ -34,12 +36,17 @@ from archrank.predictors.gates import GatesNet, GatesPredictor, mlp_trunk, op_co
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 # Default arch-level inputs per space (chosen by measurement, docs/benchmarks.md): exact
-# costs, the structural signals where they measured better (nb101: +0.018 Kendall tau at
-# 100 labels, +0.011 at 1,000), and synflow where the whole space's cache fills in minutes.
+# costs, the structural signals (Kendall tau over the previous default: nb101 +0.018 at 100
+# labels, +0.011 at 1,000; nb201 +0.022 at 50, +0.018 at 100), and synflow where the whole
+# space's cache fills in minutes.
 AUTO_ARCH_INPUTS: dict[str, str] = {
-    "nb201": "flops,params,synflow",
+    "nb201": "flops,params,synflow,structure",
     "nb101": "flops,params,structure",
 }
+# what "auto" meant before the structural signals (predictor files written then do not name
+# their inputs: ``saved_arch_inputs``)
+AUTO_BEFORE_STRUCTURE: dict[str, str] = {"nb201": "flops,params,synflow",
+                                         "nb101": "flops,params"}
 
 
 def standardise_columns(feats: torch.Tensor) -> torch.Tensor:
@@ -97,11 +104,14 @@ class GatesPPPredictor(GatesPredictor):
     name: ClassVar[str] = "gates++"
     uses_arch_inputs: ClassVar[bool] = True
     uses_aux_targets: ClassVar[bool] = True
-    # With its zero-cost warm start the search begins next to good cells, so refitting every
-    # 5 evaluations and spending exploration slots next to the best cells told pays: median
-    # queries to nb201's optimum 25.0 -> 22.0 over 200 fresh seeds, every seed reaching it
-    # (GATES, starting at random, gains less: docs/benchmarks.md "Guided search defaults").
-    guided_defaults: ClassVar[dict[str, Any]] = {"batch": 5, "explore_near": 3}
+    # With its zero-cost warm start the search begins next to good cells, so on nb201
+    # refitting every 5 evaluations and spending exploration slots next to the best cells told
+    # pays: median queries to the optimum 25.0 -> 22.0 over 200 fresh seeds, every seed
+    # reaching it (GATES, starting at random, gains less; on the nb101 table, 20 seeds, the
+    # same options found the optimum later, median 61 vs 50: docs/benchmarks.md "Guided
+    # search defaults per predictor").
+    guided_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
+        {"nb201": MappingProxyType({"batch": 5, "explore_near": 3})})
     defaults: ClassVar[dict[str, Any]] = {
         **GatesPredictor.defaults,
         "op_info": "1",        # op embeddings from archrank.opinfo features (0: free only;
@@ -136,6 +146,15 @@ class GatesPPPredictor(GatesPredictor):
         if self.hp["arch_fusion"] not in ("concat", "add"):
             raise ArchrankError(f"gates++ arch_fusion must be concat or add, not "
                                 f"{self.hp['arch_fusion']!r}")
+
+    def saved_arch_inputs(self, state: dict[str, Any]) -> tuple[str, ...]:
+        """A file written before the resolved names were saved: with ``arch_inputs="auto"``
+        it took the inputs "auto" meant then (nb101: flops and params), not today's."""
+        before = AUTO_BEFORE_STRUCTURE.get(self.space.name)
+        if (self.hp["arch_inputs"] == "auto" and before is not None
+                and len(state.get("arch_ref", [])) == len(signal_names(before))):
+            return signal_names(before)
+        return self.arch_inputs
 
     def op_info(self) -> bool:
         """Whether op embeddings come from op features: ``op_info`` (default on: with the

@@ -389,6 +389,11 @@ class NeuralPredictor(Predictor):
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
+        saved = len(state.get("arch_ref", []))
+        if saved and saved != len(self.arch_inputs):
+            raise ArchrankError(f"the saved {self.name} takes {saved} arch inputs, but "
+                                f"{len(self.arch_inputs)} are named "
+                                f"({', '.join(self.arch_inputs) or 'none'})")
         self.hp.update(state["hp"])
         self.y_mean_ = float(state["y_mean"])
         self.y_std_ = float(state["y_std"])

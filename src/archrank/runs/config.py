@@ -25,7 +25,7 @@ FLAGS = {
     "predictor": "--predictor", "budget": "--budget", "seed": "--seed",
     "space_from_bench": "--space-from-bench", "max_in_flight": "--workers",
     "oracle": "--oracle", "ordered": "ordered", "strategy_params": "strategy options",
-    "oracle_params": "oracle options",
+    "oracle_params": "oracle options", "predictor_defaults": "the predictor's guided defaults",
 }
 
 
@@ -46,6 +46,10 @@ class SearchConfig:
     oracle: str = "table"
     strategy_params: dict[str, Any] = field(default_factory=dict)
     oracle_params: dict[str, Any] = field(default_factory=dict)
+    # guided search takes the options its predictor declares for the space where
+    # strategy_params sets none (``Predictor.guided_defaults``); a run recorded before they
+    # existed resumes without them (``from_dict``), as it was searched
+    predictor_defaults: bool = True
 
     def __post_init__(self) -> None:
         self.strategy, self.predictor = resolve_strategy(self.strategy, self.predictor)
@@ -72,6 +76,7 @@ class SearchConfig:
         if unknown:
             raise ArchrankError(f"run configuration has unknown keys: {', '.join(unknown)} "
                                 "(written by a newer archrank?)")
+        data = {"predictor_defaults": False, **data}  # recorded before they existed
         try:
             return cls(**data)
         except (TypeError, ValueError) as exc:  # a damaged or hand-edited run configuration
@@ -205,7 +210,8 @@ def build_strategy(config: SearchConfig, space: SearchSpace | None = None) -> St
     space = space or get_space(config.space)
     return make_strategy(
         config.strategy, space, predictor=config.predictor, seed=config.seed,
-        objective=config.metric, candidates=candidates_for(config), **config.strategy_params,
+        objective=config.metric, candidates=candidates_for(config),
+        predictor_defaults=config.predictor_defaults, **config.strategy_params,
     )
 
 

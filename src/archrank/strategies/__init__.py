@@ -67,8 +67,10 @@ def strategy_label(strategy: str, predictor: str | None) -> str:
 
 
 def make_strategy(name: str, space: SearchSpace, *, predictor: str | None = None,
-                  **kwargs: Any) -> Strategy:
-    """Build a strategy by (user-facing) name; ``kwargs`` go to its constructor."""
+                  predictor_defaults: bool = True, **kwargs: Any) -> Strategy:
+    """Build a strategy by (user-facing) name; ``kwargs`` go to its constructor. For guided
+    search, ``predictor_defaults`` fills the options the predictor declares for the space
+    (``Predictor.guided_defaults``) where ``kwargs`` sets none."""
     strategy, predictor = resolve_strategy(name, predictor)
     cls = STRATEGIES[strategy]
     owner = f"strategy {strategy_label(strategy, predictor)!r}"
@@ -78,8 +80,9 @@ def make_strategy(name: str, space: SearchSpace, *, predictor: str | None = None
     if strategy == "guided":
         kwargs["predictor"] = predictor
         _check_predictor(predictor, space, kwargs.get("predictor_params"))
-        for key, value in _guided_defaults(predictor).items():
-            kwargs.setdefault(key, value)  # the predictor's measured setting, unless set
+        if predictor_defaults:
+            for key, value in guided_defaults(predictor, space.name).items():
+                kwargs.setdefault(key, value)  # the predictor's measured setting, unless set
     try:
         return cls(space, **kwargs)
     except (ValueError, TypeError) as exc:  # a range the strategy checks itself
@@ -90,11 +93,12 @@ def make_strategy(name: str, space: SearchSpace, *, predictor: str | None = None
 _INTERNAL = ("seed", "objective", "candidates", "predictor")
 
 
-def _guided_defaults(name: str | None) -> dict[str, Any]:
-    """The guided-search options predictor ``name`` declares (``Predictor.guided_defaults``)."""
+def guided_defaults(predictor: str | None, space: str) -> dict[str, Any]:
+    """The guided-search options ``predictor`` declares for ``space``
+    (``Predictor.guided_defaults``; none for most)."""
     from archrank.predictors.base import predictor_class
 
-    return dict(predictor_class(name or DEFAULT_PREDICTOR).guided_defaults)
+    return dict(predictor_class(predictor or DEFAULT_PREDICTOR).guided_defaults.get(space, {}))
 
 
 def _check_predictor(name: str | None, space: SearchSpace,
@@ -118,6 +122,7 @@ __all__ = [
     "RegularizedEvolution",
     "Strategy",
     "derive_seed",
+    "guided_defaults",
     "make_strategy",
     "resolve_strategy",
     "strategy_label",
