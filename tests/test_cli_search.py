@@ -133,3 +133,32 @@ def test_demo_compares_gates_with_random_search(cli):
     code, out, err = cli("demo", "--quick", "--budget", "15")
     assert code == 0, err
     assert "gates" in out and "random" in out and "nbgraph:cora" in out
+
+
+def test_a_run_recorded_before_guided_defaults_continues(cli, base, tmp_path):
+    import sqlite3
+
+    from archrank.runs.config import SearchConfig, as_recorded
+    from archrank.runs.store import RunStore
+
+    run_dir = tmp_path / "old"
+    assert cli("search", *base, "--strategy", "rea", "--budget", "5",
+               "--run-dir", str(run_dir))[0] == 0
+    db = next(p for p in run_dir.iterdir() if p.suffix in (".db", ".sqlite", ".sqlite3"))
+    with sqlite3.connect(db) as conn:  # as an earlier archrank recorded it
+        conn.execute("DELETE FROM config WHERE key = 'predictor_defaults'")
+    with RunStore.open(run_dir) as store:
+        assert SearchConfig.from_dict(store.config).predictor_defaults is False
+    # the full command again continues it (the flag is the record's, not an option)
+    code, _, err = cli("search", *base, "--strategy", "rea", "--budget", "6",
+                       "--run-dir", str(run_dir))
+    assert code == 2 and "was created with --budget 5" in err and "guided" not in err
+    code, _, err = cli("search", *base, "--strategy", "rea", "--budget", "5",
+                       "--run-dir", str(run_dir))
+    assert code == 0, err
+    # an earlier GATES++ run on nb201 searched with "auto" inputs without the structural
+    # signals and resumes with those
+    old = SearchConfig(space="nb201", metric="m", strategy="gates++", predictor_defaults=False)
+    pred = as_recorded(old, None).strategy_params["predictor_params"]
+    assert pred == {"arch_inputs": "flops,params,synflow"}
+

@@ -36,7 +36,7 @@ SCHEMA = 3  # 3: per-strategy "settings"
 
 
 def _threads_param(config: SearchConfig, threads: int) -> SearchConfig:
-    """Give a torch predictor ``threads`` intra-op threads (unless the user chose)."""
+    """Give a torch predictor ``threads`` predict workers (unless the user chose)."""
     if config.strategy != "guided" or config.predictor is None:
         return config
     from archrank.predictors.base import predictor_class

@@ -114,11 +114,16 @@ def resolve_run(
     if resume is not None or (target is not None and RunStore.exists(target)):
         assert target is not None
         with RunStore.open(target) as store:
-            recorded = as_recorded(SearchConfig.from_dict(store.config), store.inputs)
+            store_inputs = store.inputs
+            recorded = as_recorded(SearchConfig.from_dict(store.config), store_inputs)
         if resume is not None or not {"space", "metric"} <= set(given):
             wanted = replace(recorded, **given)  # explicit options only
         else:
             wanted = SearchConfig(**{**_config_defaults(), **given})
+            # not an option: whether the run takes its predictor's guided defaults is the
+            # record's (off for runs recorded before they existed)
+            wanted = as_recorded(replace(wanted, predictor_defaults=recorded.predictor_defaults),
+                                 store_inputs)
         diff = recorded.differences(wanted)
         if diff:
             mine = wanted.differences(recorded)
@@ -286,7 +291,7 @@ def search(
         stop_pool(executor)
         executor.shutdown(wait=False, cancel_futures=True)
         store.close()
-    summary = search_summary(config, result, directory)
+    summary = search_summary(config, result, directory, strat.describe())
     _print_summary(summary)
     if config.oracle == "train":
         _print_training_summary(summary)
@@ -300,8 +305,10 @@ def search(
                             f"{failed[0].error}); the run is kept in {directory}")
 
 
-def search_summary(config: Any, result: Any, directory: Path | None) -> dict[str, Any]:
-    """The final summary of a search, JSON-able."""
+def search_summary(config: Any, result: Any, directory: Path | None,
+                   settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The final summary of a search, JSON-able (``settings``: the strategy's ``describe()``,
+    its options as searched)."""
     best = result.best
     found_at = None
     if best is not None:
@@ -319,21 +326,23 @@ def search_summary(config: Any, result: Any, directory: Path | None) -> dict[str
         "best": None if best is None else {
             "arch": best.arch, "hash": best.hash, "value": best.objective,
             "metrics": best.metrics, "found_at_query": found_at},
-        "best_random": _best_random(config, result),
+        "best_random": _best_random(config, result, settings),
         "interrupted": result.interrupted,
         "exhausted": result.exhausted,
         "seconds": round(result.seconds, 2),
     }
 
 
-def _best_random(config: Any, result: Any) -> dict[str, Any] | None:
+def _best_random(config: Any, result: Any,
+                 settings: dict[str, Any] | None) -> dict[str, Any] | None:
     """The best of the cells a guided search starts from (its first ``n_init``): random, or
     a zero-cost warm start (``start``: "random" or "arch")."""
     if config.strategy != "guided":
         return None
-    from archrank.runs.config import build_strategy
+    if settings is None:
+        from archrank.runs.config import build_strategy
 
-    settings = build_strategy(config).describe()  # as searched: defaults resolved
+        settings = build_strategy(config).describe()  # as searched: defaults resolved
     start = [r for r in sorted(result.finished, key=lambda r: r.seq)[:int(settings["n_init"])]
              if r.status == "ok" and r.objective is not None]
     if not start:

@@ -271,6 +271,12 @@ class Predictor(ABC):
         model.fitted_ = True
         return model
 
+    @classmethod
+    def params_before_session9(cls, space: str) -> dict[str, Any]:
+        """Parameters a run recorded before runs recorded their defaults searched with, where
+        the default has changed since (``runs.config.as_recorded``); none by default."""
+        return {}
+
     def saved_arch_inputs(self, state: dict[str, Any]) -> tuple[str, ...]:
         """The arch inputs of a file that does not name them (``arch_inputs`` resolved by the
         defaults of the archrank that wrote it): by default, as they resolve now."""

@@ -147,6 +147,12 @@ class GatesPPPredictor(GatesPredictor):
             raise ArchrankError(f"gates++ arch_fusion must be concat or add, not "
                                 f"{self.hp['arch_fusion']!r}")
 
+    @classmethod
+    def params_before_session9(cls, space: str) -> dict[str, Any]:
+        """A recorded run's "auto" arch inputs were those of before the structural signals."""
+        before = AUTO_BEFORE_STRUCTURE.get(space)
+        return {"arch_inputs": before} if before is not None else {}
+
     def saved_arch_inputs(self, state: dict[str, Any]) -> tuple[str, ...]:
         """A file written before the resolved names were saved: with ``arch_inputs="auto"``
         it took the inputs "auto" meant then (nb101: flops and params), not today's."""

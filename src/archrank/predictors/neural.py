@@ -65,8 +65,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "ensemble": None,         # members (seeds) whose scores are averaged; None: 3 below
     "ensemble_below": 300,    # this many training cells (cheap there, and it helps), else 1
     "device": None,           # None: the GPU when present, else the CPU
-    "threads": None,          # None: 1 to train (mini-batches are too small to split),
-                              # every available core to predict
+    "threads": None,          # predict's worker threads (None: one per available core);
+                              # training always runs on one thread
     "predict_chunk": 4096,    # cells per forward pass in predict() (cache-sized: fewer
                               # for graphs over 7 nodes); chunks are spread over one worker
                               # thread per core
@@ -239,7 +239,11 @@ class NeuralPredictor(Predictor):
             extras["aux_mask"] = torch.as_tensor(present, dtype=torch.float32)
         self.models_ = []
         self.history_ = []
-        with torch_threads(int(self.hp["threads"] or 1)):
+        # one intra-op thread, whatever ``threads`` says: mini-batches of at most 256 small
+        # graphs do not split, and a second thread only spins in OpenMP barriers (a guided
+        # search took twice the CPU for the same wall time, and next to a second process 20
+        # times the wall time: docs/benchmarks.md)
+        with torch_threads(1):
             for member in range(self.auto_ensemble(len(graphs))):
                 seed = self.seed * 1_000_003 + member * 7919
                 self.models_.append(self._train_member(graphs, target, seed, extras))
@@ -390,7 +394,7 @@ class NeuralPredictor(Predictor):
 
     def set_state(self, state: dict[str, Any]) -> None:
         saved = len(state.get("arch_ref", []))
-        if saved and saved != len(self.arch_inputs):
+        if saved != len(self.arch_inputs):
             raise ArchrankError(f"the saved {self.name} takes {saved} arch inputs, but "
                                 f"{len(self.arch_inputs)} are named "
                                 f"({', '.join(self.arch_inputs) or 'none'})")

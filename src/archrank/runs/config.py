@@ -165,6 +165,7 @@ def as_recorded(config: SearchConfig, inputs: dict[str, Any] | None) -> SearchCo
     from archrank.datasets import recorded_spec
     from archrank.oracles.training import DEFAULTS_BEFORE
 
+    config = _predictor_as_recorded(config)
     if config.oracle != "train":
         return config
     name = (((inputs or {}).get("dataset") or {}).get("name")  # the data's recorded name,
@@ -177,6 +178,22 @@ def as_recorded(config: SearchConfig, inputs: dict[str, Any] | None) -> SearchCo
     before = DEFAULTS_BEFORE.get((config.space, "mnist1d"), {})
     params = {**before, **config.oracle_params, "dataset": spec}
     return replace(config, oracle_params=params)
+
+
+def _predictor_as_recorded(config: SearchConfig) -> SearchConfig:
+    """A guided run recorded before runs recorded ``predictor_defaults`` searched with its
+    predictor's parameters of then (``Predictor.params_before_session9``: GATES++'s "auto"
+    arch inputs without the structural signals), unless it set them itself."""
+    if config.predictor_defaults or config.strategy != "guided":
+        return config
+    from archrank.predictors.base import predictor_class
+
+    before = predictor_class(config.predictor or "gates").params_before_session9(config.space)
+    if not before:
+        return config
+    params = dict(config.strategy_params)
+    pred = {**before, **(params.get("predictor_params") or {})}
+    return replace(config, strategy_params={**params, "predictor_params": pred})
 
 
 def build_oracle(config: SearchConfig) -> Oracle:

@@ -34,9 +34,9 @@ the default of predictors with such inputs (``init="auto"``) is in docs/benchmar
 
 The keyword defaults below are those of a search that starts at random (GATES's, measured);
 a predictor may declare others it searches best with (``Predictor.guided_defaults``, applied
-by ``make_strategy`` where the user sets none: GATES++ refits every 5 evaluations and
-explores next to the best cells, ``explore_near=3``; docs/benchmarks.md "Guided search
-defaults per predictor").
+by ``make_strategy`` where the user sets none, per space: GATES++ on nb201 refits every 5
+evaluations and explores next to the best cells, ``explore_near=3``; docs/benchmarks.md
+"Guided search defaults per predictor").
 """
 
 from __future__ import annotations
