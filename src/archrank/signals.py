@@ -42,9 +42,10 @@ def arch_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
         setting = ZCSetting.named(space.name, setting_name)
         cache = ZCCache(space, setting, path=setting.cache_file(zc_cache))
         out[:, cols] = signal_matrix(space, archs, [parsed[k][0] for k in cols], cache=cache)
-    from archrank.structure import has_structure, is_structural, structure_matrix, structure_names
+    from archrank.structure import has_structure, structure_matrix, structure_names
 
-    graph_cols = [k for k, n in enumerate(names) if parsed[k] is None and is_structural(space, n)]
+    structural = structure_names(space) if has_structure(space) else ()
+    graph_cols = [k for k, n in enumerate(names) if parsed[k] is None and n in structural]
     for k in graph_cols:
         if table is not None and names[k] in table.metrics:
             raise ArchrankError(f"arch input {names[k]!r} is both a structural signal and a "
@@ -54,8 +55,7 @@ def arch_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
     for k, n in enumerate(names):
         if parsed[k] is not None or k in graph_cols:
             continue
-        col = _table_column(table, rows, n, "arch input", len(archs),
-                            structural=structure_names(space) if has_structure(space) else ())
+        col = _table_column(table, rows, n, "arch input", len(archs), structural=structural)
         lack = np.flatnonzero(np.isnan(col))
         if lack.size:
             raise ArchrankError(f"arch-level signal {n!r} is missing for {lack.size:,} of "

@@ -60,10 +60,6 @@ def has_structure(space: Any) -> bool:
     return int(getattr(space, "num_inputs", 1)) == 1
 
 
-def is_structural(space: Any, name: str) -> bool:
-    return has_structure(space) and name in structure_names(space)
-
-
 def structure_matrix(space: Any, archs: Sequence[Any], names: Sequence[str]) -> np.ndarray:
     """Structural signals ``names`` of ``archs`` [len(archs), len(names)] (float64)."""
     valid = structure_names(space)
@@ -153,5 +149,4 @@ def _statistics(space: Any, g: Any) -> dict[str, np.ndarray]:
     return stats
 
 
-__all__ = ["PATH_SIGNALS", "has_structure", "is_structural", "structure_matrix",
-           "structure_names"]
+__all__ = ["PATH_SIGNALS", "has_structure", "structure_matrix", "structure_names"]

@@ -306,7 +306,7 @@ def search(
 
 
 def search_summary(config: Any, result: Any, directory: Path | None,
-                   settings: dict[str, Any] | None = None) -> dict[str, Any]:
+                   settings: dict[str, Any]) -> dict[str, Any]:
     """The final summary of a search, JSON-able (``settings``: the strategy's ``describe()``,
     its options as searched)."""
     best = result.best
@@ -333,16 +333,11 @@ def search_summary(config: Any, result: Any, directory: Path | None,
     }
 
 
-def _best_random(config: Any, result: Any,
-                 settings: dict[str, Any] | None) -> dict[str, Any] | None:
+def _best_random(config: Any, result: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
     """The best of the cells a guided search starts from (its first ``n_init``): random, or
     a zero-cost warm start (``start``: "random" or "arch")."""
     if config.strategy != "guided":
         return None
-    if settings is None:
-        from archrank.runs.config import build_strategy
-
-        settings = build_strategy(config).describe()  # as searched: defaults resolved
     start = [r for r in sorted(result.finished, key=lambda r: r.seq)[:int(settings["n_init"])]
              if r.status == "ok" and r.objective is not None]
     if not start:

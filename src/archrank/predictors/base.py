@@ -113,8 +113,8 @@ def signal_names(value: Any, space: SearchSpace | None = None) -> tuple[str, ...
     if space is not None and "structure" in names:
         from archrank.structure import structure_names
 
-        k = names.index("structure")
-        names[k:k + 1] = structure_names(space)
+        every = structure_names(space)
+        names = [m for n in names for m in (every if n == "structure" else (n,))]
     return tuple(dict.fromkeys(names))
 
 

@@ -188,7 +188,8 @@ def _predictor_as_recorded(config: SearchConfig) -> SearchConfig:
         return config
     from archrank.predictors.base import predictor_class
 
-    before = predictor_class(config.predictor or "gates").params_before_session9(config.space)
+    assert config.predictor is not None  # resolve_strategy names guided search's predictor
+    before = predictor_class(config.predictor).params_before_session9(config.space)
     if not before:
         return config
     params = dict(config.strategy_params)
