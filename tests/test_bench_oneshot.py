@@ -275,6 +275,30 @@ def test_bad_truths_are_one_line_errors(cli, truth, tmp_path):
     assert "--score nope: choose acc or loss" in run("--truth", str(truth), "--score", "nope")
     assert "needs a space with a supernet that can be enumerated" in run(
         "--truth", str(truth), "--space", "nb101")
+    assert "--sampler nope: choose one of uniform, fair" in run("--truth", str(truth),
+                                                               "--sampler", "nope")
+    assert "--calib-batches must be at least 1, got 0" in run("--truth", str(truth),
+                                                             "--calib-batches", "0")
+
+
+def test_fair_supernets_keep_files_of_their_own(truth, tmp_path):
+    """--sampler fair trains, scores and fits under names of its own, so uniform and fair
+    runs share a work dir; a checkpoint trained otherwise than its name says is refused."""
+    npz = truth.parent / "tiny.npz"
+    base = dict(truth=truth, dataset=str(npz), seeds=[0], epochs=1, samples=12,
+                predictor_params={"epochs": 5}, standalone=False, work_dir=tmp_path / "w")
+    report = bench_oneshot(OneshotBench(**base, sampler="fair"))
+    assert report["settings"]["sampler"] == "fair"
+    assert report["settings"]["supernet_recipe"]["epochs"] == 1
+    names = sorted(p.name for p in (tmp_path / "w").rglob("*") if p.is_file())
+    assert any(n == "supernet-seed0-e1-fair.pt" for n in names), names
+    assert any(n.startswith("scores-seed0-e1-fair-") for n in names), names
+    assert any(n.startswith("fit-seed0-e1-fair-") for n in names), names
+    assert not any(n.startswith(("supernet-seed0-e1.", "scores-seed0-e1-bn")) for n in names)
+    [fair] = (tmp_path / "w").rglob("supernet-seed0-e1-fair.pt")
+    fair.rename(fair.with_name("supernet-seed0-e1.pt"))  # a fair supernet under the uniform name
+    with pytest.raises(ArchrankError, match="trained with the fair sampler, not uniform"):
+        bench_oneshot(OneshotBench(**base))
 
 
 def test_bench_oneshot_json_with_a_missing_field_is_a_report_error(tmp_path):

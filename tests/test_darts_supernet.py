@@ -210,10 +210,12 @@ def test_oneshot_search_on_darts_end_to_end(cli, tmp_path, method):
     npz = tmp_path / "tiny.npz"
     np.savez(npz, x_train=data.x_train, y_train=data.y_train, x_val=data.x_val,
              y_val=data.y_val)
+    proxy = (["--refit-every", "2", "--no-pretrain"] if method.startswith("proxy-") else [])
+    if method == "proxy-darts":
+        proxy += ["--warmup-steps", "2"]
     code, out, err = cli("oneshot", "search", "--space", "darts", "--method", method,
                          "--dataset", str(npz), "--width", "4", "--depth", "3",
-                         "--batch-size", "16", "--epochs", "1", "--refit-every", "2",
-                         "--warmup-steps", "2", "--no-pretrain", "--ea-evals", "4",
+                         "--batch-size", "16", "--epochs", "1", *proxy, "--ea-evals", "4",
                          "--device", "cpu", "--out", str(tmp_path / "s.pt"),
                          "--json", str(tmp_path / "r.json"))
     assert code == 0, err

@@ -139,6 +139,9 @@ def test_oneshot_train_fit_select_and_search(cli, tmp_path):
     assert code == 2 and "exists; continue it with --resume" in err
     code, _, err = cli("oneshot", "train", "--resume", str(ckpt), "--width", "8")
     assert code == 2 and "not width 8" in err and err.count("\n") == 1
+    code, _, err = cli("oneshot", "train", *base, "--epochs", "0", "--out",
+                       str(tmp_path / "zero.pt"))  # was read as "the default, 150"
+    assert code == 2 and "--epochs must be at least 1, got 0" in err and err.count("\n") == 1
 
     scores = tmp_path / "scores.csv"
     code, out, err = cli("oneshot", "fit", str(ckpt), "--samples", "20", "--set", "epochs=20",

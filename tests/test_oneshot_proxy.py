@@ -343,6 +343,7 @@ def test_method_specs_and_resume_with_other_settings(tmp_path):
     for spec, message in [("proxy-ea:oiw=bad", "unknown OIW normalisation 'bad'"),
                           ("gcn-fit:evals=3", "gcn-fit has no option 'evals'"),
                           ("proxy-ea:alpha_lr=x", "bad option 'alpha_lr=x'"),
+                          ("proxy-ea:warmup_steps=5", "warmup_steps applies to proxy-darts"),
                           ("nope", "unknown search method 'nope'")]:
         with pytest.raises(ArchrankError, match=message):
             parse_method(spec)
@@ -354,6 +355,29 @@ def test_method_specs_and_resume_with_other_settings(tmp_path):
         search("proxy-ea", epochs=1, proxy={**cfg, "oiw_norm": "off"}, resume=True, **kw)
     with pytest.raises(ArchrankError, match="a 1-epoch search, not 2 epochs"):
         search("proxy-ea", epochs=2, proxy=cfg, resume=True, **kw)
+    # a checkpoint of another width is refused, not continued at its own (review, session 10)
+    with pytest.raises(ArchrankError, match=r"p\.pt: a supernet of nb201 width 4.*not width 8"):
+        search("proxy-ea", epochs=1, proxy=cfg, resume=True, **{**kw, "width": 8})
+    # a search checkpoint is not a supernet training to continue
+    from archrank.oneshot.trainer import SupernetTrainer
+
+    with pytest.raises(ArchrankError, match="a proxy-ea search checkpoint; continue it with"):
+        SupernetTrainer.resume(load_checkpoint(tmp_path / "p.pt"))
+
+
+def test_darts_is_refused_under_ddp(monkeypatch):
+    """DARTS runs the mixed forward outside DDP's and keeps alpha per process."""
+    import archrank.oneshot.trainer as trainer_module
+    from archrank.oneshot.darts import DartsSampler
+    from archrank.oneshot.trainer import SupernetTrainer
+
+    data = tiny_data()
+    trainer = SupernetTrainer.create("nb201", data, width=4, depth=1, seed=0,
+                                     recipe=TrainRecipe(epochs=1, batch_size=32), device="cpu")
+    trainer.sampler = DartsSampler(trainer.supernet.space, 0, dataset=trainer.dataset)
+    monkeypatch.setattr(trainer_module, "dist_info", lambda: (0, 2))
+    with pytest.raises(ArchrankError, match="darts sampler runs in one process only"):
+        trainer.train()
 
 
 def test_resumed_search_keeps_its_recorded_final_choice_unless_asked(tmp_path):
@@ -400,7 +424,7 @@ def test_killed_proxy_search_resumes_exactly(tmp_path):
     epochs = 6
     opts = ["--method", "proxy-ea", "--dataset", str(npz), "--epochs", str(epochs),
             "--width", "4", "--depth", "1", "--batch-size", "16", "--seed", "2",
-            "--refit-every", "4", "--warmup-steps", "8", "--memory", "20", "--no-pretrain"]
+            "--refit-every", "4", "--memory", "20", "--no-pretrain"]
     env = {**os.environ, "COLUMNS": "100"}
     proc = subprocess.Popen([str(ARCHRANK), "oneshot", "search", *opts, "--out",
                              str(ckpt_path)], env=env, stdout=subprocess.DEVNULL,
@@ -427,8 +451,7 @@ def test_killed_proxy_search_resumes_exactly(tmp_path):
 
     from archrank.oneshot.search import _runner
 
-    proxy = {"refit_every": 4, "warmup_steps": 8, "memory": 20,
-             "landscape": LandscapeConfig(pretrain=False)}
+    proxy = {"refit_every": 4, "memory": 20, "landscape": LandscapeConfig(pretrain=False)}
     ref = _runner("proxy-ea", space="nb201", dataset=str(npz), epochs=epochs, seed=2,
                   recipe=TrainRecipe(batch_size=16), checkpoint=None, resume=False,
                   proxy=proxy, threads=1, device="cpu", width=4, depth=1).train()
@@ -474,6 +497,10 @@ def test_oneshot_search_command_and_its_errors(cli, tmp_path):
          "not space nb101"),
         (["--method", "proxy-ea", "--final", "best", "--out", str(tmp_path / "x.pt")],
          "unknown final choice 'best'"),
+        (["--method", "proxy-ea", "--warmup-steps", "5", "--out", str(tmp_path / "x.pt")],
+         "--warmup-steps applies to proxy-darts only"),
+        (["--method", "spos-ea", "--oiw", "off", "--out", str(tmp_path / "x.pt")],
+         "--oiw: proxy-ea / proxy-darts options, not spos-ea's"),
     ]:
         code, _, err = cli("oneshot", "search", *args)
         assert code == 2 and message in err and err.strip().count("\n") == 0, err

@@ -59,6 +59,7 @@ class OneshotBench:
     depth: int | None = None
     seeds: Sequence[int] = (0, 1, 2)
     epochs: int = DEFAULT_EPOCHS
+    sampler: str = "uniform"  # the supernet's path sampler (oneshot.sampler.SAMPLERS)
     samples: int = 1000
     predictor: str = "gcn"
     predictor_params: dict[str, Any] = field(default_factory=dict)
@@ -76,12 +77,21 @@ class OneshotBench:
             raise ArchrankError(f"--score {self.score}: choose acc or loss")
         if self.epochs < 1:
             raise ArchrankError(f"--epochs must be at least 1, got {self.epochs}")
+        from archrank.oneshot.sampler import SAMPLERS
+
+        if self.sampler not in SAMPLERS:
+            raise ArchrankError(f"--sampler {self.sampler}: choose one of "
+                                f"{', '.join(SAMPLERS)}")
         if self.samples < 2:
             raise ArchrankError(f"--samples must be at least 2, got {self.samples}")
         if not self.seeds:
             raise ArchrankError("--seeds must be at least 1")
         if self.val_samples is not None and self.val_samples < 1:
             raise ArchrankError(f"--val-samples must be at least 1, got {self.val_samples}")
+        if self.calib_batches < 1:
+            raise ArchrankError(f"--calib-batches must be at least 1, got {self.calib_batches}")
+        if self.threads < 1:
+            raise ArchrankError(f"--threads must be at least 1, got {self.threads}")
         from archrank.oneshot.supernet import SUPERNETS
         from archrank.spaces import get_space
 
@@ -219,25 +229,38 @@ def _prepare(cfg: OneshotBench, say: Say) -> _Context:
                     costs["params"].astype(np.float64))
 
 
+def supernet_recipe(cfg: OneshotBench) -> Any:
+    """The supernets' training recipe: the trainer's default with ``epochs`` (the truth's
+    recipe sets the network and data, not the supernet's training)."""
+    from archrank.oracles.training import TrainRecipe
+
+    return TrainRecipe(epochs=cfg.epochs)
+
+
 def _train(ctx: _Context, seed: int, progress: Progress | None) -> Any:
     """The finished supernet checkpoint of ``seed`` (trained, resumed or reused)."""
     from archrank.oneshot.checkpoint import load_checkpoint
     from archrank.oneshot.trainer import SupernetTrainer
-    from archrank.oracles.training import TrainRecipe
 
     cfg, s = ctx.cfg, ctx.setting
-    path = ctx.work / f"supernet-seed{seed}-e{cfg.epochs}.pt"
+    path = ctx.work / f"supernet-seed{seed}-{_train_tag(cfg)}.pt"
     if path.exists():
         ckpt = load_checkpoint(path, space=s.space, width=s.width, depth=s.depth)
         ckpt.dataset(ctx.data)  # the fingerprint check
+        if ckpt.recipe != supernet_recipe(cfg):
+            raise ArchrankError(f"{path}: trained with another recipe ({ckpt.recipe}); use "
+                                f"another --work-dir")
+        if ckpt.sampler != cfg.sampler:
+            raise ArchrankError(f"{path}: trained with the {ckpt.sampler} sampler, not "
+                                f"{cfg.sampler}")
         if ckpt.finished:
             return ckpt
         trainer = SupernetTrainer.resume(ckpt, dataset=ctx.data, epochs=cfg.epochs,
                                          device="cpu", threads=cfg.threads)
     else:
-        trainer = SupernetTrainer.create(cfg.space, ctx.data, recipe=TrainRecipe(
-            epochs=cfg.epochs), width=s.width, depth=s.depth, seed=seed, device="cpu",
-            threads=cfg.threads)
+        trainer = SupernetTrainer.create(
+            cfg.space, ctx.data, recipe=supernet_recipe(cfg), width=s.width, depth=s.depth,
+            seed=seed, device="cpu", sampler=cfg.sampler, threads=cfg.threads)
 
     def on_step(epoch: int, step: int, n: int, loss: float) -> None:
         if progress is not None:
@@ -259,8 +282,15 @@ def _scorer(ctx: _Context, ckpt: Any, seed: int) -> Any:
                                                      "data": ckpt.data.get("fingerprint"),
                                                      "history": ckpt.history},
               "options": asdict(options)}
-    scorer.attach(ctx.work / f"scores-seed{seed}-e{cfg.epochs}-{_scoring_tag(cfg)}.jsonl", header)
+    name = f"scores-seed{seed}-{_train_tag(cfg)}-{_scoring_tag(cfg)}.jsonl"
+    scorer.attach(ctx.work / name, header)
     return scorer
+
+
+def _train_tag(cfg: OneshotBench) -> str:
+    """How the supernet was trained, in the names of its files (uniform sampling, the first
+    default, keeps the names files had before ``--sampler``)."""
+    return f"e{cfg.epochs}" if cfg.sampler == "uniform" else f"e{cfg.epochs}-{cfg.sampler}"
 
 
 def _scoring_tag(cfg: OneshotBench) -> str:
@@ -276,7 +306,7 @@ def _fit(ctx: _Context, scorer: Any, seed: int, progress: Progress | None) -> An
     cfg = ctx.cfg
     params = json.dumps(cfg.predictor_params, sort_keys=True)
     digest = hashlib.sha1(params.encode()).hexdigest()[:8]
-    name = (f"fit-seed{seed}-e{cfg.epochs}-{_scoring_tag(cfg)}-{cfg.score}-{cfg.predictor}-"
+    name = (f"fit-seed{seed}-{_train_tag(cfg)}-{_scoring_tag(cfg)}-{cfg.score}-{cfg.predictor}-"
             f"{digest}-n{cfg.samples}")
     csv_path, info_path = ctx.work / f"{name}.csv", ctx.work / f"{name}.json"
     if csv_path.exists() and info_path.exists():
@@ -315,7 +345,10 @@ def _standalone(ctx: _Context, arch: str) -> dict[str, Any]:
     if arch in ctx.truth.archs:  # trained already, with the same recipe and seeds
         i = ctx.truth.archs.index(arch)
         return {"val_acc": float(ctx.truth.val_acc[i]), "seconds": 0.0, "in_truth": True}
-    name = hashlib.sha1(arch.encode()).hexdigest()[:16]  # equivalent cells train apart
+    # equivalent cells train apart; another recipe or other training seeds at the same
+    # setting (another truth in the same work dir) get journals of their own
+    key = json.dumps([arch, s["recipe"], list(ctx.truth.seeds)], sort_keys=True)
+    name = hashlib.sha1(key.encode()).hexdigest()[:16]
     (ctx.work / "standalone").mkdir(exist_ok=True)
     builder = TruthBuilder(oracle, [arch], ctx.truth.seeds,
                            ctx.work / "standalone" / f"{name}.csv")
@@ -414,7 +447,9 @@ def _report(ctx: _Context, per_seed: list[dict[str, Any]], wall: float) -> dict[
         settings={"space": cfg.space, "dataset": ctx.data.name, "truth": str(truth.path),
                   "recipe_from": truth.setting_source, "truth_cells": len(truth.archs),
                   "train_seeds": truth.seeds, "width": ctx.setting.width,
-                  "depth": ctx.setting.depth, "epochs": cfg.epochs, "samples": cfg.samples,
+                  "depth": ctx.setting.depth, "epochs": cfg.epochs, "sampler": cfg.sampler,
+                  "supernet_recipe": asdict(supernet_recipe(cfg)),
+                  "samples": cfg.samples,
                   "predictor": cfg.predictor, "predictor_params": cfg.predictor_params,
                   "score": SCORES[cfg.score], "bn_recalibrate": cfg.bn_recalibrate,
                   "calib_batches": cfg.calib_batches, "val_samples": cfg.val_samples,

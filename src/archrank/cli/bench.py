@@ -176,6 +176,8 @@ def bench_oneshot_cmd(
                                    "in other processes share --work-dir)."),
     epochs: int | None = typer.Option(None, "--epochs",
                                       help="Supernet epochs (default: oneshot train's, 150)."),
+    sampler: str = typer.Option("uniform", "--sampler", help="Supernet path sampler: uniform "
+                                "(SPOS) or fair (each op once per block of steps)."),
     samples: int = typer.Option(1000, "--samples", help="Sampled cells the predictor is "
                                 "fitted to."),
     predictor: str = typer.Option("gcn", "--predictor", help="Graph predictor (gcn, gates)."),
@@ -192,7 +194,7 @@ def bench_oneshot_cmd(
         "signals (2,000, as measured; N at least the split's size: all)."),
     standalone: bool = typer.Option(True, "--standalone/--no-standalone",
                                     help="Train the fitted table's best cell stand-alone."),
-    threads: int = typer.Option(1, "--threads", help="Torch threads."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Torch threads."),
     work_dir: Path = typer.Option(Path("oneshot-bench"), "--work-dir", help="Supernets, "
                                   "scores, fits and trainings (a rerun resumes from it)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report here."),
@@ -222,7 +224,8 @@ def bench_oneshot_cmd(
         check_output(json_out, "--json")
     cfg = OneshotBench(truth=truth, space=space, dataset=dataset, recipe=recipe, width=width,
                        depth=depth, seeds=check_seeds(seeds, first_seed),
-                       **({} if epochs is None else {"epochs": epochs}), samples=samples,
+                       **({} if epochs is None else {"epochs": epochs}), sampler=sampler,
+                       samples=samples,
                        val_samples=val_samples,
                        predictor=predictor, predictor_params=parse_sets(sets), score=score,
                        bn_recalibrate=bn_recal, calib_batches=calib_batches,
@@ -261,6 +264,7 @@ def _print_oneshot(report: dict[str, Any]) -> None:
                        for c in ("none", "flops_p25"))])
     console.print(results_table(
         f"{st['truth']} · {st['truth_cells']} cells · {len(report['seeds'])} seeds · "
+        f"{st['epochs']} epochs, {st.get('sampler', 'uniform')} sampling · "
         f"score {st['score']}{'' if st['bn_recalibrate'] else ' (no BN recal)'}",
         ["method", "Kendall tau", "of ceiling", "P@5%", "top-1 pct", "top-1 pct FLOPs cap"],
         rows))

@@ -54,13 +54,13 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Seed of the weights, batches and paths."),
     sampler: str = typer.Option("uniform", "--sampler",
                                 help="uniform (SPOS) or fair (each op once per block)."),
-    threads: int = typer.Option(1, "--threads", help="Torch threads per process."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Torch threads per process."),
     device: str = typer.Option("auto", "--device", help="auto (GPU when present), cpu, cuda."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write."),
     resume: Path | None = typer.Option(None, "--resume",
                                        help="Continue the training of this checkpoint."),
 ) -> None:
-    """Train a weight-sharing supernet by single-path uniform sampling (SPOS).
+    """Train a weight-sharing supernet by single-path sampling (SPOS: uniform, or fair).
 
     Writes a checkpoint after every epoch; a killed training continues with --resume. Run
     under torchrun to train data-parallel (DDP; gloo on CPUs, NCCL on GPUs).
@@ -92,8 +92,10 @@ def train(
             raise ArchrankError(f"{out} exists; continue it with --resume {out} or choose "
                                 "another --out")
         check_output(out, "--out")
-        recipe = replace(TrainRecipe(epochs=epochs or DEFAULT_EPOCHS), batch_size=batch_size,
-                         lr=lr)
+        if epochs is not None and epochs < 1:
+            raise ArchrankError(f"--epochs must be at least 1, got {epochs}")
+        recipe = replace(TrainRecipe(epochs=DEFAULT_EPOCHS if epochs is None else epochs),
+                         batch_size=batch_size, lr=lr)
         trainer = SupernetTrainer.create(space, dataset_spec(dataset), recipe=recipe,
                                          width=width, depth=depth, seed=seed,
                                          sampler=sampler, **kwargs)
@@ -362,8 +364,8 @@ def search_cmd(
                                          "landscape [LandscapeConfig]."),
     refit_every: int | None = typer.Option(None, "--refit-every",
                                            help="proxy-*: steps between refits [25]."),
-    warmup_steps: int | None = typer.Option(None, "--warmup-steps", help="proxy-*: uniform "
-                                            "steps before learned sampling [50]."),
+    warmup_steps: int | None = typer.Option(None, "--warmup-steps", help="proxy-darts: "
+                                            "uniform steps before learned sampling [50]."),
     memory: int | None = typer.Option(None, "--memory",
                                       help="proxy-*: (arch, val loss) pairs kept [256]."),
     alpha_lr: float | None = typer.Option(None, "--alpha-lr",
@@ -382,7 +384,7 @@ def search_cmd(
     ea_evals: int = typer.Option(100, "--ea-evals", help="spos-ea: cells scored by evolution."),
     fit_samples: int = typer.Option(1000, "--fit-samples",
                                     help="gcn-fit: uniformly sampled cells scored and fitted."),
-    threads: int = typer.Option(1, "--threads", help="Torch threads."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Torch threads."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue this search (its "
@@ -424,6 +426,23 @@ def search_cmd(
         check_output(out, "--out")
     if json_out is not None:
         check_output(json_out, "--json")
+    if not method.startswith("proxy-"):  # proxy settings would be silently ignored
+        proxy_only = {"--sampling": sampling != "learned", "--oiw": oiw != "l2",
+                      "--pretrain/--no-pretrain": pretrain is not None,
+                      "--refit-every": refit_every is not None,
+                      "--warmup-steps": warmup_steps is not None, "--memory": memory is not None,
+                      "--alpha-lr": alpha_lr is not None, "--alpha-steps": alpha_steps is not None,
+                      "--alpha-optimizer": alpha_optimizer is not None,
+                      "--final": final is not None}
+        given_here = [name for name, set_ in proxy_only.items() if set_]
+        if given_here:
+            raise ArchrankError(f"{', '.join(given_here)}: proxy-ea / proxy-darts options, "
+                                f"not {method}'s")
+    if method == "proxy-ea" and warmup_steps is not None:
+        from archrank.oneshot.search import DARTS_ONLY
+
+        raise ArchrankError(f"--warmup-steps applies to proxy-darts only: "
+                            f"{DARTS_ONLY['warmup_steps']}")
     given = {"refit_every": refit_every, "warmup_steps": warmup_steps, "memory": memory,
              "alpha_lr": alpha_lr, "alpha_steps": alpha_steps,
              "alpha_optimizer": alpha_optimizer}  # None: ProxyConfig's
@@ -496,7 +515,7 @@ def bench_oneshot_search(
         parse_method(name)
     seed_list = check_seeds(seeds, first_seed)
     if epochs < 1:
-        raise ArchrankError("--seeds and --epochs must be at least 1")
+        raise ArchrankError(f"--epochs must be at least 1, got {epochs}")
     if json_out is not None:
         check_output(json_out, "--json")
     executor = executor_for(workers)

@@ -14,6 +14,11 @@ base class and the training recipe) and ``predictors``; strategies, runs and the
 ``oracle``         ``SupernetOracle`` for searches (``--oracle supernet``)
 ``hardware``       latency lookup table, constraints, Pareto front
 ``fit``            ``fit_space``: score a sample, fit a graph predictor, predict the space
+``supernet_darts`` the supernet of the darts space
+``darts``          first-order DARTS as a trainer sampler (a baseline)
+``landscape``      proxy validation: the learned validation-loss landscape
+``proxy``          proxy validation: memory, OIW, Gumbel / evolutionary path sampler
+``search``         one-shot searches (proxy-ea, proxy-darts, darts, spos-ea, gcn-fit)
 =================  ==============================================================
 """
 

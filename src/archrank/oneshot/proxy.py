@@ -82,7 +82,8 @@ class ProxyConfig:
     memory: int = 256
     val_batch: int = 256
     refit_every: int = 25
-    warmup_steps: int = 50        # uniform paths until the landscape has data
+    warmup_steps: int = 50        # proxy-darts: uniform paths until the landscape has data
+                                  # (proxy-ea: evolution proposes from the first step)
     # plain gradient steps on the predicted loss in units of the memory's spread: they shrink
     # with the evidence and as softmax(alpha) saturates. A fresh Adam at every refit steps
     # lr * sign(grad) however flat the landscape, which collapsed alpha (docs/benchmarks.md).

@@ -23,6 +23,9 @@ class ArchSampler(ABC):
     """Proposes the path of each training step for a supernet over ``space``."""
 
     name: str = "custom"
+    # whether it may run under DDP (every rank proposes the same path from the same state);
+    # one that runs the model outside DDP's forward must say no
+    distributed: bool = True
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         self.space = space

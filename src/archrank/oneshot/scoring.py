@@ -9,8 +9,8 @@ split or on its first ``val_samples`` signals (the same for every sub-network): 
 thousand paths on a large validation split costs more than training the supernet.
 
 ``SubnetScorer`` holds the weights, data and options and is picklable, so many sub-networks
-are scored in chunks on any executor (``score_archs``): each worker rebuilds the supernet once
-and keeps its own copy (recalibration writes into it).
+are scored in chunks on any executor (``score_archs``): the scorer travels with each chunk (50
+cells by default) and rebuilds its supernet there, its own copy (recalibration writes into it).
 """
 
 from __future__ import annotations

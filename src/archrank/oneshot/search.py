@@ -74,6 +74,13 @@ _ALIASES = {"oiw": "oiw_norm"}
 _ONOFF = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
 
 
+# proxy settings that the evolutionary form never reads, with why (an ablation of them would
+# silently measure the default twice)
+DARTS_ONLY = {"warmup_steps": "proxy-ea's evolution proposes every path from the first step "
+                              "(its first population is random) and the landscape ranks the "
+                              "offspring once fitted"}
+
+
 def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
     """``METHOD[:KEY=VALUE...]`` -> ``(method, search keyword arguments)``.
 
@@ -99,6 +106,9 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
                 kwargs["ea_evals" if method == "spos-ea" else "fit_samples"] = int(value)
             elif method.startswith("proxy-") and key == "pretrain":
                 proxy["landscape"] = LandscapeConfig(pretrain=_ONOFF[value.lower()])
+            elif method == "proxy-ea" and key in DARTS_ONLY:
+                raise ArchrankError(f"{spec}: {key} applies to proxy-darts only: "
+                                    f"{DARTS_ONLY[key]}")
             elif method.startswith("proxy-") and key in fields:
                 default = getattr(ProxyConfig(), key)
                 proxy[key] = type(default)(value)
@@ -112,9 +122,11 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
     return method, kwargs
 
 
-def resumable(path: str | Path, method: str, space: str) -> Checkpoint:
-    """The checkpoint at ``path``, checked to be a ``method`` search over ``space``."""
-    ckpt = load_checkpoint(path, space=space)
+def resumable(path: str | Path, method: str, space: str, *, width: int | None = None,
+              depth: int | None = None) -> Checkpoint:
+    """The checkpoint at ``path``, checked to be a ``method`` search over ``space`` (and of
+    ``width`` / ``depth`` when given)."""
+    ckpt = load_checkpoint(path, space=space, width=width, depth=depth)
     want = "uniform" if method in UNIFORM_METHODS else method
     if ckpt.sampler != want:
         raise ArchrankError(f"{path}: a checkpoint of a {ckpt.sampler} search, not {method}")
@@ -139,7 +151,8 @@ def _runner(method: str, *, space: str, dataset: Any, epochs: int | None, seed: 
     if resume:
         if checkpoint is None or not checkpoint.exists():
             raise ArchrankError(f"{checkpoint}: no search checkpoint to resume")
-        ckpt = resumable(checkpoint, method, space)
+        # a checkpoint of another width or depth is refused, not silently continued
+        ckpt = resumable(checkpoint, method, space, width=width, depth=depth)
         if epochs is not None and ckpt.recipe.epochs != epochs:
             raise ArchrankError(f"{checkpoint}: a {ckpt.recipe.epochs}-epoch search, not "
                                 f"{epochs} epochs")

@@ -8,8 +8,11 @@ them (tests check this).
 
 Determinism: the weights come from ``seed``, the batch order of epoch ``e`` from ``(seed, e)``
 and the path of step ``t`` from the sampler, so the run is a function of the seed and
-a resumed run ends with exactly the weights of an uninterrupted one. A checkpoint is written
-after every epoch (``Checkpoint.save`` is atomic); ``SupernetTrainer.resume`` continues from it.
+a resumed run ends with exactly the weights of an uninterrupted one, on the same device with
+the same number of torch threads (the thread count changes float summation order, and GPU
+kernels are not forced to be deterministic: there the two runs agree to rounding). A
+checkpoint is written after every epoch (``Checkpoint.save`` is atomic);
+``SupernetTrainer.resume`` continues from it.
 
 Data parallel: started under ``torchrun`` (or with ``torch.distributed`` initialised), every
 rank takes its share of each global batch, gradients are averaged by DDP (gloo on the CPU,
@@ -34,7 +37,7 @@ from archrank.datasets import ArrayDataset, canonical_spec, load_dataset
 from archrank.errors import ArchrankError
 from archrank.nn import torch_threads
 from archrank.oneshot.checkpoint import Checkpoint
-from archrank.oneshot.sampler import ArchSampler, make_sampler
+from archrank.oneshot.sampler import SAMPLERS, ArchSampler, make_sampler
 from archrank.oneshot.supernet import NetworkSetting, Supernet, build_supernet, setting_for
 from archrank.oracles.training import TrainRecipe
 
@@ -137,6 +140,10 @@ class SupernetTrainer:
                 f"{checkpoint.path}: trained with a {recipe.epochs}-epoch schedule; resume "
                 f"with the same --epochs (or start a new supernet)"
             )
+        if sampler is None and checkpoint.sampler not in SAMPLERS:
+            raise ArchrankError(f"{checkpoint.path}: a {checkpoint.sampler} search checkpoint; "
+                                f"continue it with: archrank oneshot search --method "
+                                f"{checkpoint.sampler} --resume {checkpoint.path}")
         trainer = cls(checkpoint.supernet(), checkpoint.dataset(dataset), recipe,
                       seed=checkpoint.seed, sampler=sampler or checkpoint.sampler,
                       dataset_spec=checkpoint.dataset_spec, **kwargs)
@@ -180,6 +187,9 @@ class SupernetTrainer:
     def _train(self, checkpoint: str | Path | None, on_step: StepCallback | None
                ) -> SupernetTrainer:
         rank, world = dist_info()
+        if world > 1 and not self.sampler.distributed:
+            raise ArchrankError(f"the {self.sampler.name} sampler runs in one process only, "
+                                f"not under torchrun with {world} processes")
         device = self.device
         if device.type == "cuda" and world > 1:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))

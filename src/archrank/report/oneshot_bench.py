@@ -75,7 +75,8 @@ def render_oneshot_bench(benches: Sequence[OneshotBenchData], options: ReportOpt
         sec = Section(
             f"Weight-sharing benchmark: {st['space']}, truth {Path(st.get('truth', '?')).name}",
             intro=f"{bench.path.name} · {st.get('truth_cells')} truth cells × training seeds "
-                  f"{st.get('train_seeds')} · {st.get('epochs')} supernet epochs · score "
+                  f"{st.get('train_seeds')} · {st.get('epochs')} supernet epochs "
+                  f"({st.get('sampler', 'uniform')} sampling) · score "
                   f"{score}{'' if st.get('bn_recalibrate', True) else ' without BN recal'} · "
                   f"{st.get('predictor')} fitted to {st.get('samples')} sampled cells · "
                   f"seeds {d.get('seeds')}")
