@@ -23,13 +23,15 @@ TINY = {"width": 4, "depth": 1, "input_shape": (3, 8, 8), "batch_size": 4}
 
 
 # -- op features ---------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["nb201", "nb101", "nbgraph"])
+@pytest.mark.parametrize("name", ["nb201", "nb101", "nbgraph", "darts"])
 def test_every_op_is_described_and_distinct_ops_differ(name: str) -> None:
     space = get_space(name)
     table = op_features(space)
     vocab = space.edge_op_names if space.op_on == "edge" else space.node_op_names
     assert table.ops == tuple(vocab)
-    assert table.matrix.shape == (len(vocab), len(COLUMNS))
+    # darts alone has a column more (its reduction cell's output node)
+    assert table.columns == (*COLUMNS, "reduces") if name == "darts" else COLUMNS
+    assert table.matrix.shape == (len(vocab), len(table.columns))
     assert np.isfinite(table.matrix).all()
     # one family and one aggregation per op
     fam = [c for c in COLUMNS if c.startswith("family_")]
@@ -51,6 +53,17 @@ def test_op_features_follow_the_networks() -> None:
     t101 = op_features(get_space("nb101"))
     assert t101.row("maxpool3x3")["agg_max"] == 1 and pool["agg_mean"] == 1
     assert t101.row("conv3x3-bn-relu")["params"] > t101.row("conv1x1-bn-relu")["params"]
+    # darts: separable convolutions run twice, dilated ones once, with a dilated window
+    td = op_features(get_space("darts"), "linear")
+    sep3, sep5, dil3, dil5 = (td.row(o) for o in ("sep_conv_3x3", "sep_conv_5x5",
+                                                   "dil_conv_3x3", "dil_conv_5x5"))
+    assert sep5["params"] == 1.0 > sep3["params"] > dil5["params"] > dil3["params"] > 0
+    # at C=36: 2 x (36 x 9 + 36 x 36) weights and 2 x 2 x 36 BN parameters
+    assert sep3["params"] * (2 * (36 * 25 + 36 * 36) + 4 * 36) == pytest.approx(
+        2 * (36 * 9 + 36 * 36) + 4 * 36, rel=1e-5)
+    assert dil3["dilation"] == 2 and sep3["dilation"] == 1 and sep3["separable"] == 1
+    assert td.row("max_pool_3x3")["agg_max"] == 1 and td.row("skip_connect")["params"] == 0
+    assert td.row("reduce_concat")["reduces"] == 1 and td.row("normal_concat")["reduces"] == 0
 
 
 def test_linear_costs_and_standardised_columns_separate_similar_ops() -> None:
@@ -246,6 +259,22 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded.predict(cells, arch), before, rtol=1e-6)
     with pytest.raises(ArchrankError, match="uses arch_features flops, params"):
         loaded.predict(cells)
+
+
+def test_darts_genotypes_with_op_features_fit_save_and_load(tmp_path: Path) -> None:
+    """GATES++'s defaults on darts (op features on, no arch inputs there): a first version had
+    no description of darts's ops and stopped at the first fit."""
+    space = get_space("darts")
+    cells = space.sample(24, np.random.default_rng(0))
+    y = np.random.default_rng(1).normal(size=len(cells))
+    model = make_predictor("gates++", space, seed=0, **{**FAST, "arch_inputs": "auto"})
+    assert model.op_info() and model.arch_inputs == ()
+    model.fit(cells, y)
+    before = model.predict(cells)
+    assert np.isfinite(before).all() and np.unique(before.round(6)).size > 1
+    model.save(tmp_path / "d.pt")
+    np.testing.assert_allclose(Predictor.load(tmp_path / "d.pt").predict(cells), before,
+                               rtol=1e-6)
 
 
 def test_missing_aux_values_are_masked_not_zero() -> None:

@@ -5,15 +5,15 @@ A predictor that only learns a free embedding per op knows nothing of an op it h
 labelled cells; one built from these features starts with similar embeddings for ops that
 compute similar things (a 1x1 and a 3x3 convolution, average and max pooling). ``op_features
 (space)`` describes every op of the vocabulary GATES gates with (edge ops on nb201, node ops,
-input and output included, on nb101 and nbgraph):
+input and output included, on nb101, nbgraph and darts):
 
 family       one-hot: zero, identity, conv, pool, input, output, linear, graph_conv, attention
 aggregation  one-hot: how the op combines its inputs (none, sum, mean, max, sym_norm,
              attention): a convolution sums over its window, average / max pooling take the
              mean / max, the GNN ops of nbgraph their own neighbourhood aggregation
 kernel       window size (0 where none), divided by 3
-dilation     1 for windowed ops, else 0
-separable    1 for depth-wise separable convolutions (none in these spaces)
+dilation     the window's dilation (2 for darts's dilated convolutions), 0 where none
+separable    1 for depth-wise separable convolutions (darts's sep_conv and dil_conv)
 has_params   whether the op has weights
 hops         graph hops the op reaches (ChebConv K=2), 1 for other message passing
 weights      weight matrices of the op, divided by 3 (GIN's MLP has 2, ARMA 3, SAGE 2, ...)
@@ -28,7 +28,9 @@ flops        multiply-accumulates the op adds to the benchmark network where it 
              ``log1p`` (``costs="log"``) or as a plain fraction (``costs="linear"``: a 1x1
              convolution about 1/9 of a 3x3, where the log scale makes it 0.86 of it and the
              two rows near duplicates); nbgraph has no network skeleton here, so its two
-             columns are relative (``weights`` for both)
+             columns are relative (``weights`` for both); on darts one op of a normal
+             cell of the first stage (C=36, 32x32)
+reduces      (darts only) 1 for the reduction cell's output node
 """
 
 from __future__ import annotations
@@ -72,7 +74,26 @@ _OPS: dict[str, tuple[str, str, int, int, int, int]] = {
     "graph": ("graph_conv", "sum", 0, 0, 1, 2),
     "fc": ("linear", "none", 0, 0, 0, 1),
     "skip": ("identity", "none", 0, 0, 0, 0),
+    # darts (ops on nodes; skip_connect and avg pooling as on nb201): a separable convolution
+    # is applied twice (depth-wise + point-wise, twice: 4 weight matrices), a dilated one once;
+    # each cell's output node concatenates its intermediate nodes
+    "max_pool_3x3": ("pool", "max", 3, 0, 0, 0),
+    "sep_conv_3x3": ("conv", "sum", 3, 1, 0, 4),
+    "sep_conv_5x5": ("conv", "sum", 5, 1, 0, 4),
+    "dil_conv_3x3": ("conv", "sum", 3, 1, 0, 2),
+    "dil_conv_5x5": ("conv", "sum", 5, 1, 0, 2),
+    "normal_concat": ("output", "sum", 0, 0, 0, 0),
+    "reduce_concat": ("output", "sum", 0, 0, 0, 0),
 }
+# ops that compute something else in one space: darts's output node only joins the two
+# cells' output nodes in the graph (the network computes nothing there)
+_SPACE_OPS: dict[str, dict[str, tuple[str, str, int, int, int, int]]] = {
+    "darts": {"output": ("output", "none", 0, 0, 0, 0)}}
+_DILATION = {"dil_conv_3x3": 2, "dil_conv_5x5": 2}  # other windowed ops: 1
+# an extra column for spaces with reduction cells (darts): which output node halves the
+# resolution. Appended only there, so the other spaces' tables (and the saved predictors
+# built on them) keep their shape.
+_REDUCES = frozenset({"reduce_concat"})
 
 
 _ROOT = frozenset({"sage", "graph", "arma", "cheb"})
@@ -125,6 +146,24 @@ def _costs_nb101(ops: tuple[str, ...]) -> dict[str, tuple[float, float]]:
     return out
 
 
+def _costs_darts(ops: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """Params and MACs of one op of a normal cell of the benchmark DARTS network's first stage
+    (C=36 channels at 32x32, stride 1; what an op costs elsewhere scales alike)."""
+    from archrank.nn import BENCHMARK_SIZE
+    from archrank.nn.counting import count_flops, count_params
+    from archrank.nn.darts import darts_op
+
+    c = BENCHMARK_SIZE["darts"]["width"]
+    out = {}
+    for op in ops:
+        if _OPS[op][0] in ("conv", "pool", "identity"):
+            module = darts_op(op, "2d", c, 1)
+            out[op] = (float(count_params(module)), float(count_flops(module, (c, 32, 32))))
+        else:
+            out[op] = (0.0, 0.0)
+    return out
+
+
 COST_SCALES = ("log", "linear")
 
 
@@ -138,25 +177,33 @@ def op_features(space: Any, costs: str = "log") -> OpTable:
         raise ArchrankError(f"op cost scale must be one of {', '.join(COST_SCALES)}, "
                             f"not {costs!r}")
     ops = tuple(space.edge_op_names if space.op_on == "edge" else space.node_op_names)
-    unknown = [op for op in ops if op not in _OPS]
+    described = {**_OPS, **_SPACE_OPS.get(space.name, {})}
+    unknown = [op for op in ops if op not in described]
     if unknown:
         raise ArchrankError(f"no op description for {unknown[0]!r} of space {space.name!r}")
     if space.name == "nb201":
         raw = _costs_nb201(ops)
     elif space.name == "nb101":
         raw = _costs_nb101(ops)
+    elif space.name == "darts":
+        raw = _costs_darts(ops)
     else:  # no skeleton: relative cost from the weight matrices
-        raw = {op: (float(_OPS[op][5]), float(_OPS[op][5])) for op in ops}
+        raw = {op: (float(described[op][5]), float(described[op][5])) for op in ops}
     scale = math.log1p if costs == "log" else float
     top_p = max(scale(p) for p, _ in raw.values()) or 1.0
     top_f = max(scale(f) for _, f in raw.values()) or 1.0
     rows = []
     for op in ops:
-        family, agg, kernel, separable, hops, weights = _OPS[op]
+        family, agg, kernel, separable, hops, weights = described[op]
         params, flops = raw[op]
-        numeric = [kernel / 3, float(kernel > 0), float(separable), float(weights > 0),
+        numeric = [kernel / 3, float(_DILATION.get(op, 1) if kernel > 0 else 0),
+                   float(separable), float(weights > 0),
                    float(hops), weights / 3, float(op in _ROOT), scale(params) / top_p,
                    scale(flops) / top_f]
         rows.append([float(f == family) for f in FAMILIES]
                     + [float(a == agg) for a in AGGREGATIONS] + numeric)
-    return OpTable(space.name, ops, COLUMNS, np.asarray(rows, dtype=np.float32))
+    columns = COLUMNS
+    if any(op in _REDUCES for op in ops):
+        columns = (*COLUMNS, "reduces")
+        rows = [row + [float(op in _REDUCES)] for row, op in zip(rows, ops, strict=True)]
+    return OpTable(space.name, ops, columns, np.asarray(rows, dtype=np.float32))
