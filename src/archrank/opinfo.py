@@ -205,5 +205,5 @@ def op_features(space: Any, costs: str = "log") -> OpTable:
     columns = COLUMNS
     if any(op in _REDUCES for op in ops):
         columns = (*COLUMNS, "reduces")
-        rows = [row + [float(op in _REDUCES)] for row, op in zip(rows, ops, strict=True)]
+        rows = [[*row, float(op in _REDUCES)] for row, op in zip(rows, ops, strict=True)]
     return OpTable(space.name, ops, columns, np.asarray(rows, dtype=np.float32))
