@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 
+from archrank.errors import ArchrankError
 from archrank.tables import load_benchmark
 from conftest import one_line_error
 from test_options import CELLS
@@ -97,6 +98,12 @@ def test_mixed_table_needs_a_filter(tmp_path, cli):
     assert "no row matches" in one_line_error(*cli(*base, "--filter", "dataset=x",
                                                    "--run-dir", tmp_path / "c")[::2])
     assert len(load_benchmark(f"{table}?dataset=c10", "nb201")) == 4
+    # a filter on another column leaves both datasets: still refused (it was let through)
+    seeded = tmp_path / "seeded.csv"
+    seeded.write_text("arch,acc,seed,dataset\n" + "".join(
+        f"{c},{90 + i},7,{d}\n" for d in ("c10", "c100") for i, c in enumerate(CELLS)))
+    with pytest.raises(ArchrankError, match="mixes 2 datasets"):
+        load_benchmark(f"{seeded}?seed=7", "nb201", one_table=True)
 
 
 def test_npz_with_an_absurd_label_is_refused(tmp_path, cli):
@@ -113,6 +120,8 @@ def test_npz_with_an_absurd_label_is_refused(tmp_path, cli):
     ["zc", "--width", "0", "--out", "{tmp}/z.csv"],
     ["zc", "--depth", "-3", "--out", "{tmp}/z.csv"],
     ["zc", "--batch-size", "0", "--out", "{tmp}/z.csv"],
+    ["zc", "--fill", "--seed", "3"],             # the fill's setting fixes its seed
+    ["zc", "--fill", "--out", "{tmp}/z.csv"],
     ["search", "--space", "nb201", "--bench", "nbgraph:cora", "--metric", "x",
      "--executor", "dask", "--scheduler", "tcp://::::x"],
     ["bench", "speed", "--train-size", "999999"],

@@ -141,6 +141,41 @@ def test_cache_hit_invalidation_and_rebuild(tmp_path: Path) -> None:
         assert ZCCache(space, setting, path).fill(cells, "synflow") == 0
 
 
+def test_two_fills_of_one_cache_keep_each_others_cells(tmp_path: Path) -> None:
+    """Two processes filling one cache file: each save merges what the other wrote (a first
+    version kept only the last writer's cells)."""
+    space = get_space("nb201")
+    setting = ZCSetting.benchmark("nb201", **TINY)
+    cells = _cells("nb201", 12)
+    first, second = ZCCache(space, setting, tmp_path / "zc.npz"), \
+        ZCCache(space, setting, tmp_path / "zc.npz")  # both opened before either fills
+    first.fill(cells[:6], "params,synflow")
+    second.fill(cells[6:], "params,synflow")
+    merged = ZCCache(space, setting, tmp_path / "zc.npz")
+    assert set(merged.index) == {space.hash(a) for a in cells}
+    values = merged.lookup([space.hash(a) for a in cells], ["params", "synflow"])
+    assert np.isfinite(values).all()
+
+
+def test_cells_that_hash_alike_get_their_representatives_proxies(tmp_path: Path) -> None:
+    """Proxies are cached per hash, computed on one representative (the first cell of the
+    space's order), whichever cell of the group a fill meets first: a first version scored
+    the first cell met, so a table's order changed the values (dead edges change the net)."""
+    space = get_space("nb201")
+    setting = ZCSetting.benchmark("nb201", **TINY)
+    dead = space.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|nor_conv_1x1~0|none~1|"
+                       "nor_conv_3x3~2|")
+    pruned = space.parse("|none~0|+|nor_conv_3x3~0|none~1|+|nor_conv_1x1~0|none~1|"
+                         "nor_conv_3x3~2|")
+    assert space.hash(dead) == space.hash(pruned) and space.canonical(dead) == pruned
+    values = []
+    for k, cell in enumerate((dead, pruned)):
+        cache = ZCCache(space, setting, tmp_path / f"zc{k}.npz")
+        cache.fill([cell], "synflow,snip")
+        values.append(cache.lookup([space.hash(cell)], ["synflow", "snip"]))
+    np.testing.assert_array_equal(values[0], values[1])
+
+
 def test_cache_of_another_space_and_missing_signals_are_errors(tmp_path: Path) -> None:
     path = tmp_path / "zc.npz"
     nb101 = get_space("nb101")
@@ -246,6 +281,12 @@ def _data(n: int = 40) -> tuple[list, np.ndarray, np.ndarray]:
 FAST = {"epochs": 3, "ensemble": 1, "arch_inputs": "flops,params"}
 
 
+def test_a_foreign_predictor_file_is_a_one_line_error(tmp_path: Path) -> None:
+    torch.save({"weights": 1}, tmp_path / "x.pt")
+    with pytest.raises(ArchrankError, match="not an archrank predictor file"):
+        Predictor.load(tmp_path / "x.pt")
+
+
 def test_save_load_round_trip(tmp_path: Path) -> None:
     space = get_space("nb201")
     cells, arch, y = _data()
@@ -348,6 +389,9 @@ def test_bench_predictor_with_signals_and_bad_columns(nb101_csv: Path,
     for extra, message in (
         (["--aux-targets", "val_acc_5"], "unknown aux target column 'val_acc_5'"),
         (["--arch-inputs", "synflow"], "'synflow' is missing for 10,000 of 10,000 cells"),
+        (["--arch-inputs", "flops,val_acc_108"],   # the label given as an input
+         "the metric 'val_acc_108' cannot also be an arch input"),
+        (["--aux-targets", "val_acc_108"], "cannot also be an auxiliary target"),
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(["bench", "predictor", "--space", "nb101", "--bench", str(nb101_csv),
@@ -356,6 +400,41 @@ def test_bench_predictor_with_signals_and_bad_columns(nb101_csv: Path,
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_a_proxy_named_like_a_table_column_is_refused(tmp_path: Path) -> None:
+    """nb201_zc.csv-like tables carry published proxies under archrank's names: which one an
+    arch input means must be said (a first version read archrank's own in silence); the exact
+    counts, the same in both, stay allowed."""
+    from archrank.signals import arch_matrix
+    from archrank.tables import load_benchmark
+    from test_options import CELLS
+
+    table_path = tmp_path / "zc.csv"
+    table_path.write_text("arch,acc,synflow,params\n" + "".join(
+        f"{c},{90 + i},{i},{i}\n" for i, c in enumerate(CELLS)))
+    table = load_benchmark(table_path, "nb201")
+    space = get_space("nb201")
+    cells = [space.parse(c) for c in CELLS]
+    with pytest.raises(ArchrankError, match=r"'synflow' is both archrank's zero-cost proxy "
+                                            r"and a column of .*name the proxy synflow@"):
+        arch_matrix(space, cells, ["synflow"], table=table, rows=np.arange(len(cells)))
+    exact = arch_matrix(space, cells, ["params"], table=table, rows=np.arange(len(cells)))
+    assert (exact > 1000).all()  # archrank's exact counts, not the column's 0, 1, 2...
+
+
+def test_darts_exact_costs_are_counted_on_built_networks() -> None:
+    """No vectorised count for darts genotypes: each network is built and counted (a first
+    version read nb101's adjacency matrices from them and crashed)."""
+    from archrank.nn import BENCHMARK_SIZE, build_network, count_params
+    from archrank.signals import arch_matrix
+
+    space = get_space("darts")
+    cells = space.sample(2, np.random.default_rng(0))
+    costs = arch_matrix(space, cells, ["params", "flops"])
+    size = BENCHMARK_SIZE["darts"]
+    net = build_network("darts", cells[1], width=size["width"], depth=size["depth"])
+    assert costs[1, 0] == count_params(net) and (costs[:, 1] > costs[:, 0]).all()
 
 
 def test_guided_search_feeds_arch_inputs_and_refuses_aux_targets() -> None:

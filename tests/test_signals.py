@@ -176,3 +176,13 @@ def test_interrupted_bench_predictor_keeps_finished_fits(tmp_path, cli, monkeypa
     report = json.loads(out.read_text())
     assert report["interrupted"] is True and len(report["runs"]) == 2
     assert "Traceback" not in err
+    # two predictors: the seed cut short after its first predictor is dropped, so both keep
+    # the same seeds
+    calls["n"] = -1
+    status, _, err = cli("bench", "predictor", "--space", "nb201", "--bench", table,
+                         "--metric", "acc", "--predictors", "xgb,rf", "--train-sizes", "2",
+                         "--seeds", "3", "--json", out)
+    assert status == 130 and "3 of 6 fits finished (1 whole seeds kept)" in err, err
+    report = json.loads(out.read_text())
+    assert [(r["predictor"], r["seed"]) for r in report["runs"]] == [("xgb", 0), ("rf", 0)]
+    assert all(r["seeds"] == 1 for r in report["results"])

@@ -34,6 +34,16 @@ def arch_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
 
     out = np.full((len(archs), len(names)), np.nan)
     parsed = [split_signal(n) for n in names]
+    from archrank.zccache import EXACT
+
+    for n, p in zip(names, parsed, strict=True):
+        # archrank's own value would silently shadow the table's (published proxies differ
+        # from these synthetic-batch ones); exact counts are archrank's and the table's alike
+        if p is not None and "@" not in n and p[0] not in EXACT and table is not None \
+                and n in table.metrics:
+            raise ArchrankError(f"arch input {n!r} is both archrank's zero-cost proxy and a "
+                                f"column of {table.source}; name the proxy {n}@benchmark, or "
+                                f"rename the column to use the table's values")
     by_setting: dict[str, list[int]] = {}
     for k, p in enumerate(parsed):
         if p is not None:

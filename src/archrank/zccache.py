@@ -27,8 +27,9 @@ import hashlib
 import json
 import multiprocessing as mp
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,10 @@ from archrank.errors import ArchrankError
 from archrank.zc import PROXIES, check_proxies, compute_proxies
 
 FORMAT = 1
+# Bump when what a proxy measures changes (archrank.nn's builders or initialisation order,
+# archrank.zc's proxies, the representative of a hash): older caches are then rebuilt instead
+# of serving stale values. Files from before the field existed are version 1.
+CODE_VERSION = 1
 EXACT = ("params", "flops")  # vectorised counts, no network built
 # Proxies filled by default: every proxy on nb201 (about 0.30 CPU-s a cell at the benchmark
 # setting, networks scored in place: synflow 0.05 s, the four gradient proxies sharing one
@@ -143,11 +148,31 @@ def exact_costs(space: Any, archs: Sequence[Any], setting: ZCSetting) -> dict[st
         out = nb201_costs([a.ops for a in archs], channels=setting.width,
                           cells_per_stage=setting.depth, input_size=setting.input_shape[1:],
                           **common)
-    else:
+    elif setting.space == "nb101":
         out = nb101_costs([a.matrix for a in archs], [a.ops for a in archs],
                           stem_channels=setting.width, cells_per_stack=setting.depth,
                           input_size=setting.input_shape[1:], **common)
+    else:  # no vectorised count (darts): each network built and counted, about a second each
+        out = _built_costs(archs, setting)
     return {k: v.astype(np.float64) for k, v in out.items()}
+
+
+def _built_costs(archs: Sequence[Any], setting: ZCSetting) -> dict[str, np.ndarray]:
+    """``params`` and ``flops`` of networks built one by one (spaces without a vectorised
+    count)."""
+    from archrank.nn import build_network, torch_threads
+    from archrank.nn.counting import count_flops, count_params
+
+    kind = "2d" if len(setting.input_shape) == 3 else "1d"
+    params, flops = np.zeros(len(archs)), np.zeros(len(archs))
+    with torch_threads(1):
+        for i, arch in enumerate(archs):
+            net = build_network(setting.space, arch, width=setting.width, depth=setting.depth,
+                                num_classes=setting.num_classes,
+                                in_channels=setting.input_shape[0], input_kind=kind)
+            params[i] = count_params(net)
+            flops[i] = count_flops(net, setting.input_shape)
+    return {"params": params, "flops": flops}
 
 
 def _score_chunk(setting: ZCSetting, archs: list[Any], names: tuple[str, ...]) -> np.ndarray:
@@ -185,9 +210,11 @@ class ZCCache:
         self._load()
 
     # -- file ---------------------------------------------------------------------------------
-    def _load(self) -> None:
+    def _read(self, warn: bool = True) -> tuple[list[str], dict[str, np.ndarray]] | None:
+        """The file's hashes and values; ``None`` when there is none, or (with a warning)
+        when it is corrupt or of another setting, so that it is rebuilt."""
         if not self.path.exists():
-            return
+            return None
         try:
             with np.load(self.path, allow_pickle=False) as blob:
                 meta = json.loads(str(blob["meta"]))
@@ -198,29 +225,54 @@ class ZCCache:
                                                    for v in values.values()):
                 raise ValueError("inconsistent arrays")
         except Exception as exc:  # truncated, foreign or hand-edited file: rebuild it
-            warnings.warn(f"{self.path}: corrupt zero-cost cache ({exc}); rebuilding it",
-                          stacklevel=3)
-            return
+            if warn:
+                warnings.warn(f"{self.path}: corrupt zero-cost cache ({exc}); it will be "
+                              f"rebuilt", stacklevel=4)
+            return None
         if meta.get("space") != self.space.name:
             raise ArchrankError(f"{self.path}: a zero-cost cache of space "
                                 f"{meta.get('space')!r}, not {self.space.name!r}")
-        if meta.get("setting") != self.setting.key():
-            warnings.warn(f"{self.path}: written under another setting "
-                          f"({meta.get('setting')}); invalidated, rebuilding it", stacklevel=3)
+        if meta.get("setting") != self.setting.key() or meta.get("code", 1) != CODE_VERSION:
+            if warn:
+                warnings.warn(f"{self.path}: written under another setting "
+                              f"({meta.get('setting')}, proxy code version "
+                              f"{meta.get('code', 1)}); invalidated, it will be rebuilt",
+                              stacklevel=4)
+            return None
+        return hashes, values
+
+    def _load(self) -> None:
+        read = self._read()
+        if read is not None:
+            self.hashes, self.values = read
+            self.index = {h: i for i, h in enumerate(self.hashes)}
+
+    def _merge_file(self) -> None:
+        """Take what another process wrote to the file since it was read (values missing
+        here), so that two fills of one cache do not overwrite each other's cells."""
+        read = self._read(warn=False)
+        if read is None:
             return
-        self.hashes = hashes
-        self.index = {h: i for i, h in enumerate(hashes)}
-        self.values = values
+        hashes, values = read
+        rows = self._rows(hashes)
+        for name, col in values.items():
+            mine = self._column(name)
+            take = np.isnan(mine[rows]) & ~np.isnan(col)
+            mine[rows[take]] = col[take]
 
     def save(self) -> None:
-        meta = {"format": FORMAT, "space": self.space.name, "setting": self.setting.key(),
-                "proxies": sorted(self.values)}
-        arrays = {f"v_{n}": v for n, v in self.values.items()}
+        """Write the cache atomically, merged (under a file lock) with what other processes
+        wrote to it meanwhile."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
-                np.savez(fh, meta=np.array(json.dumps(meta)),
-                         hashes=np.array(self.hashes, dtype=str), **arrays)
+            with _file_lock(self.path.with_name(self.path.name + ".lock")):
+                self._merge_file()
+                meta = {"format": FORMAT, "code": CODE_VERSION, "space": self.space.name,
+                        "setting": self.setting.key(), "proxies": sorted(self.values)}
+                arrays = {f"v_{n}": v for n, v in self.values.items()}
+                with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
+                    np.savez(fh, meta=np.array(json.dumps(meta)),
+                             hashes=np.array(self.hashes, dtype=str), **arrays)
         except OSError as exc:
             raise ArchrankError(f"{self.path}: cannot write ({exc.strerror})") from None
 
@@ -256,7 +308,8 @@ class ZCCache:
              workers: int = 1, chunk: int = 100,
              on_done: Callable[[int, int], None] | None = None) -> int:
         """Compute whatever of ``names`` is missing for ``archs`` (one per canonical cell),
-        saving after each chunk. Returns the number of cells computed per cell (not exact)."""
+        saving after each chunk. Returns how many cells the slow proxies were computed for
+        (the exact counts, instant, are not counted)."""
         if names is None:  # every proxy at a small setting (what it is for), else per space
             names = (PROXIES if self.setting.tag() == "small"
                      else DEFAULT_PROXIES.get(self.space.name, EXACT))
@@ -266,7 +319,9 @@ class ZCCache:
         for i, h in enumerate(hashes):
             first.setdefault(h, i)
         uniq = list(first)
-        cells = [archs[first[h]] for h in uniq]
+        # one representative per hash whichever cell came first (a table's or the space's
+        # order): the proxies of cells that hash alike differ a little (dead edges)
+        cells = [self.space.canonical(archs[first[h]]) for h in uniq]
         rows = self._rows(uniq)
         exact = [n for n in names if n in EXACT]
         if exact:
@@ -316,6 +371,22 @@ class ZCCache:
         return total
 
 
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (no-op where ``fcntl`` is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def split_signal(name: str) -> tuple[str, str] | None:
     """``(proxy, setting)`` of a zero-cost signal name, ``proxy`` or ``proxy@setting``
     (``nwot@small``: nwot of the small networks); ``None`` for a name that is no proxy
@@ -331,7 +402,8 @@ def split_signal(name: str) -> tuple[str, str] | None:
 
 def signal_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
                   cache: ZCCache | None = None, path: str | Path | None = None) -> np.ndarray:
-    """Arch-level signals ``names`` (proxies) of ``archs`` [len, k] at the benchmark setting.
+    """Arch-level signals ``names`` (proxies) of ``archs`` [len, k] at the cache's setting
+    (the benchmark one unless ``cache`` says otherwise).
 
     ``params`` / ``flops`` are computed on the spot (exact, vectorised); the others come from
     the cache, and a clear error says how many cells lack which signal and how to fill it.

@@ -207,15 +207,26 @@ def bench_predictors(
 
     for name in predictors:  # bad names or missing signals fail before any fit
         model = make_predictor(name, space, seed=first_seed, **params[name])
+        for role, names in (("arch input", model.arch_inputs),
+                            ("auxiliary target", model.aux_targets)):
+            if metric in names:  # the label itself, given at prediction time / as a target
+                raise ArchrankError(f"{name}: the metric {metric!r} cannot also be an "
+                                    f"{role}")
         signals_of(model)
         result.signals[name] = {"arch_inputs": list(model.arch_inputs),
                                 "aux_targets": list(model.aux_targets)}
     try:
         _fit_all(result, space, graphs, y, params, signals_of, progress)
-    except KeyboardInterrupt:  # keep every finished fit; the caller saves them
+    except KeyboardInterrupt:  # keep every finished seed; the caller saves them
         done, total = len(result.runs), seeds * len(train_sizes) * len(predictors)
+        per_seed = len(train_sizes) * len(predictors)
+        finished = {r["seed"] for r in result.runs
+                    if sum(q["seed"] == r["seed"] for q in result.runs) == per_seed}
+        # the seed cut short is not counted: every predictor and size keeps the same seeds
+        result.runs = [r for r in result.runs if r["seed"] in finished]
+        result.samples = [x for x in result.samples if x["seed"] in finished]
         raise interrupted(result.to_json(), f"interrupted: {done} of {total} fits "
-                          "finished") from None
+                          f"finished ({len(finished)} whole seeds kept)") from None
     return result
 
 

@@ -83,6 +83,13 @@ def zero_cost(
     from archrank.zc import check_proxies, score_architectures
 
     if fill:
+        for flag, given in (("--dataset", dataset != "mnist1d"), ("--n", n != 200),
+                            ("--out", out is not None), ("--seed", seed != 0),
+                            ("--batch-size", batch_size != 64), ("--width", width is not None),
+                            ("--depth", depth is not None)):
+            if given:  # the cache's setting is fixed (--setting): these would be ignored
+                raise ArchrankError(f"{flag} does not apply to --fill (its networks, inputs "
+                                    f"and seed are those of --setting)")
         _fill_cache(space_name, table, proxies, workers, setting)
         return
     for flag, given in (("--table", table is not None), ("--workers", workers != 1),
@@ -101,7 +108,7 @@ def zero_cost(
             f"zero-cost proxies need real networks; choose --space from "
             f"{', '.join(NETWORK_SPACES)}, not {space_name!r}"
         )
-    names = check_proxies(proxies)
+    names = tuple(dict.fromkeys(check_proxies(proxies)))  # a column once, however named
     space = get_space(space_name)
     cells = sample_unique(space, n, np.random.default_rng(seed))
     start = time.perf_counter()

@@ -259,6 +259,10 @@ class Predictor(ABC):
     def load(cls, path: str | Path) -> Predictor:
         """Read a predictor written by ``save`` (no arbitrary code is unpickled)."""
         blob = load_torch_file(path, "predictor")
+        need = ("predictor", "space", "seed", "params", "state")
+        if not isinstance(blob, dict) or any(k not in blob for k in need):
+            raise ArchrankError(f"{path}: not an archrank predictor file (no "
+                                f"{', '.join(need)})")
         klass = predictor_class(blob["predictor"])
         model = klass(get_space(blob["space"]), seed=blob["seed"], **blob["params"])
         signals = blob.get("signals")
@@ -267,7 +271,13 @@ class Predictor(ABC):
             model.aux_targets = tuple(signals["aux_targets"])
         else:  # written before the resolved names were saved
             model.arch_inputs = model.saved_arch_inputs(blob["state"])
-        model.set_state(blob["state"])
+        try:
+            model.set_state(blob["state"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:  # damaged or foreign
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else \
+                type(exc).__name__
+            raise ArchrankError(f"{path}: a {blob['predictor']} file this archrank cannot "
+                                f"load ({reason})") from None
         model.fitted_ = True
         return model
 

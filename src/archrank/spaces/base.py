@@ -185,6 +185,11 @@ class SearchSpace(ABC, Generic[A]):
         """Names of the ops on some input-to-output path of the cell ``codes``."""
         raise NotImplementedError(f"space {self.name!r} has no path codes")
 
+    def canonical(self, arch: A) -> A:
+        """The one cell a group of cells that hash alike is represented by wherever a value
+        is computed once per hash (the cell itself where the space has no rule)."""
+        return arch
+
     @abstractmethod
     def neighbours(self, arch: A) -> list[A]:
         """Every valid architecture one edit away (one op or one edge changed)."""

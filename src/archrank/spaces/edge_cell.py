@@ -119,6 +119,7 @@ class EdgeCellSpace(SearchSpace[EdgeCell]):
         self._src = np.array([p[0] for p in pairs], dtype=np.int64)
         self._dst = np.array([p[1] for p in pairs], dtype=np.int64)
         self._hash_cache: dict[tuple[int, ...], str] = {}  # codes -> hash
+        self._first_of_hash: dict[str, int] | None = None  # hash -> first enumerate() index
         self._live_cache: dict[tuple[tuple[int, int], ...], str] = {}  # live edges -> hash
         self._hash_table: list[str] | None = None  # every cell's hash, enumerate() order
         self._table_checked = False
@@ -307,6 +308,35 @@ class EdgeCellSpace(SearchSpace[EdgeCell]):
         ) as tmp, open(tmp, "wb") as fh:
             np.save(fh, np.array(table, dtype="S32"), allow_pickle=False)
         return table
+
+    def canonical(self, arch: EdgeCell) -> EdgeCell:
+        """The first cell in ``enumerate()`` order that hashes like ``arch`` (what a
+        whole-space pass meets first); spaces too large for a hash table: ``arch`` with every
+        edge off the input-to-output paths blocked. Cells that hash alike build networks that
+        differ (in dead ops, and in the random stream their initialisation draws from)."""
+        codes = [self._op_index[o] for o in self._checked(arch).ops]
+        if self.size <= _MAX_TABLE:
+            if self._first_of_hash is None:
+                first: dict[str, int] = {}
+                for i, h in enumerate(self.hash_table()):
+                    first.setdefault(h, i)
+                self._first_of_hash = first
+            return self.from_codes(np.array(self._cell_codes(
+                self._first_of_hash[self.hash(arch)])))[0]
+        if not self._blocks.any():
+            return arch
+        block = int(np.flatnonzero(self._blocks)[0])
+        live = set(self.live_edges(codes))
+        return EdgeCell(tuple(self.edge_op_names[c if k in live else block]
+                              for k, c in enumerate(codes)))
+
+    def _cell_codes(self, index: int) -> list[int]:
+        """The codes of the cell at ``index`` of ``enumerate()`` (``_cell_index`` inverted)."""
+        k, out = len(self.edge_op_names), []
+        for _ in range(self.num_edges):
+            index, c = divmod(index, k)
+            out.append(c)
+        return out[::-1]
 
     def live_edges(self, codes: Sequence[int]) -> list[int]:
         """Edges (indices) on some input-to-output path of passing edges: all that matters."""

@@ -144,8 +144,8 @@ def load_benchmark(spec: str | Path, space: SearchSpace | str, *,
     """
     path, filters = split_spec(spec)
     bench = _load(path, _space(space))
-    if filters:
-        return select_rows(bench, filters, str(spec))
+    if filters:  # a filter on another column (seed=...) may still leave datasets mixed
+        bench = select_rows(bench, filters, str(spec))
     if one_table:
         _check_one_table(bench, str(spec))
     return bench
