@@ -122,6 +122,9 @@ def test_npz_with_an_absurd_label_is_refused(tmp_path, cli):
     ["zc", "--batch-size", "0", "--out", "{tmp}/z.csv"],
     ["zc", "--fill", "--seed", "3"],             # the fill's setting fixes its seed
     ["zc", "--fill", "--out", "{tmp}/z.csv"],
+    # the training oracle maximises val_acc: another metric would be ranked by another number
+    ["search", "--oracle", "train", "--metric", "val_loss", "--budget", "1",
+     "--run-dir", "{tmp}/r"],
     ["search", "--space", "nb201", "--bench", "nbgraph:cora", "--metric", "x",
      "--executor", "dask", "--scheduler", "tcp://::::x"],
     ["bench", "speed", "--train-size", "999999"],
@@ -129,3 +132,15 @@ def test_npz_with_an_absurd_label_is_refused(tmp_path, cli):
 def test_bad_numbers_and_addresses(tmp_path, cli, argv):
     status, _, err = cli(*[a.format(tmp=tmp_path) for a in argv])
     one_line_error(status, err)
+    assert not (tmp_path / "r").exists()  # refused before a run dir is made
+
+
+@pytest.mark.parametrize(("option", "flag"), [("seed=3", "--seed"), ("objective=x", "--metric")])
+def test_the_searchs_own_settings_are_not_strategy_options(tmp_path, cli, nb201_csv, option,
+                                                           flag):
+    """They were passed twice to the strategy: an internal error."""
+    status, _, err = cli("search", "--space", "nb201", "--bench", nb201_csv, "--metric",
+                         "cifar10_test", "--strategy", "random", "--budget", "2", "--set",
+                         option, "--run-dir", tmp_path / "r")
+    assert f"is set by {flag}, not by a strategy option" in one_line_error(status, err)
+    assert not (tmp_path / "r").exists()

@@ -206,3 +206,68 @@ def test_a_strategy_that_no_longer_reproduces_the_run_keeps_the_recorded_cells(c
     assert result.info["diverged"] > 0
     assert result.n_evaluated == config.budget
     assert len({r.hash for r in result.records}) == config.budget
+
+
+class BreakingPool:
+    """An executor whose ``at``-th submission fails as a killed worker process would (the
+    futures of a broken process pool raise BrokenProcessPool)."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.n = at, 0
+
+    def submit(self, fn, *args):  # type: ignore[no-untyped-def]
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        self.n += 1
+        future: Future = Future()
+        if self.n == self.at:
+            future.set_exception(BrokenProcessPool("a process was terminated abruptly"))
+        else:
+            future.set_result(fn(*args))
+        return future
+
+
+def test_a_dead_worker_leaves_its_cells_pending_for_the_resume(config, tmp_path):
+    """A crashed worker is the machinery, not the cell: a first version recorded the cells in
+    flight as failed evaluations, which a resume never evaluated again."""
+    from archrank.errors import ArchrankError
+
+    cfg = replace(config, strategy="random", max_in_flight=3, budget=12)
+    path = tmp_path / "run"
+    with RunStore.create(path, cfg.to_dict()) as store, \
+            pytest.raises(ArchrankError, match=r"evaluation worker stopped .*--resume"):
+        run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
+                   executor=BreakingPool(5), max_in_flight=3)  # type: ignore[arg-type]
+    with RunStore.open(path) as store:
+        statuses = [r.status for r in store.records()]
+        assert "failed" not in statuses and "pending" in statuses
+        result = run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
+                            max_in_flight=3)
+        assert not result.interrupted
+        records = store.records()
+    assert fingerprint(records) == fingerprint(uninterrupted(cfg))
+
+
+def test_a_non_finite_objective_is_a_failure_not_the_best(config):
+    """A custom oracle's NaN would have become the best-so-far in memory (NaN > x is never
+    true afterwards) while the store kept NULL."""
+
+    class Nan(Oracle):
+        def __init__(self, inner: Oracle) -> None:
+            self.inner, self.space, self.objective = inner, inner.space, inner.objective
+            self.calls = 0
+
+        def evaluate(self, arch: Any) -> Evaluation:
+            self.calls += 1
+            ev = self.inner.evaluate(arch)
+            if self.calls == 1:
+                return Evaluation({**ev.metrics, self.objective: float("nan")}, ev.cost)
+            return ev
+
+    cfg = replace(config, strategy="random", budget=5)
+    with RunStore.memory(cfg.to_dict()) as store:
+        result = run_search(build_strategy(cfg), Nan(build_oracle(cfg)), store, budget=5)
+    assert result.records[0].status == "failed" and "is nan" in result.records[0].error
+    assert result.best is not None and result.best.objective == max(
+        r.objective for r in result.records[1:])

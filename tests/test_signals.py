@@ -186,3 +186,30 @@ def test_interrupted_bench_predictor_keeps_finished_fits(tmp_path, cli, monkeypa
     report = json.loads(out.read_text())
     assert [(r["predictor"], r["seed"]) for r in report["runs"]] == [("xgb", 0), ("rf", 0)]
     assert all(r["seeds"] == 1 for r in report["results"])
+
+
+def test_a_failed_search_keeps_the_finished_seeds_of_a_parallel_bench(nb201_csv, monkeypatch):
+    """With --jobs > 1, one search failing (a worker killed for memory...) threw away every
+    finished seed; now they travel with the error for --json."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import archrank.bench.search as bench
+    from archrank.errors import Interrupted
+    from archrank.runs.config import SearchConfig
+
+    real = bench.run_one
+
+    def run_one(cfg, threads=None, stop_at_optimum=True):  # type: ignore[no-untyped-def]
+        if cfg.seed == 2:
+            raise MemoryError("worker killed")
+        return real(cfg, threads, stop_at_optimum)
+
+    monkeypatch.setattr(bench, "run_one", run_one)
+    monkeypatch.setattr(bench, "process_pool", lambda jobs, threads: ThreadPoolExecutor(1))
+    base = SearchConfig(space="nb201", bench=str(nb201_csv), metric="cifar10_test",
+                        budget=10)
+    with pytest.raises(Interrupted, match=r"stopped: a search failed \(MemoryError: worker "
+                                          r"killed\): 2 of 3 searches finished") as info:
+        bench.bench_search(base, ["random"], 3, jobs=2, stop_at_optimum=False)
+    assert info.value.partial["interrupted"] is True
+    assert info.value.partial["strategies"]["random"]["queries_to_optimum"]["seeds"] == 2

@@ -223,21 +223,29 @@ def bench_search(
                 results.append(fut.result())
                 if progress:
                     progress(results[-1], len(results), len(configs))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Exception) as exc:
+            # Ctrl-C, or one search failing (a worker killed for memory...): the seeds that
+            # finished are kept, for the CLI to write to --json, rather than thrown away
             stop_pool(pool)
             done = [f for f in futures[len(results):] if f.done() and not f.cancelled()
                     and f.exception() is None]
             results.extend(f.result() for f in done)
-            raise _interrupted(report(), len(configs)) from None
+            cause = None if isinstance(exc, KeyboardInterrupt) else exc
+            raise _interrupted(report(), len(configs), cause) from None
         finally:
             stop_pool(pool)
     return report()
 
 
-def _interrupted(report: dict[str, Any], total: int) -> Interrupted:
-    """Ctrl-C / SIGTERM during ``bench_search``: the report of the seeds that finished."""
+def _interrupted(report: dict[str, Any], total: int,
+                 cause: BaseException | None = None) -> Interrupted:
+    """Ctrl-C / SIGTERM (or, with ``cause``, a search that failed) during ``bench_search``:
+    the report of the seeds that finished."""
     done = sum(e["queries_to_optimum"]["seeds"] for e in report["strategies"].values())
-    return interrupted(report, f"interrupted: {done} of {total} searches finished (a search "
+    why = "interrupted" if cause is None else (
+        f"stopped: a search failed ({type(cause).__name__}: "
+        f"{str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ''})")
+    return interrupted(report, f"{why}: {done} of {total} searches finished (a search "
                        "cut short is never counted)")
 
 

@@ -210,8 +210,8 @@ def search(
     (width 16, 3,200 / 12,800 training / validation signals; budget 40, 2 workers).
 
     The run directory (SQLite) records each evaluation as it completes; after a crash or
-    Ctrl-C, --resume continues without re-evaluating anything and ends as the uninterrupted
-    run would have.
+    Ctrl-C, --resume continues without re-evaluating anything recorded (the evaluations
+    that were running are run again) and ends as the uninterrupted run would have.
 
     Example:
       archrank search --space nb201 --bench ../shared/data/nb201.csv --metric cifar10_test \\

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, InvalidOption
 from archrank.oracles.base import Oracle
 from archrank.spaces import get_space
 from archrank.spaces.base import SearchSpace
@@ -226,6 +226,12 @@ def build_oracle(config: SearchConfig) -> Oracle:
 def build_strategy(config: SearchConfig, space: SearchSpace | None = None) -> Strategy:
     """A fresh strategy for ``config`` (same seed: same proposals for the same results)."""
     space = space or get_space(config.space)
+    flags = {"seed": "--seed", "objective": "--metric", "predictor": "--predictor",
+             "candidates": "--space-from-bench / the space"}
+    for key in config.strategy_params:
+        if key in flags:  # the search's own settings, not strategy options
+            raise InvalidOption(f"{key} is set by {flags[key]}, not by a strategy option "
+                                f"(--set {key}=...)")
     return make_strategy(
         config.strategy, space, predictor=config.predictor, seed=config.seed,
         objective=config.metric, candidates=candidates_for(config),
@@ -247,6 +253,10 @@ def _training_oracle(config: SearchConfig) -> Oracle:
     if unknown:
         raise ArchrankError(f"unknown training option(s): {', '.join(unknown)}; "
                             f"choose from: {', '.join(sorted(allowed | recipe_keys))}")
+    if config.metric != TrainingOracle.objective:  # the strategy would rank another number
+        raise ArchrankError(f"--oracle train maximises {TrainingOracle.objective} (validation "
+                            f"accuracy), not {config.metric!r}; every evaluation also "
+                            f"records test_acc, val_loss and the other metrics")
     return TrainingOracle(config.space, dataset, recipe=recipe, seed=int(train_seed), **params)
 
 

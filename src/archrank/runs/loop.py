@@ -229,10 +229,21 @@ def run_search(
             try:
                 evaluation, started, finished = slot.future.result()
             except Exception as exc:  # the executor failed (a crashed worker process)
-                evaluation = Evaluation(status="failed", error=f"{type(exc).__name__}: {exc}")
-                started, finished = None, time.time()
-            slot.future, slot.result = None, evaluation
+                # evaluate_arch turns every oracle error into a failed evaluation, so this is
+                # the machinery, not the cell: the cells in flight stay pending and a resume
+                # evaluates them again (recording them as failures would lose them for good)
+                raise ArchrankError(
+                    f"an evaluation worker stopped ({type(exc).__name__}: "
+                    f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}); "
+                    f"the {len(slots)} evaluation(s) in flight are kept pending: continue the "
+                    f"run with --resume") from None
             value = evaluation.metrics.get(oracle.objective) if evaluation.ok else None
+            if value is not None and not np.isfinite(value):  # e.g. a custom oracle's NaN
+                evaluation = Evaluation(metrics=evaluation.metrics, cost=evaluation.cost,
+                                        status="failed",
+                                        error=f"{oracle.objective} is {value}")
+                value = None
+            slot.future, slot.result = None, evaluation
             store.record_result(seq, evaluation, value, started, finished)
             rec = records[seq]
             rec.status, rec.metrics, rec.objective = evaluation.status, evaluation.metrics, value
