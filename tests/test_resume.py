@@ -208,6 +208,25 @@ def test_a_strategy_that_no_longer_reproduces_the_run_keeps_the_recorded_cells(c
     assert len({r.hash for r in result.records}) == config.budget
 
 
+@pytest.mark.parametrize("strategy", ["ls", "rea", "random"])
+def test_a_diverged_resume_forgets_the_proposals_it_did_not_record(config, tmp_path, strategy):
+    """The strategy's own proposals of a diverged step are undone: a first version kept them
+    as seen (never evaluated), and local search waited for their results forever, so the run
+    ended early as "exhausted"."""
+    cfg = replace(config, strategy=strategy, budget=30, max_in_flight=3)
+    path = tmp_path / "run"
+    with RunStore.create(path, cfg.to_dict()) as store:
+        run_search(build_strategy(cfg), Interrupting(build_oracle(cfg), 8), store,
+                   budget=cfg.budget, max_in_flight=3)
+    strat = build_strategy(replace(cfg, seed=4))  # stands in for another archrank version
+    with RunStore.open(path) as store, pytest.warns(UserWarning, match="proposed other cells"):
+        result = run_search(strat, build_oracle(cfg), store, budget=cfg.budget,
+                            max_in_flight=3)
+    assert result.info["diverged"] > 0 and not result.exhausted
+    assert result.n_evaluated == cfg.budget
+    assert strat.seen == {r.hash for r in result.records}  # nothing seen but not evaluated
+
+
 class BreakingPool:
     """An executor whose ``at``-th submission fails as a killed worker process would (the
     futures of a broken process pool raise BrokenProcessPool)."""

@@ -155,6 +155,7 @@ def replay(strategy: Strategy, store: RunStore) -> ReplayState:
             # The strategy no longer reproduces the recording (another archrank version, or a
             # non-deterministic predictor): keep the recorded proposals and carry on.
             state.diverged += 1
+            strategy.retract(proposed)  # unseen again: neither evaluated nor awaited
             strategy.adopt([space.parse(r.arch) for r in expected])
         state.next_batch = ask.batch + 1
     tell_upto(len(told))

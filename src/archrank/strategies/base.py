@@ -124,6 +124,7 @@ class Strategy(ABC, Generic[A]):
         self.observed: list[tuple[A, str, float]] = []  # told, status ok, in tell order
         self.n_asked = 0
         self.n_told = 0
+        self._told: set[str] = set()  # hashes told (failed ones included)
         self._claimed: set[str] = set()  # proposals of the ask() call in progress
 
     # -- public API -------------------------------------------------------------------------
@@ -151,6 +152,7 @@ class Strategy(ABC, Generic[A]):
         for a failed evaluation."""
         h = self.space.hash(arch)
         self._mark(h)
+        self._told.add(h)
         self.n_told += 1
         value = self._value(result)
         if value is not None:
@@ -163,6 +165,21 @@ class Strategy(ABC, Generic[A]):
         for arch in archs:
             self._mark(self.space.hash(arch))
         self.n_asked += len(archs)
+
+    def retract(self, archs: Sequence[A]) -> None:
+        """Undo the ask of ``archs`` (proposals a resumed run did not record): they become
+        unseen again, and the strategy stops waiting for their results (``_retract``)."""
+        for arch in archs:
+            h = self.space.hash(arch)
+            if h in self._told or h not in self.seen:
+                continue  # told already, or never asked
+            self.seen.discard(h)
+            if self.candidates is not None:
+                i = self.candidates.index.get(h)
+                if i is not None:
+                    self._seen_mask[i] = False  # type: ignore[index]
+            self.n_asked -= 1
+            self._retract(h)
 
     def describe(self) -> dict[str, Any]:
         """The strategy's settings, JSON-able."""
@@ -182,6 +199,9 @@ class Strategy(ABC, Generic[A]):
 
     def _observe(self, arch: A, h: str, value: float | None) -> None:
         """Learn from a told result (``value`` is ``None`` for a failed evaluation)."""
+
+    def _retract(self, h: str) -> None:
+        """Forget a proposal ``retract`` undid (state kept for proposals awaiting results)."""
 
     # -- helpers ----------------------------------------------------------------------------
     def _claim(self, item: tuple[A, str]) -> tuple[A, str]:

@@ -103,6 +103,9 @@ class LocalSearch(Strategy[A]):
             out.append(self._claim((arch, h)))
         return out
 
+    def _retract(self, h: str) -> None:
+        self._pending.discard(h)  # else the move would wait for it forever
+
     def _observe(self, arch: Any, h: str, value: float | None) -> None:
         self._pending.discard(h)
         if self.mode != "first" or self.center is None or h not in self._hood:
