@@ -213,3 +213,24 @@ def test_a_failed_search_keeps_the_finished_seeds_of_a_parallel_bench(nb201_csv,
         bench.bench_search(base, ["random"], 3, jobs=2, stop_at_optimum=False)
     assert info.value.partial["interrupted"] is True
     assert info.value.partial["strategies"]["random"]["queries_to_optimum"]["seeds"] == 2
+
+
+def test_bench_predictor_can_leave_the_training_cells_twins_out(nb201_csv):
+    """nb201.csv holds 15,625 rows of 8,765 distinct cells: --drop-twins scores only rows
+    unlike every training row."""
+    from archrank.bench.predictor import bench_predictors, train_split
+    from archrank.spaces import get_space
+    from archrank.tables import load_benchmark
+
+    kept = bench_predictors("nb201", str(nb201_csv), "cifar10_test", ["mlp"], [100], 1,
+                            params={"mlp": {"epochs": 2}})
+    dropped = bench_predictors("nb201", str(nb201_csv), "cifar10_test", ["mlp"], [100], 1,
+                               params={"mlp": {"epochs": 2}}, drop_twins=True)
+    space = get_space("nb201")
+    hashes = np.asarray(space.hash_many(load_benchmark(nb201_csv, space).archs))
+    train, test = train_split(len(hashes), 100, 0)
+    twins = int(np.isin(hashes[test], hashes[train]).sum())
+    assert twins > 1000  # a fifth of the test rows (review, session 10)
+    assert kept.runs[0]["test_size"] == len(test)
+    assert dropped.runs[0]["test_size"] == len(test) - twins
+    assert dropped.to_json()["settings"]["drop_twins"] is True

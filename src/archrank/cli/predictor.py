@@ -47,6 +47,12 @@ def bench_predictor(
         help="Auxiliary targets (table columns, e.g. val_acc_4,val_acc_12) of the predictors "
         "that take them; empty values are masked.",
     ),
+    drop_twins: bool = typer.Option(
+        False, "--drop-twins/--keep-twins",
+        help="Leave out of each test set the rows that hash like a training row (nb201.csv: "
+        "15,625 rows, 8,765 distinct cells; a twin is a second training of a training "
+        "cell). Kept by default (every figure of docs/benchmarks.md keeps them).",
+    ),
 ) -> None:
     """Rank a benchmark table with each predictor from random training sets.
 
@@ -73,7 +79,7 @@ def bench_predictor(
             space, bench, metric, names, sizes, seeds,
             params=parse_sets(params, prefixed="PREDICTOR.PARAM"),
             progress=lambda msg: err.print(msg, style="dim"), first_seed=first_seed,
-            arch_inputs=arch_inputs, aux_targets=aux_targets,
+            arch_inputs=arch_inputs, aux_targets=aux_targets, drop_twins=drop_twins,
         )
     except Interrupted as exc:
         raise Interrupted(exc.message + keep_partial(json_out, exc.partial)) from None
