@@ -290,3 +290,30 @@ def test_a_non_finite_objective_is_a_failure_not_the_best(config):
     assert result.records[0].status == "failed" and "is nan" in result.records[0].error
     assert result.best is not None and result.best.objective == max(
         r.objective for r in result.records[1:])
+
+
+def test_failures_in_a_row_still_count_after_a_resume(config, tmp_path):
+    """A run stopped for failing evaluations stops again at the next failure on --resume
+    (it got another max_consecutive_failures evaluations each time)."""
+    from archrank.errors import ArchrankError
+
+    class Failing(Oracle):
+        def __init__(self, inner: Oracle) -> None:
+            self.inner, self.space, self.objective = inner, inner.space, inner.objective
+            self.calls = 0
+
+        def evaluate(self, arch: Any) -> Evaluation:
+            self.calls += 1
+            return Evaluation(status="failed", error="diverged")
+
+    cfg = replace(config, strategy="random")
+    path = tmp_path / "run"
+    with RunStore.create(path, cfg.to_dict()) as store, \
+            pytest.raises(ArchrankError, match="5 evaluations in a row failed"):
+        run_search(build_strategy(cfg), Failing(build_oracle(cfg)), store, budget=20,
+                   max_consecutive_failures=5)
+    oracle = Failing(build_oracle(cfg))
+    with RunStore.open(path) as store, \
+            pytest.raises(ArchrankError, match="6 evaluations in a row failed"):
+        run_search(build_strategy(cfg), oracle, store, budget=20, max_consecutive_failures=5)
+    assert oracle.calls == 1

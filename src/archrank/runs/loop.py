@@ -208,9 +208,15 @@ def run_search(
     next_seq = max(records, default=-1) + 1
     slots: dict[int, _Slot] = {}
     arrivals: list[int] = []  # seqs with a result, in arrival order (unordered mode)
-    failures = 0
     done_records = [r for r in records.values() if r.done]
     n_done = len(done_records)
+    # the failures in a row a resumed run ended with still count (a misconfigured oracle
+    # would otherwise get another max_consecutive_failures evaluations on every resume)
+    failures = 0
+    for rec in sorted(done_records, key=lambda r: (r.finished or 0.0, r.seq), reverse=True):
+        if rec.status != "failed":
+            break
+        failures += 1
     best = max((r for r in done_records if r.status == "ok" and r.objective is not None),
                key=lambda r: r.objective, default=None)  # type: ignore[arg-type,return-value]
 

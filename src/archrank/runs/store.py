@@ -310,6 +310,8 @@ class RunStore:
             raise ArchrankError(f"{run_dir / DB_NAME}: not a readable run database ({exc})"
                                 ) from None
         if mode != "wal":  # e.g. a file system without shared memory
+            conn.close()
+            os.close(lock_fd)
             raise ArchrankError(f"{run_dir / DB_NAME}: cannot use WAL journal mode ({mode})")
         # WAL + NORMAL: a committed transaction survives the process being killed.
         conn.execute("PRAGMA synchronous=NORMAL")
