@@ -185,7 +185,7 @@ def test_interrupted_bench_predictor_keeps_finished_fits(tmp_path, cli, monkeypa
     assert status == 130 and "3 of 6 fits finished (1 whole seeds kept)" in err, err
     report = json.loads(out.read_text())
     assert [(r["predictor"], r["seed"]) for r in report["runs"]] == [("xgb", 0), ("rf", 0)]
-    assert all(r["seeds"] == 1 for r in report["results"])
+    assert all(r["seeds"] + r.get("seeds_without_tau", 0) == 1 for r in report["results"])
 
 
 def test_a_failed_search_keeps_the_finished_seeds_of_a_parallel_bench(nb201_csv, monkeypatch):
