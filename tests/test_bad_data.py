@@ -125,6 +125,8 @@ def test_npz_with_an_absurd_label_is_refused(tmp_path, cli):
     # the training oracle maximises val_acc: another metric would be ranked by another number
     ["search", "--oracle", "train", "--metric", "val_loss", "--budget", "1",
      "--run-dir", "{tmp}/r"],
+    ["search", "--oracle", "train", "--dataset", "mnist1d:scale_coeff=nan", "--budget", "1",
+     "--run-dir", "{tmp}/r"],                   # a generator setting that makes no data
     ["search", "--space", "nb201", "--bench", "nbgraph:cora", "--metric", "x",
      "--executor", "dask", "--scheduler", "tcp://::::x"],
     ["bench", "speed", "--train-size", "999999"],

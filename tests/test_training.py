@@ -168,6 +168,30 @@ def test_digits_dataset() -> None:
     assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 1797
 
 
+def test_a_search_trains_with_the_datasets_default_recipe() -> None:
+    """Without --epochs a search trains as bench table does: 20 epochs on digits (a first
+    version built the generic 5-epoch recipe whenever the oracle was made for a search)."""
+    pytest.importorskip("sklearn")
+    from archrank.oracles.training import TrainingOracle
+    from archrank.runs import SearchConfig, build_oracle
+
+    cfg = SearchConfig(space="nb201", metric="val_acc", oracle="train",
+                       oracle_params={"dataset": "digits"})
+    assert build_oracle(cfg).recipe == TrainingOracle("nb201", "digits").recipe
+    assert build_oracle(cfg).recipe.epochs == 20
+    given = SearchConfig(space="nb201", metric="val_acc", oracle="train",
+                         oracle_params={"dataset": "digits", "epochs": 3})
+    assert build_oracle(given).recipe.epochs == 3
+
+
+def test_darts_reduction_pads_each_axis_by_its_own_parity() -> None:
+    from archrank.nn.darts import FactorizedReduce
+
+    reduce = FactorizedReduce("2d", 4, 4)
+    for shape in ((15, 16), (16, 15), (15, 15), (16, 16)):  # (15, 16) crashed
+        assert reduce(torch.randn(2, 4, *shape)).shape == (2, 4, 8, 8)
+
+
 def _write(path: Path, **arrays: np.ndarray) -> Path:
     np.savez(path, **arrays)
     return path

@@ -34,6 +34,7 @@ turns torch ``Dataset`` objects of ``(x, label)`` pairs into the same form.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import zipfile
 from dataclasses import dataclass
@@ -216,6 +217,12 @@ def parse_mnist1d_spec(text: str) -> dict[str, Any]:
         except ValueError:
             raise ArchrankError(f"dataset {text!r}: {key.strip()} must be "
                                 f"{'an integer' if kind is int else 'a number'}") from None
+    for key, value in settings.items():  # nan / inf / negatives: empty or failing data
+        if key in ("seed", "num_samples", "val_fraction"):
+            continue
+        if not math.isfinite(value) or value < 0 or (key == "max_translation" and value < 1):
+            raise ArchrankError(f"dataset {text!r}: {key} must be a finite number at least "
+                                f"{1 if key == 'max_translation' else 0}, got {value}")
     if settings.get("num_samples", MNIST1D_DEFAULT["num_samples"]) < 50:
         raise ArchrankError(f"dataset {text!r}: num_samples must be at least 50")
     if not 0.05 <= settings.get("val_fraction", MNIST1D_DEFAULT["val_fraction"]) <= 0.95:

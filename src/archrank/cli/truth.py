@@ -20,12 +20,15 @@ def parse_seeds(text: str) -> list[int]:
         raise ArchrankError(f"--train-seeds {text!r}: expected integers like 0,1,2") from None
     if not seeds:
         raise ArchrankError("--train-seeds: give at least one seed")
-    return seeds
+    if min(seeds) < 0 or len(set(seeds)) < len(seeds):
+        raise ArchrankError(f"--train-seeds {text!r}: seeds must be distinct and at least 0")
+    return sorted(seeds)  # the table's columns (and read_truth) go in increasing order
 
 
 @bench_app.command("table")
 def bench_table(
-    space_name: str = typer.Option("nb201", "--space", help="Search space: nb201 or nb101."),
+    space_name: str = typer.Option("nb201", "--space",
+                                   help="Search space: nb201, nb101 or darts."),
     dataset: str = typer.Option("mnist1d", "--dataset",
                                 help="mnist1d, digits or a .npz file (x_train, y_train, ...)."),
     n: int = typer.Option(..., "--n", help="Distinct cells, sampled uniformly."),
@@ -34,7 +37,8 @@ def bench_table(
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs per training (default: "
                                       "the training oracle's for the dataset)."),
     width: int | None = typer.Option(None, "--width", help="Network width (default: by data)."),
-    depth: int | None = typer.Option(None, "--depth", help="Cells per stage (default: by data)."),
+    depth: int | None = typer.Option(None, "--depth", help="Cells per stage (nb201), per stack "
+                                     "(nb101), in all (darts); default: by data."),
     workers: int = typer.Option(1, "--workers", help="Trainings in parallel."),
     executor_kind: str | None = typer.Option(None, "--executor",
                                              help="inline, process (default with --workers > 1) "
@@ -109,11 +113,13 @@ def bench_table(
         for label in ("all", "better_half"):
             c = ceiling.get(label)
             if c:
+                pair = c["seed_to_seed_kendall_tau"]
                 console.print(
                     f"{metric} noise ceiling ({label}, {c['cells']} cells): seed-to-seed "
-                    f"Kendall tau {c['seed_to_seed_kendall_tau']:.3f}, one seed vs the mean of "
-                    f"the others {c['one_vs_rest_kendall_tau']:.3f}, mean seed std "
-                    f"{c['seed_std_mean']:.3f}")
+                    f"Kendall tau "
+                    f"{'n/a (needs 3 seeds)' if pair is None else format(pair, '.3f')}, one "
+                    f"seed vs the mean of the others {c['one_vs_rest_kendall_tau']:.3f}, mean "
+                    f"seed std {c['seed_std_mean']:.3f}")
     if report["train_seconds_mean"] is not None:
         console.print(f"mean training time {report['train_seconds_mean']:.2f} s")
     if json_out is not None:

@@ -69,8 +69,11 @@ class FactorizedReduce(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(x)
         shifted = x[:, :, 1:, 1:] if self.d == 2 else x[:, :, 1:]
-        if x.shape[-1] % 2:  # odd sizes: pad the shifted copy so both halves agree
-            shifted = F.pad(shifted, (0, 1) * self.d)
+        # odd sizes: pad the shifted copy so both halves agree, axis by axis (a 15 x 16 map
+        # needs its rows padded only); F.pad takes the last axis first
+        pad = [p for size in reversed(x.shape[2:]) for p in (0, size % 2)]
+        if any(pad):
+            shifted = F.pad(shifted, pad)
         return self.bn(torch.cat([self.conv_a(x), self.conv_b(shifted)], dim=1))
 
 

@@ -3,8 +3,10 @@
 The recipe (``TrainRecipe``) is fixed per oracle and recorded by ``describe()`` so that a
 resumed search cannot change it. Defaults: SGD with Nesterov momentum 0.9, learning rate 0.1
 with a cosine schedule to 0 (per step), weight decay 5e-4, batch size 128, no augmentation,
-cross-entropy loss; NAS-Bench-201's recipe with far fewer epochs (5 on MNIST-1D, 20 on
-digits, 10 otherwise: ``DEFAULTS``). The network is the benchmark skeleton of the space at a
+cross-entropy loss; NAS-Bench-201's recipe (which used batch 256 and 200 epochs) at batch
+128 and far fewer epochs (5 on MNIST-1D, 20 on digits, 10 otherwise: ``DEFAULTS``).
+``train_loss`` is the loss of the last training mini-batch (the training's end, not a mean
+over the data). The network is the benchmark skeleton of the space at a
 small size chosen per dataset (``DEFAULTS``) so that one MNIST-1D cell trains in seconds on
 one CPU core (on nb201, the committed truth's recipe).
 
@@ -123,6 +125,9 @@ class TrainingOracle(Oracle):
         default = default_setup(self.space.name, self.dataset.name)
         self.width = default["width"] if width is None else int(width)
         self.depth = default["depth"] if depth is None else int(depth)
+        if self.width < 1 or self.depth < 1:  # a network of no channels, or of no cells
+            raise ArchrankError(f"width and depth must be at least 1, got width "
+                                f"{self.width}, depth {self.depth}")
         self.recipe = recipe or TrainRecipe(epochs=default["epochs"])
         self.seed = int(seed)
         self.threads = int(threads)
