@@ -126,9 +126,8 @@ def test_journal_retries_failures_not_of_the_cell_and_survives_a_torn_header(tmp
 
 
 def test_bench_table_seeds_in_any_order_and_bad_sizes(cli, tmp_path):
-    from conftest import one_line_error
-
     from archrank.cli.truth import parse_seeds
+    from conftest import one_line_error
 
     assert parse_seeds("2,0,1") == [0, 1, 2]  # the columns read_truth expects
     for text in ("0,0", "-1,0"):
