@@ -49,6 +49,18 @@ class Interrupting(Oracle):
         return self.inner.evaluate(arch)
 
 
+class Changed(Oracle):
+    """The inner oracle's answers, changed by ``change(call number, evaluation)``."""
+
+    def __init__(self, inner: Oracle, change: Any) -> None:
+        self.inner, self.space, self.objective = inner, inner.space, inner.objective
+        self.change, self.calls = change, 0
+
+    def evaluate(self, arch: Any) -> Evaluation:
+        self.calls += 1
+        return self.change(self.calls, self.inner.evaluate(arch))
+
+
 class Counting(Oracle):
     def __init__(self, inner: Oracle) -> None:
         self.inner, self.space, self.objective = inner, inner.space, inner.objective
@@ -272,21 +284,11 @@ def test_a_non_finite_objective_is_a_failure_not_the_best(config):
     """A custom oracle's NaN would have become the best-so-far in memory (NaN > x is never
     true afterwards) while the store kept NULL."""
 
-    class Nan(Oracle):
-        def __init__(self, inner: Oracle) -> None:
-            self.inner, self.space, self.objective = inner, inner.space, inner.objective
-            self.calls = 0
-
-        def evaluate(self, arch: Any) -> Evaluation:
-            self.calls += 1
-            ev = self.inner.evaluate(arch)
-            if self.calls == 1:
-                return Evaluation({**ev.metrics, self.objective: float("nan")}, ev.cost)
-            return ev
-
     cfg = replace(config, strategy="random", budget=5)
+    first_nan = Changed(build_oracle(cfg), lambda n, ev: Evaluation(
+        {**ev.metrics, cfg.metric: float("nan")}, ev.cost) if n == 1 else ev)
     with RunStore.memory(cfg.to_dict()) as store:
-        result = run_search(build_strategy(cfg), Nan(build_oracle(cfg)), store, budget=5)
+        result = run_search(build_strategy(cfg), first_nan, store, budget=5)
     assert result.records[0].status == "failed" and "is nan" in result.records[0].error
     assert result.best is not None and result.best.objective == max(
         r.objective for r in result.records[1:])
@@ -297,22 +299,17 @@ def test_failures_in_a_row_still_count_after_a_resume(config, tmp_path):
     (it got another max_consecutive_failures evaluations each time)."""
     from archrank.errors import ArchrankError
 
-    class Failing(Oracle):
-        def __init__(self, inner: Oracle) -> None:
-            self.inner, self.space, self.objective = inner, inner.space, inner.objective
-            self.calls = 0
-
-        def evaluate(self, arch: Any) -> Evaluation:
-            self.calls += 1
-            return Evaluation(status="failed", error="diverged")
+    def failing() -> Changed:
+        return Changed(build_oracle(cfg), lambda n, ev: Evaluation(status="failed",
+                                                                   error="diverged"))
 
     cfg = replace(config, strategy="random")
     path = tmp_path / "run"
     with RunStore.create(path, cfg.to_dict()) as store, \
             pytest.raises(ArchrankError, match="5 evaluations in a row failed"):
-        run_search(build_strategy(cfg), Failing(build_oracle(cfg)), store, budget=20,
+        run_search(build_strategy(cfg), failing(), store, budget=20,
                    max_consecutive_failures=5)
-    oracle = Failing(build_oracle(cfg))
+    oracle = failing()
     with RunStore.open(path) as store, \
             pytest.raises(ArchrankError, match="6 evaluations in a row failed"):
         run_search(build_strategy(cfg), oracle, store, budget=20, max_consecutive_failures=5)
