@@ -122,6 +122,7 @@ def test_npz_with_an_absurd_label_is_refused(tmp_path, cli):
     ["zc", "--batch-size", "0", "--out", "{tmp}/z.csv"],
     ["zc", "--fill", "--seed", "3"],             # the fill's setting fixes its seed
     ["zc", "--fill", "--out", "{tmp}/z.csv"],
+    ["demo", "--budget", "10"],                  # the main job is fixed (was ignored)
     # the training oracle maximises val_acc: another metric would be ranked by another number
     ["search", "--oracle", "train", "--metric", "val_loss", "--budget", "1",
      "--run-dir", "{tmp}/r"],

@@ -384,6 +384,12 @@ def test_plot_dir_of_bench_predictor(predictor_json, tmp_path):
     ('{"kind": "bench-search", "schema": 1, "space": "nb201", "metric": "m", "budget": 5,'
      ' "strategies": {"a": {"queries_to_optimum": {"per_seed": []}, "runs": [{"c": 1}]}}}',
      "strategies.a.runs is not a list"),
+    # what an interrupted bench writes before anything finished (was an internal error)
+    ('{"kind": "bench-search", "schema": 3, "space": "nb201", "metric": "m", "budget": 5,'
+     ' "strategies": {}, "interrupted": true}', "no search finished (strategies is empty: "
+     "the bench was interrupted)"),
+    ('{"kind": "bench-predictor", "schema": 1, "settings": {"space": "nb201", "metric": "m",'
+     ' "seeds": 1}, "results": []}', "no fit finished"),
 ])
 def test_bad_json_is_one_line_error_naming_the_file(cli, tmp_path, content, message):
     bad = tmp_path / "bad.json"
@@ -561,3 +567,45 @@ def test_score_table_bad_input(cli, tmp_path):
     alien.write_text("arch,hash,predicted\nnot-a-cell,abc,1.0\n")
     code, _, err = cli("report", str(alien), "--out", str(tmp_path / "r.html"))
     assert code == 2 and "line 2, field 'arch'" in err and "no known space" in err
+
+
+def test_a_figure_no_seed_gave_is_drawn_as_a_gap(predictor_json, tmp_path):
+    """A bench writes a NaN mean (every seed's predictions constant) as null: the report reads
+    it as NaN rather than failing with an internal error."""
+    data = json.loads(predictor_json.read_text())
+    data["results"][0]["kendall_tau"] = {"mean": None, "std": None}
+    bad = tmp_path / "null.json"
+    bad.write_text(json.dumps(data))
+    out = build_report([bad], tmp_path / "r.html")
+    assert "Predictor benchmark" in out.read_text()
+
+
+def test_runs_of_other_datasets_or_options_are_not_pooled(tmp_path):
+    """Runs of one strategy on other data (or with other options) are other studies or
+    other curves, not more seeds of one."""
+    import time
+
+    from archrank.oracles.base import Evaluation
+    from archrank.report.runs import read_run, render_runs
+
+    space = get_space("nb201")
+    archs = space.sample(3, np.random.default_rng(0))
+    runs = []
+    for name, data, params in (("a", "mnist1d", {}), ("b", "my.npz", {}),
+                               ("c", "mnist1d", {"batch": 10})):
+        cfg = SearchConfig(space="nb201", metric="val_acc", strategy="gates", budget=3,
+                           oracle="train", oracle_params={"dataset": data},
+                           strategy_params=params).to_dict()
+        with RunStore.create(tmp_path / name, cfg) as store:
+            store.add_ask(0, 0, 3, [(i, space.hash(a), space.format(a))
+                                    for i, a in enumerate(archs)])
+            for i in range(3):
+                store.record_result(i, Evaluation({"val_acc": 90.0 + i}), 90.0 + i,
+                                    time.time(), time.time())
+        runs.append(read_run(tmp_path / name, {}))
+    from archrank.report.kinds import ReportOptions
+
+    sections = render_runs(runs, ReportOptions())
+    assert len(sections) == 2  # mnist1d and my.npz
+    assert {r.label for r in runs} == {"gates", "gates (batch=10)"}
+    assert any("dataset=my.npz" in sec.intro for sec in sections)

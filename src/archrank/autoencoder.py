@@ -57,9 +57,9 @@ AE_DEFAULTS: dict[str, Any] = {
     "hidden": 64,         # width of the encoder's node states and of the decoder
     "layers": 3,          # message-passing rounds
     "readout": "concat_mean",  # flow encoder: output-node states (concat), or with node means
-    "steps": 1500,        # optimiser steps in all (epochs = steps / batches per epoch)
-    "min_epochs": 3,
-    "max_epochs": 60,
+    "steps": 1500,        # optimiser steps aimed at (epochs = steps / batches per epoch),
+    "min_epochs": 3,      # within these epochs: on a small set max_epochs binds first (200
+    "max_epochs": 60,     # cells: 60 steps, not 1,500; raise it to train such a set longer)
     "batch_size": 256,
     "lr": 3e-3,
     "weight_decay": 0.0,

@@ -612,6 +612,12 @@ def demo(
     Example: archrank demo        archrank demo --quick --budget 100
     """
     if not quick:
+        given = [flag for flag, value, default in (
+            ("--budget", budget, 100), ("--seed", seed, 0), ("--bench", bench, "nbgraph:cora"),
+            ("--metric", metric, "valid_perf")) if value != default]
+        if given:  # the main job is fixed: `archrank search` takes options
+            raise ArchrankError(f"{', '.join(given)} only with --quick (the main job is "
+                                f"fixed; give options to `archrank search` instead)")
         search(**{name: None for name in inspect.signature(search).parameters})
         return
     t0 = time.perf_counter()

@@ -84,7 +84,8 @@ SSA_DEFAULTS: dict[str, Any] = {
     "k": 10,                 # neighbours of each cell in embedding space
     "metric": "euclidean",   # euclidean | cosine
     "graph_on": "onehot+path",  # vectors the neighbours are found in, '+'-joined: embedding
-                              # (the auto-encoder's, standardised per dimension), onehot, path
+                              # (the auto-encoder's: raw when alone, each part standardised
+                              # per dimension when joined with another), onehot, path
     "kernel": True,          # Gaussian kernel edge weights (else unit weights)
     # graph auto-encoder (pretrained without labels on the pool)
     "encoder": "flow",       # flow (GATES-style) | gcn (message passing on the node form)

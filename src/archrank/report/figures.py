@@ -216,9 +216,11 @@ def scatter_figure(truth: Sequence[float], predicted: Sequence[float], *, xlabel
 
 @styled
 def truth_panels_figure(truth: Sequence[float], panels: Mapping[str, Sequence[Sequence[float]]],
-                        *, xlabel: str, title: str) -> Figure:
+                        *, xlabel: str, title: str,
+                        seeds: Sequence[int] | None = None) -> Figure:
     """One panel per score (e.g. supernet and fitted): each seed's scores of the truth's cells
-    against the truth, a colour per seed, the mean Kendall tau over seeds in the panel title."""
+    against the truth, a colour per seed (labelled with ``seeds``, else by position), the
+    mean Kendall tau over seeds in the panel title."""
     t = np.asarray(truth, dtype=np.float64)
     fig, axes = new_figure(width=3.3 * max(1, len(panels)), height=3.5, ncols=len(panels))
     axes = np.atleast_1d(axes)
@@ -228,7 +230,8 @@ def truth_panels_figure(truth: Sequence[float], panels: Mapping[str, Sequence[Se
             v = np.asarray(values, dtype=np.float64)
             ok = np.isfinite(t) & np.isfinite(v)
             ax.scatter(t[ok], v[ok], s=8, alpha=0.5, lw=0, color=PALETTE[k % len(PALETTE)],
-                       label=f"seed {k}" if len(per_seed) > 1 else None)
+                       label=f"seed {seeds[k] if seeds is not None else k}"
+                       if len(per_seed) > 1 else None)
             if ok.sum() > 1:
                 taus.append(kendall_tau(t[ok], v[ok]))
         tau = float(np.mean(taus)) if taus else float("nan")

@@ -157,6 +157,7 @@ def read_input(path: str | Path) -> Input:
     if not isinstance(data, dict):
         raise ArchrankError(f"{path}: a JSON {type(data).__name__}, not an object; "
                             f"expected {expected()}")
+    data = _nan_stats(data)
     name = data.get("kind")
     if name is None:
         name = _legacy_kind(data)
@@ -174,6 +175,21 @@ def read_input(path: str | Path) -> Input:
         raise ArchrankError(f"{path}: {name} schema {schema} is newer than this archrank "
                             f"reads (up to {kind.schema}); upgrade archrank")
     return Input(path, name, kind.read(path, data))
+
+
+def _nan_stats(data: Any) -> Any:
+    """``{"mean": null, "std": null}`` (a NaN as the benches write it: a figure no seed gave)
+    read back as NaN, so that figures and tables show a gap rather than fail."""
+    if isinstance(data, dict):
+        out = {k: _nan_stats(v) for k, v in data.items()}
+        if "mean" in out and "std" in out:
+            for key in ("mean", "std"):
+                if out[key] is None:
+                    out[key] = float("nan")
+        return out
+    if isinstance(data, list):
+        return [_nan_stats(v) for v in data]
+    return data
 
 
 def need(path: Path, data: dict[str, Any], key: str, typ: type | tuple[type, ...],

@@ -91,7 +91,8 @@ def render_oneshot_bench(benches: Sequence[OneshotBenchData], options: ReportOpt
             figures.truth_panels_figure(
                 d["cells"]["truth_val_acc"], panels,
                 xlabel="truth val_acc (mean over training seeds)",
-                title="shared-weight scores and their fit against the truth"),
+                title="shared-weight scores and their fit against the truth",
+                seeds=[r.get("seed", k) for k, r in enumerate(d["per_seed"])]),
             "Each dot is a truth cell: its stand-alone validation accuracy (mean over the "
             f"truth's training seeds) against the supernet's {'negated ' if sign < 0 else ''}"
             f"{score} with shared weights (left) and the graph network's fitted score "

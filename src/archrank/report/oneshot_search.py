@@ -35,13 +35,15 @@ class OneshotSearchBench:
 
 def read_oneshot_search(path: Path, data: dict[str, Any]) -> OneshotSearchBench:
     need(path, data, "space", str, "a space name")
+    need(path, data, "truth", str, "the truth table's path")
     methods = need(path, data, "methods", dict, "an object of methods")
     for name, entry in methods.items():
         ok = isinstance(entry, dict) and all(
             isinstance(entry.get(k), dict) and "mean" in entry[k] and "std" in entry[k]
             for k in _STATS) and isinstance(entry.get("per_seed"), list) and all(
             isinstance(p, dict) and isinstance(p.get("cell"), str)
-            and isinstance(p.get("truth_percentile"), int | float) for p in entry["per_seed"])
+            and isinstance(p.get("truth_percentile"), int | float) for p in entry["per_seed"]
+        ) and len(entry["per_seed"]) > 0
         if not ok:
             raise ArchrankError(f"{path}: methods.{name} is not a bench oneshot-search result "
                                 "(val_acc/test_acc/truth_percentile/search_seconds mean and "

@@ -33,6 +33,9 @@ def read_predictor(path: Path, data: dict[str, Any]) -> PredictorBench:
         if key not in settings:
             raise ArchrankError(f"{path}: settings.{key} is missing")
     results = need(path, data, "results", list, "a list")
+    if not results:
+        raise ArchrankError(f"{path}: no fit finished (results is empty"
+                            f"{': the bench was interrupted' if data.get('interrupted') else ''})")
     for k, entry in enumerate(results):
         ok = isinstance(entry, dict) and isinstance(entry.get("predictor"), str) and \
             isinstance(entry.get("train_size"), int) and all(
@@ -73,6 +76,12 @@ def _pick_sample(bench: PredictorBench, choice: str | None) -> dict[str, Any] | 
                  and s["train_size"] == biggest), samples[0])
 
 
+def _seed_counts(results: Sequence[dict[str, Any]]) -> str:
+    """How many seeds each point stands for: one number when all agree."""
+    counts = sorted({int(r.get("seeds", 0)) for r in results})
+    return f"{counts[0]} each" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} per point"
+
+
 def predictor_figures(bench: PredictorBench, n: int = 0, scatter: str | None = None
                       ) -> list[Figure]:
     st = bench.settings
@@ -84,8 +93,9 @@ def predictor_figures(bench: PredictorBench, n: int = 0, scatter: str | None = N
         figures.quality_figure(results, QUALITY, title=f"{space} · {metric}"),
         f"Ranking quality of each predictor against the size of its training set: Kendall tau "
         f"and precision@5% between predicted and true {metric} over every table row not "
-        f"trained on ({rows or '?'} rows in all); points are means over {st['seeds']} random "
-        "training sets (seeds), bars one standard deviation.")]
+        f"trained on ({rows or '?'} rows in all); points are means over the random training "
+        f"sets (seeds) each fit finished with ({_seed_counts(results)}), bars one standard "
+        "deviation.")]
     sample = _pick_sample(bench, scatter)
     if sample is not None:
         out.append(Figure(
@@ -109,7 +119,9 @@ def render_predictors(benches: Sequence[PredictorBench], options: ReportOptions
         sec = Section(f"Predictor benchmark: {st['space']}, {st['metric']}",
                       intro=f"{bench.path.name} · table {Path(str(st.get('bench'))).name} · "
                             f"predictors {', '.join(st.get('predictors', []))} · "
-                            f"{st['seeds']} seeds")
+                            f"seeds: {_seed_counts(bench.data['results'])}"
+                            + (" · interrupted: the fits that finished"
+                               if bench.data.get("interrupted") else ""))
         figs = predictor_figures(bench, n, options.scatter)
         sec.blocks.append(figs[0])
         rows = []

@@ -2,8 +2,9 @@
 over seeds), against evaluations and against recorded cost, the best cells drawn, a table of
 the top cells.
 
-Runs are grouped into studies by (space, benchmark, metric, oracle): only runs measuring the
-same thing share a plot; within a study, by strategy label (seeds are the spread).
+Runs are grouped into studies by what they measured (space, benchmark, metric, oracle and the
+oracle's settings: a training oracle's dataset and recipe, a supernet's checkpoint); within a
+study, by strategy label and the options set for it (seeds are the spread).
 """
 
 from __future__ import annotations
@@ -44,15 +45,22 @@ class Run:
 
     @property
     def label(self) -> str:
+        """The strategy (the predictor for guided search), with the options set for it: runs
+        of one strategy with other options are other curves, not more seeds."""
         c = self.config
-        return str(c.get("predictor") if c.get("strategy") == "guided" and c.get("predictor")
+        name = str(c.get("predictor") if c.get("strategy") == "guided" and c.get("predictor")
                    else c.get("strategy", "?"))
+        options = _compact(c.get("strategy_params") or {})
+        return f"{name} ({options})" if options else name
 
     @property
-    def study(self) -> tuple[str, str, str, str]:
+    def study(self) -> tuple[str, str, str, str, str]:
+        """What the runs measured: space, table, metric, oracle and the oracle's settings
+        (a training oracle's dataset and recipe, a supernet's checkpoint)."""
         c = self.config
         bench = Path(str(c.get("bench"))).name if c.get("bench") else "-"
-        return (str(c.get("space")), bench, str(c.get("metric")), str(c.get("oracle", "table")))
+        return (str(c.get("space")), bench, str(c.get("metric")), str(c.get("oracle", "table")),
+                _compact(c.get("oracle_params") or {}))
 
     def best_curve(self) -> np.ndarray:
         v = np.where(np.isfinite(self.values), self.values, -np.inf)
@@ -72,21 +80,34 @@ def read_run(path: Path, _data: dict[str, Any]) -> Run:
                len(records) - len(done))
 
 
+def _compact(options: dict[str, Any]) -> str:
+    """``key=value, ...`` in key order (nested dicts flattened as ``key.sub=value``)."""
+    items: list[str] = []
+    for key in sorted(options):
+        value = options[key]
+        if isinstance(value, dict):
+            items += [f"{key}.{k}={v}" for k, v in sorted(value.items())]
+        else:
+            items.append(f"{key}={value}")
+    return ", ".join(items)
+
+
 def _fmt(v: float) -> str:
     return f"{v:.4g}" if math.isfinite(v) else "-"
 
 
 def render_runs(runs: Sequence[Run], options: ReportOptions) -> list[Section]:
-    studies: dict[tuple[str, str, str, str], list[Run]] = {}
+    studies: dict[tuple[str, str, str, str, str], list[Run]] = {}
     for run in runs:
         studies.setdefault(run.study, []).append(run)
     sections = []
-    for n, ((space_name, bench, metric, oracle), members) in enumerate(studies.items()):
+    for n, ((space_name, bench, metric, oracle, settings), members) in enumerate(
+            studies.items()):
         labels = sorted({r.label for r in members})
         by_label = {lab: [r for r in members if r.label == lab] for lab in labels}
         live = sum(r.pending > 0 for r in members)
         intro = (f"{len(members)} run directories · space {space_name} · {oracle} oracle "
-                 f"({bench}) · objective {metric}"
+                 f"({bench}{'; ' + settings if settings else ''}) · objective {metric}"
                  + (f" · {live} still running (read from a consistent snapshot)" if live else ""))
         sec = Section(f"Search runs: {space_name}, {metric}", intro=intro)
         series = {lab: figures.pad_curves([r.best_curve().tolist() for r in rs])

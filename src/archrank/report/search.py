@@ -41,6 +41,9 @@ def read_search(path: Path, data: dict[str, Any]) -> SearchBench:
     need(path, data, "metric", str, "a metric name")
     need(path, data, "budget", int, "an integer")
     strategies = need(path, data, "strategies", dict, "an object (strategy -> results)")
+    if not strategies:
+        raise ArchrankError(f"{path}: no search finished (strategies is empty"
+                            f"{': the bench was interrupted' if data.get('interrupted') else ''})")
     for label, entry in strategies.items():
         q = entry.get("queries_to_optimum") if isinstance(entry, dict) else None
         if not isinstance(q, dict) or not isinstance(q.get("per_seed"), list):
@@ -74,7 +77,7 @@ def search_figures(bench: SearchBench, n: int = 0) -> list[Figure]:
     return [
         Figure(f"search{n}_best_so_far",
                figures.curves_figure(series, ylabel=f"best {metric} so far",
-                                     title=f"{d['space']} · {metric} · {d.get('seeds')} seeds"),
+                                     title=f"{d['space']} · {metric}"),
                f"Best {metric} found so far against the number of queries to the table, per "
                f"strategy{opt_text}. {how}.{stop}"),
         Figure(f"search{n}_queries_to_optimum",
@@ -93,7 +96,10 @@ def render_searches(benches: Sequence[SearchBench], options: ReportOptions) -> l
         d = bench.data
         sec = Section(f"Search benchmark: {d['space']}, {d['metric']}",
                       intro=f"{bench.path.name} · table {Path(str(d.get('bench'))).name} · "
-                            f"budget {d['budget']} · {d.get('seeds')} seeds per strategy")
+                            f"budget {d['budget']} · seeds finished: " + ", ".join(
+                                f"{label} {e['queries_to_optimum'].get('seeds', '?')}"
+                                for label, e in bench.strategies.items())
+                            + (" (interrupted)" if d.get("interrupted") else ""))
         sec.blocks += search_figures(bench, n)
         rows = []
         for label, e in bench.strategies.items():
