@@ -147,3 +147,55 @@ def test_the_searchs_own_settings_are_not_strategy_options(tmp_path, cli, nb201_
                          option, "--run-dir", tmp_path / "r")
     assert f"is set by {flag}, not by a strategy option" in one_line_error(status, err)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_table_of_every_distinct_cell_covers_the_space(tmp_path, nb201_csv):
+    """nb201 has 15,625 op strings but 8,765 distinct cells: a table with one row per cell
+    covers the space (it was refused for holding fewer rows than strings)."""
+    import csv
+
+    from archrank.runs import SearchConfig, build_oracle
+    from archrank.spaces import get_space
+
+    space = get_space("nb201")
+    seen: set[str] = set()
+    rows = []
+    with open(nb201_csv, newline="") as fh:
+        for row in csv.DictReader(fh):
+            h = space.hash(space.parse(row["arch"]))
+            if h not in seen:
+                seen.add(h)
+                rows.append((row["arch"], row["cifar10_test"]))
+    table = tmp_path / "distinct.csv"
+    table.write_text("arch,acc\n" + "".join(f"{a},{v}\n" for a, v in rows))
+    assert len(rows) == 8765
+    build_oracle(SearchConfig(space="nb201", bench=str(table), metric="acc"))
+    short = tmp_path / "short.csv"
+    short.write_text("arch,acc\n" + "".join(f"{a},{v}\n" for a, v in rows[:-1]))
+    with pytest.raises(ArchrankError, match="holds 8,764 of the 8,765 distinct nb201 cells"):
+        build_oracle(SearchConfig(space="nb201", bench=str(short), metric="acc"))
+
+
+def test_a_narrower_table_vocabulary_is_read_with_the_searchs_ops():
+    """NAS-Bench-Graph's proteins table names 5 of the space's 9 ops: the candidates a guided
+    search scores must be graphs of the search's space (op ids were the table's)."""
+    from archrank.runs import SearchConfig
+    from archrank.runs.config import candidates_for
+    from archrank.spaces import get_space
+
+    cands = candidates_for(SearchConfig(space="nbgraph", bench="nbgraph:proteins",
+                                        metric="valid_perf", space_from_bench=True))
+    assert cands is not None
+    space = get_space("nbgraph")
+    expected = space.to_graphs(cands.archs[:50])
+    assert np.array_equal(cands.graphs.ops[:50].numpy(), expected.ops.numpy())
+
+
+def test_malformed_cells_are_invalid_architectures_not_crashes():
+    from archrank.errors import InvalidArchitecture
+    from archrank.spaces import get_space
+
+    with pytest.raises(InvalidArchitecture, match="field 'normal': not a list of"):
+        get_space("darts").from_record({"normal": "[('sep_conv_3x3', 0),", "reduce": "[]"})
+    with pytest.raises(InvalidArchitecture, match="malformed edge 'none~²'"):  # was ValueError
+        get_space("nb201").parse("|none~²|+|none~0|none~1|+|none~0|none~1|none~2|")

@@ -180,10 +180,10 @@ def bench_predictors(
     predictor used what.
 
     ``drop_twins``: leave out of each test set the rows that hash like a training row. A table
-    such as nb201.csv holds cells that differ only where nothing reaches the output (15,625
-    rows, 8,765 distinct cells): such a row is a second training of a training cell, which
-    GATES and the cached signals see as the same cell, so it inflates the absolute taus (the
-    comparison between predictors, on the same splits, is fair either way)."""
+    such as nb201.csv holds cells that differ only by dead edges or a swap of nodes 1 and 2
+    (15,625 rows, 8,765 distinct cells): such a row is a second training of a training cell,
+    which GATES and the cached signals see as the same cell, so it inflates the absolute taus
+    (the comparison between predictors, on the same splits, is fair either way)."""
     params = _with_signals(predictors, params or {}, arch_inputs, aux_targets)
     check_predictors(predictors, get_space(space_name), params)
     check_seeds(seeds, first_seed)

@@ -144,7 +144,10 @@ def load_bench(config: SearchConfig) -> Any:
 def _table_candidates(spec: str, space_name: str,
                       stamp: tuple[int, int] | None = None) -> CandidateSet:
     bench = _benchmark(spec, space_name, stamp)
-    return CandidateSet(bench.space, bench.archs, bench.hashes)
+    # the search's space, not the table's: a table may carry a narrower vocabulary of the same
+    # space (NAS-Bench-Graph's proteins: 5 of the 9 ops), whose op ids the predictor, built on
+    # the search's space, would misread
+    return CandidateSet(get_space(space_name), bench.archs, bench.hashes)
 
 
 def candidates_for(config: SearchConfig) -> CandidateSet | None:
@@ -213,11 +216,12 @@ def build_oracle(config: SearchConfig) -> Oracle:
     bench = load_bench(config)
     oracle = TabularOracle(bench, config.metric, missing="fail")
     space = get_space(config.space)
-    if not config.space_from_bench and (space.size is None or len(bench) < space.size):
-        covered = len(set(bench.hashes))
+    covered = len(set(bench.hashes))
+    distinct = space.distinct_cells()
+    if not config.space_from_bench and (distinct is None or covered < distinct):
         raise ArchrankError(
             f"{config.bench} holds {covered:,} of the "
-            f"{'' if space.size is None else f'{space.size:,} '}{space.name} cells; "
+            f"{'' if distinct is None else f'{distinct:,} '}distinct {space.name} cells; "
             "add --space-from-bench to search among the table's cells"
         )
     return oracle

@@ -205,8 +205,13 @@ class SearchSpace(ABC, Generic[A]):
     # -- enumeration ------------------------------------------------------------------------
     @property
     def size(self) -> int | None:
-        """Number of distinct cells when known, else ``None``."""
+        """Number of cells ``enumerate`` yields when known, else ``None`` (on edge-cell
+        spaces op strings, several of which may hash alike: ``distinct_cells``)."""
         return None
+
+    def distinct_cells(self) -> int | None:
+        """Number of distinct cells (hashes) when known, else ``None``."""
+        return self.size
 
     @property
     def enumerable(self) -> bool:

@@ -316,7 +316,12 @@ class DartsSpace(SearchSpace[Genotype]):
                     try:
                         fields[f] = json.loads(v)
                     except ValueError:
-                        fields[f] = _literal(ast.parse(v, mode="eval").body, f)
+                        try:
+                            tree = ast.parse(v, mode="eval").body
+                        except (SyntaxError, ValueError, RecursionError, MemoryError):
+                            raise InvalidArchitecture(f"field {f!r}: not a list of (op, "
+                                                      f"input) pairs: {v[:80]!r}") from None
+                        fields[f] = _literal(tree, f)
             return make_genotype(fields)
         raise InvalidArchitecture("record has no 'arch' field (nor 'genotype', 'normal'/'reduce')")
 
