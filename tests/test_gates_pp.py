@@ -281,6 +281,36 @@ def _data(n: int = 40) -> tuple[list, np.ndarray, np.ndarray]:
 FAST = {"epochs": 3, "ensemble": 1, "arch_inputs": "flops,params"}
 
 
+def test_where_a_predictor_trained_is_not_saved(tmp_path: Path) -> None:
+    """A file saved with device="cuda" stopped a CPU machine at loading (a raw assertion)."""
+    space = get_space("nb201")
+    cells, arch, y = _data()
+    model = make_predictor("gates++", space, seed=0, device="cpu", **FAST)
+    model.fit(cells, y, arch_features=arch)
+    model.save(tmp_path / "m.pt")
+    blob = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert "device" not in blob["params"]
+    blob["params"]["device"] = "cuda"  # as files written before this fix carry it
+    torch.save(blob, tmp_path / "gpu.pt")
+    np.testing.assert_allclose(Predictor.load(tmp_path / "gpu.pt").predict(cells, arch),
+                               model.predict(cells, arch), rtol=1e-6)
+
+
+def test_early_stopping_tau_of_a_long_slice_is_computed_by_sorting() -> None:
+    from scipy.stats import kendalltau
+
+    from archrank.predictors.neural import kendall_tau_fast
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=3000), rng.normal(size=3000)
+    b = a + b
+    assert kendall_tau_fast(torch.as_tensor(a), torch.as_tensor(b)) == pytest.approx(
+        kendalltau(a, b)[0], abs=1e-9)
+    short = slice(0, 1500)  # the dense path agrees (no ties: tau-a = tau-b)
+    assert kendall_tau_fast(torch.as_tensor(a[short]), torch.as_tensor(b[short])) == \
+        pytest.approx(kendalltau(a[short], b[short])[0], abs=1e-6)
+
+
 def test_a_foreign_predictor_file_is_a_one_line_error(tmp_path: Path) -> None:
     torch.save({"weights": 1}, tmp_path / "x.pt")
     with pytest.raises(ArchrankError, match="not an archrank predictor file"):
@@ -548,6 +578,22 @@ def test_guided_explore_near_takes_the_best_predicted_neighbour() -> None:
     assert mine and scores[mine[0]] >= np.sort(scores)[::-1][3]
     with pytest.raises(ArchrankError, match=r"explore_near. must be at least 0, got -1"):
         make_strategy("gates", space, seed=0, objective="score", explore_near=-1)
+
+
+def test_guided_proposals_are_the_candidates_own_strings() -> None:
+    """Near exploration proposed the neighbour string it generated, a twin of the candidate
+    (same hash, other dead edges: other FLOPs and parameters); 8 of 40 proposals here."""
+    import hashlib
+
+    from archrank.strategies.guided import GuidedSearch
+
+    space = get_space("nb201")
+    search = GuidedSearch(space, seed=0, max_fit_steps=30, explore=1.0, explore_near=3)
+    for _ in range(40):
+        (arch,) = search.ask(1)
+        h = space.hash(arch)
+        assert arch == search.candidates.archs[search.candidates.index[h]]
+        search.tell(arch, int(hashlib.md5(h.encode()).hexdigest()[:8], 16) / 2**32)
 
 
 def arch_matrix_of(space, cells):

@@ -248,7 +248,9 @@ class Predictor(ABC):
             raise ArchrankError("cannot save a predictor that is not fitted")
         torch.save(
             {"predictor": self.name, "space": self.space.name, "seed": self.seed,
-             "params": self.params, "state": self.get_state(),
+             # where it trained is not what it is: a file saved on a GPU loads on a CPU
+             "params": {k: v for k, v in self.params.items() if k != "device"},
+             "state": self.get_state(),
              # the names as resolved now ("auto", "structure" may resolve otherwise later)
              "signals": {"arch_inputs": list(self.arch_inputs),
                          "aux_targets": list(self.aux_targets)}},
@@ -264,7 +266,8 @@ class Predictor(ABC):
             raise ArchrankError(f"{path}: not an archrank predictor file (no "
                                 f"{', '.join(need)})")
         klass = predictor_class(blob["predictor"])
-        model = klass(get_space(blob["space"]), seed=blob["seed"], **blob["params"])
+        params = {k: v for k, v in blob["params"].items() if k != "device"}  # older files
+        model = klass(get_space(blob["space"]), seed=blob["seed"], **params)
         signals = blob.get("signals")
         if signals is not None:
             model.arch_inputs = tuple(signals["arch_inputs"])

@@ -14,7 +14,8 @@ the cells of a table (``--space-from-bench``); otherwise a fresh pool of ``pool_
 cells plus every neighbour of the ``top_mutate`` best cells so far (nb101). Fits dominate the
 cost, so the predictor is refitted only once per ``batch`` proposals (a number that grows by
 ``batch_growth`` of the data once that exceeds ``batch / batch_growth`` cells), and torch
-predictors train for at most ``max_fit_steps`` steps. Each fit starts from scratch with a seed
+predictors train for about ``max_fit_steps`` steps (at least 10 epochs, which exceeds it above
+some 10,000 cells). Each fit starts from scratch with a seed
 derived from the strategy's seed and the fit's number, so a replayed run refits identically
 (a warm start from the previous fit would save little at these sizes and tie every fit to
 the whole history).
@@ -340,7 +341,9 @@ class GuidedSearch(Strategy[A]):
                 h = self.space.hash(cell)
                 if (h not in near and h not in taken and not self._taken(h)
                         and (index is None or h in index)):  # a table's cells only
-                    near[h] = cell
+                    # the candidates' own string of the cell (the one scored, featured and
+                    # answered elsewhere), not whichever twin the neighbourhood produced
+                    near[h] = cell if index is None else self.candidates.archs[index[h]]
         if not near:
             return []
         cells = list(near.values())
