@@ -199,3 +199,13 @@ def test_malformed_cells_are_invalid_architectures_not_crashes():
         get_space("darts").from_record({"normal": "[('sep_conv_3x3', 0),", "reduce": "[]"})
     with pytest.raises(InvalidArchitecture, match="malformed edge 'none~²'"):  # was ValueError
         get_space("nb201").parse("|none~²|+|none~0|none~1|+|none~0|none~1|none~2|")
+
+
+def test_a_table_saved_with_a_byte_order_mark_reads(tmp_path):
+    """Spreadsheets write a UTF-8 byte-order mark: it was read into the first column's name
+    ("columns are: \\ufeffarch")."""
+    table = tmp_path / "bom.csv"
+    table.write_bytes("\ufeffarch,acc\n".encode() + "".join(
+        f"{c},{90 + i}\n" for i, c in enumerate(CELLS)).encode())
+    bench = load_benchmark(table, "nb201")
+    assert len(bench) == len(CELLS) and list(bench.metrics) == ["acc"]

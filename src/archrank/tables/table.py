@@ -430,9 +430,10 @@ class _Collector:
 
 def _open_text(path: Path) -> io.TextIOBase:
     try:
+        # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name
         if path.name.endswith(".gz"):
-            return gzip.open(path, "rt", encoding="utf-8", newline="")  # type: ignore[return-value]
-        return open(path, encoding="utf-8", newline="")
+            return gzip.open(path, "rt", encoding="utf-8-sig", newline="")  # type: ignore[return-value]
+        return open(path, encoding="utf-8-sig", newline="")
     except FileNotFoundError:
         raise ArchrankError(f"{path}: no such file") from None
     except IsADirectoryError:
