@@ -159,7 +159,7 @@ class TruthBuilder:
         per = {m: self.values(m) for m in [*metrics, "params", "flops", "train_seconds"]}
         with _quiet():
             means = {m: np.nanmean(v, axis=1) for m, v in per.items()}
-            stds = {m: np.nanstd(v, axis=1) for m, v in per.items()}
+            stds = {m: np.nanstd(v, axis=1) for m, v in per.items()}  # population std, ddof 0
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(self.out) as tmp, open(tmp, "w", newline="") as fh:
