@@ -239,21 +239,38 @@ def test_a_diverged_resume_forgets_the_proposals_it_did_not_record(config, tmp_p
     assert strat.seen == {r.hash for r in result.records}  # nothing seen but not evaluated
 
 
+def test_local_search_proposes_a_retracted_neighbour_again():
+    """A retracted neighbour of the centre goes back to the queue: it was dropped for good,
+    and the move decided without it."""
+    from archrank.spaces import get_space
+    from archrank.strategies import make_strategy
+
+    strat = make_strategy("ls", get_space("nb201"), seed=0, objective="acc")
+    (start,) = strat.ask(1)
+    strat.tell(start, 0.5)
+    asked = strat.ask(3)
+    strat.retract(asked)
+    again = strat.ask(3)
+    assert {strat.space.hash(a) for a in again} == {strat.space.hash(a) for a in asked}
+
+
 class BreakingPool:
     """An executor whose ``at``-th submission fails as a killed worker process would (the
     futures of a broken process pool raise BrokenProcessPool)."""
 
-    def __init__(self, at: int) -> None:
+    def __init__(self, at: int, error: Exception | None = None) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
         self.at, self.n = at, 0
+        self.error = error or BrokenProcessPool("a process was terminated abruptly")
 
     def submit(self, fn, *args):  # type: ignore[no-untyped-def]
         from concurrent.futures import Future
-        from concurrent.futures.process import BrokenProcessPool
 
         self.n += 1
         future: Future = Future()
         if self.n == self.at:
-            future.set_exception(BrokenProcessPool("a process was terminated abruptly"))
+            future.set_exception(self.error)
         else:
             future.set_result(fn(*args))
         return future
@@ -278,6 +295,13 @@ def test_a_dead_worker_leaves_its_cells_pending_for_the_resume(config, tmp_path)
         assert not result.interrupted
         records = store.records()
     assert fingerprint(records) == fingerprint(uninterrupted(cfg))
+    # an error of that one evaluation (not a lost worker) is its failure, the run goes on
+    with RunStore.memory(cfg.to_dict()) as store:
+        result = run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
+                            executor=BreakingPool(5, TypeError("cannot pickle")),  # type: ignore[arg-type]
+                            max_in_flight=3)
+    assert [r.status for r in result.records].count("failed") == 1
+    assert result.n_evaluated == cfg.budget
 
 
 def test_a_non_finite_objective_is_a_failure_not_the_best(config):

@@ -184,6 +184,23 @@ def test_a_search_trains_with_the_datasets_default_recipe() -> None:
     assert build_oracle(given).recipe.epochs == 3
 
 
+def test_a_run_recorded_with_the_generic_epochs_resumes_with_them() -> None:
+    """Before session 10 a search that set no recipe trained 5 epochs on every dataset; its
+    recorded inputs hold it to them on resume (the dataset's default is 20 on digits)."""
+    pytest.importorskip("sklearn")
+    from archrank.runs import SearchConfig, build_oracle
+    from archrank.runs.config import as_recorded
+
+    cfg = SearchConfig(space="nb201", metric="val_acc", oracle="train",
+                       oracle_params={"dataset": "digits"})
+    old_inputs = {"recipe": {"epochs": 5}}
+    assert build_oracle(as_recorded(cfg, old_inputs)).recipe.epochs == 5
+    assert build_oracle(as_recorded(cfg, None)).recipe.epochs == 20  # a new run
+    mine = SearchConfig(space="nb201", metric="val_acc", oracle="train",
+                        oracle_params={"dataset": "digits", "epochs": 7})
+    assert as_recorded(mine, old_inputs).oracle_params["epochs"] == 7  # set by the user
+
+
 def test_darts_reduction_pads_each_axis_by_its_own_parity() -> None:
     from archrank.nn.darts import FactorizedReduce
 

@@ -38,5 +38,14 @@ class Interrupted(KeyboardInterrupt):
         self.partial = partial
 
 
+class FailedWithPartial(ArchrankError):
+    """A long job stopped by an error, with what finished before it (``partial``, as for
+    ``Interrupted``) for the caller to save; a one-line error (exit status 2)."""
+
+    def __init__(self, message: str, partial: object = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
 class InvalidOption(ArchrankError, ValueError):
     """An option or parameter a component does not have, or a value it cannot take."""

@@ -37,13 +37,17 @@ def arch_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
     from archrank.zccache import EXACT
 
     for n, p in zip(names, parsed, strict=True):
-        # archrank's own value would silently shadow the table's (published proxies differ
-        # from these synthetic-batch ones); exact counts are archrank's and the table's alike
+        # archrank's own value is read, not the table's column of that name (published
+        # proxies differ from these synthetic-batch ones): said, not silent; exact counts are
+        # archrank's and the table's alike. (An error here refused GATES++'s default inputs
+        # on such a table.)
         if p is not None and "@" not in n and p[0] not in EXACT and table is not None \
                 and n in table.metrics:
-            raise ArchrankError(f"arch input {n!r} is both archrank's zero-cost proxy and a "
-                                f"column of {table.source}; name the proxy {n}@benchmark, or "
-                                f"rename the column to use the table's values")
+            import warnings
+
+            warnings.warn(f"arch input {n!r} is archrank's zero-cost proxy (synthetic batch, "
+                          f"the cache), not the column of {table.source}; rename the column "
+                          f"to use the table's values", stacklevel=2)
     by_setting: dict[str, list[int]] = {}
     for k, p in enumerate(parsed):
         if p is not None:

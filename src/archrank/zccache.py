@@ -46,6 +46,12 @@ FORMAT = 1
 # archrank.zc's proxies, the representative of a hash): older caches are then rebuilt instead
 # of serving stale values. Files from before the field existed are version 1.
 CODE_VERSION = 1
+# how a hash's cell is chosen for its proxies (``SearchSpace.canonical``: the first cell of
+# the space's order, what whole-space fills always met first). Files written before session 10
+# without it are read as they are: right when filled for the whole space; a table's fill then
+# took the first of the table's cells that hash alike (nb201_zc.csv: 106 of 520 hashes had
+# another string first), so such a cache is best filled again (docs/benchmarks.md).
+REPRESENTATIVE = "canonical"
 EXACT = ("params", "flops")  # vectorised counts, no network built
 # Proxies filled by default: every proxy on nb201 (about 0.30 CPU-s a cell at the benchmark
 # setting, networks scored in place: synflow 0.05 s, the four gradient proxies sharing one
@@ -268,7 +274,8 @@ class ZCCache:
             with _file_lock(self.path.with_name(self.path.name + ".lock")):
                 self._merge_file()
                 meta = {"format": FORMAT, "code": CODE_VERSION, "space": self.space.name,
-                        "setting": self.setting.key(), "proxies": sorted(self.values)}
+                        "setting": self.setting.key(), "proxies": sorted(self.values),
+                        "representative": REPRESENTATIVE}
                 arrays = {f"v_{n}": v for n, v in self.values.items()}
                 with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
                     np.savez(fh, meta=np.array(json.dumps(meta)),

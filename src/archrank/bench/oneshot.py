@@ -20,6 +20,7 @@ those the work cost when it was done.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -336,7 +337,7 @@ def _standalone(ctx: _Context, arch: str) -> dict[str, Any]:
     """``arch`` trained with the truth's recipe and training seeds (journaled per training)."""
     from archrank.executors import InlineExecutor
     from archrank.oracles.training import TrainingOracle, TrainRecipe
-    from archrank.truth import TruthBuilder
+    from archrank.truth import TruthBuilder, journal_path
 
     s = ctx.truth.setting
     space: Any = ctx.setting.space
@@ -350,8 +351,14 @@ def _standalone(ctx: _Context, arch: str) -> dict[str, Any]:
     key = json.dumps([arch, s["recipe"], list(ctx.truth.seeds)], sort_keys=True)
     name = hashlib.sha1(key.encode()).hexdigest()[:16]
     (ctx.work / "standalone").mkdir(exist_ok=True)
-    builder = TruthBuilder(oracle, [arch], ctx.truth.seeds,
-                           ctx.work / "standalone" / f"{name}.csv")
+    builder = None
+    before = ctx.work / "standalone" / f"{hashlib.sha1(arch.encode()).hexdigest()[:16]}.csv"
+    if journal_path(before).exists():  # named by the cell alone before session 10
+        with contextlib.suppress(ArchrankError):  # another recipe's: train under the new name
+            builder = TruthBuilder(oracle, [arch], ctx.truth.seeds, before)
+    if builder is None:
+        builder = TruthBuilder(oracle, [arch], ctx.truth.seeds,
+                               ctx.work / "standalone" / f"{name}.csv")
     builder.run(InlineExecutor(), in_flight=1)
     builder.write_csv()
     return {"val_acc": float(np.nanmean(builder.values("val_acc"))),

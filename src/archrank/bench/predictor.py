@@ -112,12 +112,13 @@ class PredictorBench:
                 if not runs:
                     continue
                 # a fit whose scores gave no tau (NaN: constant predictions) is not a seed of
-                # the mean: say how many such there were rather than count them
-                finite = sum(1 for r in runs if np.isfinite(r["kendall_tau"]))
+                # the means: say how many such there were, and take every figure over the rest
+                scored = [r for r in runs if np.isfinite(r["kendall_tau"])]
                 entry: dict[str, Any] = {"predictor": name, "train_size": size,
-                                         "seeds": finite}
-                if finite < len(runs):
-                    entry["seeds_without_tau"] = len(runs) - finite
+                                         "seeds": len(scored)}
+                if len(scored) < len(runs):
+                    entry["seeds_without_tau"] = len(runs) - len(scored)
+                runs = scored or runs
                 for metric in METRICS:
                     entry[metric] = stat([r[metric] for r in runs])
                 entry["fit_seconds"] = statistics.median(r["fit_seconds"] for r in runs)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from archrank.bench.common import check_seeds, envelope, interrupted
-from archrank.errors import ArchrankError, Interrupted
+from archrank.errors import ArchrankError, FailedWithPartial, Interrupted
 from archrank.executors import process_pool, stop_pool
 from archrank.runs.config import SearchConfig, build_oracle, build_strategy
 from archrank.runs.loop import run_search
@@ -215,6 +215,8 @@ def bench_search(
                     progress(results[-1], len(results), len(configs))
         except KeyboardInterrupt:
             raise _interrupted(report(), len(configs)) from None
+        except Exception as exc:  # the finished seeds are kept, as on Ctrl-C
+            raise _failed(report(), len(configs), exc) from exc
     else:
         pool = process_pool(jobs, threads)
         futures = [pool.submit(run_one, cfg, threads, stop_at_optimum) for cfg in configs]
@@ -230,23 +232,29 @@ def bench_search(
             done = [f for f in futures[len(results):] if f.done() and not f.cancelled()
                     and f.exception() is None]
             results.extend(f.result() for f in done)
-            cause = None if isinstance(exc, KeyboardInterrupt) else exc
-            raise _interrupted(report(), len(configs), cause) from None
+            if isinstance(exc, KeyboardInterrupt):
+                raise _interrupted(report(), len(configs)) from None
+            raise _failed(report(), len(configs), exc) from exc
         finally:
             stop_pool(pool)
     return report()
 
 
-def _interrupted(report: dict[str, Any], total: int,
-                 cause: BaseException | None = None) -> Interrupted:
-    """Ctrl-C / SIGTERM (or, with ``cause``, a search that failed) during ``bench_search``:
-    the report of the seeds that finished."""
+def _interrupted(report: dict[str, Any], total: int) -> Interrupted:
+    """Ctrl-C / SIGTERM during ``bench_search``: the report of the seeds that finished."""
     done = sum(e["queries_to_optimum"]["seeds"] for e in report["strategies"].values())
-    why = "interrupted" if cause is None else (
-        f"stopped: a search failed ({type(cause).__name__}: "
-        f"{str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ''})")
-    return interrupted(report, f"{why}: {done} of {total} searches finished (a search "
+    return interrupted(report, f"interrupted: {done} of {total} searches finished (a search "
                        "cut short is never counted)")
+
+
+def _failed(report: dict[str, Any], total: int, cause: BaseException) -> FailedWithPartial:
+    """A search that failed during ``bench_search``: a one-line error with the report of the
+    seeds that finished (``"interrupted": true`` in it, as they are not all)."""
+    done = sum(e["queries_to_optimum"]["seeds"] for e in report["strategies"].values())
+    report["interrupted"] = True
+    reason = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ""
+    return FailedWithPartial(f"a search failed ({type(cause).__name__}: {reason}); {done} of "
+                             f"{total} searches finished", partial=report)
 
 
 def _report(base: SearchConfig, seeds: range, labels: list[str], results: list[dict[str, Any]],

@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from archrank.cli.app import FILTER_HELP, app, bench_app, console, err, parse_sets
-from archrank.errors import ArchrankError, Interrupted
+from archrank.errors import ArchrankError, FailedWithPartial, Interrupted
 from archrank.files import check_output, write_json, write_output
 from archrank.tables import with_filters
 
@@ -450,6 +450,11 @@ def bench_search_cmd(
         if report and report["strategies"]:
             _print_bench_search(report, bench, metric, budget, seeds, jobs)
         raise Interrupted(exc.message + keep_partial(json_out, report)) from None
+    except FailedWithPartial as exc:  # one search failed: keep the finished ones, exit 2
+        report = exc.partial
+        if report and report["strategies"]:
+            _print_bench_search(report, bench, metric, budget, seeds, jobs)
+        raise ArchrankError(str(exc) + keep_partial(json_out, report)) from None
     _print_bench_search(report, bench, metric, budget, seeds, jobs)
     save_report(report, json_out, plot)
 

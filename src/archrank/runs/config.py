@@ -171,6 +171,7 @@ def as_recorded(config: SearchConfig, inputs: dict[str, Any] | None) -> SearchCo
     config = _predictor_as_recorded(config)
     if config.oracle != "train":
         return config
+    config = _recipe_as_recorded(config, inputs)
     name = (((inputs or {}).get("dataset") or {}).get("name")  # the data's recorded name,
             or (config.oracle_params or {}).get("dataset", "mnist1d"))  # else the spec
     if not isinstance(name, str):
@@ -181,6 +182,20 @@ def as_recorded(config: SearchConfig, inputs: dict[str, Any] | None) -> SearchCo
     before = DEFAULTS_BEFORE.get((config.space, "mnist1d"), {})
     params = {**before, **config.oracle_params, "dataset": spec}
     return replace(config, oracle_params=params)
+
+
+def _recipe_as_recorded(config: SearchConfig, inputs: dict[str, Any] | None) -> SearchConfig:
+    """A training run that set no recipe trains on with the epochs it recorded: before
+    session 10 such a search took the generic 5 epochs on every dataset (now the dataset's
+    default: 20 on digits, 10 on other data)."""
+    from archrank.oracles.training import TrainRecipe
+
+    recipe = (inputs or {}).get("recipe")
+    params = config.oracle_params or {}
+    if (not isinstance(recipe, dict) or "epochs" not in recipe
+            or any(k in params for k in TrainRecipe.__dataclass_fields__)):
+        return config
+    return replace(config, oracle_params={**params, "epochs": int(recipe["epochs"])})
 
 
 def _predictor_as_recorded(config: SearchConfig) -> SearchConfig:

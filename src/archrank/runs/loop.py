@@ -44,6 +44,14 @@ def executor_for(workers: int, kind: str | None = None,
     return make_executor(kind, workers, scheduler)
 
 
+def _worker_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` from a future means its worker process is gone (a broken process pool,
+    a Dask worker killed), rather than an error of that evaluation."""
+    from concurrent.futures import BrokenExecutor
+
+    return isinstance(exc, BrokenExecutor) or type(exc).__name__ == "KilledWorker"
+
+
 def evaluate_arch(oracle: Oracle, arch: Any) -> tuple[Evaluation, float, float]:
     """Evaluate one architecture in a worker: ``(evaluation, started, finished)``.
 
@@ -235,15 +243,20 @@ def run_search(
             assert slot.future is not None
             try:
                 evaluation, started, finished = slot.future.result()
-            except Exception as exc:  # the executor failed (a crashed worker process)
-                # evaluate_arch turns every oracle error into a failed evaluation, so this is
-                # the machinery, not the cell: the cells in flight stay pending and a resume
-                # evaluates them again (recording them as failures would lose them for good)
-                raise ArchrankError(
-                    f"an evaluation worker stopped ({type(exc).__name__}: "
-                    f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}); "
-                    f"the {len(slots)} evaluation(s) in flight are kept pending: continue the "
-                    f"run with --resume") from None
+            except Exception as exc:
+                if _worker_lost(exc):
+                    # a worker process died (killed for memory...): the machinery, not the
+                    # cell, so the cells in flight stay pending and a resume evaluates them
+                    # again (recording them as failures would lose them for good)
+                    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                    raise ArchrankError(
+                        f"an evaluation worker stopped ({type(exc).__name__}: {reason}); the "
+                        f"{len(slots)} evaluation(s) in flight are kept pending: continue the "
+                        f"run with --resume") from None
+                # anything else (an oracle that cannot be pickled...) is that evaluation's
+                evaluation = Evaluation(status="failed",
+                                        error=f"{type(exc).__name__}: {exc}"[:500])
+                started, finished = None, time.time()
             value = evaluation.metrics.get(oracle.objective) if evaluation.ok else None
             if value is not None and not np.isfinite(value):  # e.g. a custom oracle's NaN
                 evaluation = Evaluation(metrics=evaluation.metrics, cost=evaluation.cost,

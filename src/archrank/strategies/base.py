@@ -179,7 +179,7 @@ class Strategy(ABC, Generic[A]):
                 if i is not None:
                     self._seen_mask[i] = False  # type: ignore[index]
             self.n_asked -= 1
-            self._retract(h)
+            self._retract(arch, h)
 
     def describe(self) -> dict[str, Any]:
         """The strategy's settings, JSON-able."""
@@ -200,7 +200,7 @@ class Strategy(ABC, Generic[A]):
     def _observe(self, arch: A, h: str, value: float | None) -> None:
         """Learn from a told result (``value`` is ``None`` for a failed evaluation)."""
 
-    def _retract(self, h: str) -> None:
+    def _retract(self, arch: A, h: str) -> None:
         """Forget a proposal ``retract`` undid (state kept for proposals awaiting results)."""
 
     # -- helpers ----------------------------------------------------------------------------

@@ -103,8 +103,10 @@ class LocalSearch(Strategy[A]):
             out.append(self._claim((arch, h)))
         return out
 
-    def _retract(self, h: str) -> None:
+    def _retract(self, arch: Any, h: str) -> None:
         self._pending.discard(h)  # else the move would wait for it forever
+        if h in self._hood:  # still a neighbour of the centre: proposed again before moving
+            self._queue.insert(0, (arch, h))
 
     def _observe(self, arch: Any, h: str, value: float | None) -> None:
         self._pending.discard(h)
