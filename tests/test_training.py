@@ -195,10 +195,39 @@ def test_a_run_recorded_with_the_generic_epochs_resumes_with_them() -> None:
                        oracle_params={"dataset": "digits"})
     old_inputs = {"recipe": {"epochs": 5}}
     assert build_oracle(as_recorded(cfg, old_inputs)).recipe.epochs == 5
-    assert build_oracle(as_recorded(cfg, None)).recipe.epochs == 20  # a new run
+    assert build_oracle(cfg).recipe.epochs == 20  # a new run
+    # a run recorded before runs recorded their inputs trained the generic 5 epochs too
+    assert build_oracle(as_recorded(cfg, None)).recipe.epochs == 5
     mine = SearchConfig(space="nb201", metric="val_acc", oracle="train",
                         oracle_params={"dataset": "digits", "epochs": 7})
     assert as_recorded(mine, old_inputs).oracle_params["epochs"] == 7  # set by the user
+
+
+def test_resuming_a_training_run_compares_options_as_recorded(tmp_path: Path) -> None:
+    """--resume with training options matches a run that set no recipe; the full command
+    without --epochs does not match a run made with --epochs 7 (a first version of the epoch
+    pin refused the one and let the other through)."""
+    pytest.importorskip("sklearn")
+    from archrank.cli.search import _oracle_params, resolve_run
+    from archrank.runs import RunStore, SearchConfig
+
+    def make(name: str, epochs: int | None, recorded_epochs: int) -> Path:
+        cfg = SearchConfig(space="nb201", metric="val_acc", oracle="train", strategy="random",
+                           budget=5, oracle_params=_oracle_params("train", "digits", epochs))
+        with RunStore.create(tmp_path / name, cfg.to_dict(),
+                             inputs={"recipe": {"epochs": recorded_epochs}}):
+            pass
+        return tmp_path / name
+
+    plain, seven = make("plain", None, 20), make("seven", 7, 7)
+    given = {"oracle": "train", "oracle_params": _oracle_params("train", "digits", None)}
+    config, _, existing = resolve_run(given, None, plain)
+    assert existing and config.oracle_params["epochs"] == 20
+    full = {"space": "nb201", "metric": "val_acc", "strategy": "random", "budget": 5, **given}
+    with pytest.raises(ArchrankError, match="was created with"):
+        resolve_run(full, seven, None)
+    assert resolve_run({**full, "oracle_params": _oracle_params("train", "digits", 7)},
+                       seven, None)[2]
 
 
 def test_darts_reduction_pads_each_axis_by_its_own_parity() -> None:

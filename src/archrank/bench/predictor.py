@@ -118,9 +118,8 @@ class PredictorBench:
                                          "seeds": len(scored)}
                 if len(scored) < len(runs):
                     entry["seeds_without_tau"] = len(runs) - len(scored)
-                runs = scored or runs
-                for metric in METRICS:
-                    entry[metric] = stat([r[metric] for r in runs])
+                for metric in METRICS:  # over the same fits as the tau (none: NaN)
+                    entry[metric] = stat([r[metric] for r in scored])
                 entry["fit_seconds"] = statistics.median(r["fit_seconds"] for r in runs)
                 entry["predict_seconds"] = statistics.median(r["predict_seconds"] for r in runs)
                 entry["test_size"] = runs[0]["test_size"]

@@ -252,9 +252,12 @@ def _failed(report: dict[str, Any], total: int, cause: BaseException) -> FailedW
     seeds that finished (``"interrupted": true`` in it, as they are not all)."""
     done = sum(e["queries_to_optimum"]["seeds"] for e in report["strategies"].values())
     report["interrupted"] = True
-    reason = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ""
-    return FailedWithPartial(f"a search failed ({type(cause).__name__}: {reason}); {done} of "
-                             f"{total} searches finished", partial=report)
+    if isinstance(cause, ArchrankError):  # whole: its last words say how to fix it
+        why = str(cause)
+    else:
+        reason = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ""
+        why = f"a search failed ({type(cause).__name__}: {reason})"
+    return FailedWithPartial(f"{why}; {done} of {total} searches finished", partial=report)
 
 
 def _report(base: SearchConfig, seeds: range, labels: list[str], results: list[dict[str, Any]],

@@ -115,15 +115,17 @@ def resolve_run(
         assert target is not None
         with RunStore.open(target) as store:
             store_inputs = store.inputs
-            recorded = as_recorded(SearchConfig.from_dict(store.config), store_inputs)
+            raw = SearchConfig.from_dict(store.config)
+        recorded = as_recorded(raw, store_inputs)
         if resume is not None or not {"space", "metric"} <= set(given):
-            wanted = replace(recorded, **given)  # explicit options only
+            # explicit options only, read as the record is
+            wanted = as_recorded(replace(raw, **given), store_inputs, raw)
         else:
             wanted = SearchConfig(**{**_config_defaults(), **given})
             # not an option: whether the run takes its predictor's guided defaults is the
             # record's (off for runs recorded before they existed)
             wanted = as_recorded(replace(wanted, predictor_defaults=recorded.predictor_defaults),
-                                 store_inputs)
+                                 store_inputs, raw)
         diff = recorded.differences(wanted)
         if diff:
             mine = wanted.differences(recorded)

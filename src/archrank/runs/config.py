@@ -161,7 +161,8 @@ def candidates_for(config: SearchConfig) -> CandidateSet | None:
 ORACLES = ("table", "train", "supernet")
 
 
-def as_recorded(config: SearchConfig, inputs: dict[str, Any] | None) -> SearchConfig:
+def as_recorded(config: SearchConfig, inputs: dict[str, Any] | None,
+                recorded: SearchConfig | None = None) -> SearchConfig:
     """A training run recorded before the MNIST-1D default changed (its inputs name the data
     ``mnist1d``, then 5,000 signals; nb201 then trained at width 8) resumes on that data and
     network, which its recorded fingerprints hold it to."""
@@ -171,7 +172,7 @@ def as_recorded(config: SearchConfig, inputs: dict[str, Any] | None) -> SearchCo
     config = _predictor_as_recorded(config)
     if config.oracle != "train":
         return config
-    config = _recipe_as_recorded(config, inputs)
+    config = _recipe_as_recorded(config, inputs, recorded)
     name = (((inputs or {}).get("dataset") or {}).get("name")  # the data's recorded name,
             or (config.oracle_params or {}).get("dataset", "mnist1d"))  # else the spec
     if not isinstance(name, str):
@@ -184,18 +185,28 @@ def as_recorded(config: SearchConfig, inputs: dict[str, Any] | None) -> SearchCo
     return replace(config, oracle_params=params)
 
 
-def _recipe_as_recorded(config: SearchConfig, inputs: dict[str, Any] | None) -> SearchConfig:
+def _recipe_as_recorded(config: SearchConfig, inputs: dict[str, Any] | None,
+                        recorded: SearchConfig | None) -> SearchConfig:
     """A training run that set no recipe trains on with the epochs it recorded: before
     session 10 such a search took the generic 5 epochs on every dataset (now the dataset's
-    default: 20 on digits, 10 on other data)."""
+    default: 20 on digits, 10 on other data); a run recorded before runs recorded their
+    inputs took those 5 too. ``recorded``: the run's own configuration, when ``config`` is a
+    command compared with it (pinned only if the run set no recipe either)."""
     from archrank.oracles.training import TrainRecipe
 
-    recipe = (inputs or {}).get("recipe")
+    fields = TrainRecipe.__dataclass_fields__
     params = config.oracle_params or {}
-    if (not isinstance(recipe, dict) or "epochs" not in recipe
-            or any(k in params for k in TrainRecipe.__dataclass_fields__)):
+    if any(k in params for k in fields) or (
+            recorded is not None and any(k in (recorded.oracle_params or {}) for k in fields)):
         return config
-    return replace(config, oracle_params={**params, "epochs": int(recipe["epochs"])})
+    if inputs is None:
+        epochs = TrainRecipe().epochs
+    else:
+        recipe = inputs.get("recipe")
+        if not isinstance(recipe, dict) or "epochs" not in recipe:
+            return config
+        epochs = int(recipe["epochs"])
+    return replace(config, oracle_params={**params, "epochs": epochs})
 
 
 def _predictor_as_recorded(config: SearchConfig) -> SearchConfig:

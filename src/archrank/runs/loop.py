@@ -47,9 +47,13 @@ def executor_for(workers: int, kind: str | None = None,
 def _worker_lost(exc: BaseException) -> bool:
     """Whether ``exc`` from a future means its worker process is gone (a broken process pool,
     a Dask worker killed), rather than an error of that evaluation."""
-    from concurrent.futures import BrokenExecutor
+    from concurrent.futures import BrokenExecutor, CancelledError
 
-    return isinstance(exc, BrokenExecutor) or type(exc).__name__ == "KilledWorker"
+    # evaluate_arch turns an oracle's own errors (OSError included) into failed evaluations,
+    # so these come from the machinery: a broken pool, a future cancelled when Dask lost its
+    # scheduler, a closed connection to it, a killed Dask worker
+    return (isinstance(exc, BrokenExecutor | CancelledError | OSError)
+            or type(exc).__name__ == "KilledWorker")
 
 
 def evaluate_arch(oracle: Oracle, arch: Any) -> tuple[Evaluation, float, float]:

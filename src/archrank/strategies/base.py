@@ -169,7 +169,7 @@ class Strategy(ABC, Generic[A]):
     def retract(self, archs: Sequence[A]) -> None:
         """Undo the ask of ``archs`` (proposals a resumed run did not record): they become
         unseen again, and the strategy stops waiting for their results (``_retract``)."""
-        for arch in archs:
+        for arch in reversed(list(archs)):  # last first: a queue put back keeps its order
             h = self.space.hash(arch)
             if h in self._told or h not in self.seen:
                 continue  # told already, or never asked
