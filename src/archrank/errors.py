@@ -6,6 +6,13 @@ message itself must name the problem (file, line, field).
 """
 
 
+def first_line(exc: BaseException, limit: int | None = 200, empty: str = "") -> str:
+    """The first line of ``exc``'s message, cut to ``limit`` characters (``empty`` when it has
+    none): what a one-line error quotes of an exception it stands for."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else empty
+
+
 class ArchrankError(Exception):
     """An error caused by the user's input, shown as one line without a traceback."""
 

@@ -135,6 +135,15 @@ class ZCSetting:
     def key(self) -> dict[str, Any]:
         return {**asdict(self), "input_shape": list(self.input_shape)}
 
+    def network(self, arch: Any) -> torch.nn.Module:
+        """``arch``'s network at this setting, its weights from the setting's seed."""
+        from archrank.nn import build_network
+
+        return build_network(self.space, arch, width=self.width, depth=self.depth,
+                             num_classes=self.num_classes, in_channels=self.input_shape[0],
+                             input_kind="2d" if len(self.input_shape) == 3 else "1d",
+                             seed=self.seed)
+
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The synthetic proxy batch: seeded N(0, 1) inputs, uniform random labels."""
         gen = torch.Generator().manual_seed(self.seed)
@@ -166,16 +175,13 @@ def exact_costs(space: Any, archs: Sequence[Any], setting: ZCSetting) -> dict[st
 def _built_costs(archs: Sequence[Any], setting: ZCSetting) -> dict[str, np.ndarray]:
     """``params`` and ``flops`` of networks built one by one (spaces without a vectorised
     count)."""
-    from archrank.nn import build_network, torch_threads
+    from archrank.nn import torch_threads
     from archrank.nn.counting import count_flops, count_params
 
-    kind = "2d" if len(setting.input_shape) == 3 else "1d"
     params, flops = np.zeros(len(archs)), np.zeros(len(archs))
     with torch_threads(1):
         for i, arch in enumerate(archs):
-            net = build_network(setting.space, arch, width=setting.width, depth=setting.depth,
-                                num_classes=setting.num_classes,
-                                in_channels=setting.input_shape[0], input_kind=kind)
+            net = setting.network(arch)
             params[i] = count_params(net)
             flops[i] = count_flops(net, setting.input_shape)
     return {"params": params, "flops": flops}
@@ -183,18 +189,13 @@ def _built_costs(archs: Sequence[Any], setting: ZCSetting) -> dict[str, np.ndarr
 
 def _score_chunk(setting: ZCSetting, archs: list[Any], names: tuple[str, ...]) -> np.ndarray:
     """Per-cell proxies ``names`` of ``archs`` [len, k] (runs in a worker process)."""
-    from archrank.nn import build_network, torch_threads
+    from archrank.nn import torch_threads
 
     batch = setting.batch()
     out = np.full((len(archs), len(names)), np.nan)
-    kind = "2d" if len(setting.input_shape) == 3 else "1d"
     with torch_threads(1):
         for i, arch in enumerate(archs):
-            net = build_network(setting.space, arch, width=setting.width, depth=setting.depth,
-                                num_classes=setting.num_classes,
-                                in_channels=setting.input_shape[0], input_kind=kind,
-                                seed=setting.seed)
-            values = compute_proxies(net, batch, names, scratch=True)
+            values = compute_proxies(setting.network(arch), batch, names, scratch=True)
             out[i] = [values[n] for n in names]
     return out
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -235,8 +236,8 @@ def bench_predictors(
     except KeyboardInterrupt:  # keep every finished seed; the caller saves them
         done, total = len(result.runs), seeds * len(train_sizes) * len(predictors)
         per_seed = len(train_sizes) * len(predictors)
-        finished = {r["seed"] for r in result.runs
-                    if sum(q["seed"] == r["seed"] for q in result.runs) == per_seed}
+        fits = Counter(r["seed"] for r in result.runs)
+        finished = {seed for seed, n in fits.items() if n == per_seed}
         # the seed cut short is not counted: every predictor and size keeps the same seeds
         result.runs = [r for r in result.runs if r["seed"] in finished]
         result.samples = [x for x in result.samples if x["seed"] in finished]

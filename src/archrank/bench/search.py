@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from archrank.bench.common import check_seeds, envelope, interrupted
-from archrank.errors import ArchrankError, FailedWithPartial, Interrupted
+from archrank.errors import ArchrankError, FailedWithPartial, Interrupted, first_line
 from archrank.executors import process_pool, stop_pool
 from archrank.runs.config import SearchConfig, build_oracle, build_strategy
 from archrank.runs.loop import run_search
@@ -242,22 +242,25 @@ def bench_search(
 
 def _interrupted(report: dict[str, Any], total: int) -> Interrupted:
     """Ctrl-C / SIGTERM during ``bench_search``: the report of the seeds that finished."""
-    done = sum(e["queries_to_optimum"]["seeds"] for e in report["strategies"].values())
-    return interrupted(report, f"interrupted: {done} of {total} searches finished (a search "
-                       "cut short is never counted)")
+    return interrupted(report, f"interrupted: {_finished(report)} of {total} searches "
+                       "finished (a search cut short is never counted)")
 
 
 def _failed(report: dict[str, Any], total: int, cause: BaseException) -> FailedWithPartial:
     """A search that failed during ``bench_search``: a one-line error with the report of the
     seeds that finished (``"interrupted": true`` in it, as they are not all)."""
-    done = sum(e["queries_to_optimum"]["seeds"] for e in report["strategies"].values())
     report["interrupted"] = True
     if isinstance(cause, ArchrankError):  # whole: its last words say how to fix it
         why = str(cause)
     else:
-        reason = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ""
-        why = f"a search failed ({type(cause).__name__}: {reason})"
-    return FailedWithPartial(f"{why}; {done} of {total} searches finished", partial=report)
+        why = f"a search failed ({type(cause).__name__}: {first_line(cause)})"
+    return FailedWithPartial(f"{why}; {_finished(report)} of {total} searches finished",
+                             partial=report)
+
+
+def _finished(report: dict[str, Any]) -> int:
+    """The searches a partial report holds."""
+    return sum(e["queries_to_optimum"]["seeds"] for e in report["strategies"].values())
 
 
 def _report(base: SearchConfig, seeds: range, labels: list[str], results: list[dict[str, Any]],

@@ -447,15 +447,12 @@ def bench_search_cmd(
         report = bench_search(base, names, seeds, jobs=jobs, stop_at_optimum=stop_at_optimum,
                               strategy_params=parse_sets(sets, prefixed="STRATEGY.KEY"),
                               progress=progress, first_seed=first_seed)
-    except Interrupted as exc:
+    except (Interrupted, FailedWithPartial) as exc:  # Ctrl-C, or one search failed (exit 2)
         report = exc.partial
         if report and report["strategies"]:
             _print_bench_search(report, bench, metric, budget, seeds, jobs)
-        raise Interrupted(exc.message + keep_partial(json_out, report)) from None
-    except FailedWithPartial as exc:  # one search failed: keep the finished ones, exit 2
-        report = exc.partial
-        if report and report["strategies"]:
-            _print_bench_search(report, bench, metric, budget, seeds, jobs)
+        if isinstance(exc, Interrupted):
+            raise Interrupted(exc.message + keep_partial(json_out, report)) from None
         raise ArchrankError(str(exc) + keep_partial(json_out, report)) from None
     _print_bench_search(report, bench, metric, budget, seeds, jobs)
     save_report(report, json_out, plot)

@@ -18,7 +18,7 @@ import torch
 
 from archrank.cache import atomic_path
 from archrank.datasets import ArrayDataset, load_dataset, recorded_spec
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, first_line
 from archrank.oneshot.supernet import NetworkSetting, Supernet, build_supernet
 from archrank.oracles.training import TrainRecipe
 
@@ -107,9 +107,8 @@ def load_checkpoint(path: str | Path, **expect: Any) -> Checkpoint:
     except FileNotFoundError:
         raise ArchrankError(f"{path}: no such supernet checkpoint") from None
     except Exception as exc:  # truncated, corrupt or foreign
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArchrankError(f"{path}: not a readable supernet checkpoint ({reason[:200]})"
-                            ) from None
+        reason = first_line(exc, empty=type(exc).__name__)
+        raise ArchrankError(f"{path}: not a readable supernet checkpoint ({reason})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ArchrankError(f"{path}: not an archrank supernet checkpoint")
     if blob.get("version") != VERSION:

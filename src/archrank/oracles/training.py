@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from archrank.datasets import ArrayDataset, load_dataset
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, first_line
 from archrank.nn import BENCHMARK_SIZE, build_network, torch_threads
 from archrank.nn.counting import count_flops, count_params
 from archrank.oracles.base import Evaluation, Oracle
@@ -176,9 +176,9 @@ class TrainingOracle(Oracle):
             with torch_threads(self.threads):
                 return self._train(arch, metrics)
         except Exception as exc:  # any failure is a result, not a crash of the search
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return Evaluation(metrics=metrics, cost=time.perf_counter() - start,
-                              status="failed", error=f"{type(exc).__name__}: {reason}"[:500])
+                              status="failed",
+                              error=f"{type(exc).__name__}: {first_line(exc, None)}"[:500])
 
     # -- training ---------------------------------------------------------------------------
     def train_network(self, arch: Any) -> nn.Module:

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import torch
 
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, first_line
 from archrank.params import check_kwargs
 from archrank.spaces import get_space
 from archrank.spaces.base import GraphBatch, SearchSpace
@@ -277,8 +277,7 @@ class Predictor(ABC):
         try:
             model.set_state(blob["state"])
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:  # damaged or foreign
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else \
-                type(exc).__name__
+            reason = first_line(exc, empty=type(exc).__name__)
             raise ArchrankError(f"{path}: a {blob['predictor']} file this archrank cannot "
                                 f"load ({reason})") from None
         model.fitted_ = True

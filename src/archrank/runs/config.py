@@ -17,7 +17,13 @@ from archrank.errors import ArchrankError, InvalidOption
 from archrank.oracles.base import Oracle
 from archrank.spaces import get_space
 from archrank.spaces.base import SearchSpace
-from archrank.strategies import CandidateSet, Strategy, make_strategy, resolve_strategy
+from archrank.strategies import (
+    SEARCH_SETTINGS,
+    CandidateSet,
+    Strategy,
+    make_strategy,
+    resolve_strategy,
+)
 
 # The command-line flag of each field, for error messages.
 FLAGS = {
@@ -256,12 +262,10 @@ def build_oracle(config: SearchConfig) -> Oracle:
 def build_strategy(config: SearchConfig, space: SearchSpace | None = None) -> Strategy:
     """A fresh strategy for ``config`` (same seed: same proposals for the same results)."""
     space = space or get_space(config.space)
-    flags = {"seed": "--seed", "objective": "--metric", "predictor": "--predictor",
-             "candidates": "--space-from-bench / the space"}
     for key in config.strategy_params:
-        if key in flags:  # the search's own settings, not strategy options
-            raise InvalidOption(f"{key} is set by {flags[key]}, not by a strategy option "
-                                f"(--set {key}=...)")
+        if key in SEARCH_SETTINGS:  # the search's own settings, not strategy options
+            raise InvalidOption(f"{key} is set by {SEARCH_SETTINGS[key]}, not by a strategy "
+                                f"option (--set {key}=...)")
     return make_strategy(
         config.strategy, space, predictor=config.predictor, seed=config.seed,
         objective=config.metric, candidates=candidates_for(config),

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, first_line
 from archrank.executors import InlineExecutor, make_executor, stop_pool
 from archrank.oracles.base import Evaluation, Oracle
 from archrank.runs.store import EvalRecord, RunStore
@@ -252,9 +252,9 @@ def run_search(
                     # a worker process died (killed for memory...): the machinery, not the
                     # cell, so the cells in flight stay pending and a resume evaluates them
                     # again (recording them as failures would lose them for good)
-                    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
                     raise ArchrankError(
-                        f"an evaluation worker stopped ({type(exc).__name__}: {reason}); the "
+                        f"an evaluation worker stopped ({type(exc).__name__}: "
+                        f"{first_line(exc)}); the "
                         f"{len(slots)} evaluation(s) in flight are kept pending: continue the "
                         f"run with --resume") from None
                 # anything else (an oracle that cannot be pickled...) is that evaluation's

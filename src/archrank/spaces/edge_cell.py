@@ -310,29 +310,34 @@ class EdgeCellSpace(SearchSpace[EdgeCell]):
             np.save(fh, np.array(table, dtype="S32"), allow_pickle=False)
         return table
 
-    def distinct_cells(self) -> int | None:
-        """Distinct hashes among the op strings (nb201: 8,765 of 15,625), from the hash
-        table; ``None`` for spaces too large for one."""
+    def _first_of_hashes(self) -> dict[str, int] | None:
+        """Each hash's first index in ``enumerate()`` order, from the hash table (built once);
+        ``None`` for spaces too large for one."""
         if self.size > _MAX_TABLE:
             return None
         if self._first_of_hash is None:
             self._first_of_hash = {}
             for i, h in enumerate(self.hash_table()):
                 self._first_of_hash.setdefault(h, i)
-        return len(self._first_of_hash)
+        return self._first_of_hash
+
+    def distinct_cells(self) -> int | None:
+        """Distinct hashes among the op strings (nb201: 8,765 of 15,625); ``None`` for spaces
+        too large for a hash table."""
+        first = self._first_of_hashes()
+        return None if first is None else len(first)
 
     def canonical(self, arch: EdgeCell) -> EdgeCell:
         """The first cell in ``enumerate()`` order that hashes like ``arch`` (what a
         whole-space pass meets first); spaces too large for a hash table: ``arch`` with every
         edge off the input-to-output paths blocked. Cells that hash alike build networks that
         differ (in dead ops, and in the random stream their initialisation draws from)."""
-        codes = [self._op_index[o] for o in self._checked(arch).ops]
-        if self.distinct_cells() is not None:
-            assert self._first_of_hash is not None
-            return self.from_codes(np.array(self._cell_codes(
-                self._first_of_hash[self.hash(arch)])))[0]
+        first = self._first_of_hashes()
+        if first is not None:
+            return self.from_codes(np.array(self._cell_codes(first[self.hash(arch)])))[0]
         if not self._blocks.any():
             return arch
+        codes = [self._op_index[o] for o in self._checked(arch).ops]
         block = int(np.flatnonzero(self._blocks)[0])
         live = set(self.live_edges(codes))
         return EdgeCell(tuple(self.edge_op_names[c if k in live else block]

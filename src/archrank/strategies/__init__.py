@@ -89,8 +89,10 @@ def make_strategy(name: str, space: SearchSpace, *, predictor: str | None = None
         raise InvalidOption(f"{owner}: {exc}") from None
 
 
-# Constructor keywords that are the search's, not options a user sets.
-_INTERNAL = ("seed", "objective", "candidates", "predictor")
+# Constructor keywords that are the search's, not options a user sets, and what sets them.
+SEARCH_SETTINGS = {"seed": "--seed", "objective": "--metric", "candidates":
+                   "--space-from-bench / the space", "predictor": "--predictor"}
+_INTERNAL = tuple(SEARCH_SETTINGS)
 
 
 def guided_defaults(predictor: str | None, space: str) -> dict[str, Any]:
