@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from archrank.errors import ArchrankError
+from archrank.spaces import get_space
 from archrank.tables import load_benchmark
 from conftest import one_line_error
 from test_options import CELLS
@@ -155,7 +156,6 @@ def test_a_table_of_every_distinct_cell_covers_the_space(tmp_path, nb201_csv):
     import csv
 
     from archrank.runs import SearchConfig, build_oracle
-    from archrank.spaces import get_space
 
     space = get_space("nb201")
     seen: set[str] = set()
@@ -181,7 +181,6 @@ def test_a_narrower_table_vocabulary_is_read_with_the_searchs_ops():
     search scores must be graphs of the search's space (op ids were the table's)."""
     from archrank.runs import SearchConfig
     from archrank.runs.config import candidates_for
-    from archrank.spaces import get_space
 
     cands = candidates_for(SearchConfig(space="nbgraph", bench="nbgraph:proteins",
                                         metric="valid_perf", space_from_bench=True))
@@ -209,3 +208,106 @@ def test_a_table_saved_with_a_byte_order_mark_reads(tmp_path):
         f"{c},{90 + i}\n" for i, c in enumerate(CELLS)).encode())
     bench = load_benchmark(table, "nb201")
     assert len(bench) == len(CELLS) and list(bench.metrics) == ["acc"]
+
+
+# -- review of the table readers (session 11) ------------------------------------------------
+def _table(tmp_path, name: str, lines: list[str]):
+    path = tmp_path / name
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def test_bench_check_with_a_filter_still_compares_hashes(tmp_path, cli):
+    """With --filter, the hash column was dropped (\"nothing to compare\", exit 0)."""
+    space = get_space("nb201")
+    good = space.hash(space.parse(CELLS[1]))
+    path = _table(tmp_path, "t.csv", ["arch,hash,acc,dataset",
+                                      f"{CELLS[0]},{'0' * 32},1,a",
+                                      f"{CELLS[1]},{good},2,a",
+                                      f"{CELLS[2]},{'0' * 32},3,b",
+                                      "|bogus~0|,,4,b"])
+    out = tmp_path / "r.json"
+    status, _, _ = cli("bench", "check", path, "--space", "nb201", "--filter", "dataset=a",
+                       "--json", out)
+    report = json.loads(out.read_text())
+    assert status == 1
+    assert report["valid"] == 2 and report["hashes_checked"] == 2
+    assert report["hash_mismatches"] == 1 and report["first_mismatches"][0]["line"] == 2
+    assert [p["line"] for p in report["problems"]] == [5]  # the file's problems are listed
+
+
+def test_json_lines_break_on_newlines_only(tmp_path):
+    rows = [{"arch": CELLS[0], "acc": 1.0, "note": "run\u2028two"},
+            {"arch": CELLS[1], "acc": 2.0, "note": "x\x85y"}]
+    path = tmp_path / "u.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n",
+                    encoding="utf-8")
+    bench = load_benchmark(path, "nb201")
+    assert len(bench) == 2 and bench.text("note") == ["run\u2028two", "x\x85y"]
+
+
+def test_one_dash_in_the_first_row_does_not_hide_a_metric(tmp_path, cli):
+    lines = ["arch,acc", f"{CELLS[0]},-"] + [f"{c},{90 + i}" for i, c in enumerate(CELLS[1:])]
+    path = _table(tmp_path, "dash.csv", lines)
+    with pytest.raises(ArchrankError, match=r"dash.csv:2: column 'acc': '-' is not a number"):
+        load_benchmark(path, "nb201")
+    status, _, err = cli("bench", "check", path, "--space", "nb201", "--metric", "acc")
+    assert status == 1 and "line 2" in err + cli("bench", "check", path, "--space",
+                                                 "nb201")[1]
+
+
+def test_json_true_is_not_a_number(tmp_path):
+    path = tmp_path / "b.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [{"arch": CELLS[0], "acc": 0.5},
+                                                      {"arch": CELLS[1], "acc": True}]))
+    with pytest.raises(ArchrankError, match=r"b.jsonl:2: column 'acc': True is not a number"):
+        load_benchmark(path, "nb201")
+
+
+def test_text_cells_are_stripped_like_headers_and_filters(tmp_path):
+    path = _table(tmp_path, "s.csv", ["arch, dataset, acc", f"{CELLS[0]}, a, 1",
+                                      f"{CELLS[1]}, b, 2"])
+    bench = load_benchmark(str(path) + "?dataset=a", "nb201")
+    assert len(bench) == 1 and bench.values("acc")[0] == 1
+
+
+def test_csv_problems_are_placed_on_their_own_lines(tmp_path):
+    lines = ["arch,acc"] + [f"{c},{i}" for i, c in enumerate(CELLS)]
+    quote = [*lines[:3], '"' + lines[3], *lines[4:]]  # an unterminated quote on line 4
+    with pytest.raises(ArchrankError, match=r"q.csv:4: malformed CSV .*unterminated quote "
+                                            rf"runs to line {len(lines)}"):
+        load_benchmark(_table(tmp_path, "q.csv", quote), "nb201")
+    path = tmp_path / "latin.csv"
+    body = "arch,acc\n" + "".join(f"{CELLS[0]},{i}\n" for i in range(300))
+    path.write_bytes(body.encode() + f"{CELLS[1]},1\xe9\n".encode("latin-1"))
+    with pytest.raises(ArchrankError, match=r"latin.csv:302: not UTF-8"):
+        load_benchmark(path, "nb201")
+
+
+def test_a_directory_with_another_space_says_how_it_is_read(tmp_path):
+    with pytest.raises(ArchrankError, match=r"read as NATS-Bench topology .* not nb101"):
+        load_benchmark(tmp_path, "nb101")
+
+
+def test_score_tables_read_a_byte_order_mark_and_refuse_other_encodings(tmp_path):
+    from archrank.oneshot.fit import ScoreTable
+
+    space = get_space("nb201")
+    h = space.hash(space.parse(CELLS[0]))
+    path = tmp_path / "s.csv"
+    path.write_bytes(f"\ufeffarch,hash,predicted\n{CELLS[0]},{h},0.5\n".encode())
+    assert ScoreTable.read_csv(path).columns["predicted"][0] == 0.5
+    path.write_bytes(f"arch,hash,predicted\n{CELLS[0]},{h},0.5\xe9\n".encode("latin-1"))
+    with pytest.raises(ArchrankError, match=r"s.csv: line 2: not UTF-8"):
+        ScoreTable.read_csv(path)
+
+
+def test_a_gzipped_truth_table_reads(tmp_path):
+    from archrank.truth import _check_space
+
+    path = tmp_path / "t.csv.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write(f"arch,val_acc\n{CELLS[0]},1\n")
+    _check_space(path, get_space("nb201"))  # was "cannot read the truth table"
+    with pytest.raises(ArchrankError, match="nb201"):
+        _check_space(path, get_space("nb101"))

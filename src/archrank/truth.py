@@ -351,13 +351,14 @@ def read_truth(path: str | Path, space: str, recipe: str | Path | None = None) -
 def _check_space(path: Path, space: Any) -> None:
     """The first cell must be one of ``space``'s; else name the space it belongs to."""
     from archrank.spaces import SPACES, get_space
+    from archrank.tables.table import open_text
 
     try:
-        with open(path, newline="") as fh:
+        with open_text(path) as fh:  # as load_benchmark reads it: .gz, byte-order mark
             reader = csv.reader(fh)
-            header = next(reader, [])
+            header = [h.strip() for h in next(reader, [])]
             row = next(reader, None)
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as exc:
         raise ArchrankError(f"{path}: cannot read the truth table ({exc})") from None
     if "arch" not in header or row is None or len(row) != len(header):
         return  # load_benchmark names the problem

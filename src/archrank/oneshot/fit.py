@@ -25,6 +25,7 @@ from archrank.cache import atomic_path
 from archrank.errors import ArchrankError
 from archrank.oneshot.hardware import LatencyTable
 from archrank.oneshot.scoring import SCORE_METRICS, SubnetScorer, score_archs
+from archrank.tables.table import bad_utf8_line, open_text
 
 DEFAULT_SAMPLES = 1000
 COLUMNS = ("arch", "hash", "predicted", "supernet_val_acc", "supernet_val_loss", "params",
@@ -64,11 +65,19 @@ class ScoreTable:
         path = Path(path)
         if not path.is_file():
             raise ArchrankError(f"{path}: no such score table")
+        reader = None
         try:
-            with open(path, newline="") as fh:
-                header, archs, hashes, rows = _read_rows(path, csv.reader(fh))
+            with open_text(path) as fh:  # as every table: .gz, a byte-order mark
+                reader = csv.reader(fh, strict=True)
+                header, archs, hashes, rows = _read_rows(path, reader)
         except OSError as exc:
-            raise ArchrankError(f"{path}: cannot read ({exc.strerror})") from None
+            raise ArchrankError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise ArchrankError(f"{path}: line {bad_utf8_line(path)}: not UTF-8 text "
+                                "(is this a score table?)") from None
+        except csv.Error as exc:
+            line = reader.line_num if reader is not None else 1
+            raise ArchrankError(f"{path}: line {line}: malformed CSV ({exc})") from None
         if not archs:
             raise ArchrankError(f"{path}: the score table has no rows")
         values = np.array(rows, dtype=np.float64).reshape(len(rows), len(header) - 2)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from archrank.errors import ArchrankError
 from archrank.spaces import get_space
 from archrank.spaces.base import SearchSpace
@@ -102,6 +104,11 @@ def with_filters(spec: str, filters: list[str] | None) -> str:
 def select_rows(bench: TabularBenchmark, filters: dict[str, str], spec: str) -> TabularBenchmark:
     """The rows of ``bench`` whose columns hold the given values; one-line errors for an
     unknown column, a non-numeric value of a numeric column, or no row left."""
+    return bench.subset(_selected(bench, filters, spec))
+
+
+def _selected(bench: TabularBenchmark, filters: dict[str, str], spec: str) -> np.ndarray:
+    """Indices of the rows ``select_rows`` keeps."""
     for col, value in filters.items():
         if col in bench.text_columns:
             continue
@@ -114,7 +121,7 @@ def select_rows(bench: TabularBenchmark, filters: dict[str, str], spec: str) -> 
         except ValueError:
             raise ArchrankError(f"{spec}: column {col!r} is numeric; {value!r} is not a "
                                 "number") from None
-    kept = bench.where(**filters)
+    kept = bench.where_index(**filters)
     if len(kept) == 0:
         hints = [f"{col} has {', '.join(sorted(set(bench.text(col)))[:10])}"
                  for col in filters if col in bench.text_columns]
@@ -158,28 +165,29 @@ def _load(spec: str, space: SearchSpace) -> TabularBenchmark:
     if kind == "tfrecord":
         from archrank.tables.nb101_tfrecord import read_nb101_tfrecord
 
-        _require(space, "nb101", spec)
+        _require(space, "nb101", spec, "a .tfrecord file is read as NAS-Bench-101")
         return read_nb101_tfrecord(spec)
     if kind == "pth":
         from archrank.tables.nb201_pth import read_nb201_pth
 
-        _require(space, "nb201", spec)
+        _require(space, "nb201", spec, "a .pth / .pt file is read as NAS-Bench-201")
         return _check_space(read_nb201_pth(spec), space, spec)
     if kind == "nats":
         from archrank.tables.nats import read_nats
 
-        _require(space, "nb201", spec)
+        _require(space, "nb201", spec,
+                 "a directory or .pbz2 file is read as NATS-Bench topology (NAS-Bench-201)")
         return _check_space(read_nats(spec), space, spec)
     from archrank.tables.nbgraph import read_nbgraph
 
-    _require(space, "nbgraph", spec)
+    _require(space, "nbgraph", spec, "nbgraph:DATASET is NAS-Bench-Graph")
     return _check_space(read_nbgraph(spec.split(":", 1)[1]), space, spec)
 
 
-def _require(space: SearchSpace, name: str, spec: str) -> None:
+def _require(space: SearchSpace, name: str, spec: str, how: str) -> None:
+    """Formats read by their name belong to one space; says so before the file is opened."""
     if space.name != name:
-        raise ArchrankError(f"{spec} is a benchmark of space {name}, not {space.name}; "
-                            f"use --space {name}")
+        raise ArchrankError(f"{spec}: {how}, a benchmark of space {name}, not {space.name}")
 
 
 def scan_benchmark(spec: str | Path, space: SearchSpace | str) -> TableScan:
@@ -187,25 +195,29 @@ def scan_benchmark(spec: str | Path, space: SearchSpace | str) -> TableScan:
 
     CSV / JSON tables and NB101 tfrecords are scanned row by row; other formats are loaded
     whole (a problem there is fatal), and hashes their reader supplied become the "recorded"
-    hashes that the recomputed ones are compared with.
+    hashes that the recomputed ones are compared with. A ``?COLUMN=VALUE`` filter keeps the
+    valid rows it selects; the problems of the whole file are listed (a bad row's columns
+    cannot be trusted to say whether the filter would have kept it).
     """
     whole = str(spec)
     spec, filters = split_spec(whole)
     space = _space(space)
+    scan = _scan(spec, space)
+    if filters:
+        scan = scan.subset(_selected(scan.bench, filters, whole))
+    return scan
+
+
+def _scan(spec: str, space: SearchSpace) -> TableScan:
     kind = _kind(spec)
-    if filters:  # only the selected rows are checked
-        bench = select_rows(_load(spec, space), filters, whole)
-        recorded = list(bench.hashes) if bench.hashes_given else None
-        bench.rehash()
-        return TableScan(bench, len(bench), recorded_hashes=recorded)
     if kind in ("csv", "json"):
         return scan_table(spec, space, lenient=True)
     if kind == "tfrecord":
         from archrank.tables.nb101_tfrecord import scan_nb101_tfrecord
 
-        _require(space, "nb101", spec)
+        _require(space, "nb101", spec, "a .tfrecord file is read as NAS-Bench-101")
         return scan_nb101_tfrecord(spec, lenient=True)
-    bench = load_benchmark(spec, space)
+    bench = _load(spec, space)
     # Hashes a reader supplied (e.g. a file's own keys) are checked against recomputed ones.
     recorded: list[str | None] | None = list(bench.hashes) if bench.hashes_given else None
     bench.rehash()

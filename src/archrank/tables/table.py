@@ -162,7 +162,7 @@ class TabularBenchmark:
             i = int(inf[0])
             raise ArchrankError(
                 f"column {metric!r} of {self.source} holds {len(inf)} infinite value(s), "
-                f"first {col[i]} in row {i + 1} ({self.space.format(self._archs[i])}); "
+                f"first {col[i]} in data row {i + 1} ({self.space.format(self._archs[i])}); "
                 "a score must be a finite number (leave it empty when missing)")
         present = col[~np.isnan(col)]
         if len(present) == 0:
@@ -189,13 +189,17 @@ class TabularBenchmark:
 
     def where(self, **equals: Any) -> TabularBenchmark:
         """The rows whose columns equal the given values, e.g. ``where(dataset="cifar10")``."""
+        return self.subset(self.where_index(**equals))
+
+    def where_index(self, **equals: Any) -> np.ndarray:
+        """Indices of the rows ``where`` keeps."""
         keep = np.ones(len(self), dtype=bool)
         for column, value in equals.items():
             if column in self._text:
                 keep &= np.asarray(self._text[column], dtype=object) == str(value)
             else:
                 keep &= self.values(column) == float(value)
-        return self.subset(np.flatnonzero(keep))
+        return np.flatnonzero(keep)
 
     def row(self, index: int) -> dict[str, float]:
         """Every numeric value of row ``index`` (missing values left out)."""
@@ -211,8 +215,7 @@ class TabularBenchmark:
     def hashes(self) -> list[str]:
         """Canonical hash of each row (computed on first use, then kept)."""
         if self._hashes is None:
-            h = self.space.hash
-            self._hashes = [h(a) for a in self._archs]
+            self._hashes = list(self.space.hash_many(self._archs))
         return self._hashes
 
     def rehash(self) -> None:
@@ -338,12 +341,14 @@ class TabularBenchmark:
         """A benchmark made of the given rows (e.g. one dataset of a multi-dataset table)."""
         idx = np.asarray(rows, dtype=np.int64).reshape(-1)
         hashes = None if self._hashes is None else [self._hashes[i] for i in idx]
-        return TabularBenchmark(
+        out = TabularBenchmark(
             self.space, [self._archs[i] for i in idx],
             {k: v[idx] for k, v in self._columns.items()},
             self.source, self.cost_column, hashes=hashes,
             text_columns={k: [v[i] for i in idx] for k, v in self._text.items()},
         )
+        out.hashes_given = self.hashes_given  # computed hashes stay computed ones
+        return out
 
     # -- pickling: ship registered spaces by name ------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -402,6 +407,14 @@ class TableScan:
     def valid(self) -> int:
         return len(self.bench)
 
+    def subset(self, rows: np.ndarray) -> TableScan:
+        """The scan of the valid rows ``rows`` (a filter); the problems stay as found."""
+        pick = [int(i) for i in rows]
+        return TableScan(
+            self.bench.subset(rows), len(pick) + self.invalid, self.problems,
+            None if self.recorded_hashes is None else [self.recorded_hashes[i] for i in pick],
+            None if self.lines is None else [self.lines[i] for i in pick])
+
     @property
     def invalid(self) -> int:
         return self.rows - self.valid
@@ -428,7 +441,7 @@ class _Collector:
             raise BenchmarkFormatError(f"{self.path}{where}: {first.message}")
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def open_text(path: Path) -> io.TextIOBase:
     try:
         # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name
         if path.name.endswith(".gz"):
@@ -453,6 +466,19 @@ def _read_errors(path: Path) -> Iterator[None]:
         ) from None
     except OSError as exc:
         raise BenchmarkFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def bad_utf8_line(path: Path) -> int:
+    """The line holding a file's first byte that is not UTF-8 (the decoder reads ahead in
+    blocks, so the reader's own line count is not where the byte is)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return data[:exc.start].count(b"\n") + 1
+    return 1
 
 
 def _why(exc: BaseException) -> str:
@@ -497,15 +523,28 @@ def _to_float(value: Any) -> float:
     raise ValueError(value)
 
 
+def _mostly_numbers(cells: list[Any]) -> bool:
+    """Whether a column is numeric: more of its present cells are numbers than not (a column
+    with no value at all counts as numeric, an empty metric)."""
+    if not any(isinstance(c, bool) for c in cells):
+        try:
+            np.asarray(cells, dtype=np.float64)
+            return True
+        except (ValueError, TypeError, OverflowError):
+            pass
+    kinds = [_is_number(c) for c in cells]
+    return kinds.count(True) >= kinds.count(False)
+
+
 def _is_number(value: Any) -> bool | None:
-    """Whether a first value makes its column numeric; ``None`` when it is missing."""
+    """Whether a value is a number; ``None`` when it is missing."""
     if value is None:
         return None
     if isinstance(value, str) and value.strip().lower() in _MISSING:
         return None
     try:
         _to_float(value)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         return False
     return True
 
@@ -516,9 +555,10 @@ def _pick_cost_column(names: Iterable[str]) -> str | None:
 
 
 def _text_cell(value: Any) -> str:
+    """A text column's cell; padding is dropped, as it is from header names and filters."""
     if value is None:
         return ""
-    return value if isinstance(value, str) else json.dumps(value)
+    return value.strip() if isinstance(value, str) else json.dumps(value)
 
 
 def _column(name: str, cells: list[Any], bad: dict[int, str]) -> np.ndarray:
@@ -526,6 +566,8 @@ def _column(name: str, cells: list[Any], bad: dict[int, str]) -> np.ndarray:
     Infinities are kept as read (a proxy may be ``-inf``); a column used as a score is
     checked with ``TabularBenchmark.scores``."""
     try:
+        if any(isinstance(c, bool) for c in cells):  # JSON true is not 1.0
+            raise TypeError
         out = np.asarray(cells, dtype=np.float64)  # fast path: numbers, numeric text, None
     except (ValueError, TypeError, OverflowError):
         out = np.empty(len(cells), dtype=np.float64)
@@ -554,24 +596,16 @@ def _assemble(
     """Turn ``(line, record)`` pairs into a benchmark: type the columns, parse architectures."""
     fields = space.record_fields
     metric_names = [k for k in order if k not in fields and k not in ID_COLUMNS]
-    # A column is a metric column when its first present value is a number.
-    numeric: list[str] = []
-    for name in metric_names:
-        kind = None
-        for _, rec in records:
-            kind = _is_number(rec.get(name))
-            if kind is not None:
-                break
-        if kind is not False:
-            numeric.append(name)
-
+    # A column is a metric column when most of its present values are numbers (a stray '-'
+    # in the first row must not turn a metric into text; it is reported on its own line).
+    cells = {name: [rec.get(name) for _, rec in records] for name in metric_names}
+    numeric = [name for name in metric_names if _mostly_numbers(cells[name])]
     bad: dict[int, str] = {}
     for i, (_, rec) in enumerate(records):
         missing = [f for f in fields if f not in rec or rec[f] is None]
         if missing:
             bad[i] = f"missing field {missing[0]!r}"
-    full = {name: _column(name, [rec.get(name) for _, rec in records], bad)
-            for name in numeric}
+    full = {name: _column(name, cells[name], bad) for name in numeric}
 
     archs: list[Any] = []
     keep: list[int] = []
@@ -620,7 +654,7 @@ def scan_csv(path: str | Path, space: SearchSpace, *, lenient: bool = False) -> 
     collect = _Collector(path, lenient)
     records: list[tuple[int, dict[str, Any]]] = []
     rows = 0
-    with _open_text(path) as fh, _read_errors(path):
+    with open_text(path) as fh, _read_errors(path):
         reader = csv.reader(fh, strict=True)
         try:
             try:
@@ -641,6 +675,7 @@ def scan_csv(path: str | Path, space: SearchSpace, *, lenient: bool = False) -> 
             width = len(header)
             last_line = -1
             while True:
+                start = reader.line_num + 1
                 try:
                     row = next(reader)
                 except StopIteration:
@@ -650,7 +685,9 @@ def scan_csv(path: str | Path, space: SearchSpace, *, lenient: bool = False) -> 
                     if reader.line_num == last_line:
                         break  # no progress: give up on the rest of the file
                     last_line = reader.line_num
-                    collect.add(reader.line_num, f"malformed CSV ({exc}; truncated?)")
+                    where = (f"; an unterminated quote runs to line {reader.line_num}"
+                             if reader.line_num > start else "; truncated?")
+                    collect.add(start, f"malformed CSV ({exc}{where})")
                     continue
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue  # blank line
@@ -664,18 +701,19 @@ def scan_csv(path: str | Path, space: SearchSpace, *, lenient: bool = False) -> 
                 records.append((reader.line_num, dict(zip(header, row, strict=True))))
         except UnicodeDecodeError:
             raise BenchmarkFormatError(
-                f"{path}:{reader.line_num + 1}: not UTF-8 text (is this a CSV file?)"
+                f"{path}:{bad_utf8_line(path)}: not UTF-8 text (is this a CSV file?)"
             ) from None
     return _assemble(path, space, records, header, collect, rows)
 
 
 def _iter_json_records(path: Path, collect: _Collector) -> Iterator[tuple[int, Any]]:
     """``(line, object)`` of a JSON Lines file, or ``(record number, object)`` of a JSON list."""
-    with _open_text(path) as fh, _read_errors(path):
+    with open_text(path) as fh, _read_errors(path):
         try:
             text = fh.read()
         except UnicodeDecodeError:
-            raise BenchmarkFormatError(f"{path}: not UTF-8 text (is this a JSON file?)") from None
+            raise BenchmarkFormatError(
+                f"{path}:{bad_utf8_line(path)}: not UTF-8 text (is this a JSON file?)") from None
     if text.lstrip()[:1] == "[":
         try:
             data = json.loads(text)
@@ -690,7 +728,8 @@ def _iter_json_records(path: Path, collect: _Collector) -> Iterator[tuple[int, A
         collect.unit = "record"
         yield from enumerate(data, start=1)
         return
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines break on \n only (splitlines would also break on U+2028 inside a string)
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
