@@ -217,6 +217,13 @@ def test_bad_record_is_reported_with_its_number(tmp_path: Path) -> None:
     scan = scan_benchmark(path, "nb101")
     assert scan.valid == 3 and scan.invalid == 1
     assert str(scan.problems[0]).startswith("record 5:")
+    records[4] = b"[" * 100_000 + b"]" * 100_000  # nested past the parser's recursion limit
+    with pytest.raises(BenchmarkFormatError, match="record 5: record is not JSON"):
+        read_nb101_tfrecord(write_file(tmp_path / "deep.tfrecord", records))
+    row = json.loads(sample_records()[0][4])
+    records[4] = json.dumps([row[0], True, *row[2:]]).encode()  # an epoch count `true`
+    with pytest.raises(BenchmarkFormatError, match="record 5: bad module hash or epoch"):
+        read_nb101_tfrecord(write_file(tmp_path / "bool.tfrecord", records))
 
 
 def test_wrong_space_and_missing_file(tmp_path: Path) -> None:

@@ -300,10 +300,13 @@ def _decode_record(data: bytes) -> tuple[str, int, str, str, tuple[Any, ...], in
         row = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"record is not JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError("record is not JSON (nested too deeply)") from None
     if not (isinstance(row, list) and len(row) == 5):
         raise ValueError("record is not [module_hash, epochs, adjacency, operations, metrics]")
     module_hash, epochs, adjacency, operations, raw_metrics = row
-    if not isinstance(module_hash, str) or not isinstance(epochs, int) or epochs <= 0:
+    if (not isinstance(module_hash, str) or not isinstance(epochs, int)
+            or isinstance(epochs, bool) or epochs <= 0):
         raise ValueError("bad module hash or epoch count")
     if not isinstance(adjacency, str) or not isinstance(operations, str):
         raise ValueError("adjacency and operations must be strings")
