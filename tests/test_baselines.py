@@ -142,8 +142,8 @@ def test_rank_target_helps_trees_on_skewed_nb201(nb201_table, tmp_path) -> None:
     g, y = nb201_table
     idx = np.random.default_rng(0).permutation(len(y))
     train, test = idx[:300], idx[300:3300]
-    raw = build("xgb_path", "nb201").fit(g[train], y[train])
-    rank = make_predictor("xgb_path", get_space("nb201"), target="rank").fit(g[train], y[train])
+    raw = make_predictor("xgb_path", get_space("nb201"), target="raw").fit(g[train], y[train])
+    rank = build("xgb_path", "nb201").fit(g[train], y[train])  # the default since session 11
     tau_raw = kendall_tau(y[test], raw.predict(g[test]))
     tau_rank = kendall_tau(y[test], rank.predict(g[test]))
     assert tau_rank > tau_raw + 0.05, (tau_raw, tau_rank)
@@ -153,3 +153,104 @@ def test_rank_target_helps_trees_on_skewed_nb201(nb201_table, tmp_path) -> None:
     np.testing.assert_array_equal(loaded.predict(g[test]), rank.predict(g[test]))
     with pytest.raises(ArchrankError, match="target must be"):
         make_predictor("rf", get_space("nb201"), target="log")
+
+
+@pytest.mark.parametrize(("name", "params", "message"), [
+    ("gcn", {"layers": 0}, "'layers' must be at least 1"),
+    ("mlp", {"hidden": 0}, "'hidden' must be at least 1"),
+    ("mlp", {"dropout": 2.0}, "'dropout' must lie in"),
+    ("lstm", {"lstm_layers": 0}, "'lstm_layers' must be at least 1"),
+    ("gates", {"dim": 0}, "'dim' must be at least 1"),
+    ("mlp", {"device": "foo"}, "unknown device 'foo'"),
+    ("mlp", {"epochs": 0}, "'epochs' must be at least 1"),
+    ("rf", {"max_features": 2.0}, "'max_features' must be a fraction"),
+    ("rf", {"n_estimators": 0}, "'n_estimators' must be at least 1"),
+    ("xgb", {"n_estimators": 0}, "'n_estimators' must be at least 1"),
+    ("xgb", {"subsample": 0.0}, "'subsample' must lie in"),
+])
+def test_out_of_range_parameters_are_refused_before_any_work(name, params, message, cli,
+                                                             tmp_path) -> None:
+    """They passed the constructor and failed mid-benchmark as internal errors, or gave
+    constant predictions (hidden=0, n_estimators=0)."""
+    with pytest.raises(ArchrankError, match=message):
+        make_predictor(name, get_space("nb201"), **params)
+    if not torch.cuda.is_available():
+        with pytest.raises(ArchrankError, match="no CUDA GPU"):
+            make_predictor("mlp", get_space("nb201"), device="cuda")
+    key, value = next(iter(params.items()))
+    space = get_space("nb201")
+    table = tmp_path / "t.csv"
+    table.write_text("arch,acc\n" + "".join(
+        f"{space.format(a)},{i}\n" for i, a in enumerate(space.sample(
+            30, np.random.default_rng(0)))))
+    status, _, err = cli("bench", "predictor", "--space", "nb201", "--bench", table,
+                         "--metric", "acc", "--train-sizes", "10", "--seeds", "1",
+                         "--predictors", name, "--set", f"{name}.{key}={value}")
+    assert status == 2 and err.count(f"predictor {name!r}") == 1, err
+
+
+def test_a_refit_that_fails_leaves_no_half_fitted_model(nb101_cells) -> None:
+    g, y = nb101_cells
+    model = build("mlp", "nb101").fit(g[:50], y[:50])
+    before = model.predict(g[:3])
+    with pytest.raises(ArchrankError, match="too large"):
+        model.fit(g[:50], np.full(50, 1e200))  # refused before any work: the model stands
+    np.testing.assert_array_equal(model.predict(g[:3]), before)
+    trained = []
+
+    def interrupted(*args, **kwargs):
+        if trained:
+            raise KeyboardInterrupt
+        trained.append(1)
+        return type(model)._train_member(model, *args, **kwargs)
+
+    model._train_member = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(g[:50], y[:50] / 100)  # on another scale, stopped after one member
+    with pytest.raises(ArchrankError, match="not fitted"):
+        model.predict(g[:3])
+
+
+def test_another_spaces_graphs_are_refused(nb101_cells) -> None:
+    g101, y = nb101_cells
+    s201 = get_space("nb201")
+    g201 = s201.to_graphs(s201.sample(5, np.random.default_rng(0)))
+    model = build("mlp", "nb101").fit(g101[:50], y[:50])
+    with pytest.raises(ArchrankError, match="4 nodes; graphs of space 'nb101' have 7"):
+        model.predict(g201)
+    with_edges = GraphBatch(g101.ops[:5], g101.adj[:5], g101.mask[:5],
+                            torch.zeros(5, 7, 7, dtype=torch.int64))
+    with pytest.raises(ArchrankError, match="edge ops; space 'nb101' puts its ops on nodes"):
+        model.predict(with_edges)
+    gbatch = get_space("nbgraph").to_graphs(get_space("nbgraph").sample(
+        5, np.random.default_rng(0)))
+    with pytest.raises(ArchrankError, match="nodes; graphs of space 'nb101' have 7"):
+        model.predict(gbatch)
+
+
+def test_big_seeds_fold_into_32_bits(nb101_cells) -> None:
+    g, y = nb101_cells
+    for name in ("rf", "xgb"):
+        a = build(name, "nb101", seed=2**32 + 5).fit(g[:60], y[:60])
+        b = build(name, "nb101", seed=5).fit(g[:60], y[:60])
+        np.testing.assert_array_equal(a.predict(g[60:90]), b.predict(g[60:90]))
+
+
+def test_damaged_predictor_files_are_one_line_errors(nb101_cells, tmp_path) -> None:
+    g, y = nb101_cells
+    for name in ("mlp", "rf"):
+        path = tmp_path / f"{name}.pt"
+        build(name, "nb101").fit(g[:60], y[:60]).save(path)
+        blob = torch.load(path, weights_only=True)
+        if name == "mlp":
+            blob["state"]["members"] = []
+        else:
+            blob["state"]["forest"]["left"] = blob["state"]["forest"]["left"][:10]
+        torch.save(blob, path)
+        with pytest.raises(ArchrankError, match=rf"{name}.pt: .*(no trained members|"
+                                                r"do not fit together)"):
+            Predictor.load(path)
+    blob["predictor"] = "nope"
+    torch.save(blob, tmp_path / "nope.pt")
+    with pytest.raises(ArchrankError, match=r"nope.pt: unknown predictor 'nope'"):
+        Predictor.load(tmp_path / "nope.pt")

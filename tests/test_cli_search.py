@@ -146,9 +146,11 @@ def test_a_run_recorded_before_guided_defaults_continues(cli, base, tmp_path):
                "--run-dir", str(run_dir))[0] == 0
     db = next(p for p in run_dir.iterdir() if p.suffix in (".db", ".sqlite", ".sqlite3"))
     with sqlite3.connect(db) as conn:  # as an earlier archrank recorded it
-        conn.execute("DELETE FROM config WHERE key = 'predictor_defaults'")
+        conn.execute("DELETE FROM config WHERE key IN ('predictor_defaults', "
+                     "'defaults_session')")
     with RunStore.open(run_dir) as store:
         assert SearchConfig.from_dict(store.config).predictor_defaults is False
+        assert SearchConfig.from_dict(store.config).defaults_session == 8
     # the full command again continues it (the flag is the record's, not an option)
     code, _, err = cli("search", *base, "--strategy", "rea", "--budget", "6",
                        "--run-dir", str(run_dir))
@@ -158,7 +160,34 @@ def test_a_run_recorded_before_guided_defaults_continues(cli, base, tmp_path):
     assert code == 0, err
     # an earlier GATES++ run on nb201 searched with "auto" inputs without the structural
     # signals and resumes with those
-    old = SearchConfig(space="nb201", metric="m", strategy="gates++", predictor_defaults=False)
+    old = SearchConfig.from_dict({"space": "nb201", "metric": "m", "strategy": "gates++"})
     pred = as_recorded(old, None).strategy_params["predictor_params"]
     assert pred == {"arch_inputs": "flops,params,synflow"}
+
+
+def test_a_run_keeps_the_predictor_defaults_it_was_recorded_with(cli, base, tmp_path):
+    """The tree baselines regress ranks since session 11; a guided xgb run recorded before
+    (sessions 9-10 recorded guided defaults but no session) resumes with raw targets."""
+    import sqlite3
+
+    from archrank.runs.config import DEFAULTS_SESSION, SearchConfig, as_recorded
+    from archrank.runs.store import RunStore
+
+    pytest.importorskip("xgboost")
+    now = SearchConfig(space="nb201", metric="m", strategy="guided", predictor="xgb")
+    assert now.defaults_session == DEFAULTS_SESSION
+    assert "predictor_params" not in as_recorded(now, None).strategy_params
+    run_dir = tmp_path / "xgb"
+    assert cli("search", *base, "--strategy", "xgb", "--budget", "12",
+               "--run-dir", str(run_dir))[0] == 0
+    db = next(p for p in run_dir.iterdir() if p.suffix in (".db", ".sqlite", ".sqlite3"))
+    with sqlite3.connect(db) as conn:  # as session 10 recorded it
+        conn.execute("DELETE FROM config WHERE key = 'defaults_session'")
+    with RunStore.open(run_dir) as store:
+        old = SearchConfig.from_dict(store.config)
+    assert old.defaults_session == 10
+    assert as_recorded(old, None).strategy_params["predictor_params"] == {"target": "raw"}
+    code, _, err = cli("search", *base, "--strategy", "xgb", "--budget", "12",
+                       "--run-dir", str(run_dir))  # the full command again: finished, no clash
+    assert code == 0, err
 

@@ -200,7 +200,7 @@ def test_clear_errors_for_bad_input(nb201, nb101, nb201_all) -> None:
     model.fit(nb201_all[:10], np.arange(10.0))
     assert model.predict([]).shape == (0,)
     nb101_graphs = nb101.to_graphs(nb101.sample_specs(3, np.random.default_rng(0)))
-    with pytest.raises(ArchrankError, match="outside the 3 ops of space 'nb201'"):
+    with pytest.raises(ArchrankError, match="7 nodes; graphs of space 'nb201' have 4"):
         model.predict(nb101_graphs)  # an op-on-node batch given to an nb201 predictor
     g = nb201_all[:3]
     with pytest.raises(ArchrankError, match="no edge_ops"):

@@ -74,6 +74,8 @@ def check_predictors(names: Sequence[str], space: SearchSpace | None = None,
         for name in names:
             try:
                 make_predictor(name, space, seed=0, **params.get(name, {}))
+            except ArchrankError:
+                raise  # names the predictor itself
             except (ValueError, TypeError) as exc:
                 raise ArchrankError(f"predictor {name!r}: {exc}") from None
 

@@ -122,9 +122,10 @@ def resolve_run(
             wanted = as_recorded(replace(raw, **given), store_inputs, raw)
         else:
             wanted = SearchConfig(**{**_config_defaults(), **given})
-            # not an option: whether the run takes its predictor's guided defaults is the
-            # record's (off for runs recorded before they existed)
-            wanted = as_recorded(replace(wanted, predictor_defaults=recorded.predictor_defaults),
+            # not options: whether the run takes its predictor's guided defaults, and the
+            # predictor defaults of which session, are the record's
+            wanted = as_recorded(replace(wanted, predictor_defaults=recorded.predictor_defaults,
+                                         defaults_session=recorded.defaults_session),
                                  store_inputs, raw)
         diff = recorded.differences(wanted)
         if diff:

@@ -63,8 +63,10 @@ def predictor_class(name: str) -> type[Predictor]:
 
 
 def make_predictor(name: str, space: SearchSpace, **kwargs: Any) -> Predictor:
-    """Build the predictor registered as ``name`` for ``space``."""
-    return predictor_class(name)(space, **kwargs)
+    """Build the predictor registered as ``name`` for ``space`` (checked: ``check_build``)."""
+    model = predictor_class(name)(space, **kwargs)
+    model.check_build()
+    return model
 
 
 def check_params(owner: str, params: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
@@ -85,8 +87,16 @@ def load_torch_file(path: str | Path, what: str) -> Any:
 
 
 def check_graphs(graphs: GraphBatch, space: SearchSpace) -> None:
-    """Reject tensors that do not come from ``space``: node (and edge) op indices outside its
-    vocabularies, or no ``edge_ops`` on a space that puts its ops on edges."""
+    """Reject tensors that do not come from ``space``: another node count (``to_graphs``
+    pads every batch to ``max_nodes``), node (and edge) op indices outside its vocabularies,
+    ``edge_ops`` missing on a space that puts its ops on edges or present on one that does
+    not."""
+    if graphs.num_nodes != space.max_nodes:
+        raise ArchrankError(f"graph batch has {graphs.num_nodes} nodes; graphs of space "
+                            f"{space.name!r} have {space.max_nodes} (another space's batch?)")
+    if space.op_on != "edge" and graphs.edge_ops is not None:
+        raise ArchrankError(f"graph batch has edge ops; space {space.name!r} puts its ops "
+                            "on nodes (another space's batch?)")
     n_ops = len(space.node_op_names)
     if graphs.ops.numel() and (int(graphs.ops.max()) >= n_ops or int(graphs.ops.min()) < 0):
         raise ArchrankError(f"graph batch has node op indices outside the {n_ops} ops of "
@@ -162,11 +172,23 @@ class Predictor(ABC):
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
         self.space = space
-        self.seed = seed
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise ArchrankError(f"predictor {self.name!r}: seed must be an integer, got "
+                                f"{seed!r}")
+        self.seed = int(seed)
         self.params = params
         self.fitted_ = False
         self.arch_inputs = signal_names(params.get("arch_inputs"), space)
         self.aux_targets = signal_names(params.get("aux_targets"))
+
+    def check_build(self) -> None:  # noqa: B027  (a hook: most predictors have nothing to do)
+        """Raise a one-line error if the parameters cannot build the model (a hook)."""
+
+    @property
+    def library_seed(self) -> int:
+        """``seed`` folded into 32 bits, what torch, numpy, xgboost and scikit-learn take
+        (the same number for every seed in [0, 2^32))."""
+        return self.seed % 2**32
 
     # -- API --------------------------------------------------------------------------------
     def fit(self, archs: ArchInput, y: Sequence[float] | np.ndarray,
@@ -188,10 +210,14 @@ class Predictor(ABC):
             )
         if not np.all(np.isfinite(target)):
             raise ArchrankError("target values contain NaN or infinity")
+        if float(np.abs(target).max()) > 1e30:
+            raise ArchrankError(f"target values up to {float(np.abs(target).max()):.3g} are "
+                                "too large to fit (rescale them; at most 1e30 in size)")
         unl = None if unlabeled is None else self.as_graphs(unlabeled)
         arch = signal_matrix_arg(arch_features, len(graphs), self.arch_inputs,
                                  "arch_features", missing_ok=False)
         aux_m = signal_matrix_arg(aux, len(graphs), self.aux_targets, "aux", missing_ok=True)
+        self.fitted_ = False  # a refit that fails or is interrupted leaves no half-fitted model
         if arch is None and aux_m is None:
             self._fit(graphs, target, unl)
         else:
@@ -265,9 +291,12 @@ class Predictor(ABC):
         if not isinstance(blob, dict) or any(k not in blob for k in need):
             raise ArchrankError(f"{path}: not an archrank predictor file (no "
                                 f"{', '.join(need)})")
-        klass = predictor_class(blob["predictor"])
-        params = {k: v for k, v in blob["params"].items() if k != "device"}  # older files
-        model = klass(get_space(blob["space"]), seed=blob["seed"], **params)
+        try:
+            klass = predictor_class(blob["predictor"])
+            params = {k: v for k, v in blob["params"].items() if k != "device"}  # older files
+            model = klass(get_space(blob["space"]), seed=blob["seed"], **params)
+        except ArchrankError as exc:
+            raise ArchrankError(f"{path}: {exc}") from None
         signals = blob.get("signals")
         if signals is not None:
             model.arch_inputs = tuple(signals["arch_inputs"])
@@ -276,7 +305,10 @@ class Predictor(ABC):
             model.arch_inputs = model.saved_arch_inputs(blob["state"])
         try:
             model.set_state(blob["state"])
-        except (KeyError, RuntimeError, TypeError, ValueError) as exc:  # damaged or foreign
+        except ArchrankError as exc:
+            raise ArchrankError(f"{path}: {exc}") from None
+        except (KeyError, RuntimeError, TypeError, ValueError, IndexError,
+                AttributeError) as exc:  # damaged or foreign
             reason = first_line(exc, empty=type(exc).__name__)
             raise ArchrankError(f"{path}: a {blob['predictor']} file this archrank cannot "
                                 f"load ({reason})") from None
@@ -284,9 +316,10 @@ class Predictor(ABC):
         return model
 
     @classmethod
-    def params_before_session9(cls, space: str) -> dict[str, Any]:
-        """Parameters a run recorded before runs recorded their defaults searched with, where
-        the default has changed since (``runs.config.as_recorded``); none by default."""
+    def params_recorded_by(cls, session: int, space: str) -> dict[str, Any]:
+        """Parameters whose default has changed since development session ``session``, with
+        the value they had then: a run recorded then resumes with them (``runs.config``);
+        none by default."""
         return {}
 
     def saved_arch_inputs(self, state: dict[str, Any]) -> tuple[str, ...]:

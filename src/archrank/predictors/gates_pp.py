@@ -148,10 +148,10 @@ class GatesPPPredictor(GatesPredictor):
                                 f"{self.hp['arch_fusion']!r}")
 
     @classmethod
-    def params_before_session9(cls, space: str) -> dict[str, Any]:
-        """A recorded run's "auto" arch inputs were those of before the structural signals."""
+    def params_recorded_by(cls, session: int, space: str) -> dict[str, Any]:
+        """Before session 9, "auto" arch inputs were those of before the structural signals."""
         before = AUTO_BEFORE_STRUCTURE.get(space)
-        return {"arch_inputs": before} if before is not None else {}
+        return {"arch_inputs": before} if before is not None and session < 9 else {}
 
     def saved_arch_inputs(self, state: dict[str, Any]) -> tuple[str, ...]:
         """A file written before the resolved names were saved: with ``arch_inputs="auto"``

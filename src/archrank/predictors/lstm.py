@@ -75,7 +75,9 @@ class LSTMPredictor(NeuralPredictor):
     name = "lstm"
     # No L2 penalty: with Adam, coupled weight decay drives the weights of dead ReLU units
     # geometrically to zero, into subnormal floats that made fitting and scoring ~10x slower on CPU
-    # (measured: GCN fit on 1,000 nb201 cells 106 s -> 19 s, same or better Kendall tau).
+    # (measured on the GCN baseline: its fit on 1,000 nb201 cells 106 s -> 19 s, same or
+    # better Kendall tau).
+    positive_params: ClassVar[tuple[str, ...]] = ("embed", "hidden", "lstm_layers")
     defaults: ClassVar[dict[str, Any]] = {"embed": 64, "hidden": 128, "lstm_layers": 1,
                                           "weight_decay": 0.0}
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, InvalidOption, first_line
 from archrank.predictors.base import Predictor, check_graphs, check_params, default_device
 from archrank.predictors.losses import LOSSES, make_loss
 from archrank.spaces.base import GraphBatch, SearchSpace
@@ -161,10 +161,17 @@ def kendall_tau_fast(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((sa * sb).sum() / max(n * (n - 1), 1))
 
 
+# Training parameters that count something and must be at least 1 when set.
+POSITIVE_TRAIN = ("batch_size", "epochs", "ensemble", "base_epochs", "max_epochs", "patience",
+                  "predict_chunk", "threads")
+
+
 class NeuralPredictor(Predictor):
     """Base class of torch predictors: subclasses only build the network (``build_model``)."""
 
     defaults: ClassVar[dict[str, Any]] = {}
+    #: the network's sizes that must be at least 1 (a zero-width layer predicts a constant)
+    positive_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
         allowed = {**TRAIN_DEFAULTS, **(AUX_DEFAULTS if self.uses_aux_targets else {}),
@@ -176,6 +183,7 @@ class NeuralPredictor(Predictor):
             raise ArchrankError(
                 f"unknown loss {self.hp['loss']!r}; choose one of: {', '.join(LOSSES)}"
             )
+        self._check_ranges()
         self.models_: list[nn.Module] = []
         self.y_mean_ = 0.0
         self.y_std_ = 1.0
@@ -183,7 +191,45 @@ class NeuralPredictor(Predictor):
         self.arch_ref_: list[tuple[np.ndarray, np.ndarray]] = []
         self.aux_mean_ = np.zeros(0)
         self.aux_std_ = np.ones(0)
-        self.device_ = torch.device(self.hp["device"]) if self.hp["device"] else default_device()
+        self.device_ = self._device()
+
+    def check_build(self) -> None:
+        """Build the network once (``make_predictor`` does, before any work): parameters it
+        cannot be built with are a one-line error, not a failure in the middle of a fit."""
+        try:
+            with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+                self.build_model()
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise InvalidOption(f"predictor {self.name!r}: its parameters build no network "
+                                f"({first_line(exc)})") from None
+
+    def _check_ranges(self) -> None:
+        hp, owner = self.hp, f"predictor {self.name!r}"
+        for key in (*POSITIVE_TRAIN, *self.positive_params):
+            if hp.get(key) is not None and hp[key] < 1:
+                raise InvalidOption(f"{owner}: parameter {key!r} must be at least 1, got "
+                                    f"{hp[key]}")
+        if hp["lr"] is not None and not hp["lr"] > 0:
+            raise InvalidOption(f"{owner}: parameter 'lr' must be positive, got {hp['lr']}")
+        if not 0 < hp["val_fraction"] < 1:
+            raise InvalidOption(f"{owner}: parameter 'val_fraction' must lie in (0, 1), got "
+                                f"{hp['val_fraction']}")
+        if "dropout" in hp and not 0 <= hp["dropout"] < 1:
+            raise InvalidOption(f"{owner}: parameter 'dropout' must lie in [0, 1), got "
+                                f"{hp['dropout']}")
+
+    def _device(self) -> torch.device:
+        if not self.hp["device"]:
+            return default_device()
+        try:
+            device = torch.device(self.hp["device"])
+        except RuntimeError:
+            raise InvalidOption(f"predictor {self.name!r}: unknown device "
+                                f"{self.hp['device']!r}; use cpu or cuda") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise InvalidOption(f"predictor {self.name!r}: device {self.hp['device']!r}, but "
+                                "no CUDA GPU is available to this torch")
+        return device
 
     # -- subclass hook ----------------------------------------------------------------------
     @abstractmethod
@@ -252,7 +298,7 @@ class NeuralPredictor(Predictor):
         # times the wall time: docs/benchmarks.md)
         with torch_threads(1):
             for member in range(self.auto_ensemble(len(graphs))):
-                seed = self.seed * 1_000_003 + member * 7919
+                seed = self.library_seed * 1_000_003 + member * 7919
                 self.models_.append(self._train_member(graphs, target, seed, extras))
 
     def _loss(self, model: nn.Module, loss_fn: Any, g: GraphBatch, y: torch.Tensor,
@@ -415,6 +461,8 @@ class NeuralPredictor(Predictor):
         self.arch_ref_ = [(u.numpy(), q.numpy()) for u, q in state.get("arch_ref", [])]
         self.aux_mean_ = state.get("aux_mean", torch.zeros(0)).numpy()
         self.aux_std_ = state.get("aux_std", torch.ones(0)).numpy()
+        if not state["members"]:
+            raise ArchrankError(f"the saved {self.name} has no trained members")
         self.models_ = []
         for weights in state["members"]:
             model = self.build_model()

@@ -465,7 +465,7 @@ class SSAPredictor(Predictor):
     def _train(self, lab: torch.Tensor, target: torch.Tensor) -> None:
         self.models_, self.history_, self._states = [], [], []
         for member in range(int(self.hp["ensemble"])):
-            seed = self.seed * 1_000_003 + member * 7919
+            seed = self.library_seed * 1_000_003 + member * 7919
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 net, states = self._train_member(lab, target, seed, member)

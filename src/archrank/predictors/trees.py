@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from archrank import encodings
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, InvalidOption
 from archrank.metrics import rankdata
 from archrank.predictors.base import Predictor, check_graphs, check_params
 from archrank.spaces.base import GraphBatch, SearchSpace
@@ -45,12 +45,16 @@ class TreePredictor(Predictor):
 
     encoding: ClassVar[str] = "onehot"  # "onehot" or "path"
     defaults: ClassVar[dict[str, Any]] = {}
-    #: What the trees regress: "raw" values (what a user of the library would do), or "rank":
-    #: the training values' ranks scaled to (0, 1], which stops a few very poor cells (e.g.
-    #: nb201's 10% accuracies) from dominating the squared error; only the order of
-    #: predictions is meaningful then. Measured on nb201 (3 seeds, 100/1000 cells): xgb
-    #: 0.47/0.76 -> 0.59/0.81 and xgb_path 0.40/0.59 -> 0.67/0.79 Kendall tau.
-    COMMON: ClassVar[dict[str, Any]] = {"target": "raw"}
+    #: What the trees regress: "rank" (the default since session 11): the training values'
+    #: ranks scaled to (0, 1], which stops a few very poor cells (e.g. nb201's 10%
+    #: accuracies) from dominating the squared error; only the order of predictions is
+    #: meaningful then, which is all a ranking needs. Or "raw" values (what a first user of
+    #: the library would do). Measured on nb201 (5 seeds, 100/1000 cells, docs/benchmarks.md):
+    #: xgb 0.513/0.758 -> 0.602/0.808, xgb_path 0.423/0.567 -> 0.668/0.791 Kendall tau.
+    COMMON: ClassVar[dict[str, Any]] = {"target": "rank"}
+    #: library parameters that count something (>= 1) and fractions in (0, 1]
+    COUNTS: ClassVar[tuple[str, ...]] = ("n_estimators", "min_samples_leaf", "n_jobs")
+    FRACTIONS: ClassVar[tuple[str, ...]] = ("subsample", "colsample_bytree", "learning_rate")
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
         merged = check_params(f"predictor {self.name!r}", params,
@@ -61,6 +65,35 @@ class TreePredictor(Predictor):
             raise ArchrankError(f"predictor {self.name!r}: target must be 'raw' or 'rank', "
                                 f"got {self.target!r}")
         self.hp: dict[str, Any] = merged  # the library's own keyword arguments
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """The libraries check their arguments only when fitting: check them before work."""
+        owner = f"predictor {self.name!r}"
+        for key, value in self.hp.items():
+            if key in self.COUNTS and value < 1:
+                raise InvalidOption(f"{owner}: parameter {key!r} must be at least 1, got "
+                                    f"{value}")
+            if key in self.FRACTIONS and not 0 < value <= 1:
+                raise InvalidOption(f"{owner}: parameter {key!r} must lie in (0, 1], got "
+                                    f"{value}")
+        features = self.hp.get("max_features")
+        if isinstance(features, float) and not 0 < features <= 1:
+            raise InvalidOption(f"{owner}: parameter 'max_features' must be a fraction in "
+                                f"(0, 1] or a count of at least 1, got {features}")
+        if isinstance(features, int) and features < 1:
+            raise InvalidOption(f"{owner}: parameter 'max_features' must be at least 1, got "
+                                f"{features}")
+
+    @staticmethod
+    def chunks(n: int, size: int = 65536) -> list[slice]:
+        """Cells per predict call: the encodings of a whole space would take gigabytes."""
+        return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+    @classmethod
+    def params_recorded_by(cls, session: int, space: str) -> dict[str, Any]:
+        """Runs recorded before session 11 regressed raw values."""
+        return {"target": "raw"} if session < 11 else {}
 
     def fit_target(self, y: np.ndarray) -> np.ndarray:
         return rankdata(y) / len(y) if self.target == "rank" else y
@@ -74,7 +107,7 @@ class TreePredictor(Predictor):
             x = encodings.path_encoding(graphs, self.space)
         else:
             x = encodings.onehot(graphs, self.space)
-        return x.cpu().numpy().astype(np.float32)
+        return x.cpu().numpy().astype(np.float32, copy=False)
 
 
 # -- gradient-boosted trees -------------------------------------------------------------------
@@ -98,14 +131,15 @@ class XGBPredictor(TreePredictor):
 
     def _regressor(self) -> Any:
         xgb = _require("xgboost", self.name)
-        return xgb.XGBRegressor(tree_method="hist", random_state=self.seed, **self.hp)
+        return xgb.XGBRegressor(tree_method="hist", random_state=self.library_seed, **self.hp)
 
     def _fit(self, graphs: GraphBatch, y: np.ndarray, unlabeled: GraphBatch | None) -> None:
         self.model_ = self._regressor()
         self.model_.fit(self.features(graphs), self.fit_target(y))
 
     def _predict(self, graphs: GraphBatch) -> np.ndarray:
-        return self.model_.predict(self.features(graphs)).astype(np.float64)
+        return np.concatenate([self.model_.predict(self.features(graphs[part]))
+                               for part in self.chunks(len(graphs))]).astype(np.float64)
 
     def get_state(self) -> dict[str, Any]:
         raw = bytes(self.model_.get_booster().save_raw(raw_format="json"))
@@ -172,6 +206,9 @@ class ForestArrays:
         """
         x = np.asarray(x, dtype=np.float32)
         n_feat = x.shape[1]
+        if self.feature.max() >= n_feat:
+            raise ArchrankError(f"the forest splits on feature {int(self.feature.max())}; "
+                                f"these cells have {n_feat} (a forest of another encoding?)")
         out = np.empty(len(x), dtype=np.float64)
         for start in range(0, len(x), chunk):
             part = x[start:start + chunk].ravel()
@@ -196,9 +233,23 @@ class ForestArrays:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ForestArrays:
-        return cls(*(state[k].numpy() for k in
-                     ("roots", "left", "right", "feature", "threshold", "value")),
-                   depth=int(state["depth"]))
+        forest = cls(*(state[k].numpy() for k in
+                       ("roots", "left", "right", "feature", "threshold", "value")),
+                     depth=int(state["depth"]))
+        forest.check()
+        return forest
+
+    def check(self) -> None:
+        """A damaged file: arrays of other lengths, or links outside the forest."""
+        m = len(self.value)
+        if not len(self.roots) or any(len(a) != m for a in (self.left, self.right,
+                                                             self.feature, self.threshold)):
+            raise ArchrankError("the saved forest's arrays do not fit together")
+        for name, a in (("roots", self.roots), ("left", self.left), ("right", self.right)):
+            if a.min() < 0 or a.max() >= m:
+                raise ArchrankError(f"the saved forest's {name} point outside its {m} nodes")
+        if self.feature.min() < 0:
+            raise ArchrankError("the saved forest has negative feature indices")
 
 
 class RFPredictor(TreePredictor):
@@ -216,7 +267,7 @@ class RFPredictor(TreePredictor):
 
     def _fit(self, graphs: GraphBatch, y: np.ndarray, unlabeled: GraphBatch | None) -> None:
         ensemble = _require("sklearn.ensemble", self.name)
-        forest = ensemble.RandomForestRegressor(random_state=self.seed, **self.hp)
+        forest = ensemble.RandomForestRegressor(random_state=self.library_seed, **self.hp)
         forest.fit(self.features(graphs), self.fit_target(y))
         # Threads would add the trees' outputs in a varying order (last-bit differences).
         forest.set_params(n_jobs=1)
@@ -224,7 +275,10 @@ class RFPredictor(TreePredictor):
         self.forest_ = ForestArrays.from_sklearn(forest)
 
     def _predict(self, graphs: GraphBatch) -> np.ndarray:
-        x = self.features(graphs)
+        return np.concatenate([self._predict_rows(self.features(graphs[part]))
+                               for part in self.chunks(len(graphs))])
+
+    def _predict_rows(self, x: np.ndarray) -> np.ndarray:
         if getattr(self, "sklearn_", None) is not None:  # fitted here: scikit-learn's fast path
             return self.sklearn_.predict(x).astype(np.float64)
         return self.forest_.predict(x)

@@ -32,7 +32,13 @@ FLAGS = {
     "space_from_bench": "--space-from-bench", "max_in_flight": "--workers",
     "oracle": "--oracle", "ordered": "ordered", "strategy_params": "strategy options",
     "oracle_params": "oracle options", "predictor_defaults": "the predictor's guided defaults",
+    "defaults_session": "the predictor defaults of session",
 }
+
+# Which predictor defaults a new run searches with (``Predictor.params_recorded_by``): the
+# development session whose defaults are current. A run records it, so that a later change of
+# a default does not change how the run continues on resume.
+DEFAULTS_SESSION = 11
 
 
 @dataclass
@@ -56,6 +62,8 @@ class SearchConfig:
     # strategy_params sets none (``Predictor.guided_defaults``); a run recorded before they
     # existed resumes without them (``from_dict``), as it was searched
     predictor_defaults: bool = True
+    # the predictor parameters' defaults the run searches with (see DEFAULTS_SESSION)
+    defaults_session: int = DEFAULTS_SESSION
 
     def __post_init__(self) -> None:
         self.strategy, self.predictor = resolve_strategy(self.strategy, self.predictor)
@@ -83,6 +91,8 @@ class SearchConfig:
             raise ArchrankError(f"run configuration has unknown keys: {', '.join(unknown)} "
                                 "(written by a newer archrank?)")
         data = {"predictor_defaults": False, **data}  # recorded before they existed
+        # recorded before runs recorded it: sessions 9-10 (guided defaults on), or before 9
+        data.setdefault("defaults_session", 10 if data["predictor_defaults"] else 8)
         try:
             return cls(**data)
         except (TypeError, ValueError) as exc:  # a damaged or hand-edited run configuration
@@ -216,15 +226,16 @@ def _recipe_as_recorded(config: SearchConfig, inputs: dict[str, Any] | None,
 
 
 def _predictor_as_recorded(config: SearchConfig) -> SearchConfig:
-    """A guided run recorded before runs recorded ``predictor_defaults`` searched with its
-    predictor's parameters of then (``Predictor.params_before_session9``: GATES++'s "auto"
-    arch inputs without the structural signals), unless it set them itself."""
-    if config.predictor_defaults or config.strategy != "guided":
+    """A guided run searches with the predictor defaults of the session that recorded it
+    (``Predictor.params_recorded_by``: GATES++'s "auto" arch inputs before the structural
+    signals, the tree baselines' raw targets before session 11), unless it set them itself."""
+    if config.strategy != "guided":
         return config
     from archrank.predictors.base import predictor_class
 
     assert config.predictor is not None  # resolve_strategy names guided search's predictor
-    before = predictor_class(config.predictor).params_before_session9(config.space)
+    before = predictor_class(config.predictor).params_recorded_by(config.defaults_session,
+                                                                  config.space)
     if not before:
         return config
     params = dict(config.strategy_params)
