@@ -303,13 +303,47 @@ def test_a_dead_worker_leaves_its_cells_pending_for_the_resume(config, tmp_path)
         run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
                    executor=BreakingPool(5, CancelledError()),  # type: ignore[arg-type]
                    max_in_flight=3)
-    # an error of that one evaluation (not a lost worker) is its failure, the run goes on
+    # so is a task that could not be shipped to a worker or read there (Dask)
+    for error in (TypeError("cannot pickle '_thread.lock' object"),
+                  RuntimeError("Error during deserialization of the task graph")):
+        with RunStore.memory(cfg.to_dict()) as store:
+            with pytest.raises(ArchrankError, match="worker stopped"):
+                run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
+                           executor=BreakingPool(5, error),  # type: ignore[arg-type]
+                           max_in_flight=3)
+            assert "failed" not in [r.status for r in store.records()]
+
+    # Dask's verdict that the task killed its workers is that evaluation's failure
+    class KilledWorker(Exception):
+        pass
+
     with RunStore.memory(cfg.to_dict()) as store:
         result = run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
-                            executor=BreakingPool(5, TypeError("cannot pickle")),  # type: ignore[arg-type]
+                            executor=BreakingPool(5, KilledWorker("task killed 4 workers")),  # type: ignore[arg-type]
                             max_in_flight=3)
     assert [r.status for r in result.records].count("failed") == 1
     assert result.n_evaluated == cfg.budget
+
+
+def test_a_cell_that_kills_its_worker_every_time_cannot_stop_every_resume(config, tmp_path):
+    from archrank.errors import ArchrankError
+
+    cfg = replace(config, strategy="random", max_in_flight=1, budget=6)
+    path = tmp_path / "run"
+    with RunStore.create(path, cfg.to_dict()) as store, \
+            pytest.raises(ArchrankError, match=r"1 kept pending: continue"):
+        run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
+                   executor=BreakingPool(3), max_in_flight=1)  # type: ignore[arg-type]
+    with RunStore.open(path) as store, \
+            pytest.raises(ArchrankError, match=r"0 kept pending, 1 recorded as failed"):
+        run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
+                   executor=BreakingPool(1), max_in_flight=1)  # type: ignore[arg-type]
+    with RunStore.open(path) as store:
+        result = run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
+                            max_in_flight=1)
+        failed = [r for r in store.records() if r.status == "failed"]
+    assert result.n_evaluated == cfg.budget and len(failed) == 1
+    assert failed[0].seq == 2 and "stopped 2 times" in failed[0].error
 
 
 def test_a_non_finite_objective_is_a_failure_not_the_best(config):

@@ -136,3 +136,30 @@ def test_bench_table_seeds_in_any_order_and_bad_sizes(cli, tmp_path):
     line = one_line_error(*cli("bench", "table", "--dataset", "digits", "--n", "2",
                                "--width", "0", "--out", tmp_path / "t.csv")[::2])
     assert "width and depth must be at least 1, got width 0" in line
+
+
+def test_a_dead_training_worker_is_a_one_line_error_and_the_journal_stays(tmp_path, nb201):
+    """A killed worker ended `bench table` as an internal error (BrokenProcessPool)."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    pytest.importorskip("sklearn")
+
+    class DiesOnThird(InlineExecutor):
+        calls = 0
+
+        def submit(self, fn, /, *args, **kwargs):
+            self.calls += 1
+            if self.calls < 3:
+                return super().submit(fn, *args, **kwargs)
+            future: Future = Future()
+            future.set_exception(BrokenProcessPool("a process was terminated abruptly"))
+            return future
+
+    oracle = TrainingOracle("nb201", "digits", recipe=TrainRecipe(epochs=1), width=4)
+    cells = [nb201.format(a) for a in nb201.sample(2, np.random.default_rng(0))]
+    out = tmp_path / "truth.csv"
+    with pytest.raises(ArchrankError, match=r"a training worker stopped \(BrokenProcessPool: "
+                                            r"a process was .*2 trainings are journaled"):
+        TruthBuilder(oracle, cells, [0, 1], out).run(DiesOnThird(), in_flight=1)
+    assert len(TruthBuilder(oracle, cells, [0, 1], out).pending) == 2

@@ -78,6 +78,15 @@ class ArrayDataset:
     y_test: np.ndarray | None = None
     num_classes: int = 0
 
+    def __post_init__(self) -> None:
+        # Canonical C strides for every array: a view such as ``x[:, None, :]`` keeps an odd
+        # stride on its size-1 axis, which pickling (to a worker) normalises, and torch picks
+        # other kernels for the two, so a training gave other numbers inline than on workers.
+        for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+            arr = getattr(self, name)
+            if arr is not None and arr.strides != np.empty(arr.shape, arr.dtype).strides:
+                object.__setattr__(self, name, arr.copy(order="C"))
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one example, channels first."""

@@ -121,6 +121,16 @@ def stop_pool(executor: Executor) -> None:
             manager.join(timeout=10)
 
 
+def close_now(executor: Executor) -> None:
+    """Close an executor without waiting for work in flight (after Ctrl-C: a process pool's
+    workers ignore it, so a plain shutdown would wait for their trainings and then drop
+    them); a finished job loses nothing."""
+    if isinstance(executor, ProcessPoolExecutor):
+        stop_pool(executor)
+    else:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
 class DaskExecutor(Executor):
     """A Dask distributed client seen as an ``Executor`` (owns its client and cluster)."""
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from archrank.cache import atomic_path
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, first_line
 from archrank.metrics import kendall_tau
 from archrank.oracles.training import TrainingOracle
 
@@ -131,7 +131,13 @@ class TruthBuilder:
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for fut in done:
                 arch, seed = running.pop(fut)
-                evaluation, _, _ = fut.result()
+                try:
+                    evaluation, _, _ = fut.result()
+                except Exception as exc:  # evaluate_arch keeps a training's own errors
+                    raise ArchrankError(
+                        f"a training worker stopped ({type(exc).__name__}: {first_line(exc)});"
+                        f" {len(self.results)} trainings are journaled: run the same command"
+                        " again to continue") from None
                 rec = {"arch": arch, "seed": seed, "status": evaluation.status,
                        "metrics": evaluation.metrics, "error": evaluation.error}
                 self.results[(arch, seed)] = rec

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from archrank.cli.app import VAL_SAMPLES, bench_app, console, err, oneshot_app, parse_sets
 from archrank.errors import ArchrankError
+from archrank.executors import close_now
 from archrank.files import check_output, write_json
 
 
@@ -213,7 +214,7 @@ def fit(
                               on_scored=lambda d, n: progress.update(task, completed=d, total=n))
     finally:
         if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+            close_now(executor)
     table.write_csv(out)
     info = {**table.info, "checkpoint": str(checkpoint), "setting": ckpt.setting.to_dict(),
             "bn_recalibrate": bn_recalibrate, "calib_batches": calib_batches,
@@ -525,7 +526,7 @@ def bench_oneshot_search(
                               executor=executor, workers=workers,
                               on_stage=lambda text: err.print(text))
     finally:
-        executor.shutdown(wait=False, cancel_futures=True)
+        close_now(executor)
     table = Table("method", "truth percentile", "val_acc", "test_acc", "search s", "degenerate")
     def pm(stat: dict[str, float], digits: int) -> str:
         return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"

@@ -10,6 +10,7 @@ import typer
 from archrank.cli.app import bench_app, console, err
 from archrank.cli.oneshot import eta_progress
 from archrank.errors import ArchrankError
+from archrank.executors import close_now
 from archrank.files import check_output, write_json
 
 
@@ -99,7 +100,7 @@ def bench_table(
         with progress:
             builder.run(executor, in_flight=workers, on_result=on_result)
     finally:
-        executor.shutdown(wait=False, cancel_futures=True)
+        close_now(executor)
     builder.write_csv()
     ceilings = {m: noise_ceiling(builder.values(m), higher_is_better=m.endswith("_acc"))
                 for m in ("val_acc", "val_loss")}

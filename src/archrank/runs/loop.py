@@ -45,15 +45,22 @@ def executor_for(workers: int, kind: str | None = None,
 
 
 def _worker_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` from a future means its worker process is gone (a broken process pool,
-    a Dask worker killed), rather than an error of that evaluation."""
+    """Whether ``exc`` from a future comes from the machinery rather than the evaluation: its
+    worker process is gone (a broken process pool, a future cancelled when Dask lost its
+    scheduler, a closed connection to it), or the task could not be shipped to a worker or
+    read there (a client and cluster with other environments). ``evaluate_arch`` turns an
+    oracle's own errors (OSError included) into failed evaluations."""
+    import pickle
     from concurrent.futures import BrokenExecutor, CancelledError
 
-    # evaluate_arch turns an oracle's own errors (OSError included) into failed evaluations,
-    # so these come from the machinery: a broken pool, a future cancelled when Dask lost its
-    # scheduler, a closed connection to it, a killed Dask worker
-    return (isinstance(exc, BrokenExecutor | CancelledError | OSError)
-            or type(exc).__name__ == "KilledWorker")
+    text = str(exc).lower()
+    return (isinstance(exc, BrokenExecutor | CancelledError | OSError | pickle.PicklingError)
+            or "serializ" in text or "pickl" in text)
+
+
+def _killed_worker(exc: BaseException) -> bool:
+    """Dask's verdict that this task killed several workers (it is the cell, not chance)."""
+    return type(exc).__name__ == "KilledWorker"
 
 
 def evaluate_arch(oracle: Oracle, arch: Any) -> tuple[Evaluation, float, float]:
@@ -248,16 +255,10 @@ def run_search(
             try:
                 evaluation, started, finished = slot.future.result()
             except Exception as exc:
-                if _worker_lost(exc):
-                    # a worker process died (killed for memory...): the machinery, not the
-                    # cell, so the cells in flight stay pending and a resume evaluates them
-                    # again (recording them as failures would lose them for good)
-                    raise ArchrankError(
-                        f"an evaluation worker stopped ({type(exc).__name__}: "
-                        f"{first_line(exc)}); the "
-                        f"{len(slots)} evaluation(s) in flight are kept pending: continue the "
-                        f"run with --resume") from None
-                # anything else (an oracle that cannot be pickled...) is that evaluation's
+                if _worker_lost(exc) and not _killed_worker(exc):
+                    raise _lost(exc) from None
+                # anything else (Dask's KilledWorker: this task killed its workers) is that
+                # evaluation's failure
                 evaluation = Evaluation(status="failed",
                                         error=f"{type(exc).__name__}: {exc}"[:500])
                 started, finished = None, time.time()
@@ -284,6 +285,29 @@ def run_search(
                 raise ArchrankError(
                     f"{failures} evaluations in a row failed; stopping "
                     f"(last error: {evaluation.error})")
+
+    def _lost(exc: BaseException) -> ArchrankError:
+        """A worker died (killed for memory...) or the task could not reach one: the
+        machinery, not the cell, so the cells in flight stay pending and a resume evaluates
+        them again (recording them as failures would lose them for good). A cell in flight
+        at a second such loss is recorded as failed, so that one that kills its worker every
+        time cannot stop every resume."""
+        now = time.time()
+        repeated = []
+        for seq, losses in store.mark_lost(sorted(slots)).items():
+            if losses >= 2:
+                error = (f"its evaluation worker stopped {losses} times while it was in "
+                         f"flight ({type(exc).__name__})")
+                store.record_result(seq, Evaluation(status="failed", error=error), None,
+                                    None, now)
+                repeated.append(seq)
+        cells = ", ".join(f"#{s} {records[s].arch}" for s in sorted(slots))
+        kept = len(slots) - len(repeated)
+        return ArchrankError(
+            f"an evaluation worker stopped ({type(exc).__name__}: {first_line(exc)}) with "
+            f"{len(slots)} evaluation(s) in flight ({cells[:300]}); {kept} kept pending"
+            + (f", {len(repeated)} recorded as failed (in flight at an earlier stop too)"
+               if repeated else "") + ": continue the run with --resume")
 
     def fill() -> bool:
         """Ask for as many proposals as there are free slots; False when none came."""

@@ -37,6 +37,7 @@ from archrank.oracles.base import Evaluation
 DB_NAME = "run.sqlite"
 LOCK_NAME = "run.lock"
 SCHEMA_VERSION = 1
+LOST = "worker stopped while in flight: "  # a pending row's error: how often (mark_lost)
 INPUTS_KEY = "inputs"  # config row holding the run's input fingerprints (RunStore.create)
 
 _SCHEMA = """
@@ -472,6 +473,25 @@ class RunStore:
                 (evaluation.status, json.dumps(evaluation.metrics, default=_jsonable),
                  _finite(objective),
                  float(evaluation.cost), evaluation.error, started, finished, tell_seq, seq))
+
+    @_guarded
+    def mark_lost(self, seqs: list[int]) -> dict[int, int]:
+        """Count, on each pending evaluation of ``seqs``, one more stop of its worker while it
+        was in flight (kept in its ``error`` until it has a result); the counts."""
+        counts: dict[int, int] = {}
+        with self.conn:
+            for seq in seqs:
+                row = self.conn.execute("SELECT status, error FROM evaluations WHERE seq = ?",
+                                        (seq,)).fetchone()
+                if row is None or row[0] != "pending":
+                    continue
+                before = row[1] or ""
+                n = int(before[len(LOST):]) if before.startswith(LOST) and \
+                    before[len(LOST):].isdigit() else 0
+                counts[seq] = n + 1
+                self.conn.execute("UPDATE evaluations SET error = ? WHERE seq = ?",
+                                  (f"{LOST}{n + 1}", seq))
+        return counts
 
     @_guarded
     def mark_told(self, seq: int, tell_seq: int) -> None:
