@@ -132,8 +132,24 @@ def test_npz_with_an_absurd_label_is_refused(tmp_path, cli):
     ["search", "--space", "nb201", "--bench", "nbgraph:cora", "--metric", "x",
      "--executor", "dask", "--scheduler", "tcp://::::x"],
     ["bench", "speed", "--train-size", "999999"],
+    # session 11 review: accepted and ignored, or failing only at the end of the work
+    ["search", "--oracle", "train", "--bench", "{tmp}/t.csv", "--budget", "1",
+     "--run-dir", "{tmp}/r"],                   # the table was recorded, never read
+    ["search", "--space", "nb201", "--bench", "{tmp}/t.csv", "--metric", "acc",
+     "--space-from-bench", "--set", "predictor.epochs=0", "--budget", "1",
+     "--run-dir", "{tmp}/r"],                   # an untrained model guided the search
+    ["bench", "predictor", "--space", "nb201", "--bench", "{tmp}/t.csv", "--metric", "acc",
+     "--predictors", "mlp", "--set", "mlp.lr=0"],
+    ["bench", "predictor", "--space", "nb201", "--bench", "{tmp}/t.csv", "--metric", "acc",
+     "--predictors", "mlp", "--plot", "{tmp}/t.csv"],   # a file, found after the benchmark
+    ["bench", "predictor", "--space", "nb201", "--bench", "{tmp}/t.csv", "--metric", "acc",
+     "--predictors", "mlp", "--plot", "{tmp}/no/such"],  # a parent created silently
+    ["oneshot", "latency", "--batch-size", "0", "--validate", "0"],
+    ["oneshot", "latency", "--validate", "0", "--json", "{tmp}/no/x.json"],
 ])
 def test_bad_numbers_and_addresses(tmp_path, cli, argv):
+    (tmp_path / "t.csv").write_text("arch,acc\n" + "".join(f"{c},{90 + i}\n"
+                                                          for i, c in enumerate(CELLS)))
     status, _, err = cli(*[a.format(tmp=tmp_path) for a in argv])
     one_line_error(status, err)
     assert not (tmp_path / "r").exists()  # refused before a run dir is made

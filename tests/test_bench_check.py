@@ -124,3 +124,16 @@ def test_check_official_reader_hashes(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["rows"] == report["valid"] == report["hashes_checked"] > 0
     assert report["hash_mismatches"] == 0
+
+
+def test_check_counts_infinite_scores_as_problems(tmp_path: Path) -> None:
+    """They read as valid with mean inf, exit 0, while search and fits refuse the file."""
+    table = tmp_path / "inf.csv"
+    table.write_text(f"arch,acc\n{A1},93.1\n{A2},inf\n{DEAD_A},-1e999\n")
+    out = tmp_path / "r.json"
+    assert run(["bench", "check", str(table), "--space", "nb201", "--metric", "acc",
+                "--json", str(out)]) == 1
+    metric = json.loads(out.read_text())["metric"]
+    assert metric["infinite"] == 2 and [v["line"] for v in metric["first_infinite"]] == [3, 4]
+    assert metric["max"] == metric["mean"] == 93.1
+    assert run(["bench", "check", str(table), "--space", "nb201"]) == 0  # no metric asked

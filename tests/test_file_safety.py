@@ -104,3 +104,26 @@ def test_read_only_output_rejected_up_front(tmp_path, cli):
     path.chmod(0o444)
     status, _, err = cli("space", "enumerate", "nb201", "--out", path)
     assert "not writable" in one_line_error(status, err)
+
+
+def test_an_output_never_overwrites_the_commands_own_input(tmp_path, cli, nb201_csv):
+    """`runs export RUN --out RUN/run.sqlite`, `search --bench T --json T`, `oneshot fit CKPT
+    --out CKPT` replaced the input with their output and exited 0."""
+    table = tmp_path / "t.csv"
+    table.write_bytes(nb201_csv.read_bytes()[:4000].rsplit(b"\n", 1)[0] + b"\n")
+    run = tmp_path / "run"
+    base = ["search", "--space", "nb201", "--bench", table, "--metric", "cifar10_test",
+            "--space-from-bench", "--strategy", "random", "--budget", "3"]
+    assert cli(*base, "--run-dir", run)[0] == 0
+    db = next(p for p in run.iterdir() if p.suffix == ".sqlite")
+    before = {p: p.read_bytes() for p in (table, db)}
+    for argv in (["runs", "export", run, "--csv", "--out", db],
+                 ["report", run, "--out", db],
+                 [*base, "--run-dir", tmp_path / "run2", "--json", table],
+                 ["bench", "check", table, "--space", "nb201", "--json", table]):
+        status, _, err = cli(*argv)
+        line = one_line_error(status, err)
+        assert "overwritten" in line, line
+    assert all(p.read_bytes() == b for p, b in before.items())
+    # a new file next to the run's database is fine
+    assert cli("runs", "export", run, "--csv", "--out", run / "evals.csv")[0] == 0

@@ -139,6 +139,13 @@ def test_oneshot_train_fit_select_and_search(cli, tmp_path):
     assert code == 2 and "exists; continue it with --resume" in err
     code, _, err = cli("oneshot", "train", "--resume", str(ckpt), "--width", "8")
     assert code == 2 and "not width 8" in err and err.count("\n") == 1
+    for option in (["--lr", "5"], ["--seed", "7"], ["--sampler", "fair"],
+                   ["--batch-size", "3"], ["--dataset", "digits"]):  # were silently ignored
+        code, _, err = cli("oneshot", "train", "--resume", str(ckpt), *option)
+        assert code == 2 and f"was trained with {option[0]}" in err, err
+    code, _, err = cli("oneshot", "train", "--resume", str(ckpt), "--batch-size", "32",
+                       "--dataset", str(npz))  # the checkpoint's own values: fine
+    assert code == 0, err
     code, _, err = cli("oneshot", "train", *base, "--epochs", "0", "--out",
                        str(tmp_path / "zero.pt"))  # was read as "the default, 150"
     assert code == 2 and "--epochs must be at least 1, got 0" in err and err.count("\n") == 1

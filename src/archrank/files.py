@@ -19,7 +19,7 @@ import os
 import stat
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,9 +31,12 @@ def _real(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def check_output(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+def check_output(path: str | os.PathLike[str], flag: str = "--out",
+                 inputs: Iterable[str | os.PathLike[str] | None] = ()) -> Path:
     """``path`` as a ``Path`` if a file can be written there; a one-line error naming ``flag``
-    and the problem otherwise. Creates nothing."""
+    and the problem otherwise. ``inputs`` are what the command reads (files, run or data
+    directories): an output that is one of them, or an existing file inside one, would
+    destroy it (a new file next to a run's database is fine). Creates nothing."""
     p = Path(path)
     if str(p) == "-":
         return p
@@ -41,6 +44,16 @@ def check_output(path: str | os.PathLike[str], flag: str = "--out") -> Path:
     real = _real(p)
     if real.is_dir():
         raise ArchrankError(f"{where}: is a directory; give a file name")
+    for given in inputs:
+        if given is None or str(given) == "-" or str(given).startswith("nbgraph:"):
+            continue
+        source = _real(Path(str(given).split("?", 1)[0]))  # a table spec's ?COLUMN=VALUE
+        if real == source:
+            raise ArchrankError(f"{where}: this is the input {given}; write elsewhere "
+                                "(it would be overwritten)")
+        if source.is_dir() and source in real.parents and real.exists():
+            raise ArchrankError(f"{where}: a file of the input {given} (it would be "
+                                "overwritten); write elsewhere")
     folder = real.parent
     if not folder.is_dir():
         raise ArchrankError(f"{where}: folder {folder} does not exist (create it first)")
@@ -56,6 +69,22 @@ def check_output(path: str | os.PathLike[str], flag: str = "--out") -> Path:
     if regular and not os.access(folder, os.W_OK | os.X_OK):
         raise ArchrankError(f"{where}: folder {folder} is not writable")
     return p
+
+
+def check_plot_dir(path: str | os.PathLike[str] | None, flag: str = "--plot") -> None:
+    """A folder figures can go to: an existing, writable folder, or a new one whose parent
+    exists (created when written; a missing parent is an error, never created silently).
+    Checked before the work, so a long benchmark does not fail at its very end."""
+    if path is None:
+        return
+    p = _real(Path(path))
+    if p.exists() and not p.is_dir():
+        raise ArchrankError(f"{flag} {path}: is a file; give a folder for the figures")
+    folder = p if p.is_dir() else p.parent
+    if not folder.is_dir():
+        raise ArchrankError(f"{flag} {path}: folder {folder} does not exist (create it first)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ArchrankError(f"{flag} {path}: folder {folder} is not writable")
 
 
 @contextlib.contextmanager

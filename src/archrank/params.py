@@ -10,9 +10,11 @@ else any plain value):
 - a ``float`` default a finite number, a ``bool`` default ``true``/``false``,
 - a ``str`` default text, a ``dict`` / ``list`` default a JSON object / list;
 
-and, everywhere, no NaN or infinity, no number beyond 2^31 in size, and no negative number
-where the default is a non-negative number. Ranges a component knows better (``explore`` in
-[0, 1], a loss name) stay with the component, which raises a one-line error itself.
+and, everywhere, no NaN or infinity, no number beyond 2^31 in size, no negative number
+where the default is a non-negative number, no count below 1 for the names in
+``AT_LEAST_ONE`` (epochs, batch sizes, ...) and no rate at or below 0 for ``POSITIVE``.
+Ranges a component knows better (``explore`` in [0, 1], a loss name) stay with the
+component, which raises a one-line error itself.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ OPTIONAL_TYPES: dict[str, Any] = {
     "epochs": 0, "batch_size": 0, "ensemble": 0, "threads": 0, "seed": 0, "ae_seed": 0,
     "max_fit_steps": 0, "width": 0, "depth": 0, "lr": 0.0, "device": "",
 }
+
+
+# Counts that mean nothing at zero wherever they appear (an untrained model, no batch), and
+# rates that must move something.
+AT_LEAST_ONE = frozenset({"epochs", "batch_size", "ensemble", "max_fit_steps", "width",
+                          "depth"})
+POSITIVE = frozenset({"lr"})
 
 
 def _kind(value: Any) -> str:
@@ -68,12 +77,16 @@ def check_value(owner: str, name: str, value: Any, default: Any) -> Any:
         if not isinstance(value, numbers.Integral) and not float(value).is_integer():
             raise bad("an integer")
         value = int(value)
+        if name in AT_LEAST_ONE and value < 1:
+            raise bad("at least 1")
         if default >= 0 and value < 0:
             raise bad("at least 0")
         return value
     if isinstance(default, numbers.Real):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise bad("a number")
+        if name in POSITIVE and not value > 0:
+            raise bad("positive")
         if default >= 0 and value < 0:
             raise bad("at least 0")
         return value

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from archrank.cli.app import FILTER_HELP, VAL_SAMPLES, bench_app, console
-from archrank.files import check_output, write_json
+from archrank.files import check_output, check_plot_dir, write_json
 from archrank.tables import with_filters
 
 
@@ -67,12 +67,17 @@ def check_report(spec: str, space_name: str, metric: str | None = None,
     if metric is not None:
         col = bench.values(metric)
         present = ~np.isnan(col)
+        infinite = np.flatnonzero(np.isinf(col))  # no score: search and fits refuse them
         info: dict[str, Any] = {"name": metric, "values": int(present.sum()),
-                                "missing": int((~present).sum())}
-        if present.any():
-            i = bench.best_index(metric)
-            info.update({"min": float(np.nanmin(col)), "max": float(col[i]),
-                         "mean": float(np.nanmean(col)),
+                                "missing": int((~present).sum()), "infinite": len(infinite),
+                                "first_infinite": [{where_unit: where(int(i)),
+                                                    "value": float(col[i])}
+                                                   for i in infinite[:show]]}
+        finite = np.isfinite(col)
+        if finite.any():
+            i = int(np.flatnonzero(finite)[np.argmax(col[finite])])
+            info.update({"min": float(col[finite].min()), "max": float(col[i]),
+                         "mean": float(col[finite].mean()),
                          "best_arch": space.format(bench.archs[i]), "best_hash": hashes[i]})
         report["metric"] = info
     return report
@@ -109,8 +114,10 @@ def _print(report: dict[str, Any]) -> None:
     if "metric" in report:
         m = report["metric"]
         table.add_row(f"{m['name']}: values / missing", f"{m['values']:,} / {m['missing']:,}")
+        if m["infinite"]:
+            table.add_row(f"{m['name']}: infinite", Text(_fmt(m["infinite"]), style="red"))
         if "max" in m:
-            table.add_row(f"{m['name']}: min / mean / max",
+            table.add_row(f"{m['name']}: min / mean / max (finite)",
                           f"{_fmt(m['min'])} / {_fmt(m['mean'])} / {_fmt(m['max'])}")
             table.add_row(f"{m['name']}: best", m["best_arch"])
     table.add_row("read and hashed in", f"{report['seconds']:.2f} s")
@@ -120,6 +127,10 @@ def _print(report: dict[str, Any]) -> None:
         console.print(Text.assemble(("invalid", "red"), f" {unit} {p[unit]}: {p['message']}"))
     if report["invalid"] > len(report["problems"]):
         console.print(f"... and {report['invalid'] - len(report['problems'])} more invalid rows")
+    for v in report.get("metric", {}).get("first_infinite", []):
+        unit = next(k for k in v if k != "value")
+        console.print(Text.assemble(("infinite", "red"), f" {unit} {v[unit]}: "
+                                    f"{report['metric']['name']} is {v['value']} (no score)"))
     for m in report["first_mismatches"]:
         unit = next(k for k in m if k not in ("recorded", "computed"))
         console.print(Text.assemble(("hash mismatch", "red"), f" {unit} {m[unit]}: file says "
@@ -142,12 +153,13 @@ def check(
     and invalid rows (with line numbers), duplicates (rows whose canonical hash was already
     seen) and rows whose `hash` column disagrees with the recomputed hash.
 
-    Exits with status 1 when some rows are invalid or some hashes disagree.
+    Exits with status 1 when some rows are invalid, some hashes disagree or --metric holds
+    infinite values.
 
     Example: archrank bench check ../shared/data/nb101_10k.csv --space nb101 --json check.json
     """
     if json_out is not None:
-        check_output(json_out, "--json")
+        check_output(json_out, "--json", [file])
     report = check_report(with_filters(file, filters), space, metric, show)
     if json_out is not None and str(json_out) == "-":
         write_json(json_out, report)
@@ -155,7 +167,8 @@ def check(
         _print(report)
         if json_out is not None:
             write_json(json_out, report)
-    if report["invalid"] or report["hash_mismatches"]:
+    if report["invalid"] or report["hash_mismatches"] or report.get("metric", {}).get(
+            "infinite"):
         raise typer.Exit(1)
 
 
@@ -221,7 +234,8 @@ def bench_oneshot_cmd(
     from archrank.errors import Interrupted
 
     if json_out is not None:
-        check_output(json_out, "--json")
+        check_output(json_out, "--json", [truth, work_dir])
+    check_plot_dir(plot)
     cfg = OneshotBench(truth=truth, space=space, dataset=dataset, recipe=recipe, width=width,
                        depth=depth, seeds=check_seeds(seeds, first_seed),
                        **({} if epochs is None else {"epochs": epochs}), sampler=sampler,

@@ -21,7 +21,7 @@ from rich.table import Table
 from archrank.cli.app import VAL_SAMPLES, bench_app, console, err, oneshot_app, parse_sets
 from archrank.errors import ArchrankError
 from archrank.executors import close_now
-from archrank.files import check_output, write_json
+from archrank.files import check_output, check_plot_dir, write_json
 
 
 def eta_progress(transient: bool = False) -> Progress:
@@ -44,17 +44,21 @@ def dataset_spec(dataset: str) -> str:
 @oneshot_app.command("train")
 def train(
     space: str = typer.Option("nb201", "--space", help="Search space (nb201, darts)."),
-    dataset: str = typer.Option("mnist1d", "--dataset",
-                                help="mnist1d, digits or a .npz file (x_train, y_train, ...)."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="mnist1d (default), digits or a .npz file (x_train, ...)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Supernet epochs (150)."),
     width: int | None = typer.Option(None, "--width",
                                      help="Stem channels (default: the training oracle's)."),
     depth: int | None = typer.Option(None, "--depth", help="Cells per stage (default: same)."),
-    batch_size: int = typer.Option(128, "--batch-size", help="Global batch size."),
-    lr: float = typer.Option(0.1, "--lr", help="Initial learning rate (cosine to 0)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the weights, batches and paths."),
-    sampler: str = typer.Option("uniform", "--sampler",
-                                help="uniform (SPOS) or fair (each op once per block)."),
+    batch_size: int | None = typer.Option(None, "--batch-size",
+                                          help="Global batch size (128)."),
+    lr: float | None = typer.Option(None, "--lr", help="Initial learning rate, cosine to 0 "
+                                    "(0.1)."),
+    seed: int | None = typer.Option(None, "--seed",
+                                    help="Seed of the weights, batches and paths (0)."),
+    sampler: str | None = typer.Option(None, "--sampler",
+                                       help="uniform (SPOS, default) or fair (each op once "
+                                       "per block)."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch threads per process."),
     device: str = typer.Option("auto", "--device", help="auto (GPU when present), cpu, cuda."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write."),
@@ -87,6 +91,15 @@ def train(
                                depth=depth)
         trainer = SupernetTrainer.resume(ckpt, epochs=epochs, **kwargs)
         target = resume
+        recorded = {"--dataset": (None if dataset is None else dataset_spec(dataset),
+                                  ckpt.dataset_spec),
+                    "--batch-size": (batch_size, ckpt.recipe.batch_size),
+                    "--lr": (lr, ckpt.recipe.lr), "--seed": (seed, ckpt.seed),
+                    "--sampler": (sampler, ckpt.sampler)}
+        for flag, (given, kept) in recorded.items():
+            if given is not None and given != kept:  # the checkpoint's, or silently ignored
+                raise ArchrankError(f"{resume} was trained with {flag} {kept}; got {given} "
+                                    "(a resumed training keeps its settings)")
     else:
         assert out is not None
         if out.exists():
@@ -96,10 +109,12 @@ def train(
         if epochs is not None and epochs < 1:
             raise ArchrankError(f"--epochs must be at least 1, got {epochs}")
         recipe = replace(TrainRecipe(epochs=DEFAULT_EPOCHS if epochs is None else epochs),
-                         batch_size=batch_size, lr=lr)
-        trainer = SupernetTrainer.create(space, dataset_spec(dataset), recipe=recipe,
-                                         width=width, depth=depth, seed=seed,
-                                         sampler=sampler, **kwargs)
+                         batch_size=128 if batch_size is None else batch_size,
+                         lr=0.1 if lr is None else lr)
+        trainer = SupernetTrainer.create(space, dataset_spec(dataset or "mnist1d"),
+                                         recipe=recipe, width=width, depth=depth,
+                                         seed=seed or 0, sampler=sampler or "uniform",
+                                         **kwargs)
         target = out
     rank, world = dist_info()
     steps = trainer.steps_per_epoch(world)
@@ -158,10 +173,11 @@ def fit(
         "split's size scores on all of it)."),
     latency: bool = typer.Option(True, "--latency/--no-latency",
                                  help="Measure a latency table on this machine."),
-    latency_batch: int = typer.Option(1, "--latency-batch", help="Batch size of the latency."),
+    latency_batch: int = typer.Option(1, "--latency-batch", min=1,
+                                      help="Batch size of the latency."),
     sets: list[str] | None = typer.Option(None, "--set",
                                           help="Predictor option, e.g. epochs=100."),
-    workers: int = typer.Option(1, "--workers", help="Scoring processes."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Scoring processes."),
     executor_kind: str | None = typer.Option(None, "--executor",
                                              help="inline, process or dask."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address."),
@@ -184,9 +200,9 @@ def fit(
     from archrank.runs.loop import executor_for
     from archrank.spaces import get_space
 
-    check_output(out, "--out")
+    check_output(out, "--out", [checkpoint])
     if json_out is not None:
-        check_output(json_out, "--json")
+        check_output(json_out, "--json", [checkpoint, out])
     check_score_metric(metric)
     predictor_params = parse_sets(sets)
     ckpt = load_checkpoint(checkpoint)
@@ -301,7 +317,7 @@ def latency_cmd(
     dataset: str = typer.Option("mnist1d", "--dataset", help="Without a checkpoint: data."),
     width: int | None = typer.Option(None, "--width", help="Without a checkpoint: width."),
     depth: int | None = typer.Option(None, "--depth", help="Without a checkpoint: depth."),
-    batch_size: int = typer.Option(1, "--batch-size", help="Inference batch size."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Inference batch size."),
     validate: int = typer.Option(30, "--validate",
                                  help="Time this many whole networks against the table."),
     seed: int = typer.Option(0, "--seed", help="Seed of the validation sample."),
@@ -316,7 +332,15 @@ def latency_cmd(
     from archrank.oneshot.hardware import LatencyTable, validate_latency
     from archrank.oneshot.supernet import build_supernet, setting_for
 
+    if json_out is not None:
+        check_output(json_out, "--json", [checkpoint])
     if checkpoint is not None:
+        given = [flag for flag, value, default in (("--space", space, "nb201"),
+                 ("--dataset", dataset, "mnist1d"), ("--width", width, None),
+                 ("--depth", depth, None)) if value != default]
+        if given:  # the checkpoint's setting is measured; these would be ignored
+            raise ArchrankError(f"{', '.join(given)}: the setting is the checkpoint's; give "
+                                "either a checkpoint or the setting")
         setting = load_checkpoint(checkpoint).setting
     else:
         setting = setting_for(space, load_dataset(dataset), width, depth)
@@ -426,7 +450,7 @@ def search_cmd(
     if resume is None and out is not None:
         check_output(out, "--out")
     if json_out is not None:
-        check_output(json_out, "--json")
+        check_output(json_out, "--json", [resume, out])
     if not method.startswith("proxy-"):  # proxy settings would be silently ignored
         proxy_only = {"--sampling": sampling != "learned", "--oiw": oiw != "l2",
                       "--pretrain/--no-pretrain": pretrain is not None,
@@ -494,7 +518,8 @@ def bench_oneshot_search(
     truth: Path = typer.Option(..., "--truth", help="Truth table of bench table."),
     work_dir: Path = typer.Option(Path("oneshot-search"), "--work-dir",
                                   help="Search checkpoints and stand-alone trainings."),
-    workers: int = typer.Option(1, "--workers", help="Stand-alone trainings in parallel."),
+    workers: int = typer.Option(1, "--workers", min=1,
+                                help="Stand-alone trainings in parallel."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report here."),
     plot: Path | None = typer.Option(None, "--plot", help="Also write the figures (SVG and "
                                      "PNG) to this directory."),
@@ -518,7 +543,8 @@ def bench_oneshot_search(
     if epochs < 1:
         raise ArchrankError(f"--epochs must be at least 1, got {epochs}")
     if json_out is not None:
-        check_output(json_out, "--json")
+        check_output(json_out, "--json", [truth, work_dir])
+    check_plot_dir(plot)
     executor = executor_for(workers)
     try:
         report = bench_search(names, seed_list, truth=truth, space=space,

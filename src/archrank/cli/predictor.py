@@ -13,7 +13,7 @@ from rich.table import Table
 from archrank.cli.app import FILTER_HELP, bench_app, console, err, parse_sets
 from archrank.cli.search import keep_partial, save_report
 from archrank.errors import ArchrankError, Interrupted
-from archrank.files import check_output, write_json
+from archrank.files import check_output, check_plot_dir, write_json
 from archrank.tables import with_filters
 
 
@@ -70,7 +70,8 @@ def bench_predictor(
     from archrank.bench.predictor import bench_predictors, parse_sizes
 
     if json_out is not None:
-        check_output(json_out, "--json")
+        check_output(json_out, "--json", [bench])
+    check_plot_dir(plot)
     bench = with_filters(bench, filters)
     names = parse_list(predictors, "predictors")
     sizes = parse_sizes(train_sizes)

@@ -33,7 +33,7 @@ def report(
     """
     from archrank.report import build_report
 
-    check_output(out, "--out")
+    check_output(out, "--out", paths)
     start = time.perf_counter()
     written = build_report(paths, out, title=title, scatter=scatter, top=top)
     err.print(f"wrote {written} ({written.stat().st_size / 1024:.0f} KiB, "

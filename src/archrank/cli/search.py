@@ -22,7 +22,7 @@ from rich.table import Table
 
 from archrank.cli.app import FILTER_HELP, app, bench_app, console, err, parse_sets
 from archrank.errors import ArchrankError, FailedWithPartial, Interrupted
-from archrank.files import check_output, write_json, write_output
+from archrank.files import check_output, check_plot_dir, write_json, write_output
 from archrank.tables import with_filters
 
 runs_app = typer.Typer(
@@ -228,12 +228,16 @@ def search(
     from archrank.runs.store import RunStore
 
     if json_out is not None:
-        check_output(json_out, "--json")
+        check_output(json_out, "--json", [bench, run_dir, resume])
     if filters and bench is None:
         raise ArchrankError("--filter applies to the --bench table; give --bench too")
     if oracle is None and resume is None and any(
             v is not None for v in (dataset, epochs, train_seed, width, depth)):
         raise ArchrankError(f"{_TRAINING_ONLY}; add --oracle train")
+    if oracle in ("train", "supernet") and bench is not None and not space_from_bench:
+        raise ArchrankError(f"--bench with --oracle {oracle} only gives the candidate cells: "
+                            "add --space-from-bench (the oracle scores the cells, not the "
+                            "table)")
     options = {"space": space, "bench": bench and with_filters(bench, filters),
                "metric": metric, "strategy": strategy,
                "predictor": predictor, "budget": budget, "seed": seed,
@@ -431,7 +435,8 @@ def bench_search_cmd(
     from archrank.runs.config import SearchConfig
 
     if json_out is not None:
-        check_output(json_out, "--json")
+        check_output(json_out, "--json", [bench])
+    check_plot_dir(plot)
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     bench = with_filters(bench, filters)
     base = SearchConfig(space=space, bench=bench, metric=metric, strategy="random",
@@ -525,7 +530,7 @@ def runs_export(
     if jsonl and csv:
         raise ArchrankError("give --jsonl or --csv, not both")
     if out is not None:
-        check_output(out, "--out")
+        check_output(out, "--out", [run_dir])
     with RunStore.open(run_dir, readonly=True) as store:
         if csv:
             rows = store.flat_rows()

@@ -70,7 +70,7 @@ def bench_table(
         raise ArchrankError(f"--n must be at least 1, got {n}")
     check_output(out, "--out")
     if json_out is not None:
-        check_output(json_out, "--json")
+        check_output(json_out, "--json", [out])
     seeds = parse_seeds(train_seeds)
     space = get_space(space_name)
     from archrank.cli.oneshot import dataset_spec

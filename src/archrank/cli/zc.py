@@ -98,7 +98,7 @@ def zero_cost(
             raise ArchrankError(f"{flag} only applies to --fill")
     if out is None:
         raise ArchrankError("give --out FILE (a CSV of sampled cells) or --fill (the cache)")
-    check_output(out, "--out")
+    check_output(out, "--out", [table])
     for flag, value in (("--n", n), ("--batch-size", batch_size), ("--width", width),
                         ("--depth", depth)):
         if value is not None and not 1 <= value <= 1_000_000:
