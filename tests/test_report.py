@@ -609,3 +609,37 @@ def test_runs_of_other_datasets_or_options_are_not_pooled(tmp_path):
     assert len(sections) == 2  # mnist1d and my.npz
     assert {r.label for r in runs} == {"gates", "gates (batch=10)"}
     assert any("dataset=my.npz" in sec.intro for sec in sections)
+
+
+def test_a_run_named_twice_counts_once_and_a_damaged_version_is_one_line(nb201_runs,
+                                                                        tmp_path):
+    import shutil
+
+    run = nb201_runs[0]
+    once = build_report([run], tmp_path / "once.html").read_text()
+    with pytest.warns(UserWarning, match="2 input"):
+        twice = build_report([run, Path(f"{run}/"), run / "run.sqlite"],
+                             tmp_path / "twice.html").read_text()
+    assert twice.count("1 run") == once.count("1 run") and "3 run" not in twice
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    with sqlite3.connect(copy / "run.sqlite") as conn:
+        conn.execute("UPDATE config SET value = '{bad' WHERE key = 'schema_version'")
+    with pytest.raises(ArchrankError, match="not a readable run database"):
+        build_report([copy], tmp_path / "bad.html")
+
+
+def test_exported_json_lines_are_strict_json(tmp_path):
+    from archrank.oracles.base import Evaluation
+
+    config = SearchConfig(space="nb201", bench=str(shared_file("nb201.csv")),
+                          metric="cifar10_test", budget=2, strategy="random")
+    with RunStore.memory(config.to_dict()) as store:
+        space = get_space("nb201")
+        cells = space.sample(1, np.random.default_rng(0))
+        store.add_ask(0, 0, 1, [(0, space.hash(cells[0]), space.format(cells[0]))])
+        store.record_result(0, Evaluation({"cifar10_test": 90.0, "loss": float("inf")}),
+                            90.0, 1.0, 2.0)
+        line = next(store.iter_jsonl())
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(c))["metrics"] == {
+        "cifar10_test": 90.0, "loss": None}

@@ -28,12 +28,32 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, title: str | N
 
     if not paths:
         raise ArchrankError("give at least one run directory or bench JSON file")
+    paths = _distinct(paths)
     inputs = [read_input(p) for p in paths]
     sections = render(inputs, ReportOptions(scatter=scatter, top=top))
     text = render_html(sections, title or "archrank report", [Path(p).name for p in paths])
     out = Path(out)
     write_output(out, text, "--out")  # atomic for regular files, in place for devices
     return out
+
+
+def _distinct(paths: Sequence[str | Path]) -> list[str | Path]:
+    """Each input once: a run named twice (``run``, ``run/``, ``run/run.sqlite``) would count
+    as two seeds of its strategy."""
+    import warnings
+
+    seen: set[Path] = set()
+    keep: list[str | Path] = []
+    for p in paths:
+        real = Path(p).resolve()
+        key = real.parent if real.name.startswith("run.sqlite") else real
+        if key not in seen:
+            seen.add(key)
+            keep.append(p)
+    if len(keep) < len(paths):
+        warnings.warn(f"{len(paths) - len(keep)} input(s) named a run or file already given; "
+                      "each is read once", stacklevel=2)
+    return keep
 
 
 def write_plots(data: dict[str, Any], directory: str | Path, source: str | Path = "-"

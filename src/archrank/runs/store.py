@@ -130,6 +130,17 @@ def _finite(x: float | None) -> float | None:
     return x if x is None or math.isfinite(x) else None
 
 
+def _strict(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by ``None`` (JSON has no inf or NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_strict(v) for v in obj]
+    return obj
+
+
 def _jsonable(obj: Any) -> Any:
     """numpy scalars and other numbers a metric may come as."""
     try:
@@ -243,10 +254,11 @@ class RunStore:
                 src.close()
             version = mem.execute(
                 "SELECT value FROM config WHERE key = 'schema_version'").fetchone()
-        except sqlite3.Error as exc:
+            version = None if version is None else json.loads(version[0])
+        except (sqlite3.Error, ValueError, RecursionError) as exc:
             mem.close()
             raise ArchrankError(f"{db}: not a readable run database ({exc})") from None
-        if version is None or json.loads(version[0]) != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION:
             mem.close()
             raise ArchrankError(f"{db}: unsupported run database version")
         return cls(mem, run_dir)
@@ -418,8 +430,8 @@ class RunStore:
 
     def iter_jsonl(self) -> Iterator[str]:
         """Each evaluation as one JSON line (``archrank runs export``)."""
-        for rec in self.records():
-            yield json.dumps(rec.to_json(), sort_keys=False)
+        for rec in self.records():  # strict JSON: a metric's inf / nan is written as null
+            yield json.dumps(_strict(rec.to_json()), sort_keys=False, allow_nan=False)
 
     @_guarded
     def flat_rows(self) -> list[dict[str, Any]]:
