@@ -666,3 +666,16 @@ def test_saved_files_name_their_resolved_inputs(tmp_path: Path) -> None:
     torch.save(blob, tmp_path / "bad.pt")
     with pytest.raises(ArchrankError, match="takes 2 arch inputs, but 1 are named"):
         Predictor.load(tmp_path / "bad.pt")
+
+
+def test_a_fill_on_worker_processes_equals_one_in_this_process(tmp_path: Path) -> None:
+    """The workers' pool is archrank's (one torch thread, Ctrl-C left to the parent, stopped
+    at once); the proxies are the same as computed here."""
+    space = get_space("nb201")
+    cells = _cells("nb201", 6)
+    here = ZCCache(space, ZCSetting.benchmark("nb201", **TINY), tmp_path / "a.npz")
+    here.fill(cells, "synflow,nwot")
+    pool = ZCCache(space, ZCSetting.benchmark("nb201", **TINY), tmp_path / "b.npz")
+    pool.fill(cells, "synflow,nwot", workers=2, chunk=2)
+    for name in ("synflow", "nwot"):
+        np.testing.assert_allclose(pool.values[name], here.values[name], rtol=1e-6)

@@ -115,6 +115,27 @@ def test_zc_cli_writes_a_csv(tmp_path: Path) -> None:
     assert all(float(r["params"]) > 0 for r in rows)
 
 
+def test_zc_cli_keeps_the_finished_cells_on_ctrl_c(tmp_path: Path, cli, monkeypatch) -> None:
+    """Every score was held in memory and written at the end: Ctrl-C lost them all."""
+    import archrank.zc as zc_module
+
+    calls = []
+
+    def stopped_on_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return score_architectures(*args, **kwargs)
+
+    monkeypatch.setattr(zc_module, "score_architectures", stopped_on_the_second_chunk)
+    out = tmp_path / "zc.csv"
+    status, _, err = cli("zc", "--space", "nb201", "--dataset", "digits", "--n", "70",
+                         "--proxies", "params,flops", "--out", out)
+    assert status == 130 and "the 50 cells scored so far are in" in err
+    with open(out, newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 50
+
+
 def test_zc_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from archrank.cli import main
 

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ import torch
 
 from archrank.cache import atomic_path, cache_path
 from archrank.errors import ArchrankError
+from archrank.executors import process_pool, stop_pool
 from archrank.zc import PROXIES, check_proxies, compute_proxies
 
 FORMAT = 1
@@ -370,12 +369,17 @@ class ZCCache:
             for part in parts:
                 store(part, _score_chunk(self.setting, [cells[i] for i in part], slow))
         else:
-            # spawn: a forked child inherits torch's thread pools, which slows it badly
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            # spawned workers of one torch thread that leave Ctrl-C to this process: it stops
+            # them at once (a plain pool's workers each took the interrupt as one failed
+            # chunk and went on computing, and leaving the pool waited for the whole fill)
+            pool = process_pool(workers)
+            try:
                 futures = [(p, pool.submit(_score_chunk, self.setting,
                                            [cells[i] for i in p], slow)) for p in parts]
                 for part, fut in futures:
-                    store(part, fut.result())
+                    store(part, fut.result())  # every chunk kept as it comes
+            finally:
+                stop_pool(pool)
         return total
 
 

@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from archrank.cli.app import app, console
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, Interrupted
 from archrank.files import check_output, open_output
 from archrank.spaces.base import SearchSpace
 
@@ -112,23 +112,41 @@ def zero_cost(
     space = get_space(space_name)
     cells = sample_unique(space, n, np.random.default_rng(seed))
     start = time.perf_counter()
-    with Progress("[progress.description]{task.description}", BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                  transient=True) as progress:
-        task = progress.add_task(f"{space_name} on {dataset}", total=len(cells))
-        scores = score_architectures(
-            space, cells, dataset, names, batch_size=batch_size, seed=seed, width=width,
-            depth=depth, on_done=lambda done: progress.update(task, completed=done),
-        )
-    with open_output(out, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["arch", "hash", *names])
-        for i, arch in enumerate(cells):
-            writer.writerow([space.format(arch), space.hash(arch),
-                             *(repr(float(scores[name][i])) for name in names)])
+    parts: list[dict[str, np.ndarray]] = []  # finished chunks, written even after Ctrl-C
+    chunk = 50
+    try:
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                      transient=True) as progress:
+            task = progress.add_task(f"{space_name} on {dataset}", total=len(cells))
+            for first in range(0, len(cells), chunk):
+                parts.append(score_architectures(
+                    space, cells[first:first + chunk], dataset, names, batch_size=batch_size,
+                    seed=seed, width=width, depth=depth,
+                    on_done=lambda done, first=first: progress.update(
+                        task, completed=first + done)))
+    except KeyboardInterrupt:
+        done = _write_scores(out, space, cells, names, parts)
+        raise Interrupted(f"interrupted: the {done} cells scored so far are in {out}") from None
+    _write_scores(out, space, cells, names, parts)
     seconds = time.perf_counter() - start
     console.print(f"wrote {len(cells)} cells x {len(names)} proxies to {out} "
                   f"in {seconds:.1f} s ({1000 * seconds / len(cells):.0f} ms per cell)")
+
+
+def _write_scores(out: Path, space: Any, cells: list[Any], names: tuple[str, ...],
+                  parts: list[dict[str, np.ndarray]]) -> int:
+    """Write the cells of the finished ``parts`` (chunks in order) to ``out``; how many."""
+    scores = {name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0)
+              for name in names}
+    done = len(scores[names[0]]) if names else 0
+    with open_output(out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["arch", "hash", *names])
+        for i, arch in enumerate(cells[:done]):
+            writer.writerow([space.format(arch), space.hash(arch),
+                             *(repr(float(scores[name][i])) for name in names)])
+    return done
 
 
 def _fill_cache(space_name: str, table: str | None, proxies: str | None, workers: int,
