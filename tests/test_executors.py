@@ -94,3 +94,14 @@ def test_dask_worker_processes_match_serial(serial) -> None:  # type: ignore[no-
         pids = ex.client.run(lambda: __import__("os").getpid())
         assert len(set(pids.values())) == 2
         assert _run(ex, oracle, archs) == expected
+
+
+def test_a_dask_scheduler_without_workers_is_a_one_line_error() -> None:
+    """A search on it waited forever, silently."""
+    distributed = pytest.importorskip("distributed")
+    from archrank.executors import DaskExecutor
+
+    with distributed.LocalCluster(n_workers=0, host="127.0.0.1", protocol="tcp://",
+                                  dashboard_address=None, processes=False) as empty, \
+            pytest.raises(ArchrankError, match=r"has no workers .*dask worker"):
+        DaskExecutor(empty.scheduler_address, timeout=2)

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
@@ -55,8 +57,6 @@ def die_with_parent(parent: int, pdeathsig: bool = True) -> None:
     sends it SIGKILL (``PR_SET_PDEATHSIG``), elsewhere a daemon thread polls the parent.
     A worker whose parent is already gone exits at once."""
     import os
-    import signal
-    import threading
     import time
 
     armed = False
@@ -83,8 +83,6 @@ def worker_init(parent: int, threads: int = 1, pdeathsig: bool = True) -> None:
     """Initializer of archrank's worker processes: ``threads`` torch threads (workers share
     the machine's cores), Ctrl-C left to the parent (which stops the job cleanly and keeps
     what finished), and the worker ends with its parent (``die_with_parent``)."""
-    import signal
-
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -95,7 +93,6 @@ def worker_init(parent: int, threads: int = 1, pdeathsig: bool = True) -> None:
 def process_pool(workers: int, threads: int = 1) -> ProcessPoolExecutor:
     """A pool of ``workers`` fresh ("spawn") processes set up by ``worker_init``."""
     import os
-    import threading
 
     # PR_SET_PDEATHSIG fires when the *thread* that started the worker ends: only arm it when
     # that is the main thread (the pool starts workers from the thread that submits).
@@ -143,22 +140,48 @@ class DaskExecutor(Executor):
                 "the dask executor needs Dask distributed: pip install 'archrank[dask]'"
             ) from None
         self.cluster = None
+        self.client = None
+        # the client side's own logs: a lost scheduler printed a 35-line traceback before the
+        # one-line error of the search
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
         try:
             if scheduler:
                 self.client = Client(scheduler, timeout=timeout)
+                try:  # a scheduler without workers would take the tasks and never answer
+                    self.client.wait_for_workers(1, timeout=timeout)
+                except TimeoutError:
+                    raise ArchrankError(f"the Dask scheduler {scheduler} has no workers (none "
+                                        f"joined within {timeout:g} s); start some with: "
+                                        f"dask worker {scheduler}") from None
             else:
-                self.cluster = LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=processes,
-                    host="127.0.0.1", protocol="tcp://", dashboard_address=None,
-                    silence_logs=logging.ERROR,
-                )
+                # local workers leave Ctrl-C to this process (each printed a traceback), as
+                # process_pool's do: they inherit the ignored signal when they start
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN) \
+                    if threading.current_thread() is threading.main_thread() else None
+                try:
+                    self.cluster = LocalCluster(
+                        n_workers=workers, threads_per_worker=1, processes=processes,
+                        host="127.0.0.1", protocol="tcp://", dashboard_address=None,
+                        silence_logs=logging.ERROR,
+                    )
+                finally:
+                    if previous is not None:
+                        signal.signal(signal.SIGINT, previous)
                 self.client = Client(self.cluster, timeout=timeout)
         except (OSError, TimeoutError, ValueError, TypeError) as exc:  # also a bad address
-            if self.cluster is not None:
-                self.cluster.close()
+            self._close()
             where = scheduler or "a local cluster"
             raise ArchrankError(f"cannot connect to the Dask scheduler {where} ({exc})") from None
+        except ArchrankError:
+            self._close()
+            raise
         self._executor = self.client.get_executor(pure=False)
+
+    def _close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
 
     @property
     def address(self) -> str:
@@ -171,9 +194,7 @@ class DaskExecutor(Executor):
         try:
             self._executor.shutdown(wait=wait)
         finally:
-            self.client.close()
-            if self.cluster is not None:
-                self.cluster.close()
+            self._close()
 
 
 def make_executor(kind: str = "inline", workers: int = 1,
