@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -127,3 +128,17 @@ def test_an_output_never_overwrites_the_commands_own_input(tmp_path, cli, nb201_
     assert all(p.read_bytes() == b for p, b in before.items())
     # a new file next to the run's database is fine
     assert cli("runs", "export", run, "--csv", "--out", run / "evals.csv")[0] == 0
+
+
+def test_data_on_standard_output_is_not_mixed_with_status_lines(tmp_path, cli, nb201_csv):
+    """With `--out -` / `--json -` the status lines and tables went to stdout too."""
+    status, out, err = cli("space", "enumerate", "nb201", "--out", "-")
+    assert status == 0 and "wrote 15625 cells" in err
+    assert all(json.loads(line) for line in out.splitlines())
+    status, out, err = cli("search", "--space", "nb201", "--bench", nb201_csv, "--metric",
+                           "cifar10_test", "--strategy", "random", "--budget", "3",
+                           "--run-dir", tmp_path / "r", "--json", "-")
+    assert status == 0, err
+    assert json.loads(out)["budget"] == 3
+    status, out, _ = cli("space", "enumerate", "nb201", "--out", tmp_path / "c.jsonl")
+    assert status == 0 and "wrote 15625 cells" in out  # otherwise the console is stdout

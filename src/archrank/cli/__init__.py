@@ -13,6 +13,7 @@ Every command runs through ``main``, the one place that turns failures into exit
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import sys
@@ -36,7 +37,7 @@ from archrank.cli import search as _search  # noqa: F401
 from archrank.cli import spaces as _spaces  # noqa: F401
 from archrank.cli import truth as _truth  # noqa: F401
 from archrank.cli import zc as _zc  # noqa: F401
-from archrank.cli.app import app, err
+from archrank.cli.app import app, console, err
 from archrank.errors import ArchrankError, Interrupted
 
 TRACEBACK_ENV = "ARCHRANK_TRACEBACK"
@@ -94,7 +95,7 @@ def run(argv: list[str] | None = None) -> int:
             # losing what the interrupted command had to say (and which signal it was).
             command = typer.main.get_command(app)
             args = sys.argv[1:] if argv is None else list(argv)
-            with command.make_context("archrank", args) as ctx:
+            with command.make_context("archrank", args) as ctx, _stdout_for_data(args):
                 command.invoke(ctx)
             return 0
         except typer.Exit as exc:  # --help, --version, typer.Exit(1) of a command
@@ -137,6 +138,28 @@ def run(argv: list[str] | None = None) -> int:
             error_line(f"internal error: {type(exc).__name__}: {exc} (please report it; set "
                        f"{TRACEBACK_ENV}=1 for the traceback)")
             return 1
+
+
+# Options whose value ``-`` writes their data to standard output.
+_DATA_OPTIONS = ("--out", "-o", "--json")
+
+
+@contextlib.contextmanager
+def _stdout_for_data(args: list[str]) -> Iterator[None]:
+    """With ``--out -`` or ``--json -`` standard output carries the data, so the command's
+    status lines and tables go to standard error (they made the JSON / CSV unreadable)."""
+    pairs = itertools.pairwise(args)
+    claimed = any(a == "-" and prev in _DATA_OPTIONS for prev, a in pairs) or any(
+        a in (f"{o}=-" for o in _DATA_OPTIONS) for a in args)
+    if not claimed:
+        yield
+        return
+    before = console.stderr
+    console.stderr = True
+    try:
+        yield
+    finally:
+        console.stderr = before
 
 
 def main(argv: list[str] | None = None) -> None:

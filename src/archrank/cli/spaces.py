@@ -80,4 +80,5 @@ def enumerate_space(
     if isinstance(cache, Path):
         source = f"enumeration cache {cache}" + (" (reused)" if cached else " (written)")
         _err.print(source, soft_wrap=True)
-    typer.echo(f"wrote {count} cells of {space_name} to {target} in {seconds:.1f} s")
+    console.print(f"wrote {count} cells of {space_name} to {target} in {seconds:.1f} s",
+                  soft_wrap=True)
