@@ -118,10 +118,10 @@ class TruthBuilder:
     def run(self, executor: Executor, in_flight: int = 2,
             on_result: Callable[[int, dict[str, Any]], None] | None = None) -> None:
         """Train every pending pair, ``in_flight`` at a time, journaling each result."""
-        from archrank.runs.loop import evaluate_arch
+        from archrank.runs.loop import evaluate_arch, for_executor
 
         todo = self.pending
-        oracles = {s: _with_seed(self.oracle, s) for s in self.seeds}
+        oracles = {s: for_executor(_with_seed(self.oracle, s), executor) for s in self.seeds}
         running: dict[Future, tuple[str, int]] = {}
         while todo or running:
             while todo and len(running) < max(1, in_flight):

@@ -20,8 +20,11 @@ told without re-evaluation; proposals whose evaluation was in flight are submitt
 
 from __future__ import annotations
 
+import pickle
 import time
+import uuid
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
@@ -63,7 +66,46 @@ def _killed_worker(exc: BaseException) -> bool:
     return type(exc).__name__ == "KilledWorker"
 
 
-def evaluate_arch(oracle: Oracle, arch: Any) -> tuple[Evaluation, float, float]:
+class ShippedOracle:
+    """An oracle on its way to worker processes: pickled once here, unpickled once per worker
+    (kept there by a key), not once per evaluation. A table oracle is megabytes of pickle
+    (nb201: 2.4 MB, a third of a second to unpickle), a training oracle its whole dataset.
+    Unpickled, it is the oracle itself."""
+
+    def __init__(self, oracle: Oracle) -> None:
+        self.oracle = oracle
+        self.key = uuid.uuid4().hex
+        self._blob: bytes | None = None
+
+    def evaluate(self, arch: Any) -> Evaluation:  # an executor that does not pickle
+        return self.oracle.evaluate(arch)
+
+    def __reduce__(self) -> tuple[Any, tuple[str, bytes]]:
+        if self._blob is None:
+            self._blob = pickle.dumps(self.oracle, protocol=pickle.HIGHEST_PROTOCOL)
+        return _unship, (self.key, self._blob)
+
+
+_WORKER_ORACLES: OrderedDict[str, Oracle] = OrderedDict()  # a worker's oracles, by key
+
+
+def _unship(key: str, blob: bytes) -> Oracle:
+    oracle = _WORKER_ORACLES.get(key)
+    if oracle is None:
+        oracle = _WORKER_ORACLES[key] = pickle.loads(blob)
+        while len(_WORKER_ORACLES) > 4:  # a few at once (bench table: one per training seed)
+            _WORKER_ORACLES.popitem(last=False)
+    return oracle
+
+
+def for_executor(oracle: Oracle, executor: Executor) -> Oracle | ShippedOracle:
+    """What to submit with each evaluation: the oracle itself in this process, else the
+    oracle shipped once (``ShippedOracle``)."""
+    return oracle if isinstance(executor, InlineExecutor) else ShippedOracle(oracle)
+
+
+def evaluate_arch(oracle: Oracle | ShippedOracle, arch: Any
+                  ) -> tuple[Evaluation, float, float]:
     """Evaluate one architecture in a worker: ``(evaluation, started, finished)``.
 
     An exception becomes a failed evaluation, so one bad architecture never stops a search.
@@ -243,8 +285,10 @@ def run_search(
         result.records = [records[s] for s in sorted(records)]
         return result
 
+    payload = for_executor(oracle, executor)
+
     def submit(slot: _Slot) -> None:
-        slot.future = executor.submit(evaluate_arch, oracle, slot.arch)
+        slot.future = executor.submit(evaluate_arch, payload, slot.arch)
 
     def collect(seqs: Iterable[int]) -> None:
         """Record the results of finished futures (in proposal order)."""
