@@ -170,7 +170,7 @@ def test_clear_errors(nb201, nb201_all, split) -> None:
         SSAPredictor(nb201, node_encoder="lstm")
     with pytest.raises(ArchrankError, match="features=none requires finetune"):
         SSAPredictor(nb201, features="none", finetune=False)
-    with pytest.raises(ArchrankError, match="batch_size must be at least 1"):
+    with pytest.raises(ArchrankError, match="'batch_size' must be at least 1"):
         SSAPredictor(nb201, batch_size=0)
     with pytest.raises(ArchrankError, match="k must be at least 1"):
         SSAPredictor(nb201, k=0)
