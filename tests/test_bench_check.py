@@ -137,3 +137,14 @@ def test_check_counts_infinite_scores_as_problems(tmp_path: Path) -> None:
     assert metric["infinite"] == 2 and [v["line"] for v in metric["first_infinite"]] == [3, 4]
     assert metric["max"] == metric["mean"] == 93.1
     assert run(["bench", "check", str(table), "--space", "nb201"]) == 0  # no metric asked
+
+
+def test_a_metric_summary_needs_one_dataset(tmp_path: Path, capsys) -> None:
+    """The rows of a table mixing datasets are checked; a metric summed over both is not."""
+    table = tmp_path / "mixed.csv"
+    table.write_text(f"arch,acc,dataset\n{A1},93.1,a\n{A2},40.0,b\n")
+    assert run(["bench", "check", str(table), "--space", "nb201"]) == 0
+    assert run(["bench", "check", str(table), "--space", "nb201", "--metric", "acc"]) == 2
+    assert "mixes 2 datasets" in capsys.readouterr().err
+    assert run(["bench", "check", str(table), "--space", "nb201", "--metric", "acc",
+                "--filter", "dataset=a"]) == 0

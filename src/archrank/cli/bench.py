@@ -21,7 +21,7 @@ def check_report(spec: str, space_name: str, metric: str | None = None,
                  show: int = 5) -> dict[str, Any]:
     """Everything ``bench check`` reports, as a JSON-able dict."""
     from archrank.spaces import get_space
-    from archrank.tables import scan_benchmark
+    from archrank.tables import check_one_table, scan_benchmark
 
     space = get_space(space_name)
     start = time.perf_counter()
@@ -65,6 +65,9 @@ def check_report(spec: str, space_name: str, metric: str | None = None,
         "seconds": round(seconds, 3),
     }
     if metric is not None:
+        # a summary of one metric over several datasets' rows means nothing (the rows are
+        # checked whatever they hold): a --filter picks one
+        check_one_table(bench, spec)
         col = bench.values(metric)
         present = ~np.isnan(col)
         infinite = np.flatnonzero(np.isinf(col))  # no score: search and fits refuse them

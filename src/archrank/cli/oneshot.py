@@ -281,13 +281,15 @@ def select_cmd(
 ) -> None:
     """Best predicted cells under hardware constraints, and the score/cost Pareto front.
 
-    Example: archrank oneshot select scores.csv --max-flops 60000 --max-latency-ms 0.5 --top 10
+    Example: archrank oneshot select scores.csv --max-flops 500000 --max-latency-ms 0.6 --top 10
     """
     from archrank.oneshot.fit import ScoreTable
     from archrank.oneshot.hardware import feasible, pareto_front, select
 
     if top < 1:
         raise ArchrankError(f"--top must be at least 1, got {top}")
+    if json_out is not None:
+        check_output(json_out, "--json", [scores])
     table = ScoreTable.read_csv(scores)
     cols = table.columns
     cost = cost or ("latency_ms" if "latency_ms" in cols else "flops")
@@ -386,7 +388,7 @@ def search_cmd(
                             help="proxy-*: OIW normalisation l2 (default), sum, or off."),
     pretrain: bool | None = typer.Option(None, "--pretrain/--no-pretrain",
                                          help="proxy-*: auto-encoder pre-training of the "
-                                         "landscape [LandscapeConfig]."),
+                                         "landscape [on]."),
     refit_every: int | None = typer.Option(None, "--refit-every",
                                            help="proxy-*: steps between refits [25]."),
     warmup_steps: int | None = typer.Option(None, "--warmup-steps", help="proxy-darts: "
@@ -394,12 +396,12 @@ def search_cmd(
     memory: int | None = typer.Option(None, "--memory",
                                       help="proxy-*: (arch, val loss) pairs kept [256]."),
     alpha_lr: float | None = typer.Option(None, "--alpha-lr",
-                                          help="proxy-*: learning rate of alpha [ProxyConfig]."),
+                                          help="proxy-*: learning rate of alpha [0.2]."),
     alpha_steps: int | None = typer.Option(None, "--alpha-steps", help="proxy-*: alpha steps "
                                            "per refit, 0: alpha fixed [5]."),
     alpha_optimizer: str | None = typer.Option(None, "--alpha-optimizer", help="proxy-*: sgd "
                                                "(steps on the standardised predicted loss) "
-                                               "or adam [ProxyConfig]."),
+                                               "or adam [sgd]."),
     final: str | None = typer.Option(None, "--final", help="proxy-*: the landscape's minimum "
                                      "over the whole space (space: proxy-darts's default) or "
                                      "over the memory's cells (memory: proxy-ea's default, a "
@@ -529,7 +531,8 @@ def bench_oneshot_search(
     percentile, search time and the rate of degenerate cells. Resumable (--work-dir).
 
     Example:
-      archrank bench oneshot-search --truth benchmarks/truth.csv --seeds 3 --json out.json
+      archrank bench oneshot-search --truth benchmarks/truth/nb201_mnist1d_w16.csv --seeds 3 \
+          --json out.json
     """
     from archrank.bench.common import check_seeds
     from archrank.bench.oneshot_search import bench_search

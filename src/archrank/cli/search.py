@@ -157,7 +157,8 @@ def _config_defaults() -> dict[str, Any]:
 
 @app.command("search")
 def search(
-    space: str | None = typer.Option(None, "--space", help="Search space: nb101, nb201, nbgraph."),
+    space: str | None = typer.Option(None, "--space",
+                                     help="Search space: nb101, nb201, nbgraph, darts."),
     bench: str | None = typer.Option(None, "--bench",
                                      help="Benchmark table answering queries (file or "
                                      "nbgraph:DATASET)."),
@@ -619,7 +620,11 @@ def demo(
     cell each found, its validation and test score, and the share of the benchmark's cells
     that beat it.
 
-    Example: archrank demo        archrank demo --quick --budget 100
+    Examples:
+
+      archrank demo
+
+      archrank demo --quick --budget 100
     """
     if not quick:
         given = [flag for flag, value, default in (

@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from archrank.cli.app import app, console
 from archrank.errors import ArchrankError, Interrupted
@@ -55,7 +61,7 @@ def zero_cost(
     proxies: str | None = typer.Option(
         None, "--proxies",
         help="Comma-separated subset of params,flops,synflow,snip,grad_norm,jacov,nwot "
-        "(default: all).",
+        "(default: all; with --fill, the space's default set: nb101 flops, params).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample, the weights and the batch."),
     batch_size: int = typer.Option(64, "--batch-size", help="Examples in the proxy batch."),
@@ -115,7 +121,7 @@ def zero_cost(
     parts: list[dict[str, np.ndarray]] = []  # finished chunks, written even after Ctrl-C
     chunk = 50
     try:
-        with Progress("[progress.description]{task.description}", BarColumn(),
+        with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                       MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                       transient=True) as progress:
             task = progress.add_task(f"{space_name} on {dataset}", total=len(cells))
@@ -170,7 +176,7 @@ def _fill_cache(space_name: str, table: str | None, proxies: str | None, workers
         cells = list(space.enumerate())
     cache = ZCCache(space, setting)
     start = time.perf_counter()
-    with Progress("[progress.description]{task.description}", BarColumn(),
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task(f"{space_name} zero-cost cache", total=None)
 

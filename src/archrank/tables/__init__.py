@@ -130,7 +130,7 @@ def _selected(bench: TabularBenchmark, filters: dict[str, str], spec: str) -> np
     return kept
 
 
-def _check_one_table(bench: TabularBenchmark, spec: str) -> None:
+def check_one_table(bench: TabularBenchmark, spec: str) -> None:
     for col in MIX_COLUMNS:
         if col in bench.text_columns:
             values = sorted(set(bench.text(col)))
@@ -154,7 +154,7 @@ def load_benchmark(spec: str | Path, space: SearchSpace | str, *,
     if filters:  # a filter on another column (seed=...) may still leave datasets mixed
         bench = select_rows(bench, filters, str(spec))
     if one_table:
-        _check_one_table(bench, str(spec))
+        check_one_table(bench, str(spec))
     return bench
 
 
@@ -224,5 +224,5 @@ def _scan(spec: str, space: SearchSpace) -> TableScan:
     return TableScan(bench, len(bench), recorded_hashes=recorded)
 
 
-__all__ = ["FORMATS", "TableScan", "TabularBenchmark", "load_benchmark", "scan_benchmark",
-           "select_rows", "split_spec", "with_filters"]
+__all__ = ["FORMATS", "TableScan", "TabularBenchmark", "check_one_table", "load_benchmark",
+           "scan_benchmark", "select_rows", "split_spec", "with_filters"]
