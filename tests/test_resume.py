@@ -276,6 +276,15 @@ class BreakingPool:
         return future
 
 
+def _stopped_by(pool: BreakingPool, store: RunStore, cfg, match: str) -> None:  # type: ignore[no-untyped-def]
+    """Run ``cfg`` on ``pool`` and expect the search to stop with ``match``."""
+    from archrank.errors import ArchrankError
+
+    with pytest.raises(ArchrankError, match=match):
+        run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
+                   executor=pool, max_in_flight=cfg.max_in_flight)  # type: ignore[arg-type]
+
+
 def test_a_dead_worker_leaves_its_cells_pending_for_the_resume(config, tmp_path):
     """A crashed worker is the machinery, not the cell: a first version recorded the cells in
     flight as failed evaluations, which a resume never evaluated again."""
@@ -283,10 +292,8 @@ def test_a_dead_worker_leaves_its_cells_pending_for_the_resume(config, tmp_path)
 
     cfg = replace(config, strategy="random", max_in_flight=3, budget=12)
     path = tmp_path / "run"
-    with RunStore.create(path, cfg.to_dict()) as store, \
-            pytest.raises(ArchrankError, match=r"evaluation worker stopped .*--resume"):
-        run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
-                   executor=BreakingPool(5), max_in_flight=3)  # type: ignore[arg-type]
+    with RunStore.create(path, cfg.to_dict()) as store:
+        _stopped_by(BreakingPool(5), store, cfg, r"evaluation worker stopped .*--resume")
     with RunStore.open(path) as store:
         statuses = [r.status for r in store.records()]
         assert "failed" not in statuses and "pending" in statuses
@@ -326,18 +333,13 @@ def test_a_dead_worker_leaves_its_cells_pending_for_the_resume(config, tmp_path)
 
 
 def test_a_cell_that_kills_its_worker_every_time_cannot_stop_every_resume(config, tmp_path):
-    from archrank.errors import ArchrankError
 
     cfg = replace(config, strategy="random", max_in_flight=1, budget=6)
     path = tmp_path / "run"
-    with RunStore.create(path, cfg.to_dict()) as store, \
-            pytest.raises(ArchrankError, match=r"1 kept pending: continue"):
-        run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
-                   executor=BreakingPool(3), max_in_flight=1)  # type: ignore[arg-type]
-    with RunStore.open(path) as store, \
-            pytest.raises(ArchrankError, match=r"0 kept pending, 1 recorded as failed"):
-        run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
-                   executor=BreakingPool(1), max_in_flight=1)  # type: ignore[arg-type]
+    with RunStore.create(path, cfg.to_dict()) as store:
+        _stopped_by(BreakingPool(3), store, cfg, r"1 kept pending: continue")
+    with RunStore.open(path) as store:
+        _stopped_by(BreakingPool(1), store, cfg, r"0 kept pending, 1 recorded as failed")
     with RunStore.open(path) as store:
         result = run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
                             max_in_flight=1)
