@@ -250,6 +250,15 @@ def test_damaged_predictor_files_are_one_line_errors(nb101_cells, tmp_path) -> N
         with pytest.raises(ArchrankError, match=rf"{name}.pt: .*(no trained members|"
                                                 r"do not fit together)"):
             Predictor.load(path)
+    blob = torch.load(tmp_path / "rf.pt", weights_only=True)
+    forest = build("rf", "nb101").fit(g[:60], y[:60]).get_state()["forest"]
+    left = forest["left"].clone()
+    inner = int(torch.nonzero(left != torch.arange(len(left)))[0])
+    left[left[inner]] = inner  # a child linking back to its parent: predict would loop
+    blob["state"]["forest"] = {**forest, "left": left}
+    torch.save(blob, tmp_path / "cycle.pt")
+    with pytest.raises(ArchrankError, match=r"cycle.pt: .*point backwards"):
+        Predictor.load(tmp_path / "cycle.pt")
     blob["predictor"] = "nope"
     torch.save(blob, tmp_path / "nope.pt")
     with pytest.raises(ArchrankError, match=r"nope.pt: unknown predictor 'nope'"):

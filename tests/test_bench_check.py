@@ -126,15 +126,17 @@ def test_check_official_reader_hashes(tmp_path: Path) -> None:
     assert report["hash_mismatches"] == 0
 
 
-def test_check_counts_infinite_scores_as_problems(tmp_path: Path) -> None:
-    """They read as valid with mean inf, exit 0, while search and fits refuse the file."""
+def test_check_lists_infinite_values_of_the_metric(tmp_path: Path) -> None:
+    """They were summarised as mean inf without a word, while search and fits refuse them as
+    scores (a proxy column's -inf is a value, so they are listed, not invalid)."""
     table = tmp_path / "inf.csv"
     table.write_text(f"arch,acc\n{A1},93.1\n{A2},inf\n{DEAD_A},-1e999\n")
     out = tmp_path / "r.json"
     assert run(["bench", "check", str(table), "--space", "nb201", "--metric", "acc",
-                "--json", str(out)]) == 1
+                "--json", str(out)]) == 0  # a proxy's -inf is a value; listed, not invalid
     metric = json.loads(out.read_text())["metric"]
     assert metric["infinite"] == 2 and [v["line"] for v in metric["first_infinite"]] == [3, 4]
+    assert [v["value"] for v in metric["first_infinite"]] == ["inf", "-inf"]
     assert metric["max"] == metric["mean"] == 93.1
     assert run(["bench", "check", str(table), "--space", "nb201"]) == 0  # no metric asked
 

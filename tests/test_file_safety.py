@@ -126,8 +126,18 @@ def test_an_output_never_overwrites_the_commands_own_input(tmp_path, cli, nb201_
         line = one_line_error(status, err)
         assert "overwritten" in line, line
     assert all(p.read_bytes() == b for p, b in before.items())
-    # a new file next to the run's database is fine
-    assert cli("runs", "export", run, "--csv", "--out", run / "evals.csv")[0] == 0
+    # a file next to the run's database is fine, also when it exists (an earlier export)
+    for _ in range(2):
+        assert cli("runs", "export", run, "--csv", "--out", run / "evals.csv")[0] == 0
+        assert cli("report", run, "--out", run / "report.html")[0] == 0
+    status, out, err = cli("report", run, "-o", "-")  # the HTML on standard output
+    assert status == 0 and out.startswith("<!DOCTYPE html>") and "standard output" in err
+    for argv in (["bench", "speed", "--bench", table, "--json", table, "--no-nb101",
+                  "--no-darts"],
+                 ["zc", "--dataset", table, "--n", "2", "--out", table]):
+        line = one_line_error(*cli(*argv)[::2])
+        assert "overwritten" in line, line
+    assert table.read_bytes() == before[table]
 
 
 def test_data_on_standard_output_is_not_mixed_with_status_lines(tmp_path, cli, nb201_csv):

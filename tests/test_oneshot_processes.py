@@ -146,6 +146,11 @@ def test_oneshot_train_fit_select_and_search(cli, tmp_path):
     code, _, err = cli("oneshot", "train", "--resume", str(ckpt), "--batch-size", "32",
                        "--dataset", str(npz))  # the checkpoint's own values: fine
     assert code == 0, err
+    code, _, err = cli("oneshot", "latency", str(ckpt), "--dataset", str(npz), "--width", "4",
+                       "--validate", "0")  # the checkpoint's setting, given again: fine
+    assert code == 0, err
+    code, _, err = cli("oneshot", "latency", str(ckpt), "--width", "8", "--validate", "0")
+    assert code == 2 and "has --width 4; got 8" in err
     code, _, err = cli("oneshot", "train", *base, "--epochs", "0", "--out",
                        str(tmp_path / "zero.pt"))  # was read as "the default, 150"
     assert code == 2 and "--epochs must be at least 1, got 0" in err and err.count("\n") == 1

@@ -382,3 +382,51 @@ def test_failures_in_a_row_still_count_after_a_resume(config, tmp_path):
             pytest.raises(ArchrankError, match="6 evaluations in a row failed"):
         run_search(build_strategy(cfg), oracle, store, budget=20, max_consecutive_failures=5)
     assert oracle.calls == 1
+
+
+class KillsItsWorker(Oracle):
+    """A worker process dies (as killed for memory) on one cell; the others take a moment."""
+
+    def __init__(self, inner: Oracle, culprit: str | None) -> None:
+        self.inner, self.space, self.objective = inner, inner.space, inner.objective
+        self.culprit = culprit
+
+    def evaluate(self, arch: Any) -> Evaluation:
+        if self.culprit is not None and self.space.format(arch) == self.culprit:
+            time.sleep(0.2)
+            os._exit(1)
+        time.sleep(0.4)
+        return self.inner.evaluate(arch)
+
+
+def test_only_the_cell_that_kills_its_worker_is_recorded_as_failed(config, tmp_path):
+    """A review found every cell in flight struck at each lost worker: innocent cells that
+    shared the pool with the culprit were recorded as failed too. Cells in flight at a loss
+    are now re-run one at a time first, so the next loss is pinned on the culprit alone."""
+    from archrank.errors import ArchrankError
+    from archrank.executors import close_now, process_pool
+
+    cfg = replace(config, strategy="random", max_in_flight=3, budget=7)
+    culprit = build_strategy(cfg).space.format(build_strategy(cfg).ask(7)[4])
+    path = tmp_path / "run"
+    messages = []
+    for attempt in range(4):
+        pool = process_pool(3)
+        opened = RunStore.create(path, cfg.to_dict()) if attempt == 0 else RunStore.open(path)
+        with opened as store:
+            try:
+                result = run_search(build_strategy(cfg), KillsItsWorker(build_oracle(cfg),
+                                                                        culprit), store,
+                                    budget=cfg.budget, executor=pool, max_in_flight=3)
+            except ArchrankError as exc:
+                messages.append(str(exc))
+            finally:
+                close_now(pool)
+            records = store.records()
+    # the first loss usually has three cells in flight (nothing pinned), then one stop each
+    # with the culprit alone; the run finishes on the next resume
+    assert 2 <= len(messages) <= 3 and "recorded as failed" in messages[-1]
+    assert all("kept pending" in m for m in messages)
+    assert result.n_evaluated == cfg.budget
+    failed = [r for r in records if r.status == "failed"]
+    assert [r.arch for r in failed] == [culprit]

@@ -134,6 +134,15 @@ def test_zc_cli_keeps_the_finished_cells_on_ctrl_c(tmp_path: Path, cli, monkeypa
     assert status == 130 and "the 50 cells scored so far are in" in err
     with open(out, newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 50
+    before = out.read_bytes()  # a complete earlier result is not replaced by a partial one
+    calls.clear()
+    status, _, err = cli("zc", "--space", "nb201", "--dataset", "digits", "--n", "70",
+                         "--proxies", "params,flops", "--out", out)
+    assert status == 130 and f"are in {out}.partial" in err and out.read_bytes() == before
+    calls[:] = [1]  # the first chunk stops now: nothing finished, nothing written
+    status, _, err = cli("zc", "--space", "nb201", "--dataset", "digits", "--n", "70",
+                         "--proxies", "params,flops", "--out", tmp_path / "new.csv")
+    assert status == 130 and "untouched" in err and not (tmp_path / "new.csv").exists()
 
 
 def test_zc_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

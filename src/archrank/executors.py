@@ -132,7 +132,8 @@ class DaskExecutor(Executor):
     """A Dask distributed client seen as an ``Executor`` (owns its client and cluster)."""
 
     def __init__(self, scheduler: str | None = None, workers: int = 2, *,
-                 processes: bool = True, timeout: float = 30.0) -> None:
+                 processes: bool = True, timeout: float = 30.0,
+                 workers_timeout: float = 300.0) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
@@ -147,12 +148,7 @@ class DaskExecutor(Executor):
         try:
             if scheduler:
                 self.client = Client(scheduler, timeout=timeout)
-                try:  # a scheduler without workers would take the tasks and never answer
-                    self.client.wait_for_workers(1, timeout=timeout)
-                except TimeoutError:
-                    raise ArchrankError(f"the Dask scheduler {scheduler} has no workers (none "
-                                        f"joined within {timeout:g} s); start some with: "
-                                        f"dask worker {scheduler}") from None
+                self._wait_for_workers(scheduler, workers_timeout)
             else:
                 # local workers leave Ctrl-C to this process (each printed a traceback), as
                 # process_pool's do: they inherit the ignored signal when they start
@@ -176,6 +172,26 @@ class DaskExecutor(Executor):
             self._close()
             raise
         self._executor = self.client.get_executor(pure=False)
+
+    def _wait_for_workers(self, scheduler: str, limit: float) -> None:
+        """A scheduler without workers would take the tasks and never answer: wait for one
+        (a batch queue may start them minutes later), saying so, up to ``limit`` seconds."""
+        import warnings
+
+        assert self.client is not None
+        try:
+            self.client.wait_for_workers(1, timeout=min(5.0, limit))
+            return
+        except TimeoutError:
+            pass
+        warnings.warn(f"no Dask worker has joined {scheduler} yet; waiting up to {limit:g} s "
+                      f"(start some with: dask worker {scheduler})", stacklevel=3)
+        try:
+            self.client.wait_for_workers(1, timeout=max(0.0, limit - 5.0))
+        except TimeoutError:
+            raise ArchrankError(f"the Dask scheduler {scheduler} has no workers (none joined "
+                                f"within {limit:g} s); start some with: dask worker "
+                                f"{scheduler}") from None
 
     def _close(self) -> None:
         if self.client is not None:

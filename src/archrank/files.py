@@ -31,12 +31,24 @@ def _real(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
+# What archrank reads inside an input directory (a run's database and lock, a work dir's
+# checkpoints and journals): an output may replace anything else there (a report, an export).
+_READ_IN_DIRS = ("run.sqlite", "run.lock")
+_READ_SUFFIXES = (".pt", ".jsonl")
+
+
+def _read_by_archrank(path: Path) -> bool:
+    return path.exists() and (path.name.startswith(_READ_IN_DIRS)
+                              or path.name.endswith(_READ_SUFFIXES))
+
+
 def check_output(path: str | os.PathLike[str], flag: str = "--out",
                  inputs: Iterable[str | os.PathLike[str] | None] = ()) -> Path:
     """``path`` as a ``Path`` if a file can be written there; a one-line error naming ``flag``
     and the problem otherwise. ``inputs`` are what the command reads (files, run or data
-    directories): an output that is one of them, or an existing file inside one, would
-    destroy it (a new file next to a run's database is fine). Creates nothing."""
+    directories): an output that is one of them, or a file archrank reads inside one (a
+    run's database, a checkpoint, a journal), would destroy it; anything else there (an
+    earlier report or export) may be replaced. Creates nothing."""
     p = Path(path)
     if str(p) == "-":
         return p
@@ -51,7 +63,7 @@ def check_output(path: str | os.PathLike[str], flag: str = "--out",
         if real == source:
             raise ArchrankError(f"{where}: this is the input {given}; write elsewhere "
                                 "(it would be overwritten)")
-        if source.is_dir() and source in real.parents and real.exists():
+        if source.is_dir() and source in real.parents and _read_by_archrank(real):
             raise ArchrankError(f"{where}: a file of the input {given} (it would be "
                                 "overwritten); write elsewhere")
     folder = real.parent

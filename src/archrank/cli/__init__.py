@@ -87,9 +87,27 @@ def _signals_as_interrupts() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Warnings as one ``warning:`` line on standard error, not Python's file:line report
+    with the source line under it."""
+    import warnings
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+             line: Any = None) -> None:
+        err.print(f"warning: {_one_line(str(message))}", soft_wrap=True)
+
+    before = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = before
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
-    with _signals_as_interrupts():
+    with _signals_as_interrupts(), _one_line_warnings():
         try:
             # Not ``app(...)``: typer's own main turns Ctrl-C into a bare exit status 130,
             # losing what the interrupted command had to say (and which signal it was).

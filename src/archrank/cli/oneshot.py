@@ -315,8 +315,10 @@ def select_cmd(
 @oneshot_app.command("latency")
 def latency_cmd(
     checkpoint: Path | None = typer.Argument(None, help="Supernet checkpoint (its setting)."),
-    space: str = typer.Option("nb201", "--space", help="Without a checkpoint: the space."),
-    dataset: str = typer.Option("mnist1d", "--dataset", help="Without a checkpoint: data."),
+    space: str | None = typer.Option(None, "--space",
+                                     help="Without a checkpoint: the space (nb201)."),
+    dataset: str | None = typer.Option(None, "--dataset",
+                                       help="Without a checkpoint: data (mnist1d)."),
     width: int | None = typer.Option(None, "--width", help="Without a checkpoint: width."),
     depth: int | None = typer.Option(None, "--depth", help="Without a checkpoint: depth."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Inference batch size."),
@@ -337,15 +339,19 @@ def latency_cmd(
     if json_out is not None:
         check_output(json_out, "--json", [checkpoint])
     if checkpoint is not None:
-        given = [flag for flag, value, default in (("--space", space, "nb201"),
-                 ("--dataset", dataset, "mnist1d"), ("--width", width, None),
-                 ("--depth", depth, None)) if value != default]
-        if given:  # the checkpoint's setting is measured; these would be ignored
-            raise ArchrankError(f"{', '.join(given)}: the setting is the checkpoint's; give "
-                                "either a checkpoint or the setting")
-        setting = load_checkpoint(checkpoint).setting
+        ckpt = load_checkpoint(checkpoint)
+        setting = ckpt.setting
+        for flag, given, kept in (("--space", space, setting.space),
+                                  ("--dataset", None if dataset is None
+                                   else dataset_spec(dataset), ckpt.dataset_spec),
+                                  ("--width", width, setting.width),
+                                  ("--depth", depth, setting.depth)):
+            if given is not None and given != kept:  # the checkpoint's setting is measured
+                raise ArchrankError(f"{checkpoint} has {flag} {kept}; got {given} (the "
+                                    "latency table is the checkpoint's setting's)")
     else:
-        setting = setting_for(space, load_dataset(dataset), width, depth)
+        setting = setting_for(space or "nb201", load_dataset(dataset or "mnist1d"), width,
+                              depth)
     net = build_supernet(setting)
     table = LatencyTable.measure(net, batch_size=batch_size)
     out: dict[str, Any] = {"setting": setting.to_dict(), "table": table.to_dict()}
@@ -450,7 +456,7 @@ def search_cmd(
         raise ArchrankError(f"{out} exists; continue it with --resume {out} or choose "
                             "another --out")
     if resume is None and out is not None:
-        check_output(out, "--out")
+        check_output(out, "--out", [dataset])
     if json_out is not None:
         check_output(json_out, "--json", [resume, out])
     if not method.startswith("proxy-"):  # proxy settings would be silently ignored

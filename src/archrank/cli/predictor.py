@@ -132,7 +132,7 @@ def bench_speed_cmd(
     from archrank.spaces import get_space
 
     if json_out is not None:
-        check_output(json_out, "--json")
+        check_output(json_out, "--json", [bench])
     check_predictors([predictor])
     if filters and bench is None:
         raise ArchrankError("--filter applies to the --bench table; give --bench too")

@@ -36,5 +36,6 @@ def report(
     check_output(out, "--out", paths)
     start = time.perf_counter()
     written = build_report(paths, out, title=title, scatter=scatter, top=top)
-    err.print(f"wrote {written} ({written.stat().st_size / 1024:.0f} KiB, "
+    size = "" if str(written) == "-" else f"{written.stat().st_size / 1024:.0f} KiB, "
+    err.print(f"wrote {'standard output' if str(written) == '-' else written} ({size}"
               f"{time.perf_counter() - start:.1f} s)")

@@ -68,9 +68,9 @@ def bench_table(
 
     if n < 1:
         raise ArchrankError(f"--n must be at least 1, got {n}")
-    check_output(out, "--out")
+    check_output(out, "--out", [dataset])
     if json_out is not None:
-        check_output(json_out, "--json", [out])
+        check_output(json_out, "--json", [out, dataset])
     seeds = parse_seeds(train_seeds)
     space = get_space(space_name)
     from archrank.cli.oneshot import dataset_spec

@@ -104,7 +104,7 @@ def zero_cost(
             raise ArchrankError(f"{flag} only applies to --fill")
     if out is None:
         raise ArchrankError("give --out FILE (a CSV of sampled cells) or --fill (the cache)")
-    check_output(out, "--out", [table])
+    check_output(out, "--out", [table, dataset])
     for flag, value in (("--n", n), ("--batch-size", batch_size), ("--width", width),
                         ("--depth", depth)):
         if value is not None and not 1 <= value <= 1_000_000:
@@ -132,8 +132,14 @@ def zero_cost(
                     on_done=lambda done, first=first: progress.update(
                         task, completed=first + done)))
     except KeyboardInterrupt:
-        done = _write_scores(out, space, cells, names, parts)
-        raise Interrupted(f"interrupted: the {done} cells scored so far are in {out}") from None
+        if not parts:  # nothing finished: an existing --out stays as it was
+            raise Interrupted(f"interrupted before the first {chunk} cells; {out} untouched"
+                              ) from None
+        # an existing file (a complete earlier result) is not replaced by a partial one
+        partial = Path(f"{out}.partial") if Path(out).is_file() else Path(out)
+        done = _write_scores(partial, space, cells, names, parts)
+        raise Interrupted(f"interrupted: the {done} cells scored so far are in {partial}"
+                          ) from None
     _write_scores(out, space, cells, names, parts)
     seconds = time.perf_counter() - start
     console.print(f"wrote {len(cells)} cells x {len(names)} proxies to {out} "

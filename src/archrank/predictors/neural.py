@@ -163,7 +163,7 @@ def kendall_tau_fast(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # Training parameters that count something and must be at least 1 when set.
 POSITIVE_TRAIN = ("batch_size", "epochs", "ensemble", "base_epochs", "max_epochs", "patience",
-                  "predict_chunk", "threads")
+                  "predict_chunk")  # (threads 0, like None, means one per core)
 
 
 class NeuralPredictor(Predictor):

@@ -250,6 +250,11 @@ class ForestArrays:
                 raise ArchrankError(f"the saved forest's {name} point outside its {m} nodes")
         if self.feature.min() < 0:
             raise ArchrankError("the saved forest has negative feature indices")
+        nodes = np.arange(m)
+        for name, a in (("left", self.left), ("right", self.right)):
+            if (a < nodes).any():  # children follow their parent (leaves point to themselves)
+                raise ArchrankError(f"the saved forest's {name} links point backwards (a "
+                                    "cycle would never reach a leaf)")
 
 
 class RFPredictor(TreePredictor):

@@ -333,25 +333,32 @@ def run_search(
     def _lost(exc: BaseException) -> ArchrankError:
         """A worker died (killed for memory...) or the task could not reach one: the
         machinery, not the cell, so the cells in flight stay pending and a resume evaluates
-        them again (recording them as failures would lose them for good). A cell in flight
-        at a second such loss is recorded as failed, so that one that kills its worker every
-        time cannot stop every resume."""
+        them again (recording them as failures would lose them for good). They are marked
+        as suspects, which a resume evaluates one at a time first; a worker that dies
+        while one cell alone is in flight (a broken pool, not a lost scheduler) is pinned on
+        that cell, and a cell pinned twice is recorded as failed, so that one that kills its
+        worker every time cannot stop every resume, and no other cell pays for it."""
+        from concurrent.futures import BrokenExecutor
+
         now = time.time()
+        flying = sorted(s for s, slot in slots.items()
+                        if slot.future is not None and slot.result is None)
+        pinned = len(flying) == 1 and isinstance(exc, BrokenExecutor)
         repeated = []
-        for seq, losses in store.mark_lost(sorted(slots)).items():
+        for seq, losses in store.mark_lost(flying, pinned).items():
             if losses >= 2:
-                error = (f"its evaluation worker stopped {losses} times while it was in "
-                         f"flight ({type(exc).__name__})")
+                error = (f"its evaluation worker stopped {losses} times while it alone was "
+                         f"in flight ({type(exc).__name__})")
                 store.record_result(seq, Evaluation(status="failed", error=error), None,
                                     None, now)
                 repeated.append(seq)
-        cells = ", ".join(f"#{s} {records[s].arch}" for s in sorted(slots))
-        kept = len(slots) - len(repeated)
+        cells = ", ".join(f"#{s} {records[s].arch}" for s in flying)
+        kept = len(flying) - len(repeated)
         return ArchrankError(
             f"an evaluation worker stopped ({type(exc).__name__}: {first_line(exc)}) with "
-            f"{len(slots)} evaluation(s) in flight ({cells[:300]}); {kept} kept pending"
-            + (f", {len(repeated)} recorded as failed (in flight at an earlier stop too)"
-               if repeated else "") + ": continue the run with --resume")
+            f"{len(flying)} evaluation(s) in flight ({cells[:300]}); {kept} kept pending"
+            + (f", {len(repeated)} recorded as failed (its worker stopped with it alone in "
+               "flight twice)" if repeated else "") + ": continue the run with --resume")
 
     def fill() -> bool:
         """Ask for as many proposals as there are free slots; False when none came."""
@@ -400,12 +407,19 @@ def run_search(
             if rec.done:
                 slot.result = rec.evaluation()
                 arrivals.append(rec.seq)
-        for seq in sorted(slots):
-            if slots[seq].result is None:
-                store.mark_started(seq, time.time())
-                submit(slots[seq])
-                if slots[seq].future.done():  # type: ignore[union-attr]
-                    collect([seq])
+        # Cells in flight when a worker stopped go first, one at a time: if one stops its
+        # worker again, the stop is pinned on it (``_lost``).
+        suspects = store.suspects()
+        pending = [s for s in sorted(slots) if slots[s].result is None]
+        for seq in sorted(pending, key=lambda s: s not in suspects):
+            store.mark_started(seq, time.time())
+            submit(slots[seq])
+            future = slots[seq].future
+            assert future is not None
+            if seq in suspects:
+                wait([future])
+            if future.done():
+                collect([seq])
         while True:
             got = fill()
             if not slots:

@@ -487,23 +487,31 @@ class RunStore:
                  float(evaluation.cost), evaluation.error, started, finished, tell_seq, seq))
 
     @_guarded
-    def mark_lost(self, seqs: list[int]) -> dict[int, int]:
-        """Count, on each pending evaluation of ``seqs``, one more stop of its worker while it
-        was in flight (kept in its ``error`` until it has a result); the counts."""
-        counts: dict[int, int] = {}
+    def mark_lost(self, seqs: list[int], pinned: bool) -> dict[int, int]:
+        """Mark the pending evaluations ``seqs`` as in flight when their worker stopped (kept
+        in their ``error`` until they have a result: ``suspects``), and, when the stop is
+        ``pinned`` on them (the only cell in flight), count one more; the counts."""
+        counts = self.suspects()
+        out: dict[int, int] = {}
         with self.conn:
             for seq in seqs:
-                row = self.conn.execute("SELECT status, error FROM evaluations WHERE seq = ?",
+                row = self.conn.execute("SELECT status FROM evaluations WHERE seq = ?",
                                         (seq,)).fetchone()
                 if row is None or row[0] != "pending":
                     continue
-                before = row[1] or ""
-                n = int(before[len(LOST):]) if before.startswith(LOST) and \
-                    before[len(LOST):].isdigit() else 0
-                counts[seq] = n + 1
+                out[seq] = counts.get(seq, 0) + int(pinned)
                 self.conn.execute("UPDATE evaluations SET error = ? WHERE seq = ?",
-                                  (f"{LOST}{n + 1}", seq))
-        return counts
+                                  (f"{LOST}{out[seq]}", seq))
+        return out
+
+    @_guarded
+    def suspects(self) -> dict[int, int]:
+        """Pending evaluations that were in flight when a worker stopped, and how many stops
+        were pinned on each (``mark_lost``)."""
+        rows = self.conn.execute("SELECT seq, error FROM evaluations WHERE status = 'pending'"
+                                 " AND error LIKE ?", (LOST + "%",)).fetchall()
+        return {int(seq): int(err[len(LOST):]) if err[len(LOST):].isdigit() else 0
+                for seq, err in rows}
 
     @_guarded
     def mark_told(self, seq: int, tell_seq: int) -> None:
