@@ -259,6 +259,12 @@ def test_damaged_predictor_files_are_one_line_errors(nb101_cells, tmp_path) -> N
     torch.save(blob, tmp_path / "cycle.pt")
     with pytest.raises(ArchrankError, match=r"cycle.pt: .*point backwards"):
         Predictor.load(tmp_path / "cycle.pt")
+    right = forest["right"].clone()
+    right[int(forest["roots"][0])] = int(forest["roots"][0])  # a root linking to itself
+    blob["state"]["forest"] = {**forest, "right": right}
+    torch.save(blob, tmp_path / "self.pt")
+    with pytest.raises(ArchrankError, match=r"self.pt: .*point backwards"):
+        Predictor.load(tmp_path / "self.pt")
     blob["predictor"] = "nope"
     torch.save(blob, tmp_path / "nope.pt")
     with pytest.raises(ArchrankError, match=r"nope.pt: unknown predictor 'nope'"):

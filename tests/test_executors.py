@@ -106,6 +106,10 @@ def test_a_dask_scheduler_without_workers_is_a_one_line_error() -> None:
             pytest.warns(UserWarning, match="no Dask worker has joined"), \
             pytest.raises(ArchrankError, match=r"has no workers .*dask worker"):
         DaskExecutor(empty.scheduler_address, timeout=2, workers_timeout=6)
+    with distributed.LocalCluster(n_workers=0, host="127.0.0.1", protocol="tcp://",
+                                  dashboard_address=None, processes=False) as empty, \
+            pytest.raises(ArchrankError, match=r"none joined within 2 s"):
+        DaskExecutor(empty.scheduler_address, timeout=2, workers_timeout=2)  # no endless wait
 
 
 def test_an_oracle_is_unpickled_once_per_worker_not_per_evaluation(serial) -> None:

@@ -305,11 +305,9 @@ def test_a_dead_worker_leaves_its_cells_pending_for_the_resume(config, tmp_path)
     # a future cancelled by the machinery (Dask losing its scheduler) is a lost worker too
     from concurrent.futures import CancelledError
 
-    with RunStore.memory(cfg.to_dict()) as store, pytest.raises(ArchrankError,
-                                                                match="worker stopped"):
-        run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget,
-                   executor=BreakingPool(5, CancelledError()),  # type: ignore[arg-type]
-                   max_in_flight=3)
+    with RunStore.memory(cfg.to_dict()) as store:
+        _stopped_by(BreakingPool(5, CancelledError()), store, cfg, "worker stopped")
+        assert store.suspects() == {}  # a lost scheduler is nobody's: no cell re-run alone
     # so is a task that could not be shipped to a worker or read there (Dask)
     for error in (TypeError("cannot pickle '_thread.lock' object"),
                   RuntimeError("Error during deserialization of the task graph")):
@@ -430,3 +428,25 @@ def test_only_the_cell_that_kills_its_worker_is_recorded_as_failed(config, tmp_p
     assert result.n_evaluated == cfg.budget
     failed = [r for r in records if r.status == "failed"]
     assert [r.arch for r in failed] == [culprit]
+
+
+class BrokenAtSubmit(BreakingPool):
+    """A pool already broken when asked for more work: its ``submit`` raises."""
+
+    def submit(self, fn, *args):  # type: ignore[no-untyped-def]
+        self.n += 1
+        if self.n >= self.at:
+            raise self.error
+        return super().submit(fn, *args)
+
+
+def test_a_pool_broken_at_submit_is_a_lost_worker(config, tmp_path):
+    """A broken process pool refuses new work in submit itself: that was an internal error,
+    and no cell was marked for the resume."""
+    cfg = replace(config, strategy="random", max_in_flight=1, budget=6)
+    with RunStore.create(tmp_path / "run", cfg.to_dict()) as store:
+        _stopped_by(BrokenAtSubmit(3), store, cfg, r"worker stopped .*0 evaluation\(s\) in "
+                                                    r"flight")
+        assert "failed" not in [r.status for r in store.records()]
+        result = run_search(build_strategy(cfg), build_oracle(cfg), store, budget=cfg.budget)
+    assert result.n_evaluated == cfg.budget

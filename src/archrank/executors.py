@@ -179,19 +179,21 @@ class DaskExecutor(Executor):
         import warnings
 
         assert self.client is not None
-        try:
-            self.client.wait_for_workers(1, timeout=min(5.0, limit))
+        try:  # (a timeout of 0 would mean no deadline to distributed)
+            self.client.wait_for_workers(1, timeout=max(0.1, min(5.0, limit)))
             return
         except TimeoutError:
             pass
+        error = ArchrankError(f"the Dask scheduler {scheduler} has no workers (none joined "
+                              f"within {limit:g} s); start some with: dask worker {scheduler}")
+        if limit <= 5.0:
+            raise error
         warnings.warn(f"no Dask worker has joined {scheduler} yet; waiting up to {limit:g} s "
                       f"(start some with: dask worker {scheduler})", stacklevel=3)
-        try:
-            self.client.wait_for_workers(1, timeout=max(0.0, limit - 5.0))
+        try:  # (a timeout of 0 would mean no deadline to distributed)
+            self.client.wait_for_workers(1, timeout=limit - 5.0)
         except TimeoutError:
-            raise ArchrankError(f"the Dask scheduler {scheduler} has no workers (none joined "
-                                f"within {limit:g} s); start some with: dask worker "
-                                f"{scheduler}") from None
+            raise error from None
 
     def _close(self) -> None:
         if self.client is not None:

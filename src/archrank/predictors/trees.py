@@ -251,10 +251,11 @@ class ForestArrays:
         if self.feature.min() < 0:
             raise ArchrankError("the saved forest has negative feature indices")
         nodes = np.arange(m)
-        for name, a in (("left", self.left), ("right", self.right)):
-            if (a < nodes).any():  # children follow their parent (leaves point to themselves)
-                raise ArchrankError(f"the saved forest's {name} links point backwards (a "
-                                    "cycle would never reach a leaf)")
+        leaf = (self.left == nodes) & (self.right == nodes)
+        inner = (self.left > nodes) & (self.right > nodes)
+        if not (leaf | inner).all():  # children follow their parent; leaves point to themselves
+            raise ArchrankError("the saved forest's links point backwards (a cycle would "
+                                "never reach a leaf)")
 
 
 class RFPredictor(TreePredictor):

@@ -288,7 +288,12 @@ def run_search(
     payload = for_executor(oracle, executor)
 
     def submit(slot: _Slot) -> None:
-        slot.future = executor.submit(evaluate_arch, payload, slot.arch)
+        try:
+            slot.future = executor.submit(evaluate_arch, payload, slot.arch)
+        except Exception as exc:  # a pool already broken refuses new work at once
+            if _worker_lost(exc):
+                raise _lost(exc) from None
+            raise
 
     def collect(seqs: Iterable[int]) -> None:
         """Record the results of finished futures (in proposal order)."""
@@ -343,9 +348,13 @@ def run_search(
         now = time.time()
         flying = sorted(s for s, slot in slots.items()
                         if slot.future is not None and slot.result is None)
-        pinned = len(flying) == 1 and isinstance(exc, BrokenExecutor)
+        # only a dead worker process can be pinned on a cell (a lost scheduler or
+        # connection is nobody's): only then are the cells suspects, re-run alone
+        broken = isinstance(exc, BrokenExecutor)
+        pinned = broken and len(flying) == 1
         repeated = []
-        for seq, losses in store.mark_lost(flying, pinned).items():
+        marked = store.mark_lost(flying, pinned) if broken else {}
+        for seq, losses in marked.items():
             if losses >= 2:
                 error = (f"its evaluation worker stopped {losses} times while it alone was "
                          f"in flight ({type(exc).__name__})")

@@ -37,7 +37,8 @@ from archrank.oracles.base import Evaluation
 DB_NAME = "run.sqlite"
 LOCK_NAME = "run.lock"
 SCHEMA_VERSION = 1
-LOST = "worker stopped while in flight: "  # a pending row's error: how often (mark_lost)
+# a pending row's error while it is a suspect (mark_lost): "...(stops pinned on it: N)"
+LOST = "its worker stopped while it was in flight (stops pinned on it: "
 INPUTS_KEY = "inputs"  # config row holding the run's input fingerprints (RunStore.create)
 
 _SCHEMA = """
@@ -501,7 +502,7 @@ class RunStore:
                     continue
                 out[seq] = counts.get(seq, 0) + int(pinned)
                 self.conn.execute("UPDATE evaluations SET error = ? WHERE seq = ?",
-                                  (f"{LOST}{out[seq]}", seq))
+                                  (f"{LOST}{out[seq]})", seq))
         return out
 
     @_guarded
@@ -510,8 +511,9 @@ class RunStore:
         were pinned on each (``mark_lost``)."""
         rows = self.conn.execute("SELECT seq, error FROM evaluations WHERE status = 'pending'"
                                  " AND error LIKE ?", (LOST + "%",)).fetchall()
-        return {int(seq): int(err[len(LOST):]) if err[len(LOST):].isdigit() else 0
-                for seq, err in rows}
+        counts = (err[len(LOST):].rstrip(")") for _, err in rows)
+        return {int(seq): int(n) if n.isdigit() else 0
+                for (seq, _), n in zip(rows, counts, strict=True)}
 
     @_guarded
     def mark_told(self, seq: int, tell_seq: int) -> None:
