@@ -194,3 +194,24 @@ def test_flops_conventions_on_a_small_module() -> None:
     with pytest.raises(ValueError, match="unknown FLOPs convention"):
         count_flops(net, (3, 8, 8), "bogus")
     assert net.training  # mode restored
+
+
+def test_nb101_analytic_counts_refuse_cells_that_are_not_pruned() -> None:
+    """NB101Network prunes a cell itself, so counts of an unpruned one disagreed with the
+    network (3,809 vs 15,042 parameters) and a cell without a path got a cost."""
+    import numpy as np
+
+    from archrank.errors import ArchrankError
+    from archrank.nn.counting import nb101_costs
+
+    ops = ["input", "conv1x1-bn-relu", "conv3x3-bn-relu", "conv3x3-bn-relu",
+           "conv1x1-bn-relu", "output"]
+    dead = np.array([[0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 1, 0],
+                     [0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 1], [0] * 6])  # vertex 1 unreachable
+    no_path = np.array([[0, 1, 0], [0, 0, 0], [0, 0, 0]])
+    chain = np.array([[0, 1, 0], [0, 0, 1], [0, 0, 0]])
+    three = ["input", "conv3x3-bn-relu", "output"]
+    for mats, names in (([chain, dead], [three, ops]), ([no_path], [three])):
+        with pytest.raises(ArchrankError, match="is not a pruned NB101 cell"):
+            nb101_costs(mats, names)
+    assert nb101_costs([chain], [three])["params"][0] > 0

@@ -389,3 +389,27 @@ def test_selection_under_constraints_and_pareto_front():
         feasible(cols, max_flops=5)
     with pytest.raises(ArchrankError, match="all the constraints together"):
         feasible(cols, max_flops=10, max_params=1)
+    # rows without a finite score or cost are on no front (a NaN cost sat on it alone; a NaN
+    # score dropped every row after it)
+    nan = float("nan")
+    assert pareto_front(np.array([nan, .9, .5, .8]), np.array([1., 2., .5, 3.])).tolist() == [2, 1]
+    assert pareto_front(np.array([.1, .9, .5]), np.array([1., nan, .5])).tolist() == [2]
+    with pytest.raises(ArchrankError, match="'flops' column has no values"):
+        feasible({"flops": np.array([nan, nan])}, max_flops=5)
+
+
+def test_score_tables_refuse_infinite_scores_and_repeated_cells(tmp_path):
+    from archrank.oneshot.fit import ScoreTable
+    from archrank.spaces import get_space
+
+    space = get_space("nb201")
+    a, b = (space.format(c) for c in space.sample(2, np.random.default_rng(0)))
+    ha, hb = space.hash(space.parse(a)), space.hash(space.parse(b))
+    path = tmp_path / "s.csv"
+    for body, message in ((f"{a},{ha},inf,1\n", "line 2, field 'predicted': not finite"),
+                          (f"{a},{ha},0.5,1e400\n", "line 2, field 'flops': not finite"),
+                          (f"{a},{ha},0.5,1\n{b},{hb},0.4,2\n{a},{ha},0.5,1\n",
+                           "line 4: the cell of line 2 again")):
+        path.write_text("arch,hash,predicted,flops\n" + body)
+        with pytest.raises(ArchrankError, match=message):
+            ScoreTable.read_csv(path)

@@ -38,16 +38,20 @@ def arch_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
 
     for n, p in zip(names, parsed, strict=True):
         # archrank's own value is read, not the table's column of that name (published
-        # proxies differ from these synthetic-batch ones): said, not silent; exact counts are
+        # proxies differ from these synthetic-batch ones, and published FLOPs count other
+        # operations than archrank's multiply-accumulates: nb201_zc.csv's torchstat FLOPs
+        # rank cells with tau 0.96 against them): said, not silent; parameter counts are
         # archrank's and the table's alike. (An error here refused GATES++'s default inputs
         # on such a table.)
-        if p is not None and "@" not in n and p[0] not in EXACT and table is not None \
+        if p is not None and "@" not in n and p[0] != "params" and table is not None \
                 and n in table.metrics:
             import warnings
 
-            warnings.warn(f"arch input {n!r} is archrank's zero-cost proxy (synthetic batch, "
-                          f"the cache), not the column of {table.source}; rename the column "
-                          f"to use the table's values", stacklevel=2)
+            what = ("exact FLOPs (multiply-accumulates)" if p[0] in EXACT else
+                    "zero-cost proxy (synthetic batch, the cache)")
+            warnings.warn(f"arch input {n!r} is archrank's {what}, not the column of "
+                          f"{table.source}; rename the column to use the table's values",
+                          stacklevel=2)
     by_setting: dict[str, list[int]] = {}
     for k, p in enumerate(parsed):
         if p is not None:

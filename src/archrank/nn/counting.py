@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from archrank.errors import ArchrankError
+
 CONVENTIONS: tuple[str, ...] = ("macs", "torchstat")
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -126,6 +128,23 @@ def count_flops(module: nn.Module, input_shape: Sequence[int],
 
 
 # -- analytic counts (fast paths for whole tables, checked against the modules in tests) -------
+def _check_pruned(mats: np.ndarray, idx: np.ndarray) -> None:
+    """Refuse cells that are not pruned (a vertex off every input-to-output path, or no such
+    path at all): ``NB101Network`` prunes them, so their analytic counts would be wrong."""
+    n = mats.shape[1]
+    reach = mats.astype(np.int64)
+    for _ in range(max(1, math.ceil(math.log2(n)))):  # closure by squaring, all cells at once
+        reach = np.minimum(reach + reach @ reach, 1)
+    on_path = reach[:, 0, :] & reach[:, :, n - 1]
+    on_path[:, 0] = on_path[:, n - 1] = reach[:, 0, n - 1]
+    bad = np.flatnonzero(~on_path.all(axis=1).astype(bool))
+    if len(bad):
+        raise ArchrankError(f"cell {int(idx[bad[0]])} is not a pruned NB101 cell (a vertex off "
+                            "every input-to-output path, or no such path): prune it first "
+                            "(the nb101 space's parse / check_nb101_cell)")
+
+
+
 def nb101_param_counts(matrices: Sequence[np.ndarray], ops: Sequence[Sequence[str]],
                        **kwargs: object) -> np.ndarray:
     """Parameter counts of ``NB101Network`` for many pruned cells (``nb101_costs``)."""
@@ -164,6 +183,7 @@ def nb101_costs(
     for n in np.unique(sizes):
         idx = np.flatnonzero(sizes == n)
         mats = np.stack([np.asarray(matrices[i], dtype=bool) for i in idx])
+        _check_pruned(mats, idx)
         names = np.array([list(ops[i]) for i in idx])
         conv3 = (names[:, 1 : n - 1] == "conv3x3-bn-relu")
         conv1 = (names[:, 1 : n - 1] == "conv1x1-bn-relu")

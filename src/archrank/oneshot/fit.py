@@ -85,6 +85,15 @@ class ScoreTable:
         if np.isnan(columns["predicted"]).any():
             line = 2 + int(np.flatnonzero(np.isnan(columns["predicted"]))[0])
             raise ArchrankError(f"{path}: line {line}, field 'predicted': empty")
+        for name in ("predicted", "params", "flops", "latency_ms"):  # scores and costs
+            if name in columns and np.isinf(columns[name]).any():
+                line = 2 + int(np.flatnonzero(np.isinf(columns[name]))[0])
+                raise ArchrankError(f"{path}: line {line}, field {name!r}: not finite")
+        first: dict[str, int] = {}  # (cells that hash alike have rows of their own)
+        for line, arch in enumerate(archs, start=2):
+            if first.setdefault(arch, line) != line:  # --top would list one cell twice
+                raise ArchrankError(f"{path}: line {line}: the cell of line {first[arch]} "
+                                    "again")
         return cls(space, archs, hashes, columns)
 
 

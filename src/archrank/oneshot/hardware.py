@@ -131,6 +131,9 @@ def feasible(columns: dict[str, np.ndarray], **limits: float | None) -> np.ndarr
             raise ArchrankError(f"--{key.replace('_', '-')}: the score table has no {col!r} "
                                 "column")
         values = np.asarray(columns[col], dtype=np.float64)
+        if not np.isfinite(values).any():
+            raise ArchrankError(f"--{key.replace('_', '-')}: the score table's {col!r} column "
+                                "has no values")
         ok = values <= limit
         if not ok.any():
             raise ArchrankError(
@@ -151,9 +154,13 @@ def select(score: np.ndarray, mask: np.ndarray, top: int) -> np.ndarray:
 
 def pareto_front(score: np.ndarray, cost: np.ndarray, mask: np.ndarray | None = None
                  ) -> np.ndarray:
-    """Indices of the rows no other row beats on both (higher score, lower cost), by cost."""
+    """Indices of the rows no other row beats on both (higher score, lower cost), by cost;
+    rows without a finite score and cost are on no front."""
     score, cost = np.asarray(score, float), np.asarray(cost, float)
-    idx = np.flatnonzero(np.ones(len(score), bool) if mask is None else mask)
+    keep_rows = np.isfinite(score) & np.isfinite(cost)
+    if mask is not None:
+        keep_rows &= np.asarray(mask, bool)
+    idx = np.flatnonzero(keep_rows)
     order = idx[np.lexsort((-score[idx], cost[idx]))]  # cost up, then score down
     best = np.maximum.accumulate(score[order])
     keep = np.ones(len(order), dtype=bool)

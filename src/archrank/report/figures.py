@@ -247,16 +247,10 @@ def truth_panels_figure(truth: Sequence[float], panels: Mapping[str, Sequence[Se
 
 def pareto_front(cost: Sequence[float], value: Sequence[float]) -> np.ndarray:
     """Indices of the points no other point beats (lower or equal cost and higher value, one
-    strictly), sorted by cost."""
-    c = np.asarray(cost, dtype=np.float64)
-    v = np.asarray(value, dtype=np.float64)
-    order = np.lexsort((-v, c))  # by cost, then best value first
-    front, best = [], -np.inf
-    for i in order:
-        if np.isfinite(c[i]) and np.isfinite(v[i]) and v[i] > best:
-            front.append(i)
-            best = v[i]
-    return np.array(front, dtype=np.int64)
+    strictly), sorted by cost: ``oneshot select``'s front (``oneshot.hardware``)."""
+    from archrank.oneshot.hardware import pareto_front as front
+
+    return front(np.asarray(value, dtype=np.float64), np.asarray(cost, dtype=np.float64))
 
 
 @styled
