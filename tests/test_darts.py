@@ -12,6 +12,7 @@ from archrank.errors import ArchrankError, InvalidArchitecture
 from archrank.nn import build_network, count_flops, count_params
 from archrank.spaces import get_space
 from archrank.spaces.darts import ALL_CONCAT, DARTS_OPS, Genotype
+from conftest import one_line_error
 
 # Genotypes as printed by the reference code: DARTS (quark0/darts cnn/genotypes.py, DARTS_V1
 # / DARTS_V2) and PC-DARTS (yuhuixu1993/PC-DARTS genotypes.py, PC_DARTS_cifar).
@@ -349,3 +350,37 @@ def test_hash_many_is_hash_of_each_on_every_space():
         cells = space.sample(4, rng)
         cells += space.neighbours(cells[0])
         assert space.hash_many(cells) == [space.hash(c) for c in cells]
+
+
+def test_genotype_text_and_json_refuse_what_python_would() -> None:
+    """A misspelt JSON field became the full-concat default; a field given by position and
+    by keyword kept the keyword's; range(2, 10**6) built a list of a million nodes."""
+    from archrank.errors import InvalidArchitecture
+
+    space = get_space("darts")
+    cell = ("[('sep_conv_3x3',0),('sep_conv_3x3',1),('sep_conv_3x3',0),('sep_conv_3x3',1),"
+            "('sep_conv_3x3',1),('skip_connect',0),('skip_connect',0),('dil_conv_3x3',2)]")
+    for text, message in (
+            (json.dumps({"normal": eval(cell), "reduce": eval(cell), "normal_concatt": [2]}),
+             "unknown genotype field 'normal_concatt'"),
+            (f"Genotype({cell}, normal={cell}, reduce={cell})", "'normal' given twice"),
+            (f"Genotype(normal={cell}, normal_concat=range(2, 1000000), reduce={cell})",
+             r"range\(2, 1000000\) is not a list of nodes")):
+        with pytest.raises(InvalidArchitecture, match=message):
+            space.parse(text)
+
+
+def test_darts_search_depth_and_resume_from_the_checkpoint(cli, tmp_path) -> None:
+    pytest.importorskip("sklearn")
+    ckpt = tmp_path / "s.pt"
+    base = ["oneshot", "search", "--space", "darts", "--dataset", "digits", "--epochs", "1",
+            "--width", "4"]
+    line = one_line_error(*cli(*base, "--method", "darts", "--depth", "2", "-o", ckpt)[::2])
+    assert "depth >= 3" in line  # was an internal error (exit 1)
+    line = one_line_error(*cli(*base, "--method", "darts", "--depth", "3", "--ea-evals", "5",
+                               "-o", ckpt)[::2])
+    assert "--ea-evals: an option of spos-ea, not darts" in line
+    status, _, err = cli(*base, "--method", "darts", "--depth", "3", "-o", ckpt)
+    assert status == 0, err
+    status, _, err = cli("oneshot", "search", "--resume", ckpt)  # space and method: its own
+    assert status == 0, err

@@ -49,7 +49,8 @@ def train(
     epochs: int | None = typer.Option(None, "--epochs", help="Supernet epochs (150)."),
     width: int | None = typer.Option(None, "--width",
                                      help="Stem channels (default: the training oracle's)."),
-    depth: int | None = typer.Option(None, "--depth", help="Cells per stage (default: same)."),
+    depth: int | None = typer.Option(None, "--depth", help="Cells per stage; darts: all cells, "
+                                     "at least 3 (default: the oracle's)."),
     batch_size: int | None = typer.Option(None, "--batch-size",
                                           help="Global batch size (128)."),
     lr: float | None = typer.Option(None, "--lr", help="Initial learning rate, cosine to 0 "
@@ -375,17 +376,37 @@ def latency_cmd(
 
 
 # -- search -------------------------------------------------------------------------------------
+def _resumed_search(resume: Path, space: str | None, method: str | None
+                    ) -> tuple[str, str | None]:
+    """The space and method of the search checkpoint ``resume`` where not given (a uniform
+    supernet serves spos-ea and gcn-fit alike, so it needs --method)."""
+    from archrank.oneshot.checkpoint import load_checkpoint
+    from archrank.oneshot.search import UNIFORM_METHODS
+
+    ckpt = load_checkpoint(resume)
+    if method is None:
+        if ckpt.sampler == "uniform":
+            raise ArchrankError(f"{resume} is a uniformly trained supernet: give --method "
+                                f"{' or '.join(UNIFORM_METHODS)} (with its --ea-evals / "
+                                "--fit-samples) to continue it")
+        method = ckpt.sampler
+    return space or ckpt.setting.space, method
+
 @oneshot_app.command("search")
 def search_cmd(
-    space: str = typer.Option("nb201", "--space", help="Search space (nb201, darts)."),
+    space: str | None = typer.Option(None, "--space", help="Search space: nb201 (default), "
+                                     "darts; on --resume, the checkpoint's."),
     dataset: str = typer.Option("mnist1d", "--dataset",
                                 help="mnist1d, digits or a .npz file (x_train, y_train, ...)."),
-    method: str = typer.Option("proxy-darts", "--method",
-                               help="proxy-ea, proxy-darts, darts, spos-ea or gcn-fit."),
+    method: str | None = typer.Option(None, "--method",
+                                      help="proxy-ea, proxy-darts (default), darts, spos-ea or "
+                                      "gcn-fit; on --resume, the checkpoint's."),
     epochs: int = typer.Option(50, "--epochs", help="Supernet epochs (the search budget)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the weights, batches and sampling."),
-    width: int | None = typer.Option(None, "--width", help="Stem channels (default: oracle's)."),
-    depth: int | None = typer.Option(None, "--depth", help="Cells per stage (default: same)."),
+    width: int | None = typer.Option(None, "--width", help="Stem channels; darts: C, the stem "
+                                     "3C (default: the oracle's)."),
+    depth: int | None = typer.Option(None, "--depth", help="Cells per stage; darts: all cells, "
+                                     "at least 3 (default: the oracle's)."),
     batch_size: int = typer.Option(128, "--batch-size", help="Batch size."),
     lr: float = typer.Option(0.1, "--lr", help="Initial learning rate (cosine to 0)."),
     sampling: str = typer.Option("learned", "--sampling",
@@ -414,9 +435,10 @@ def search_cmd(
                                      "better cell on 5 of 6 proxy-ea searches, on 4 of 9 "
                                      "proxy-darts ones and worse on 4, docs/benchmarks.md); "
                                      "may change on --resume."),
-    ea_evals: int = typer.Option(100, "--ea-evals", help="spos-ea: cells scored by evolution."),
-    fit_samples: int = typer.Option(1000, "--fit-samples",
-                                    help="gcn-fit: uniformly sampled cells scored and fitted."),
+    ea_evals: int | None = typer.Option(None, "--ea-evals",
+                                        help="spos-ea: cells scored by evolution (100)."),
+    fit_samples: int | None = typer.Option(None, "--fit-samples", help="gcn-fit: uniformly "
+                                           "sampled cells scored and fitted (1000)."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch threads."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write."),
@@ -443,7 +465,22 @@ def search_cmd(
     from archrank.oneshot.search import check_method, resumable, search
     from archrank.oracles.training import TrainRecipe
 
+    if resume is not None:  # the space and method are the checkpoint's unless given
+        space, method = _resumed_search(resume, space, method)
+    space = space or "nb201"
+    method = method or "proxy-darts"
     check_method(method)
+    for flag, value, owner in (("--ea-evals", ea_evals, "spos-ea"),
+                               ("--fit-samples", fit_samples, "gcn-fit")):
+        if value is not None and method != owner:  # would be silently ignored
+            raise ArchrankError(f"{flag}: an option of {owner}, not {method}")
+    ea_evals = 100 if ea_evals is None else ea_evals
+    fit_samples = 1000 if fit_samples is None else fit_samples
+    if width is not None or depth is not None:  # before the progress bar and the data
+        from archrank.nn import MIN_DEPTH, check_size
+
+        check_size(space, 1 if width is None else width,
+                   MIN_DEPTH.get(space, 1) if depth is None else depth)
     if resume is None and epochs < 1:
         raise ArchrankError(f"--epochs must be at least 1, got {epochs}")
     if resume is not None and out is not None and Path(out) != Path(resume):

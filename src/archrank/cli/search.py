@@ -199,7 +199,8 @@ def search(
         None, "--width", help="With --oracle train: stem channels (default per space and "
         "dataset: nb201 on mnist1d 16)."),
     depth: int | None = typer.Option(
-        None, "--depth", help="With --oracle train: cells per stage (default per space)."),
+        None, "--depth", help="With --oracle train: cells per stage; darts: all cells, at "
+        "least 3 (default per space)."),
     supernet: Path | None = typer.Option(
         None, "--supernet", help="With --oracle supernet: the checkpoint of archrank oneshot "
         "train."),

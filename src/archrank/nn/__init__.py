@@ -34,6 +34,22 @@ def _space_name(space: Any) -> str:
     return space if isinstance(space, str) else space.name
 
 
+# Fewest cells a network of a space can have (DARTS: a reduction cell at a third and at two
+# thirds of the depth, and normal cells around them).
+MIN_DEPTH: dict[str, int] = {"darts": 3}
+
+
+def check_size(space: str, width: int, depth: int) -> None:
+    """A one-line error for a width or depth no network of ``space`` can have (checked
+    before a run or a training starts, not at its first evaluation)."""
+    from archrank.errors import ArchrankError
+
+    least = MIN_DEPTH.get(space, 1)
+    if width < 1 or depth < least:
+        raise ArchrankError(f"{space} networks need width >= 1 and depth >= {least}, got "
+                            f"width {width}, depth {depth}")
+
+
 def build_network(
     space: Any,
     arch: Any,

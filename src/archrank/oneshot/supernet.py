@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from archrank.errors import ArchrankError
-from archrank.nn import BENCHMARK_SIZE, build_network
+from archrank.nn import BENCHMARK_SIZE, build_network, check_size
 from archrank.nn.counting import nb201_costs
 from archrank.nn.nb201 import NB201Network, edge_op
 from archrank.spaces import get_space
@@ -295,9 +295,7 @@ def build_supernet(setting: NetworkSetting) -> Supernet:
             f"no supernet for space {setting.space!r}; supernets exist for "
             f"{', '.join(SUPERNETS)}"
         )
-    if setting.width < 1 or setting.depth < 1:
-        raise ArchrankError(f"width and depth must be positive, got {setting.width} and "
-                            f"{setting.depth}")
+    check_size(setting.space, setting.width, setting.depth)
     return klass(setting)
 
 

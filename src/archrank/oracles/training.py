@@ -34,7 +34,7 @@ from torch import nn
 
 from archrank.datasets import ArrayDataset, load_dataset
 from archrank.errors import ArchrankError, first_line
-from archrank.nn import BENCHMARK_SIZE, build_network, torch_threads
+from archrank.nn import BENCHMARK_SIZE, build_network, check_size, torch_threads
 from archrank.nn.counting import count_flops, count_params
 from archrank.oracles.base import Evaluation, Oracle
 from archrank.spaces import get_space
@@ -125,9 +125,7 @@ class TrainingOracle(Oracle):
         default = default_setup(self.space.name, self.dataset.name)
         self.width = default["width"] if width is None else int(width)
         self.depth = default["depth"] if depth is None else int(depth)
-        if self.width < 1 or self.depth < 1:  # a network of no channels, or of no cells
-            raise ArchrankError(f"width and depth must be at least 1, got width "
-                                f"{self.width}, depth {self.depth}")
+        check_size(self.space.name, self.width, self.depth)
         self.recipe = recipe or TrainRecipe(epochs=default["epochs"])
         self.seed = int(seed)
         self.threads = int(threads)

@@ -102,7 +102,10 @@ def _literal(node: ast.AST, where: str) -> Any:
             and node.func.id == "range" and not node.keywords
             and all(isinstance(a, ast.Constant) and type(a.value) is int for a in node.args)
             and 1 <= len(node.args) <= 2):
-        return list(range(*[a.value for a in node.args]))  # type: ignore[union-attr]
+        bounds = [a.value for a in node.args]  # type: ignore[union-attr]
+        if any(abs(b) > 64 for b in bounds):  # node numbers: a huge range is not a cell
+            raise InvalidArchitecture(f"{where}: range{tuple(bounds)} is not a list of nodes")
+        return list(range(*bounds))
     raise InvalidArchitecture(f"{where}: expected a list of (op, input) pairs or node numbers, "
                               f"got {ast.unparse(node)[:60]!r}")
 
@@ -129,6 +132,8 @@ def _parse_genotype_call(text: str) -> dict[str, Any]:
         if kw.arg not in _FIELDS:
             raise InvalidArchitecture(f"unknown Genotype field {kw.arg!r}; expected "
                                       f"{', '.join(_FIELDS)}")
+        if kw.arg in fields:  # as Python: one field given twice is an error, not the last
+            raise InvalidArchitecture(f"Genotype field {kw.arg!r} given twice")
         fields[kw.arg] = _literal(kw.value, kw.arg)
     return fields
 
@@ -160,7 +165,8 @@ def _check_cell(kind: str, pairs: Any, concat: Any) -> tuple[list[tuple[str, int
     if (any(type(c) is not int or c not in ALL_CONCAT for c in concat)
             or len(set(concat)) != len(concat)):
         raise InvalidArchitecture(
-            f"{kind}_concat: expected distinct intermediate nodes among 2..5, got {concat!r}")
+            f"{kind}_concat: expected distinct intermediate nodes among 2..5, got "
+            f"{repr(concat)[:60]}")
     return out, sorted(concat)
 
 
@@ -169,6 +175,10 @@ def make_genotype(fields: Mapping[str, Any]) -> Genotype:
     missing = [f for f in ("normal", "reduce") if f not in fields]
     if missing:
         raise InvalidArchitecture(f"genotype is missing field {missing[0]!r}")
+    unknown = [str(f) for f in fields if f not in _FIELDS]
+    if unknown:  # a misspelt concat would silently become the full default
+        raise InvalidArchitecture(f"unknown genotype field {unknown[0][:40]!r}; expected "
+                                  f"{', '.join(_FIELDS)}")
     normal, nc = _check_cell("normal", fields["normal"], fields.get("normal_concat", ALL_CONCAT))
     reduce, rc = _check_cell("reduce", fields["reduce"], fields.get("reduce_concat", ALL_CONCAT))
     return Genotype(tuple(normal), tuple(nc), tuple(reduce), tuple(rc))  # type: ignore[arg-type]
