@@ -213,9 +213,11 @@ def test_oneshot_search_on_darts_end_to_end(cli, tmp_path, method):
     proxy = (["--refit-every", "2", "--no-pretrain"] if method.startswith("proxy-") else [])
     if method == "proxy-darts":
         proxy += ["--warmup-steps", "2"]
+    if method == "spos-ea":  # (refused for the other methods, which ignored it)
+        proxy += ["--ea-evals", "4"]
     code, out, err = cli("oneshot", "search", "--space", "darts", "--method", method,
                          "--dataset", str(npz), "--width", "4", "--depth", "3",
-                         "--batch-size", "16", "--epochs", "1", *proxy, "--ea-evals", "4",
+                         "--batch-size", "16", "--epochs", "1", *proxy,
                          "--device", "cpu", "--out", str(tmp_path / "s.pt"),
                          "--json", str(tmp_path / "r.json"))
     assert code == 0, err
