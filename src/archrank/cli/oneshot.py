@@ -436,9 +436,11 @@ def search_cmd(
                                      "proxy-darts ones and worse on 4, docs/benchmarks.md); "
                                      "may change on --resume."),
     ea_evals: int | None = typer.Option(None, "--ea-evals",
-                                        help="spos-ea: cells scored by evolution (100)."),
+                                        help="spos-ea: cells scored by evolution (100); a "
+                                        "choice after training: give it again on --resume."),
     fit_samples: int | None = typer.Option(None, "--fit-samples", help="gcn-fit: uniformly "
-                                           "sampled cells scored and fitted (1000)."),
+                                           "sampled cells scored and fitted (1000); give it "
+                                           "again on --resume."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch threads."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write."),
