@@ -40,6 +40,15 @@ def dataset_spec(dataset: str) -> str:
     return canonical_spec(dataset)
 
 
+def _as_recorded(path: Path, verb: str, why: str,
+                 options: dict[str, tuple[Any, Any]]) -> None:
+    """Refuse an option given next to a checkpoint with another value than the checkpoint's
+    (``{flag: (given or None, recorded)}``): it would be silently ignored."""
+    for flag, (given, kept) in options.items():
+        if given is not None and given != kept:
+            raise ArchrankError(f"{path} {verb} {flag} {kept}; got {given} ({why})")
+
+
 # -- train --------------------------------------------------------------------------------------
 @oneshot_app.command("train")
 def train(
@@ -92,15 +101,12 @@ def train(
                                depth=depth)
         trainer = SupernetTrainer.resume(ckpt, epochs=epochs, **kwargs)
         target = resume
-        recorded = {"--dataset": (None if dataset is None else dataset_spec(dataset),
-                                  ckpt.dataset_spec),
-                    "--batch-size": (batch_size, ckpt.recipe.batch_size),
-                    "--lr": (lr, ckpt.recipe.lr), "--seed": (seed, ckpt.seed),
-                    "--sampler": (sampler, ckpt.sampler)}
-        for flag, (given, kept) in recorded.items():
-            if given is not None and given != kept:  # the checkpoint's, or silently ignored
-                raise ArchrankError(f"{resume} was trained with {flag} {kept}; got {given} "
-                                    "(a resumed training keeps its settings)")
+        _as_recorded(resume, "was trained with", "a resumed training keeps its settings", {
+            "--dataset": (None if dataset is None else dataset_spec(dataset),
+                          ckpt.dataset_spec),
+            "--batch-size": (batch_size, ckpt.recipe.batch_size),
+            "--lr": (lr, ckpt.recipe.lr), "--seed": (seed, ckpt.seed),
+            "--sampler": (sampler, ckpt.sampler)})
     else:
         assert out is not None
         if out.exists():
@@ -342,14 +348,11 @@ def latency_cmd(
     if checkpoint is not None:
         ckpt = load_checkpoint(checkpoint)
         setting = ckpt.setting
-        for flag, given, kept in (("--space", space, setting.space),
-                                  ("--dataset", None if dataset is None
-                                   else dataset_spec(dataset), ckpt.dataset_spec),
-                                  ("--width", width, setting.width),
-                                  ("--depth", depth, setting.depth)):
-            if given is not None and given != kept:  # the checkpoint's setting is measured
-                raise ArchrankError(f"{checkpoint} has {flag} {kept}; got {given} (the "
-                                    "latency table is the checkpoint's setting's)")
+        _as_recorded(checkpoint, "has", "the latency table is the checkpoint's setting's", {
+            "--space": (space, setting.space),
+            "--dataset": (None if dataset is None else dataset_spec(dataset),
+                          ckpt.dataset_spec),
+            "--width": (width, setting.width), "--depth": (depth, setting.depth)})
     else:
         setting = setting_for(space or "nb201", load_dataset(dataset or "mnist1d"), width,
                               depth)
@@ -376,22 +379,6 @@ def latency_cmd(
 
 
 # -- search -------------------------------------------------------------------------------------
-def _resumed_search(resume: Path, space: str | None, method: str | None
-                    ) -> tuple[str, str | None]:
-    """The space and method of the search checkpoint ``resume`` where not given (a uniform
-    supernet serves spos-ea and gcn-fit alike, so it needs --method)."""
-    from archrank.oneshot.checkpoint import load_checkpoint
-    from archrank.oneshot.search import UNIFORM_METHODS
-
-    ckpt = load_checkpoint(resume)
-    if method is None:
-        if ckpt.sampler == "uniform":
-            raise ArchrankError(f"{resume} is a uniformly trained supernet: give --method "
-                                f"{' or '.join(UNIFORM_METHODS)} (with its --ea-evals / "
-                                "--fit-samples) to continue it")
-        method = ckpt.sampler
-    return space or ckpt.setting.space, method
-
 @oneshot_app.command("search")
 def search_cmd(
     space: str | None = typer.Option(None, "--space", help="Search space: nb201 (default), "
@@ -467,8 +454,11 @@ def search_cmd(
     from archrank.oneshot.search import check_method, resumable, search
     from archrank.oracles.training import TrainRecipe
 
+    if method is not None:
+        check_method(method)
     if resume is not None:  # the space and method are the checkpoint's unless given
-        space, method = _resumed_search(resume, space, method)
+        ckpt = resumable(resume, method, space)
+        space, method = ckpt.setting.space, method or ckpt.sampler
     space = space or "nb201"
     method = method or "proxy-darts"
     check_method(method)
@@ -489,8 +479,6 @@ def search_cmd(
         raise ArchrankError("give either --resume CKPT or --out, not both")
     if resume is None and out is None:
         raise ArchrankError("missing --out CKPT (or --resume CKPT to continue a search)")
-    if resume is not None:
-        resumable(resume, method, space)
     if resume is None and out is not None and out.exists():
         raise ArchrankError(f"{out} exists; continue it with --resume {out} or choose "
                             "another --out")

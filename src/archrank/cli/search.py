@@ -224,7 +224,7 @@ def search(
         --strategy gates --budget 150 --seed 0 --run-dir runs/demo
       archrank search --resume runs/demo
     """
-    from archrank.executors import stop_pool
+    from archrank.executors import close_now
     from archrank.runs.config import build_oracle, build_strategy
     from archrank.runs.loop import executor_for, run_search
     from archrank.runs.store import RunStore
@@ -270,7 +270,7 @@ def search(
         else:
             store = RunStore.create(directory, config.to_dict(), inputs)
     except BaseException:
-        executor.shutdown(wait=False, cancel_futures=True)
+        close_now(executor)
         raise
     counts = store.counts()
     done0 = counts["ok"] + counts["failed"]
@@ -298,8 +298,7 @@ def search(
                                 max_in_flight=config.max_in_flight, ordered=config.ordered,
                                 on_result=on_result)
     finally:
-        stop_pool(executor)
-        executor.shutdown(wait=False, cancel_futures=True)
+        close_now(executor)
         store.close()
     summary = search_summary(config, result, directory, strat.describe())
     _print_summary(summary)

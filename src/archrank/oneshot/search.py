@@ -122,11 +122,18 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
     return method, kwargs
 
 
-def resumable(path: str | Path, method: str, space: str, *, width: int | None = None,
-              depth: int | None = None) -> Checkpoint:
+def resumable(path: str | Path, method: str | None, space: str | None, *,
+              width: int | None = None, depth: int | None = None) -> Checkpoint:
     """The checkpoint at ``path``, checked to be a ``method`` search over ``space`` (and of
-    ``width`` / ``depth`` when given)."""
+    ``width`` / ``depth`` when given); a method or space not given is the checkpoint's (a
+    uniform supernet serves spos-ea and gcn-fit alike, so it needs the method)."""
     ckpt = load_checkpoint(path, space=space, width=width, depth=depth)
+    if method is None:
+        if ckpt.sampler == "uniform":
+            raise ArchrankError(f"{path} is a uniformly trained supernet: give --method "
+                                f"{' or '.join(UNIFORM_METHODS)} (with its --ea-evals / "
+                                "--fit-samples) to continue it")
+        method = ckpt.sampler
     want = "uniform" if method in UNIFORM_METHODS else method
     if ckpt.sampler != want:
         raise ArchrankError(f"{path}: a checkpoint of a {ckpt.sampler} search, not {method}")

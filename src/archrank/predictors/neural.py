@@ -161,9 +161,10 @@ def kendall_tau_fast(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((sa * sb).sum() / max(n * (n - 1), 1))
 
 
-# Training parameters that count something and must be at least 1 when set.
-POSITIVE_TRAIN = ("batch_size", "epochs", "ensemble", "base_epochs", "max_epochs", "patience",
-                  "predict_chunk")  # (threads 0, like None, means one per core)
+# Training parameters that count something and must be at least 1 when set (epochs,
+# batch_size and ensemble, like lr > 0, are every component's: ``params.AT_LEAST_ONE``; threads
+# 0, like None, means one per core).
+POSITIVE_TRAIN = ("base_epochs", "max_epochs", "patience", "predict_chunk")
 
 
 class NeuralPredictor(Predictor):
@@ -209,8 +210,6 @@ class NeuralPredictor(Predictor):
             if hp.get(key) is not None and hp[key] < 1:
                 raise InvalidOption(f"{owner}: parameter {key!r} must be at least 1, got "
                                     f"{hp[key]}")
-        if hp["lr"] is not None and not hp["lr"] > 0:
-            raise InvalidOption(f"{owner}: parameter 'lr' must be positive, got {hp['lr']}")
         if not 0 < hp["val_fraction"] < 1:
             raise InvalidOption(f"{owner}: parameter 'val_fraction' must lie in (0, 1), got "
                                 f"{hp['val_fraction']}")

@@ -53,7 +53,6 @@ def _worker_lost(exc: BaseException) -> bool:
     scheduler, a closed connection to it), or the task could not be shipped to a worker or
     read there (a client and cluster with other environments). ``evaluate_arch`` turns an
     oracle's own errors (OSError included) into failed evaluations."""
-    import pickle
     from concurrent.futures import BrokenExecutor, CancelledError
 
     text = str(exc).lower()
