@@ -279,6 +279,10 @@ def test_bad_truths_are_one_line_errors(cli, truth, tmp_path):
                                                                "--sampler", "nope")
     assert "--calib-batches must be at least 1, got 0" in run("--truth", str(truth),
                                                              "--calib-batches", "0")
+    assert "--calib-batches only applies with BN recalibration" in run(
+        "--truth", str(truth), "--no-bn-recal", "--calib-batches", "8")
+    code, _, err = cli("bench", "oneshot-search", "--truth", str(truth), "--methods", " ,")
+    assert code == 2 and "--methods is empty" in err
 
 
 def test_fair_supernets_keep_files_of_their_own(truth, tmp_path):
@@ -310,3 +314,15 @@ def test_bench_oneshot_json_with_a_missing_field_is_a_report_error(tmp_path):
     with pytest.raises(ArchrankError, match="'supernet_kendall_tau' is missing"):
         read_input(path)
     assert math.isfinite(ceiling_kendall_tau(0.7, 3))
+
+
+def test_top1_of_tied_scores_is_the_group_not_the_first_row():
+    """A cost score ties groups of cells: the pick's figures are those of the whole tied
+    group, whatever the order of the truth's rows; a NaN score is never the best."""
+    from archrank.bench.oneshot import _best_rows
+
+    score = np.array([3.0, 1.0, 3.0, np.nan, 2.0])
+    mask = np.ones(5, bool)
+    assert _best_rows(score, mask).tolist() == [0, 2]
+    assert _best_rows(score, np.array([0, 1, 0, 1, 1], bool)).tolist() == [4]
+    assert _best_rows(np.full(3, np.nan), np.ones(3, bool)).tolist() == []

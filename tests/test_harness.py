@@ -83,6 +83,10 @@ def test_cli_bench_predictor_on_nbgraph(tmp_path: Path) -> None:
     (["--seeds", "0"], "--seeds must be at least 1"),
     (["--set", "gates.bogus=1"], "no parameter 'bogus'"),
     (["--set", "nodot"], "expected PREDICTOR.PARAM=VALUE"),
+    (["--predictors", "gates,gates"], "'gates' is given twice"),
+    (["--train-sizes", "10,10"], "10 is given twice"),
+    (["--arch-inputs", "flops"], "--arch-inputs: none of the predictors benchmarked (gates)"),
+    (["--aux-targets", "cifar100_test"], "--aux-targets: none of the predictors"),
 ])
 def test_bad_options_give_one_line_errors(args: list[str], message: str, nb201_csv: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -117,3 +121,70 @@ def test_cli_bench_speed_small(tmp_path: Path) -> None:
     assert data["score_nb201"]["cells"] == 15625
     assert data["score_nb201"]["median_seconds"] > 0
     assert "score_nb101" not in data
+
+
+def test_percentile_of_a_failed_pick_is_nan_not_the_bottom() -> None:
+    from archrank.bench.common import percentile
+    from archrank.bench.oneshot_search import _seed_mean
+
+    truth = np.array([50.0, 60.0, 70.0, 80.0, 90.0])
+    assert percentile(truth, 85.0) == pytest.approx(80.0)
+    assert np.isnan(percentile(truth, float("nan")))
+    # one diverged training seed leaves the mean of the others; none finished: NaN
+    means = _seed_mean(np.array([[88.0, np.nan, 90.0], [np.nan, np.nan, np.nan]]))
+    assert means[0] == pytest.approx(89.0) and np.isnan(means[1])
+
+
+def test_bench_predictors_resumes_from_its_journal(nb201_csv: Path, tmp_path: Path) -> None:
+    """Every finished fit is journaled; the same command after a kill fits only the rest and
+    reports the figures of an uninterrupted run; a failing fit keeps the finished seeds."""
+    from archrank.errors import FailedWithPartial, Interrupted
+
+    args = ("nb201", str(nb201_csv), "cifar10_test", ["xgb", "mlp"], [20, 40])
+    params = {"xgb": {"n_estimators": 20}, "mlp": {"epochs": 2}}
+    whole = bench_predictors(*args, seeds=2, params=params).to_json()
+    journal = tmp_path / "p.json.journal.jsonl"
+    seen: list[str] = []
+
+    def stop_at_fifth(msg: str) -> None:
+        seen.append(msg)
+        if len(seen) == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted, match=r"5 of 8 fits finished .1 whole seeds"):
+        bench_predictors(*args, seeds=2, params=params, journal=journal,
+                         progress=stop_at_fifth)
+    fits: list[str] = []
+    again = bench_predictors(*args, seeds=2, params=params, journal=journal,
+                             progress=fits.append).to_json()
+    assert fits[0].startswith("resuming: 5 fits journaled")
+    assert [m.split(":")[0] for m in fits[1:]] == ["seed 1 n=20 mlp", "seed 1 n=40 xgb",
+                                                  "seed 1 n=40 mlp"]
+    key = ("predictor", "train_size", "seed", "kendall_tau", "spearman", "test_size")
+    assert [[r[k] for k in key] for r in again["runs"]] == \
+        [[r[k] for k in key] for r in whole["runs"]]
+    assert again["samples"] == whole["samples"]
+    with pytest.raises(ArchrankError, match=r"other settings .*predictors"):
+        bench_predictors(*args, seeds=2, params={**params, "mlp": {"epochs": 3}},
+                         journal=journal)
+    # a fit that fails keeps the whole seeds before it: the test set left by --drop-twins
+    twins = tmp_path / "twins.csv"
+    rows = nb201_csv.read_text().splitlines()
+    twins.write_text("\n".join([rows[0], *rows[1:11] * 6]) + "\n")
+    with pytest.raises(FailedWithPartial, match="0 test rows are left once the training "
+                       "rows' twins are dropped") as info:
+        bench_predictors("nb201", str(twins), "cifar10_test", ["xgb"], [5, 55], seeds=2,
+                         drop_twins=True, params={"xgb": params["xgb"]})
+    assert info.value.partial["interrupted"] and info.value.partial["seeds"] == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--no-nb201", "--no-nb101", "--no-darts"], "leave nothing to time"),
+    (["--no-nb201", "--metric", "cifar100_test"], "--metric is for the nb201 fit"),
+    (["--no-nb201", "--bench", "x.csv"], "--bench is for the nb201 fit"),
+])
+def test_bench_speed_refuses_options_it_would_ignore(args: list[str], message: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "speed", *args])
+    assert exc.value.code == 2 and message in capsys.readouterr().err

@@ -85,6 +85,14 @@ def test_precision_at_k() -> None:
     assert precision_at_k(y, pred, 0.05) == pytest.approx(4 / 5)  # K = 5
     assert precision_at_k(y, pred, 0.10) == pytest.approx(9 / 10)
     assert precision_at_k([1, 2, 3], [3, 2, 1], 0.01) == 0.0  # K is at least 1
+    # ties at the boundary count fractionally, whatever the order of the rows: a constant
+    # score picks the true best with probability 1/n
+    true = np.array([5.0, 1.0, 2.0, 3.0, 4.0])
+    flat = np.ones(5)
+    assert precision_at_k(true, flat, 0.2) == pytest.approx(1 / 5)
+    assert precision_at_k(true[::-1], flat, 0.2) == pytest.approx(1 / 5)
+    # two cells tie for the top place of the score; one is the true best: 1/2
+    assert precision_at_k(true, [9.0, 0.0, 0.0, 9.0, 0.0], 0.2) == pytest.approx(1 / 2)
     with pytest.raises(ArchrankError, match="k_fraction"):
         precision_at_k(y, y, 5)
 

@@ -242,6 +242,39 @@ def test_bench_search_side_by_side(config):
         report["strategies"]["random"]["best_at"]["60"]
     with pytest.raises(ArchrankError, match="listed twice"):
         bench_search(config, ["rea", "rea"], 1)
+    with pytest.raises(ArchrankError, match=r"name the predictor as a strategy instead "
+                       r"\(--strategies xgb"):
+        bench_search(config, ["guided"], 1, strategy_params={"guided": {"predictor": "xgb"}})
+
+
+def test_bench_search_resumes_from_its_journal(config, tmp_path):
+    """A bench killed half-way keeps each finished search in its journal; the same command
+    then runs only the rest and reports what an uninterrupted run reports."""
+    from archrank.errors import Interrupted
+
+    short = replace(config, budget=30)
+    whole = bench_search(short, ["random", "rea"], 3, stop_at_optimum=False)
+    journal = tmp_path / "out.json.journal.jsonl"
+
+    def stop_after_four(run, i, n):
+        if i == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as info:
+        bench_search(short, ["random", "rea"], 3, stop_at_optimum=False, journal=journal,
+                     progress=stop_after_four)
+    assert info.value.partial["seeds"] == [0, 1, 2]  # random's three, rea's first
+    assert len(journal.read_text().splitlines()) == 1 + 4
+    ran = []
+    again = bench_search(short, ["random", "rea"], 3, stop_at_optimum=False, journal=journal,
+                         progress=lambda run, i, n: ran.append((run["label"], run["seed"])))
+    assert ran == [("rea", 1), ("rea", 2)]
+    for label in ("random", "rea"):
+        assert again["strategies"][label]["runs"] == whole["strategies"][label]["runs"]
+        assert again["strategies"][label]["curve"] == whole["strategies"][label]["curve"]
+    # a journal of other settings is refused, not mixed in
+    with pytest.raises(ArchrankError, match=r"other settings .*budget"):
+        bench_search(replace(short, budget=20), ["random", "rea"], 3, journal=journal)
 
 
 def test_bench_search_first_seed_runs_fresh_seeds(config):

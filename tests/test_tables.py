@@ -334,3 +334,20 @@ def test_real_zero_cost_table_per_dataset(nb201_zc_csv: Path) -> None:
     assert len(per["cifar10"]) == len(per["cifar100"]) == 725
     arch = per["cifar100"].archs[0]
     assert per["cifar100"].query(arch, "val_acc") != per["cifar10"].query(arch, "val_acc")
+
+
+def test_tabular_optimum_is_what_a_query_can_get(tmp_path: Path) -> None:
+    """A cell's text repeated on a later row is never answered (the first row of an exact
+    text answers), so that row's better value is no target for queries-to-optimum."""
+    from archrank.oracles.tabular import TabularOracle
+    from archrank.tables import load_benchmark
+
+    a = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
+         "nor_conv_3x3~2|")
+    b = ("|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|"
+         "skip_connect~2|")
+    path = tmp_path / "dup.csv"
+    path.write_text(f"arch,acc\n{a},90.0\n{b},85.0\n{a},95.0\n")
+    oracle = TabularOracle(load_benchmark(str(path), get_space("nb201")), "acc")
+    assert oracle.evaluate(a).metrics["acc"] == 90.0
+    assert oracle.optimum() == 90.0

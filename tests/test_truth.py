@@ -125,6 +125,27 @@ def test_journal_retries_failures_not_of_the_cell_and_survives_a_torn_header(tmp
     assert TruthBuilder(oracle, cells, [0], out).pending == [(cells[0], 0)]
 
 
+def test_a_cell_trained_for_another_set_of_picks_is_reused(tmp_path, nb201):
+    """``bench oneshot-search`` trains each set of picks in a journal of its own: a cell that
+    another set trained with the same recipe and seeds is taken from there, never trained
+    twice; a journal of another recipe is not read."""
+    pytest.importorskip("sklearn")
+    oracle = TrainingOracle("nb201", "digits", recipe=TrainRecipe(epochs=1), width=4)
+    cells = [nb201.format(a) for a in nb201.sample(3, np.random.default_rng(0))]
+    first = TruthBuilder(oracle, cells[:2], [0, 1], tmp_path / "standalone-a.csv")
+    first.run(InlineExecutor())
+    other = TrainingOracle("nb201", "digits", recipe=TrainRecipe(epochs=2), width=4)
+    TruthBuilder(other, cells[2:], [0], tmp_path / "standalone-c.csv").run(InlineExecutor())
+    journals = sorted(tmp_path.glob("standalone-*.csv.journal.jsonl"))
+    second = TruthBuilder(oracle, cells[1:], [0, 1], tmp_path / "standalone-b.csv")
+    assert second.reuse(journals) == 2
+    assert second.pending == [(cells[2], 0), (cells[2], 1)]
+    assert second.values("val_acc")[0].tolist() == first.values("val_acc")[1].tolist()
+    # taken into its own journal: a resume of the second set needs no other file
+    assert len(TruthBuilder(oracle, cells[1:], [0, 1], tmp_path / "standalone-b.csv")
+               .pending) == 2
+
+
 def test_bench_table_seeds_in_any_order_and_bad_sizes(cli, tmp_path):
     from archrank.cli.truth import parse_seeds
     from conftest import one_line_error

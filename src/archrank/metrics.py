@@ -137,17 +137,30 @@ def top_k_count(n: int, k_fraction: float) -> int:
     return max(1, int(np.floor(k_fraction * n + 1e-9)))
 
 
+def top_k_membership(values: np.ndarray, k: int) -> np.ndarray:
+    """Each item's probability of being among the ``k`` largest when ties are broken at
+    random: 1 above the k-th value, 0 below, and for the items tied with it the share of
+    the remaining places they split (so a result never depends on the order of rows)."""
+    v = np.asarray(values, dtype=np.float64)
+    kth = np.sort(v)[::-1][k - 1]
+    above, tied = v > kth, v == kth
+    out = above.astype(np.float64)
+    out[tied] = (k - above.sum()) / tied.sum()
+    return out
+
+
 def precision_at_k(y_true: ArrayLike, y_pred: ArrayLike, k_fraction: float) -> float:
     """Fraction of the predicted top-K% that is in the true top-K% (K = ``top_k_count``).
 
-    Ties at the boundary are broken by position, so the sets always have exactly K members.
+    Values tied at either boundary count fractionally: the expected precision over random
+    tie-breaks (``top_k_membership``), not an order of rows (a cost such as FLOPs ties
+    whole groups of cells). Before session 12 ties were broken by row position.
     """
     a, b = _pair(y_true, y_pred)
     if a.size == 0:
         return float("nan")
     k = top_k_count(a.size, k_fraction)
-    hits = np.intersect1d(_top_indices(a, k), _top_indices(b, k), assume_unique=True).size
-    return hits / k
+    return float(top_k_membership(a, k) @ top_k_membership(b, k) / k)
 
 
 def true_ranks(y_true: ArrayLike) -> np.ndarray:

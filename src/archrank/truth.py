@@ -19,7 +19,7 @@ import itertools
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -90,14 +90,46 @@ class TruthBuilder:
                 if i == len(lines):  # a kill while appending: that training is redone
                     break
                 raise ArchrankError(f"{self.journal}: line {i}: not JSON") from None
-            if rec.get("status") == "failed" and not str(rec.get("error") or "").startswith(
-                    "training diverged"):
+            if not _stands(rec):
                 continue  # not the cell's doing (memory, a killed device...): trained again
             self.results[(rec["arch"], int(rec["seed"]))] = rec
         # drop a torn last line so that appends start on a fresh line
         good = "\n".join([lines[0], *(json.dumps(r) for r in self.results.values())]) + "\n"
         with atomic_path(self.journal) as tmp:
             tmp.write_text(good)
+
+    def reuse(self, journals: Iterable[Path]) -> int:
+        """Take into this journal the trainings of this table's cells that other journals of
+        the same setting hold (another set of picks trained in the same work dir), so that no
+        cell is trained twice; how many were taken. Journals of another recipe, other
+        training seeds or another space are skipped."""
+        mine = {k: v for k, v in self.header.items() if k != "archs"}
+        wanted = {(a, s) for a, s in self.pending}
+        taken = 0
+        for path in journals:
+            if path.resolve() == self.journal.resolve():
+                continue
+            try:
+                lines = path.read_text().splitlines()
+                header = json.loads(lines[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            if not isinstance(header, dict) or {
+                    k: v for k, v in header.items() if k != "archs"} != mine:
+                continue
+            for line in lines[1:]:
+                try:
+                    rec = json.loads(line)
+                    key = (rec["arch"], int(rec["seed"]))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn last line
+                if key not in wanted or not _stands(rec):
+                    continue
+                wanted.discard(key)
+                self.results[key] = rec
+                self._append(rec)
+                taken += 1
+        return taken
 
     def _append(self, record: dict[str, Any]) -> None:
         with open(self.journal, "a") as fh:
@@ -181,6 +213,13 @@ class TruthBuilder:
                     writer.writerow(row)
         except OSError as exc:
             raise ArchrankError(f"{self.out}: cannot write ({exc.strerror})") from None
+
+
+def _stands(record: dict[str, Any]) -> bool:
+    """Whether a journaled training is final: it finished, or the cell itself diverged (a
+    failure that is not the cell's doing, such as memory or a killed device, is retried)."""
+    return record.get("status") != "failed" or str(record.get("error") or "").startswith(
+        "training diverged")
 
 
 def _with_seed(oracle: TrainingOracle, seed: int) -> TrainingOracle:

@@ -80,10 +80,11 @@ def stat(values: Sequence[float]) -> dict[str, float]:
 
 
 def percentile(values: np.ndarray, x: float) -> float:
-    """Percent of ``values`` below ``x`` (ties count half): where ``x`` lands in a truth."""
+    """Percent of ``values`` below ``x`` (ties count half): where ``x`` lands in a truth; NaN
+    when ``x`` is not a number (a pick whose every training failed), never a 0th percentile."""
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
-    if not len(values):
+    if not len(values) or not np.isfinite(x):
         return float("nan")
     return float(100.0 * ((values < x).sum() + 0.5 * (values == x).sum()) / len(values))
 

@@ -366,10 +366,13 @@ def _standalone(ctx: _Context, arch: str) -> dict[str, Any]:
             "seconds": float(np.nansum(builder.values("train_seconds"))), "in_truth": False}
 
 
-def _pick(score: np.ndarray, mask: np.ndarray) -> int:
-    """The best-scoring row of ``mask`` (ties: the first)."""
-    idx = np.flatnonzero(mask)
-    return int(idx[np.argmax(score[idx])])
+def _best_rows(score: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The rows of ``mask`` that share the best finite score (a cost such as FLOPs ties
+    whole groups of cells: which of them is "the" pick is an order of rows, not a result)."""
+    idx = np.flatnonzero(mask & np.isfinite(score))
+    if not len(idx):
+        return idx
+    return idx[score[idx] == score[idx].max()]
 
 
 def _judge(ctx: _Context, sc: np.ndarray) -> dict[str, Any]:
@@ -385,11 +388,17 @@ def _judge(ctx: _Context, sc: np.ndarray) -> dict[str, Any]:
         if not mask.any():
             picks[c] = None
             continue
-        i = _pick(sc, mask)
-        picks[c] = {"cell": archs[i], "truth_val_acc": float(y[i]),
-                    "truth_percentile": percentile(y[mask], y[i]),
-                    "truth_percentile_all": percentile(y, y[i]),
-                    "candidates": int(mask.sum())}
+        best = _best_rows(sc, mask)
+        if not len(best):  # no finite score (a diverged supernet's losses)
+            picks[c] = None
+            continue
+        i = int(best[0])  # the cell named; its figures are the mean over the tied best
+        picks[c] = {"cell": archs[i], "truth_val_acc": float(np.mean(y[best])),
+                    "truth_percentile": float(np.mean([percentile(y[mask], y[j])
+                                                       for j in best])),
+                    "truth_percentile_all": float(np.mean([percentile(y, y[j])
+                                                           for j in best])),
+                    "candidates": int(mask.sum()), "tied_best": len(best)}
     return {"kendall_tau": kendall_tau(y, sc), "precision_at_5pct": precision_at_k(y, sc, 0.05),
             "top1": picks}
 
@@ -476,7 +485,8 @@ def _report(ctx: _Context, per_seed: list[dict[str, Any]], wall: float) -> dict[
         m: stat([r["supernet_kendall_tau_by_score"][m] for r in per_seed])
         for m in ("val_acc", "val_loss")}
     # what needs no training at all: the larger network ranked first (cells of equal cost are
-    # ties in the tau; the pick is the first of the largest)
+    # ties in the tau, count fractionally in P@5%, and the top-1 figures are the mean over
+    # the cells tied for the largest)
     out["cost_baselines"] = {}
     for name, cost in (("flops", ctx.flops_all), ("params", ctx.params_all)):
         judged = _judge(ctx, cost[ctx.truth_rows])

@@ -17,6 +17,7 @@ the dataset given must be the one the truth was trained on (same fingerprint).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
@@ -89,9 +90,14 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
     digest = hashlib.sha1("\n".join(picks).encode()).hexdigest()[:10]
     builder = TruthBuilder(oracle, picks, train_seeds, work / f"standalone-{digest}.csv",
                            {"truth": str(truth)})
+    # a cell another set of picks trained in this work dir (other --methods / --seeds, or a
+    # process sharing it) with the same recipe and seeds is taken, not trained again
+    builder.reuse(sorted(work.glob("standalone-*.csv.journal.jsonl")))
     builder.run(executor, in_flight=workers)
     builder.write_csv()
-    val, test = builder.values("val_acc").mean(1), builder.values("test_acc").mean(1)
+    # the mean over the training seeds that finished (one diverged seed does not void a pick,
+    # as in the truth table and ``bench oneshot``); NaN only when none did
+    val, test = _seed_mean(builder.values("val_acc")), _seed_mean(builder.values("test_acc"))
     row = {a: i for i, a in enumerate(picks)}
     report = envelope(KIND, SCHEMA, "bench oneshot-search", seeds, space=space,
                       truth=str(truth), epochs=epochs, train_seeds=train_seeds,
@@ -116,3 +122,10 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
                          for seed, r, i, p in zip(seeds, rs, idx, pct, strict=True)],
         }
     return report
+
+
+def _seed_mean(values: np.ndarray) -> np.ndarray:
+    """Per cell, the mean over its finished training seeds (NaN for a cell with none)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: NaN, said by the JSON
+        return np.nanmean(values, axis=1)

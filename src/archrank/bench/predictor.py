@@ -10,12 +10,14 @@ only fitting and scoring. ``bench_speed`` times GATES on the figures issue 3 set
 
 from __future__ import annotations
 
+import hashlib
 import os
 import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +30,8 @@ from archrank.bench.common import (
     parse_list,
     stat,
 )
-from archrank.errors import ArchrankError
+from archrank.bench.journal import BenchJournal
+from archrank.errors import ArchrankError, FailedWithPartial, first_line
 from archrank.metrics import ranking_report
 from archrank.predictors.base import make_predictor, predictor_class
 from archrank.spaces import get_space
@@ -55,6 +58,8 @@ def parse_sizes(text: str) -> list[int]:
             raise ArchrankError(f"--train-sizes: {item!r} is not an integer") from None
         if value < 2:
             raise ArchrankError(f"--train-sizes: {value} is too small (need at least 2 cells)")
+        if value in sizes:  # its fits would count as seeds twice
+            raise ArchrankError(f"--train-sizes: {value} is given twice")
         sizes.append(value)
     return sizes
 
@@ -65,6 +70,8 @@ def check_predictors(names: Sequence[str], space: SearchSpace | None = None,
     also build each predictor with its ``params`` (names, types and values checked)."""
     for name in names:
         predictor_class(name)
+        if names.count(name) > 1:  # its fits would count as seeds twice
+            raise ArchrankError(f"--predictors: {name!r} is given twice")
     params = params or {}
     unused = sorted(set(params) - set(names))
     if unused:
@@ -172,6 +179,7 @@ def bench_predictors(
     arch_inputs: str | None = None,
     aux_targets: str | None = None,
     drop_twins: bool = False,
+    journal: Path | None = None,
 ) -> PredictorBench:
     """Fit and score every predictor on ``seeds`` random training sets of each size (seeds
     ``first_seed`` to ``first_seed + seeds - 1``: a later run can add seeds to an earlier
@@ -186,7 +194,10 @@ def bench_predictors(
     such as nb201.csv holds cells that differ only by dead edges or a swap of nodes 1 and 2
     (15,625 rows, 8,765 distinct cells): such a row is a second training of a training cell,
     which GATES and the cached signals see as the same cell, so it inflates the absolute taus
-    (the comparison between predictors, on the same splits, is fair either way)."""
+    (the comparison between predictors, on the same splits, is fair either way).
+
+    ``journal`` (``bench.journal``): every finished fit is recorded there, and the fits it
+    already holds (same table, metric and resolved predictor parameters) are not redone."""
     params = _with_signals(predictors, params or {}, arch_inputs, aux_targets)
     check_predictors(predictors, get_space(space_name), params)
     check_seeds(seeds, first_seed)
@@ -233,19 +244,42 @@ def bench_predictors(
         result.signals[name] = {"arch_inputs": list(model.arch_inputs),
                                 "aux_targets": list(model.aux_targets)}
     hashes = np.asarray(space.hash_many(cells)) if drop_twins else None
+    table_digest = hashlib.sha1(("\n".join(space.format(a) for a in cells)).encode()
+                                + y.tobytes()).hexdigest()
+    log = BenchJournal(journal, "bench predictor", {
+        "space": space_name, "bench": str(bench_spec), "metric": metric, "table": table_digest,
+        "drop_twins": drop_twins,
+        "predictors": {n: make_predictor(n, space, seed=0, **params[n]).hp
+                       for n in predictors}})
+    if log.done and progress:
+        progress(f"resuming: {len(log.done)} fits journaled in {journal}")
     try:
-        _fit_all(result, space, graphs, y, params, signals_of, progress, hashes)
+        _fit_all(result, space, graphs, y, params, signals_of, progress, hashes, log)
     except KeyboardInterrupt:  # keep every finished seed; the caller saves them
-        done, total = len(result.runs), seeds * len(train_sizes) * len(predictors)
-        per_seed = len(train_sizes) * len(predictors)
-        fits = Counter(r["seed"] for r in result.runs)
-        finished = {seed for seed, n in fits.items() if n == per_seed}
-        # the seed cut short is not counted: every predictor and size keeps the same seeds
-        result.runs = [r for r in result.runs if r["seed"] in finished]
-        result.samples = [x for x in result.samples if x["seed"] in finished]
-        raise interrupted(result.to_json(), f"interrupted: {done} of {total} fits "
-                          f"finished ({len(finished)} whole seeds kept)") from None
+        report, kept = _whole_seeds(result)
+        raise interrupted(report, f"interrupted: {kept}") from None
+    except Exception as exc:  # a fit that failed: the finished seeds are kept as on Ctrl-C
+        report, kept = _whole_seeds(result)
+        report["interrupted"] = True
+        why = str(exc) if isinstance(exc, ArchrankError) else (
+            f"a fit failed ({type(exc).__name__}: {first_line(exc)})")
+        raise FailedWithPartial(f"{why}; {kept}", partial=report) from exc
     return result
+
+
+def _whole_seeds(result: PredictorBench) -> tuple[dict[str, Any], str]:
+    """The report of the seeds whose every fit finished (the seed cut short is not counted:
+    every predictor and size keeps the same seeds), and how many fits that is."""
+    done = len(result.runs)
+    total = result.seeds * len(result.train_sizes) * len(result.predictors)
+    per_seed = len(result.train_sizes) * len(result.predictors)
+    fits = Counter(r["seed"] for r in result.runs)
+    finished = sorted(seed for seed, n in fits.items() if n == per_seed)
+    result.runs = [r for r in result.runs if r["seed"] in finished]
+    result.samples = [x for x in result.samples if x["seed"] in finished]
+    report = result.to_json()
+    report["seeds"] = finished  # the seeds run, not those asked for
+    return report, f"{done} of {total} fits finished ({len(finished)} whole seeds kept)"
 
 
 def _with_signals(predictors: Sequence[str], given: dict[str, dict[str, Any]],
@@ -255,6 +289,12 @@ def _with_signals(predictors: Sequence[str], given: dict[str, dict[str, Any]],
     predictors that take such signals (unless their own parameters set them). Parameters of
     predictors not benchmarked are kept, so that ``check_predictors`` names them."""
     params = {name: dict(p) for name, p in given.items()}
+    for flag, value, attr in (("--arch-inputs", arch_inputs, "uses_arch_inputs"),
+                              ("--aux-targets", aux_targets, "uses_aux_targets")):
+        takers = [n for n in predictors if getattr(predictor_class(n), attr)]
+        if value is not None and not takers:  # it would be ignored in silence
+            raise ArchrankError(f"{flag}: none of the predictors benchmarked "
+                                f"({', '.join(predictors)}) takes such signals (gates++ does)")
     for name in predictors:
         p = params.setdefault(name, {})
         klass = predictor_class(name)
@@ -272,9 +312,12 @@ def _rows(matrix: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
 def _fit_all(result: PredictorBench, space: SearchSpace, graphs: GraphBatch, y: np.ndarray,
              params: dict[str, dict[str, Any]],
              signals_of: Callable[[Any], dict[str, np.ndarray | None]],
-             progress: Progress | None, hashes: np.ndarray | None = None) -> None:
+             progress: Progress | None, hashes: np.ndarray | None = None,
+             log: BenchJournal | None = None) -> None:
     """Every (seed, size, predictor) fit of ``result``'s settings, appended to its runs
-    (``hashes``: each row's, to leave the training rows' twins out of the test set)."""
+    (``hashes``: each row's, to leave the training rows' twins out of the test set; ``log``:
+    the fits journaled already are taken from it, each new one is added)."""
+    log = log or BenchJournal(None, "bench predictor", {})
     first_seed, seeds, predictors = result.first_seed, result.seeds, result.predictors
     train_sizes = result.train_sizes
     for seed in range(first_seed, first_seed + seeds):
@@ -282,8 +325,19 @@ def _fit_all(result: PredictorBench, space: SearchSpace, graphs: GraphBatch, y: 
             train, test = train_split(len(y), size, seed)
             if hashes is not None:
                 test = test[~np.isin(hashes[test], hashes[train])]
+            if len(test) < 2:
+                raise ArchrankError(
+                    f"seed {seed}, {size} training rows: {len(test)} test rows are left"
+                    + (" once the training rows' twins are dropped (--drop-twins)"
+                       if hashes is not None else "") + "; use fewer --train-sizes rows")
             g_train, g_test = graphs[train], graphs[test]
             for name in predictors:
+                journaled = log.get((name, size, seed))
+                if journaled is not None:
+                    result.runs.append(journaled["run"])
+                    if seed == first_seed:
+                        result.samples.append(journaled["sample"])
+                    continue
                 model = make_predictor(name, space, seed=seed, **params[name])
                 sig = signals_of(model)
                 t0 = time.perf_counter()
@@ -296,9 +350,11 @@ def _fit_all(result: PredictorBench, space: SearchSpace, graphs: GraphBatch, y: 
                 run = {"predictor": name, "train_size": size, "seed": seed,
                        "test_size": len(test), **report,
                        "fit_seconds": t1 - t0, "predict_seconds": t2 - t1}
+                sample = _sample(name, size, seed, y[test], scores)
+                log.add((name, size, seed), {"run": run, "sample": sample})
                 result.runs.append(run)
                 if seed == first_seed:
-                    result.samples.append(_sample(name, size, seed, y[test], scores))
+                    result.samples.append(sample)
                 if progress:
                     progress(f"seed {seed} n={size} {name}: tau {report['kendall_tau']:.3f} "
                              f"fit {t1 - t0:.1f}s predict {t2 - t1:.2f}s")

@@ -14,11 +14,13 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from archrank.bench.common import check_seeds, envelope, interrupted
+from archrank.bench.journal import BenchJournal
 from archrank.errors import ArchrankError, FailedWithPartial, Interrupted, first_line
 from archrank.executors import process_pool, stop_pool
 from archrank.runs.config import SearchConfig, build_oracle, build_strategy
@@ -157,6 +159,7 @@ def bench_search(
     strategy_params: dict[str, dict[str, Any]] | None = None,
     progress: Callable[[dict[str, Any], int, int], None] | None = None,
     first_seed: int = 0,
+    journal: Path | None = None,
 ) -> dict[str, Any]:
     """Run every strategy for seeds ``first_seed..first_seed+seeds-1`` with ``base``'s
     settings; a JSON report (a later run can check on fresh seeds a setting chosen on the
@@ -165,6 +168,10 @@ def bench_search(
     ``stop_at_optimum`` (default) ends each search when it finds the table's best value: the
     figures are the same (best-so-far stays at the optimum) and it saves time, which makes
     large budgets (queries to the optimum without a cap) affordable.
+
+    ``journal`` (``bench.journal``): every finished search is recorded there, and the
+    searches it already holds (same table, budget and resolved strategy settings) are not
+    run again.
     """
     check_seeds(seeds, first_seed)
     if jobs < 1:
@@ -180,6 +187,10 @@ def bench_search(
     labels: list[str] = []
     for name in strategies:
         params = dict(strategy_params.get(name, {}))
+        if "predictor" in params:  # bench search has no --predictor: the name says it
+            raise ArchrankError(f"--set {name}.predictor: name the predictor as a strategy "
+                                f"instead (--strategies {params['predictor']}: guided search "
+                                "with that predictor)")
         cfg = replace(base, strategy=name, predictor=None, strategy_params=params)
         if cfg.label in labels:
             raise ArchrankError(f"strategy {name!r} is listed twice")
@@ -194,14 +205,33 @@ def bench_search(
         described.pop("seed", None)
         settings[cfg.label] = described
 
+    described_base = base.to_dict()
+    described_base.pop("seed", None)
+    log = BenchJournal(journal, "bench search", {
+        "search": described_base, "strategies": settings, "optimum": optimum,
+        "stop_at_optimum": stop_at_optimum})
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     threads = max(1, cores // jobs)
     t0 = time.perf_counter()
-    results: list[dict[str, Any]] = []
+    # the searches journaled by an earlier, interrupted run of this command are not redone
+    results: list[dict[str, Any]] = [r for cfg in configs
+                                     if (r := log.get((cfg.label, cfg.seed))) is not None]
+    todo = [cfg for cfg in configs if log.get((cfg.label, cfg.seed)) is None]
+    order = {(cfg.label, cfg.seed): i for i, cfg in enumerate(configs)}
+
+    def finish(run: dict[str, Any]) -> None:
+        log.add((run["label"], run["seed"]), run)
+        results.append(run)
+        if progress:
+            progress(run, len(results), len(configs))
 
     def report() -> dict[str, Any]:
+        results.sort(key=lambda r: order[(r["label"], r["seed"])])  # as if never interrupted
+        finished = sorted({int(r["seed"]) for r in results})
         out = _report(base, range(first_seed, first_seed + seeds), labels, results, optimum,
                       jobs, stop_at_optimum, time.perf_counter() - t0)
+        if len(results) < len(configs):  # the seeds run, not those asked for
+            out["seeds"] = finished
         out["first_seed"] = first_seed
         for label, entry in out["strategies"].items():
             entry["settings"] = settings.get(label, {})
@@ -209,29 +239,27 @@ def bench_search(
 
     if jobs == 1:
         try:
-            for cfg in configs:
-                results.append(run_one(cfg, threads, stop_at_optimum))
-                if progress:
-                    progress(results[-1], len(results), len(configs))
+            for cfg in todo:
+                finish(run_one(cfg, threads, stop_at_optimum))
         except KeyboardInterrupt:
             raise _interrupted(report(), len(configs)) from None
         except Exception as exc:  # the finished seeds are kept, as on Ctrl-C
             raise _failed(report(), len(configs), exc) from exc
     else:
         pool = process_pool(jobs, threads)
-        futures = [pool.submit(run_one, cfg, threads, stop_at_optimum) for cfg in configs]
+        futures = [pool.submit(run_one, cfg, threads, stop_at_optimum) for cfg in todo]
+        taken = 0
         try:
             for fut in futures:
-                results.append(fut.result())
-                if progress:
-                    progress(results[-1], len(results), len(configs))
+                finish(fut.result())
+                taken += 1
         except (KeyboardInterrupt, Exception) as exc:
             # Ctrl-C, or one search failing (a worker killed for memory...): the seeds that
             # finished are kept, for the CLI to write to --json, rather than thrown away
             stop_pool(pool)
-            done = [f for f in futures[len(results):] if f.done() and not f.cancelled()
-                    and f.exception() is None]
-            results.extend(f.result() for f in done)
+            for f in futures[taken:]:
+                if f.done() and not f.cancelled() and f.exception() is None:
+                    finish(f.result())
             if isinstance(exc, KeyboardInterrupt):
                 raise _interrupted(report(), len(configs)) from None
             raise _failed(report(), len(configs), exc) from exc

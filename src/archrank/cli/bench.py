@@ -235,11 +235,14 @@ def bench_oneshot_cmd(
     from archrank.cli.app import parse_sets
     from archrank.cli.oneshot import eta_progress
     from archrank.cli.search import keep_partial, save_report
-    from archrank.errors import Interrupted
+    from archrank.errors import ArchrankError, Interrupted
 
     if json_out is not None:
         check_output(json_out, "--json", [truth, work_dir])
     check_plot_dir(plot)
+    if not bn_recal and calib_batches != 4:  # it would change file names, not scores
+        raise ArchrankError("--calib-batches only applies with BN recalibration (without "
+                            "--no-bn-recal)")
     cfg = OneshotBench(truth=truth, space=space, dataset=dataset, recipe=recipe, width=width,
                        depth=depth, seeds=check_seeds(seeds, first_seed),
                        **({} if epochs is None else {"epochs": epochs}), sampler=sampler,

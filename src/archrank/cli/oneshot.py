@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from archrank.cli.app import VAL_SAMPLES, bench_app, console, err, oneshot_app, parse_sets
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, Interrupted
 from archrank.executors import close_now
 from archrank.files import check_output, check_plot_dir, write_json
 
@@ -218,6 +218,9 @@ def fit(
         raise ArchrankError(f"{checkpoint}: the supernet trained {ckpt.epoch} of "
                             f"{ckpt.recipe.epochs} epochs; finish it with archrank oneshot "
                             f"train --resume {checkpoint}")
+    if not bn_recalibrate and calib_batches != 4:  # it would be ignored in silence
+        raise ArchrankError("--calib-batches only applies with BN recalibration (without "
+                            "--no-bn-recalibrate)")
     options = ScoreOptions(bn_recalibrate=bn_recalibrate, calib_batches=calib_batches,
                            val_samples=val_samples)
     scorer = SubnetScorer.from_checkpoint(ckpt, options=options)
@@ -567,12 +570,14 @@ def bench_oneshot_search(
       archrank bench oneshot-search --truth benchmarks/truth/nb201_mnist1d_w16.csv --seeds 3 \
           --json out.json
     """
-    from archrank.bench.common import check_seeds
+    from archrank.bench.common import check_seeds, format_stat
     from archrank.bench.oneshot_search import bench_search
     from archrank.oneshot.search import parse_method
     from archrank.runs.loop import executor_for
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
+    if not names:
+        raise ArchrankError("--methods is empty; give a comma-separated list")
     for name in names:
         parse_method(name)
     seed_list = check_seeds(seeds, first_seed)
@@ -587,16 +592,15 @@ def bench_oneshot_search(
                               dataset=dataset_spec(dataset), epochs=epochs, work_dir=work_dir,
                               executor=executor, workers=workers,
                               on_stage=lambda text: err.print(text))
+    except KeyboardInterrupt:  # every finished search and training is kept in the work dir
+        raise Interrupted(f"interrupted; the same command resumes from {work_dir}") from None
     finally:
         close_now(executor)
     table = Table("method", "truth percentile", "val_acc", "test_acc", "search s", "degenerate")
-    def pm(stat: dict[str, float], digits: int) -> str:
-        return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
-
     for m, r in report["methods"].items():
-        table.add_row(m, pm(r["truth_percentile"], 1), pm(r["val_acc"], 2),
-                      pm(r["test_acc"], 2), f"{r['search_seconds']['mean']:.0f}",
-                      f"{r['degenerate_rate']:.2f}")
+        table.add_row(m, format_stat(r["truth_percentile"], 1),
+                      format_stat(r["val_acc"], 2), format_stat(r["test_acc"], 2),
+                      f"{r['search_seconds']['mean']:.0f}", f"{r['degenerate_rate']:.2f}")
     console.print(table)
     if json_out is not None:
         write_json(json_out, report)

@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from archrank.cli.app import FILTER_HELP, bench_app, console, err, parse_sets
-from archrank.cli.search import keep_partial, save_report
-from archrank.errors import ArchrankError, Interrupted
+from archrank.cli.search import keep_partial, resume_hint, save_report
+from archrank.errors import ArchrankError, FailedWithPartial, Interrupted
 from archrank.files import check_output, check_plot_dir, write_json
 from archrank.tables import with_filters
 
@@ -67,6 +67,7 @@ def bench_predictor(
         --seeds 5 --json out.json
     """
     from archrank.bench.common import parse_list
+    from archrank.bench.journal import discard, journal_for
     from archrank.bench.predictor import bench_predictors, parse_sizes
 
     if json_out is not None:
@@ -81,9 +82,13 @@ def bench_predictor(
             params=parse_sets(params, prefixed="PREDICTOR.PARAM"),
             progress=lambda msg: err.print(msg, style="dim"), first_seed=first_seed,
             arch_inputs=arch_inputs, aux_targets=aux_targets, drop_twins=drop_twins,
+            journal=journal_for(json_out),
         )
     except Interrupted as exc:
-        raise Interrupted(exc.message + keep_partial(json_out, exc.partial)) from None
+        raise Interrupted(exc.message + keep_partial(json_out, exc.partial)
+                          + resume_hint(json_out)) from None
+    except FailedWithPartial as exc:  # one fit failed: the finished seeds are kept
+        raise ArchrankError(str(exc) + keep_partial(json_out, exc.partial)) from None
     data = result.to_json()
     seed_text = f"seeds {first_seed}-{first_seed + seeds - 1}" if first_seed else f"{seeds} seeds"
     table = Table(title=f"{bench} · {metric} · {seed_text} · {result.rows} rows")
@@ -99,6 +104,7 @@ def bench_predictor(
                       f"{entry['fit_seconds']:.2f}", f"{entry['predict_seconds']:.3f}")
     console.print(table)
     save_report(data, json_out, plot)
+    discard(journal_for(json_out))
 
 
 @bench_app.command("speed")
@@ -134,6 +140,13 @@ def bench_speed_cmd(
     if json_out is not None:
         check_output(json_out, "--json", [bench])
     check_predictors([predictor])
+    if not (nb201 or nb101 or darts):
+        raise ArchrankError("--no-nb201 --no-nb101 --no-darts leave nothing to time")
+    if not nb201:  # only the nb201 fit reads the table
+        for flag, given in (("--bench", bench is not None), ("--filter", bool(filters)),
+                            ("--metric", metric != "cifar10_test")):
+            if given:
+                raise ArchrankError(f"{flag} is for the nb201 fit, which --no-nb201 leaves out")
     if filters and bench is None:
         raise ArchrankError("--filter applies to the --bench table; give --bench too")
     bench = bench and with_filters(bench, filters)

@@ -432,6 +432,7 @@ def bench_search_cmd(
         --metric cifar10_test --strategies random,rea,ls,gates --budget 150 --seeds 20 \\
         --jobs 2 --json out.json
     """
+    from archrank.bench.journal import discard, journal_for
     from archrank.bench.search import bench_search
     from archrank.runs.config import SearchConfig
 
@@ -453,16 +454,20 @@ def bench_search_cmd(
     try:
         report = bench_search(base, names, seeds, jobs=jobs, stop_at_optimum=stop_at_optimum,
                               strategy_params=parse_sets(sets, prefixed="STRATEGY.KEY"),
-                              progress=progress, first_seed=first_seed)
+                              progress=progress, first_seed=first_seed,
+                              journal=journal_for(json_out))
     except (Interrupted, FailedWithPartial) as exc:  # Ctrl-C, or one search failed (exit 2)
         report = exc.partial
         if report and report["strategies"]:
             _print_bench_search(report, bench, metric, budget, seeds, jobs)
         if isinstance(exc, Interrupted):
-            raise Interrupted(exc.message + keep_partial(json_out, report)) from None
-        raise ArchrankError(str(exc) + keep_partial(json_out, report)) from None
+            raise Interrupted(exc.message + keep_partial(json_out, report)
+                              + resume_hint(json_out)) from None
+        raise ArchrankError(str(exc) + keep_partial(json_out, report)
+                            + resume_hint(json_out)) from None
     _print_bench_search(report, bench, metric, budget, seeds, jobs)
     save_report(report, json_out, plot)
+    discard(journal_for(json_out))
 
 
 def save_report(report: dict[str, Any], json_out: Path | None, plot: Path | None) -> None:
@@ -485,6 +490,13 @@ def keep_partial(json_out: Path | None, report: dict[str, Any] | None) -> str:
         return "; give --json FILE to keep the finished ones"
     write_json(json_out, report)
     return f"; the finished ones are in {json_out} (\"interrupted\": true)"
+
+
+def resume_hint(json_out: Path | None) -> str:
+    """What to tell the user of an interrupted bench whose finished work is journaled."""
+    if json_out is None or str(json_out) == "-":
+        return ""
+    return "; the same command resumes from its journal"
 
 
 def _print_bench_search(report: dict[str, Any], bench: str, metric: str, budget: int,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
+import numpy as np
+
 from archrank.oracles.base import Evaluation, Oracle
 from archrank.spaces.base import SearchSpace
 from archrank.tables.table import TabularBenchmark
@@ -59,9 +61,12 @@ class TabularOracle(Oracle):
         return Evaluation(metrics, cost)
 
     def optimum(self) -> float:
-        """The best value of the objective in the table (for regret and queries-to-optimum)."""
-        value = float(self.bench.best(self.objective)[1])
-        return value if not math.isnan(value) else -math.inf
+        """The best value of the objective that a query can get (for regret and
+        queries-to-optimum): over the rows that answer, the first of each exact text (a
+        later row repeating a cell's text is never returned, so its value is no target)."""
+        values = self.bench.values(self.objective)[self.bench.answering_rows()]
+        values = values[~np.isnan(values)]
+        return float(values.max()) if len(values) else -math.inf
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()

@@ -63,16 +63,27 @@ class GatesLayer(nn.Module):
     """
 
     def __init__(self, n_ops: int, op_dim: int, dim: int, op_on: str, residual: bool,
-                 num_inputs: int = 1, op_features: torch.Tensor | None = None) -> None:
+                 num_inputs: int = 1, op_features: torch.Tensor | None = None,
+                 op_rank: int = 0) -> None:
         super().__init__()
         self.op_on = op_on
         self.op_emb = nn.Embedding(n_ops, op_dim)
         # GATES++: the op embedding is a learned projection of the op's features (what it
-        # computes, ``archrank.opinfo``) plus the free embedding above
-        self.op_proj: nn.Linear | None = None
+        # computes, ``archrank.opinfo``) plus the free embedding above; with ``op_rank`` r > 0
+        # it is the features alone through an r-wide bottleneck (the free part held at zero),
+        # so that the ops' embeddings span r directions placed by what the ops compute
+        self.op_proj: nn.Module | None = None
         if op_features is not None:
             self.register_buffer("op_features", op_features.float().clone())
-            self.op_proj = nn.Linear(op_features.shape[1], op_dim)
+            width = op_features.shape[1]
+            if op_rank > 0:
+                self.op_proj = nn.Sequential(nn.Linear(width, op_rank),
+                                             nn.Linear(op_rank, op_dim))
+                with torch.no_grad():
+                    self.op_emb.weight.zero_()
+                self.op_emb.weight.requires_grad_(False)
+            else:
+                self.op_proj = nn.Linear(width, op_dim)
         self.gate = nn.Linear(op_dim, dim)                # W_o (with bias)
         self.transform = nn.Linear(dim, dim, bias=False)  # W_x
         self.input_state = nn.Parameter(torch.randn(dim) / dim**0.5)
@@ -246,13 +257,13 @@ class GatesNet(nn.Module):
     def __init__(self, *, op_on: str, n_ops: int, op_dim: int, dim: int, layers: int,
                  readout: str, mlp_hidden: int, mlp_layers: int, dropout: float,
                  activation: str, num_inputs: int = 1,
-                 op_features: torch.Tensor | None = None) -> None:
+                 op_features: torch.Tensor | None = None, op_rank: int = 0) -> None:
         super().__init__()
         self.readout = readout
         self.op_on = op_on
         self.layers = nn.ModuleList(
             GatesLayer(n_ops, op_dim, dim, op_on, residual=k > 0, num_inputs=num_inputs,
-                       op_features=op_features)
+                       op_features=op_features, op_rank=op_rank)
             for k in range(layers)
         )
         self.act = {"relu": nn.ReLU(), "tanh": nn.Tanh(), "none": nn.Identity()}[activation]

@@ -128,6 +128,11 @@ class GatesPPPredictor(GatesPredictor):
         "op_norm": 1,          # 1: standardise each op feature column over the space's ops
         "proj_scale": 0.0,     # initial scale of the feature projection (0: starts at zero)
         "free_scale": 1.0,     # initial scale of the free op embedding (1: GATES's start)
+        # r > 0: the op embedding is the features alone through an r-wide bottleneck, no
+        # free part (op-level information alone on nb201, 50 labels: r = 1 +0.019 / +0.010
+        # over GATES on seeds 0-9 / 10-19; the full model loses at 100 labels, so 0 stays:
+        # docs/benchmarks.md "Op-level information through a bottleneck")
+        "op_rank": 0,
     }
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
@@ -143,6 +148,13 @@ class GatesPPPredictor(GatesPredictor):
         if self.hp["op_costs"] not in COST_SCALES:
             raise ArchrankError(f"gates++ op_costs must be one of {', '.join(COST_SCALES)}, "
                                 f"not {self.hp['op_costs']!r}")
+        if self.hp["op_rank"] and not self.op_info():
+            raise ArchrankError("gates++ op_rank shapes the op features' projection: it needs "
+                                "op_info=1")
+        if self.hp["op_rank"] and (float(self.hp["proj_scale"]) != 0.0
+                                   or float(self.hp["free_scale"]) != 1.0):
+            raise ArchrankError("gates++ op_rank > 0 has no free embedding and starts its "
+                                "projection at the usual scale: drop proj_scale / free_scale")
         if self.hp["arch_fusion"] not in ("concat", "add"):
             raise ArchrankError(f"gates++ arch_fusion must be concat or add, not "
                                 f"{self.hp['arch_fusion']!r}")
@@ -183,12 +195,13 @@ class GatesPPPredictor(GatesPredictor):
                  "op_dim": int(hp["op_dim"]), "dim": int(hp["dim"]),
                  "layers": int(hp["layers"]), "readout": self.readout(),
                  "activation": str(hp["activation"]), "op_features": feats,
+                 "op_rank": int(hp["op_rank"]) if feats is not None else 0,
                  "num_inputs": self.space.num_inputs}
         net = GatesPPNet(gates=gates, n_arch=len(self.arch_inputs),
                          arch_hidden=int(hp["arch_hidden"]), n_aux=len(self.aux_targets),
                          mlp_hidden=int(hp["mlp_hidden"]), mlp_layers=int(hp["mlp_layers"]),
                          dropout=float(hp["dropout"]), arch_fusion=str(hp["arch_fusion"]))
-        if feats is not None:
+        if feats is not None and not int(hp["op_rank"]):
             with torch.no_grad():
                 for layer in net.gates.layers:
                     layer.op_emb.weight.mul_(float(hp["free_scale"]))

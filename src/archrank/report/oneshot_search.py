@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from archrank.bench.oneshot_search import KIND, SCHEMA
 from archrank.errors import ArchrankError
 from archrank.report import figures
@@ -42,7 +44,9 @@ def read_oneshot_search(path: Path, data: dict[str, Any]) -> OneshotSearchBench:
             isinstance(entry.get(k), dict) and "mean" in entry[k] and "std" in entry[k]
             for k in _STATS) and isinstance(entry.get("per_seed"), list) and all(
             isinstance(p, dict) and isinstance(p.get("cell"), str)
-            and isinstance(p.get("truth_percentile"), int | float) for p in entry["per_seed"]
+            and (p.get("truth_percentile") is None  # a pick whose trainings all failed
+                 or isinstance(p.get("truth_percentile"), int | float))
+            for p in entry["per_seed"]
         ) and len(entry["per_seed"]) > 0
         if not ok:
             raise ArchrankError(f"{path}: methods.{name} is not a bench oneshot-search result "
@@ -51,7 +55,9 @@ def read_oneshot_search(path: Path, data: dict[str, Any]) -> OneshotSearchBench:
     return OneshotSearchBench(path, data)
 
 
-def _pm(stat: dict[str, float], spec: str = ".2f") -> str:
+def _pm(stat: dict[str, float | None], spec: str = ".2f") -> str:
+    if stat["mean"] is None or stat["std"] is None:  # no finished training behind it
+        return "-"
     return f"{stat['mean']:{spec}} ± {stat['std']:{spec}}"
 
 
@@ -64,7 +70,8 @@ def render_oneshot_search(benches: Sequence[OneshotSearchBench], options: Report
                       intro=f"{bench.path.name} · {d.get('epochs')} supernet epochs · search "
                             f"seeds {d.get('seeds')} · picks trained stand-alone with the "
                             f"truth's seeds {d.get('train_seeds')}")
-        per = {m: [p["truth_percentile"] for p in e["per_seed"]] for m, e in methods.items()}
+        per = {m: [np.nan if p["truth_percentile"] is None else p["truth_percentile"]
+                   for p in e["per_seed"]] for m, e in methods.items()}
         sec.blocks.append(Figure(
             f"oneshot_search{n}_percentile",
             figures.strip_figure(per, xlabel="truth percentile of the pick (stand-alone "
@@ -82,7 +89,10 @@ def render_oneshot_search(benches: Sequence[OneshotSearchBench], options: Report
             rows, "Mean ± standard deviation over the search seeds; degenerate: the share of "
             "picks with no convolution on any live input-to-output path."))
         for m, e in methods.items():
-            best = max(e["per_seed"], key=lambda p: p["truth_percentile"])
+            scored = [p for p in e["per_seed"] if p["truth_percentile"] is not None]
+            if not scored:
+                continue
+            best = max(scored, key=lambda p: p["truth_percentile"])
             sec.blocks.append(Drawing(
                 draw_text(d["space"], best["cell"], bench.path),
                 f"Best pick of {m} (seed {best.get('seed')}): truth percentile "

@@ -259,6 +259,11 @@ class TabularBenchmark:
             self._text_index = index
         return self._text_index
 
+    def answering_rows(self) -> np.ndarray:
+        """The rows some query is answered by (``find``): the first of each exact text; a
+        later row repeating that text is never returned."""
+        return np.fromiter(sorted(self._by_text().values()), dtype=np.int64)
+
     def find(self, arch: Any) -> int | None:
         """Row of ``arch``, or ``None`` when the table has no equivalent cell.
 

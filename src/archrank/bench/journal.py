@@ -1,0 +1,117 @@
+"""The journal of a bench harness: each finished unit of work (one fit of ``bench predictor``,
+one search of ``bench search``) as one JSON line beside ``--json``, so that a killed bench
+(SIGKILL, out of memory, a closed laptop) resumes where it stopped when the same command runs
+again. The first line records the settings that decide the results; a journal of other
+settings is refused rather than mixed in. The CLI removes it once the JSON is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from archrank.errors import ArchrankError
+from archrank.files import atomic_path
+
+FORMAT = "archrank-bench-journal-1"
+
+
+def journal_for(json_out: str | os.PathLike[str] | None) -> Path | None:
+    """Where the journal of a bench writing ``json_out`` lives (none without a file)."""
+    if json_out is None or str(json_out) == "-":
+        return None
+    return Path(f"{json_out}.journal.jsonl")
+
+
+def discard(path: Path | None) -> None:
+    """Remove a finished bench's journal (its JSON now holds every result)."""
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
+class BenchJournal:
+    """Finished units keyed by a tuple (e.g. ``(predictor, size, seed)``); ``path=None``
+    keeps them in memory only (no ``--json``: nothing to resume into)."""
+
+    def __init__(self, path: Path | None, command: str, settings: dict[str, Any]) -> None:
+        self.path = path
+        # through JSON once, so that a header read back compares equal (tuples become lists)
+        self.header = json.loads(json.dumps({"format": FORMAT, "command": command,
+                                             "settings": settings}, default=str))
+        self.done: dict[str, dict[str, Any]] = {}
+        if path is not None:
+            self._open(path)
+
+    @staticmethod
+    def key(parts: Sequence[Any]) -> str:
+        return json.dumps(list(parts))
+
+    def _open(self, path: Path) -> None:
+        if not path.exists():
+            self._write_fresh(path)
+            return
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        try:
+            header = json.loads(lines[0]) if lines else None
+        except json.JSONDecodeError:
+            header = None
+        if header is None and len(lines) <= 1:  # killed while the header was written
+            self._write_fresh(path)
+            return
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise ArchrankError(f"{path}: line 1: not a bench journal; move it away")
+        if header != self.header:
+            diff = _differences(header.get("settings", {}), self.header["settings"])
+            raise ArchrankError(
+                f"{path} holds the unfinished results of a {header.get('command')} with other "
+                f"settings ({', '.join(diff) or 'command'}); rerun that command to finish it, "
+                f"or remove the journal to start afresh")
+        for i, line in enumerate(lines[1:], start=2):
+            try:
+                rec = json.loads(line)
+                self.done[rec["key"]] = rec["result"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                if i == len(lines):  # torn by a kill while appending: that unit is redone
+                    break
+                raise ArchrankError(f"{path}: line {i}: not a journal record") from None
+        with atomic_path(path) as tmp:  # drop a torn last line: appends start on a fresh one
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in (
+                self.header, *({"key": k, "result": v} for k, v in self.done.items()))))
+
+    def _write_fresh(self, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.header) + "\n")
+
+    def get(self, parts: Sequence[Any]) -> dict[str, Any] | None:
+        return self.done.get(self.key(parts))
+
+    def add(self, parts: Sequence[Any], result: dict[str, Any]) -> None:
+        """Record one finished unit (flushed to disk before the next starts)."""
+        key = self.key(parts)
+        self.done[key] = result
+        if self.path is None:
+            return
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"key": key, "result": result}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _differences(theirs: Any, mine: Any, prefix: str = "") -> list[str]:
+    """The setting names (``search.budget``...) whose values differ, one level of nesting
+    deep."""
+    if not (isinstance(theirs, dict) and isinstance(mine, dict)):
+        return [prefix.rstrip(".")] if theirs != mine else []
+    out = []
+    for k in sorted(set(theirs) | set(mine)):
+        a, b = theirs.get(k), mine.get(k)
+        if a == b:
+            continue
+        if prefix or not (isinstance(a, dict) and isinstance(b, dict)):
+            out.append(prefix + k)
+        else:
+            out.extend(_differences(a, b, f"{k}."))
+    return out
