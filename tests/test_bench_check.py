@@ -113,6 +113,8 @@ def test_acceptance_nb201(nb201_csv: Path, tmp_path: Path) -> None:
     assert report["hash_mismatches"] == 0
     assert report["unique"] + report["duplicates"] == 15_625
     assert report["metric"]["max"] == 94.3733
+    # two distinct cells share the optimum (lines 6113 and 13716)
+    assert report["metric"]["best_rows"] == report["metric"]["best_cells"] == 2
 
 
 def test_check_official_reader_hashes(tmp_path: Path) -> None:

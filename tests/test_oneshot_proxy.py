@@ -284,6 +284,22 @@ def test_final_choice_over_the_memory(nb201, monkeypatch):
     assert ProxyConfig.from_dict(old).final == "space"
 
 
+def test_final_choice_fits_the_steps_after_the_last_refit(nb201):
+    """A search that ends between refits (or before the first) fits the landscape on its
+    whole memory before choosing; one observation alone is the pick."""
+    config = ProxyConfig(landscape=SMALL, final="memory", refit_every=100)
+    sampler = ProxySampler(nb201, 0, dataset=tiny_data(), config=config)
+    cells = nb201.codes(nb201.sample(6, np.random.default_rng(1)))
+    sampler.memory.add(tuple(int(v) for v in cells[0]), 1.5)
+    sampler.steps_seen = 1
+    assert np.array_equal(sampler.final_codes(), cells[0]) and not sampler.landscape.fitted
+    for c, loss in zip(cells[1:], (0.5, 2.0, 2.5, 3.0, 3.5), strict=True):
+        sampler.memory.add(tuple(int(v) for v in c), loss)
+    sampler.steps_seen = 6
+    sampler.final_codes()
+    assert sampler.landscape.fitted
+
+
 @pytest.mark.parametrize("method", ["proxy-darts", "proxy-ea"])
 def test_proxy_search_is_deterministic_per_seed(method):
     a, sa = _proxy_search(method, seed=1)
@@ -305,6 +321,23 @@ def test_degenerate_cells(nb201):
     assert is_degenerate(nb201, codes)  # the conv feeds node 2, which reaches nothing
     codes[5] = 1  # 2 -> 3 skip: now the conv is on a live path
     assert not is_degenerate(nb201, codes)
+
+
+def test_darts_collapse_is_judged_on_the_normal_cell():
+    """The DARTS collapse is a normal cell of skips: convolutions in the reduction cell do
+    not make it a sound pick."""
+    from archrank.spaces import get_space
+    from archrank.spaces.darts import DARTS_OPS, PATH_EDGES
+
+    darts = get_space("darts")
+    codes = darts.random_codes(1, np.random.default_rng(0))[0].copy()
+    n = len(PATH_EDGES)
+    conv = DARTS_OPS.index("sep_conv_3x3") + 1
+    codes[n:][codes[n:] > 0] = conv  # every reduction op a convolution
+    codes[:n][codes[:n] > 0] = DARTS_OPS.index("skip_connect") + 1
+    assert is_degenerate(darts, codes)
+    codes[:n][np.flatnonzero(codes[:n] > 0)[0]] = conv
+    assert not is_degenerate(darts, codes)
 
 
 @pytest.mark.parametrize("method", ["darts", "spos-ea", "gcn-fit"])
@@ -335,14 +368,18 @@ def test_method_specs_and_resume_with_other_settings(tmp_path):
     from archrank.oneshot.search import parse_method
 
     assert parse_method("proxy-ea") == ("proxy-ea", {})
-    assert parse_method("proxy-ea:oiw=off") == ("proxy-ea", {"proxy": {"oiw_norm": "off"}})
+    assert parse_method("proxy-darts:oiw=off") == ("proxy-darts",
+                                                   {"proxy": {"oiw_norm": "off"}})
     method, kw = parse_method("proxy-darts:sampling=uniform:pretrain=off:alpha_lr=0.01")
     assert method == "proxy-darts" and kw["proxy"]["sampling"] == "uniform"
     assert kw["proxy"]["alpha_lr"] == 0.01 and kw["proxy"]["landscape"].pretrain is False
     assert parse_method("gcn-fit:samples=50") == ("gcn-fit", {"fit_samples": 50})
-    for spec, message in [("proxy-ea:oiw=bad", "unknown OIW normalisation 'bad'"),
+    for spec, message in [("proxy-darts:oiw=bad", "unknown OIW normalisation 'bad'"),
+                          ("proxy-ea:oiw=off", "oiw_norm applies to proxy-darts only: alpha"),
+                          ("proxy-darts:alpha_lr=nan", "alpha_lr must be a positive number"),
+                          ("proxy-ea:population=0", "population must be at least 1"),
                           ("gcn-fit:evals=3", "gcn-fit has no option 'evals'"),
-                          ("proxy-ea:alpha_lr=x", "bad option 'alpha_lr=x'"),
+                          ("proxy-darts:alpha_lr=x", "bad option 'alpha_lr=x'"),
                           ("proxy-ea:warmup_steps=5", "warmup_steps applies to proxy-darts"),
                           ("nope", "unknown search method 'nope'")]:
         with pytest.raises(ArchrankError, match=message):
@@ -352,7 +389,7 @@ def test_method_specs_and_resume_with_other_settings(tmp_path):
           "depth": 1, "checkpoint": tmp_path / "p.pt"}
     search("proxy-ea", epochs=1, proxy=cfg, **kw)
     with pytest.raises(ArchrankError, match=r"p\.pt: a proxy-ea search with other settings"):
-        search("proxy-ea", epochs=1, proxy={**cfg, "oiw_norm": "off"}, resume=True, **kw)
+        search("proxy-ea", epochs=1, proxy={**cfg, "memory": 8}, resume=True, **kw)
     with pytest.raises(ArchrankError, match="a 1-epoch search, not 2 epochs"):
         search("proxy-ea", epochs=2, proxy=cfg, resume=True, **kw)
     # a checkpoint of another width is refused, not continued at its own (review, session 10)
@@ -501,13 +538,29 @@ def test_oneshot_search_command_and_its_errors(cli, tmp_path):
          "--warmup-steps applies to proxy-darts only"),
         (["--method", "spos-ea", "--oiw", "off", "--out", str(tmp_path / "x.pt")],
          "--oiw: proxy-ea / proxy-darts options, not spos-ea's"),
+        (["--method", "proxy-ea", "--oiw", "off", "--out", str(tmp_path / "x.pt")],
+         "--oiw applies to proxy-darts only"),
+        (["--method", "proxy-darts", "--alpha-lr", "nan", "--out", str(tmp_path / "x.pt")],
+         "alpha_lr must be a positive number"),
+        (["--method", "spos-ea", "--ea-evals", "0", "--out", str(tmp_path / "x.pt")],
+         "--ea-evals must be at least 1, got 0"),
+        (["--method", "gcn-fit", "--fit-samples", "1", "--out", str(tmp_path / "x.pt")],
+         "--fit-samples must be at least 2, got 1"),
+        # a resumed search keeps its settings: a differing one is refused, not ignored
+        (["--resume", str(ckpt), "--epochs", "7"], "was trained with --epochs 1; got 7"),
+        (["--resume", str(ckpt), "--seed", "5"], "was trained with --seed 0; got 5"),
+        (["--resume", str(ckpt), "--lr", "0.5"], "was trained with --lr 0.1; got 0.5"),
+        (["--resume", str(ckpt), "--memory", "10"], "was searched with --memory 256; got 10"),
+        (["--resume", str(ckpt), "--no-pretrain", "--pretrain"],
+         "was searched with --pretrain/--no-pretrain False; got True"),
     ]:
         code, _, err = cli("oneshot", "search", *args)
         assert code == 2 and message in err and err.strip().count("\n") == 0, err
     assert not (tmp_path / "x.pt").exists()
-    # the final choice is not a training setting: a finished search answers it anew
+    # the final choice is not a training setting: a finished search answers it anew; the
+    # settings it was started with may be repeated
     code, out, err = cli("oneshot", "search", *base, "--method", "proxy-darts", "--final",
-                         "memory", "--resume", str(ckpt))
+                         "memory", "--epochs", "1", "--resume", str(ckpt))
     assert code == 0 and "chosen cell: " in out, err
 
 
@@ -556,5 +609,5 @@ def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_p
     assert code == 2 and "was trained on" in err
     code, _, err = cli(*args, "--methods", "nope")
     assert code == 2 and "unknown search method 'nope'" in err
-    code, _, err = cli(*args, "--methods", "proxy-ea:oiw=of")
+    code, _, err = cli(*args, "--methods", "proxy-darts:oiw=of")
     assert code == 2 and "unknown OIW normalisation 'of'" in err

@@ -81,7 +81,10 @@ def check_report(spec: str, space_name: str, metric: str | None = None,
             i = int(np.flatnonzero(finite)[np.argmax(col[finite])])
             info.update({"min": float(col[finite].min()), "max": float(col[i]),
                          "mean": float(col[finite].mean()),
-                         "best_arch": space.format(bench.archs[i]), "best_hash": hashes[i]})
+                         "best_arch": space.format(bench.archs[i]), "best_hash": hashes[i],
+                         # rows sharing the best value, and how many distinct cells they are
+                         "best_rows": int((col[finite] == col[i]).sum()),
+                         "best_cells": len({hashes[j] for j in np.flatnonzero(col == col[i])})})
         report["metric"] = info
     return report
 
@@ -124,6 +127,9 @@ def _print(report: dict[str, Any]) -> None:
             table.add_row(f"{m['name']}: min / mean / max (finite)",
                           f"{_fmt(m['min'])} / {_fmt(m['mean'])} / {_fmt(m['max'])}")
             table.add_row(f"{m['name']}: best", m["best_arch"])
+            if m["best_rows"] > 1:
+                table.add_row(f"{m['name']}: rows at the best value",
+                              f"{m['best_rows']:,} ({m['best_cells']:,} distinct cells)")
     table.add_row("read and hashed in", f"{report['seconds']:.2f} s")
     console.print(table)
     for p in report["problems"]:
@@ -201,8 +207,10 @@ def bench_oneshot_cmd(
     sets: list[str] | None = typer.Option(None, "--set", help="Predictor option, e.g. "
                                           "epochs=100."),
     score: str = typer.Option("loss", "--score", help="Supernet score: loss (validation "
-                              "loss, the default: it ranked the truth better) or acc."),
-    bn_recal: bool = typer.Option(True, "--bn-recal/--no-bn-recal", help="Re-estimate BN "
+                              "loss, the default: it ranked the truth better) or acc "
+                              "(also val_loss / val_acc, as oneshot fit names them)."),
+    bn_recal: bool = typer.Option(True, "--bn-recal/--no-bn-recal",
+                                  "--bn-recalibrate/--no-bn-recalibrate", help="Re-estimate BN "
                                   "statistics per sub-network before scoring it."),
     calib_batches: int = typer.Option(4, "--calib-batches", help="Training batches for BN "
                                       "recalibration."),
@@ -248,7 +256,8 @@ def bench_oneshot_cmd(
                        **({} if epochs is None else {"epochs": epochs}), sampler=sampler,
                        samples=samples,
                        val_samples=val_samples,
-                       predictor=predictor, predictor_params=parse_sets(sets), score=score,
+                       predictor=predictor, predictor_params=parse_sets(sets),
+                       score={"val_loss": "loss", "val_acc": "acc"}.get(score, score),
                        bn_recalibrate=bn_recal, calib_batches=calib_batches,
                        standalone=standalone, work_dir=work_dir, threads=threads)
     progress = eta_progress(transient=True)

@@ -168,9 +168,10 @@ def fit(
     metric: str = typer.Option(
         "val_loss", "--score",
         help="Supernet score: val_loss (default; it ranked the committed truth better, "
-             "docs/benchmarks.md) or val_acc."),
+             "docs/benchmarks.md) or val_acc (also loss / acc, as bench oneshot names them)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample and the predictor."),
     bn_recalibrate: bool = typer.Option(True, "--bn-recalibrate/--no-bn-recalibrate",
+                                        "--bn-recal/--no-bn-recal",
                                         help="Re-estimate BN statistics per sub-network."),
     calib_batches: int = typer.Option(4, "--calib-batches",
                                       help="Training batches for BN recalibration."),
@@ -210,6 +211,7 @@ def fit(
     check_output(out, "--out", [checkpoint])
     if json_out is not None:
         check_output(json_out, "--json", [checkpoint, out])
+    metric = {"loss": "val_loss", "acc": "val_acc"}.get(metric, metric)  # bench's names
     check_score_metric(metric)
     predictor_params = parse_sets(sets)
     ckpt = load_checkpoint(checkpoint)
@@ -386,23 +388,26 @@ def latency_cmd(
 def search_cmd(
     space: str | None = typer.Option(None, "--space", help="Search space: nb201 (default), "
                                      "darts; on --resume, the checkpoint's."),
-    dataset: str = typer.Option("mnist1d", "--dataset",
-                                help="mnist1d, digits or a .npz file (x_train, y_train, ...)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="mnist1d (default), digits or "
+                                       "a .npz file (x_train, y_train, ...)."),
     method: str | None = typer.Option(None, "--method",
                                       help="proxy-ea, proxy-darts (default), darts, spos-ea or "
                                       "gcn-fit; on --resume, the checkpoint's."),
-    epochs: int = typer.Option(50, "--epochs", help="Supernet epochs (the search budget)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the weights, batches and sampling."),
+    epochs: int | None = typer.Option(None, "--epochs",
+                                      help="Supernet epochs (the search budget) [50]."),
+    seed: int | None = typer.Option(None, "--seed",
+                                    help="Seed of the weights, batches and sampling [0]."),
     width: int | None = typer.Option(None, "--width", help="Stem channels; darts: C, the stem "
                                      "3C (default: the oracle's)."),
     depth: int | None = typer.Option(None, "--depth", help="Cells per stage; darts: all cells, "
                                      "at least 3 (default: the oracle's)."),
-    batch_size: int = typer.Option(128, "--batch-size", help="Batch size."),
-    lr: float = typer.Option(0.1, "--lr", help="Initial learning rate (cosine to 0)."),
-    sampling: str = typer.Option("learned", "--sampling",
-                                 help="proxy-*: learned (Gumbel on alpha) or uniform (ablation)."),
-    oiw: str = typer.Option("l2", "--oiw",
-                            help="proxy-*: OIW normalisation l2 (default), sum, or off."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size [128]."),
+    lr: float | None = typer.Option(None, "--lr",
+                                    help="Initial learning rate (cosine to 0) [0.1]."),
+    sampling: str | None = typer.Option(None, "--sampling", help="proxy-*: learned (Gumbel on "
+                                        "alpha, default) or uniform (ablation)."),
+    oiw: str | None = typer.Option(None, "--oiw", help="proxy-darts: OIW normalisation l2 "
+                                   "(default), sum, or off."),
     pretrain: bool | None = typer.Option(None, "--pretrain/--no-pretrain",
                                          help="proxy-*: auto-encoder pre-training of the "
                                          "landscape [on]."),
@@ -413,10 +418,10 @@ def search_cmd(
     memory: int | None = typer.Option(None, "--memory",
                                       help="proxy-*: (arch, val loss) pairs kept [256]."),
     alpha_lr: float | None = typer.Option(None, "--alpha-lr",
-                                          help="proxy-*: learning rate of alpha [0.2]."),
-    alpha_steps: int | None = typer.Option(None, "--alpha-steps", help="proxy-*: alpha steps "
-                                           "per refit, 0: alpha fixed [5]."),
-    alpha_optimizer: str | None = typer.Option(None, "--alpha-optimizer", help="proxy-*: sgd "
+                                          help="proxy-darts: learning rate of alpha [0.2]."),
+    alpha_steps: int | None = typer.Option(None, "--alpha-steps", help="proxy-darts: alpha "
+                                           "steps per refit, 0: alpha fixed [5]."),
+    alpha_optimizer: str | None = typer.Option(None, "--alpha-optimizer", help="proxy-darts: sgd "
                                                "(steps on the standardised predicted loss) "
                                                "or adam [sgd]."),
     final: str | None = typer.Option(None, "--final", help="proxy-*: the landscape's minimum "
@@ -459,16 +464,19 @@ def search_cmd(
 
     if method is not None:
         check_method(method)
+    ckpt = None
     if resume is not None:  # the space and method are the checkpoint's unless given
         ckpt = resumable(resume, method, space)
         space, method = ckpt.setting.space, method or ckpt.sampler
     space = space or "nb201"
     method = method or "proxy-darts"
     check_method(method)
-    for flag, value, owner in (("--ea-evals", ea_evals, "spos-ea"),
-                               ("--fit-samples", fit_samples, "gcn-fit")):
+    for flag, value, owner, least in (("--ea-evals", ea_evals, "spos-ea", 1),
+                                      ("--fit-samples", fit_samples, "gcn-fit", 2)):
         if value is not None and method != owner:  # would be silently ignored
             raise ArchrankError(f"{flag}: an option of {owner}, not {method}")
+        if value is not None and value < least:  # before the training, not after it
+            raise ArchrankError(f"{flag} must be at least {least}, got {value}")
     ea_evals = 100 if ea_evals is None else ea_evals
     fit_samples = 1000 if fit_samples is None else fit_samples
     if width is not None or depth is not None:  # before the progress bar and the data
@@ -476,7 +484,7 @@ def search_cmd(
 
         check_size(space, 1 if width is None else width,
                    MIN_DEPTH.get(space, 1) if depth is None else depth)
-    if resume is None and epochs < 1:
+    if epochs is not None and epochs < 1:
         raise ArchrankError(f"--epochs must be at least 1, got {epochs}")
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise ArchrankError("give either --resume CKPT or --out, not both")
@@ -489,50 +497,66 @@ def search_cmd(
         check_output(out, "--out", [dataset])
     if json_out is not None:
         check_output(json_out, "--json", [resume, out])
-    if not method.startswith("proxy-"):  # proxy settings would be silently ignored
-        proxy_only = {"--sampling": sampling != "learned", "--oiw": oiw != "l2",
-                      "--pretrain/--no-pretrain": pretrain is not None,
-                      "--refit-every": refit_every is not None,
-                      "--warmup-steps": warmup_steps is not None, "--memory": memory is not None,
-                      "--alpha-lr": alpha_lr is not None, "--alpha-steps": alpha_steps is not None,
-                      "--alpha-optimizer": alpha_optimizer is not None,
-                      "--final": final is not None}
-        given_here = [name for name, set_ in proxy_only.items() if set_]
-        if given_here:
-            raise ArchrankError(f"{', '.join(given_here)}: proxy-ea / proxy-darts options, "
-                                f"not {method}'s")
-    if method == "proxy-ea" and warmup_steps is not None:
+    proxy_flags = {"--sampling": ("sampling", sampling), "--oiw": ("oiw_norm", oiw),
+                   "--refit-every": ("refit_every", refit_every),
+                   "--warmup-steps": ("warmup_steps", warmup_steps),
+                   "--memory": ("memory", memory), "--alpha-lr": ("alpha_lr", alpha_lr),
+                   "--alpha-steps": ("alpha_steps", alpha_steps),
+                   "--alpha-optimizer": ("alpha_optimizer", alpha_optimizer)}
+    given_flags = [f for f, (_, v) in proxy_flags.items() if v is not None]
+    given_flags += ["--pretrain/--no-pretrain"] * (pretrain is not None)
+    if not method.startswith("proxy-") and (given_flags or final is not None):
+        # proxy settings would be silently ignored
+        raise ArchrankError(f"{', '.join(given_flags or ['--final'])}: proxy-ea / proxy-darts "
+                            f"options, not {method}'s")
+    if method == "proxy-ea":
         from archrank.oneshot.search import DARTS_ONLY
 
-        raise ArchrankError(f"--warmup-steps applies to proxy-darts only: "
-                            f"{DARTS_ONLY['warmup_steps']}")
-    given = {"refit_every": refit_every, "warmup_steps": warmup_steps, "memory": memory,
-             "alpha_lr": alpha_lr, "alpha_steps": alpha_steps,
-             "alpha_optimizer": alpha_optimizer}  # None: ProxyConfig's
-    proxy = {"sampling": sampling, "oiw_norm": oiw,
-             **{k: v for k, v in given.items() if v is not None}}
+        for flag, (key, value) in proxy_flags.items():
+            if key in DARTS_ONLY and value is not None:
+                raise ArchrankError(f"{flag} applies to proxy-darts only: {DARTS_ONLY[key]}")
+    proxy = {key: value for key, value in proxy_flags.values() if value is not None}
     if pretrain is not None:
         proxy["landscape"] = LandscapeConfig(pretrain=pretrain)
     if method.startswith("proxy-"):  # a bad value is refused before anything starts
         ProxyConfig(**proxy, **({"final": final} if final else {}))
-    recipe = replace(TrainRecipe(), batch_size=batch_size, lr=lr)
+    if ckpt is not None:  # a resumed search keeps its settings: a differing one is refused
+        _as_recorded(resume, "was trained with", "a resumed search keeps its settings", {
+            "--epochs": (epochs, ckpt.recipe.epochs), "--seed": (seed, ckpt.seed),
+            "--batch-size": (batch_size, ckpt.recipe.batch_size), "--lr": (lr, ckpt.recipe.lr),
+            "--dataset": (None if dataset is None else dataset_spec(dataset),
+                          ckpt.dataset_spec)})
+        if method.startswith("proxy-") and ckpt.sampler_state:
+            saved = ProxyConfig.from_dict(ckpt.sampler_state["config"])
+            _as_recorded(resume, "was searched with", "a resumed search keeps its settings", {
+                flag: (value, getattr(saved, key)) for flag, (key, value) in proxy_flags.items()})
+            _as_recorded(resume, "was searched with", "a resumed search keeps its settings", {
+                "--pretrain/--no-pretrain": (pretrain, saved.landscape.pretrain)})
+    recipe = replace(TrainRecipe(), batch_size=128 if batch_size is None else batch_size,
+                     lr=0.1 if lr is None else lr)
+    epochs = 50 if epochs is None and resume is None else epochs
     progress = eta_progress()
     task = progress.add_task(method, total=None, info="")
 
     def on_step(epoch: int, step: int, n: int, loss: float) -> None:
-        progress.update(task, total=None if resume else epochs * n, completed=epoch * n + step,
+        total = (ckpt.recipe.epochs if ckpt is not None else int(epochs or 0)) * n
+        progress.update(task, total=total, completed=epoch * n + step,
                         info=f"epoch {epoch + 1} loss {loss:.3f}")
 
-    err.print(f"{method} search on {space}/{dataset}"
-              + (f" (resuming {resume})" if resume else f": {epochs} epochs, seed {seed}"))
+    def on_choice(done: int, total: int, what: str) -> None:  # after training: the choice
+        progress.update(task, total=total, completed=done, info=what)
+
+    err.print(f"{method} search on {space}/{dataset or 'mnist1d'}"
+              + (f" (resuming {resume})" if resume else f": {epochs} epochs, seed {seed or 0}"))
     with progress:
         result = search(method, space=space,
-                        dataset=None if resume else dataset_spec(dataset),
-                        epochs=None if resume else epochs, seed=seed, recipe=recipe,
+                        dataset=(None if dataset is None else dataset_spec(dataset)) if resume
+                        else dataset_spec(dataset or "mnist1d"),
+                        epochs=epochs, seed=seed or 0, recipe=recipe,
                         checkpoint=resume or out, resume=resume is not None,
                         proxy=None if resume else proxy, ea_evals=ea_evals,
                         fit_samples=fit_samples, width=width, depth=depth, threads=threads,
-                        device=device, on_step=on_step, final=final)
+                        device=device, on_step=on_step, on_choice=on_choice, final=final)
     console.print(f"chosen cell: {result.arch}", soft_wrap=True)
     console.print(f"supernet score: val_acc {result.supernet_val_acc:.2f}%, val_loss "
                   f"{result.supernet_val_loss:.4f}; {'degenerate, ' if result.degenerate else ''}"
@@ -567,7 +591,7 @@ def bench_oneshot_search(
     percentile, search time and the rate of degenerate cells. Resumable (--work-dir).
 
     Example:
-      archrank bench oneshot-search --truth benchmarks/truth/nb201_mnist1d_w16.csv --seeds 3 \
+      archrank bench oneshot-search --truth benchmarks/truth/nb201_mnist1d_w16.csv --seeds 3 \\
           --json out.json
     """
     from archrank.bench.common import check_seeds, format_stat

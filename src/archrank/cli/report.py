@@ -13,8 +13,8 @@ from archrank.files import check_output
 
 @app.command("report")
 def report(
-    paths: list[Path] = typer.Argument(..., help="Run directories and JSON files written by "
-                                       "bench predictor / bench search --json."),
+    paths: list[Path] = typer.Argument(..., help="Run directories, JSON files of the bench "
+                                       "commands (--json) and oneshot fit score tables."),
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write."),
     title: str | None = typer.Option(None, "--title", help="Page title."),
     scatter: str | None = typer.Option(
@@ -25,8 +25,9 @@ def report(
     """Write one HTML report (plots, tables, cells drawn) that opens offline in any browser.
 
     Takes any mix of run directories (also while a search is still writing them: they are
-    read from a consistent snapshot, without a lock) and the JSON files of `bench predictor`
-    and `bench search`; the kinds are listed in docs/report.md.
+    read from a consistent snapshot, without a lock), the JSON files of `bench predictor`,
+    `bench search`, `bench oneshot` and `bench oneshot-search`, and the score tables of
+    `oneshot fit` (CSV); the kinds are listed in docs/report.md.
 
     Example:
       archrank report runs/rea-0 runs/rea-1 search.json predictors.json --out report.html

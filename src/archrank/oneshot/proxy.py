@@ -45,6 +45,7 @@ so there is no hidden RNG state: a resumed search continues exactly.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -121,6 +122,14 @@ class ProxyConfig:
             raise ArchrankError(f"unknown sampling {self.sampling!r}; choose learned, uniform")
         if self.memory < 2 or self.refit_every < 1 or self.val_batch < 1:
             raise ArchrankError("memory must be at least 2, refit_every and val_batch positive")
+        if not (math.isfinite(self.alpha_lr) and self.alpha_lr > 0):
+            raise ArchrankError(f"alpha_lr must be a positive number, got {self.alpha_lr}")
+        for name in ("alpha_steps", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ArchrankError(f"{name} must be at least 0, got {getattr(self, name)}")
+        for name in ("offspring", "population", "tournament"):
+            if getattr(self, name) < 1:
+                raise ArchrankError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -311,6 +320,13 @@ class ProxySampler(ArchSampler):
         cells and the neighbours of its ``FINAL_PARENTS`` best observed ones (module
         constants)."""
         seen, losses = self.memory.arrays()
+        stale = not self.landscape.fitted or self.steps_seen % self.config.refit_every
+        if stale and len(seen) >= 2:
+            # the losses of the steps after the last refit are in the memory, not yet in the
+            # landscape (a search shorter than one refit has none at all): fit them first
+            self.landscape.fit(seen, losses)
+        if not self.landscape.fitted and len(seen):  # one observation: nothing to learn
+            return seen[int(np.argmin(losses))]
         if self.space.enumerable:
             pick = None
             if self.config.final == "memory" and len(seen):

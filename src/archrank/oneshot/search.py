@@ -21,6 +21,7 @@ input-to-output path: the DARTS collapse).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ from archrank.oneshot.sampler import ArchSampler
 from archrank.oneshot.trainer import StepCallback, SupernetTrainer
 from archrank.oracles.training import TrainRecipe
 from archrank.spaces.base import SearchSpace
+
+# (done, total, what): the work of a search after its training (evolution, scoring)
+ChoiceCallback = Callable[[int, int, str], None]
 
 METHODS = ("proxy-ea", "proxy-darts", "darts", "spos-ea", "gcn-fit")
 UNIFORM_METHODS = ("spos-ea", "gcn-fit")  # plain SPOS training: one supernet serves both
@@ -59,8 +63,10 @@ class SearchResult:
 
 
 def is_degenerate(space: SearchSpace, codes: np.ndarray) -> bool:
-    """No convolution on any live input-to-output path of the cell ``codes``."""
-    return not any("conv" in name for name in space.live_ops([int(c) for c in codes]))
+    """No convolution on any live input-to-output path of the cell ``codes`` (of its normal
+    cell, on spaces with normal and reduction cells)."""
+    return not any("conv" in name
+                   for name in space.normal_live_ops([int(c) for c in codes]))
 
 
 def check_method(method: str) -> str:
@@ -76,9 +82,13 @@ _ONOFF = {"on": True, "off": False, "true": True, "false": False, "1": True, "0"
 
 # proxy settings that the evolutionary form never reads, with why (an ablation of them would
 # silently measure the default twice)
-DARTS_ONLY = {"warmup_steps": "proxy-ea's evolution proposes every path from the first step "
-                              "(its first population is random) and the landscape ranks the "
-                              "offspring once fitted"}
+_EA_PROPOSES = ("proxy-ea's evolution proposes every path from the first step (its first "
+                "population is random) and the landscape ranks the offspring once fitted")
+_ALPHA_UNUSED = ("alpha and the OIW steer only the Gumbel sample, which proxy-ea trains only "
+                 "when evolution has nothing left to propose: the same search either way")
+DARTS_ONLY = {"warmup_steps": _EA_PROPOSES, "oiw_norm": _ALPHA_UNUSED,
+              "alpha_lr": _ALPHA_UNUSED, "alpha_steps": _ALPHA_UNUSED,
+              "alpha_optimizer": _ALPHA_UNUSED}
 
 
 def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
@@ -128,6 +138,10 @@ def resumable(path: str | Path, method: str | None, space: str | None, *,
     ``width`` / ``depth`` when given); a method or space not given is the checkpoint's (a
     uniform supernet serves spos-ea and gcn-fit alike, so it needs the method)."""
     ckpt = load_checkpoint(path, space=space, width=width, depth=depth)
+    if ckpt.sampler not in (*METHODS, "uniform"):
+        raise ArchrankError(f"{path}: a supernet trained by oneshot train with the "
+                            f"{ckpt.sampler} sampler, not a search checkpoint (continue it with "
+                            f"oneshot train --resume {path})")
     if method is None:
         if ckpt.sampler == "uniform":
             raise ArchrankError(f"{path} is a uniformly trained supernet: give --method "
@@ -215,24 +229,33 @@ def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d",
            resume: bool = False, proxy: dict[str, Any] | None = None, ea_evals: int = 100,
            fit_samples: int = DEFAULT_SAMPLES, width: int | None = None,
            depth: int | None = None, threads: int = 1, device: str = "cpu",
-           on_step: StepCallback | None = None, final: str | None = None) -> SearchResult:
+           on_step: StepCallback | None = None, final: str | None = None,
+           on_choice: ChoiceCallback | None = None) -> SearchResult:
     """Run (or continue) a one-shot search with ``method``; see the module docstring.
 
     ``proxy`` overrides ``ProxyConfig`` fields of the proxy methods; on ``resume`` None takes
     the checkpoint's settings and anything else must match them, except the final choice
     (``final``, or ``proxy``'s "final"), which may be asked anew; without one a resumed
     search keeps its recorded choice. ``ea_evals``: cells scored by spos-ea's evolution;
-    ``fit_samples``: cells scored for gcn-fit's fit."""
+    ``fit_samples``: cells scored for gcn-fit's fit (both checked before any training).
+    ``on_choice(done, total, what)`` follows the work after training (spos-ea's evolution,
+    gcn-fit's scoring)."""
     check_method(method)
+    if method == "spos-ea" and ea_evals < 1:
+        raise ArchrankError(f"--ea-evals must be at least 1, got {ea_evals}")
+    if method == "gcn-fit" and fit_samples < 2:
+        raise ArchrankError(f"--fit-samples must be at least 2, got {fit_samples}")
     with torch_threads(threads):  # also the landscape's pre-training and the final choice
         return _search(method, space=space, dataset=dataset, epochs=epochs, seed=seed,
                        recipe=recipe, checkpoint=checkpoint, resume=resume, proxy=proxy,
                        ea_evals=ea_evals, fit_samples=fit_samples, width=width, depth=depth,
-                       threads=threads, device=device, on_step=on_step, final=final)
+                       threads=threads, device=device, on_step=on_step, final=final,
+                       on_choice=on_choice)
 
 
 def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, fit_samples: int,
-            threads: int, on_step: StepCallback | None, **kwargs: Any) -> SearchResult:
+            threads: int, on_step: StepCallback | None,
+            on_choice: ChoiceCallback | None = None, **kwargs: Any) -> SearchResult:
     from archrank.oneshot.scoring import SubnetScorer
 
     path = Path(checkpoint) if checkpoint is not None else None
@@ -243,9 +266,9 @@ def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, fit_sa
     scorer = SubnetScorer.from_checkpoint(runner.checkpoint(), runner.dataset, threads=threads)
     sp = runner.supernet.space
     if method == "spos-ea":
-        codes = _evolve(sp, scorer, ea_evals, runner.seed)
+        codes = _evolve(sp, scorer, ea_evals, runner.seed, on_choice)
     elif method == "gcn-fit":
-        codes = _fitted_best(scorer, fit_samples, runner.seed)
+        codes = _fitted_best(scorer, fit_samples, runner.seed, on_choice)
     else:
         codes = runner.sampler.final_codes()
     scores = scorer.score_codes(np.asarray([codes]))
@@ -260,32 +283,36 @@ def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, fit_sa
         degenerate=is_degenerate(sp, np.asarray(codes)), sampler_info=runner.sampler.info())
 
 
-def _fitted_best(scorer: Any, samples: int, seed: int) -> np.ndarray:
+def _fitted_best(scorer: Any, samples: int, seed: int,
+                 on_choice: ChoiceCallback | None = None) -> np.ndarray:
     """gcn-fit: the cell of the whole space with the best score of ``fit_space``'s gcn."""
     from archrank.oneshot.fit import fit_space
 
-    if samples < 2:
-        raise ArchrankError(f"--fit-samples must be at least 2, got {samples}")
-    table = fit_space(scorer, samples=samples, predictor="gcn", seed=seed)
+    def on_scored(done: int, total: int) -> None:
+        if on_choice:
+            on_choice(done, total, "scoring sampled cells with shared weights")
+
+    table = fit_space(scorer, samples=samples, predictor="gcn", seed=seed, on_scored=on_scored)
     space = scorer.supernet.space
     best = table.archs[int(np.argmax(table.columns["predicted"]))]
     return space.codes([space.parse(best)])[0]  # type: ignore[attr-defined]
 
 
-def _evolve(space: SearchSpace, scorer: Any, evals: int, seed: int) -> np.ndarray:
+def _evolve(space: SearchSpace, scorer: Any, evals: int, seed: int,
+            on_choice: ChoiceCallback | None = None) -> np.ndarray:
     """SPOS+EA: regularized evolution on shared-weight scores (fitness: negated validation
     loss); returns the best scored cell."""
     from archrank.strategies.evolution import RegularizedEvolution
 
-    if evals < 1:
-        raise ArchrankError(f"--ea-evals must be at least 1, got {evals}")
     strat = RegularizedEvolution(space, population=min(20, evals), tournament=5, seed=seed)
-    for _ in range(evals):
+    for done in range(evals):
         asked = strat.ask(1)
         if not asked:
             break
         loss = float(scorer.score(asked)["val_loss"][0])
         strat.tell(asked[0], -loss)
+        if on_choice:
+            on_choice(done + 1, evals, "evolution on shared-weight scores")
     best = strat.best
     assert best is not None
     return space.codes([best[0]])[0]  # type: ignore[attr-defined]

@@ -185,6 +185,11 @@ class SearchSpace(ABC, Generic[A]):
         """Names of the ops on some input-to-output path of the cell ``codes``."""
         raise NotImplementedError(f"space {self.name!r} has no path codes")
 
+    def normal_live_ops(self, codes: Sequence[int]) -> list[str]:
+        """``live_ops`` of the normal cell, where the known collapse of weight-sharing
+        searches shows (a cell of skips and pools); spaces with one cell: all of them."""
+        return self.live_ops(codes)
+
     def canonical(self, arch: A) -> A:
         """The one cell a group of cells that hash alike is represented by wherever a value
         is computed once per hash (the cell itself where the space has no rule)."""

@@ -494,6 +494,11 @@ class DartsSpace(SearchSpace[Genotype]):
         each op lies on a path from the cell inputs to the output."""
         return [DARTS_OPS[int(c) - 1] for c in codes if int(c) > 0]
 
+    def normal_live_ops(self, codes: Sequence[int]) -> list[str]:
+        """The normal cell's ops (the first half of the codes): a convolution in the
+        reduction cell does not save a normal cell of skips from being the DARTS collapse."""
+        return self.live_ops(list(codes)[:len(PATH_EDGES)])
+
     def graphs_from_codes(self, codes: np.ndarray) -> GraphBatch:
         """Graph tensors of path codes (``to_graphs(from_codes(codes))``)."""
         return self.to_graphs(self.from_codes(codes))
