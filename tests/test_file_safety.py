@@ -64,6 +64,29 @@ def test_regular_file_replaced_atomically_and_kept_on_failure(tmp_path):
     assert path.read_text() == "new"
 
 
+def test_temporaries_of_killed_writers_are_removed(tmp_path):
+    """A writer killed outright leaves its temporary file (SIGKILL runs no clean-up); the
+    next write of that file removes those of dead processes, not those of live ones."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    path = tmp_path / "ck.pt"
+    orphan = tmp_path / f".ck.pt.{dead}.0badf00d.tmp"
+    fresh = tmp_path / f".ck.pt.{dead}.1badf00d.tmp"
+    live = tmp_path / f".ck.pt.{os.getppid()}.2badf00d.tmp"
+    for p in (orphan, fresh, live):
+        p.write_bytes(b"x" * 100)
+    os.utime(orphan, (1_000_000_000, 1_000_000_000))  # long untouched
+    os.utime(live, (1_000_000_000, 1_000_000_000))
+    with open_output(path, "wb") as fh:
+        fh.write(b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["ck.pt", fresh.name, live.name])  # a fresh one may be another namespace's writer
+
+
 @pytest.mark.parametrize("argv", [
     ["space", "enumerate", "nb201", "--out", "{missing}/x.jsonl"],
     ["zc", "--n", "2", "--out", "{missing}/x.csv"],

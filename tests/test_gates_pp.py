@@ -98,6 +98,30 @@ def test_projection_can_start_at_zero() -> None:
     torch.testing.assert_close(layer.gate_table(), free)
 
 
+def test_op_rank_places_every_op_by_its_features_alone(tmp_path: Path) -> None:
+    """``op_rank=r``: the op embedding is the features through an r-wide bottleneck, the free
+    part held at zero; gates of the ops then span r directions before the sigmoid. Saved and
+    loaded like any model; the settings it cannot honour are refused."""
+    space = get_space("nb201")
+    model = make_predictor("gates++", space, seed=0, op_rank=1, **FAST)
+    layer = model.build_model().gates.layers[0]
+    assert not layer.op_emb.weight.requires_grad
+    assert float(layer.op_emb.weight.abs().sum()) == 0.0
+    emb = layer.op_proj(layer.op_features)  # [ops, op_dim], rank 1 around its mean
+    assert torch.linalg.matrix_rank((emb - emb.mean(0)).detach()) == 1
+    cells, arch, y = _data()
+    model.fit(cells, y, arch_features=arch)
+    for net in model.models_:  # training leaves the free part at zero
+        assert float(net.gates.layers[0].op_emb.weight.abs().sum()) == 0.0
+    model.save(tmp_path / "r.pt")
+    np.testing.assert_allclose(Predictor.load(tmp_path / "r.pt").predict(cells, arch),
+                               model.predict(cells, arch), rtol=1e-6)
+    for params, message in [({"op_rank": 1, "op_info": "0"}, "needs op_info=1"),
+                            ({"op_rank": 2, "proj_scale": 1.0}, "drop proj_scale / free_scale")]:
+        with pytest.raises(ArchrankError, match=message):
+            make_predictor("gates++", space, **params)
+
+
 # -- zero-cost cache -----------------------------------------------------------------------
 def _cells(name: str, n: int) -> list:
     space = get_space(name)

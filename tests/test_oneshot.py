@@ -301,6 +301,53 @@ def test_scoring_on_a_process_pool_equals_inline(trained_digits, nb201):
     assert np.array_equal(inline["val_loss"], pooled["val_loss"])
 
 
+def test_journaled_scores_survive_a_kill_and_are_not_scored_twice(trained_digits, nb201,
+                                                                  tmp_path, monkeypatch):
+    """``oneshot fit`` / a search's choice score through a journal: the chunks finished
+    before a kill (here: an error on the third) are served from it afterwards, on worker
+    processes too, and equal fresh scores; a journal of other options is refused."""
+    from archrank.executors import make_executor
+    from archrank.oneshot import score_archs
+    from archrank.oneshot.scoring import JournaledScorer, ScoreOptions, journal_header
+
+    codes = SubnetScorer.from_checkpoint(trained_digits).encode(
+        nb201.sample(12, np.random.default_rng(4)))
+    fresh = score_archs(SubnetScorer.from_checkpoint(trained_digits), codes, chunk=4)
+    path = tmp_path / "s.csv.scores.jsonl"
+
+    def journaled() -> JournaledScorer:
+        scorer = JournaledScorer.from_checkpoint(trained_digits)
+        return scorer.attach(path, journal_header(trained_digits, scorer.options))
+
+    first = journaled()
+    calls = []
+    real = SubnetScorer.score_codes
+
+    def dies_on_third(self, part):
+        calls.append(len(part))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, part)
+
+    monkeypatch.setattr(SubnetScorer, "score_codes", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        score_archs(first, codes, chunk=4)
+    monkeypatch.setattr(SubnetScorer, "score_codes", real)
+    again = journaled()
+    assert len(again.known) == 8 and len(again.unknown(codes)) == 4
+    with make_executor("process", 2) as pool:  # the rest on workers, journaled here
+        got = score_archs(again, codes, pool, chunk=2)
+    assert np.array_equal(got["val_acc"], fresh["val_acc"])
+    assert np.array_equal(got["val_loss"], fresh["val_loss"])
+    assert len(journaled().known) == 12
+    other = JournaledScorer.from_checkpoint(trained_digits,
+                                            options=ScoreOptions(bn_recalibrate=False))
+    with pytest.raises(ArchrankError, match="scores of another supernet or other score "
+                       "options; remove it"):
+        other.attach(path, journal_header(trained_digits, other.options),
+                     hint="remove it to score afresh")
+
+
 # -- the method: fit the space ------------------------------------------------------------------
 def test_fit_space_scores_a_sample_and_predicts_every_cell(trained_digits, tmp_path, nb201):
     from archrank.oneshot import ScoreTable

@@ -562,6 +562,15 @@ def test_oneshot_search_command_and_its_errors(cli, tmp_path):
     code, out, err = cli("oneshot", "search", *base, "--method", "proxy-darts", "--final",
                          "memory", "--epochs", "1", "--resume", str(ckpt))
     assert code == 0 and "chosen cell: " in out, err
+    # one writer per checkpoint: a second process on it is refused
+    from archrank.files import hold_lock
+
+    held = hold_lock(ckpt, "the search checkpoint")
+    code, _, err = cli("oneshot", "search", "--resume", str(ckpt))
+    assert code == 2 and "in use by another archrank process" in err
+    code, _, err = cli("oneshot", "train", "--resume", str(ckpt))
+    assert code == 2 and "in use by another archrank process" in err
+    held.close()
 
 
 def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_path):

@@ -290,3 +290,23 @@ def test_bench_search_first_seed_runs_fresh_seeds(config):
         [r["curve"] for r in runs]
     with pytest.raises(ArchrankError, match="--first-seed must be at least 0"):
         bench_search(short, ["random"], 1, first_seed=-1)
+
+
+def test_a_run_killed_while_being_created_is_created_again(tmp_path):
+    """A kill between the database file and its configuration left a directory that could
+    neither be resumed nor created; now resuming says why and creating starts it afresh."""
+    from archrank.runs.store import _SCHEMA, DB_NAME
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    conn = sqlite3.connect(run_dir / DB_NAME)
+    conn.executescript(_SCHEMA)  # tables, no configuration: the creation was cut short
+    conn.close()
+    with pytest.raises(ArchrankError, match="stopped while being created"):
+        RunStore.open(run_dir)
+    with RunStore.create(run_dir, {"budget": 5}) as store:
+        assert store.config == {"budget": 5}
+    with pytest.raises(ArchrankError, match="already holds a run"):
+        RunStore.create(run_dir, {"budget": 6})
+    with RunStore.open(run_dir) as store:
+        assert store.config == {"budget": 5}

@@ -184,3 +184,19 @@ def test_a_dead_training_worker_is_a_one_line_error_and_the_journal_stays(tmp_pa
                                             r"a process was .*2 trainings are journaled"):
         TruthBuilder(oracle, cells, [0, 1], out).run(DiesOnThird(), in_flight=1)
     assert len(TruthBuilder(oracle, cells, [0, 1], out).pending) == 2
+
+
+def test_a_second_writer_of_one_table_is_refused(tmp_path, nb201):
+    """Two processes building one table would train everything twice and interleave their
+    journal: the second is refused while the first holds the journal's lock."""
+    pytest.importorskip("sklearn")
+    from archrank.files import hold_lock
+
+    oracle = TrainingOracle("nb201", "digits", recipe=TrainRecipe(epochs=1), width=4)
+    cells = [nb201.format(a) for a in nb201.sample(2, np.random.default_rng(0))]
+    out = tmp_path / "truth.csv"
+    other = hold_lock(journal_path(out), "the truth table's journal")
+    with pytest.raises(ArchrankError, match="in use by another archrank process"):
+        TruthBuilder(oracle, cells, [0], out)
+    other.close()
+    assert len(TruthBuilder(oracle, cells, [0], out).pending) == 2

@@ -18,6 +18,7 @@ import contextlib
 import os
 import stat
 import sys
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -104,9 +105,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an unused path next to ``path``; rename it onto ``path`` if the block succeeds.
 
     The temporary file is removed when the block raises, so ``path`` is either the old file
-    or the complete new one. An existing file's permission bits are kept.
+    or the complete new one. An existing file's permission bits are kept. Temporary files of
+    ``path`` left by writers killed outright (SIGKILL runs no clean-up; a supernet checkpoint
+    leaves one its size) are removed first.
     """
     target = Path(path)
+    _remove_orphans(target)
     # A fresh name the writer creates itself, so the file gets the usual (umask) permissions.
     tmp_path = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -119,6 +123,30 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def _remove_orphans(target: Path) -> None:
+    """Remove ``.NAME.PID.*.tmp`` files next to ``target`` whose writer process is gone."""
+    prefix = f".{target.name}."
+    try:
+        names = [n for n in os.listdir(target.parent or ".")
+                 if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # the writer is dead here; untouched for a minute (a
+            # writer of another PID namespace writing a shared folder is not seen as alive)
+            with contextlib.suppress(OSError):
+                orphan = target.parent / name
+                if time.time() - orphan.stat().st_mtime > 60:
+                    orphan.unlink()
+        except OSError:  # alive (another user's) or unknown: leave it
+            continue
 
 
 @contextlib.contextmanager
@@ -172,3 +200,44 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
     return obj
+
+
+def lock_path(path: str | os.PathLike[str]) -> Path:
+    """The hidden lock file of ``path`` (``DIR/.NAME.lock``)."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.lock")
+
+
+def hold_lock(path: str | os.PathLike[str], what: str) -> IO[Any] | None:
+    """Take the exclusive advisory lock of ``path`` (``lock_path``) without waiting: the open
+    lock file, whose closing (or the process's end, also by SIGKILL) releases it; a one-line
+    error when another process holds it, so that two jobs never write one file at once.
+    ``None`` where ``fcntl`` is missing (not POSIX) or the folder does not exist."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    where = lock_path(path)
+    if not where.parent.is_dir():  # nothing can be written there: the output check says so
+        return None
+    try:
+        fh = open(where, "a")  # noqa: SIM115 (held open: the lock lives as long as it)
+    except OSError as exc:
+        raise ArchrankError(f"{where}: cannot lock {what} ({exc.strerror})") from None
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise ArchrankError(f"{path}: {what} is in use by another archrank process") from None
+    return fh
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """``hold_lock`` for the duration of a block."""
+    fh = hold_lock(path, what)
+    try:
+        yield
+    finally:
+        if fh is not None:
+            fh.close()

@@ -29,6 +29,7 @@ import numpy as np
 
 from archrank.cache import atomic_path
 from archrank.errors import ArchrankError, first_line
+from archrank.files import locked
 from archrank.metrics import kendall_tau
 from archrank.oracles.training import TrainingOracle
 
@@ -64,6 +65,10 @@ class TruthBuilder:
 
     # -- journal ------------------------------------------------------------------------------
     def _open_journal(self) -> None:
+        with locked(self.journal, "the truth table's journal"):  # not while another writes
+            self._read_journal()
+
+    def _read_journal(self) -> None:
         if not self.journal.exists():
             self._append(self.header)
             return
@@ -149,7 +154,13 @@ class TruthBuilder:
 
     def run(self, executor: Executor, in_flight: int = 2,
             on_result: Callable[[int, dict[str, Any]], None] | None = None) -> None:
-        """Train every pending pair, ``in_flight`` at a time, journaling each result."""
+        """Train every pending pair, ``in_flight`` at a time, journaling each result (the
+        journal is locked meanwhile: a second process on the same table is refused)."""
+        with locked(self.journal, "the truth table's journal"):
+            self._run(executor, in_flight, on_result)
+
+    def _run(self, executor: Executor, in_flight: int,
+             on_result: Callable[[int, dict[str, Any]], None] | None) -> None:
         from archrank.runs.loop import evaluate_arch, for_executor
 
         todo = self.pending

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from archrank.errors import ArchrankError
-from archrank.files import atomic_path
+from archrank.files import atomic_path, hold_lock
 
 FORMAT = "archrank-bench-journal-1"
 
@@ -42,8 +42,16 @@ class BenchJournal:
         self.header = json.loads(json.dumps({"format": FORMAT, "command": command,
                                              "settings": settings}, default=str))
         self.done: dict[str, dict[str, Any]] = {}
-        if path is not None:
+        self._lock = None
+        if path is not None:  # one bench per journal: a second one on the same --json waits
+            self._lock = hold_lock(path, "the bench journal")  # for nobody: it is refused
             self._open(path)
+
+    def close(self) -> None:
+        """Release the journal's lock (the harness is done with it)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     @staticmethod
     def key(parts: Sequence[Any]) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,7 +33,8 @@ import numpy as np
 
 from archrank.bench.common import envelope, interrupted, percentile, stat
 from archrank.errors import ArchrankError
-from archrank.oneshot.scoring import ScoreOptions, SubnetScorer
+from archrank.files import write_output
+from archrank.oneshot.scoring import JournaledScorer, ScoreOptions, journal_header
 from archrank.oneshot.trainer import DEFAULT_EPOCHS
 
 KIND = "bench-oneshot"
@@ -42,7 +42,6 @@ SCHEMA = 1
 SCORES = {"acc": "val_acc", "loss": "val_loss"}  # --score: the supernet score ranked and fitted
 FLOPS_CAP_PERCENTILE = 25.0
 CONSTRAINTS = ("none", "flops_p25")
-JOURNAL_FORMAT = "archrank-supernet-scores"
 
 Say = Callable[[str], None]
 Progress = Callable[[str, int, int], None]  # stage, done, total
@@ -103,67 +102,6 @@ class OneshotBench:
 
         check_predictors([self.predictor], get_space(self.space),
                          {self.predictor: self.predictor_params})
-
-
-# -- durable shared-weight scores --------------------------------------------------------------
-class JournaledScorer(SubnetScorer):
-    """A ``SubnetScorer`` that scores each path once: results are appended to a journal
-    (JSON Lines, synced) and served from it afterwards, also after a kill."""
-
-    def attach(self, journal: Path, header: dict[str, Any]) -> None:
-        self.journal = journal
-        self.known: dict[str, tuple[float, float, float]] = {}
-        if journal.exists():
-            lines = journal.read_text().splitlines()
-            try:
-                have = json.loads(lines[0]) if lines else None
-            except json.JSONDecodeError:
-                have = None
-            if have != header:
-                raise ArchrankError(f"{journal}: scores of another supernet or other "
-                                    "score options; use another --work-dir")
-            for i, line in enumerate(lines[1:], start=2):
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    if i == len(lines):  # a kill while appending: drop the torn line
-                        _write_atomic(journal, "\n".join(lines[:-1]) + "\n")
-                        break
-                    raise ArchrankError(f"{journal}: line {i}: not JSON") from None
-                for c, a, lo, s in zip(rec["codes"], rec["val_acc"], rec["val_loss"],
-                                       rec["seconds"], strict=True):
-                    self.known[c] = (a, lo, s)
-        else:
-            _write_atomic(journal, json.dumps(header) + "\n")
-
-    def score_codes(self, codes: np.ndarray) -> dict[str, np.ndarray]:
-        codes = np.asarray(codes, dtype=np.int64)
-        keys = ["".join(map(str, c)) for c in codes]
-        todo = [i for i, k in enumerate(keys) if k not in self.known]
-        if todo:
-            got = super().score_codes(codes[todo])
-            rec = {"codes": [keys[i] for i in todo],
-                   **{m: [float(v) for v in got[m]]
-                      for m in ("val_acc", "val_loss", "seconds")}}
-            with open(self.journal, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            for j, i in enumerate(todo):
-                self.known[keys[i]] = (rec["val_acc"][j], rec["val_loss"][j],
-                                       rec["seconds"][j])
-        vals = np.array([self.known[k] for k in keys], dtype=np.float64).reshape(-1, 3)
-        return {"val_acc": vals[:, 0], "val_loss": vals[:, 1], "seconds": vals[:, 2]}
-
-    def __getstate__(self) -> dict[str, Any]:  # scoring stays in this process
-        raise TypeError("a journaled scorer is not sent to workers")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    from archrank.cache import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 # -- one seed -----------------------------------------------------------------------------------
@@ -278,14 +216,8 @@ def _scorer(ctx: _Context, ckpt: Any, seed: int) -> Any:
                            val_samples=cfg.val_samples)
     scorer = JournaledScorer(ckpt.setting, ckpt.model, ctx.data, options=options,
                              threads=cfg.threads)
-    header = {"format": JOURNAL_FORMAT, "supernet": {"seed": ckpt.seed, "epochs": ckpt.epoch,
-                                                     "setting": ckpt.setting.to_dict(),
-                                                     "data": ckpt.data.get("fingerprint"),
-                                                     "history": ckpt.history},
-              "options": asdict(options)}
     name = f"scores-seed{seed}-{_train_tag(cfg)}-{_scoring_tag(cfg)}.jsonl"
-    scorer.attach(ctx.work / name, header)
-    return scorer
+    return scorer.attach(ctx.work / name, journal_header(ckpt, options))
 
 
 def _train_tag(cfg: OneshotBench) -> str:
@@ -329,7 +261,7 @@ def _fit(ctx: _Context, scorer: Any, seed: int, progress: Progress | None) -> An
     codes = sample_codes(scorer.supernet.space, cfg.samples, np.random.default_rng(seed))
     table.info["seconds"]["score"] = float(scorer.score_codes(codes)["seconds"].sum())
     table.write_csv(csv_path)
-    _write_atomic(info_path, json.dumps(table.info))
+    write_output(info_path, json.dumps(table.info), flag="")
     return table
 
 

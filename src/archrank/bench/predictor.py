@@ -255,10 +255,13 @@ def bench_predictors(
         progress(f"resuming: {len(log.done)} fits journaled in {journal}")
     try:
         _fit_all(result, space, graphs, y, params, signals_of, progress, hashes, log)
+        log.close()
     except KeyboardInterrupt:  # keep every finished seed; the caller saves them
+        log.close()
         report, kept = _whole_seeds(result)
         raise interrupted(report, f"interrupted: {kept}") from None
     except Exception as exc:  # a fit that failed: the finished seeds are kept as on Ctrl-C
+        log.close()
         report, kept = _whole_seeds(result)
         report["interrupted"] = True
         why = str(exc) if isinstance(exc, ArchrankError) else (

@@ -237,14 +237,26 @@ def bench_search(
             entry["settings"] = settings.get(label, {})
         return out
 
+    try:
+        _run_all(todo, jobs, threads, stop_at_optimum, finish, report, len(configs))
+    finally:
+        log.close()
+    return report()
+
+
+def _run_all(todo: list[SearchConfig], jobs: int, threads: int, stop_at_optimum: bool,
+             finish: Callable[[dict[str, Any]], None], report: Callable[[], dict[str, Any]],
+             total: int) -> None:
+    """Run the searches ``todo`` (in ``jobs`` processes), each handed to ``finish``; on
+    Ctrl-C or a failure, the report of what finished travels with the exception."""
     if jobs == 1:
         try:
             for cfg in todo:
                 finish(run_one(cfg, threads, stop_at_optimum))
         except KeyboardInterrupt:
-            raise _interrupted(report(), len(configs)) from None
+            raise _interrupted(report(), total) from None
         except Exception as exc:  # the finished seeds are kept, as on Ctrl-C
-            raise _failed(report(), len(configs), exc) from exc
+            raise _failed(report(), total, exc) from exc
     else:
         pool = process_pool(jobs, threads)
         futures = [pool.submit(run_one, cfg, threads, stop_at_optimum) for cfg in todo]
@@ -261,11 +273,10 @@ def bench_search(
                 if f.done() and not f.cancelled() and f.exception() is None:
                     finish(f.result())
             if isinstance(exc, KeyboardInterrupt):
-                raise _interrupted(report(), len(configs)) from None
-            raise _failed(report(), len(configs), exc) from exc
+                raise _interrupted(report(), total) from None
+            raise _failed(report(), total, exc) from exc
         finally:
             stop_pool(pool)
-    return report()
 
 
 def _interrupted(report: dict[str, Any], total: int) -> Interrupted:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from rich.table import Table
 from archrank.cli.app import VAL_SAMPLES, bench_app, console, err, oneshot_app, parse_sets
 from archrank.errors import ArchrankError, Interrupted
 from archrank.executors import close_now
-from archrank.files import check_output, check_plot_dir, write_json
+from archrank.files import check_output, check_plot_dir, hold_lock, write_json
 
 
 def eta_progress(transient: bool = False) -> Progress:
@@ -96,6 +97,9 @@ def train(
     if resume is None and out is None:
         raise ArchrankError("missing --out CKPT (or --resume CKPT to continue a training)")
     kwargs = {"device": device, "threads": threads}
+    # one writer per checkpoint (rank 0 writes it under torchrun); held until the command ends
+    lock = hold_lock(resume or out, "the supernet checkpoint") if int(  # noqa: F841
+        os.environ.get("RANK", "0")) == 0 else None
     if resume is not None:
         ckpt = load_checkpoint(resume, space=space if space != "nb201" else None, width=width,
                                depth=depth)
@@ -204,7 +208,12 @@ def fit(
     from archrank.oneshot.checkpoint import load_checkpoint
     from archrank.oneshot.fit import check_score_metric, fit_space
     from archrank.oneshot.hardware import LatencyTable
-    from archrank.oneshot.scoring import ScoreOptions, SubnetScorer
+    from archrank.oneshot.scoring import (
+        JournaledScorer,
+        ScoreOptions,
+        SubnetScorer,
+        journal_header,
+    )
     from archrank.runs.loop import executor_for
     from archrank.spaces import get_space
 
@@ -226,6 +235,12 @@ def fit(
     options = ScoreOptions(bn_recalibrate=bn_recalibrate, calib_batches=calib_batches,
                            val_samples=val_samples)
     scorer = SubnetScorer.from_checkpoint(ckpt, options=options)
+    journal = None if str(out) == "-" else Path(f"{out}.scores.jsonl")
+    if journal is not None:  # a killed fit keeps its scores: the same command reuses them
+        scorer = JournaledScorer.from_checkpoint(ckpt, options=options).attach(
+            journal, journal_header(ckpt, options), hint="remove it to score afresh")
+        if scorer.known:
+            err.print(f"reusing {len(scorer.known):,} scores journaled in {journal}")
     table_lat = None
     if latency:
         err.print("measuring the latency table ...")
@@ -240,10 +255,16 @@ def fit(
                               seed=seed, latency=table_lat, predictor_params=predictor_params,
                               executor=executor, pool=pool,
                               on_scored=lambda d, n: progress.update(task, completed=d, total=n))
+    except KeyboardInterrupt:
+        kept = (f"; the {len(scorer.known):,} scores so far are journaled in {journal}: the "
+                "same command resumes" if isinstance(scorer, JournaledScorer) else "")
+        raise Interrupted(f"interrupted{kept}") from None
     finally:
         if executor is not None:
             close_now(executor)
     table.write_csv(out)
+    if journal is not None:  # the table holds every score now
+        journal.unlink(missing_ok=True)
     info = {**table.info, "checkpoint": str(checkpoint), "setting": ckpt.setting.to_dict(),
             "bn_recalibrate": bn_recalibrate, "calib_batches": calib_batches,
             "val_samples": val_samples,
@@ -546,6 +567,7 @@ def search_cmd(
     def on_choice(done: int, total: int, what: str) -> None:  # after training: the choice
         progress.update(task, total=total, completed=done, info=what)
 
+    lock = hold_lock(resume or out, "the search checkpoint")  # noqa: F841 (held till the end)
     err.print(f"{method} search on {space}/{dataset or 'mnist1d'}"
               + (f" (resuming {resume})" if resume else f": {epochs} epochs, seed {seed or 0}"))
     with progress:

@@ -9,7 +9,7 @@ import typer
 
 from archrank.cli.app import bench_app, console, err
 from archrank.cli.oneshot import eta_progress
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, Interrupted
 from archrank.executors import close_now
 from archrank.files import check_output, write_json
 
@@ -99,6 +99,10 @@ def bench_table(
     try:
         with progress:
             builder.run(executor, in_flight=workers, on_result=on_result)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {len(builder.results)} trainings are journaled in "
+                          f"{builder.journal}; run the same command again to continue"
+                          ) from None
     finally:
         close_now(executor)
     builder.write_csv()

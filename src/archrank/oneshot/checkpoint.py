@@ -105,7 +105,9 @@ def load_checkpoint(path: str | Path, **expect: Any) -> Checkpoint:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ArchrankError(f"{path}: no such supernet checkpoint") from None
+        raise ArchrankError(f"{path}: no such supernet checkpoint (a training writes its first "
+                            "one after epoch 1: one stopped before that starts again with "
+                            "--out)") from None
     except Exception as exc:  # truncated, corrupt or foreign
         reason = first_line(exc, empty=type(exc).__name__)
         raise ArchrankError(f"{path}: not a readable supernet checkpoint ({reason})") from None

@@ -15,10 +15,13 @@ cells by default) and rebuilds its supernet there, its own copy (recalibration w
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from archrank.datasets import ArrayDataset
 from archrank.errors import ArchrankError
+from archrank.files import write_output
 from archrank.nn import torch_threads
 from archrank.oneshot.supernet import NetworkSetting, Supernet, build_supernet
 
@@ -141,12 +145,126 @@ class SubnetScorer:
         return [xs[i:i + opt.calib_batch_size] for i in range(0, n, opt.calib_batch_size)]
 
 
+# -- durable shared-weight scores --------------------------------------------------------------
+JOURNAL_FORMAT = "archrank-supernet-scores"
+
+
+def journal_header(checkpoint: Any, options: ScoreOptions) -> dict[str, Any]:
+    """What a score journal is valid for: the supernet (seed, epochs, setting, data,
+    training history) and the score options."""
+    return {"format": JOURNAL_FORMAT,
+            "supernet": {"seed": checkpoint.seed, "epochs": checkpoint.epoch,
+                         "setting": checkpoint.setting.to_dict(),
+                         "data": checkpoint.data.get("fingerprint"),
+                         "history": checkpoint.history},
+            "options": asdict(options)}
+
+
+class JournaledScorer(SubnetScorer):
+    """A ``SubnetScorer`` that scores each path once: results are appended to a journal
+    (JSON Lines, synced) and served from it afterwards, also after a kill, so a long scoring
+    (``oneshot fit``, a search's choice, ``bench oneshot``) resumes where it stopped. Scoring
+    on worker processes goes through ``plain()`` copies; the journal stays in this process."""
+
+    def attach(self, journal: Path, header: dict[str, Any], hint: str = "use another "
+               "--work-dir") -> JournaledScorer:
+        self.journal = journal
+        self.known: dict[str, tuple[float, float, float]] = {}
+        if not journal.exists():
+            write_output(journal, json.dumps(header) + "\n", flag="")
+            return self
+        lines = journal.read_text().splitlines()
+        try:
+            have = json.loads(lines[0]) if lines else None
+        except json.JSONDecodeError:
+            have = None
+        if have is None and len(lines) <= 1:  # a kill while the header was written
+            write_output(journal, json.dumps(header) + "\n", flag="")
+            return self
+        if have != header:
+            raise ArchrankError(f"{journal}: scores of another supernet or other score "
+                                f"options; {hint}")
+        for i, line in enumerate(lines[1:], start=2):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                if i == len(lines):  # a kill while appending: drop the torn line
+                    write_output(journal, "\n".join(lines[:-1]) + "\n", flag="")
+                    break
+                raise ArchrankError(f"{journal}: line {i}: not JSON") from None
+            for c, a, lo, sec in zip(rec["codes"], rec["val_acc"], rec["val_loss"],
+                                     rec["seconds"], strict=True):
+                self.known[c] = (a, lo, sec)
+        return self
+
+    @staticmethod
+    def _keys(codes: np.ndarray) -> list[str]:
+        return ["".join(map(str, c)) for c in np.asarray(codes, dtype=np.int64)]
+
+    def unknown(self, codes: np.ndarray) -> np.ndarray:
+        """The distinct paths of ``codes`` not journaled yet (first-seen order)."""
+        codes = np.asarray(codes, dtype=np.int64)
+        seen: set[str] = set()
+        rows = []
+        for i, k in enumerate(self._keys(codes)):
+            if k not in self.known and k not in seen:
+                seen.add(k)
+                rows.append(i)
+        return codes[rows]
+
+    def record(self, codes: np.ndarray, got: dict[str, np.ndarray]) -> None:
+        """Journal the scores ``got`` of the paths ``codes`` (flushed and synced)."""
+        keys = self._keys(codes)
+        rec = {"codes": keys, **{m: [float(v) for v in got[m]]
+                                 for m in ("val_acc", "val_loss", "seconds")}}
+        with open(self.journal, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        for j, k in enumerate(keys):
+            self.known[k] = (rec["val_acc"][j], rec["val_loss"][j], rec["seconds"][j])
+
+    def plain(self) -> SubnetScorer:
+        """A journal-less copy for worker processes."""
+        return SubnetScorer(self.setting, self.state, self.dataset, self.options,
+                            device=self.device, threads=self.threads)
+
+    def score_codes(self, codes: np.ndarray) -> dict[str, np.ndarray]:
+        codes = np.asarray(codes, dtype=np.int64)
+        todo = self.unknown(codes)
+        if len(todo):
+            self.record(todo, super().score_codes(todo))
+        vals = np.array([self.known[k] for k in self._keys(codes)],
+                        dtype=np.float64).reshape(-1, 3)
+        return {"val_acc": vals[:, 0], "val_loss": vals[:, 1], "seconds": vals[:, 2]}
+
+    def __getstate__(self) -> dict[str, Any]:  # scoring stays in this process
+        raise TypeError("a journaled scorer is not sent to workers (send plain())")
+
+
 def score_archs(scorer: SubnetScorer, codes: np.ndarray, executor: Executor | None = None,
                 chunk: int = 50, on_done: Callable[[int], None] | None = None
                 ) -> dict[str, np.ndarray]:
     """Score every path of ``codes`` (``[B, P]``) in chunks, on ``executor`` when given;
-    ``on_done(n)`` reports how many are scored. Results keep the input order."""
+    ``on_done(n)`` reports how many are scored. Results keep the input order. A
+    ``JournaledScorer`` scores only what it has not journaled (workers get plain copies, each
+    finished chunk is journaled here)."""
     codes = np.asarray(codes, dtype=np.int64)
+    if isinstance(scorer, JournaledScorer):
+        todo = scorer.unknown(codes)
+        before = len(codes) - len(todo)
+        if len(todo):
+            _score_chunks(scorer.plain() if executor is not None else scorer, todo, executor,
+                          chunk, (lambda n: on_done(before + n)) if on_done else None,
+                          scorer.record if executor is not None else None)
+        return scorer.score_codes(codes)  # every path journaled now
+    return _score_chunks(scorer, codes, executor, chunk, on_done, None)
+
+
+def _score_chunks(scorer: SubnetScorer, codes: np.ndarray, executor: Executor | None,
+                  chunk: int, on_done: Callable[[int], None] | None,
+                  on_part: Callable[[np.ndarray, dict[str, np.ndarray]], None] | None
+                  ) -> dict[str, np.ndarray]:
     parts = [codes[i:i + chunk] for i in range(0, len(codes), max(1, chunk))]
     results: list[dict[str, np.ndarray] | None] = [None] * len(parts)
     done = 0
@@ -163,6 +281,8 @@ def score_archs(scorer: SubnetScorer, codes: np.ndarray, executor: Executor | No
         for fut in as_completed(futures):
             i = futures[fut]
             results[i] = fut.result()
+            if on_part:
+                on_part(parts[i], results[i])
             done += len(parts[i])
             if on_done:
                 on_done(done)

@@ -256,14 +256,22 @@ def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d",
 def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, fit_samples: int,
             threads: int, on_step: StepCallback | None,
             on_choice: ChoiceCallback | None = None, **kwargs: Any) -> SearchResult:
-    from archrank.oneshot.scoring import SubnetScorer
+    from archrank.oneshot.scoring import JournaledScorer, SubnetScorer, journal_header
 
     path = Path(checkpoint) if checkpoint is not None else None
     start = time.perf_counter()
     runner = _runner(method, checkpoint=path, threads=threads, **kwargs)
     before = runner.seconds
     runner.train(checkpoint=path, on_step=on_step)
-    scorer = SubnetScorer.from_checkpoint(runner.checkpoint(), runner.dataset, threads=threads)
+    ckpt = runner.checkpoint()
+    scorer: SubnetScorer
+    if path is None:
+        scorer = SubnetScorer.from_checkpoint(ckpt, runner.dataset, threads=threads)
+    else:  # the choice's scores (evolution, gcn-fit's sample) survive a kill, beside the
+        # checkpoint: a resumed search takes them instead of scoring again
+        scorer = JournaledScorer.from_checkpoint(ckpt, runner.dataset, threads=threads)
+        scorer.attach(Path(f"{path}.scores.jsonl"), journal_header(ckpt, scorer.options),
+                      hint="remove it to score afresh")
     sp = runner.supernet.space
     if method == "spos-ea":
         codes = _evolve(sp, scorer, ea_evals, runner.seed, on_choice)

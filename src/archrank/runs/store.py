@@ -194,16 +194,45 @@ class RunStore:
         of its table or dataset and its training recipe), which ``check_inputs`` compares on
         every resume. An existing run there is an error."""
         run_dir = Path(run_dir)
-        if cls.exists(run_dir):
-            raise ArchrankError(f"{run_dir}: already holds a run (resume it with --resume)")
+        already = f"{run_dir}: already holds a run (resume it with --resume)"
+        if cls.exists(run_dir) and not cls._unborn(run_dir):
+            raise ArchrankError(already)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ArchrankError(f"{run_dir}: cannot create run directory ({exc.strerror})"
                                 ) from None
         store = cls._connect(run_dir)
+        if not cls._unborn(run_dir):  # another process created it meanwhile
+            store.close()
+            raise ArchrankError(already)
+        # a database whose creation was killed before its configuration was written (it has
+        # no run in it) is created again rather than left to block the directory for good
         store._init(config if inputs is None else {**config, INPUTS_KEY: inputs})
         return store
+
+    @staticmethod
+    def _unborn(run_dir: Path) -> bool:
+        """Whether the run database is missing, or its creation never finished (no recorded
+        schema version: ``_init`` writes it in the transaction that creates the tables)."""
+        db = run_dir / DB_NAME
+        if not db.is_file():
+            return True
+        try:
+            conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+        except sqlite3.Error:
+            return False
+        try:
+            tables = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "config" not in tables:
+                return True
+            return conn.execute("SELECT 1 FROM config WHERE key = 'schema_version'"
+                                ).fetchone() is None
+        except sqlite3.Error:  # not a database: not ours to replace
+            return False
+        finally:
+            conn.close()
 
     @classmethod
     def open(cls, run_dir: str | Path, *, readonly: bool = False) -> RunStore:
@@ -216,6 +245,9 @@ class RunStore:
             raise ArchrankError(f"{run_dir}: no such run directory")
         if not cls.exists(run_dir):
             raise ArchrankError(f"{run_dir}: not a run directory (no {DB_NAME})")
+        if cls._unborn(run_dir):
+            raise ArchrankError(f"{run_dir}: the run was stopped while being created (nothing "
+                                "was evaluated); start it again without --resume")
         if readonly:
             store = cls._connect_readonly(run_dir)
         else:
@@ -333,8 +365,8 @@ class RunStore:
 
     @_guarded
     def _init(self, config: dict[str, Any]) -> None:
-        with self.conn:
-            self.conn.executescript(_SCHEMA)
+        with self.conn:  # tables and configuration in one transaction: all or nothing
+            self.conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA)
             rows = {"schema_version": SCHEMA_VERSION, "created": time.time(), **config}
             self.conn.executemany(
                 "INSERT INTO config (key, value) VALUES (?, ?)",
