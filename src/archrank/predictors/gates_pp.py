@@ -129,9 +129,9 @@ class GatesPPPredictor(GatesPredictor):
         "proj_scale": 0.0,     # initial scale of the feature projection (0: starts at zero)
         "free_scale": 1.0,     # initial scale of the free op embedding (1: GATES's start)
         # r > 0: the op embedding is the features alone through an r-wide bottleneck, no
-        # free part (op-level information alone on nb201, 50 labels: r = 1 +0.019 / +0.010
-        # over GATES on seeds 0-9 / 10-19; the full model loses at 100 labels, so 0 stays:
-        # docs/benchmarks.md "Op-level information through a bottleneck")
+        # free part (op-level information alone on nb201, 50 labels: r = 1 is +0.006 over
+        # GATES across forty training sets, noise; the full model loses at 100 labels, so 0
+        # stays: docs/benchmarks.md "Op-level information through a bottleneck")
         "op_rank": 0,
     }
 
