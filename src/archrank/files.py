@@ -241,3 +241,16 @@ def locked(path: str | os.PathLike[str], what: str) -> Iterator[None]:
     finally:
         if fh is not None:
             fh.close()
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """``path`` as a message shows it: relative to the working directory when it lies
+    inside it (records keep absolute paths so that a run resumes from anywhere; a user
+    reads the path as given)."""
+    text = str(path)
+    base, sep, query = text.partition("?")  # a table spec's ?COLUMN=VALUE
+    p = Path(base)
+    if p.is_absolute():
+        with contextlib.suppress(ValueError):
+            base = str(p.relative_to(Path.cwd()))
+    return base + sep + query

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from archrank.errors import ArchrankError, InvalidOption
+from archrank.files import shown
 from archrank.oracles.base import Oracle
 from archrank.spaces import get_space
 from archrank.spaces.base import SearchSpace
@@ -263,7 +264,7 @@ def build_oracle(config: SearchConfig) -> Oracle:
     distinct = space.distinct_cells()
     if not config.space_from_bench and (distinct is None or covered < distinct):
         raise ArchrankError(
-            f"{config.bench} holds {covered:,} of the "
+            f"{shown(config.bench)} holds {covered:,} of the "
             f"{'' if distinct is None else f'{distinct:,} '}distinct {space.name} cells; "
             "add --space-from-bench to search among the table's cells"
         )
