@@ -164,9 +164,14 @@ def test_bench_predictors_resumes_from_its_journal(nb201_csv: Path, tmp_path: Pa
     assert [[r[k] for k in key] for r in again["runs"]] == \
         [[r[k] for k in key] for r in whole["runs"]]
     assert again["samples"] == whole["samples"]
-    with pytest.raises(ArchrankError, match=r"other settings .*predictors"):
-        bench_predictors(*args, seeds=2, params={**params, "mlp": {"epochs": 3}},
-                         journal=journal)
+    # other parameters of one predictor: the other's fits are taken, its own redone
+    fits.clear()
+    bench_predictors(*args, seeds=1, params={**params, "mlp": {"epochs": 3}},
+                     journal=journal, progress=fits.append)
+    assert [m.split(":")[0] for m in fits[1:]] == ["seed 0 n=20 mlp", "seed 0 n=40 mlp"]
+    # another table setting shared by every fit: refused, not mixed in
+    with pytest.raises(ArchrankError, match=r"other settings \(drop_twins\)"):
+        bench_predictors(*args, seeds=2, params=params, journal=journal, drop_twins=True)
     # a fit that fails keeps the whole seeds before it: the test set left by --drop-twins
     twins = tmp_path / "twins.csv"
     rows = nb201_csv.read_text().splitlines()

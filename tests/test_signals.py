@@ -177,7 +177,8 @@ def test_interrupted_bench_predictor_keeps_finished_fits(tmp_path, cli, monkeypa
     assert report["interrupted"] is True and len(report["runs"]) == 2
     assert "Traceback" not in err
     # two predictors: the seed cut short after its first predictor is dropped, so both keep
-    # the same seeds
+    # the same seeds (a fresh start: the journal of the run above would lend it its fits)
+    (tmp_path / "p.json.journal.jsonl").unlink()
     calls["n"] = -1
     status, _, err = cli("bench", "predictor", "--space", "nb201", "--bench", table,
                          "--metric", "acc", "--predictors", "xgb,rf", "--train-sizes", "2",

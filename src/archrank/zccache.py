@@ -27,6 +27,7 @@ import hashlib
 import json
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -374,10 +375,10 @@ class ZCCache:
             # chunk and went on computing, and leaving the pool waited for the whole fill)
             pool = process_pool(workers)
             try:
-                futures = [(p, pool.submit(_score_chunk, self.setting,
-                                           [cells[i] for i in p], slow)) for p in parts]
-                for part, fut in futures:
-                    store(part, fut.result())  # every chunk kept as it comes
+                futures = {pool.submit(_score_chunk, self.setting, [cells[i] for i in p],
+                                       slow): p for p in parts}
+                for fut in as_completed(futures):  # every chunk kept as it finishes
+                    store(futures[fut], fut.result())
             finally:
                 stop_pool(pool)
         return total

@@ -1,12 +1,15 @@
 """The journal of a bench harness: each finished unit of work (one fit of ``bench predictor``,
 one search of ``bench search``) as one JSON line beside ``--json``, so that a killed bench
 (SIGKILL, out of memory, a closed laptop) resumes where it stopped when the same command runs
-again. The first line records the settings that decide the results; a journal of other
-settings is refused rather than mixed in. The CLI removes it once the JSON is written.
+again. The first line records the settings shared by every unit (the table, the metric...),
+each unit's key its own (a predictor's parameters): a journal of other shared settings is
+refused rather than mixed in, while a bench with other predictors or strategies reuses the
+units that match. The CLI removes it once the JSON is written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -55,7 +58,15 @@ class BenchJournal:
 
     @staticmethod
     def key(parts: Sequence[Any]) -> str:
-        return json.dumps(list(parts))
+        return json.dumps(list(parts), sort_keys=True, default=str)
+
+    @staticmethod
+    def digest(settings: Any) -> str:
+        """A short fingerprint of one unit's own settings (a predictor's resolved parameters,
+        a strategy's), part of its key: a bench with other predictors or options reuses the
+        units whose settings match and runs the rest."""
+        text = json.dumps(settings, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     def _open(self, path: Path) -> None:
         if not path.exists():

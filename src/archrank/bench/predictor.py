@@ -248,13 +248,14 @@ def bench_predictors(
                                 + y.tobytes()).hexdigest()
     log = BenchJournal(journal, "bench predictor", {
         "space": space_name, "bench": str(bench_spec), "metric": metric, "table": table_digest,
-        "drop_twins": drop_twins,
-        "predictors": {n: make_predictor(n, space, seed=0, **params[n]).hp
-                       for n in predictors}})
+        "drop_twins": drop_twins})
+    # each fit's key holds its predictor's resolved parameters (defaults included)
+    tags = {n: BenchJournal.digest(make_predictor(n, space, seed=0, **params[n]).hp)
+            for n in predictors}
     if log.done and progress:
         progress(f"resuming: {len(log.done)} fits journaled in {journal}")
     try:
-        _fit_all(result, space, graphs, y, params, signals_of, progress, hashes, log)
+        _fit_all(result, space, graphs, y, params, signals_of, progress, hashes, log, tags)
         log.close()
     except KeyboardInterrupt:  # keep every finished seed; the caller saves them
         log.close()
@@ -316,7 +317,7 @@ def _fit_all(result: PredictorBench, space: SearchSpace, graphs: GraphBatch, y: 
              params: dict[str, dict[str, Any]],
              signals_of: Callable[[Any], dict[str, np.ndarray | None]],
              progress: Progress | None, hashes: np.ndarray | None = None,
-             log: BenchJournal | None = None) -> None:
+             log: BenchJournal | None = None, tags: dict[str, str] | None = None) -> None:
     """Every (seed, size, predictor) fit of ``result``'s settings, appended to its runs
     (``hashes``: each row's, to leave the training rows' twins out of the test set; ``log``:
     the fits journaled already are taken from it, each new one is added)."""
@@ -335,7 +336,8 @@ def _fit_all(result: PredictorBench, space: SearchSpace, graphs: GraphBatch, y: 
                        if hashes is not None else "") + "; use fewer --train-sizes rows")
             g_train, g_test = graphs[train], graphs[test]
             for name in predictors:
-                journaled = log.get((name, size, seed))
+                key = (name, (tags or {}).get(name, ""), size, seed)
+                journaled = log.get(key)
                 if journaled is not None:
                     result.runs.append(journaled["run"])
                     if seed == first_seed:
@@ -354,7 +356,7 @@ def _fit_all(result: PredictorBench, space: SearchSpace, graphs: GraphBatch, y: 
                        "test_size": len(test), **report,
                        "fit_seconds": t1 - t0, "predict_seconds": t2 - t1}
                 sample = _sample(name, size, seed, y[test], scores)
-                log.add((name, size, seed), {"run": run, "sample": sample})
+                log.add(key, {"run": run, "sample": sample})
                 result.runs.append(run)
                 if seed == first_seed:
                     result.samples.append(sample)

@@ -208,19 +208,23 @@ def bench_search(
     described_base = base.to_dict()
     described_base.pop("seed", None)
     log = BenchJournal(journal, "bench search", {
-        "search": described_base, "strategies": settings, "optimum": optimum,
-        "stop_at_optimum": stop_at_optimum})
+        "search": described_base, "optimum": optimum, "stop_at_optimum": stop_at_optimum})
+    # each search's key holds its strategy's resolved settings
+    tags = {label: BenchJournal.digest(described) for label, described in settings.items()}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     threads = max(1, cores // jobs)
     t0 = time.perf_counter()
     # the searches journaled by an earlier, interrupted run of this command are not redone
+    def key(label: str, seed: int) -> tuple[str, str, int]:
+        return label, tags[label], seed
+
     results: list[dict[str, Any]] = [r for cfg in configs
-                                     if (r := log.get((cfg.label, cfg.seed))) is not None]
-    todo = [cfg for cfg in configs if log.get((cfg.label, cfg.seed)) is None]
+                                     if (r := log.get(key(cfg.label, cfg.seed))) is not None]
+    todo = [cfg for cfg in configs if log.get(key(cfg.label, cfg.seed)) is None]
     order = {(cfg.label, cfg.seed): i for i, cfg in enumerate(configs)}
 
     def finish(run: dict[str, Any]) -> None:
-        log.add((run["label"], run["seed"]), run)
+        log.add(key(run["label"], run["seed"]), run)
         results.append(run)
         if progress:
             progress(run, len(results), len(configs))
