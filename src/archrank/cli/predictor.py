@@ -32,7 +32,10 @@ def bench_predictor(
                                    help="Seed of the first training set (then +1, +2...)."),
     params: list[str] | None = typer.Option(None, "--set",
                                             help="Predictor parameter, e.g. gates.ensemble=3"),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the results here."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results here; each "
+                                         "finished unit is journaled beside it "
+                                         "(JSON.journal.jsonl) until then, so the same command "
+                                         "resumes after a kill."),
     plot: Path | None = typer.Option(None, "--plot", help="Also write the figures (SVG and "
                                      "PNG) to this directory."),
     arch_inputs: str | None = typer.Option(

@@ -416,7 +416,10 @@ def bench_search_cmd(
     sets: list[str] | None = typer.Option(None, "--set",
                                           help="Strategy option, e.g. gates.explore=0.2, "
                                           "rea.population=50, gates.predictor.epochs=50."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the results here."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results here; each "
+                                         "finished unit is journaled beside it "
+                                         "(JSON.journal.jsonl) until then, so the same command "
+                                         "resumes after a kill."),
     plot: Path | None = typer.Option(None, "--plot", help="Also write the figures (SVG and "
                                      "PNG) to this directory."),
 ) -> None:
