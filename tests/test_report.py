@@ -416,7 +416,8 @@ def test_bad_paths_and_run_directories(cli, tmp_path, search_json):
     assert code == 2 and "bin.json: cannot read it as text" in err
     code, _, err = cli("report", str(search_json), "--scatter", "gates:100", "--out",
                        str(tmp_path / "s.html"))
-    assert code == 0  # no predictor benchmark: --scatter has nothing to choose from
+    # no predictor benchmark: --scatter has nothing to draw, and is not ignored in silence
+    assert code == 2 and "--scatter draws a bench predictor JSON's samples" in err
     data = json.loads(search_json.read_text())
     data["strategies"]["rea"]["runs"][0]["best"] = 100.0
     data["strategies"]["rea"]["runs"][0]["best_arch"] = "|conv~0|"
@@ -643,3 +644,53 @@ def test_exported_json_lines_are_strict_json(tmp_path):
         line = next(store.iter_jsonl())
     assert json.loads(line, parse_constant=lambda c: pytest.fail(c))["metrics"] == {
         "cifar10_test": 90.0, "loss": None}
+
+
+def test_runs_of_two_tables_of_one_name_are_two_studies(nb201_csv, tmp_path):
+    """The study of a run is keyed by its table's content, not its file name alone: two
+    tables called t.csv are two sections (named apart), never seeds of one curve; the best
+    cell is found at its proposal number, as runs export numbers it."""
+    from archrank.report.kinds import ReportOptions, render
+
+    base = SearchConfig(space="nb201", bench=str(nb201_csv), metric="cifar10_test",
+                        budget=10, strategy="random")
+    dirs = []
+    for fp in ("aaaa1111", "bbbb2222"):
+        d = tmp_path / f"run-{fp}"
+        with RunStore.create(d, base.to_dict(), inputs={"fingerprint": fp}) as store:
+            run_search(build_strategy(base), build_oracle(base), store, budget=10)
+        dirs.append(d)
+    sections = render([read_input(p) for p in dirs], ReportOptions())
+    titles = [s.title for s in sections]
+    assert len(titles) == 2 and titles[0] != titles[1] and "aaaa1111" in titles[0]
+    run = read_input(dirs[0]).data
+    run.seqs = run.seqs + 1  # as if proposal 0 were still running
+    best = int(np.nanargmax(run.values))
+    assert run.found_at(best) == best + 2
+
+
+def test_a_label_keeps_its_colour_across_figures():
+    figures.reset_colours()
+    first = figures.colours(["random", "rea"])
+    again = figures.colours(["rea", "ls", "random"])
+    assert again["rea"] == first["rea"] and again["random"] == first["random"]
+    assert len(set(again.values())) == 3
+
+
+def test_bad_numbers_inside_a_bench_json_name_the_element(cli, search_json, predictor_json,
+                                                          tmp_path):
+    data = json.loads(search_json.read_text())
+    data["strategies"]["rea"]["runs"][0]["curve"][3] = "x"
+    (tmp_path / "s.json").write_text(json.dumps(data))
+    code, _, err = cli("report", str(tmp_path / "s.json"), "--out", str(tmp_path / "r.html"))
+    assert code == 2 and "strategies.rea.runs[0].curve[3] is not a number ('x')" in err
+    data = json.loads(predictor_json.read_text())
+    data["samples"][0]["true"][0] = "q"
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    code, _, err = cli("report", str(tmp_path / "p.json"), "--out", str(tmp_path / "r.html"))
+    assert code == 2 and "samples[0].true[0] is not a number" in err
+    data = json.loads(predictor_json.read_text())
+    data["results"][0]["spearman"] = {"mean": None, "std": None}
+    (tmp_path / "q.json").write_text(json.dumps(data))
+    assert cli("report", str(tmp_path / "q.json"), "--out", str(tmp_path / "q.html"))[0] == 0
+    assert "nan ± nan" not in (tmp_path / "q.html").read_text()

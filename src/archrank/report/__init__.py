@@ -28,8 +28,13 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, title: str | N
 
     if not paths:
         raise ArchrankError("give at least one run directory or bench JSON file")
+    from archrank.report.figures import reset_colours
+
     paths = _distinct(paths)
     inputs = [read_input(p) for p in paths]
+    if scatter is not None and not any(i.kind == "bench-predictor" for i in inputs):
+        raise ArchrankError("--scatter draws a bench predictor JSON's samples; none is given")
+    reset_colours()
     sections = render(inputs, ReportOptions(scatter=scatter, top=top))
     text = render_html(sections, title or "archrank report", [Path(p).name for p in paths])
     out = Path(out)
@@ -60,11 +65,12 @@ def write_plots(data: dict[str, Any], directory: str | Path, source: str | Path 
                 ) -> list[Path]:
     """The figures of one bench JSON (as written, with its ``kind``) as NAME.svg and NAME.png
     in ``directory``: what ``--plot DIR`` of the bench commands does."""
-    from archrank.report.figures import write_figures
+    from archrank.report.figures import reset_colours, write_figures
     from archrank.report.kinds import ReportOptions, load_plugins
 
     kind = load_plugins()[data["kind"]]
     item = kind.read(Path(source), data)
+    reset_colours()
     figs = [f for sec in kind.render([item], ReportOptions()) for f in sec.figures()]
     return write_figures(figs, directory)
 

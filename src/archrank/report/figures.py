@@ -39,9 +39,21 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#7f7f7f", "#bcbd22", "#17becf")
 
 
+_ASSIGNED: dict[str, str] = {}  # label -> colour for the report being built
+
+
+def reset_colours() -> None:
+    """Start a report: colours are handed out afresh, in the order labels first appear."""
+    _ASSIGNED.clear()
+
+
 def colours(labels: Sequence[str]) -> dict[str, str]:
-    """One colour per label, in the order given (sorted by the caller for stability)."""
-    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
+    """One colour per label; a label keeps the colour it first got in this report, whichever
+    figure (and order of labels) it appears in next."""
+    for label in labels:
+        if label not in _ASSIGNED:
+            _ASSIGNED[label] = PALETTE[len(_ASSIGNED) % len(PALETTE)]
+    return {label: _ASSIGNED[label] for label in labels}
 
 
 def styled(fn: F) -> F:
@@ -87,18 +99,21 @@ def quartiles(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @styled
 def curves_figure(series: Mapping[str, np.ndarray], *, ylabel: str, title: str,
-                  xlabel: str = "evaluations", x: Mapping[str, np.ndarray] | None = None
-                  ) -> Figure:
+                  xlabel: str = "evaluations", x: Mapping[str, np.ndarray] | None = None,
+                  seeds: Mapping[str, int] | None = None) -> Figure:
     """Median best-so-far (line) and quartile band over seeds per label. ``series[label]`` is
-    [seeds, points]; ``x[label]`` (optional) the x of each point, default 1..points."""
+    [seeds, points]; ``x[label]`` (optional) the x of each point, default 1..points;
+    ``seeds[label]`` the seed count of the legend where the rows are not seeds (a mean)."""
     fig, ax = new_figure()
     palette = colours(list(series))
     for label, mat in series.items():
         lo, mid, hi = quartiles(mat)
         xs = x[label] if x is not None else np.arange(1, mat.shape[1] + 1)
-        seeds = mat.shape[0]
-        ax.plot(xs, mid, color=palette[label], lw=1.8, label=f"{label} ({seeds} seeds)")
-        if seeds > 1:
+        rows = mat.shape[0]
+        count = (seeds or {}).get(label, rows)
+        ax.plot(xs, mid, color=palette[label], lw=1.8,
+                label=f"{label} ({count} seed{'s' if count != 1 else ''})")
+        if rows > 1:
             ax.fill_between(xs, lo, hi, color=palette[label], alpha=0.18, lw=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -192,6 +192,18 @@ def _nan_stats(data: Any) -> Any:
     return data
 
 
+def numbers(path: Path, where: str, values: Any, *, none: bool = True) -> list[Any]:
+    """``values`` checked to be a list of numbers (``None`` allowed where ``none``: a missing
+    value); else a one-line error naming the file and the element."""
+    if not isinstance(values, list):
+        raise ArchrankError(f"{path}: {where} is not a list")
+    for i, v in enumerate(values):
+        ok = (v is None and none) or (isinstance(v, int | float) and not isinstance(v, bool))
+        if not ok:
+            raise ArchrankError(f"{path}: {where}[{i}] is not a number ({v!r})")
+    return values
+
+
 def need(path: Path, data: dict[str, Any], key: str, typ: type | tuple[type, ...],
          what: str) -> Any:
     """``data[key]`` checked against ``typ``; else a one-line error naming file and field."""

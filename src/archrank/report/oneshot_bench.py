@@ -117,8 +117,13 @@ def render_oneshot_bench(benches: Sequence[OneshotBenchData], options: ReportOpt
         picks = [r["space_pick"] for r in d["per_seed"] if isinstance(r.get("space_pick"), dict)]
         if picks:
             p = picks[0]
-            extra = (f", trained stand-alone: val_acc {p['val_acc']:.2f}, truth percentile "
-                     f"{p['truth_percentile']:.1f}" if "truth_percentile" in p else "")
+            if "truth_percentile" not in p:
+                extra = ""
+            elif p.get("truth_percentile") is None:  # every training of it failed
+                extra = ", trained stand-alone: every training failed"
+            else:
+                extra = (f", trained stand-alone: val_acc {format_stat(p.get('val_acc'), 2)}, "
+                         f"truth percentile {format_stat(p['truth_percentile'], 1)}")
             sec.blocks.append(Drawing(draw_text(st["space"], p["cell"], bench.path),
                                       f"The fitted table's best cell of the whole space "
                                       f"(seed {d['per_seed'][0].get('seed')}){extra}."))

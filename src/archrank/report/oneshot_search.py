@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from archrank.bench.common import format_stat
 from archrank.bench.oneshot_search import KIND, SCHEMA
 from archrank.errors import ArchrankError
 from archrank.report import figures
@@ -56,9 +57,8 @@ def read_oneshot_search(path: Path, data: dict[str, Any]) -> OneshotSearchBench:
 
 
 def _pm(stat: dict[str, float | None], spec: str = ".2f") -> str:
-    if stat["mean"] is None or stat["std"] is None:  # no finished training behind it
-        return "-"
-    return f"{stat['mean']:{spec}} ± {stat['std']:{spec}}"
+    """``mean ± std``; "-" where no finished training is behind it."""
+    return format_stat(stat, int(spec[1:-1]))
 
 
 def render_oneshot_search(benches: Sequence[OneshotSearchBench], options: ReportOptions

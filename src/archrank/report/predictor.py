@@ -9,10 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from archrank.bench.common import format_stat
 from archrank.bench.predictor import KIND, SCHEMA
 from archrank.errors import ArchrankError
 from archrank.report import figures
-from archrank.report.kinds import Figure, Kind, ReportOptions, Section, Table, need, register
+from archrank.report.kinds import (
+    Figure,
+    Kind,
+    ReportOptions,
+    Section,
+    Table,
+    need,
+    numbers,
+    register,
+)
 
 QUALITY = (("kendall_tau", "Kendall tau"), ("precision_at_5pct", "precision@5%"))
 
@@ -52,6 +62,9 @@ def read_predictor(path: Path, data: dict[str, Any]) -> PredictorBench:
             for s in samples):
         raise ArchrankError(f"{path}: field 'samples' is not a list of "
                             "{predictor, train_size, true, predicted} objects")
+    for k, sample in enumerate(samples):
+        for key in ("true", "predicted"):
+            numbers(path, f"samples[{k}].{key}", sample[key])
     return PredictorBench(path, data)
 
 
@@ -127,14 +140,14 @@ def render_predictors(benches: Sequence[PredictorBench], options: ReportOptions
         rows = []
         for r in bench.data["results"]:
             def pm(key: str, r: dict[str, Any] = r) -> str:
-                m = r.get(key)
-                return f"{m['mean']:.3f} ± {m['std']:.3f}" if isinstance(m, dict) else "-"
+                return format_stat(r.get(key), 3)  # "-" where no seed gave one
 
             fit = r.get("fit_seconds")
+            n10 = r.get("n_at_10")
             rows.append([r["predictor"], str(r["train_size"]), pm("kendall_tau"),
                          pm("spearman"), pm("precision_at_5pct"),
-                         f"{r['n_at_10']['mean']:.1f}" if "n_at_10" in r else "-",
-                         f"{fit:.2f}" if isinstance(fit, int | float) else "-"])
+                         format_stat(n10["mean"], 1) if isinstance(n10, dict) else "-",
+                         format_stat(fit, 2) if isinstance(fit, int | float) else "-"])
         sec.blocks.append(Table(
             ["predictor", "n train", "Kendall tau", "Spearman", "precision@5%", "N@10",
              "fit s"], rows,

@@ -10,6 +10,7 @@ study, by strategy label and the options set for it (seeds are the spread).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,8 @@ class Run:
     values: np.ndarray  # objective per finished evaluation, proposal order (NaN: failed)
     costs: np.ndarray  # recorded cost per finished evaluation (0 when none)
     pending: int
+    seqs: np.ndarray | None = None  # proposal number (0-based) of each finished evaluation
+    fingerprint: str = ""  # the content fingerprint of the run's table or dataset
 
     @property
     def label(self) -> str:
@@ -54,13 +57,19 @@ class Run:
         return f"{name} ({options})" if options else name
 
     @property
-    def study(self) -> tuple[str, str, str, str, str]:
-        """What the runs measured: space, table, metric, oracle and the oracle's settings
-        (a training oracle's dataset and recipe, a supernet's checkpoint)."""
+    def study(self) -> tuple[str, str, str, str, str, str]:
+        """What the runs measured: space, table, metric, oracle, the oracle's settings (a
+        training oracle's dataset and recipe, a supernet's checkpoint) and the content
+        fingerprint of the table or dataset (two tables of one name are two studies)."""
         c = self.config
         bench = Path(str(c.get("bench"))).name if c.get("bench") else "-"
         return (str(c.get("space")), bench, str(c.get("metric")), str(c.get("oracle", "table")),
-                _compact(c.get("oracle_params") or {}))
+                _compact(c.get("oracle_params") or {}), self.fingerprint)
+
+    def found_at(self, i: int) -> int:
+        """The proposal number (1-based) of finished evaluation ``i``: what ``runs export``
+        shows, also while an earlier proposal is still running or was lost."""
+        return int(self.seqs[i]) + 1 if self.seqs is not None else i + 1
 
     def best_curve(self) -> np.ndarray:
         v = np.where(np.isfinite(self.values), self.values, -np.inf)
@@ -71,13 +80,15 @@ class Run:
 def read_run(path: Path, _data: dict[str, Any]) -> Run:
     run_dir = path.parent if path.name == "run.sqlite" else path
     with RunStore.snapshot(run_dir) as store:
-        config, records = store.config, store.records()
+        config, records, inputs = store.config, store.records(), store.inputs
     done = [r for r in records if r.done]
     values = np.array([r.objective if r.status == "ok" and r.objective is not None else np.nan
                        for r in done], dtype=np.float64)
     costs = np.array([r.cost or 0.0 for r in done], dtype=np.float64)
+    fingerprint = str(inputs.get("fingerprint") or "") if isinstance(inputs, dict) else ""
     return Run(run_dir, config, [r.arch for r in done], values, costs,
-               len(records) - len(done))
+               len(records) - len(done), np.array([r.seq for r in done], dtype=np.int64),
+               fingerprint)
 
 
 def _compact(options: dict[str, Any]) -> str:
@@ -97,30 +108,42 @@ def _fmt(v: float) -> str:
 
 
 def render_runs(runs: Sequence[Run], options: ReportOptions) -> list[Section]:
-    studies: dict[tuple[str, str, str, str, str], list[Run]] = {}
+    studies: dict[tuple[str, str, str, str, str, str], list[Run]] = {}
     for run in runs:
         studies.setdefault(run.study, []).append(run)
+    # studies that a space and metric alone do not tell apart are named by table and oracle
+    same = Counter((k[0], k[2]) for k in studies)
     sections = []
-    for n, ((space_name, bench, metric, oracle, settings), members) in enumerate(
+    for n, ((space_name, bench, metric, oracle, settings, fingerprint), members) in enumerate(
             studies.items()):
         labels = sorted({r.label for r in members})
         by_label = {lab: [r for r in members if r.label == lab] for lab in labels}
         live = sum(r.pending > 0 for r in members)
         intro = (f"{len(members)} run directories · space {space_name} · {oracle} oracle "
-                 f"({bench}{'; ' + settings if settings else ''}) · objective {metric}"
+                 f"({bench}{'; ' + settings if settings else ''}"
+                 f"{'; content ' + fingerprint[:12] if fingerprint else ''}) · objective {metric}"
                  + (f" · {live} still running (read from a consistent snapshot)" if live else ""))
-        sec = Section(f"Search runs: {space_name}, {metric}", intro=intro)
-        series = {lab: figures.pad_curves([r.best_curve().tolist() for r in rs])
+        name = f"{space_name}, {metric}"
+        if same[(space_name, metric)] > 1:
+            name += f" ({oracle}, {bench}{', ' + fingerprint[:8] if fingerprint else ''})"
+        sec = Section(f"Search runs: {name}", intro=intro)
+        # a run without a finished evaluation has no curve and is no seed of it
+        curves = {lab: [r.best_curve().tolist() for r in rs if len(r.values)]
                   for lab, rs in by_label.items()}
-        seeds = ", ".join(f"{lab}: {len(rs)}" for lab, rs in by_label.items())
+        series = {lab: figures.pad_curves(c) for lab, c in curves.items() if c}
+        seeds = ", ".join(f"{lab}: {len(curves[lab])}" for lab in by_label)
+        twice = sorted({f"{lab} seed {s}" for lab, rs in by_label.items()
+                        for s, k in Counter(r.config.get("seed") for r in rs).items() if k > 1})
         sec.blocks.append(Figure(
             f"runs{n}_best_so_far",
             figures.curves_figure(series, ylabel=f"best {metric} so far",
-                                  title=f"{space_name} · {metric}"),
+                                  title=name.replace(", ", " · ", 1)),
             f"Best {metric} found so far against the number of finished evaluations, runs "
-            f"grouped by strategy (runs per strategy: {seeds}). Line: median over the runs; "
-            f"band: 25th-75th percentile. A run shorter than the others carries its last "
-            f"value forward."))
+            f"grouped by strategy (runs with a finished evaluation per strategy: {seeds}). "
+            f"Line: median over the runs; band: 25th-75th percentile. A run shorter than the "
+            f"others carries its last value forward."
+            + (f" Run directories repeating a seed (copies?): {', '.join(twice)}."
+               if twice else "")))
         if any(r.costs.sum() > 0 for r in members):
             sec.blocks.append(_cost_figure(n, by_label, metric))
         sec.blocks += _best_cells(space_name, by_label, metric)
@@ -162,7 +185,7 @@ def _best_cells(space: str, by_label: dict[str, list[Run]], metric: str) -> list
         run, i = best
         out.append(Drawing(draw_text(space, run.archs[i], run.path),
                            f"Best cell of {lab}: {metric} {_fmt(run.values[i])}, found at "
-                           f"evaluation {i + 1} of {run.path.name} (seed "
+                           f"evaluation {run.found_at(i)} of {run.path.name} (seed "
                            f"{run.config.get('seed')}). {run.archs[i]}"))
     return out
 
@@ -174,7 +197,7 @@ def _top_table(runs: Sequence[Run], metric: str, top: int) -> Table:
             if math.isfinite(v) and (arch not in seen or v > seen[arch][0]):
                 seen[arch] = (float(v), arch, r, i)
     best = sorted(seen.values(), key=lambda t: -t[0])[:top]
-    rows = [[str(k + 1), _fmt(v), r.label, str(r.config.get("seed")), str(i + 1), arch]
+    rows = [[str(k + 1), _fmt(v), r.label, str(r.config.get("seed")), str(r.found_at(i)), arch]
             for k, (v, arch, r, i) in enumerate(best)]
     return Table(["rank", metric, "strategy", "seed", "found at", "cell"], rows,
                  f"The {len(rows)} best distinct cells evaluated by these runs (by {metric}), "

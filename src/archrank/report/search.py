@@ -22,6 +22,7 @@ from archrank.report.kinds import (
     Section,
     Table,
     need,
+    numbers,
     register,
 )
 
@@ -56,6 +57,11 @@ def read_search(path: Path, data: dict[str, Any]) -> SearchBench:
                                 "runs with a 'curve'")
         if runs is None and not isinstance(entry.get("curve"), list):
             raise ArchrankError(f"{path}: strategies.{label} has neither 'runs' nor 'curve'")
+        numbers(path, f"strategies.{label}.queries_to_optimum.per_seed", q["per_seed"])
+        for k, r in enumerate(runs or []):
+            numbers(path, f"strategies.{label}.runs[{k}].curve", r["curve"])
+        if runs is None:
+            numbers(path, f"strategies.{label}.curve", entry["curve"])
     if isinstance(data.get("seeds"), list):  # schema 2: the seeds themselves
         data = {**data, "seeds": len(data["seeds"])}
     return SearchBench(path, data)
@@ -77,7 +83,11 @@ def search_figures(bench: SearchBench, n: int = 0) -> list[Figure]:
     return [
         Figure(f"search{n}_best_so_far",
                figures.curves_figure(series, ylabel=f"best {metric} so far",
-                                     title=f"{d['space']} · {metric}"),
+                                     title=f"{d['space']} · {metric}",
+                                     seeds=None if per_seed else {
+                                         label: int(e["queries_to_optimum"].get(
+                                             "seeds", len(e["queries_to_optimum"]["per_seed"])))
+                                         for label, e in bench.strategies.items()}),
                f"Best {metric} found so far against the number of queries to the table, per "
                f"strategy{opt_text}. {how}.{stop}"),
         Figure(f"search{n}_queries_to_optimum",
