@@ -694,3 +694,15 @@ def test_bad_numbers_inside_a_bench_json_name_the_element(cli, search_json, pred
     (tmp_path / "q.json").write_text(json.dumps(data))
     assert cli("report", str(tmp_path / "q.json"), "--out", str(tmp_path / "q.html"))[0] == 0
     assert "nan ± nan" not in (tmp_path / "q.html").read_text()
+
+
+def test_guided_runs_of_earlier_defaults_are_curves_of_their_own():
+    """A guided run recorded before a predictor's defaults changed searches with the old
+    ones: its label says so, so it is not pooled with today's runs as one more seed."""
+    from archrank.report.runs import Run
+
+    base = {"space": "nb201", "metric": "m", "strategy": "guided", "predictor": "xgb",
+            "budget": 5, "seed": 0, "bench": "x.csv", "predictor_defaults": True}
+    today = Run(Path("a"), {**base, "defaults_session": 11}, [], np.zeros(0), np.zeros(0), 0)
+    before = Run(Path("b"), {**base, "defaults_session": 10}, [], np.zeros(0), np.zeros(0), 0)
+    assert today.label == "xgb" and before.label == "xgb (predictor.target=raw)"

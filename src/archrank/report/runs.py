@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from archrank.errors import ArchrankError
 from archrank.report import figures
 from archrank.report.cells import draw_text
 from archrank.report.kinds import (
@@ -53,7 +54,7 @@ class Run:
         c = self.config
         name = str(c.get("predictor") if c.get("strategy") == "guided" and c.get("predictor")
                    else c.get("strategy", "?"))
-        options = _compact(c.get("strategy_params") or {})
+        options = _compact({**(c.get("strategy_params") or {}), **_recorded_defaults(c)})
         return f"{name} ({options})" if options else name
 
     @property
@@ -75,6 +76,27 @@ class Run:
         v = np.where(np.isfinite(self.values), self.values, -np.inf)
         curve = np.maximum.accumulate(v) if len(v) else v
         return np.where(np.isfinite(curve), curve, np.nan)
+
+
+def _recorded_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """What a guided run recorded by an earlier version searches with that today's does not
+    (its predictor's defaults of then, no guided defaults): such runs are other curves, not
+    more seeds of today's."""
+    from archrank.predictors.base import predictor_class
+    from archrank.runs.config import SearchConfig
+
+    try:
+        cfg = SearchConfig.from_dict(config)
+        klass = predictor_class(cfg.predictor) if cfg.predictor else None
+    except ArchrankError:  # a damaged record or a predictor this version lacks: as written
+        return {}
+    if cfg.strategy != "guided" or klass is None:
+        return {}
+    out = {f"predictor.{k}": v
+           for k, v in klass.params_recorded_by(cfg.defaults_session, cfg.space).items()}
+    if not cfg.predictor_defaults and klass.guided_defaults.get(cfg.space):
+        out["guided_defaults"] = "off"
+    return out
 
 
 def read_run(path: Path, _data: dict[str, Any]) -> Run:

@@ -280,9 +280,10 @@ class RunStore:
             raise ArchrankError(f"{run_dir}: not a run directory (no {DB_NAME})")
         mem = sqlite3.connect(":memory:")
         try:
-            src = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+            # read-only, with the copy fallback for a read-only folder without its -shm file
+            src = cls._connect_readonly(run_dir)
             try:
-                src.backup(mem)
+                src.conn.backup(mem)
             finally:
                 src.close()
             version = mem.execute(
@@ -291,6 +292,9 @@ class RunStore:
         except (sqlite3.Error, ValueError, RecursionError) as exc:
             mem.close()
             raise ArchrankError(f"{db}: not a readable run database ({exc})") from None
+        except ArchrankError:
+            mem.close()
+            raise
         if version != SCHEMA_VERSION:
             mem.close()
             raise ArchrankError(f"{db}: unsupported run database version")
