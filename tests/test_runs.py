@@ -226,6 +226,9 @@ def test_summarise_counts_reached_seeds_and_carries_curves_forward():
     assert s["curve"] == [1.0, pytest.approx(5 / 3), 2.0]
     assert s["best_at"] == {"3": 2.0}
     assert s["seconds"]["median_per_seed"] == 2.0
+    # a seed whose first evaluation failed has no best yet: no mean there (not the others')
+    runs[2]["curve"] = [float("-inf"), 1.0, 1.0]
+    assert summarise(runs, 3)["curve"] == [None, pytest.approx(5 / 3), 2.0]
 
 
 def test_bench_search_side_by_side(config):

@@ -90,7 +90,9 @@ def run_one(config: SearchConfig, threads: int | None = None,
 
 
 def _mean_curve(curves: Sequence[Sequence[float]], budget: int) -> list[float | None]:
-    """Mean best-so-far per query count (a short run carries its last value forward)."""
+    """Mean best-so-far per query count (a short run carries its last value forward); None
+    where some seed has found nothing yet (its first evaluations failed): a mean over the
+    seeds that had would be biased upwards."""
     if not curves:
         return []
     mat = np.full((len(curves), budget), np.nan)
@@ -100,8 +102,7 @@ def _mean_curve(curves: Sequence[Sequence[float]], budget: int) -> list[float | 
             mat[i, : len(c)] = c
             mat[i, len(c):] = c[-1]
     mat[~np.isfinite(mat)] = np.nan
-    with np.errstate(all="ignore"):
-        mean = np.nanmean(mat, axis=0) if np.isfinite(mat).any() else mat[0]
+    mean = mat.mean(axis=0)  # NaN wherever a seed has no value yet
     return [None if not math.isfinite(v) else round(float(v), 6) for v in mean]
 
 
