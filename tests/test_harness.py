@@ -193,3 +193,43 @@ def test_bench_speed_refuses_options_it_would_ignore(args: list[str], message: s
     with pytest.raises(SystemExit) as exc:
         main(["bench", "speed", *args])
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_failed_bench_leaves_an_earlier_json_whole(nb201_csv: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A bench that stops before any fit finished writes no empty report over an earlier
+    one, and the header-only journal it leaves does not block another command."""
+    from archrank.bench.journal import journal_for
+
+    out = tmp_path / "p.json"
+    out.write_text('{"kept": true}')
+    base = ["bench", "predictor", "--space", "nb201", "--bench", str(nb201_csv), "--metric",
+            "cifar10_test", "--predictors", "xgb", "--seeds", "1", "--set",
+            "xgb.n_estimators=5", "--json", str(out)]
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--train-sizes", "15624", "--drop-twins"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "nothing finished, " in err and out.read_text() == '{"kept": true}'
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--train-sizes", "20"])
+    assert exc.value.code in (0, None) and json.loads(out.read_text())["results"]
+    assert not journal_for(out).exists()  # removed once the JSON is written
+    assert journal_for("/dev/null") is None and journal_for("-") is None
+
+
+def test_locks_step_aside_where_they_cannot_work(tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import fcntl
+
+    from archrank.files import hold_lock
+
+    assert hold_lock("/dev/null", "x") is None  # written in place: nothing to guard
+    assert hold_lock(tmp_path / "missing" / "f.json", "x") is None  # the output check says
+
+    def no_locks(*_args):  # a file system without flock
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match="cannot lock x on this file system"):
+        assert hold_lock(tmp_path / "f.json", "x") is None

@@ -97,6 +97,17 @@ def test_precision_at_k() -> None:
         precision_at_k(y, y, 5)
 
 
+def test_n_at_k_of_tied_predictions_is_the_expectation_over_their_order() -> None:
+    """Twenty cells tied at the predicted top, ten taken: the expected best true rank among
+    ten drawn from ranks 1..20 (21/11), whatever the order of the rows."""
+    y = np.arange(100.0)
+    pred = np.r_[np.zeros(80), np.full(20, 5.0)]
+    perm = np.random.default_rng(0).permutation(100)
+    assert n_at_k(y, pred, 10) == pytest.approx(21 / 11)
+    assert n_at_k(y[perm], pred[perm], 10) == pytest.approx(21 / 11)
+    assert n_at_k(y, np.ones(100), 1) == pytest.approx(50.5)  # one of a hundred at random
+
+
 def test_n_at_k_and_true_ranks() -> None:
     y = [0.9, 0.5, 0.7, 0.9, 0.1]
     np.testing.assert_array_equal(true_ranks(y), [1, 4, 3, 1, 5])

@@ -346,6 +346,9 @@ def test_journaled_scores_survive_a_kill_and_are_not_scored_twice(trained_digits
                        "options; remove it"):
         other.attach(path, journal_header(trained_digits, other.options),
                      hint="remove it to score afresh")
+    # a journal that only caches a command's own scores is started afresh instead
+    other.attach(path, journal_header(trained_digits, other.options), replace_stale=True)
+    assert other.known == {} and len(path.read_text().splitlines()) == 1
 
 
 # -- the method: fit the space ------------------------------------------------------------------

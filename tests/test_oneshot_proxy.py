@@ -567,9 +567,9 @@ def test_oneshot_search_command_and_its_errors(cli, tmp_path):
 
     held = hold_lock(ckpt, "the search checkpoint")
     code, _, err = cli("oneshot", "search", "--resume", str(ckpt))
-    assert code == 2 and "in use by another archrank process" in err
+    assert code == 2 and "in use (by another archrank process" in err
     code, _, err = cli("oneshot", "train", "--resume", str(ckpt))
-    assert code == 2 and "in use by another archrank process" in err
+    assert code == 2 and "in use (by another archrank process" in err
     held.close()
 
 

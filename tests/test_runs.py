@@ -313,3 +313,31 @@ def test_a_run_killed_while_being_created_is_created_again(tmp_path):
         RunStore.create(run_dir, {"budget": 6})
     with RunStore.open(run_dir) as store:
         assert store.config == {"budget": 5}
+
+
+def test_bench_search_journal_of_an_edited_table_is_refused(nb201_csv, tmp_path):
+    """A table edited between a kill and the resume (same name, same optimum) would mix old
+    and new searches: its content is part of the journal's settings."""
+    from archrank.errors import Interrupted
+
+    rows = nb201_csv.read_text().splitlines()
+    table = tmp_path / "t.csv"
+    table.write_text("\n".join(rows[:60]) + "\n")
+    cfg = SearchConfig(space="nb201", bench=str(table), metric="cifar10_test",
+                       strategy="random", budget=10, seed=0, space_from_bench=True)
+    journal = tmp_path / "s.json.journal.jsonl"
+
+    def stop_after_one(run, i, n):
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        bench_search(cfg, ["random"], 3, journal=journal, progress=stop_after_one)
+    best = max(rows[1:60], key=lambda line: float(line.split(",")[2]))
+    edited = list(rows[:60])
+    k = next(i for i in range(59, 0, -1) if edited[i] != best)  # not the optimum's row
+    cells = edited[k].split(",")
+    cells[2] = str(float(cells[2]) - 10)
+    edited[k] = ",".join(cells)
+    table.write_text("\n".join(edited) + "\n")
+    with pytest.raises(ArchrankError, match=r"other settings \(table\)"):
+        bench_search(cfg, ["random"], 3, journal=journal)

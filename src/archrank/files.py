@@ -20,6 +20,7 @@ import stat
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -134,8 +135,11 @@ def _remove_orphans(target: Path) -> None:
     except OSError:
         return
     for name in names:
-        pid = name[len(prefix):].split(".", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
+        parts = name[len(prefix):].split(".")  # exactly PID.HEX8.tmp (not another file's)
+        if len(parts) != 3 or not parts[0].isdigit() or len(parts[1]) != 8:
+            continue
+        pid = parts[0]
+        if int(pid) == os.getpid():
             continue
         try:
             os.kill(int(pid), 0)
@@ -217,18 +221,25 @@ def hold_lock(path: str | os.PathLike[str], what: str) -> IO[Any] | None:
         import fcntl
     except ImportError:
         return None
-    where = lock_path(path)
-    if not where.parent.is_dir():  # nothing can be written there: the output check says so
-        return None
+    target = Path(path)
+    where = lock_path(target)
+    if not where.parent.is_dir() or (target.exists() and not target.is_file()):
+        return None  # nothing written there (a missing folder, /dev/null): nothing to guard
     try:
         fh = open(where, "a")  # noqa: SIM115 (held open: the lock lives as long as it)
-    except OSError as exc:
-        raise ArchrankError(f"{where}: cannot lock {what} ({exc.strerror})") from None
+    except OSError:  # a read-only folder: this job cannot write the file either, and
+        return None  # whatever it does write fails with its own message
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         fh.close()
-        raise ArchrankError(f"{path}: {what} is in use by another archrank process") from None
+        raise ArchrankError(f"{path}: {what} is in use (by another archrank process, or "
+                            "by this one)") from None
+    except OSError as exc:  # a file system without flock (NFS without lockd...)
+        fh.close()
+        warnings.warn(f"{path}: cannot lock {what} on this file system ({exc.strerror}); "
+                      "make sure no other process writes it", stacklevel=2)
+        return None
     return fh
 
 

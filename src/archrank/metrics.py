@@ -8,6 +8,7 @@ both ``y_true`` and ``y_pred``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -125,11 +126,6 @@ def spearman(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     return float(np.clip((ra @ rb) / denom, -1.0, 1.0))
 
 
-def _top_indices(values: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest values; ties broken by position (stable)."""
-    return np.argsort(-values, kind="stable")[:k]
-
-
 def top_k_count(n: int, k_fraction: float) -> int:
     """K for a top-K% set of ``n`` items: ``floor(k_fraction * n)``, at least 1."""
     if not 0.0 < k_fraction <= 1.0:
@@ -170,19 +166,40 @@ def true_ranks(y_true: ArrayLike) -> np.ndarray:
     return a.size - np.searchsorted(np.sort(a), a, side="right") + 1
 
 
-def n_at_k(y_true: ArrayLike, y_pred: ArrayLike, k: int) -> int:
+def n_at_k(y_true: ArrayLike, y_pred: ArrayLike, k: int) -> float:
     """N@K: the best true rank (1-based, 1 = the best architecture) among the predicted top-k.
 
     This is what a user gets by evaluating the predictor's k favourites: 1 means the true
-    best is among them.
+    best is among them. Predictions tied at the k-th place are drawn at random: the value is
+    the expectation over those draws (order-free; before session 12 ties went by row order).
     """
     a, b = _pair(y_true, y_pred)
     if a.size == 0:
         raise ArchrankError("n_at_k needs at least one value")
     if k < 1:
         raise ArchrankError(f"k must be at least 1, got {k}")
-    picked = _top_indices(b, min(k, a.size))
-    return int(true_ranks(a)[picked].min())
+    k = min(k, a.size)
+    ranks = true_ranks(a).astype(np.float64)
+    kth = np.sort(b)[::-1][k - 1]
+    sure = ranks[b > kth]
+    best_sure = float(sure.min()) if sure.size else math.inf
+    tied = np.sort(ranks[b == kth])  # the k-th predicted value's group: m of them are taken
+    m, t = k - sure.size, tied.size
+    # predictions tied at the boundary are taken at random (the result is the expectation,
+    # never an order of rows): P(the best of m drawn from t is at sorted position >= j)
+    j = np.arange(t)
+    room = t - j >= m
+    log_surv = np.full(t, -np.inf)
+    jr = j[room]
+    log_surv[room] = (_lgamma(t - jr + 1) - _lgamma(t - jr - m + 1)
+                      - _lgamma(t + 1) + _lgamma(t - m + 1))
+    surv = np.exp(log_surv)
+    pmf = surv - np.r_[surv[1:], 0.0]
+    return float(np.sum(np.minimum(best_sure, tied) * pmf))
+
+
+def _lgamma(x: np.ndarray) -> np.ndarray:
+    return np.array([math.lgamma(float(v)) for v in np.atleast_1d(x)], dtype=np.float64)
 
 
 def regret(best_found: float | ArrayLike, optimum: float) -> float | np.ndarray:

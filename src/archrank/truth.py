@@ -108,6 +108,10 @@ class TruthBuilder:
         the same setting hold (another set of picks trained in the same work dir), so that no
         cell is trained twice; how many were taken. Journals of another recipe, other
         training seeds or another space are skipped."""
+        with locked(self.journal, "the truth table's journal"):
+            return self._reuse(journals)
+
+    def _reuse(self, journals: Iterable[Path]) -> int:
         mine = {k: v for k, v in self.header.items() if k != "archs"}
         wanted = {(a, s) for a, s in self.pending}
         taken = 0

@@ -26,6 +26,9 @@ def journal_for(json_out: str | os.PathLike[str] | None) -> Path | None:
     """Where the journal of a bench writing ``json_out`` lives (none without a file)."""
     if json_out is None or str(json_out) == "-":
         return None
+    p = Path(json_out)
+    if p.exists() and not p.is_file():  # /dev/null, a FIFO: written in place, no journal
+        return None
     return Path(f"{json_out}.journal.jsonl")
 
 
@@ -46,9 +49,13 @@ class BenchJournal:
                                              "settings": settings}, default=str))
         self.done: dict[str, dict[str, Any]] = {}
         self._lock = None
-        if path is not None:  # one bench per journal: a second one on the same --json waits
-            self._lock = hold_lock(path, "the bench journal")  # for nobody: it is refused
-            self._open(path)
+        if path is not None:  # one bench per journal: a second one on the same --json is
+            self._lock = hold_lock(path, "the bench journal")  # refused
+            try:
+                self._open(path)
+            except BaseException:
+                self.close()  # not held by a refused journal (its exception may live on)
+                raise
 
     def close(self) -> None:
         """Release the journal's lock (the harness is done with it)."""
@@ -82,6 +89,9 @@ class BenchJournal:
             return
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise ArchrankError(f"{path}: line 1: not a bench journal; move it away")
+        if header != self.header and len(lines) <= 1:  # nothing finished under it: a new one
+            self._write_fresh(path)
+            return
         if header != self.header:
             diff = _differences(header.get("settings", {}), self.header["settings"])
             raise ArchrankError(

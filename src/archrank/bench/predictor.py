@@ -324,7 +324,8 @@ def _fit_all(result: PredictorBench, space: SearchSpace, graphs: GraphBatch, y: 
     log = log or BenchJournal(None, "bench predictor", {})
     first_seed, seeds, predictors = result.first_seed, result.seeds, result.predictors
     train_sizes = result.train_sizes
-    for seed in range(first_seed, first_seed + seeds):
+    splits = {}
+    for seed in range(first_seed, first_seed + seeds):  # every split checked before any fit
         for size in train_sizes:
             train, test = train_split(len(y), size, seed)
             if hashes is not None:
@@ -334,6 +335,10 @@ def _fit_all(result: PredictorBench, space: SearchSpace, graphs: GraphBatch, y: 
                     f"seed {seed}, {size} training rows: {len(test)} test rows are left"
                     + (" once the training rows' twins are dropped (--drop-twins)"
                        if hashes is not None else "") + "; use fewer --train-sizes rows")
+            splits[seed, size] = train, test
+    for seed in range(first_seed, first_seed + seeds):
+        for size in train_sizes:
+            train, test = splits[seed, size]
             g_train, g_test = graphs[train], graphs[test]
             for name in predictors:
                 key = (name, (tags or {}).get(name, ""), size, seed)

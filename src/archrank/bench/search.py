@@ -199,7 +199,8 @@ def bench_search(
         configs.extend(replace(cfg, seed=s) for s in range(first_seed, first_seed + seeds))
     # Fail fast (missing table, bad metric, uncovered space, a bad --set option) before any
     # process starts.
-    optimum = build_oracle(base).optimum()  # type: ignore[attr-defined]
+    oracle = build_oracle(base)
+    optimum = oracle.optimum()  # type: ignore[attr-defined]
     settings: dict[str, dict[str, Any]] = {}  # each strategy's settings, defaults resolved
     for cfg in configs[::seeds]:
         described = build_strategy(cfg).describe()
@@ -209,7 +210,8 @@ def bench_search(
     described_base = base.to_dict()
     described_base.pop("seed", None)
     log = BenchJournal(journal, "bench search", {
-        "search": described_base, "optimum": optimum, "stop_at_optimum": stop_at_optimum})
+        "search": described_base, "optimum": optimum, "stop_at_optimum": stop_at_optimum,
+        "table": oracle.describe().get("fingerprint")})  # the content: an edited table is new
     # each search's key holds its strategy's resolved settings
     tags = {label: BenchJournal.digest(described) for label, described in settings.items()}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1

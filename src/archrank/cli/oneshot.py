@@ -235,10 +235,12 @@ def fit(
     options = ScoreOptions(bn_recalibrate=bn_recalibrate, calib_batches=calib_batches,
                            val_samples=val_samples)
     scorer = SubnetScorer.from_checkpoint(ckpt, options=options)
-    journal = None if str(out) == "-" else Path(f"{out}.scores.jsonl")
+    regular = str(out) != "-" and (out.is_file() or not out.exists())
+    journal = Path(f"{out}.scores.jsonl") if regular else None  # not beside /dev/null
+    lock = hold_lock(out, "the score table") if regular else None  # noqa: F841 (held)
     if journal is not None:  # a killed fit keeps its scores: the same command reuses them
         scorer = JournaledScorer.from_checkpoint(ckpt, options=options).attach(
-            journal, journal_header(ckpt, options), hint="remove it to score afresh")
+            journal, journal_header(ckpt, options), replace_stale=True)
         if scorer.known:
             err.print(f"reusing {len(scorer.known):,} scores journaled in {journal}")
     table_lat = None

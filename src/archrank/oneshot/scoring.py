@@ -167,7 +167,10 @@ class JournaledScorer(SubnetScorer):
     on worker processes goes through ``plain()`` copies; the journal stays in this process."""
 
     def attach(self, journal: Path, header: dict[str, Any], hint: str = "use another "
-               "--work-dir") -> JournaledScorer:
+               "--work-dir", replace_stale: bool = False) -> JournaledScorer:
+        """Serve and extend the journal at ``journal``; one of another supernet or other
+        options is an error naming ``hint``, or with ``replace_stale`` (a journal that only
+        caches a command's own scores) started afresh."""
         self.journal = journal
         self.known: dict[str, tuple[float, float, float]] = {}
         if not journal.exists():
@@ -179,6 +182,9 @@ class JournaledScorer(SubnetScorer):
         except json.JSONDecodeError:
             have = None
         if have is None and len(lines) <= 1:  # a kill while the header was written
+            write_output(journal, json.dumps(header) + "\n", flag="")
+            return self
+        if have != header and replace_stale:  # an earlier command's: of no use here
             write_output(journal, json.dumps(header) + "\n", flag="")
             return self
         if have != header:

@@ -20,6 +20,7 @@ input-to-output path: the DARTS collapse).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -265,13 +266,14 @@ def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, fit_sa
     runner.train(checkpoint=path, on_step=on_step)
     ckpt = runner.checkpoint()
     scorer: SubnetScorer
-    if path is None:
+    if path is None or not os.access(path.parent, os.W_OK):  # nowhere to journal
         scorer = SubnetScorer.from_checkpoint(ckpt, runner.dataset, threads=threads)
     else:  # the choice's scores (evolution, gcn-fit's sample) survive a kill, beside the
-        # checkpoint: a resumed search takes them instead of scoring again
+        # checkpoint: a resumed search takes them instead of scoring again (a journal left
+        # by another search under this name is replaced)
         scorer = JournaledScorer.from_checkpoint(ckpt, runner.dataset, threads=threads)
         scorer.attach(Path(f"{path}.scores.jsonl"), journal_header(ckpt, scorer.options),
-                      hint="remove it to score afresh")
+                      replace_stale=True)
     sp = runner.supernet.space
     if method == "spos-ea":
         codes = _evolve(sp, scorer, ea_evals, runner.seed, on_choice)
