@@ -214,7 +214,8 @@ def test_cache_of_another_space_and_missing_signals_are_errors(tmp_path: Path) -
     cache = ZCCache(space, ZCSetting.benchmark("nb201", **TINY), tmp_path / "b.npz")
     cache.fill(cells[:2], "synflow")
     missing = len({space.hash(a) for a in cells[2:]} - {space.hash(a) for a in cells[:2]})
-    with pytest.raises(ArchrankError, match=f"'synflow' is missing for {missing:,} of 6 cells"):
+    with pytest.raises(ArchrankError, match=f"'synflow' is missing for {missing:,} of 6 cells"
+                       r".*add --table TABLE to fill only a table's cells"):
         signal_matrix(space, cells, ["synflow"], cache=cache)
 
 
@@ -703,3 +704,46 @@ def test_a_fill_on_worker_processes_equals_one_in_this_process(tmp_path: Path) -
     pool.fill(cells, "synflow,nwot", workers=2, chunk=2)
     for name in ("synflow", "nwot"):
         np.testing.assert_allclose(pool.values[name], here.values[name], rtol=1e-6)
+
+
+def test_guided_search_checks_its_signals_on_a_cell_it_may_propose(monkeypatch) -> None:
+    """A search held to a table's cells needs its arch inputs for those cells only (a cache
+    filled for the table): the early check probes a candidate, not a cell of the space."""
+    from archrank.strategies import CandidateSet, GuidedSearch, make_strategy
+
+    space = get_space("nb201")
+    cells = space.sample(5, np.random.default_rng(7))
+    probed: list = []
+    monkeypatch.setattr(GuidedSearch, "_arch_features",
+                        lambda self, archs: probed.extend(archs) or np.zeros((len(archs), 2)))
+    make_strategy("gates++", space, seed=0, objective="score",
+                  candidates=CandidateSet(space, cells),
+                  predictor_params={"epochs": 5, "arch_inputs": "flops,params"})
+    assert space.hash(probed[0]) in {space.hash(c) for c in cells}
+
+
+def test_a_table_fill_from_before_session_10_is_flagged(tmp_path: Path) -> None:
+    """A cache filled from a table before the representative of a hash was fixed may hold
+    another string's proxies: reading it says so (a whole-space fill does not need to)."""
+    import json as _json
+
+    space = get_space("nb201")
+    path = tmp_path / "zc.npz"
+    setting = ZCSetting.benchmark("nb201", **TINY)
+    ZCCache(space, setting, path).fill(_cells("nb201", 3), "synflow")
+    with np.load(path) as blob:
+        arrays = {k: blob[k] for k in blob.files}
+    meta = _json.loads(str(arrays["meta"]))
+    del meta["representative"]
+    arrays["meta"] = np.array(_json.dumps(meta))
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    with pytest.warns(UserWarning, match="filled from a table before session 10"):
+        ZCCache(space, setting, path)
+
+
+def test_darts_factorized_reductions_show_their_relu_to_hooks() -> None:
+    from archrank.nn.darts import FactorizedReduce
+
+    reduce = FactorizedReduce("2d", 4, 8)
+    assert any(isinstance(m, torch.nn.ReLU) for m in reduce.modules())

@@ -221,3 +221,33 @@ def test_paper_configuration_graph_in_embedding_space(nb201, nb201_all, split,
     assert np.allclose(back.predict(outside), model.predict(outside), atol=1e-5)
     with pytest.raises(ArchrankError, match="graph_on"):
         SSAPredictor(nb201, graph_on="embedding+flops")
+
+
+def test_ssa_settings_it_cannot_train_with_are_refused_up_front():
+    """Refused when the predictor is made, not at the first fit of a search: path encodings
+    on darts (with the setting that avoids them named), out-of-range dropout / val_fraction."""
+    darts = get_space("darts")
+    with pytest.raises(ArchrankError, match=r"needs path encodings.*use graph_on=onehot"):
+        make_predictor("ssa", darts)
+    make_predictor("ssa", darts, graph_on="onehot")
+    for params, message in [({"dropout": 1.5}, "dropout must lie in"),
+                            ({"val_fraction": 2}, "val_fraction must lie in")]:
+        with pytest.raises(ArchrankError, match=message):
+            make_predictor("ssa", get_space("nb201"), **params)
+
+
+def test_a_diverged_predictor_is_an_error_not_nan_scores():
+    """A learning rate that blows the weights up made every score NaN, which guided search
+    took for an exhausted space (and stopped, exit 0): now a one-line error."""
+    space = get_space("nb201")
+    cells = space.sample(60, np.random.default_rng(0))
+    y = np.random.default_rng(1).normal(size=60)
+    model = make_predictor("gates", space, lr=1e4, epochs=20, ensemble=1, threads=1)
+    with pytest.raises(ArchrankError, match="predictor 'gates' diverged"):
+        model.fit(cells, y)
+    for params, message in [({"layers": 0}, "'layers' must be at least 1"),
+                            ({"device": "mps"}, "use cpu or cuda")]:
+        with pytest.raises(ArchrankError, match=message):
+            make_predictor("gates", space, **params)
+    with pytest.raises(ArchrankError, match="'arch_hidden' must be at least 1"):
+        make_predictor("gates++", space, arch_hidden=0)

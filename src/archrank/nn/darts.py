@@ -62,12 +62,13 @@ class FactorizedReduce(nn.Module):
         if c_out % 2:
             raise ValueError(f"a factorized reduction needs an even width, got {c_out}")
         self.d = dims(kind)
+        self.relu = nn.ReLU()  # a module, so that activation hooks (nwot) see it
         self.conv_a = conv(kind, c_in, c_out // 2, 1, stride=2)
         self.conv_b = conv(kind, c_in, c_out // 2, 1, stride=2)
         self.bn = batchnorm(kind, c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(x)
+        x = self.relu(x)
         shifted = x[:, :, 1:, 1:] if self.d == 2 else x[:, :, 1:]
         # odd sizes: pad the shifted copy so both halves agree, axis by axis (a 15 x 16 map
         # needs its rows padded only); F.pad takes the last axis first

@@ -378,7 +378,7 @@ class GatesPredictor(NeuralPredictor):
     """GATES encoder + MLP head, trained with the pairwise hinge ranking loss by default."""
 
     name: ClassVar[str] = "gates"
-    positive_params: ClassVar[tuple[str, ...]] = ("op_dim", "dim", "mlp_hidden")
+    positive_params: ClassVar[tuple[str, ...]] = ("op_dim", "dim", "mlp_hidden", "layers")
     defaults: ClassVar[dict[str, Any]] = {
         "op_dim": 48,
         "dim": 64,

@@ -112,6 +112,8 @@ class GatesPPPredictor(GatesPredictor):
     # search defaults per predictor").
     guided_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
         {"nb201": MappingProxyType({"batch": 5, "explore_near": 3})})
+    positive_params: ClassVar[tuple[str, ...]] = (*GatesPredictor.positive_params,
+                                                  "arch_hidden")
     defaults: ClassVar[dict[str, Any]] = {
         **GatesPredictor.defaults,
         "op_info": "1",        # op embeddings from archrank.opinfo features (0: free only;

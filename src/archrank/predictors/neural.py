@@ -225,9 +225,15 @@ class NeuralPredictor(Predictor):
         except RuntimeError:
             raise InvalidOption(f"predictor {self.name!r}: unknown device "
                                 f"{self.hp['device']!r}; use cpu or cuda") from None
+        if device.type not in ("cpu", "cuda"):  # torch parses mps, xpu... this build may lack
+            raise InvalidOption(f"predictor {self.name!r}: device {self.hp['device']!r}; use "
+                                "cpu or cuda")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise InvalidOption(f"predictor {self.name!r}: device {self.hp['device']!r}, but "
                                 "no CUDA GPU is available to this torch")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise InvalidOption(f"predictor {self.name!r}: device {self.hp['device']!r}, but "
+                                f"this machine has {torch.cuda.device_count()} GPU(s)")
         return device
 
     # -- subclass hook ----------------------------------------------------------------------
@@ -351,6 +357,7 @@ class NeuralPredictor(Predictor):
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
             eval_every = max(1, epochs // 25)
             best_tau, best_state, best_epoch, stale = -2.0, None, epochs, 0
+            last_loss: torch.Tensor | None = None
             for epoch in range(epochs):
                 model.train()
                 perm = torch.randperm(n_tr, generator=gen).to(device)
@@ -364,6 +371,13 @@ class NeuralPredictor(Predictor):
                     loss.backward()
                     opt.step()
                     sched.step()
+                    last_loss = loss.detach()
+                # a diverged network scores every cell NaN, which a search would read as "no
+                # candidate left": an error now (once an epoch: no sync per step)
+                if last_loss is not None and not bool(torch.isfinite(last_loss)):
+                    raise ArchrankError(f"predictor {self.name!r} diverged (loss "
+                                        f"{float(last_loss)} at epoch {epoch + 1}); lower its "
+                                        f"lr (now {self.auto_lr(bs):g})")
                 if n_val and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
                     model.eval()
                     with torch.inference_mode():

@@ -301,6 +301,25 @@ class SSAPredictor(Predictor):
         self._states: list[list[torch.Tensor]] = []
         self._key_index: dict[bytes, int] | None = None
 
+    def check_build(self) -> None:
+        """Path encodings (``path`` in graph_on / features, the auto-encoder's path
+        reconstruction) exist only where paths can be listed: refused here, not at the first
+        fit of a search, with the setting that avoids them."""
+        from archrank.encodings import path_vocabulary
+
+        hp = self.hp
+        wanted = [k for k in ("graph_on", "features") if "path" in str(hp[k]).split("+")]
+        if self.uses_auto_encoder() and float(hp["ae_path_weight"]) > 0:
+            wanted.append("ae_path_weight")
+        if wanted:
+            try:
+                path_vocabulary(self.space)
+            except ArchrankError:
+                raise ArchrankError(
+                    f"ssa {', '.join(f'{k}={hp[k]}' for k in wanted)} needs path encodings, "
+                    f"which space {self.space.name!r} does not have; use graph_on=onehot "
+                    "(and ae_path_weight=0 with the auto-encoder)") from None
+
     def _check_hp(self) -> None:
         hp = self.hp
         for key in ("features", "graph_on"):
@@ -319,6 +338,11 @@ class SSAPredictor(Predictor):
                                     f"{', '.join(allowed)}")
         if int(hp["layers"]) < 0:
             raise ArchrankError(f"ssa parameter layers must be at least 0, got {hp['layers']}")
+        if not 0 < float(hp["val_fraction"]) < 1:
+            raise ArchrankError(f"ssa parameter val_fraction must lie in (0, 1), got "
+                                f"{hp['val_fraction']}")
+        if not 0 <= float(hp["dropout"]) < 1:
+            raise ArchrankError(f"ssa parameter dropout must lie in [0, 1), got {hp['dropout']}")
         if hp["batch_size"] is not None and int(hp["batch_size"]) < 1:
             raise ArchrankError(f"ssa parameter batch_size must be at least 1, got "
                                 f"{hp['batch_size']}")
@@ -486,8 +510,8 @@ class SSAPredictor(Predictor):
         gen = torch.Generator().manual_seed(seed)
         order = lab[torch.randperm(len(lab), generator=gen)]
         n_val = 0
-        if len(lab) >= int(hp["early_stop_min"]):
-            n_val = max(20, round(len(lab) * float(hp["val_fraction"])))
+        if len(lab) >= int(hp["early_stop_min"]):  # at most half (as the shared loop)
+            n_val = min(len(lab) // 2, max(20, round(len(lab) * float(hp["val_fraction"]))))
         val, train = order[:n_val], order[n_val:]
         net = self._new_net()
         bs = auto_batch_size(len(train), hp["batch_size"])
@@ -526,6 +550,9 @@ class SSAPredictor(Predictor):
             loss.backward()
             opt.step()
             sched.step()
+            if step % eval_every == 0 and not bool(torch.isfinite(loss.detach())):
+                raise ArchrankError(f"predictor 'ssa' diverged (loss {float(loss)} at step "
+                                    f"{step + 1}); lower its lr")
         if best_state is not None:
             net.load_state_dict(best_state)
             self.history_.append({"member": member, "best_step": best_step,

@@ -7,8 +7,10 @@ records each result in the ``RunStore`` the moment it arrives, and tells the str
 Determinism. With ``ordered=True`` (the default) results are told to the strategy in the order
 the architectures were proposed, and the strategy is asked for new work only right after a
 tell, for as many as there are free slots; the sequence of ask/tell calls, hence the whole
-search, then depends on the seed alone, not on which worker finishes first, so a serial run,
-a process pool and a Dask cluster evaluate the same cells. ``ordered=False`` tells results as
+search, then depends on the seed and ``max_in_flight`` (``--workers``) alone, not on which
+worker finishes first, so with the same number in flight a process pool and a Dask cluster
+evaluate the same cells (one in flight, as in a serial run, asks for one cell at a time:
+another sequence). ``ordered=False`` tells results as
 they arrive (no worker waits for a slow one; not reproducible across executors).
 
 Resume. The store records every ask call (how many tells preceded it, how many it requested)

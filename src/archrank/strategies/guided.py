@@ -129,8 +129,12 @@ class GuidedSearch(Strategy[A]):
                                 f"{predictor!r} cannot use aux_targets "
                                 f"{', '.join(probe.aux_targets)} here")
         self.arch_inputs = probe.arch_inputs
-        if self.arch_inputs:
-            self._arch_features([space.sample(1, np.random.default_rng(0))[0]])
+        if self.arch_inputs:  # fail early on a signal that is missing: for a cell the
+            # search may propose (a table's cells may be filled where the space is not)
+            probe_cell = (self.candidates.archs[0] if self.candidates is not None
+                          and len(self.candidates) else
+                          space.sample(1, np.random.default_rng(0))[0])
+            self._arch_features([probe_cell])
         self._warm_cols = warm_columns(self.arch_inputs)
         if init == "arch" and not self._warm_cols:
             raise ValueError(f"init=arch ranks cells by the predictor's arch-level inputs among "
