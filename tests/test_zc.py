@@ -134,10 +134,19 @@ def test_zc_cli_keeps_the_finished_cells_on_ctrl_c(tmp_path: Path, cli, monkeypa
     assert status == 130 and "the 50 cells scored so far are in" in err
     with open(out, newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 50
-    before = out.read_bytes()  # a complete earlier result is not replaced by a partial one
+    assert "the same command continues from" in err
+    # the same command takes the journaled chunk and scores only the rest (also after a kill)
     calls.clear()
     status, _, err = cli("zc", "--space", "nb201", "--dataset", "digits", "--n", "70",
                          "--proxies", "params,flops", "--out", out)
+    assert status == 0 and len(calls) == 1, err
+    with open(out, newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 70
+    assert not Path(f"{out}.journal.jsonl").exists()
+    before = out.read_bytes()  # a complete earlier result is not replaced by a partial one
+    calls.clear()
+    status, _, err = cli("zc", "--space", "nb201", "--dataset", "digits", "--n", "70",
+                         "--seed", "1", "--proxies", "params,flops", "--out", out)
     assert status == 130 and f"are in {out}.partial" in err and out.read_bytes() == before
     calls[:] = [1]  # the first chunk stops now: nothing finished, nothing written
     status, _, err = cli("zc", "--space", "nb201", "--dataset", "digits", "--n", "70",

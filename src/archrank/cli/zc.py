@@ -72,7 +72,8 @@ def zero_cost(
 
     Each cell's network (the benchmark skeleton at the training oracle's size for the dataset)
     is scored at initialisation on one batch of training data. Columns: arch, hash, then one
-    per proxy.
+    per proxy. Every 50 cells scored are journaled beside --out (OUT.journal.jsonl): the same
+    command continues a killed or interrupted run.
 
     With --fill, the proxies of every cell of the space (or of a --table) are computed at
     the benchmark setting (nb201: C=16, N=5; nb101: 128 channels, 3 cells per stack; 3x32x32
@@ -114,24 +115,41 @@ def zero_cost(
             f"zero-cost proxies need real networks; choose --space from "
             f"{', '.join(NETWORK_SPACES)}, not {space_name!r}"
         )
+    from archrank.bench.journal import BenchJournal, discard, journal_for
+    from archrank.datasets import load_dataset
+
     names = tuple(dict.fromkeys(check_proxies(proxies)))  # a column once, however named
     space = get_space(space_name)
     cells = sample_unique(space, n, np.random.default_rng(seed))
     start = time.perf_counter()
     parts: list[dict[str, np.ndarray]] = []  # finished chunks, written even after Ctrl-C
     chunk = 50
+    # every finished chunk is journaled beside --out: the same command continues after a kill
+    journal = journal_for(out)
+    log = BenchJournal(journal, "zc", {
+        "space": space_name, "dataset": load_dataset(dataset).fingerprint(), "n": n,
+        "seed": seed, "batch_size": batch_size, "width": width, "depth": depth,
+        "proxies": list(names), "chunk": chunk})
     try:
         with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                       MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                       transient=True) as progress:
             task = progress.add_task(f"{space_name} on {dataset}", total=len(cells))
             for first in range(0, len(cells), chunk):
+                kept = log.get((first,))
+                if kept is not None:
+                    parts.append({k: np.asarray(v, dtype=np.float64) for k, v in kept.items()})
+                    progress.update(task, completed=first + len(parts[-1][names[0]]))
+                    continue
                 parts.append(score_architectures(
                     space, cells[first:first + chunk], dataset, names, batch_size=batch_size,
                     seed=seed, width=width, depth=depth,
                     on_done=lambda done, first=first: progress.update(
                         task, completed=first + done)))
+                log.add((first,), {k: [float(x) for x in v] for k, v in parts[-1].items()})
     except KeyboardInterrupt:
+        log.close()
+        again = f"; the same command continues from {journal}" if journal else ""
         if not parts:  # nothing finished: an existing --out stays as it was
             raise Interrupted(f"interrupted before the first {chunk} cells; {out} untouched"
                               ) from None
@@ -139,8 +157,10 @@ def zero_cost(
         partial = Path(f"{out}.partial") if Path(out).is_file() else Path(out)
         done = _write_scores(partial, space, cells, names, parts)
         raise Interrupted(f"interrupted: the {done} cells scored so far are in {partial}"
-                          ) from None
+                          f"{again}") from None
+    log.close()
     _write_scores(out, space, cells, names, parts)
+    discard(journal)
     seconds = time.perf_counter() - start
     console.print(f"wrote {len(cells)} cells x {len(names)} proxies to {out} "
                   f"in {seconds:.1f} s ({1000 * seconds / len(cells):.0f} ms per cell)")
