@@ -167,3 +167,10 @@ def test_zc_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert exit_info.value.code == 2, message
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_a_fill_of_exact_counts_only_says_there_is_nothing_to_fill(cli) -> None:
+    """params and flops are counted exactly whenever a predictor needs them: a fill of them
+    alone (nb101's default) spent minutes writing a file nothing reads."""
+    status, out, err = cli("zc", "--space", "nb101", "--fill")
+    assert status == 0 and "nothing to fill: params, flops are counted exactly" in out, err

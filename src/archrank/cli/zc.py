@@ -185,7 +185,8 @@ def _fill_cache(space_name: str, table: str | None, proxies: str | None, workers
                 setting_name: str = "benchmark") -> None:
     """``archrank zc --fill``: the per-space cache at the benchmark (or a named) setting."""
     from archrank.spaces import get_space
-    from archrank.zccache import ZCCache, ZCSetting
+    from archrank.zc import check_proxies
+    from archrank.zccache import DEFAULT_PROXIES, EXACT, PROXIES, ZCCache, ZCSetting
 
     if workers < 1:
         raise ArchrankError(f"--workers must be at least 1, got {workers}")
@@ -195,10 +196,17 @@ def _fill_cache(space_name: str, table: str | None, proxies: str | None, workers
         from archrank.tables import load_benchmark
 
         cells = list(load_benchmark(table, space).archs)
-    else:
-        if not space.enumerable:
-            raise ArchrankError(f"--fill: space {space_name!r} cannot be enumerated; fill the "
-                                "cells of a table with --table, or score a sample with --n")
+    elif not space.enumerable:
+        raise ArchrankError(f"--fill: space {space_name!r} cannot be enumerated; fill the "
+                            "cells of a table with --table, or score a sample with --n")
+    asked = check_proxies(proxies if proxies is not None else (
+        PROXIES if setting.tag() == "small" else DEFAULT_PROXIES.get(space_name, EXACT)))
+    if all(name in EXACT for name in asked):  # predictors count them on the spot, exactly
+        console.print(f"nothing to fill: {', '.join(asked)} are counted exactly whenever a "
+                      "predictor needs them (no cache); name the proxies to cache with "
+                      "--proxies (e.g. synflow,snip,grad_norm)")
+        return
+    if table is None:
         cells = list(space.enumerate())
     cache = ZCCache(space, setting)
     start = time.perf_counter()
