@@ -277,3 +277,17 @@ def test_interrupted_proxy_darts_search_on_darts_resumes_exactly(tmp_path):
         assert all(torch.equal(a["landscape"][part][k], v)
                    for k, v in b["landscape"][part].items()), part
     assert np.array_equal(ref.sampler.final_codes(), resumed.sampler.final_codes())
+
+
+@pytest.mark.parametrize("kind,shape,depth", [("1d", (1, 40), 3), ("2d", (3, 15, 16), 8)])
+def test_vectorised_costs_equal_built_networks(darts, kind, shape, depth):
+    """darts costs are the skeleton's plus each op unit's (no network built per genotype):
+    equal to building and counting each stand-alone network, odd map sizes included."""
+    net = build_supernet(NetworkSetting("darts", 4, depth, kind, shape[0], 10, shape))
+    archs = darts.sample(25, np.random.default_rng(5))
+    costs = net.costs(net.encode(archs))
+    for n, arch in enumerate(archs):
+        reference = build_network("darts", arch, width=4, depth=depth, num_classes=10,
+                                  in_channels=shape[0], input_kind=kind)
+        assert costs["params"][n] == count_params(reference)
+        assert costs["flops"][n] == count_flops(reference, shape)

@@ -178,7 +178,7 @@ def fit_space(
     ``metric`` is the supernet score fitted: ``val_acc`` or ``val_loss`` (negated, so that
     higher is better in ``predicted`` either way). A space that cannot be enumerated (darts)
     is predicted over the scored cells plus ``pool`` more drawn uniformly (distinct hashes);
-    its exact costs are counted per network (darts: ~20 ms a cell at the MNIST-1D size).
+    its exact costs come from the supernet (darts: the skeleton plus each op unit, vectorised).
     """
     check_score_metric(metric)
     if samples < 2:
