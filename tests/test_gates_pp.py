@@ -739,6 +739,9 @@ def test_a_table_fill_from_before_session_10_is_flagged(tmp_path: Path) -> None:
     with open(path, "wb") as fh:
         np.savez(fh, **arrays)
     with pytest.warns(UserWarning, match="filled from a table before session 10"):
+        old = ZCCache(space, setting, path)
+    old.fill(_cells("nb201", 6), "synflow")  # more cells filled into it: still marked
+    with pytest.warns(UserWarning, match="filled from a table before session 10"):
         ZCCache(space, setting, path)
 
 

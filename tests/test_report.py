@@ -675,6 +675,9 @@ def test_a_label_keeps_its_colour_across_figures():
     again = figures.colours(["rea", "ls", "random"])
     assert again["rea"] == first["rea"] and again["random"] == first["random"]
     assert len(set(again.values())) == 3
+    figures.colours([f"s{i}" for i in range(12)])  # more labels than colours in a report
+    pair = figures.colours(["random", "late"])  # a small figure still tells its two apart
+    assert pair["random"] != pair["late"]
 
 
 def test_bad_numbers_inside_a_bench_json_name_the_element(cli, search_json, predictor_json,
@@ -706,3 +709,24 @@ def test_guided_runs_of_earlier_defaults_are_curves_of_their_own():
     today = Run(Path("a"), {**base, "defaults_session": 11}, [], np.zeros(0), np.zeros(0), 0)
     before = Run(Path("b"), {**base, "defaults_session": 10}, [], np.zeros(0), np.zeros(0), 0)
     assert today.label == "xgb" and before.label == "xgb (predictor.target=raw)"
+
+
+def test_a_run_without_evaluations_and_a_training_oracles_dataset(nb201_csv, tmp_path):
+    """A run that has evaluated nothing yet gets its section without a figure (no empty
+    legend); a training oracle's dataset fingerprint keys its study like a table's."""
+    import warnings
+
+    from archrank.report.kinds import ReportOptions, render
+
+    base = SearchConfig(space="nb201", bench=str(nb201_csv), metric="cifar10_test",
+                        budget=10, strategy="random")
+    empty = tmp_path / "empty"
+    RunStore.create(empty, base.to_dict()).close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        [section] = render([read_input(empty)], ReportOptions())
+    assert not section.figures()
+    trained = tmp_path / "trained"
+    RunStore.create(trained, base.to_dict(),
+                    inputs={"dataset": {"fingerprint": "feedbeef0000"}}).close()
+    assert read_input(trained).data.fingerprint == "feedbeef0000"

@@ -195,7 +195,7 @@ def n_at_k(y_true: ArrayLike, y_pred: ArrayLike, k: int) -> float:
                       - _lgamma(t + 1) + _lgamma(t - m + 1))
     surv = np.exp(log_surv)
     pmf = surv - np.r_[surv[1:], 0.0]
-    return float(np.sum(np.minimum(best_sure, tied) * pmf))
+    return round(float(np.sum(np.minimum(best_sure, tied) * pmf)), 9)  # no float noise
 
 
 def _lgamma(x: np.ndarray) -> np.ndarray:

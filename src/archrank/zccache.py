@@ -220,6 +220,7 @@ class ZCCache:
         self.path = Path(path) if path is not None else self.setting.cache_file()
         self.hashes: list[str] = []
         self.index: dict[str, int] = {}
+        self._legacy = False  # read from a table fill of before session 10 (``_read``)
         self.values: dict[str, np.ndarray] = {}
         self._load()
 
@@ -255,13 +256,16 @@ class ZCCache:
                               stacklevel=4)
             return None
         distinct = self.space.distinct_cells()
-        if warn and "representative" not in meta and (distinct is None
-                                                      or len(hashes) < distinct):
+        if meta.get("representative") != REPRESENTATIVE and (distinct is None
+                                                             or len(hashes) < distinct):
             # filled from a table before session 10: a hash's proxies may be those of another
-            # string of the cell than today's representative (nb201_zc.csv: 106 of 520)
-            warnings.warn(f"{self.path}: filled from a table before session 10 (older "
-                          "representatives of cells that hash alike); delete it and fill "
-                          "it again", stacklevel=4)
+            # string of the cell than today's representative (nb201_zc.csv: 106 of 520);
+            # kept marked when more cells are filled into it (``save``)
+            self._legacy = True
+            if warn:
+                warnings.warn(f"{self.path}: filled from a table before session 10 (older "
+                              "representatives of cells that hash alike); delete it and fill "
+                              "it again", stacklevel=4)
         return hashes, values
 
     def _load(self) -> None:
@@ -293,7 +297,7 @@ class ZCCache:
                 meta = {"format": FORMAT, "code": code_version(self.space.name),
                         "space": self.space.name,
                         "setting": self.setting.key(), "proxies": sorted(self.values),
-                        "representative": REPRESENTATIVE}
+                        "representative": "legacy" if self._legacy else REPRESENTATIVE}
                 arrays = {f"v_{n}": v for n, v in self.values.items()}
                 with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
                     np.savez(fh, meta=np.array(json.dumps(meta)),

@@ -50,9 +50,17 @@ def reset_colours() -> None:
 def colours(labels: Sequence[str]) -> dict[str, str]:
     """One colour per label; a label keeps the colour it first got in this report, whichever
     figure (and order of labels) it appears in next."""
+    here = {_ASSIGNED[label] for label in labels if label in _ASSIGNED}
     for label in labels:
         if label not in _ASSIGNED:
-            _ASSIGNED[label] = PALETTE[len(_ASSIGNED) % len(PALETTE)]
+            # a colour no label has yet, else one no other label of this figure has (a report
+            # of more than ten labels), else the palette cycles
+            taken = set(_ASSIGNED.values())
+            free = ([c for c in PALETTE if c not in taken and c not in here]
+                    or [c for c in PALETTE if c not in here]
+                    or [PALETTE[len(_ASSIGNED) % len(PALETTE)]])
+            _ASSIGNED[label] = free[0]
+            here.add(free[0])
     return {label: _ASSIGNED[label] for label in labels}
 
 

@@ -68,8 +68,8 @@ class Run:
                 _compact(c.get("oracle_params") or {}), self.fingerprint)
 
     def found_at(self, i: int) -> int:
-        """The proposal number (1-based) of finished evaluation ``i``: what ``runs export``
-        shows, also while an earlier proposal is still running or was lost."""
+        """The proposal number (1-based: ``runs export``'s ``seq`` + 1) of finished
+        evaluation ``i``, also while an earlier proposal is still running or was lost."""
         return int(self.seqs[i]) + 1 if self.seqs is not None else i + 1
 
     def best_curve(self) -> np.ndarray:
@@ -107,7 +107,11 @@ def read_run(path: Path, _data: dict[str, Any]) -> Run:
     values = np.array([r.objective if r.status == "ok" and r.objective is not None else np.nan
                        for r in done], dtype=np.float64)
     costs = np.array([r.cost or 0.0 for r in done], dtype=np.float64)
-    fingerprint = str(inputs.get("fingerprint") or "") if isinstance(inputs, dict) else ""
+    fingerprint = ""
+    if isinstance(inputs, dict):  # a table's own; a training oracle's dataset's
+        data = inputs.get("dataset")
+        fingerprint = str(inputs.get("fingerprint")
+                          or (data.get("fingerprint") if isinstance(data, dict) else "") or "")
     return Run(run_dir, config, [r.arch for r in done], values, costs,
                len(records) - len(done), np.array([r.seq for r in done], dtype=np.int64),
                fingerprint)
@@ -147,7 +151,8 @@ def render_runs(runs: Sequence[Run], options: ReportOptions) -> list[Section]:
                  + (f" · {live} still running (read from a consistent snapshot)" if live else ""))
         name = f"{space_name}, {metric}"
         if same[(space_name, metric)] > 1:
-            name += f" ({oracle}, {bench}{', ' + fingerprint[:8] if fingerprint else ''})"
+            name += (f" ({oracle}, {bench}{'; ' + settings if settings else ''}"
+                     f"{', ' + fingerprint[:8] if fingerprint else ''})")
         sec = Section(f"Search runs: {name}", intro=intro)
         # a run without a finished evaluation has no curve and is no seed of it
         curves = {lab: [r.best_curve().tolist() for r in rs if len(r.values)]
@@ -156,6 +161,10 @@ def render_runs(runs: Sequence[Run], options: ReportOptions) -> list[Section]:
         seeds = ", ".join(f"{lab}: {len(curves[lab])}" for lab in by_label)
         twice = sorted({f"{lab} seed {s}" for lab, rs in by_label.items()
                         for s, k in Counter(r.config.get("seed") for r in rs).items() if k > 1})
+        if not series:  # no run has a finished evaluation yet: no curve to draw
+            sec.blocks.append(_top_table(members, metric, options.top))
+            sections.append(sec)
+            continue
         sec.blocks.append(Figure(
             f"runs{n}_best_so_far",
             figures.curves_figure(series, ylabel=f"best {metric} so far",
@@ -207,7 +216,7 @@ def _best_cells(space: str, by_label: dict[str, list[Run]], metric: str) -> list
         run, i = best
         out.append(Drawing(draw_text(space, run.archs[i], run.path),
                            f"Best cell of {lab}: {metric} {_fmt(run.values[i])}, found at "
-                           f"evaluation {run.found_at(i)} of {run.path.name} (seed "
+                           f"proposal {run.found_at(i)} of {run.path.name} (seed "
                            f"{run.config.get('seed')}). {run.archs[i]}"))
     return out
 
@@ -223,7 +232,8 @@ def _top_table(runs: Sequence[Run], metric: str, top: int) -> Table:
             for k, (v, arch, r, i) in enumerate(best)]
     return Table(["rank", metric, "strategy", "seed", "found at", "cell"], rows,
                  f"The {len(rows)} best distinct cells evaluated by these runs (by {metric}), "
-                 "with the run that first reached that value and at which evaluation.",
+                 "with the run that first reached that value and at which of its proposals "
+                 "(runs export's seq + 1).",
                  cells=True)
 
 
