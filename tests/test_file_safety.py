@@ -175,3 +175,17 @@ def test_data_on_standard_output_is_not_mixed_with_status_lines(tmp_path, cli, n
     assert json.loads(out)["budget"] == 3
     status, out, _ = cli("space", "enumerate", "nb201", "--out", tmp_path / "c.jsonl")
     assert status == 0 and "wrote 15625 cells" in out  # otherwise the console is stdout
+
+
+def test_every_journal_reads_a_torn_last_line_as_unfinished(tmp_path):
+    from archrank.errors import ArchrankError
+    from archrank.files import read_journal
+
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"format": 1}\n{"a": 1}\n{"a": 2')  # killed while appending
+    assert read_journal(path) == ({"format": 1}, [{"a": 1}], True)
+    path.write_text('{"form')  # killed while the header was written
+    assert read_journal(path) == (None, [], False)
+    path.write_text('{"format": 1}\nnot json\n{"a": 1}\n')
+    with pytest.raises(ArchrankError, match="line 2: not JSON"):
+        read_journal(path)

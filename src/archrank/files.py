@@ -265,3 +265,28 @@ def shown(path: str | os.PathLike[str]) -> str:
         with contextlib.suppress(ValueError):
             base = str(p.relative_to(Path.cwd()))
     return base + sep + query
+
+
+def read_journal(path: Path) -> tuple[Any, list[Any], bool]:
+    """``(header, records, torn)`` of a JSON Lines journal (one header line, then one record
+    a line): ``header`` is None when the first line is missing or not JSON (a kill while it
+    was written); a last line torn by a kill while appending is dropped (``torn``); a bad
+    line anywhere else is a one-line error naming it. Every journal of archrank reads so."""
+    import json
+
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    try:
+        header = json.loads(lines[0]) if lines else None
+    except json.JSONDecodeError:
+        header = None
+    records: list[Any] = []
+    torn = False
+    for i, line in enumerate(lines[1:], start=2):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines):
+                torn = True
+                break
+            raise ArchrankError(f"{path}: line {i}: not JSON") from None
+    return header, records, torn

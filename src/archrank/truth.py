@@ -29,7 +29,7 @@ import numpy as np
 
 from archrank.cache import atomic_path
 from archrank.errors import ArchrankError, first_line
-from archrank.files import locked
+from archrank.files import locked, read_journal
 from archrank.metrics import kendall_tau
 from archrank.oracles.training import TrainingOracle
 
@@ -72,12 +72,8 @@ class TruthBuilder:
         if not self.journal.exists():
             self._append(self.header)
             return
-        lines = self.journal.read_text().splitlines()
-        try:
-            header = json.loads(lines[0]) if lines else None
-        except json.JSONDecodeError:
-            header = None
-        if header is None and len(lines) <= 1:  # a kill while the header was written
+        header, records, _ = read_journal(self.journal)
+        if header is None and not records:  # a kill while the header was written
             with atomic_path(self.journal) as tmp:
                 tmp.write_text(json.dumps(self.header) + "\n")
             return
@@ -88,20 +84,14 @@ class TruthBuilder:
         if diff:
             raise ArchrankError(f"{self.journal} was started with other settings ({', '.join(diff)}"
                                 f"); use another --out or the same options")
-        for i, line in enumerate(lines[1:], start=2):
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                if i == len(lines):  # a kill while appending: that training is redone
-                    break
-                raise ArchrankError(f"{self.journal}: line {i}: not JSON") from None
+        for rec in records:  # (a torn last line: that training is redone)
             if not _stands(rec):
                 continue  # not the cell's doing (memory, a killed device...): trained again
             self.results[(rec["arch"], int(rec["seed"]))] = rec
         # drop a torn last line so that appends start on a fresh line
-        good = "\n".join([lines[0], *(json.dumps(r) for r in self.results.values())]) + "\n"
+        good = "\n".join([json.dumps(header), *(json.dumps(r) for r in self.results.values())])
         with atomic_path(self.journal) as tmp:
-            tmp.write_text(good)
+            tmp.write_text(good + "\n")
 
     def reuse(self, journals: Iterable[Path]) -> int:
         """Take into this journal the trainings of this table's cells that other journals of
@@ -119,19 +109,17 @@ class TruthBuilder:
             if path.resolve() == self.journal.resolve():
                 continue
             try:
-                lines = path.read_text().splitlines()
-                header = json.loads(lines[0])
-            except (OSError, ValueError, IndexError):
+                header, records, _ = read_journal(path)
+            except (OSError, ArchrankError):  # unreadable or damaged: not ours to fix here
                 continue
             if not isinstance(header, dict) or {
                     k: v for k, v in header.items() if k != "archs"} != mine:
                 continue
-            for line in lines[1:]:
+            for rec in records:
                 try:
-                    rec = json.loads(line)
                     key = (rec["arch"], int(rec["seed"]))
-                except (ValueError, KeyError, TypeError):
-                    continue  # a torn last line
+                except (KeyError, TypeError, ValueError):
+                    continue
                 if key not in wanted or not _stands(rec):
                     continue
                 wanted.discard(key)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from archrank.errors import ArchrankError
-from archrank.files import atomic_path, hold_lock
+from archrank.files import atomic_path, hold_lock, read_journal
 
 FORMAT = "archrank-bench-journal-1"
 
@@ -79,17 +79,13 @@ class BenchJournal:
         if not path.exists():
             self._write_fresh(path)
             return
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        try:
-            header = json.loads(lines[0]) if lines else None
-        except json.JSONDecodeError:
-            header = None
-        if header is None and len(lines) <= 1:  # killed while the header was written
+        header, records, _ = read_journal(path)  # (a torn last line: that unit is redone)
+        if header is None and not records:  # killed while the header was written
             self._write_fresh(path)
             return
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise ArchrankError(f"{path}: line 1: not a bench journal; move it away")
-        if header != self.header and len(lines) <= 1:  # nothing finished under it: a new one
+        if header != self.header and not records:  # nothing finished under it: a new one
             self._write_fresh(path)
             return
         if header != self.header:
@@ -98,13 +94,10 @@ class BenchJournal:
                 f"{path} holds the unfinished results of a {header.get('command')} with other "
                 f"settings ({', '.join(diff) or 'command'}); rerun that command to finish it, "
                 f"or remove the journal to start afresh")
-        for i, line in enumerate(lines[1:], start=2):
+        for i, rec in enumerate(records, start=2):
             try:
-                rec = json.loads(line)
                 self.done[rec["key"]] = rec["result"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                if i == len(lines):  # torn by a kill while appending: that unit is redone
-                    break
+            except (KeyError, TypeError):
                 raise ArchrankError(f"{path}: line {i}: not a journal record") from None
         with atomic_path(path) as tmp:  # drop a torn last line: appends start on a fresh one
             tmp.write_text("".join(json.dumps(r) + "\n" for r in (

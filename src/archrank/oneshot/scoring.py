@@ -31,7 +31,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from archrank.datasets import ArrayDataset
 from archrank.errors import ArchrankError
-from archrank.files import write_output
+from archrank.files import read_journal, write_output
 from archrank.nn import torch_threads
 from archrank.oneshot.supernet import NetworkSetting, Supernet, build_supernet
 
@@ -176,12 +176,8 @@ class JournaledScorer(SubnetScorer):
         if not journal.exists():
             write_output(journal, json.dumps(header) + "\n", flag="")
             return self
-        lines = journal.read_text().splitlines()
-        try:
-            have = json.loads(lines[0]) if lines else None
-        except json.JSONDecodeError:
-            have = None
-        if have is None and len(lines) <= 1:  # a kill while the header was written
+        have, records, torn = read_journal(journal)
+        if have is None and not records:  # a kill while the header was written
             write_output(journal, json.dumps(header) + "\n", flag="")
             return self
         if have != header and replace_stale:  # an earlier command's: of no use here
@@ -190,14 +186,10 @@ class JournaledScorer(SubnetScorer):
         if have != header:
             raise ArchrankError(f"{journal}: scores of another supernet or other score "
                                 f"options; {hint}")
-        for i, line in enumerate(lines[1:], start=2):
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                if i == len(lines):  # a kill while appending: drop the torn line
-                    write_output(journal, "\n".join(lines[:-1]) + "\n", flag="")
-                    break
-                raise ArchrankError(f"{journal}: line {i}: not JSON") from None
+        if torn:  # a kill while appending: drop the torn line, appends start afresh
+            write_output(journal, "".join(json.dumps(r) + "\n" for r in (have, *records)),
+                         flag="")
+        for rec in records:
             for c, a, lo, sec in zip(rec["codes"], rec["val_acc"], rec["val_loss"],
                                      rec["seconds"], strict=True):
                 self.known[c] = (a, lo, sec)
