@@ -327,3 +327,49 @@ def test_a_gzipped_truth_table_reads(tmp_path):
     _check_space(path, get_space("nb201"))  # was "cannot read the truth table"
     with pytest.raises(ArchrankError, match="nb201"):
         _check_space(path, get_space("nb101"))
+
+
+def test_resume_checks_the_training_options_given_one_by_one(tmp_path, cli):
+    """search --resume with one training option compared it as a whole new set (the default
+    dataset added, the recorded options dropped): the same option is accepted now, another
+    value refused by name; the last-step divergence of a training is a failure, not 'ok'."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 1, 8)).astype(np.float32)
+    y = np.array([0, 1] * 16)
+    data = tmp_path / "d.npz"
+    np.savez(data, x_train=x, y_train=y, x_val=x, y_val=y)
+    run = tmp_path / "r"
+    base = ["--oracle", "train", "--dataset", data, "--epochs", "1", "--width", "4",
+            "--depth", "1", "--strategy", "random", "--budget", "2"]
+    assert cli("search", *base, "--run-dir", run)[0] == 0
+    status, _, err = cli("search", "--resume", run, "--epochs", "1")
+    assert status == 0, err
+    status, _, err = cli("search", "--resume", run, "--epochs", "2")
+    assert status == 2 and "'epochs': 1" in err and "'epochs': 2" in err
+    np.savez(tmp_path / "one.npz", x_train=x, y_train=np.ones(32, dtype=np.int64), x_val=x,
+             y_val=y)
+    line = one_line_error(*cli("search", *base[:2], "--dataset", tmp_path / "one.npz",
+                               "--budget", "1", "--run-dir", tmp_path / "o")[::2])
+    assert "y_train has a single class" in line
+
+
+def test_a_training_that_diverges_on_its_last_step_is_a_failure(tmp_path):
+    from archrank.oracles.training import TrainingOracle, TrainRecipe
+    from archrank.spaces import get_space
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 1, 8)).astype(np.float32)
+    y = np.array([0, 1] * 8)
+    data = tmp_path / "d.npz"
+    np.savez(data, x_train=x, y_train=y, x_val=x, y_val=y)
+    space = get_space("nb201")
+    oracle = TrainingOracle(space, str(data), recipe=TrainRecipe(epochs=1, lr=1e30), width=4,
+                            depth=1)  # one step: its update is checked by no later loss
+    result = oracle.evaluate(space.parse(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
+        "nor_conv_3x3~2|"))
+    assert result.status == "failed" and "diverged" in (result.error or "")
+    with pytest.raises(ArchrankError, match="momentum must be at least 0"):
+        TrainRecipe(momentum=-1.0)
+    with pytest.raises(ArchrankError, match="learning rate must be a positive number"):
+        TrainRecipe(lr=float("inf"))

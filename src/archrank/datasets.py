@@ -339,6 +339,11 @@ def load_npz(path: str | Path) -> ArrayDataset:
     path = Path(path)
     if not path.is_file():
         raise ArchrankError(f"{path}: no such dataset file")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if not magic.startswith((b"PK", b"\x93NUMPY")):  # a CSV, a pickle...: no archive at all
+        raise ArchrankError(f"{path}: not an .npz archive (expected x_train, y_train, x_val, "
+                            "y_val arrays saved with numpy.savez)")
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -387,6 +392,9 @@ def _from_arrays(name: str, arrays: dict[str, np.ndarray]) -> ArrayDataset:
             x = x[:, None, :]
         if len(x) == 0:
             raise ArchrankError(f"{name}: x_{split} is empty")
+        if 0 in x.shape[1:]:
+            raise ArchrankError(f"{name}: x_{split} has shape {tuple(x.shape)}: an example "
+                                "with an empty axis")
         if feature_shape is None:
             feature_shape = x.shape[1:]
         elif x.shape[1:] != feature_shape:
@@ -407,17 +415,26 @@ def _from_arrays(name: str, arrays: dict[str, np.ndarray]) -> ArrayDataset:
         x = x.astype(np.float32)
         if not np.all(np.isfinite(x)):
             raise ArchrankError(f"{name}: x_{split} contains NaN or infinity")
-        y = y.astype(np.int64)
-        if y.min() < 0:
+        if y.min() < 0:  # before the cast, which wraps huge values
             raise ArchrankError(f"{name}: y_{split} contains the negative label {y.min()}")
+        if y.max() > MAX_CLASSES:
+            raise ArchrankError(f"{name}: y_{split} contains label {y.max()}; labels must be "
+                                f"0..K-1 with K at most {MAX_CLASSES:,} classes")
+        y = y.astype(np.int64)
         xs[split], ys[split] = x, y
     num_classes = int(ys["train"].max()) + 1
     if num_classes > MAX_CLASSES:
         raise ArchrankError(
             f"{name}: y_train contains label {num_classes - 1}; labels must be 0..K-1 with "
             f"K at most {MAX_CLASSES:,} classes")
-    if num_classes < 2:
+    present = np.unique(ys["train"])
+    if len(present) < 2:  # labels all 1 made K=2 with one class never seen
         raise ArchrankError(f"{name}: y_train has a single class; need at least 2")
+    if len(present) < num_classes:  # {3, 7} read as 8 classes, six never seen
+        missing = sorted(set(range(num_classes)) - set(present.tolist()))
+        raise ArchrankError(f"{name}: y_train lacks the labels {missing[:5]}"
+                            f"{'...' if len(missing) > 5 else ''}; labels must be 0..K-1, "
+                            "each present in y_train")
     for split in ("val", "test"):
         if split in ys and int(ys[split].max()) >= num_classes:
             raise ArchrankError(

@@ -92,6 +92,8 @@ def _oracle_params(oracle: str | None, dataset: str | None, epochs: int | None,
     if epochs is not None:
         params["epochs"] = epochs
     if train_seed is not None:
+        if not 0 <= train_seed < 2**63:  # before the run directory exists
+            raise ArchrankError(f"--train-seed must lie in 0..2^63-1, got {train_seed}")
         params["train_seed"] = train_seed
     return params
 
@@ -253,6 +255,20 @@ def search(
     elif options["oracle"] in ("train", "supernet"):
         options["space"] = options["space"] or "nb201"
         options["metric"] = options["metric"] or "val_acc"
+    if resume is not None and options["oracle_params"] is not None:
+        # on --resume the training options given are checked one by one against the record
+        # (a fresh dict would add the default dataset and drop every recorded option)
+        with RunStore.open(resume, readonly=True) as store:
+            recorded_config = store.config
+        recorded_params = dict(recorded_config.get("oracle_params") or {})
+        given_params = dict(options["oracle_params"])
+        if dataset is None:
+            given_params.pop("dataset", None)
+        if given_params.get("train_seed") is not None and "train_seed" not in recorded_params \
+                and given_params["train_seed"] == (seed if seed is not None
+                                                   else recorded_config.get("seed")):
+            given_params.pop("train_seed")  # the search seed, which trained the cells
+        options["oracle_params"] = {**recorded_params, **given_params}
     config, directory, existing = resolve_run(options, run_dir, resume)
     the_oracle = build_oracle(config)
     strat = build_strategy(config)

@@ -80,6 +80,8 @@ def bench_table(
         oracle.recipe = replace(oracle.recipe, epochs=epochs)
     cells = [space.format(a) for a in sample_unique(space, n, np.random.default_rng(sample_seed))]
     info = {"n": n, "sample_seed": sample_seed, **recipe_info(oracle)}
+    if workers < 1:  # before the journal is written
+        raise ArchrankError(f"--workers must be at least 1, got {workers}")
     builder = TruthBuilder(oracle, cells, seeds, out, info)
     done0 = builder.total - len(builder.pending)
     err.print(f"truth table of {len(cells)} {space.name} cells x {len(seeds)} training seeds on "

@@ -13,8 +13,9 @@ one CPU core (on nb201, the committed truth's recipe).
 Determinism: the weights (``build_network(seed=...)``, thread-safe) and the batch order (a
 private generator) derive from ``seed`` alone; training runs with ``threads`` torch threads (1
 by default, also the right setting for one worker per core), so on the CPU the same seed gives
-the same numbers in any process or thread. A training that
-diverges (non-finite loss) or raises returns ``status="failed"`` with the reason.
+the same numbers in any process or thread at the same thread count (another count may change
+the last digits of a loss: reductions split otherwise). A training that diverges (a non-finite
+loss, weights or validation loss) or raises returns ``status="failed"`` with the reason.
 
 Accuracies are percentages on the validation and test splits, losses their mean cross-entropy
 (``val_loss``, ``test_loss``); the test metrics are absent when the dataset has no test split.
@@ -87,8 +88,15 @@ class TrainRecipe:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
             raise ArchrankError("epochs and batch sizes must be positive")
-        if not self.lr > 0:
-            raise ArchrankError(f"learning rate must be positive, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ArchrankError(f"learning rate must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.momentum) and self.momentum >= 0):
+            raise ArchrankError(f"momentum must be at least 0, got {self.momentum}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ArchrankError(f"weight decay must be at least 0, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ArchrankError(f"label smoothing must lie in [0, 1), got "
+                                f"{self.label_smoothing}")
 
 
 class TrainingOracle(Oracle):
@@ -199,6 +207,10 @@ class TrainingOracle(Oracle):
                               error=error)
         train_seconds = metrics.pop("train_seconds")
         metrics["val_acc"], metrics["val_loss"] = self._assess(net, data.x_val, data.y_val)
+        if not math.isfinite(metrics["val_loss"]):  # weights so large its logits overflow:
+            metrics["train_seconds"] = train_seconds  # val_acc is one class's share
+            return Evaluation(metrics=metrics, cost=train_seconds, status="failed",
+                              error="training diverged: the validation loss is not finite")
         if data.x_test is not None and data.y_test is not None:
             metrics["test_acc"], metrics["test_loss"] = self._assess(net, data.x_test, data.y_test)
         metrics["train_seconds"] = train_seconds
@@ -244,6 +256,11 @@ class TrainingOracle(Oracle):
                 schedule.step()
         metrics["train_seconds"] = time.perf_counter() - start
         metrics["train_loss"] = float(loss.item())
+        # the last step's update is checked by no later loss: a network whose weights it
+        # blew up would score as the share of one class, reported "ok"
+        if not all(bool(torch.isfinite(t).all()) for t in (*net.parameters(), *net.buffers())
+                   if t.is_floating_point()):
+            return f"training diverged: non-finite weights after epoch {recipe.epochs}"
         return None
 
     def _assess(self, net: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
