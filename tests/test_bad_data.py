@@ -373,3 +373,23 @@ def test_a_training_that_diverges_on_its_last_step_is_a_failure(tmp_path):
         TrainRecipe(momentum=-1.0)
     with pytest.raises(ArchrankError, match="learning rate must be a positive number"):
         TrainRecipe(lr=float("inf"))
+
+
+def test_empty_paths_huge_budgets_and_doubled_prefixes(tmp_path, cli, nb201_csv,
+                                                       monkeypatch):
+    """An empty --run-dir wrote the run among the working folder's files; a bench budget far
+    past the table's cells ran every search and then ran out of memory padding the curves;
+    a predictor option's error named the predictor twice."""
+    monkeypatch.chdir(tmp_path)
+    base = ["--space", "nb201", "--bench", nb201_csv, "--metric", "cifar10_test"]
+    line = one_line_error(*cli("search", *base, "--budget", "3", "--run-dir", "")[::2])
+    assert "--run-dir: give a folder" in line and not (tmp_path / "run.sqlite").exists()
+    line = one_line_error(*cli("bench", "search", *base, "--strategies", "random",
+                               "--seeds", "1", "--json", "")[::2])
+    assert "--json: an empty path" in line
+    line = one_line_error(*cli("bench", "search", *base, "--strategies", "random",
+                               "--seeds", "1", "--budget", "99999")[::2])
+    assert "more than the 8,765 distinct cells" in line
+    line = one_line_error(*cli("search", *base, "--strategy", "gates", "--budget", "3",
+                               "--set", "predictor.epochs=0", "--run-dir", "r")[::2])
+    assert line.count("predictor 'gates'") == 1

@@ -51,6 +51,8 @@ def check_output(path: str | os.PathLike[str], flag: str = "--out",
     directories): an output that is one of them, or a file archrank reads inside one (a
     run's database, a checkpoint, a journal), would destroy it; anything else there (an
     earlier report or export) may be replaced. Creates nothing."""
+    if str(path) in ("", "."):  # Path("") is ".", the working folder: never a file
+        raise ArchrankError(f"{flag or 'output'}: an empty path (give a file name)")
     p = Path(path)
     if str(p) == "-":
         return p

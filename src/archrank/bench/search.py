@@ -201,6 +201,11 @@ def bench_search(
     # process starts.
     oracle = build_oracle(base)
     optimum = oracle.optimum()  # type: ignore[attr-defined]
+    cells = oracle.bench.n_unique  # type: ignore[attr-defined]
+    if base.budget > cells:  # every curve is kept (and padded) to the budget
+        raise ArchrankError(f"--budget {base.budget:,} is more than the {cells:,} distinct "
+                            f"cells a search of this table can query; give at most {cells:,} "
+                            "(every seed then runs until it finds the optimum)")
     settings: dict[str, dict[str, Any]] = {}  # each strategy's settings, defaults resolved
     for cfg in configs[::seeds]:
         described = build_strategy(cfg).describe()

@@ -97,6 +97,8 @@ def train(
     if resume is None and out is None:
         raise ArchrankError("missing --out CKPT (or --resume CKPT to continue a training)")
     kwargs = {"device": device, "threads": threads}
+    if resume is None and epochs is not None and epochs < 1:  # before any file is touched
+        raise ArchrankError(f"--epochs must be at least 1, got {epochs}")
     # one writer per checkpoint (rank 0 writes it under torchrun); held until the command ends
     lock = hold_lock(resume or out, "the supernet checkpoint") if int(  # noqa: F841
         os.environ.get("RANK", "0")) == 0 else None

@@ -110,6 +110,10 @@ def resolve_run(
     from archrank.runs.store import RunStore
 
     given = {k: v for k, v in options.items() if v is not None}
+    if run_dir is not None and str(run_dir) in ("", ".") and not RunStore.exists(run_dir):
+        # Path("") is the working folder: a new run would be written among the user's files
+        raise ArchrankError("--run-dir: give a folder for the run (an empty path is the "
+                            "working folder)")
     if resume is not None and run_dir is not None and Path(run_dir) != Path(resume):
         raise ArchrankError("give either --resume RUN_DIR or --run-dir, not both")
     target = resume or run_dir

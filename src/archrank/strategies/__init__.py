@@ -112,7 +112,9 @@ def _check_predictor(name: str | None, space: SearchSpace,
     try:
         make_predictor(name or DEFAULT_PREDICTOR, space, **(params or {}))
     except (ValueError, TypeError) as exc:
-        raise InvalidOption(f"predictor {name!r}: {exc}") from None
+        text = str(exc)  # an InvalidOption of the predictor already names it
+        raise InvalidOption(text if text.startswith("predictor ") else
+                            f"predictor {name!r}: {text}") from None
 
 
 __all__ = [
