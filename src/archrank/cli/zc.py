@@ -40,7 +40,8 @@ def sample_unique(space: SearchSpace, n: int, rng: np.random.Generator) -> list[
 
 @app.command("zc")
 def zero_cost(
-    space_name: str = typer.Option("nb201", "--space", help="Search space: nb201, nb101 or darts (--fill: an enumerable one, or --table)."),
+    space_name: str = typer.Option("nb201", "--space", help="Search space: nb201, nb101 or "
+                                   "darts (--fill: an enumerable one, or --table)."),
     dataset: str = typer.Option(
         "mnist1d", "--dataset", help="mnist1d, digits or a .npz file (x_train, y_train, ...)."
     ),
