@@ -459,7 +459,17 @@ def test_score_tables_refuse_infinite_scores_and_repeated_cells(tmp_path):
     for body, message in ((f"{a},{ha},inf,1\n", "line 2, field 'predicted': not finite"),
                           (f"{a},{ha},0.5,1e400\n", "line 2, field 'flops': not finite"),
                           (f"{a},{ha},0.5,1\n{b},{hb},0.4,2\n{a},{ha},0.5,1\n",
-                           "line 4: the cell of line 2 again")):
+                           "line 4: the cell of line 2 again"),
+                          (f"{a},{ha},0.5,-1\n", "line 2, field 'flops': a negative cost"),
+                          (f"{a},{ha},0.5,1\nfoo,h,0.4,2\n",
+                           "line 3, field 'arch': not a nb201 cell")):
         path.write_text("arch,hash,predicted,flops\n" + body)
         with pytest.raises(ArchrankError, match=message):
             ScoreTable.read_csv(path)
+    path.write_text(f"arch,hash,predicted,flops,predicted\n{a},{ha},0.5,1,9\n")
+    with pytest.raises(ArchrankError, match="the column 'predicted' is given twice"):
+        ScoreTable.read_csv(path)
+    from archrank.oneshot.hardware import feasible
+
+    with pytest.raises(ArchrankError, match="--max-params must be a number of at least 0"):
+        feasible({"params": np.array([1.0])}, max_params=float("nan"))

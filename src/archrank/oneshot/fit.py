@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from archrank.cache import atomic_path
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, first_line
 from archrank.oneshot.hardware import LatencyTable
 from archrank.oneshot.scoring import SCORE_METRICS, SubnetScorer, score_archs
+from archrank.spaces import SPACES, get_space
 from archrank.tables.table import bad_utf8_line, open_text
 
 DEFAULT_SAMPLES = 1000
@@ -60,8 +61,9 @@ class ScoreTable:
             raise ArchrankError(f"{path}: cannot write ({exc.strerror})") from None
 
     @classmethod
-    def read_csv(cls, path: str | Path, space: str = "nb201") -> ScoreTable:
-        """Read a table written by ``write_csv``; one-line errors naming line and field."""
+    def read_csv(cls, path: str | Path, space: str | None = None) -> ScoreTable:
+        """Read a table written by ``write_csv``; one-line errors naming line and field
+        (``space`` None: the space whose cells the first row holds)."""
         path = Path(path)
         if not path.is_file():
             raise ArchrankError(f"{path}: no such score table")
@@ -89,12 +91,35 @@ class ScoreTable:
             if name in columns and np.isinf(columns[name]).any():
                 line = 2 + int(np.flatnonzero(np.isinf(columns[name]))[0])
                 raise ArchrankError(f"{path}: line {line}, field {name!r}: not finite")
+            if name != "predicted" and name in columns and (columns[name] < 0).any():
+                line = 2 + int(np.flatnonzero(columns[name] < 0)[0])
+                raise ArchrankError(f"{path}: line {line}, field {name!r}: a negative cost")
+        space = space or space_of_cell(path, archs[0])
+        sp = get_space(space)
+        for line, arch in enumerate(archs, start=2):  # cells of the space, not any text
+            try:
+                sp.parse(arch)
+            except ArchrankError as exc:
+                raise ArchrankError(f"{path}: line {line}, field 'arch': not a {space} cell "
+                                    f"({first_line(exc)})") from None
         first: dict[str, int] = {}  # (cells that hash alike have rows of their own)
         for line, arch in enumerate(archs, start=2):
             if first.setdefault(arch, line) != line:  # --top would list one cell twice
                 raise ArchrankError(f"{path}: line {line}: the cell of line {first[arch]} "
                                     "again")
         return cls(space, archs, hashes, columns)
+
+
+def space_of_cell(path: str | Path, arch: str) -> str:
+    """The first registered space that parses ``arch`` (a score table's first cell)."""
+    for name in SPACES:
+        try:
+            get_space(name).parse(arch)
+            return name
+        except (ArchrankError, ValueError):
+            continue
+    raise ArchrankError(f"{path}: line 2, field 'arch': {arch[:60]!r} is a cell of no known "
+                        "space")
 
 
 def _read_rows(path: Path, reader: Any) -> tuple[list[str], list[str], list[str],
@@ -106,6 +131,9 @@ def _read_rows(path: Path, reader: Any) -> tuple[list[str], list[str], list[str]
     unknown = [c for c in header[2:] if c not in COLUMNS]
     if unknown:
         raise ArchrankError(f"{path}: line 1: unknown column {unknown[0]!r}")
+    twice = [c for c in header if header.count(c) > 1]
+    if twice:  # the last copy would win in silence
+        raise ArchrankError(f"{path}: line 1: the column {twice[0]!r} is given twice")
     archs, hashes, rows = [], [], []
     for line, row in enumerate(reader, start=2):
         if len(row) != len(header):

@@ -126,6 +126,9 @@ def feasible(columns: dict[str, np.ndarray], **limits: float | None) -> np.ndarr
             continue
         if key not in CONSTRAINTS:
             raise ArchrankError(f"unknown constraint {key!r}; use {', '.join(CONSTRAINTS)}")
+        if not (np.isfinite(limit) and limit >= 0):
+            raise ArchrankError(f"--{key.replace('_', '-')} must be a number of at least 0, "
+                                f"got {limit}")
         col = CONSTRAINTS[key]
         if col not in columns:
             raise ArchrankError(f"--{key.replace('_', '-')}: the score table has no {col!r} "

@@ -42,22 +42,8 @@ class Scores:
     columns: dict[str, np.ndarray]
 
 
-def _space_of(path: Path, arch: str) -> str:
-    """The first registered space that parses ``arch``."""
-    from archrank.spaces import SPACES, get_space
-
-    for name in SPACES:
-        try:
-            get_space(name).parse(arch)
-            return name
-        except (ArchrankError, ValueError):
-            continue
-    raise ArchrankError(f"{path}: line 2, field 'arch': {arch[:60]!r} is a cell of no known "
-                        "space")
-
-
 def read_scores(path: Path, _data: dict) -> Scores:
-    from archrank.oneshot.fit import COLUMNS, ScoreTable
+    from archrank.oneshot.fit import COLUMNS, ScoreTable, space_of_cell
 
     with open(path, newline="") as fh:
         header = fh.readline().strip().split(",")
@@ -69,7 +55,7 @@ def read_scores(path: Path, _data: dict) -> Scores:
     if not first.strip():
         raise ArchrankError(f"{path}: the score table has no rows")
     arch = next(csv.reader([first]))[0]
-    space = _space_of(path, arch)
+    space = space_of_cell(path, arch)
     table = ScoreTable.read_csv(path, space=space)
     return Scores(path, space, table.archs, table.columns)
 
