@@ -378,7 +378,8 @@ def test_a_training_that_diverges_on_its_last_step_is_a_failure(tmp_path):
 def test_empty_paths_huge_budgets_and_doubled_prefixes(tmp_path, cli, nb201_csv,
                                                        monkeypatch):
     """An empty --run-dir wrote the run among the working folder's files; a bench budget far
-    past the table's cells ran every search and then ran out of memory padding the curves;
+    past the table's cells ran every search and then ran out of memory padding the curves
+    (now the budget is the table's cells, with a warning);
     a predictor option's error named the predictor twice."""
     monkeypatch.chdir(tmp_path)
     base = ["--space", "nb201", "--bench", nb201_csv, "--metric", "cifar10_test"]
@@ -387,9 +388,11 @@ def test_empty_paths_huge_budgets_and_doubled_prefixes(tmp_path, cli, nb201_csv,
     line = one_line_error(*cli("bench", "search", *base, "--strategies", "random",
                                "--seeds", "1", "--json", "")[::2])
     assert "--json: an empty path" in line
-    line = one_line_error(*cli("bench", "search", *base, "--strategies", "random",
-                               "--seeds", "1", "--budget", "99999")[::2])
-    assert "more than the 8,765 distinct cells" in line
+    status, _, err = cli("bench", "search", *base, "--strategies", "random", "--seeds", "1",
+                         "--budget", "99999999", "--json", tmp_path / "b.json")
+    assert status == 0 and "more than the 8,765 distinct cells" in err, err
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert report["budget"] == 8765 and len(report["strategies"]["random"]["curve"]) == 8765
     line = one_line_error(*cli("search", *base, "--strategy", "gates", "--budget", "3",
                                "--set", "predictor.epochs=0", "--run-dir", "r")[::2])
     assert line.count("predictor 'gates'") == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -201,17 +202,19 @@ def bench_search(
     # process starts.
     oracle = build_oracle(base)
     optimum = oracle.optimum()  # type: ignore[attr-defined]
-    cells = oracle.bench.n_unique  # type: ignore[attr-defined]
-    if base.budget > cells:  # every curve is kept (and padded) to the budget
-        raise ArchrankError(f"--budget {base.budget:,} is more than the {cells:,} distinct "
-                            f"cells a search of this table can query; give at most {cells:,} "
-                            "(every seed then runs until it finds the optimum)")
     settings: dict[str, dict[str, Any]] = {}  # each strategy's settings, defaults resolved
     for cfg in configs[::seeds]:
         described = build_strategy(cfg).describe()
         described.pop("seed", None)
         settings[cfg.label] = described
 
+    cells = oracle.bench.n_unique  # type: ignore[attr-defined]
+    if base.budget > cells:  # a search ends by then; its curve would be padded to the budget
+        warnings.warn(f"--budget {base.budget:,} is more than the {cells:,} distinct cells of "
+                      f"this table: every search ends by then, so the budget is {cells:,}",
+                      stacklevel=2)
+        base = replace(base, budget=cells)
+        configs = [replace(cfg, budget=cells) for cfg in configs]
     described_base = base.to_dict()
     described_base.pop("seed", None)
     log = BenchJournal(journal, "bench search", {
