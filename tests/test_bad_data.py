@@ -396,3 +396,23 @@ def test_empty_paths_huge_budgets_and_doubled_prefixes(tmp_path, cli, nb201_csv,
     line = one_line_error(*cli("search", *base, "--strategy", "gates", "--budget", "3",
                                "--set", "predictor.epochs=0", "--run-dir", "r")[::2])
     assert line.count("predictor 'gates'") == 1
+
+
+def test_messages_name_the_problem_the_user_has(tmp_path, cli):
+    """A file given for a run directory, a folder for a score table, a table for a
+    checkpoint, a table without the default front cost: each message says that."""
+    (tmp_path / "f.json").write_text("{}")
+    (tmp_path / "d").mkdir()
+    assert "a file, not a run directory" in one_line_error(
+        *cli("runs", "show", tmp_path / "f.json")[::2])
+    assert "a directory, not a score table" in one_line_error(
+        *cli("oneshot", "select", tmp_path / "d")[::2])
+    (tmp_path / "t.csv").write_text("arch,acc\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,1\n")
+    line = one_line_error(*cli("oneshot", "fit", tmp_path / "t.csv", "--out",
+                               tmp_path / "s.csv")[::2])
+    assert "not a readable supernet checkpoint" in line and "weights_only" not in line
+    cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
+    (tmp_path / "sc.csv").write_text(f"arch,hash,predicted,params\n{cell}nor_conv_3x3~2|,h,"
+                                     "0.5,3\n")
+    assert "give --front-cost params" in one_line_error(
+        *cli("oneshot", "select", tmp_path / "sc.csv")[::2])

@@ -329,9 +329,14 @@ def select_cmd(
         check_output(json_out, "--json", [scores])
     table = ScoreTable.read_csv(scores)
     cols = table.columns
+    given = cost is not None
     cost = cost or ("latency_ms" if "latency_ms" in cols else "flops")
     if cost not in ("flops", "params", "latency_ms") or cost not in cols:
-        raise ArchrankError(f"--front-cost {cost}: the score table has no such cost column")
+        have = [c for c in ("flops", "params", "latency_ms") if c in cols]
+        raise ArchrankError(
+            f"--front-cost {cost}: the score table has no such cost column" if given else
+            f"the score table has no {cost} column for the Pareto front; give --front-cost "
+            f"{' or '.join(have) if have else '(it has no cost column)'}")
     mask = feasible(cols, max_flops=max_flops, max_params=max_params,
                     max_latency_ms=max_latency_ms)
     best = select(cols["predicted"], mask, top)

@@ -108,8 +108,12 @@ def load_checkpoint(path: str | Path, **expect: Any) -> Checkpoint:
         raise ArchrankError(f"{path}: no such supernet checkpoint (a training writes its first "
                             "one after epoch 1: one stopped before that starts again with "
                             "--out)") from None
+    except IsADirectoryError:
+        raise ArchrankError(f"{path}: a directory, not a supernet checkpoint") from None
     except Exception as exc:  # truncated, corrupt or foreign
         reason = first_line(exc, empty=type(exc).__name__)
+        if "Weights only load failed" in reason or "weights_only" in reason:
+            reason = "torch reads no archrank checkpoint in it"  # not torch's unsafe advice
         raise ArchrankError(f"{path}: not a readable supernet checkpoint ({reason})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ArchrankError(f"{path}: not an archrank supernet checkpoint")

@@ -66,7 +66,8 @@ class ScoreTable:
         (``space`` None: the space whose cells the first row holds)."""
         path = Path(path)
         if not path.is_file():
-            raise ArchrankError(f"{path}: no such score table")
+            raise ArchrankError(f"{path}: a directory, not a score table" if path.is_dir()
+                                else f"{path}: no such score table")
         reader = None
         try:
             with open_text(path) as fh:  # as every table: .gz, a byte-order mark

@@ -242,7 +242,8 @@ class RunStore:
         directory too."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
-            raise ArchrankError(f"{run_dir}: no such run directory")
+            raise ArchrankError(f"{run_dir}: a file, not a run directory" if run_dir.exists()
+                                else f"{run_dir}: no such run directory")
         if not cls.exists(run_dir):
             raise ArchrankError(f"{run_dir}: not a run directory (no {DB_NAME})")
         if cls._unborn(run_dir):
