@@ -225,8 +225,9 @@ def hold_lock(path: str | os.PathLike[str], what: str) -> IO[Any] | None:
         return None
     target = Path(path)
     where = lock_path(target)
-    if not where.parent.is_dir() or (target.exists() and not target.is_file()):
-        return None  # nothing written there (a missing folder, /dev/null): nothing to guard
+    if (str(path) == "-" or not where.parent.is_dir()
+            or (target.exists() and not target.is_file())):
+        return None  # nothing written there (stdout, a missing folder, /dev/null)
     try:
         fh = open(where, "a")  # noqa: SIM115 (held open: the lock lives as long as it)
     except OSError:  # a read-only folder: this job cannot write the file either, and

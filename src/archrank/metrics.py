@@ -137,12 +137,16 @@ def top_k_membership(values: np.ndarray, k: int) -> np.ndarray:
     """Each item's probability of being among the ``k`` largest when ties are broken at
     random: 1 above the k-th value, 0 below, and for the items tied with it the share of
     the remaining places they split (so a result never depends on the order of rows)."""
-    v = np.asarray(values, dtype=np.float64)
-    kth = np.sort(v)[::-1][k - 1]
-    above, tied = v > kth, v == kth
+    above, tied = _split_at_k(np.asarray(values, dtype=np.float64), k)
     out = above.astype(np.float64)
     out[tied] = (k - above.sum()) / tied.sum()
     return out
+
+
+def _split_at_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the values above the k-th largest and of those tied with it."""
+    kth = np.sort(values)[::-1][k - 1]
+    return values > kth, values == kth
 
 
 def precision_at_k(y_true: ArrayLike, y_pred: ArrayLike, k_fraction: float) -> float:
@@ -180,26 +184,18 @@ def n_at_k(y_true: ArrayLike, y_pred: ArrayLike, k: int) -> float:
         raise ArchrankError(f"k must be at least 1, got {k}")
     k = min(k, a.size)
     ranks = true_ranks(a).astype(np.float64)
-    kth = np.sort(b)[::-1][k - 1]
-    sure = ranks[b > kth]
+    above, at_k = _split_at_k(b, k)
+    sure = ranks[above]
     best_sure = float(sure.min()) if sure.size else math.inf
-    tied = np.sort(ranks[b == kth])  # the k-th predicted value's group: m of them are taken
+    tied = np.sort(ranks[at_k])  # the k-th predicted value's group: m of them are taken
     m, t = k - sure.size, tied.size
     # predictions tied at the boundary are taken at random (the result is the expectation,
-    # never an order of rows): P(the best of m drawn from t is at sorted position >= j)
-    j = np.arange(t)
-    room = t - j >= m
-    log_surv = np.full(t, -np.inf)
-    jr = j[room]
-    log_surv[room] = (_lgamma(t - jr + 1) - _lgamma(t - jr - m + 1)
-                      - _lgamma(t + 1) + _lgamma(t - m + 1))
-    surv = np.exp(log_surv)
+    # never an order of rows): surv[j] = P(the best of m drawn from t sits at sorted position
+    # >= j) = C(t - j, m) / C(t, m), each step the ratio (t - j - m + 1) / (t - j + 1)
+    j = np.arange(1, t)
+    surv = np.cumprod(np.r_[1.0, np.clip((t - j - m + 1) / (t - j + 1), 0.0, None)])
     pmf = surv - np.r_[surv[1:], 0.0]
     return round(float(np.sum(np.minimum(best_sure, tied) * pmf)), 9)  # no float noise
-
-
-def _lgamma(x: np.ndarray) -> np.ndarray:
-    return np.array([math.lgamma(float(v)) for v in np.atleast_1d(x)], dtype=np.float64)
 
 
 def regret(best_found: float | ArrayLike, optimum: float) -> float | np.ndarray:

@@ -22,14 +22,16 @@ from archrank.files import atomic_path, hold_lock, read_journal
 FORMAT = "archrank-bench-journal-1"
 
 
-def journal_for(json_out: str | os.PathLike[str] | None) -> Path | None:
-    """Where the journal of a bench writing ``json_out`` lives (none without a file)."""
-    if json_out is None or str(json_out) == "-":
+def journal_for(out: str | os.PathLike[str] | None,
+                suffix: str = ".journal.jsonl") -> Path | None:
+    """Where the journal of a job writing ``out`` lives (none without a file to sit beside:
+    no output, ``-``, or /dev/null and other non-regular files written in place)."""
+    if out is None or str(out) == "-":
         return None
-    p = Path(json_out)
-    if p.exists() and not p.is_file():  # /dev/null, a FIFO: written in place, no journal
+    p = Path(out)
+    if p.exists() and not p.is_file():
         return None
-    return Path(f"{json_out}.journal.jsonl")
+    return Path(f"{out}{suffix}")
 
 
 def discard(path: Path | None) -> None:

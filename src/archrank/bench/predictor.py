@@ -10,7 +10,6 @@ only fitting and scoring. ``bench_speed`` times GATES on the figures issue 3 set
 
 from __future__ import annotations
 
-import hashlib
 import os
 import statistics
 import time
@@ -233,8 +232,10 @@ def bench_predictors(
             resolved[key] = fit_signals(model, cells, table=bench, rows=keep)
         return resolved[key]
 
+    tags: dict[str, str] = {}  # each fit's journal key holds its predictor's resolved hp
     for name in predictors:  # bad names or missing signals fail before any fit
         model = make_predictor(name, space, seed=first_seed, **params[name])
+        tags[name] = BenchJournal.digest(model.hp)  # (defaults included; the seed is not)
         for role, names in (("arch input", model.arch_inputs),
                             ("auxiliary target", model.aux_targets)):
             if metric in names:  # the label itself, given at prediction time / as a target
@@ -244,14 +245,9 @@ def bench_predictors(
         result.signals[name] = {"arch_inputs": list(model.arch_inputs),
                                 "aux_targets": list(model.aux_targets)}
     hashes = np.asarray(space.hash_many(cells)) if drop_twins else None
-    table_digest = hashlib.sha1(("\n".join(space.format(a) for a in cells)).encode()
-                                + y.tobytes()).hexdigest()
     log = BenchJournal(journal, "bench predictor", {
-        "space": space_name, "bench": str(bench_spec), "metric": metric, "table": table_digest,
-        "drop_twins": drop_twins})
-    # each fit's key holds its predictor's resolved parameters (defaults included)
-    tags = {n: BenchJournal.digest(make_predictor(n, space, seed=0, **params[n]).hp)
-            for n in predictors}
+        "space": space_name, "bench": str(bench_spec), "metric": metric,
+        "table": bench.fingerprint(), "drop_twins": drop_twins})  # an edited table is new
     if log.done and progress:
         progress(f"resuming: {len(log.done)} fits journaled in {journal}")
     try:

@@ -219,19 +219,19 @@ def bench_search(
     described_base.pop("seed", None)
     log = BenchJournal(journal, "bench search", {
         "search": described_base, "optimum": optimum, "stop_at_optimum": stop_at_optimum,
-        "table": oracle.describe().get("fingerprint")})  # the content: an edited table is new
+        "table": oracle.bench.fingerprint()})  # type: ignore[attr-defined]  # edited: new
     # each search's key holds its strategy's resolved settings
     tags = {label: BenchJournal.digest(described) for label, described in settings.items()}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     threads = max(1, cores // jobs)
     t0 = time.perf_counter()
-    # the searches journaled by an earlier, interrupted run of this command are not redone
     def key(label: str, seed: int) -> tuple[str, str, int]:
         return label, tags[label], seed
 
-    results: list[dict[str, Any]] = [r for cfg in configs
-                                     if (r := log.get(key(cfg.label, cfg.seed))) is not None]
-    todo = [cfg for cfg in configs if log.get(key(cfg.label, cfg.seed)) is None]
+    # the searches journaled by an earlier, interrupted run of this command are not redone
+    journaled = {(cfg.label, cfg.seed): log.get(key(cfg.label, cfg.seed)) for cfg in configs}
+    results: list[dict[str, Any]] = [r for r in journaled.values() if r is not None]
+    todo = [cfg for cfg in configs if journaled[cfg.label, cfg.seed] is None]
     order = {(cfg.label, cfg.seed): i for i, cfg in enumerate(configs)}
 
     def finish(run: dict[str, Any]) -> None:
@@ -278,8 +278,9 @@ def _run_all(todo: list[SearchConfig], jobs: int, threads: int, stop_at_optimum:
         taken = 0
         try:
             for fut in futures:
-                finish(fut.result())
-                taken += 1
+                run = fut.result()
+                taken += 1  # before finish: a Ctrl-C inside it must not finish it twice
+                finish(run)
         except (KeyboardInterrupt, Exception) as exc:
             # Ctrl-C, or one search failing (a worker killed for memory...): the seeds that
             # finished are kept, for the CLI to write to --json, rather than thrown away

@@ -206,6 +206,7 @@ def fit(
 
     Example: archrank oneshot fit supernet.pt --samples 1000 --predictor gcn --out scores.csv
     """
+    from archrank.bench.journal import journal_for
     from archrank.bench.predictor import check_predictors
     from archrank.oneshot.checkpoint import load_checkpoint
     from archrank.oneshot.fit import check_score_metric, fit_space
@@ -236,11 +237,12 @@ def fit(
                             "--no-bn-recalibrate)")
     options = ScoreOptions(bn_recalibrate=bn_recalibrate, calib_batches=calib_batches,
                            val_samples=val_samples)
-    scorer = SubnetScorer.from_checkpoint(ckpt, options=options)
-    regular = str(out) != "-" and (out.is_file() or not out.exists())
-    journal = Path(f"{out}.scores.jsonl") if regular else None  # not beside /dev/null
-    lock = hold_lock(out, "the score table") if regular else None  # noqa: F841 (held)
-    if journal is not None:  # a killed fit keeps its scores: the same command reuses them
+    lock = hold_lock(out, "the score table")  # noqa: F841 (held till the end)
+    journal = journal_for(out, ".scores.jsonl")
+    scorer: SubnetScorer
+    if journal is None:  # stdout or /dev/null: nothing to journal beside
+        scorer = SubnetScorer.from_checkpoint(ckpt, options=options)
+    else:  # a killed fit keeps its scores: the same command reuses them
         scorer = JournaledScorer.from_checkpoint(ckpt, options=options).attach(
             journal, journal_header(ckpt, options), replace_stale=True)
         if scorer.known:
@@ -489,7 +491,7 @@ def search_cmd(
 
     from archrank.oneshot.landscape import LandscapeConfig
     from archrank.oneshot.proxy import ProxyConfig
-    from archrank.oneshot.search import check_method, resumable, search
+    from archrank.oneshot.search import check_choice, check_method, resumable, search
     from archrank.oracles.training import TrainRecipe
 
     if method is not None:
@@ -501,12 +503,11 @@ def search_cmd(
     space = space or "nb201"
     method = method or "proxy-darts"
     check_method(method)
-    for flag, value, owner, least in (("--ea-evals", ea_evals, "spos-ea", 1),
-                                      ("--fit-samples", fit_samples, "gcn-fit", 2)):
+    for flag, value, owner in (("--ea-evals", ea_evals, "spos-ea"),
+                               ("--fit-samples", fit_samples, "gcn-fit")):
         if value is not None and method != owner:  # would be silently ignored
             raise ArchrankError(f"{flag}: an option of {owner}, not {method}")
-        if value is not None and value < least:  # before the training, not after it
-            raise ArchrankError(f"{flag} must be at least {least}, got {value}")
+    check_choice(method, ea_evals, fit_samples)  # before the training, not after it
     ea_evals = 100 if ea_evals is None else ea_evals
     fit_samples = 1000 if fit_samples is None else fit_samples
     if width is not None or depth is not None:  # before the progress bar and the data
@@ -559,8 +560,8 @@ def search_cmd(
         if method.startswith("proxy-") and ckpt.sampler_state:
             saved = ProxyConfig.from_dict(ckpt.sampler_state["config"])
             _as_recorded(resume, "was searched with", "a resumed search keeps its settings", {
-                flag: (value, getattr(saved, key)) for flag, (key, value) in proxy_flags.items()})
-            _as_recorded(resume, "was searched with", "a resumed search keeps its settings", {
+                **{flag: (value, getattr(saved, key))
+                   for flag, (key, value) in proxy_flags.items()},
                 "--pretrain/--no-pretrain": (pretrain, saved.landscape.pretrain)})
     recipe = replace(TrainRecipe(), batch_size=128 if batch_size is None else batch_size,
                      lr=0.1 if lr is None else lr)

@@ -173,14 +173,10 @@ class JournaledScorer(SubnetScorer):
         caches a command's own scores) started afresh."""
         self.journal = journal
         self.known: dict[str, tuple[float, float, float]] = {}
-        if not journal.exists():
-            write_output(journal, json.dumps(header) + "\n", flag="")
-            return self
-        have, records, torn = read_journal(journal)
-        if have is None and not records:  # a kill while the header was written
-            write_output(journal, json.dumps(header) + "\n", flag="")
-            return self
-        if have != header and replace_stale:  # an earlier command's: of no use here
+        have, records, torn = read_journal(journal) if journal.exists() else (None, [], False)
+        # none yet, a kill while its header was written, or (replace_stale) an earlier
+        # command's, of no use here: a fresh journal
+        if (have is None and not records) or (have != header and replace_stale):
             write_output(journal, json.dumps(header) + "\n", flag="")
             return self
         if have != header:

@@ -70,6 +70,15 @@ def is_degenerate(space: SearchSpace, codes: np.ndarray) -> bool:
                    for name in space.normal_live_ops([int(c) for c in codes]))
 
 
+def check_choice(method: str, ea_evals: int | None, fit_samples: int | None) -> None:
+    """The settings of the choice after training, before any training: spos-ea's
+    ``ea_evals`` (at least 1), gcn-fit's ``fit_samples`` (at least 2); None: the default."""
+    if method == "spos-ea" and ea_evals is not None and ea_evals < 1:
+        raise ArchrankError(f"--ea-evals must be at least 1, got {ea_evals}")
+    if method == "gcn-fit" and fit_samples is not None and fit_samples < 2:
+        raise ArchrankError(f"--fit-samples must be at least 2, got {fit_samples}")
+
+
 def check_method(method: str) -> str:
     if method not in METHODS:
         raise ArchrankError(f"unknown search method {method!r}; choose from {', '.join(METHODS)}")
@@ -242,10 +251,7 @@ def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d",
     ``on_choice(done, total, what)`` follows the work after training (spos-ea's evolution,
     gcn-fit's scoring)."""
     check_method(method)
-    if method == "spos-ea" and ea_evals < 1:
-        raise ArchrankError(f"--ea-evals must be at least 1, got {ea_evals}")
-    if method == "gcn-fit" and fit_samples < 2:
-        raise ArchrankError(f"--fit-samples must be at least 2, got {fit_samples}")
+    check_choice(method, ea_evals, fit_samples)
     with torch_threads(threads):  # also the landscape's pre-training and the final choice
         return _search(method, space=space, dataset=dataset, epochs=epochs, seed=seed,
                        recipe=recipe, checkpoint=checkpoint, resume=resume, proxy=proxy,

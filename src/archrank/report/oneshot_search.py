@@ -56,11 +56,6 @@ def read_oneshot_search(path: Path, data: dict[str, Any]) -> OneshotSearchBench:
     return OneshotSearchBench(path, data)
 
 
-def _pm(stat: dict[str, float | None], spec: str = ".2f") -> str:
-    """``mean ± std``; "-" where no finished training is behind it."""
-    return format_stat(stat, int(spec[1:-1]))
-
-
 def render_oneshot_search(benches: Sequence[OneshotSearchBench], options: ReportOptions
                           ) -> list[Section]:
     sections = []
@@ -81,8 +76,9 @@ def render_oneshot_search(benches: Sequence[OneshotSearchBench], options: Report
             "Each dot is the cell one search seed chose, placed by its retrained validation "
             "accuracy's percentile in the truth table (100 = better than every cell there); "
             "bar: the method's mean; dashed line: the 90th percentile."))
-        rows = [[m, _pm(e["truth_percentile"], ".1f"), _pm(e["val_acc"]), _pm(e["test_acc"]),
-                 f"{e.get('degenerate_rate', 0.0):.2f}", _pm(e["search_seconds"], ".0f")]
+        rows = [[m, format_stat(e["truth_percentile"], 1), format_stat(e["val_acc"], 2),
+                 format_stat(e["test_acc"], 2), f"{e.get('degenerate_rate', 0.0):.2f}",
+                 format_stat(e["search_seconds"], 0)]
                 for m, e in methods.items()]
         sec.blocks.append(Table(
             ["method", "truth percentile", "val_acc", "test_acc", "degenerate", "search s"],
