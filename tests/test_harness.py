@@ -214,7 +214,10 @@ def test_a_failed_bench_leaves_an_earlier_json_whole(nb201_csv: Path, tmp_path: 
     with pytest.raises(SystemExit) as exc:
         main([*base, "--train-sizes", "20"])
     assert exc.value.code in (0, None) and json.loads(out.read_text())["results"]
-    assert not journal_for(out).exists()  # removed once the JSON is written
+    assert not journal_for(out).exists()  # removed once the JSON is written, with its lock
+    from archrank.files import lock_path
+
+    assert not lock_path(journal_for(out)).exists()
     assert journal_for("/dev/null") is None and journal_for("-") is None
 
 

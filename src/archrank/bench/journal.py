@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from archrank.errors import ArchrankError
-from archrank.files import atomic_path, hold_lock, read_journal
+from archrank.files import atomic_path, hold_lock, lock_path, read_journal
 
 FORMAT = "archrank-bench-journal-1"
 
@@ -35,9 +35,11 @@ def journal_for(out: str | os.PathLike[str] | None,
 
 
 def discard(path: Path | None) -> None:
-    """Remove a finished bench's journal (its JSON now holds every result)."""
+    """Remove a finished job's journal (its output now holds every result) and the journal's
+    lock file, which guarded nothing else."""
     if path is not None:
         path.unlink(missing_ok=True)
+        lock_path(path).unlink(missing_ok=True)
 
 
 class BenchJournal:
