@@ -189,3 +189,34 @@ def test_every_journal_reads_a_torn_last_line_as_unfinished(tmp_path):
     path.write_text('{"format": 1}\nnot json\n{"a": 1}\n')
     with pytest.raises(ArchrankError, match="line 2: not JSON"):
         read_journal(path)
+
+
+def test_a_released_lock_leaves_no_file_and_a_held_one_refuses(tmp_path):
+    """A finished job removes its hidden lock file; a second taker is refused while it is
+    held, also when the lock lives in a local that goes out of scope (CLI commands)."""
+    import pytest
+
+    from archrank.errors import ArchrankError
+    from archrank.files import hold_lock, lock_path, locked
+
+    out = tmp_path / "scores.csv"
+    lock = hold_lock(out, "the score table")
+    assert lock is not None and lock_path(out).exists()
+    with pytest.raises(ArchrankError, match=r"scores\.csv: the score table is in use"):
+        hold_lock(out, "the score table")
+    lock.close()
+    assert not lock_path(out).exists()
+
+    def command() -> None:
+        held = hold_lock(out, "the score table")  # noqa: F841 (held till the end)
+        assert lock_path(out).exists()
+
+    command()
+    assert not lock_path(out).exists()
+    with locked(out, "the score table"):
+        assert lock_path(out).exists()
+    assert not lock_path(out).exists()
+    # A stale file (a killed holder) is taken over and removed in turn.
+    lock_path(out).write_text("")
+    hold_lock(out, "the score table").close()
+    assert not lock_path(out).exists()

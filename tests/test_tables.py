@@ -111,6 +111,19 @@ def test_duplicates_exact_text_wins(tmp_path: Path, nb201) -> None:
     assert only_first.query(nb201.parse(second), "acc") == 1
 
 
+def test_oracle_refuses_a_repeated_cell_with_two_values(tmp_path: Path, nb201) -> None:
+    """One row per seed of the same cell: a query would only ever see the first value."""
+    path = write(tmp_path / "r.csv", f"arch,acc,seed\n{A1},90,0\n{A2},80,0\n{A1},92,1\n")
+    bench = load_benchmark(path, nb201)
+    assert bench.text_repeats() == [(0, 2)]
+    with pytest.raises(ArchrankError, match=r"r.csv: rows 1 and 3 hold the same architecture "
+                       r".* with different acc \(90 and 92\); a query would only ever see"):
+        TabularOracle(bench, "acc")
+    # The same repeat agreeing on the objective is harmless; other columns may differ.
+    path = write(tmp_path / "s.csv", f"arch,acc,seed\n{A1},90,0\n{A2},80,0\n{A1},90,1\n")
+    assert TabularOracle(load_benchmark(path, nb201), "acc").optimum() == 90
+
+
 def test_non_numeric_value_in_metric_column(tmp_path: Path) -> None:
     path = write(tmp_path / "n.csv", f"arch,acc\n{A1},93.5\n{A2},n/a\n{A3},oops\n")
     with pytest.raises(BenchmarkFormatError) as exc:
@@ -334,20 +347,3 @@ def test_real_zero_cost_table_per_dataset(nb201_zc_csv: Path) -> None:
     assert len(per["cifar10"]) == len(per["cifar100"]) == 725
     arch = per["cifar100"].archs[0]
     assert per["cifar100"].query(arch, "val_acc") != per["cifar10"].query(arch, "val_acc")
-
-
-def test_tabular_optimum_is_what_a_query_can_get(tmp_path: Path) -> None:
-    """A cell's text repeated on a later row is never answered (the first row of an exact
-    text answers), so that row's better value is no target for queries-to-optimum."""
-    from archrank.oracles.tabular import TabularOracle
-    from archrank.tables import load_benchmark
-
-    a = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
-         "nor_conv_3x3~2|")
-    b = ("|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|"
-         "skip_connect~2|")
-    path = tmp_path / "dup.csv"
-    path.write_text(f"arch,acc\n{a},90.0\n{b},85.0\n{a},95.0\n")
-    oracle = TabularOracle(load_benchmark(str(path), get_space("nb201")), "acc")
-    assert oracle.evaluate(a).metrics["acc"] == 90.0
-    assert oracle.optimum() == 90.0

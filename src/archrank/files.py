@@ -214,11 +214,46 @@ def lock_path(path: str | os.PathLike[str]) -> Path:
     return p.with_name(f".{p.name}.lock")
 
 
-def hold_lock(path: str | os.PathLike[str], what: str) -> IO[Any] | None:
-    """Take the exclusive advisory lock of ``path`` (``lock_path``) without waiting: the open
-    lock file, whose closing (or the process's end, also by SIGKILL) releases it; a one-line
-    error when another process holds it, so that two jobs never write one file at once.
-    ``None`` where ``fcntl`` is missing (not POSIX) or the folder does not exist."""
+class FileLock:
+    """A held lock file (``hold_lock``). ``close`` releases it and removes the file, so that
+    a finished job leaves no hidden ``.NAME.lock`` behind; so does dropping the last
+    reference (a CLI command that holds its lock in a local until it returns). A process
+    killed outright leaves the file, unlocked, for the next job to take."""
+
+    def __init__(self, fh: IO[Any], where: Path) -> None:
+        self._fh: IO[Any] | None = fh
+        self.path = where
+
+    def close(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is None:
+            return
+        try:
+            if _same_file(fh, self.path):  # removed while held: nobody can take it between
+                self.path.unlink()
+        except OSError:
+            pass
+        finally:
+            fh.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _same_file(fh: IO[Any], where: Path) -> bool:
+    """Whether the open ``fh`` is still the file at ``where`` (not removed or replaced)."""
+    try:
+        a, b = os.fstat(fh.fileno()), os.stat(where)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def hold_lock(path: str | os.PathLike[str], what: str) -> FileLock | None:
+    """Take the exclusive advisory lock of ``path`` (``lock_path``) without waiting: a
+    ``FileLock``, whose closing (or the process's end, also by SIGKILL) releases it; a
+    one-line error when another process holds it, so that two jobs never write one file at
+    once. ``None`` where ``fcntl`` is missing (not POSIX) or the folder does not exist."""
     try:
         import fcntl
     except ImportError:
@@ -228,33 +263,37 @@ def hold_lock(path: str | os.PathLike[str], what: str) -> IO[Any] | None:
     if (str(path) == "-" or not where.parent.is_dir()
             or (target.exists() and not target.is_file())):
         return None  # nothing written there (stdout, a missing folder, /dev/null)
-    try:
-        fh = open(where, "a")  # noqa: SIM115 (held open: the lock lives as long as it)
-    except OSError:  # a read-only folder: this job cannot write the file either, and
-        return None  # whatever it does write fails with its own message
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.close()
-        raise ArchrankError(f"{path}: {what} is in use (by another archrank process, or "
-                            "by this one)") from None
-    except OSError as exc:  # a file system without flock (NFS without lockd...)
-        fh.close()
-        warnings.warn(f"{path}: cannot lock {what} on this file system ({exc.strerror}); "
-                      "make sure no other process writes it", stacklevel=2)
-        return None
-    return fh
+    for _ in range(10):
+        try:
+            fh = open(where, "a")  # noqa: SIM115 (held open: the lock lives as long as it)
+        except OSError:  # a read-only folder: this job cannot write the file either, and
+            return None  # whatever it does write fails with its own message
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise ArchrankError(f"{path}: {what} is in use (by another archrank process, "
+                                "or by this one)") from None
+        except OSError as exc:  # a file system without flock (NFS without lockd...)
+            fh.close()
+            warnings.warn(f"{path}: cannot lock {what} on this file system ({exc.strerror}); "
+                          "make sure no other process writes it", stacklevel=2)
+            return None
+        if _same_file(fh, where):
+            return FileLock(fh, where)
+        fh.close()  # its holder removed the file as we opened it: take the new one
+    raise ArchrankError(f"{path}: cannot take the lock of {what} ({where} keeps changing)")
 
 
 @contextlib.contextmanager
 def locked(path: str | os.PathLike[str], what: str) -> Iterator[None]:
     """``hold_lock`` for the duration of a block."""
-    fh = hold_lock(path, what)
+    lock = hold_lock(path, what)
     try:
         yield
     finally:
-        if fh is not None:
-            fh.close()
+        if lock is not None:
+            lock.close()
 
 
 def shown(path: str | os.PathLike[str]) -> str:

@@ -28,6 +28,7 @@ class TabularOracle(Oracle):
     def __init__(self, bench: TabularBenchmark, metric: str,
                  missing: Literal["raise", "fail"] = "raise") -> None:
         bench.scores(metric)  # a known column of finite scores (one-line error otherwise)
+        bench.check_repeats_agree(metric)
         if missing not in ("raise", "fail"):
             raise ValueError(f"missing must be 'raise' or 'fail', not {missing!r}")
         self.bench = bench

@@ -120,6 +120,7 @@ class TabularBenchmark:
         self._first: dict[str, int] | None = None
         self._dups: dict[str, list[int]] | None = None
         self._text_index: dict[str, int] | None = None
+        self._text_repeats: list[tuple[int, int]] = []
 
     # -- size and columns -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -254,10 +255,35 @@ class TabularBenchmark:
         if self._text_index is None:
             fmt = self.space.format
             index: dict[str, int] = {}
+            repeats: list[tuple[int, int]] = []
             for i, arch in enumerate(self._archs):
-                index.setdefault(fmt(arch), i)
-            self._text_index = index
+                j = index.setdefault(fmt(arch), i)
+                if j != i:
+                    repeats.append((j, i))
+            self._text_index, self._text_repeats = index, repeats
         return self._text_index
+
+    def text_repeats(self) -> list[tuple[int, int]]:
+        """``(first, later)`` row pairs where a later row repeats a cell's exact text; a query
+        never returns the later row (see ``find``)."""
+        self._by_text()
+        return self._text_repeats
+
+    def check_repeats_agree(self, metric: str) -> None:
+        """One-line error when a cell written twice with exactly the same text has two
+        different values of ``metric``: a query answers with the first row only, so the
+        second value would be silently ignored (a table with one row per training seed, say,
+        must be averaged into one row per cell first). Rows count from 1, the header not
+        included."""
+        col = self.values(metric)
+        for first, later in self.text_repeats():
+            a, b = col[first], col[later]
+            if a != b and not (np.isnan(a) and np.isnan(b)):
+                raise ArchrankError(
+                    f"{self.source}: rows {first + 1} and {later + 1} hold the same "
+                    f"architecture {self.space.format(self._archs[first])} with different "
+                    f"{metric} ({a:g} and {b:g}); a query would only ever see the first: keep "
+                    f"one row per architecture (e.g. the mean over training seeds)")
 
     def answering_rows(self) -> np.ndarray:
         """The rows some query is answered by (``find``): the first of each exact text; a
