@@ -156,3 +156,19 @@ def test_clear_errors(nb201, nb201_all, tmp_path: Path) -> None:
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(ArchrankError, match="not an archrank auto-encoder"):
         GraphAutoEncoder.load(tmp_path / "other.pt")
+
+
+def test_short_schedules_and_any_integer_seed(nb201, nb201_all) -> None:
+    """Ten steps in all (a tenth of them is no warm-up step) and seeds outside [0, 2^32)
+    train as any other setting does; a float seed or min > max epochs is an error."""
+    cells = nb201_all[:100]
+    for steps in (1, 2, 10, 11):
+        GraphAutoEncoder(nb201, steps=steps, embed_dim=8, hidden=16).fit(cells)
+    GraphAutoEncoder(nb201, max_epochs=10, embed_dim=8, hidden=16).fit(nb201_all[:200])
+    a = GraphAutoEncoder(nb201, seed=-1, steps=5, embed_dim=8, hidden=16).fit(cells)
+    b = GraphAutoEncoder(nb201, seed=2**32 - 1, steps=5, embed_dim=8, hidden=16).fit(cells)
+    assert torch.equal(a.embed(cells[:5]), b.embed(cells[:5]))
+    with pytest.raises(ArchrankError, match=r"seed must be an integer, got 1\.5"):
+        GraphAutoEncoder(nb201, seed=1.5)
+    with pytest.raises(ArchrankError, match=r"min_epochs \(10\) exceeds max_epochs \(2\)"):
+        GraphAutoEncoder(nb201, min_epochs=10, max_epochs=2)

@@ -152,3 +152,22 @@ def test_a_metric_summary_needs_one_dataset(tmp_path: Path, capsys) -> None:
     assert "mixes 2 datasets" in capsys.readouterr().err
     assert run(["bench", "check", str(table), "--space", "nb201", "--metric", "acc",
                 "--filter", "dataset=a"]) == 0
+
+
+def test_check_fails_on_a_cell_repeated_with_another_value(tmp_path: Path, capsys) -> None:
+    """What a search refuses, the validator flags: the later value is never answered, and
+    the best it reports is one a query can get."""
+    path = tmp_path / "r.csv"
+    path.write_text(f"arch,acc\n{A1},90\n{A2},80\n{A1},99\n")
+    out = tmp_path / "r.json"
+    assert run(["bench", "check", str(path), "--space", "nb201", "-m", "acc",
+                "--json", str(out)]) == 1
+    report = json.loads(out.read_text())
+    assert report["repeated_rows"] == 1
+    assert report["metric"]["conflicting_repeats"] == 1
+    assert report["metric"]["first_conflicts"] == [
+        {"line": 4, "repeats": 2, "values": ["90.0", "99.0"]}]
+    assert report["metric"]["max"] == 90.0
+    assert "conflicting repeat line 4 repeats the cell of line 2" in capsys.readouterr().out
+    path.write_text(f"arch,acc\n{A1},90\n{A2},80\n{A1},90\n")  # agreeing: fine
+    assert run(["bench", "check", str(path), "--space", "nb201", "-m", "acc"]) == 0

@@ -215,10 +215,15 @@ def test_clear_errors_for_bad_input(nb201, nb101, nb201_all) -> None:
         make_predictor("gatez", nb201)
 
 
-def test_single_cell_and_constant_targets_fit(nb201, nb201_all) -> None:
-    model = GatesPredictor(nb201, **FAST).fit(nb201_all[:1], [90.0])
-    assert np.isfinite(model.predict(nb201_all[:5])).all()
-    model = GatesPredictor(nb201, **FAST).fit(nb201_all[:20], np.full(20, 3.0))
+def test_single_cell_and_constant_targets_are_refused(nb201, nb201_all) -> None:
+    """One value, or all alike, ranks nothing: predictions would order cells by the random
+    initialisation (a clear error, not a confident-looking ranking)."""
+    with pytest.raises(ArchrankError, match=r"from 1 target value\(s\) that are all 90"):
+        GatesPredictor(nb201, **FAST).fit(nb201_all[:1], [90.0])
+    with pytest.raises(ArchrankError, match=r"from 20 target value\(s\) that are all 3: a "
+                       r"predictor needs at least two different values"):
+        GatesPredictor(nb201, **FAST).fit(nb201_all[:20], np.full(20, 3.0))
+    model = GatesPredictor(nb201, **FAST).fit(nb201_all[:2], [3.0, 4.0])
     assert np.isfinite(model.predict(nb201_all[:5])).all()
 
 
@@ -243,3 +248,49 @@ def test_combined_loss_is_the_weighted_sum() -> None:
     assert float(total) == pytest.approx(float(expected))
     with pytest.raises(ArchrankError, match="unknown loss"):
         make_loss("ranknet")
+
+
+def test_library_mistakes_get_one_line_errors(nb201, nb201_all, tmp_path) -> None:
+    """What a Python user gets wrong: a pair-less batch size, a single cell for a list, a
+    matrix for the targets, a missing folder; and the space may be given by name."""
+    from archrank.metrics import n_at_k
+
+    with pytest.raises(ArchrankError, match=r"'batch_size' must be at least 2"):
+        make_predictor("gates", nb201, batch_size=1)
+    with pytest.raises(ArchrankError, match=r"ssa parameter batch_size must be at least 2"):
+        make_predictor("ssa", nb201, batch_size=1)
+    model = make_predictor("gates", "nb201", seed=3, **FAST)  # the space by name
+    assert model.space is nb201
+    archs = nb201.enumerate()[:30]
+    y = np.arange(30.0)
+    with pytest.raises(ArchrankError, match=r"target values have shape \(15, 2\)"):
+        model.fit(archs, y.reshape(15, 2))
+    model.fit(archs, y.reshape(30, 1))
+    with pytest.raises(ArchrankError, match=r"wrap a single cell in a list"):
+        model.predict(archs[0])
+    assert model.predict([archs[0]]).shape == (1,)
+    with pytest.raises(ArchrankError, match=r"folder .*nowhere does not exist"):
+        model.save(tmp_path / "nowhere" / "m.pt")
+    with pytest.raises(ArchrankError, match=r"k must be a whole number of at least 1, got 2.5"):
+        n_at_k(y, y, 2.5)
+    with pytest.raises(ArchrankError, match=r"path encoding is not available for space 'darts'"):
+        make_predictor("rf_path", "darts")
+
+
+def test_predictors_follow_scikit_learns_params_protocol(nb201) -> None:
+    """get_params / set_params as scikit-learn's clone and parameter searches use them."""
+    model = make_predictor("gates", nb201, seed=5, **FAST)
+    params = model.get_params()
+    assert params == {"space": nb201, "seed": 5, **FAST}
+    twin = type(model)(**params)
+    assert twin.get_params() == params
+    assert model.set_params(epochs=3, seed=6) is model
+    assert model.get_params()["epochs"] == 3 and model.seed == 6 and not model.fitted_
+    with pytest.raises(ArchrankError, match="epochz"):
+        model.set_params(epochz=3)
+    try:
+        from sklearn.base import clone
+    except ImportError:
+        return
+    copy = clone(model)
+    assert copy is not model and copy.get_params() == model.get_params()

@@ -245,6 +245,9 @@ def test_hash_table_is_cached_on_disk(space: NB201Space, hashes: list[str]) -> N
     files[0].write_bytes(b"garbage")  # a damaged cache is ignored and recomputed
     other = NB201Space()
     assert other.hash(other.parse(BEST)) == space.hash(space.parse(BEST))
+    files[0].write_bytes(b"")  # so is an empty one (a full disk, a kill while written)
+    empty = NB201Space()
+    assert empty.hash_table() == hashes
 
 
 def test_space_pickles_without_its_caches(space: NB201Space) -> None:

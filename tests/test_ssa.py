@@ -251,3 +251,15 @@ def test_a_diverged_predictor_is_an_error_not_nan_scores():
             make_predictor("gates", space, **params)
     with pytest.raises(ArchrankError, match="'arch_hidden' must be at least 1"):
         make_predictor("gates++", space, arch_hidden=0)
+
+
+def test_any_integer_seed_as_other_predictors(nb201, nb201_all, split) -> None:
+    """A negative or huge seed folds into 32 bits as every predictor's does (the sampled
+    pool and the auto-encoder used the raw seed and failed)."""
+    lab, _, _ = split
+    y = conv3x3_count(nb201_all, nb201)[lab.numpy()]
+    small = {**FAST, "pool_size": 200, "steps": 5, "ae_steps": 5}
+    a = SSAPredictor(nb201, seed=-1, **small).fit(nb201_all[lab], y)
+    b = SSAPredictor(nb201, seed=2**32 - 1, **small).fit(nb201_all[lab], y)
+    np.testing.assert_array_equal(a.predict(nb201_all[:20]), b.predict(nb201_all[:20]))
+    SSAPredictor(nb201, seed=2**70, **small, graph_on="embedding").fit(nb201_all[lab], y)

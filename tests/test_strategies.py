@@ -158,6 +158,14 @@ def test_guided_search_beats_its_random_start():
         CandidateSet.of_space(SPACE))
 
 
+def test_guided_search_stays_random_while_every_value_is_alike():
+    """Cells that all score alike (all failed at chance, say) teach no ranking: the search
+    keeps proposing random cells rather than fitting a predictor to them."""
+    strategy = make("gates", seed=0, n_init=3, batch=3)
+    asked = drive(strategy, 12, objective=lambda a: 10.0)
+    assert strategy.n_fits == 0 and len({SPACE.hash(a) for a in asked}) == 12
+
+
 def test_guided_search_pool_mode_for_large_spaces():
     # max_enumerate=0 forces the pool of sampled cells + mutations of the best (as for nb101)
     strategy = make("gates", max_enumerate=0, pool_size=500, n_init=5, batch=5)

@@ -113,12 +113,22 @@ def test_duplicates_exact_text_wins(tmp_path: Path, nb201) -> None:
 
 def test_oracle_refuses_a_repeated_cell_with_two_values(tmp_path: Path, nb201) -> None:
     """One row per seed of the same cell: a query would only ever see the first value."""
-    path = write(tmp_path / "r.csv", f"arch,acc,seed\n{A1},90,0\n{A2},80,0\n{A1},92,1\n")
+    path = write(tmp_path / "r.csv",
+                 f"arch,acc,seed\n{A1},90,0\n\n{A2},80,0\n{A1},92,1\n{A1},93,2\n")
     bench = load_benchmark(path, nb201)
-    assert bench.text_repeats() == [(0, 2)]
-    with pytest.raises(ArchrankError, match=r"r.csv: rows 1 and 3 hold the same architecture "
-                       r".* with different acc \(90 and 92\); a query would only ever see"):
+    assert bench.text_repeats() == [(0, 2), (0, 3)]
+    # named by file line (a blank line in between), not by place among the rows
+    with pytest.raises(ArchrankError, match=r"r.csv: line 2 and line 5 hold the same "
+                       r"architecture .* with different acc \(90 and 92\) \(2 such pairs\); "
+                       r"a query would only ever see"):
         TabularOracle(bench, "acc")
+    rows = write(tmp_path / "r.jsonl", "\n".join(json.dumps({"arch": a, "acc": v})
+                                                 for a, v in ((A1, 1), (A2, 2), (A1, 3))))
+    with pytest.raises(ArchrankError, match=r"line 1 and line 3 hold"):
+        TabularOracle(load_benchmark(rows, nb201), "acc")
+    mixed = write(tmp_path / "m.csv", f"arch,acc,d\n{A2},1,y\n{A1},5,x\n{A1},6,x\n")
+    with pytest.raises(ArchrankError, match=r"line 3 and line 4 hold"):
+        TabularOracle(load_benchmark(f"{mixed}?d=x", nb201), "acc")
     # The same repeat agreeing on the objective is harmless; other columns may differ.
     path = write(tmp_path / "s.csv", f"arch,acc,seed\n{A1},90,0\n{A2},80,0\n{A1},90,1\n")
     assert TabularOracle(load_benchmark(path, nb201), "acc").optimum() == 90
@@ -330,7 +340,7 @@ def test_nb101_jsonl_with_lists(tmp_path: Path, nb101_csv: Path) -> None:
 def test_text_columns_and_where(tmp_path: Path, nb201) -> None:
     path = write(tmp_path / "w.csv", f"dataset,arch,acc\nc10,{A1},90\nc100,{A1},70\n"
                  f"c10,{A2},80\n")
-    bench = load_benchmark(path, nb201)
+    bench = load_benchmark(path, nb201, mixed_ok=True)
     assert bench.text_columns == ["dataset"] and bench.text("dataset") == ["c10", "c100", "c10"]
     assert bench.query(A1, "acc") == 90  # first row of an exact duplicate; text form accepted
     c100 = bench.where(dataset="c100")
@@ -341,9 +351,40 @@ def test_text_columns_and_where(tmp_path: Path, nb201) -> None:
 
 
 def test_real_zero_cost_table_per_dataset(nb201_zc_csv: Path) -> None:
-    bench = load_benchmark(nb201_zc_csv, "nb201")
+    with pytest.warns(UserWarning, match=r"mixes 2 datasets in column 'dataset' \(cifar10, "
+                      r"cifar100\); choose one with --filter dataset=cifar10 \(in Python, a "
+                      r"'\?dataset=cifar10' suffix on the path\); every row is kept"):
+        bench = load_benchmark(nb201_zc_csv, "nb201")
     assert "dataset" in bench.text_columns and "val_acc" in bench.metrics
     per = {d: bench.where(dataset=d) for d in ("cifar10", "cifar100")}
     assert len(per["cifar10"]) == len(per["cifar100"]) == 725
     arch = per["cifar100"].archs[0]
     assert per["cifar100"].query(arch, "val_acc") != per["cifar10"].query(arch, "val_acc")
+
+
+def test_a_metric_written_as_text_is_named_not_missing(tmp_path: Path, nb201) -> None:
+    path = write(tmp_path / "p.csv", f"arch,acc\n{A1},93.5%\n{A2},80.1%\n")
+    bench = load_benchmark(path, nb201)
+    with pytest.raises(ArchrankError, match=r"column 'acc' of .*p.csv is not numeric \(line 2: "
+                       r"'93.5%'\); write plain numbers"):
+        TabularOracle(bench, "acc")
+
+
+def test_json_records_with_a_repeated_key_or_one_indented_object(tmp_path: Path) -> None:
+    path = write(tmp_path / "k.jsonl", f'{{"arch": "{A1}", "acc": 1, "acc": 5}}\n')
+    with pytest.raises(BenchmarkFormatError, match=r"k.jsonl:1: key 'acc' appears twice"):
+        load_benchmark(path, "nb201")
+    path = write(tmp_path / "k.json", f'[{{"arch": "{A1}", "acc": 1, "acc": 5}}]')
+    with pytest.raises(BenchmarkFormatError, match=r"k.json: key 'acc' appears twice"):
+        load_benchmark(path, "nb201")
+    path = write(tmp_path / "o.json", json.dumps({"arch": A1, "acc": 1}, indent=2))
+    with pytest.raises(BenchmarkFormatError, match=r"o.json: one JSON object over 4 lines; a "
+                       r"table is JSON Lines"):
+        load_benchmark(path, "nb201")
+
+
+def test_a_numeric_dataset_column_also_counts_as_mixed(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.csv", f"arch,acc,dataset\n{A1},90,10\n{A2},70,100\n")
+    with pytest.raises(ArchrankError, match=r"mixes 2 datasets in column 'dataset' \(10, 100\)"):
+        load_benchmark(path, "nb201", one_table=True)
+    assert len(load_benchmark(f"{path}?dataset=10", "nb201", one_table=True)) == 1

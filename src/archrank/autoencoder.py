@@ -352,17 +352,23 @@ class GraphAutoEncoder:
                  **params: Any) -> None:
         hp = check_params("graph auto-encoder", params, AE_DEFAULTS)
         self.space = space
-        self.seed = seed
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise ArchrankError(f"graph auto-encoder: seed must be an integer, got {seed!r}")
+        self.seed = int(seed) % 2**32  # what torch and numpy take (any int, as predictors)
         self.hp: dict[str, Any] = hp
         if self.hp["encoder"] not in ENCODERS:
             raise ArchrankError(f"unknown encoder {self.hp['encoder']!r}; choose one of: "
                                 f"{', '.join(ENCODERS)}")
-        for key in ("embed_dim", "hidden", "layers", "steps", "batch_size"):
+        for key in ("embed_dim", "hidden", "layers", "steps", "batch_size", "min_epochs",
+                    "max_epochs"):
             if int(self.hp[key]) < 1:
                 raise ArchrankError(f"auto-encoder parameter {key} must be at least 1, "
                                     f"got {self.hp[key]}")
         if form not in FORMS:
             raise ArchrankError(f"unknown auto-encoder form {form!r}; choose {', '.join(FORMS)}")
+        if int(self.hp["min_epochs"]) > int(self.hp["max_epochs"]):
+            raise ArchrankError(f"auto-encoder parameter min_epochs ({self.hp['min_epochs']}) "
+                                f"exceeds max_epochs ({self.hp['max_epochs']})")
         self.form = form
         # the supernet form: cells are path codes (see the module docstring)
         self.supernet: SupernetForm | None = None
@@ -432,9 +438,12 @@ class GraphAutoEncoder:
             model = self._new_model()
             opt = torch.optim.Adam(model.parameters(), lr=float(self.hp["lr"]),
                                    weight_decay=float(self.hp["weight_decay"]))
-            sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=float(self.hp["lr"]), total_steps=epochs * per_epoch,
-                pct_start=0.1)
+            total_steps = epochs * per_epoch
+            # one-cycle needs a step of warm-up and one of annealing at least (a tenth of a
+            # short run is no step: torch divides by zero); a run of under 4 steps keeps lr
+            sched = None if total_steps < 4 else torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=float(self.hp["lr"]), total_steps=total_steps,
+                pct_start=max(0.1, 2 / total_steps))
             self.history_ = []
             model.train()
             for _ in range(epochs):
@@ -446,7 +455,8 @@ class GraphAutoEncoder:
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
-                    sched.step()
+                    if sched is not None:
+                        sched.step()
                     total += float(loss.detach()) * len(idx)
                 self.history_.append(total / n)
         model.eval()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -203,6 +204,14 @@ def bench_predictors(
     space = get_space(space_name)
     bench = load_benchmark(bench_spec, space, one_table=True)
     values = np.asarray(bench.scores(metric, ranking=True), dtype=np.float64)
+    repeats = bench.text_repeats()
+    if repeats:  # e.g. one row per training seed: a test set would hold training cells
+        first, later = repeats[0]
+        warnings.warn(
+            f"{bench_spec}: {len(repeats)} row(s) repeat an earlier row's cell exactly (first "
+            f"{bench.row_name(later)}, as {bench.row_name(first)}); test sets then hold copies "
+            "of training cells, which inflates every figure: keep one row per cell (the mean "
+            "over training seeds)", stacklevel=2)
     keep = np.flatnonzero(np.isfinite(values))
     if len(keep) < 3:
         raise ArchrankError(f"{bench_spec}: metric {metric!r} has only {len(keep)} values")

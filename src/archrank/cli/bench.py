@@ -62,6 +62,8 @@ def check_report(spec: str, space_name: str, metric: str | None = None,
         "cost_column": bench.cost_column,
         "problems": [{p.unit: p.line, "message": p.message} for p in scan.problems[:show]],
         "first_mismatches": mismatches,
+        # rows repeating an earlier row's exact text: queries never return them
+        "repeated_rows": len(bench.text_repeats()),
         "seconds": round(seconds, 3),
     }
     if metric is not None:
@@ -76,7 +78,15 @@ def check_report(spec: str, space_name: str, metric: str | None = None,
                                 "first_infinite": [{where_unit: where(int(i)),
                                                     "value": str(float(col[i]))}
                                                    for i in infinite[:show]]}
+        conflicts = bench.conflicting_repeats(metric)
+        info["conflicting_repeats"] = len(conflicts)
+        info["first_conflicts"] = [
+            {where_unit: where(j), "repeats": where(i), "values": [str(float(col[i])),
+                                                                 str(float(col[j]))]}
+            for i, j in conflicts[:show]]
+        # the best value a query can get: a later row repeating a cell's text never answers
         finite = np.isfinite(col)
+        finite[np.setdiff1d(np.arange(len(col)), bench.answering_rows())] = False
         if finite.any():
             i = int(np.flatnonzero(finite)[np.argmax(col[finite])])
             info.update({"min": float(col[finite].min()), "max": float(col[i]),
@@ -109,6 +119,8 @@ def _print(report: dict[str, Any]) -> None:
     table.add_row("invalid", Text(_fmt(report["invalid"]), style=ok))
     table.add_row("unique cells (canonical hash)", _fmt(report["unique"]))
     table.add_row("duplicates", _fmt(report["duplicates"]))
+    if report["repeated_rows"]:
+        table.add_row("rows repeating a cell's exact text", _fmt(report["repeated_rows"]))
     if report["hash_column"]:
         bad = "green" if report["hash_mismatches"] == 0 else "red"
         table.add_row("hashes checked", _fmt(report["hashes_checked"]))
@@ -120,6 +132,9 @@ def _print(report: dict[str, Any]) -> None:
     if "metric" in report:
         m = report["metric"]
         table.add_row(f"{m['name']}: values / missing", f"{m['values']:,} / {m['missing']:,}")
+        if m["conflicting_repeats"]:
+            table.add_row(f"{m['name']}: conflicting repeats",
+                          Text(_fmt(m["conflicting_repeats"]), style="red"))
         if m["infinite"]:
             table.add_row(f"{m['name']}: infinite (no score)",
                           Text(_fmt(m["infinite"]), style="yellow"))
@@ -142,6 +157,12 @@ def _print(report: dict[str, Any]) -> None:
         console.print(Text.assemble(("infinite", "yellow"), f" {unit} {v[unit]}: "
                                     f"{report['metric']['name']} is {v['value']} (fine as a "
                                     "proxy input; search and fits refuse it as a score)"))
+    for c in report.get("metric", {}).get("first_conflicts", []):
+        unit = next(k for k in c if k not in ("repeats", "values"))
+        console.print(Text.assemble(
+            ("conflicting repeat", "red"), f" {unit} {c[unit]} repeats the cell of {unit} "
+            f"{c['repeats']} with another {report['metric']['name']} ({c['values'][1]} vs "
+            f"{c['values'][0]}); queries see the first only"))
     for m in report["first_mismatches"]:
         unit = next(k for k in m if k not in ("recorded", "computed"))
         console.print(Text.assemble(("hash mismatch", "red"), f" {unit} {m[unit]}: file says "
@@ -164,8 +185,10 @@ def check(
     and invalid rows (with line numbers), duplicates (rows whose canonical hash was already
     seen) and rows whose `hash` column disagrees with the recomputed hash.
 
-    Exits with status 1 when some rows are invalid or some hashes disagree; infinite values of
-    --metric are listed (a proxy's -inf is a value; as a score, search refuses it).
+    Exits with status 1 when some rows are invalid, some hashes disagree, or a cell written
+    twice with the same text has two values of --metric (a search would see the first only);
+    infinite values of --metric are listed (a proxy's -inf is a value; as a score, search
+    refuses it).
 
     Example: archrank bench check ../shared/data/nb101_10k.csv --space nb101 --json check.json
     """
@@ -178,7 +201,8 @@ def check(
         _print(report)
         if json_out is not None:
             write_json(json_out, report)
-    if report["invalid"] or report["hash_mismatches"]:
+    if (report["invalid"] or report["hash_mismatches"]
+            or report.get("metric", {}).get("conflicting_repeats")):
         raise typer.Exit(1)
 
 

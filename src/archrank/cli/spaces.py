@@ -53,8 +53,9 @@ def enumerate_space(
 ) -> None:
     """Write every cell of SPACE to a JSON Lines file, one object per cell.
 
-    Each line holds the cell's canonical `hash` and its fields:
-    `adjacency` and `ops` for op-on-node spaces (nb101), `arch` for nb201.
+    Each line holds the cell's canonical `hash` and its fields: `adjacency` and `ops` for
+    nb101, `arch` for nb201, `links` and `ops` for nbgraph (darts, about 10^18 genotypes,
+    cannot be enumerated: sample it).
     The first nb101 enumeration takes about 20 s on 2 cores and is cached
     in the user cache dir (ARCHRANK_CACHE_DIR overrides it); later runs reuse it.
 
@@ -78,7 +79,9 @@ def enumerate_space(
         raise ArchrankError(f"space {space_name!r} cannot be enumerated") from None
     seconds = time.perf_counter() - start
     if isinstance(cache, Path):
-        source = f"enumeration cache {cache}" + (" (reused)" if cached else " (written)")
+        state = "reused" if cached else "written" if cache.is_file() else (
+            "not written: its folder cannot be written, so the next run enumerates again")
+        source = f"enumeration cache {cache} ({state})"
         _err.print(source, soft_wrap=True)
     console.print(f"wrote {count} cells of {space_name} to {target} in {seconds:.1f} s",
                   soft_wrap=True)

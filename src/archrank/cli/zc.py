@@ -196,7 +196,7 @@ def _fill_cache(space_name: str, table: str | None, proxies: str | None, workers
     if table is not None:
         from archrank.tables import load_benchmark
 
-        cells = list(load_benchmark(table, space).archs)
+        cells = list(load_benchmark(table, space, mixed_ok=True).archs)
     elif not space.enumerable:
         raise ArchrankError(f"--fill: space {space_name!r} cannot be enumerated; fill the "
                             "cells of a table with --table, or score a sample with --n")

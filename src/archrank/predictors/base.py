@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar, Self
@@ -62,8 +62,9 @@ def predictor_class(name: str) -> type[Predictor]:
         ) from None
 
 
-def make_predictor(name: str, space: SearchSpace, **kwargs: Any) -> Predictor:
-    """Build the predictor registered as ``name`` for ``space`` (checked: ``check_build``)."""
+def make_predictor(name: str, space: SearchSpace | str, **kwargs: Any) -> Predictor:
+    """Build the predictor registered as ``name`` for ``space`` (a space or its name;
+    checked: ``check_build``)."""
     model = predictor_class(name)(space, **kwargs)
     model.check_build()
     return model
@@ -134,8 +135,12 @@ def signal_matrix_arg(value: Any, n: int, names: Sequence[str], what: str,
     if not names:
         return None
     if value is None:
+        how = ("archrank.signals.fit_signals(model, archs, table=T, rows=R) builds it"
+               if what == "aux" else
+               "archrank.signals.arch_matrix(model.space, archs, model.arch_inputs) builds "
+               "it")
         raise ArchrankError(f"this predictor uses {what} {', '.join(names)}: pass {what} "
-                            f"[{n}, {len(names)}]")
+                            f"[{n}, {len(names)}] ({how})")
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim == 1 and len(names) == 1:
         arr = arr[:, None]
@@ -158,6 +163,18 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _targets(y: Any) -> np.ndarray:
+    """``y`` as a float vector: one number per architecture ([n] or [n, 1])."""
+    try:
+        arr = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ArchrankError(f"target values must be numbers ({first_line(exc)})") from None
+    if arr.ndim > 2 or (arr.ndim == 2 and arr.shape[1] != 1):
+        raise ArchrankError(f"target values have shape {arr.shape}: give one number per "
+                            "architecture, shape (n,)")
+    return arr.reshape(-1)
+
+
 class Predictor(ABC):
     """Base class: input checking, graph conversion and save/load live here."""
 
@@ -170,8 +187,8 @@ class Predictor(ABC):
     # --predictor NAME`` searches as measured; other spaces keep GuidedSearch's own defaults.
     guided_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
 
-    def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
-        self.space = space
+    def __init__(self, space: SearchSpace | str, *, seed: int = 0, **params: Any) -> None:
+        self.space = get_space(space) if isinstance(space, str) else space
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
             raise ArchrankError(f"predictor {self.name!r}: seed must be an integer, got "
                                 f"{seed!r}")
@@ -183,6 +200,23 @@ class Predictor(ABC):
 
     def check_build(self) -> None:  # noqa: B027  (a hook: most predictors have nothing to do)
         """Raise a one-line error if the parameters cannot build the model (a hook)."""
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments (scikit-learn's protocol: ``sklearn.base.clone`` and
+        parameter searches work on predictors)."""
+        return {"space": self.space, "seed": self.seed, **self.params}
+
+    def set_params(self, **params: Any) -> Self:
+        """Rebuild with some arguments changed (unfitted, as scikit-learn's ``set_params``
+        followed by a new ``fit``); unknown names are one-line errors, as in the
+        constructor."""
+        merged = {**self.get_params(), **params}
+        space, seed = merged.pop("space"), merged.pop("seed")
+        fresh = type(self)(space, seed=seed, **merged)
+        fresh.check_build()
+        self.__dict__.clear()
+        self.__dict__.update(fresh.__dict__)
+        return self
 
     @property
     def library_seed(self) -> int:
@@ -201,7 +235,7 @@ class Predictor(ABC):
         ``arch_inputs`` / ``aux_targets`` name (see the module docstring).
         """
         graphs = self.as_graphs(archs)
-        target = np.asarray(y, dtype=np.float64).reshape(-1)
+        target = _targets(y)
         if len(graphs) == 0:
             raise ArchrankError("cannot fit a predictor on zero architectures")
         if len(target) != len(graphs):
@@ -213,6 +247,10 @@ class Predictor(ABC):
         if float(np.abs(target).max()) > 1e30:
             raise ArchrankError(f"target values up to {float(np.abs(target).max()):.3g} are "
                                 "too large to fit (rescale them; at most 1e30 in size)")
+        if len(target) < 2 or np.all(target == target[0]):
+            raise ArchrankError(
+                f"cannot learn a ranking from {len(target)} target value(s) that are all "
+                f"{target[0]:g}: a predictor needs at least two different values")
         unl = None if unlabeled is None else self.as_graphs(unlabeled)
         arch = signal_matrix_arg(arch_features, len(graphs), self.arch_inputs,
                                  "arch_features", missing_ok=False)
@@ -240,6 +278,9 @@ class Predictor(ABC):
     def as_graphs(self, archs: ArchInput) -> GraphBatch:
         if isinstance(archs, GraphBatch):
             return archs
+        if isinstance(archs, str) or not isinstance(archs, Iterable):
+            raise ArchrankError(f"expected a list of architectures (or a GraphBatch), got "
+                                f"one {type(archs).__name__}: wrap a single cell in a list")
         return self.space.to_graphs(list(archs))
 
     # -- subclass hooks ---------------------------------------------------------------------
@@ -272,6 +313,9 @@ class Predictor(ABC):
         """Write the fitted predictor to ``path`` (a torch file, loadable with weights_only)."""
         if not self.fitted_:
             raise ArchrankError("cannot save a predictor that is not fitted")
+        folder = Path(path).parent
+        if not folder.is_dir():
+            raise ArchrankError(f"{path}: folder {folder} does not exist")
         torch.save(
             {"predictor": self.name, "space": self.space.name, "seed": self.seed,
              # where it trained is not what it is: a file saved on a GPU loads on a CPU

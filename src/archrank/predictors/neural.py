@@ -210,6 +210,10 @@ class NeuralPredictor(Predictor):
             if hp.get(key) is not None and hp[key] < 1:
                 raise InvalidOption(f"{owner}: parameter {key!r} must be at least 1, got "
                                     f"{hp[key]}")
+        if hp.get("batch_size") is not None and hp["batch_size"] < 2:
+            raise InvalidOption(f"{owner}: parameter 'batch_size' must be at least 2 (a batch "
+                                f"of one cell has no pair to rank; the loop skips it), got "
+                                f"{hp['batch_size']}")
         if not 0 < hp["val_fraction"] < 1:
             raise InvalidOption(f"{owner}: parameter 'val_fraction' must lie in (0, 1), got "
                                 f"{hp['val_fraction']}")

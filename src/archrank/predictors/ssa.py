@@ -343,9 +343,9 @@ class SSAPredictor(Predictor):
                                 f"{hp['val_fraction']}")
         if not 0 <= float(hp["dropout"]) < 1:
             raise ArchrankError(f"ssa parameter dropout must lie in [0, 1), got {hp['dropout']}")
-        if hp["batch_size"] is not None and int(hp["batch_size"]) < 1:
-            raise ArchrankError(f"ssa parameter batch_size must be at least 1, got "
-                                f"{hp['batch_size']}")
+        if hp["batch_size"] is not None and int(hp["batch_size"]) < 2:
+            raise ArchrankError(f"ssa parameter batch_size must be at least 2 (a batch of one "
+                                f"cell has no pair to rank), got {hp['batch_size']}")
         for key in ("k", "pool_size", "embed_dim", "hidden", "steps", "ensemble",
                     "refresh_every", "ae_steps", "ae_hidden", "ae_layers", "encoder_dim"):
             if int(hp[key]) < 1:
@@ -369,7 +369,7 @@ class SSAPredictor(Predictor):
             if self.space.name not in _POOL_CACHE:
                 _POOL_CACHE[self.space.name] = self.space.to_graphs(self.space.enumerate())
             return _POOL_CACHE[self.space.name]
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(self.library_seed)
         return self.space.to_graphs(self.space.sample(limit, rng))
 
     def _ae_params(self) -> dict[str, Any]:
@@ -385,7 +385,7 @@ class SSAPredictor(Predictor):
                       ) -> tuple[GraphAutoEncoder, torch.Tensor]:
         params = self._ae_params()
         fingerprint = hashlib.sha1(keys.tobytes()).hexdigest()
-        seed = self.seed if self.hp["ae_seed"] is None else int(self.hp["ae_seed"])
+        seed = self.library_seed if self.hp["ae_seed"] is None else int(self.hp["ae_seed"])
         cache_key = (self.space.name, seed, tuple(sorted(params.items())), fingerprint)
         if cache_key in _AE_CACHE:
             _AE_CACHE.move_to_end(cache_key)

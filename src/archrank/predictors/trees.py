@@ -67,6 +67,16 @@ class TreePredictor(Predictor):
         self.hp: dict[str, Any] = merged  # the library's own keyword arguments
         self._check_ranges()
 
+    def check_build(self) -> None:
+        """The path encoding exists only where paths can be listed: refused when built, not
+        at the first fit of a search."""
+        if self.encoding == "path":
+            try:
+                encodings.path_vocabulary(self.space)
+            except ArchrankError as exc:
+                raise ArchrankError(f"predictor {self.name!r}: {exc}; use "
+                                    f"{self.name.removesuffix('_path')} (one-hot) here") from None
+
     def _check_ranges(self) -> None:
         """The libraries check their arguments only when fitting: check them before work."""
         owner = f"predictor {self.name!r}"

@@ -117,6 +117,12 @@ class SearchSpace(ABC, Generic[A]):
     max_nodes: int
     num_inputs: ClassVar[int] = 1
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> SearchSpace[A]:
+        """A space is configuration, its caches (hash tables, enumerations) are derived: a
+        deep copy of a model or predictor (``copy.deepcopy``, scikit-learn's ``clone``)
+        shares it rather than copying hundreds of megabytes."""
+        return self
+
     # -- text and records -------------------------------------------------------------------
     @abstractmethod
     def parse(self, text: str) -> A:

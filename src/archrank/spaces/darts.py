@@ -309,7 +309,9 @@ class DartsSpace(SearchSpace[Genotype]):
 
     def from_record(self, record: Mapping[str, Any]) -> Genotype:
         """From ``arch`` (what archrank's tables and runs write) or ``genotype`` (the text or
-        the JSON object), or from separate ``normal``/``reduce``(``_concat``) fields."""
+        the JSON object), or from separate ``normal``/``reduce``(``_concat``) fields. Table
+        files (``--bench``, ``bench check``) need the ``arch`` column; the other forms are
+        for records built in Python."""
         key = "arch" if "arch" in record else "genotype"
         if key in record:
             value = record[key]

@@ -281,7 +281,7 @@ class EdgeCellSpace(SearchSpace[EdgeCell]):
         self._table_checked = True
         try:
             arr = np.load(cache_path(self._cache_name(), create=False), allow_pickle=False)
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):  # missing, foreign, empty or truncated file
             return None
         if arr.shape != (self.size,) or arr.dtype != np.dtype("S32"):
             return None  # stale or foreign file: recompute when needed

@@ -155,7 +155,7 @@ class GuidedSearch(Strategy[A]):
     def _propose(self, n: int) -> list[tuple[Any, str]]:
         out: list[tuple[Any, str]] = []
         while len(out) < n:
-            if self._n_random < self.n_init or len(self.observed) < 2:
+            if self._n_random < self.n_init or not self._rankable():
                 self._n_random += 1
                 pick = self._initial_pick()
                 if not pick:
@@ -170,6 +170,12 @@ class GuidedSearch(Strategy[A]):
             if not self._taken(h):
                 out.append(self._claim((arch, h)))
         return out
+
+    def _rankable(self) -> bool:
+        """Whether the values told so far can teach a ranking: two different ones at least
+        (cells that all failed alike, or all scored chance, keep the search random)."""
+        values = [v for _, _, v in self.observed]
+        return len(values) >= 2 and any(v != values[0] for v in values)
 
     # -- the predictor step -----------------------------------------------------------------
     def fit_params(self, n: int) -> dict[str, Any]:

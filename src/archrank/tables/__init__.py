@@ -18,6 +18,7 @@ needed (``one_table=True``, as every command asks) unless such a filter picks on
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -132,20 +133,23 @@ def _selected(bench: TabularBenchmark, filters: dict[str, str], spec: str) -> np
 
 def check_one_table(bench: TabularBenchmark, spec: str) -> None:
     for col in MIX_COLUMNS:
-        if col in bench.text_columns:
-            values = sorted(set(bench.text(col)))
+        if col in bench.text_columns or col in bench.metrics:
+            values = (sorted(set(bench.text(col))) if col in bench.text_columns else
+                      [f"{v:g}" for v in np.unique(bench.values(col))])
             if len(values) > 1:
                 shown = ", ".join(values[:6]) + (", ..." if len(values) > 6 else "")
                 raise ArchrankError(
                     f"{spec} mixes {len(values)} datasets in column {col!r} ({shown}); "
-                    f"choose one with --filter {col}={values[0]}")
+                    f"choose one with --filter {col}={values[0]} (in Python, a "
+                    f"'?{col}={values[0]}' suffix on the path)")
 
 
 def load_benchmark(spec: str | Path, space: SearchSpace | str, *,
-                   one_table: bool = False) -> TabularBenchmark:
+                   one_table: bool = False, mixed_ok: bool = False) -> TabularBenchmark:
     """Read the benchmark ``spec`` (a file, a directory or ``nbgraph:DATASET``) of ``space``,
     keeping the rows a ``?COLUMN=VALUE`` filter selects; with ``one_table``, a table mixing
-    datasets without such a filter is an error.
+    datasets without such a filter is an error, else a warning (``mixed_ok``: not even
+    that, for a caller that only wants the cells).
 
     Example: ``load_benchmark("../shared/data/nb201.csv", "nb201").query(arch, "cifar10_test")``
     """
@@ -155,6 +159,11 @@ def load_benchmark(spec: str | Path, space: SearchSpace | str, *,
         bench = select_rows(bench, filters, str(spec))
     if one_table:
         check_one_table(bench, str(spec))
+    elif not mixed_ok:  # the library keeps every row, but says when a cell means two
+        try:
+            check_one_table(bench, str(spec))
+        except ArchrankError as exc:
+            warnings.warn(f"{exc}; every row is kept", stacklevel=2)
     return bench
 
 

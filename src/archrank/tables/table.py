@@ -121,6 +121,9 @@ class TabularBenchmark:
         self._dups: dict[str, list[int]] | None = None
         self._text_index: dict[str, int] | None = None
         self._text_repeats: list[tuple[int, int]] = []
+        # the file line of each row, where a CSV / JSON Lines reader knows it (messages)
+        self.lines: list[int] | None = None
+        self.line_unit = "line"  # "record" for a JSON list
 
     # -- size and columns -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -142,6 +145,12 @@ class TabularBenchmark:
 
     def check_metric(self, metric: str) -> str:
         """``metric`` if it is a column, else a one-line error listing the columns."""
+        if metric not in self._columns and metric in self._text:
+            texts = self._text[metric]
+            i = next((j for j, t in enumerate(texts) if not _is_number(t)), 0)
+            raise ArchrankError(
+                f"column {metric!r} of {self.source} is not numeric ({self.row_name(i)}: "
+                f"{_short(texts[i])}); write plain numbers, a dot as the decimal mark")
         if metric not in self._columns:
             raise ArchrankError(
                 f"unknown metric {metric!r} in {self.source}; available columns: "
@@ -163,7 +172,7 @@ class TabularBenchmark:
             i = int(inf[0])
             raise ArchrankError(
                 f"column {metric!r} of {self.source} holds {len(inf)} infinite value(s), "
-                f"first {col[i]} in data row {i + 1} ({self.space.format(self._archs[i])}); "
+                f"first {col[i]} in {self.row_name(i)} ({self.space.format(self._archs[i])}); "
                 "a score must be a finite number (leave it empty when missing)")
         present = col[~np.isnan(col)]
         if len(present) == 0:
@@ -269,21 +278,36 @@ class TabularBenchmark:
         self._by_text()
         return self._text_repeats
 
+    def row_name(self, i: int) -> str:
+        """Row ``i`` as a message names it: its file line where known, else its place among
+        the data rows (from 1)."""
+        if self.lines is not None:
+            return f"{self.line_unit} {self.lines[i]}"
+        return f"data row {i + 1}"
+
+    def conflicting_repeats(self, metric: str) -> list[tuple[int, int]]:
+        """``(first, later)`` rows that write one cell with exactly the same text and two
+        different values of ``metric`` (NaN and a number differ)."""
+        col = self.values(metric)
+        return [(i, j) for i, j in self.text_repeats()
+                if col[i] != col[j] and not (np.isnan(col[i]) and np.isnan(col[j]))]
+
     def check_repeats_agree(self, metric: str) -> None:
         """One-line error when a cell written twice with exactly the same text has two
         different values of ``metric``: a query answers with the first row only, so the
         second value would be silently ignored (a table with one row per training seed, say,
-        must be averaged into one row per cell first). Rows count from 1, the header not
-        included."""
-        col = self.values(metric)
-        for first, later in self.text_repeats():
-            a, b = col[first], col[later]
-            if a != b and not (np.isnan(a) and np.isnan(b)):
-                raise ArchrankError(
-                    f"{self.source}: rows {first + 1} and {later + 1} hold the same "
-                    f"architecture {self.space.format(self._archs[first])} with different "
-                    f"{metric} ({a:g} and {b:g}); a query would only ever see the first: keep "
-                    f"one row per architecture (e.g. the mean over training seeds)")
+        must be averaged into one row per cell first)."""
+        bad = self.conflicting_repeats(metric)
+        if bad:
+            first, later = bad[0]
+            col = self.values(metric)
+            more = f" ({len(bad)} such pairs)" if len(bad) > 1 else ""
+            raise ArchrankError(
+                f"{self.source}: {self.row_name(first)} and {self.row_name(later)} hold the "
+                f"same architecture {self.space.format(self._archs[first])} with different "
+                f"{metric} ({col[first]:g} and {col[later]:g}){more}; a query would only ever "
+                "see the first: keep one row per architecture (e.g. the mean over training "
+                "seeds)")
 
     def answering_rows(self) -> np.ndarray:
         """The rows some query is answered by (``find``): the first of each exact text; a
@@ -379,6 +403,8 @@ class TabularBenchmark:
             text_columns={k: [v[i] for i in idx] for k, v in self._text.items()},
         )
         out.hashes_given = self.hashes_given  # computed hashes stay computed ones
+        out.lines = None if self.lines is None else [self.lines[i] for i in idx]
+        out.line_unit = self.line_unit
         return out
 
     # -- pickling: ship registered spaces by name ------------------------------------------
@@ -667,6 +693,7 @@ def _assemble(
             h = records[i][1].get("hash")
             recorded.append(None if h is None or h == "" else str(h))
     lines = [records[i][0] for i in keep]
+    bench.lines, bench.line_unit = lines, collect.unit
     return TableScan(bench, rows, collect.problems, recorded, lines)
 
 
@@ -737,6 +764,21 @@ def scan_csv(path: str | Path, space: SearchSpace, *, lenient: bool = False) -> 
     return _assemble(path, space, records, header, collect, rows)
 
 
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are distinct (``json`` keeps the last of a repeated key
+    silently; a CSV header naming a column twice is refused, so is this)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _RepeatedKey(f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
 def _iter_json_records(path: Path, collect: _Collector) -> Iterator[tuple[int, Any]]:
     """``(line, object)`` of a JSON Lines file, or ``(record number, object)`` of a JSON list."""
     with open_text(path) as fh, _read_errors(path):
@@ -745,9 +787,20 @@ def _iter_json_records(path: Path, collect: _Collector) -> Iterator[tuple[int, A
         except UnicodeDecodeError:
             raise BenchmarkFormatError(
                 f"{path}:{bad_utf8_line(path)}: not UTF-8 text (is this a JSON file?)") from None
+    if text.lstrip()[:1] == "{" and "\n" in text.strip():
+        try:  # one object over several lines (indented JSON), not JSON Lines
+            whole = json.loads(text)
+        except (ValueError, RecursionError):
+            whole = None
+        if isinstance(whole, dict):
+            raise BenchmarkFormatError(
+                f"{path}: one JSON object over {text.strip().count(chr(10)) + 1} lines; a "
+                "table is JSON Lines (one object a line) or a JSON list of objects")
     if text.lstrip()[:1] == "[":
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_no_repeated_keys)
+        except _RepeatedKey as exc:
+            raise BenchmarkFormatError(f"{path}: {exc}") from None
         except json.JSONDecodeError as exc:
             raise BenchmarkFormatError(
                 f"{path}:{exc.lineno}: malformed JSON ({exc.msg}, column {exc.colno})"
@@ -764,7 +817,10 @@ def _iter_json_records(path: Path, collect: _Collector) -> Iterator[tuple[int, A
         if not line.strip():
             continue
         try:
-            yield lineno, json.loads(line)
+            yield lineno, json.loads(line, object_pairs_hook=_no_repeated_keys)
+        except _RepeatedKey as exc:
+            collect.add(lineno, str(exc))
+            yield lineno, None
         except json.JSONDecodeError as exc:
             collect.add(lineno, f"malformed JSON ({exc.msg}, column {exc.colno}; truncated?)")
             yield lineno, None

@@ -1,0 +1,95 @@
+"""What truth percentile can a pick reach at all? (a measurement script, not a feature)
+
+The one-shot targets judge a method's chosen cell by training it stand-alone with the truth's
+recipe and placing the mean of its trainings in the truth's distribution of mean ``val_acc``
+(``truth_percentile``). Training noise moves that figure even for a perfect method. This
+script measures how far: it takes the truth's K best cells by their mean over the truth's
+training seeds (what a method that knew the truth would pick), and K cells drawn at random
+from the rest as a control, trains each again with fresh training seeds (default 3,4,5: the
+same recipe, data and number of seeds as the truth's own), and reports where the fresh means
+land in the truth's distribution, next to where the truth's own seeds put them.
+
+    python benchmarks/pick_ceiling.py TRUTH.csv DATASET K WORK_DIR OUT.json [SEEDS]
+    # e.g. benchmarks/truth/nb201_mnist1d_w16.csv mnist1d:num_samples=20000,val_fraction=0.8
+    #      20 pick-ceiling pick_ceiling.json 3,4,5
+
+The trainings are journaled under WORK_DIR (``truth.TruthBuilder``): a killed run continues.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from archrank.bench.common import percentile
+from archrank.executors import InlineExecutor
+from archrank.oracles.training import TrainingOracle, TrainRecipe
+from archrank.truth import TruthBuilder, read_truth
+
+
+def main(truth_path: str, dataset: str, k: int, work_dir: str, out: str,
+         seeds: str = "3,4,5") -> None:
+    truth = read_truth(truth_path, "nb201")
+    setting = truth.setting
+    fresh_seeds = [int(s) for s in seeds.split(",")]
+    if set(fresh_seeds) & set(truth.seeds):
+        sys.exit(f"fresh seeds {fresh_seeds} overlap the truth's {truth.seeds}")
+    oracle = TrainingOracle("nb201", dataset, recipe=TrainRecipe(**setting["recipe"]),
+                            width=int(setting["width"]), depth=int(setting["depth"]))
+    if oracle.dataset.fingerprint() != setting["dataset"].get("fingerprint"):
+        sys.exit(f"{truth_path} was not trained on {dataset}")
+    vals = truth.val_acc
+    order = np.argsort(-vals, kind="stable")
+    top = [int(i) for i in order[:k]]
+    rest = order[k:]
+    control = [int(i) for i in np.random.default_rng(0).choice(rest, size=k, replace=False)]
+    cells = [truth.archs[i] for i in top + control]
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    builder = TruthBuilder(oracle, cells, fresh_seeds, work / "retrained.csv",
+                           {"truth": str(truth_path)})
+    t0 = time.time()
+    builder.run(InlineExecutor(), in_flight=1,
+                on_result=lambda n, rec: print(f"{n}/{builder.total} trained", flush=True))
+    builder.write_csv()
+    fresh = np.nanmean(builder.values("val_acc"), axis=1)
+
+    def rows(idx: list[int], offset: int) -> list[dict]:
+        return [{"cell": truth.archs[i], "truth_rank": int(np.flatnonzero(order == i)[0]) + 1,
+                 "truth_val_acc": float(vals[i]),
+                 "truth_percentile": percentile(vals, vals[i]),
+                 "fresh_val_acc": float(fresh[offset + j]),
+                 "fresh_percentile": percentile(vals, fresh[offset + j])}
+                for j, i in enumerate(idx)]
+
+    top_rows, control_rows = rows(top, 0), rows(control, k)
+
+    def mean(rs: list[dict], key: str) -> float:
+        return float(np.mean([r[key] for r in rs]))
+
+    report = {
+        "truth": str(truth_path), "truth_seeds": truth.seeds, "fresh_seeds": fresh_seeds,
+        "k": k, "seconds": time.time() - t0,
+        "top1_fresh_percentile": top_rows[0]["fresh_percentile"],
+        "top5_fresh_percentile_mean": mean(top_rows[:5], "fresh_percentile"),
+        "topk_fresh_percentile_mean": mean(top_rows, "fresh_percentile"),
+        "topk_fresh_in_top10pct": float(np.mean([r["fresh_percentile"] >= 90
+                                                 for r in top_rows])),
+        "control_truth_percentile_mean": mean(control_rows, "truth_percentile"),
+        "control_fresh_percentile_mean": mean(control_rows, "fresh_percentile"),
+        "top": top_rows, "control": control_rows,
+    }
+    Path(out).write_text(json.dumps(report, indent=1) + "\n")
+    for key, value in report.items():
+        if not isinstance(value, list):
+            print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) not in (6, 7):
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], *sys.argv[6:])
