@@ -33,6 +33,10 @@ def test_search_summary_export_and_resume(cli, base, tmp_path):
 
     code, out, _ = cli("runs", "export", str(run_dir), "--out", str(tmp_path / "e.jsonl"))
     assert code == 0 and len((tmp_path / "e.jsonl").read_text().splitlines()) == 40
+    # an --out named .csv gets the CSV table, not JSON Lines under that name
+    code, out, _ = cli("runs", "export", str(run_dir), "--out", str(tmp_path / "e.csv"))
+    lines = (tmp_path / "e.csv").read_text().splitlines()
+    assert code == 0 and len(lines) == 41 and lines[0].startswith("seq,hash,arch,status")
     code, out, _ = cli("runs", "show", str(run_dir))
     assert code == 0 and "40 ok, 0 failed, 0 pending" in out
 

@@ -76,6 +76,14 @@ def test_auxiliary_head_is_extra_and_used_in_training(darts) -> None:
     aux_net.eval()
     aux_net(torch.randn(2, 3, 32, 32))
     assert aux_net.aux_logits is None
+    # maps under 8 after the second reduction (MNIST's 28x28, 16x16, short signals): the
+    # head pools to 2 instead of failing inside torch
+    aux_net.train()
+    for shape, kind in (((1, 28, 28), "2d"), ((3, 16, 16), "2d"), ((1, 20), "1d")):
+        small = type(aux)(g, width=8, depth=5, in_channels=shape[0], input_kind=kind,
+                          auxiliary=True).train()
+        small(torch.randn(2, *shape))
+        assert small.aux_logits is not None and small.aux_logits.shape == (2, 10)
 
 
 def test_signals_and_any_size(darts) -> None:

@@ -424,7 +424,9 @@ def search_cmd(
                                        "a .npz file (x_train, y_train, ...)."),
     method: str | None = typer.Option(None, "--method",
                                       help="proxy-ea, proxy-darts (default), darts, spos-ea or "
-                                      "gcn-fit; on --resume, the checkpoint's."),
+                                      "gcn-fit; on --resume, the checkpoint's (spos-ea and "
+                                      "gcn-fit share one uniformly trained supernet: name "
+                                      "one)."),
     epochs: int | None = typer.Option(None, "--epochs",
                                       help="Supernet epochs (the search budget) [50]."),
     seed: int | None = typer.Option(None, "--seed",

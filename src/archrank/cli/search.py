@@ -202,8 +202,9 @@ def search(
         None, "--train-seed", help="With --oracle train: seed of the weights and batch order "
         "(default: --seed), recorded in the run."),
     width: int | None = typer.Option(
-        None, "--width", help="With --oracle train: stem channels (default per space and "
-        "dataset: nb201 on mnist1d 16)."),
+        None, "--width", help="With --oracle train: the network's width, stem channels on "
+        "nb201 / nb101, C on darts (stem 3C) (default per space and dataset: nb201 on "
+        "mnist1d 16)."),
     depth: int | None = typer.Option(
         None, "--depth", help="With --oracle train: cells per stage; darts: all cells, at "
         "least 3 (default per space)."),
@@ -553,7 +554,8 @@ def runs_export(
     jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per evaluation "
                                "(the default)."),
     csv: bool = typer.Option(False, "--csv", help="A CSV table, one row per evaluation and a "
-                             "column per metric (readable by bench check / --bench)."),
+                             "column per metric (readable by bench check / --bench); the "
+                             "default for an --out ending in .csv."),
     out: Path | None = typer.Option(None, "--out", help="Write here instead of stdout."),
 ) -> None:
     """Dump a run's evaluations as JSON Lines or CSV, in the order they were proposed.
@@ -569,6 +571,8 @@ def runs_export(
 
     if jsonl and csv:
         raise ArchrankError("give --jsonl or --csv, not both")
+    if not jsonl and out is not None and out.suffix.lower() == ".csv":
+        csv = True  # --out runs.csv means a CSV table, not JSON Lines under that name
     if out is not None:
         check_output(out, "--out", [run_dir])
     with RunStore.open(run_dir, readonly=True) as store:

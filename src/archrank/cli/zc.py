@@ -67,7 +67,8 @@ def zero_cost(
     seed: int = typer.Option(0, "--seed", help="Seed of the sample, the weights and the batch."),
     batch_size: int = typer.Option(64, "--batch-size", help="Examples in the proxy batch."),
     width: int | None = typer.Option(None, "--width", help="Network width (default: by dataset)."),
-    depth: int | None = typer.Option(None, "--depth", help="Cells per stage (default: by data)."),
+    depth: int | None = typer.Option(None, "--depth", help="Cells per stage (nb201), per stack "
+                                     "(nb101), in all (darts, 3 at least); default: by data."),
 ) -> None:
     """Compute zero-cost proxies of N sampled cells on their untrained networks.
 
@@ -116,6 +117,10 @@ def zero_cost(
             f"zero-cost proxies need real networks; choose --space from "
             f"{', '.join(NETWORK_SPACES)}, not {space_name!r}"
         )
+    if depth is not None:  # before the journal and the data (darts needs 3 cells at least)
+        from archrank.nn import check_size
+
+        check_size(space_name, 1 if width is None else width, depth)
     from archrank.bench.journal import BenchJournal, discard, journal_for
     from archrank.datasets import load_dataset
 

@@ -45,9 +45,10 @@ def check_size(space: str, width: int, depth: int) -> None:
     from archrank.errors import ArchrankError
 
     least = MIN_DEPTH.get(space, 1)
-    if width < 1 or depth < least:
-        raise ArchrankError(f"{space} networks need width >= 1 and depth >= {least}, got "
-                            f"width {width}, depth {depth}")
+    if width < 1:
+        raise ArchrankError(f"{space} networks need width >= 1, got width {width}")
+    if depth < least:
+        raise ArchrankError(f"{space} networks need depth >= {least}, got depth {depth}")
 
 
 def build_network(

@@ -134,7 +134,12 @@ class DartsCell(nn.Module):
 
 
 class AuxiliaryHead(nn.Module):
-    """DARTS's CIFAR auxiliary classifier (on the 8x8 maps after the second reduction)."""
+    """DARTS's CIFAR auxiliary classifier (on the 8x8 maps after the second reduction).
+
+    Its 5-wide, stride-3 pooling and 2-wide convolution need maps of 8 at least; a smaller
+    map (28x28 or 16x16 images, short signals) is average-pooled to 2 instead, with the
+    same parameters, so the head works on every input the network takes.
+    """
 
     def __init__(self, kind: str, channels: int, num_classes: int) -> None:
         super().__init__()
@@ -152,7 +157,14 @@ class AuxiliaryHead(nn.Module):
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
+        small = min(x.shape[2:]) < 8
+        for i, layer in enumerate(self.features):
+            if i == 1 and small:  # the pooling: too wide for this map
+                x = (F.adaptive_avg_pool1d(x, 2) if x.dim() == 3 else
+                     F.adaptive_avg_pool2d(x, 2))
+            else:
+                x = layer(x)
+        return self.classifier(torch.flatten(x, 1))
 
 
 class DartsNetwork(nn.Module):

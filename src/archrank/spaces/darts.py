@@ -9,8 +9,9 @@ written the way the DARTS, PC-DARTS and NASLib code prints it::
              reduce=[('max_pool_3x3', 0), ...], reduce_concat=range(2, 6))
 
 (the eight ``(op, input)`` pairs of a cell, two per intermediate node in node order) or as a
-JSON object with the same four fields. Parsing accepts a node that reads one input twice (the
-ENAS genotype does); sampling, mutation and neighbours stay inside the space searched by DARTS
+JSON object with the same four fields. Parsing accepts a node that reads one input twice (as
+the first node of ENAS's cell does; ENAS's own genotype, with five nodes, is outside the
+space and refused); sampling, mutation and neighbours stay inside the space searched by DARTS
 and NAS-Bench-301, whose nodes read two distinct inputs, with every intermediate node
 concatenated. That space has (49 * 1 * 3 * 6 * 10 * 49**3) ~ 1.0e9 cells per cell type, about
 1e18 genotypes: it is sampled, never enumerated.
