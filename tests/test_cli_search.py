@@ -195,3 +195,41 @@ def test_a_run_keeps_the_predictor_defaults_it_was_recorded_with(cli, base, tmp_
                        "--run-dir", str(run_dir))  # the full command again: finished, no clash
     assert code == 0, err
 
+
+
+def test_sparse_tables_seeds_failures_and_a_bare_run_dir(cli, nb201_csv, tmp_path):
+    """--space-from-bench proposes only rows holding the metric; a seed out of range is a
+    one-line error; a stop after failures in a row keeps the summary and says how to go
+    on; `search --run-dir DIR` alone continues the run recorded there."""
+    lines = nb201_csv.read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    col = header.split(",").index("cifar10_test")
+
+    def blank(row: str) -> str:
+        cells = row.split(",")
+        cells[col] = ""
+        return ",".join(cells)
+
+    sparse = tmp_path / "sparse.csv"  # a value on one row in 200
+    sparse.write_text("\n".join([header] + [r if i % 200 == 0 else blank(r)
+                                            for i, r in enumerate(rows)]) + "\n")
+    args = ["--space", "nb201", "--bench", str(sparse), "--metric", "cifar10_test"]
+    code, out, err = cli("search", *args, "--strategy", "random", "--budget", "60",
+                         "--space-from-bench", "--run-dir", str(tmp_path / "s"))
+    assert code == 0, err
+    assert "60 of 60" in out and "failed" not in out
+    code, _, err = cli("search", *args, "--seed", str(2**32), "--budget", "5",
+                       "--run-dir", str(tmp_path / "big"))
+    assert code == 2 and f"--seed must lie in 0..{2**32 - 1}, got {2**32}" in err
+    assert not (tmp_path / "big").exists()
+    # without --space-from-bench nearly every cell of the space fails: stopped at 50 in a
+    # row, with the summary printed and written first
+    run_dir, summary = tmp_path / "f", tmp_path / "f.json"
+    code, out, err = cli("search", *args, "--strategy", "random", "--budget", "400",
+                         "--run-dir", str(run_dir), "--json", str(summary))
+    assert code == 2 and "queries used" in out
+    assert "evaluations in a row failed; stopping" in err
+    assert f"once the cause is fixed, archrank search --resume {run_dir} continues it" in err
+    assert json.loads(summary.read_text())["failed"] >= 50
+    code, out, err = cli("search", "--run-dir", str(tmp_path / "s"))
+    assert code == 0 and "resuming" in err and "(this session)" in out

@@ -22,6 +22,7 @@ import multiprocessing
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
@@ -97,6 +98,13 @@ def process_pool(workers: int, threads: int = 1) -> ProcessPoolExecutor:
     # PR_SET_PDEATHSIG fires when the *thread* that started the worker ends: only arm it when
     # that is the main thread (the pool starts workers from the thread that submits).
     main = threading.current_thread() is threading.main_thread()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    if workers * threads > cores:  # allowed (a worker may wait on I/O), but rarely meant
+        warnings.warn(f"{workers} worker processes x {threads} thread(s) on {cores} core(s): "
+                      "they share the cores (slower each, more memory)", stacklevel=2)
     return ProcessPoolExecutor(max_workers=workers,
                                mp_context=multiprocessing.get_context("spawn"),
                                initializer=worker_init, initargs=(os.getpid(), threads, main))

@@ -233,7 +233,7 @@ def search(
     """
     from archrank.executors import close_now
     from archrank.runs.config import build_oracle, build_strategy
-    from archrank.runs.loop import executor_for, run_search
+    from archrank.runs.loop import TooManyFailures, executor_for, run_search
     from archrank.runs.store import RunStore
 
     if json_out is not None:
@@ -255,6 +255,9 @@ def search(
                "oracle": oracle,
                "oracle_params": _oracle_params(oracle, dataset, epochs, train_seed, supernet,
                                                width, depth)}
+    if (all(v is None for v in options.values()) and resume is None and run_dir is not None
+            and RunStore.exists(run_dir)):
+        resume, run_dir = run_dir, None  # only a run's directory: continue that run
     if all(v is None for v in options.values()) and resume is None:
         options.update(MAIN_JOB, oracle_params=_oracle_params("train", None, None))
     elif options["oracle"] in ("train", "supernet"):
@@ -313,20 +316,27 @@ def search(
         progress.update(task, completed=n_done,
                         best=_fmt(best.objective) if best is not None else "-")
 
+    stopped: TooManyFailures | None = None
     try:
         with progress:
             result = run_search(strat, the_oracle, store, budget=config.budget, executor=executor,
                                 max_in_flight=config.max_in_flight, ordered=config.ordered,
                                 on_result=on_result)
+    except TooManyFailures as exc:  # summarised like an interruption, then the error
+        stopped, result = exc, exc.result()
     finally:
         close_now(executor)
         store.close()
     summary = search_summary(config, result, directory, strat.describe())
+    summary["resumed"] = bool(existing)  # its seconds are this session's
     _print_summary(summary)
     if config.oracle == "train":
         _print_training_summary(summary)
     if json_out is not None:
         write_json(json_out, summary)
+    if stopped is not None:
+        raise ArchrankError(f"{stopped}; the run is kept in {directory}: once the cause is "
+                            f"fixed, archrank search --resume {directory} continues it")
     if result.interrupted:
         raise Interrupted(f"interrupted; resume with: archrank search --resume {directory}")
     failed = [r for r in result.finished if r.status == "failed"]
@@ -387,10 +397,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table.add_row(summary["metric"], _fmt(best["value"]) if best else "-")
     table.add_row("found at query", str(best["found_at_query"]) if best else "-")
     table.add_row("queries used", f"{summary['queries']} of {summary['budget']}"
-                  + (f" ({summary['failed']} failed)" if summary["failed"] else ""))
+                  + (f" ({summary['failed']} failed)" if summary["failed"] else "")
+                  + ("; every candidate cell evaluated" if summary.get("exhausted")
+                     and summary["queries"] < summary["budget"] else ""))
     if summary["run_dir"]:
         table.add_row("run directory", summary["run_dir"])
-    table.add_row("time", f"{summary['seconds']:.1f} s")
+    table.add_row("time", f"{summary['seconds']:.1f} s"
+                  + (" (this session)" if summary.get("resumed") else ""))
     console.print(table)
 
 

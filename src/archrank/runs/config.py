@@ -13,6 +13,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from archrank.errors import ArchrankError, InvalidOption
 from archrank.files import shown
 from archrank.oracles.base import Oracle
@@ -76,6 +78,8 @@ class SearchConfig:
             raise ArchrankError(f"--workers must be at least 1, not {self.max_in_flight}")
         self.max_in_flight = int(self.max_in_flight)
         self.seed = int(self.seed)
+        if not 0 <= self.seed < 2**32:  # what every generator takes (no silent folding)
+            raise ArchrankError(f"--seed must lie in 0..{2**32 - 1}, got {self.seed}")
         if self.bench is not None:
             self.bench = normalise_bench(self.bench)
         if self.space_from_bench and self.bench is None:
@@ -158,21 +162,29 @@ def load_bench(config: SearchConfig) -> Any:
 
 
 @cache
-def _table_candidates(spec: str, space_name: str,
+def _table_candidates(spec: str, space_name: str, metric: str,
                       stamp: tuple[int, int] | None = None) -> CandidateSet:
     bench = _benchmark(spec, space_name, stamp)
+    # only rows that hold the metric: a row without it is a certain failed evaluation
+    rows = np.flatnonzero(np.isfinite(bench.values(metric)))
+    if not len(rows):
+        raise ArchrankError(f"{spec}: no row has a value of {metric!r}")
+    hashes = bench.hashes
     # the search's space, not the table's: a table may carry a narrower vocabulary of the same
     # space (NAS-Bench-Graph's proteins: 5 of the 9 ops), whose op ids the predictor, built on
     # the search's space, would misread
-    return CandidateSet(get_space(space_name), bench.archs, bench.hashes)
+    return CandidateSet(get_space(space_name), [bench.archs[i] for i in rows],
+                        [hashes[i] for i in rows])
 
 
 def candidates_for(config: SearchConfig) -> CandidateSet | None:
-    """The candidate set a search is restricted to (``--space-from-bench``), else ``None``."""
+    """The candidate set a search is restricted to (``--space-from-bench``): the table's cells
+    that have a value of the metric; else ``None``."""
     if not config.space_from_bench:
         return None
     assert config.bench is not None
-    return _table_candidates(config.bench, config.space, _stamp(config.bench))
+    return _table_candidates(config.bench, config.space, config.metric,
+                             _stamp(config.bench))
 
 
 ORACLES = ("table", "train", "supernet")

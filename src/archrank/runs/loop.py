@@ -233,6 +233,15 @@ def replay(strategy: Strategy, store: RunStore) -> ReplayState:
 Callback = Callable[[EvalRecord, int, "EvalRecord | None"], None]
 
 
+class TooManyFailures(ArchrankError):
+    """The search stopped after too many failed evaluations in a row; ``result()`` is what
+    was recorded until then (for the summary)."""
+
+    def __init__(self, message: str, result: Callable[[], SearchResult]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 def run_search(
     strategy: Strategy,
     oracle: Oracle,
@@ -262,7 +271,13 @@ def run_search(
     t0 = time.perf_counter()
     executor = executor or InlineExecutor()
     space = strategy.space
-    state = replay(strategy, store)
+    try:  # a resume first replays every recorded step (refits included): seconds
+        state = replay(strategy, store)
+    except KeyboardInterrupt:  # nothing new happened: the run stands as recorded
+        stopped = SearchResult(sorted(store.records(), key=lambda r: r.seq), oracle.objective)
+        stopped.interrupted = True
+        stopped.seconds = time.perf_counter() - t0
+        return stopped
     records: dict[int, EvalRecord] = {r.seq: r for r in state.records}
     result = SearchResult([], oracle.objective, info={"diverged": state.diverged})
     n_told = state.n_told
@@ -332,9 +347,9 @@ def run_search(
             if on_result is not None:
                 on_result(rec, n_done, best)
             if max_consecutive_failures and failures >= max_consecutive_failures:
-                raise ArchrankError(
+                raise TooManyFailures(
                     f"{failures} evaluations in a row failed; stopping "
-                    f"(last error: {evaluation.error})")
+                    f"(last error: {evaluation.error})", snapshot)
 
     def _lost(exc: BaseException) -> ArchrankError:
         """A worker died (killed for memory...) or the task could not reach one: the
