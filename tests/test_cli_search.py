@@ -230,6 +230,15 @@ def test_sparse_tables_seeds_failures_and_a_bare_run_dir(cli, nb201_csv, tmp_pat
     assert code == 2 and "queries used" in out
     assert "evaluations in a row failed; stopping" in err
     assert f"once the cause is fixed, archrank search --resume {run_dir} continues it" in err
-    assert json.loads(summary.read_text())["failed"] >= 50
+    stopped = json.loads(summary.read_text())
+    assert stopped["failed"] >= 50 and stopped["seconds"] > 0
+    # a recorded seed outside the range (runs of older versions took -1) still resumes
+    from archrank.runs.config import SearchConfig
+
+    assert SearchConfig(space="nb201", bench=str(sparse), metric="cifar10_test",
+                        seed=-1).seed == -1
+    code, _, err = cli("bench", "search", *args, "--strategies", "random", "--budget", "5",
+                       "--seeds", "2", "--first-seed", str(2**32 - 1))
+    assert code == 2 and "goes past the largest seed" in err
     code, out, err = cli("search", "--run-dir", str(tmp_path / "s"))
     assert code == 0 and "resuming" in err and "(this session)" in out

@@ -220,3 +220,14 @@ def test_a_released_lock_leaves_no_file_and_a_held_one_refuses(tmp_path):
     lock_path(out).write_text("")
     hold_lock(out, "the score table").close()
     assert not lock_path(out).exists()
+    # a finished job's journal goes without touching a lock another job holds now
+    from archrank.bench.journal import discard
+
+    journal = tmp_path / "b.json.journal.jsonl"
+    journal.write_text("")
+    held = hold_lock(journal, "the bench journal")
+    discard(journal)
+    assert not journal.exists() and lock_path(journal).exists()
+    with pytest.raises(ArchrankError, match="in use"):
+        hold_lock(journal, "the bench journal")
+    held.close()

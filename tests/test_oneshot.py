@@ -473,3 +473,17 @@ def test_score_tables_refuse_infinite_scores_and_repeated_cells(tmp_path):
 
     with pytest.raises(ArchrankError, match="--max-params must be a number of at least 0"):
         feasible({"params": np.array([1.0])}, max_params=float("nan"))
+
+
+def test_a_supernet_scoring_every_sample_alike_is_said_so(monkeypatch):
+    """A barely trained supernet can give every sampled cell the same accuracy: the fit
+    says what happened and what to change, not a predictor's generic refusal."""
+    import archrank.oneshot.fit as fit_mod
+
+    monkeypatch.setattr(fit_mod, "score_archs", lambda scorer, codes, executor, on_done=None:
+                        {"val_acc": np.full(len(codes), 10.0), "val_loss": np.full(len(codes),
+                                                                                  2.3)})
+    with pytest.raises(ArchrankError, match=r"the supernet scores all 3 sampled cells alike "
+                       r"\(val_acc 10\): nothing to fit; .* or score by val_loss"):
+        fit_mod._score_and_fit(None, np.zeros((3, 6)), None, [], "gcn", "val_acc", 0, None,
+                               None, None, {}, 0.0)

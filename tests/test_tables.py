@@ -388,3 +388,13 @@ def test_a_numeric_dataset_column_also_counts_as_mixed(tmp_path: Path) -> None:
     with pytest.raises(ArchrankError, match=r"mixes 2 datasets in column 'dataset' \(10, 100\)"):
         load_benchmark(path, "nb201", one_table=True)
     assert len(load_benchmark(f"{path}?dataset=10", "nb201", one_table=True)) == 1
+
+
+def test_the_oracle_names_mixed_datasets_before_repeats(nb201_zc_csv: Path) -> None:
+    """nb201_zc.csv holds each cell once per dataset: the oracle says to pick a dataset,
+    not to average repeats."""
+    with pytest.warns(UserWarning):
+        bench = load_benchmark(nb201_zc_csv, "nb201")
+    with pytest.raises(ArchrankError, match=r"mixes 2 datasets in column 'dataset'"):
+        TabularOracle(bench, "val_acc")
+    TabularOracle(load_benchmark(f"{nb201_zc_csv}?dataset=cifar10", "nb201"), "val_acc")

@@ -104,7 +104,8 @@ def process_pool(workers: int, threads: int = 1) -> ProcessPoolExecutor:
         cores = os.cpu_count() or 1
     if workers * threads > cores:  # allowed (a worker may wait on I/O), but rarely meant
         warnings.warn(f"{workers} worker processes x {threads} thread(s) on {cores} core(s): "
-                      "they share the cores (slower each, more memory)", stacklevel=2)
+                      "they share the cores (slower each, more memory; --workers sets how "
+                      "many)", stacklevel=2)
     return ProcessPoolExecutor(max_workers=workers,
                                mp_context=multiprocessing.get_context("spawn"),
                                initializer=worker_init, initargs=(os.getpid(), threads, main))

@@ -61,6 +61,9 @@ def check_seeds(seeds: int, first: int = 0) -> list[int]:
         raise ArchrankError(f"--seeds must be at least 1, got {seeds}")
     if first < 0:
         raise ArchrankError(f"--first-seed must be at least 0, got {first}")
+    if first + seeds - 1 >= 2**32:
+        raise ArchrankError(f"--first-seed {first} with --seeds {seeds} goes past the largest "
+                            f"seed, {2**32 - 1}")
     return list(range(first, first + seeds))
 
 

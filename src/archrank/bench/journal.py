@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from archrank.errors import ArchrankError
-from archrank.files import atomic_path, hold_lock, lock_path, read_journal
+from archrank.files import atomic_path, hold_lock, read_journal
 
 FORMAT = "archrank-bench-journal-1"
 
@@ -35,11 +35,11 @@ def journal_for(out: str | os.PathLike[str] | None,
 
 
 def discard(path: Path | None) -> None:
-    """Remove a finished job's journal (its output now holds every result) and the journal's
-    lock file, which guarded nothing else."""
+    """Remove a finished job's journal (its output now holds every result); its lock file
+    went when the journal's lock was released (``files.FileLock``), and one another job
+    holds now is not this job's to remove."""
     if path is not None:
         path.unlink(missing_ok=True)
-        lock_path(path).unlink(missing_ok=True)
 
 
 class BenchJournal:

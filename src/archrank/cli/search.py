@@ -185,7 +185,8 @@ def search(
     sets: list[str] | None = typer.Option(
         None, "--set", help="Strategy option, e.g. explore=0.2 or predictor.epochs=50."),
     run_dir: Path | None = typer.Option(None, "--run-dir",
-                                        help="Run directory (default runs/NAME-...)."),
+                                        help="Run directory (default runs/NAME-...); "
+                                        "given alone, continues the run recorded there."),
     resume: Path | None = typer.Option(None, "--resume",
                                        help="Continue the run in this directory."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the summary here."),
@@ -238,6 +239,8 @@ def search(
 
     if json_out is not None:
         check_output(json_out, "--json", [bench, run_dir, resume])
+    if seed is not None and not 0 <= seed < 2**32:  # what every generator takes, unfolded
+        raise ArchrankError(f"--seed must lie in 0..{2**32 - 1}, got {seed}")
     if filters and bench is None:
         raise ArchrankError("--filter applies to the --bench table; give --bench too")
     if oracle is None and resume is None and any(

@@ -275,6 +275,12 @@ def _score_and_fit(scorer: SubnetScorer, codes: np.ndarray, graphs: Any, archs: 
                          on_done=(lambda d: on_scored(d, len(codes))) if on_scored else None)
     seconds["score"] = time.perf_counter() - start
     y = scores[metric] if metric == "val_acc" else -scores[metric]
+    if len(y) and np.all(y == y[0]):
+        other = "val_loss" if metric == "val_acc" else "val_acc"
+        raise ArchrankError(
+            f"the supernet scores all {len(y)} sampled cells alike ({metric} "
+            f"{float(scores[metric][0]):g}): nothing to fit; train it longer, score on more "
+            f"validation samples, or score by {other}")
     start = time.perf_counter()
     model = make_predictor(predictor, scorer.supernet.space, seed=seed,
                            **(predictor_params or {}))

@@ -14,6 +14,7 @@ import numpy as np
 
 from archrank.oracles.base import Evaluation, Oracle
 from archrank.spaces.base import SearchSpace
+from archrank.tables import check_one_table
 from archrank.tables.table import TabularBenchmark
 
 
@@ -28,6 +29,7 @@ class TabularOracle(Oracle):
     def __init__(self, bench: TabularBenchmark, metric: str,
                  missing: Literal["raise", "fail"] = "raise") -> None:
         bench.scores(metric)  # a known column of finite scores (one-line error otherwise)
+        check_one_table(bench, bench.source)  # a cell of two datasets is no repeat to fix
         bench.check_repeats_agree(metric)
         if missing not in ("raise", "fail"):
             raise ValueError(f"missing must be 'raise' or 'fail', not {missing!r}")

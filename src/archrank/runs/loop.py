@@ -299,6 +299,7 @@ def run_search(
 
     def snapshot() -> SearchResult:
         result.records = [records[s] for s in sorted(records)]
+        result.seconds = time.perf_counter() - t0
         return result
 
     payload = for_executor(oracle, executor)
