@@ -392,3 +392,29 @@ def test_darts_search_depth_and_resume_from_the_checkpoint(cli, tmp_path) -> Non
     assert status == 0, err
     status, _, err = cli("oneshot", "search", "--resume", ckpt)  # space and method: its own
     assert status == 0, err
+
+
+def test_canonical_genotype_is_one_per_hash(darts) -> None:
+    """Pair swaps and node renumberings give one canonical genotype, with the same hash;
+    it is a fixed point. (The zero-cost cache computes a hash's proxies on it, so two fills
+    in different orders store the same values.)"""
+    import itertools
+
+    rng = np.random.default_rng(7)
+    for g in darts.sample(200, rng):
+        c = darts.canonical(g)
+        assert darts.hash(c) == darts.hash(g) and darts.canonical(c) == c
+        pairs = [list(g.normal[2 * k:2 * k + 2]) for k in range(4)]
+        for order in itertools.permutations(range(4)):  # every valid renumbering
+            new = {2 + old: 2 + pos for pos, old in enumerate(order)}
+            moved = [None] * 4
+            for pos, old in enumerate(order):
+                moved[pos] = [(op, new.get(i, i)) for op, i in pairs[old]][::-1]
+            if any(i >= 2 + pos for pos, node in enumerate(moved) for _, i in node):
+                continue  # a node would read a later one: not a genotype
+            twin = Genotype(tuple(p for node in moved for p in node), ALL_CONCAT,
+                            g.reduce, g.reduce_concat)
+            assert darts.hash(twin) == darts.hash(g)
+            assert darts.canonical(twin) == c
+    v2 = darts.parse(DARTS_V2)
+    assert darts.hash(darts.canonical(v2)) == darts.hash(v2)

@@ -47,8 +47,9 @@ FORMAT = 1
 # of serving stale values. Files from before the field existed are version 1.
 CODE_VERSION = 1
 # per space where it moved alone: darts 2 (session 12) counts the ReLU of the factorized
-# reductions in nwot (an F.relu the kernel hook did not see)
-SPACE_CODE_VERSION = {"darts": 2}
+# reductions in nwot (an F.relu the kernel hook did not see); darts 3 (session 13) scores a
+# hash on its canonical genotype (before: whichever equivalent genotype came first)
+SPACE_CODE_VERSION = {"darts": 3}
 
 
 def code_version(space: str) -> int:

@@ -240,40 +240,68 @@ def cell_codes(ops: np.ndarray, srcs: np.ndarray, concat: np.ndarray) -> np.ndar
     """Canonical integer code of each cell: equal exactly for equivalent cells.
 
     ops, srcs: int [B, 8] (op index, input node of each pair); concat: bool [B, 6] (which
-    nodes the output concatenates). Returns int64 [B].
+    nodes the output concatenates). Returns int64 [B]: the least code over the renumberings
+    of the intermediate nodes that keep every live node after the nodes it reads.
     """
-    b = ops.shape[0]
-    # liveness: a node is live if the output or a live node reads it (reverse node order)
+    live = _live(srcs, concat)
+    best = np.full(ops.shape[0], np.iinfo(np.int64).max, dtype=np.int64)
+    for perm in _PERMS:
+        code, ok = _perm_code(ops, srcs, concat, live, perm)
+        best = np.where(ok & (code < best), code, best)
+    return best
+
+
+def _live(srcs: np.ndarray, concat: np.ndarray) -> np.ndarray:
+    """bool [B, 6]: a node is live if the output or a live node reads it."""
+    b = srcs.shape[0]
     live = concat.copy()
-    for node in range(_NODES - 1, NUM_INPUTS - 1, -1):
+    for node in range(_NODES - 1, NUM_INPUTS - 1, -1):  # reverse node order
         k = 2 * (node - NUM_INPUTS)
         for s in (k, k + 1):
             live[np.arange(b), srcs[:, s]] |= live[:, node]
-    best = np.full(b, np.iinfo(np.int64).max, dtype=np.int64)
+    return live
+
+
+def _perm_code(ops: np.ndarray, srcs: np.ndarray, concat: np.ndarray, live: np.ndarray,
+               perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The code of each cell with its nodes renumbered by ``perm`` (``perm[old] = new``),
+    and whether that numbering keeps every live node after the nodes it reads."""
+    b = ops.shape[0]
     base = _PAIR_CODES * _PAIR_CODES + 1
-    for perm in _PERMS:
-        new_src = perm[srcs]                                   # [B, 8]
-        pair = ops * _NODES + new_src
-        lo = np.minimum(pair[:, 0::2], pair[:, 1::2])
-        hi = np.maximum(pair[:, 0::2], pair[:, 1::2])
-        node_code = lo * _PAIR_CODES + hi + 1                  # [B, 4] by old node
-        node_code[~live[:, NUM_INPUTS:]] = 0                   # dead nodes code alike
-        node_new = perm[NUM_INPUTS:] - NUM_INPUTS              # new position of old node
-        # topological: every live node reads only nodes placed before it
-        reads = new_src.reshape(b, NUM_INTERMEDIATE, 2)
-        ok = ((reads < perm[NUM_INPUTS:][None, :, None]).all(2)
-              | ~live[:, NUM_INPUTS:]).all(1)
-        ordered = np.empty_like(node_code)
-        ordered[:, node_new] = node_code
-        code = np.zeros(b, dtype=np.int64)
-        for pos in range(NUM_INTERMEDIATE):
-            code = code * base + ordered[:, pos]
-        out_mask = np.zeros(b, dtype=np.int64)                 # which new nodes are concatenated
-        for old in range(NUM_INTERMEDIATE):
-            out_mask |= concat[:, NUM_INPUTS + old].astype(np.int64) << node_new[old]
-        code = code * 16 + out_mask
-        best = np.where(ok & (code < best), code, best)
-    return best
+    new_src = perm[srcs]                                   # [B, 8]
+    pair = ops * _NODES + new_src
+    lo = np.minimum(pair[:, 0::2], pair[:, 1::2])
+    hi = np.maximum(pair[:, 0::2], pair[:, 1::2])
+    node_code = lo * _PAIR_CODES + hi + 1                  # [B, 4] by old node
+    node_code[~live[:, NUM_INPUTS:]] = 0                   # dead nodes code alike
+    node_new = perm[NUM_INPUTS:] - NUM_INPUTS              # new position of old node
+    reads = new_src.reshape(b, NUM_INTERMEDIATE, 2)
+    ok = ((reads < perm[NUM_INPUTS:][None, :, None]).all(2) | ~live[:, NUM_INPUTS:]).all(1)
+    ordered = np.empty_like(node_code)
+    ordered[:, node_new] = node_code
+    code = np.zeros(b, dtype=np.int64)
+    for pos in range(NUM_INTERMEDIATE):
+        code = code * base + ordered[:, pos]
+    out_mask = np.zeros(b, dtype=np.int64)                 # which new nodes are concatenated
+    for old in range(NUM_INTERMEDIATE):
+        out_mask |= concat[:, NUM_INPUTS + old].astype(np.int64) << node_new[old]
+    return code * 16 + out_mask, ok
+
+
+def _canonical_perm(ops: np.ndarray, srcs: np.ndarray, concat: np.ndarray) -> int:
+    """Index in ``_PERMS`` of the renumbering of one cell (ops, srcs [8], concat [6]) whose
+    code ``cell_codes`` takes, among those where every node, live or not, reads only nodes
+    placed before it (a valid genotype; the first such on ties)."""
+    ops, srcs, concat = ops[None], srcs[None], concat[None]
+    live = _live(srcs, concat)
+    best, pick = None, 0
+    for n, perm in enumerate(_PERMS):
+        if not (perm[srcs].reshape(NUM_INTERMEDIATE, 2) < perm[NUM_INPUTS:, None]).all():
+            continue
+        code = int(_perm_code(ops, srcs, concat, live, perm)[0][0])
+        if best is None or code < best:
+            best, pick = code, n
+    return pick
 
 
 class DartsSpace(SearchSpace[Genotype]):
@@ -379,6 +407,29 @@ class DartsSpace(SearchSpace[Genotype]):
 
     def hash(self, arch: Genotype) -> str:
         return self.hash_many([arch])[0]
+
+    def canonical(self, arch: Genotype) -> Genotype:
+        """The representative of the genotypes that hash alike: in each cell the intermediate
+        nodes renumbered by the order ``cell_codes`` minimises and each node's two pairs
+        sorted, so input-pair swaps and node renumberings give one genotype (and a value
+        computed once per hash, such as a zero-cost proxy, the same network whichever
+        member came first). A node no output depends on keeps its pairs and stays where
+        every node still reads earlier ones."""
+        a = self.arrays([arch])
+        names, cells = DARTS_OPS, []
+        for c in range(2):
+            ops, srcs, concat = a["ops"][0, c], a["srcs"][0, c], a["concat"][0, c]
+            perm = _PERMS[_canonical_perm(ops, srcs, concat)]
+            nodes: list[list[tuple[int, int]]] = [[] for _ in range(NUM_INTERMEDIATE)]
+            for k in range(NUM_PAIRS):
+                nodes[perm[NUM_INPUTS + k // 2] - NUM_INPUTS].append(
+                    (int(ops[k]), int(perm[srcs[k]])))
+            pairs = [(names[o], i) for node in nodes
+                     for o, i in sorted(node, key=lambda p: p[0] * _NODES + p[1])]
+            cells.append((tuple(pairs), tuple(sorted(int(perm[n])
+                                                     for n in np.flatnonzero(concat)))))
+        return make_genotype({"normal": cells[0][0], "normal_concat": cells[0][1],
+                              "reduce": cells[1][0], "reduce_concat": cells[1][1]})
 
     def validate(self, arch: Genotype) -> Genotype:
         if not isinstance(arch, Genotype):
