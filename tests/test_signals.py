@@ -237,3 +237,24 @@ def test_bench_predictor_can_leave_the_training_cells_twins_out(nb201_csv):
     assert kept.runs[0]["test_size"] == len(test)
     assert dropped.runs[0]["test_size"] == len(test) - twins
     assert dropped.to_json()["settings"]["drop_twins"] is True
+
+
+def test_an_interrupted_command_ignores_a_second_ctrl_c_while_it_exits(monkeypatch):
+    """Worker pools' finalizers run at exit; a second Ctrl-C there printed a traceback."""
+    import signal
+
+    import archrank.cli as cli_mod
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for status, ignored in ((130, True), (2, False)):
+            for s, h in before.items():
+                signal.signal(s, h)
+            monkeypatch.setattr(cli_mod, "run", lambda argv=None, status=status: status)
+            with pytest.raises(SystemExit) as exc:
+                cli_mod.main([])
+            assert exc.value.code == status
+            assert (signal.getsignal(signal.SIGINT) is signal.SIG_IGN) == ignored
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)

@@ -181,5 +181,13 @@ def _stdout_for_data(args: list[str]) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``archrank`` script."""
-    sys.exit(run(argv))
+    """Entry point of the ``archrank`` script. After an interruption the process only shuts
+    down (worker pools' finalizers run at exit): a second Ctrl-C then would print a
+    traceback from inside them, so further SIGINT / SIGTERM are ignored (SIGKILL still
+    works)."""
+    status = run(argv)
+    if status > 128:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, OSError):  # not the main thread
+                signal.signal(sig, signal.SIG_IGN)
+    sys.exit(status)
