@@ -484,6 +484,6 @@ def test_a_supernet_scoring_every_sample_alike_is_said_so(monkeypatch):
                         {"val_acc": np.full(len(codes), 10.0), "val_loss": np.full(len(codes),
                                                                                   2.3)})
     with pytest.raises(ArchrankError, match=r"the supernet scores all 3 sampled cells alike "
-                       r"\(val_acc 10\): nothing to fit; .* or score by val_loss"):
+                       r"\(val_acc 10\): nothing to fit; .* or by val_loss \(--score val_loss\)"):
         fit_mod._score_and_fit(None, np.zeros((3, 6)), None, [], "gcn", "val_acc", 0, None,
                                None, None, {}, 0.0)

@@ -91,7 +91,8 @@ def worker_init(parent: int, threads: int = 1, pdeathsig: bool = True) -> None:
     torch.set_num_threads(threads)
 
 
-def process_pool(workers: int, threads: int = 1) -> ProcessPoolExecutor:
+def process_pool(workers: int, threads: int = 1,
+                 option: str = "--workers") -> ProcessPoolExecutor:
     """A pool of ``workers`` fresh ("spawn") processes set up by ``worker_init``."""
     import os
 
@@ -104,7 +105,7 @@ def process_pool(workers: int, threads: int = 1) -> ProcessPoolExecutor:
         cores = os.cpu_count() or 1
     if workers * threads > cores:  # allowed (a worker may wait on I/O), but rarely meant
         warnings.warn(f"{workers} worker processes x {threads} thread(s) on {cores} core(s): "
-                      "they share the cores (slower each, more memory; --workers sets how "
+                      f"they share the cores (slower each, more memory; {option} sets how "
                       "many)", stacklevel=2)
     return ProcessPoolExecutor(max_workers=workers,
                                mp_context=multiprocessing.get_context("spawn"),

@@ -273,7 +273,7 @@ def _run_all(todo: list[SearchConfig], jobs: int, threads: int, stop_at_optimum:
         except Exception as exc:  # the finished seeds are kept, as on Ctrl-C
             raise _failed(report(), total, exc) from exc
     else:
-        pool = process_pool(jobs, threads)
+        pool = process_pool(jobs, threads, option="--jobs")
         futures = [pool.submit(run_one, cfg, threads, stop_at_optimum) for cfg in todo]
         taken = 0
         try:

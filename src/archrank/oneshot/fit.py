@@ -280,7 +280,7 @@ def _score_and_fit(scorer: SubnetScorer, codes: np.ndarray, graphs: Any, archs: 
         raise ArchrankError(
             f"the supernet scores all {len(y)} sampled cells alike ({metric} "
             f"{float(scores[metric][0]):g}): nothing to fit; train it longer, score on more "
-            f"validation samples, or score by {other}")
+            f"validation samples (--val-samples), or by {other} (--score {other})")
     start = time.perf_counter()
     model = make_predictor(predictor, scorer.supernet.space, seed=seed,
                            **(predictor_params or {}))

@@ -291,16 +291,21 @@ def _perm_code(ops: np.ndarray, srcs: np.ndarray, concat: np.ndarray, live: np.n
 def _canonical_perm(ops: np.ndarray, srcs: np.ndarray, concat: np.ndarray) -> int:
     """Index in ``_PERMS`` of the renumbering of one cell (ops, srcs [8], concat [6]) whose
     code ``cell_codes`` takes, among those where every node, live or not, reads only nodes
-    placed before it (a valid genotype; the first such on ties)."""
+    placed before it (a valid genotype). Dead nodes all code alike, so ties among such
+    orders are broken by the code that reads every node as live: where the dead nodes go
+    then depends on what they hold, not on how the input numbered them (the network builds
+    them too)."""
     ops, srcs, concat = ops[None], srcs[None], concat[None]
     live = _live(srcs, concat)
+    every = np.ones_like(live)
     best, pick = None, 0
     for n, perm in enumerate(_PERMS):
         if not (perm[srcs].reshape(NUM_INTERMEDIATE, 2) < perm[NUM_INPUTS:, None]).all():
             continue
-        code = int(_perm_code(ops, srcs, concat, live, perm)[0][0])
-        if best is None or code < best:
-            best, pick = code, n
+        key = (int(_perm_code(ops, srcs, concat, live, perm)[0][0]),
+               int(_perm_code(ops, srcs, concat, every, perm)[0][0]))
+        if best is None or key < best:
+            best, pick = key, n
     return pick
 
 
