@@ -206,7 +206,7 @@ def test_a_failed_search_keeps_the_finished_seeds_of_a_parallel_bench(nb201_csv,
         return real(cfg, threads, stop_at_optimum)
 
     monkeypatch.setattr(bench, "run_one", run_one)
-    monkeypatch.setattr(bench, "process_pool", lambda jobs, threads: ThreadPoolExecutor(1))
+    monkeypatch.setattr(bench, "process_pool", lambda jobs, threads, **kw: ThreadPoolExecutor(1))
     base = SearchConfig(space="nb201", bench=str(nb201_csv), metric="cifar10_test",
                         budget=10)
     for jobs in (2, 1):  # in worker processes or in this one alike
