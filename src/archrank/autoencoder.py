@@ -45,6 +45,7 @@ from torch import nn
 
 from archrank.encodings import onehot, path_encoding, path_encoding_size
 from archrank.errors import ArchrankError
+from archrank.params import check_seed
 from archrank.predictors.base import check_graphs, check_params, load_torch_file
 from archrank.spaces.base import GraphBatch, SearchSpace
 
@@ -352,9 +353,8 @@ class GraphAutoEncoder:
                  **params: Any) -> None:
         hp = check_params("graph auto-encoder", params, AE_DEFAULTS)
         self.space = space
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-            raise ArchrankError(f"graph auto-encoder: seed must be an integer, got {seed!r}")
-        self.seed = int(seed) % 2**32  # what torch and numpy take (any int, as predictors)
+        # folded into what torch and numpy take (any int, as predictors)
+        self.seed = check_seed("graph auto-encoder", seed) % 2**32
         self.hp: dict[str, Any] = hp
         if self.hp["encoder"] not in ENCODERS:
             raise ArchrankError(f"unknown encoder {self.hp['encoder']!r}; choose one of: "

@@ -91,6 +91,16 @@ def worker_init(parent: int, threads: int = 1, pdeathsig: bool = True) -> None:
     torch.set_num_threads(threads)
 
 
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the host's total)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def process_pool(workers: int, threads: int = 1,
                  option: str = "--workers") -> ProcessPoolExecutor:
     """A pool of ``workers`` fresh ("spawn") processes set up by ``worker_init``."""
@@ -99,10 +109,7 @@ def process_pool(workers: int, threads: int = 1,
     # PR_SET_PDEATHSIG fires when the *thread* that started the worker ends: only arm it when
     # that is the main thread (the pool starts workers from the thread that submits).
     main = threading.current_thread() is threading.main_thread()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
+    cores = available_cores()
     if workers * threads > cores:  # allowed (a worker may wait on I/O), but rarely meant
         warnings.warn(f"{workers} worker processes x {threads} thread(s) on {cores} core(s): "
                       f"they share the cores (slower each, more memory; {option} sets how "

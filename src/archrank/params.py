@@ -43,6 +43,14 @@ AT_LEAST_ONE = frozenset({"epochs", "batch_size", "ensemble", "max_fit_steps", "
 POSITIVE = frozenset({"lr"})
 
 
+def check_seed(owner: str, seed: Any) -> int:
+    """``seed`` as an int (any size: a model folds it into what its libraries take); a
+    one-line error naming ``owner`` for anything else (a float, a bool, a string)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ArchrankError(f"{owner}: seed must be an integer, got {seed!r}")
+    return int(seed)
+
+
 def _kind(value: Any) -> str:
     if isinstance(value, (bool, type(None))):
         return {True: "true", False: "false", None: "null"}[value]

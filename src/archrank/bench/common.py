@@ -24,7 +24,7 @@ def machine_info() -> dict[str, Any]:
     """Where a benchmark ran: enough to compare timings across machines."""
     import torch
 
-    from archrank.predictors.neural import available_cores
+    from archrank.executors import available_cores
 
     return {
         "platform": platform.platform(),

@@ -85,8 +85,9 @@ def check_report(spec: str, space_name: str, metric: str | None = None,
                                                                  str(float(col[j]))]}
             for i, j in conflicts[:show]]
         # the best value a query can get: a later row repeating a cell's text never answers
-        finite = np.isfinite(col)
-        finite[np.setdiff1d(np.arange(len(col)), bench.answering_rows())] = False
+        finite = np.zeros(len(col), dtype=bool)
+        finite[bench.answering_rows()] = True
+        finite &= np.isfinite(col)
         if finite.any():
             i = int(np.flatnonzero(finite)[np.argmax(col[finite])])
             info.update({"min": float(col[finite].min()), "max": float(col[i]),

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from archrank.errors import ArchrankError, first_line
-from archrank.params import check_kwargs
+from archrank.params import check_kwargs, check_seed
 from archrank.spaces import get_space
 from archrank.spaces.base import GraphBatch, SearchSpace
 
@@ -189,10 +189,7 @@ class Predictor(ABC):
 
     def __init__(self, space: SearchSpace | str, *, seed: int = 0, **params: Any) -> None:
         self.space = get_space(space) if isinstance(space, str) else space
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-            raise ArchrankError(f"predictor {self.name!r}: seed must be an integer, got "
-                                f"{seed!r}")
-        self.seed = int(seed)
+        self.seed = check_seed(f"predictor {self.name!r}", seed)
         self.params = params
         self.fitted_ = False
         self.arch_inputs = signal_names(params.get("arch_inputs"), space)

@@ -36,8 +36,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from archrank.errors import ArchrankError
+from archrank.executors import available_cores
 from archrank.predictors.gates_rows import CellRows, RowProgram, plan_rows
-from archrank.predictors.neural import NeuralPredictor, available_cores
+from archrank.predictors.neural import NeuralPredictor
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 READOUTS = ("output", "concat", "concat_mean")

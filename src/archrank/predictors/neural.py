@@ -30,7 +30,6 @@ seeded from ``seed``, so a fit is deterministic and leaves the caller's global R
 from __future__ import annotations
 
 import copy
-import os
 from abc import abstractmethod
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +41,7 @@ import torch
 from torch import nn
 
 from archrank.errors import ArchrankError, InvalidOption, first_line
+from archrank.executors import available_cores
 from archrank.predictors.base import Predictor, check_graphs, check_params, default_device
 from archrank.predictors.losses import LOSSES, make_loss
 from archrank.spaces.base import GraphBatch, SearchSpace
@@ -113,14 +113,6 @@ def auto_lr(batch_size: int, lr: float | None = None) -> float:
     if lr is not None:
         return float(lr)
     return 1e-3 * max(1.0, batch_size / 64) ** 0.8
-
-
-def available_cores() -> int:
-    """Cores this process may run on (the affinity mask, not the host's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def configure_threads(threads: int | None, *, small_work: bool = False) -> int:

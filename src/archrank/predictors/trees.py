@@ -74,8 +74,7 @@ class TreePredictor(Predictor):
             try:
                 encodings.path_vocabulary(self.space)
             except ArchrankError as exc:
-                raise ArchrankError(f"predictor {self.name!r}: {exc}; use "
-                                    f"{self.name.removesuffix('_path')} (one-hot) here") from None
+                raise ArchrankError(f"predictor {self.name!r}: {exc}") from None
 
     def _check_ranges(self) -> None:
         """The libraries check their arguments only when fitting: check them before work."""

@@ -274,7 +274,7 @@ def run_search(
     try:  # a resume first replays every recorded step (refits included): seconds
         state = replay(strategy, store)
     except KeyboardInterrupt:  # nothing new happened: the run stands as recorded
-        stopped = SearchResult(sorted(store.records(), key=lambda r: r.seq), oracle.objective)
+        stopped = SearchResult(store.records(), oracle.objective)  # in proposal order
         stopped.interrupted = True
         stopped.seconds = time.perf_counter() - t0
         return stopped
@@ -464,5 +464,4 @@ def run_search(
             if slot.future is not None:
                 slot.future.cancel()
         stop_pool(executor)
-    result.seconds = time.perf_counter() - t0
     return snapshot()

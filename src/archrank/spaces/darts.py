@@ -300,10 +300,10 @@ def _canonical_perm(ops: np.ndarray, srcs: np.ndarray, concat: np.ndarray) -> in
     every = np.ones_like(live)
     best, pick = None, 0
     for n, perm in enumerate(_PERMS):
-        if not (perm[srcs].reshape(NUM_INTERMEDIATE, 2) < perm[NUM_INPUTS:, None]).all():
+        every_code, valid = _perm_code(ops, srcs, concat, every, perm)  # all nodes ordered?
+        if not valid[0]:
             continue
-        key = (int(_perm_code(ops, srcs, concat, live, perm)[0][0]),
-               int(_perm_code(ops, srcs, concat, every, perm)[0][0]))
+        key = (int(_perm_code(ops, srcs, concat, live, perm)[0][0]), int(every_code[0]))
         if best is None or key < best:
             best, pick = key, n
     return pick
@@ -418,8 +418,8 @@ class DartsSpace(SearchSpace[Genotype]):
         nodes renumbered by the order ``cell_codes`` minimises and each node's two pairs
         sorted, so input-pair swaps and node renumberings give one genotype (and a value
         computed once per hash, such as a zero-cost proxy, the same network whichever
-        member came first). A node no output depends on keeps its pairs and stays where
-        every node still reads earlier ones."""
+        member came first). A node no output depends on keeps its pairs; it goes where every
+        node still reads earlier ones, placed by what it holds (``_canonical_perm``)."""
         a = self.arrays([arch])
         names, cells = DARTS_OPS, []
         for c in range(2):

@@ -131,17 +131,26 @@ def _selected(bench: TabularBenchmark, filters: dict[str, str], spec: str) -> np
     return kept
 
 
-def check_one_table(bench: TabularBenchmark, spec: str) -> None:
+def mixed_datasets(bench: TabularBenchmark, spec: str) -> str | None:
+    """What is wrong with a table whose rows come from several datasets (a ``dataset`` or
+    ``task`` column with more than one value), or ``None``."""
     for col in MIX_COLUMNS:
         if col in bench.text_columns or col in bench.metrics:
             values = (sorted(set(bench.text(col))) if col in bench.text_columns else
                       [f"{v:g}" for v in np.unique(bench.values(col))])
             if len(values) > 1:
                 shown = ", ".join(values[:6]) + (", ..." if len(values) > 6 else "")
-                raise ArchrankError(
-                    f"{spec} mixes {len(values)} datasets in column {col!r} ({shown}); "
-                    f"choose one with --filter {col}={values[0]} (in Python, a "
-                    f"'?{col}={values[0]}' suffix on the path)")
+                return (f"{spec} mixes {len(values)} datasets in column {col!r} ({shown}); "
+                        f"choose one with --filter {col}={values[0]} (in Python, a "
+                        f"'?{col}={values[0]}' suffix on the path)")
+    return None
+
+
+def check_one_table(bench: TabularBenchmark, spec: str) -> None:
+    """One-line error for a table mixing datasets (``mixed_datasets``)."""
+    problem = mixed_datasets(bench, spec)
+    if problem is not None:
+        raise ArchrankError(problem)
 
 
 def load_benchmark(spec: str | Path, space: SearchSpace | str, *,
@@ -160,10 +169,9 @@ def load_benchmark(spec: str | Path, space: SearchSpace | str, *,
     if one_table:
         check_one_table(bench, str(spec))
     elif not mixed_ok:  # the library keeps every row, but says when a cell means two
-        try:
-            check_one_table(bench, str(spec))
-        except ArchrankError as exc:
-            warnings.warn(f"{exc}; every row is kept", stacklevel=2)
+        problem = mixed_datasets(bench, str(spec))
+        if problem is not None:
+            warnings.warn(f"{problem}; every row is kept", stacklevel=2)
     return bench
 
 

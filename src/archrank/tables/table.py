@@ -451,14 +451,17 @@ class TableScan:
     """What a lenient read found: the valid rows as a benchmark, and the problems.
 
     ``recorded_hashes`` is the file's own ``hash`` of each valid row (``None`` where it has
-    none); ``lines`` the line of each valid row.
+    none); ``lines`` the line of each valid row (the benchmark's own).
     """
 
     bench: TabularBenchmark
     rows: int
     problems: list[RowProblem] = field(default_factory=list)
     recorded_hashes: list[str | None] | None = None
-    lines: list[int] | None = None
+
+    @property
+    def lines(self) -> list[int] | None:
+        return self.bench.lines
 
     @property
     def valid(self) -> int:
@@ -469,8 +472,7 @@ class TableScan:
         pick = [int(i) for i in rows]
         return TableScan(
             self.bench.subset(rows), len(pick) + self.invalid, self.problems,
-            None if self.recorded_hashes is None else [self.recorded_hashes[i] for i in pick],
-            None if self.lines is None else [self.lines[i] for i in pick])
+            None if self.recorded_hashes is None else [self.recorded_hashes[i] for i in pick])
 
     @property
     def invalid(self) -> int:
@@ -692,9 +694,8 @@ def _assemble(
         for i in keep:
             h = records[i][1].get("hash")
             recorded.append(None if h is None or h == "" else str(h))
-    lines = [records[i][0] for i in keep]
-    bench.lines, bench.line_unit = lines, collect.unit
-    return TableScan(bench, rows, collect.problems, recorded, lines)
+    bench.lines, bench.line_unit = [records[i][0] for i in keep], collect.unit
+    return TableScan(bench, rows, collect.problems, recorded)
 
 
 def _missing_columns_error(path: Path, space: SearchSpace, missing: list[str],
