@@ -171,3 +171,17 @@ def test_check_fails_on_a_cell_repeated_with_another_value(tmp_path: Path, capsy
     assert "conflicting repeat line 4 repeats the cell of line 2" in capsys.readouterr().out
     path.write_text(f"arch,acc\n{A1},90\n{A2},80\n{A1},90\n")  # agreeing: fine
     assert run(["bench", "check", str(path), "--space", "nb201", "-m", "acc"]) == 0
+
+
+def test_check_names_json_list_rows_as_records(tmp_path: Path, capsys) -> None:
+    """A JSON list has records, not lines: the report and its JSON say which record."""
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps([{"arch": A1, "acc": 90}, {"arch": A2, "acc": 80},
+                                {"arch": A1, "acc": 99}]))
+    out = tmp_path / "r_report.json"
+    assert run(["bench", "check", str(path), "--space", "nb201", "-m", "acc",
+                "--json", str(out)]) == 1
+    report = json.loads(out.read_text())
+    assert report["metric"]["first_conflicts"] == [
+        {"record": 3, "repeats": 1, "values": ["90.0", "99.0"]}]
+    assert "conflicting repeat record 3 repeats the cell of record 1" in capsys.readouterr().out

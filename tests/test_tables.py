@@ -398,3 +398,18 @@ def test_the_oracle_names_mixed_datasets_before_repeats(nb201_zc_csv: Path) -> N
     with pytest.raises(ArchrankError, match=r"mixes 2 datasets in column 'dataset'"):
         TabularOracle(bench, "val_acc")
     TabularOracle(load_benchmark(f"{nb201_zc_csv}?dataset=cifar10", "nb201"), "val_acc")
+
+
+def test_write_csv_writes_whole_numbers_as_integers_and_reads_back(tmp_path: Path) -> None:
+    """A parameter count stored as a float is written ``14521``, not ``14521.0``; every
+    value reads back exactly; missing and non-finite values are empty."""
+    from archrank.tables.table import write_csv
+
+    arch = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    path = tmp_path / "t.csv"
+    write_csv(path, [{"arch": arch, "params": 14521.0, "acc": 93.25, "big": 2.0**60,
+                      "gone": float("nan"), "tiny": 1e-300}])
+    lines = path.read_text().splitlines()
+    assert lines[1].split(",")[1:] == ["14521", "93.25", repr(2.0**60), "", "1e-300"]
+    bench = load_benchmark(path, "nb201")
+    assert bench.values("params")[0] == 14521.0 and bench.values("big")[0] == 2.0**60

@@ -30,7 +30,7 @@ def check_report(spec: str, space_name: str, metric: str | None = None,
     hashes = bench.hashes  # recomputed from every valid row
     seconds = time.perf_counter() - start
     lines = scan.lines
-    where_unit = "line" if lines is not None else "row"
+    where_unit = bench.line_unit if lines is not None else "row"  # "record" in a JSON list
 
     def where(i: int) -> int:
         return lines[i] if lines is not None else i + 1

@@ -882,14 +882,18 @@ def read_jsonl(path: str | Path, space: SearchSpace) -> TabularBenchmark:
 
 
 def _csv_cell(value: Any) -> str:
-    """A value as CSV text the readers above read back: numbers exactly (``repr``), missing
-    and non-finite values empty, lists and objects as JSON."""
+    """A value as CSV text the readers above read back: numbers exactly (``repr``; a whole
+    float such as a parameter count as an integer), missing and non-finite values empty,
+    lists and objects as JSON."""
     if value is None or isinstance(value, bool):
         return "" if value is None else str(value).lower()
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
-        return repr(float(value)) if math.isfinite(value) else ""
+        if not math.isfinite(value):
+            return ""
+        value = float(value)
+        return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value)
     return str(value)
