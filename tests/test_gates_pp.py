@@ -150,14 +150,14 @@ def test_cache_hit_invalidation_and_rebuild(tmp_path: Path) -> None:
         signal_matrix(space, cells, ["params", "synflow", "nwot"], cache=again), values)
 
     other = ZCSetting.benchmark("nb201", **{**TINY, "seed": 1})
-    with pytest.warns(UserWarning, match="another setting"):
+    with pytest.warns(UserWarning, match="another setting \\(seed 0, now 1\\)"):
         changed = ZCCache(space, other, path)
     assert changed.lookup([space.hash(cells[0])], ["synflow"]).tolist() == [[np.nan]] or \
         np.isnan(changed.lookup([space.hash(cells[0])], ["synflow"])).all()
     assert changed.fill(cells, "synflow") == n_unique
 
     path.write_bytes(b"not a numpy file")
-    with pytest.warns(UserWarning, match="corrupt zero-cost cache"):
+    with pytest.warns(UserWarning, match="corrupt zero-cost cache \\(not an npz archive\\)"):
         rebuilt = ZCCache(space, setting, path)
     assert rebuilt.fill(cells, "synflow") == n_unique
     with warnings.catch_warnings():
@@ -706,9 +706,10 @@ def test_a_fill_on_worker_processes_equals_one_in_this_process(tmp_path: Path) -
         np.testing.assert_allclose(pool.values[name], here.values[name], rtol=1e-6)
 
 
-def test_guided_search_checks_its_signals_on_a_cell_it_may_propose(monkeypatch) -> None:
+def test_guided_search_checks_its_signals_on_the_cells_it_may_propose(monkeypatch) -> None:
     """A search held to a table's cells needs its arch inputs for those cells only (a cache
-    filled for the table): the early check probes a candidate, not a cell of the space."""
+    filled for the table): the early check reads every candidate, not a cell of the space
+    (probing one candidate let a cache filled for one cell pass and the search fail later)."""
     from archrank.strategies import CandidateSet, GuidedSearch, make_strategy
 
     space = get_space("nb201")
@@ -719,7 +720,42 @@ def test_guided_search_checks_its_signals_on_a_cell_it_may_propose(monkeypatch) 
     make_strategy("gates++", space, seed=0, objective="score",
                   candidates=CandidateSet(space, cells),
                   predictor_params={"epochs": 5, "arch_inputs": "flops,params"})
-    assert space.hash(probed[0]) in {space.hash(c) for c in cells}
+    assert sorted(space.hash(c) for c in probed) == sorted({space.hash(c) for c in cells})
+
+
+def test_guided_search_among_a_tables_cells_reads_its_columns(nb201_zc_csv: Path, cli,
+                                                                 tmp_path: Path) -> None:
+    """A table's own columns (published proxies) serve as arch inputs of a search held to
+    its cells; a search of the whole space cannot read them and says where they work."""
+    from archrank.strategies import CandidateSet, make_strategy
+    from archrank.tables import load_benchmark
+
+    space = get_space("nb201")
+    bench = load_benchmark(f"{nb201_zc_csv}?dataset=cifar10", space)
+    rows = np.arange(40)
+    candidates = CandidateSet(space, [bench.archs[i] for i in rows], table=bench, rows=rows)
+    params = {"epochs": 3, "threads": 1, "arch_inputs": "params,fisher"}
+    strategy = make_strategy("gates++", space, seed=0, objective="val_acc", n_init=4,
+                             batch=4, candidates=candidates, predictor_params=params)
+    fisher = bench.values("fisher")
+    for _ in range(10):
+        arch = strategy.ask(1)[0]
+        i = candidates.rows[candidates.index[space.hash(arch)]]
+        strategy.tell(arch, float(bench.values("val_acc")[i]))
+    assert strategy.model is not None and strategy.model.arch_ref_
+    feats = strategy._candidate_features()
+    np.testing.assert_array_equal(feats[:, 1], fisher[candidates.rows])  # twins dropped
+    with pytest.raises(ArchrankError, match="'fisher' is neither a known signal nor a column "
+                       "of a table .*--space-from-bench"):
+        make_strategy("gates++", space, seed=0, objective="val_acc", predictor_params=params)
+
+    table = f"{nb201_zc_csv}?dataset=cifar10"
+    code, out, err = cli("search", "--space", "nb201", "--bench", table, "--metric", "val_acc",
+                         "--strategy", "guided", "--predictor", "gates++", "--space-from-bench",
+                         "--budget", "8", "--set", "n_init=4", "--set", "predictor.epochs=2",
+                         "--set", "predictor.arch_inputs=params,fisher",
+                         "--run-dir", str(tmp_path / "run"))
+    assert code == 0, err
 
 
 def test_a_table_fill_from_before_session_10_is_flagged(tmp_path: Path) -> None:
@@ -750,3 +786,27 @@ def test_darts_factorized_reductions_show_their_relu_to_hooks() -> None:
 
     reduce = FactorizedReduce("2d", 4, 8)
     assert any(isinstance(m, torch.nn.ReLU) for m in reduce.modules())
+
+
+def test_signal_inputs_name_bad_values(tmp_path: Path) -> None:
+    """An infinite table value is refused by line (not at whichever fit draws it); a matrix
+    of text is a one-line error; ``structure`` expands in ``arch_matrix`` as it does in a
+    predictor's ``arch_inputs``."""
+    from archrank.signals import arch_matrix, aux_matrix
+    from archrank.structure import structure_names
+    from archrank.tables import load_benchmark
+
+    space = get_space("nb201")
+    cells = _cells("nb201", 3)
+    path = tmp_path / "t.csv"
+    path.write_text("arch,acc,aux\n" + "".join(
+        f"{space.format(a)},{90 + k},{'inf' if k == 2 else k}\n" for k, a in enumerate(cells)))
+    bench = load_benchmark(path, space)
+    with pytest.raises(ArchrankError, match="aux target 'aux' of .*t.csv is inf on line 4"):
+        aux_matrix(bench, np.arange(3), ["aux"], 3)
+    with pytest.raises(ArchrankError, match="arch input 'aux' .* is inf on line 4"):
+        arch_matrix(space, bench.archs, ["aux"], table=bench, rows=np.arange(3))
+    assert arch_matrix(space, cells, ["structure"]).shape == (3, len(structure_names(space)))
+    model = make_predictor("gates++", space, **{**FAST, "arch_inputs": "flops"})
+    with pytest.raises(ArchrankError, match="arch_features must be numbers"):
+        model.fit(cells, [1.0, 2.0, 3.0], arch_features=[["a"], ["b"], ["c"]])

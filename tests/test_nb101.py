@@ -359,12 +359,14 @@ def _brute_force_hashes(space: NodeCellSpace) -> set[str]:
     return out
 
 
-def test_small_custom_space_enumerates_exactly(tmp_path: Path, monkeypatch) -> None:
+def test_small_custom_space_enumerates_exactly(tmp_path: Path, monkeypatch, caplog) -> None:
     monkeypatch.setenv(ENV_VAR, str(tmp_path))
     space = NodeCellSpace(ops=("conv", "pool"), max_vertices=5, max_edges=6, name="tiny")
     assert space.node_op_names == ("input", "conv", "pool", "output")
     assert space.size is None
-    cells = space.enumerate()
+    with caplog.at_level("INFO", logger="archrank"):
+        cells = space.enumerate()  # said (NB101 takes minutes the first time), then cached
+    assert f"enumerating every tiny cell once (cached for later use in {tmp_path}" in caplog.text
     hashes = [space.hash(c) for c in cells]
     assert len(set(hashes)) == len(cells) == space.size == space.count_upper_bound()
     assert set(hashes) == _brute_force_hashes(space)

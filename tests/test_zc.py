@@ -174,3 +174,62 @@ def test_a_fill_of_exact_counts_only_says_there_is_nothing_to_fill(cli) -> None:
     alone (nb101's default) spent minutes writing a file nothing reads."""
     status, out, err = cli("zc", "--space", "nb101", "--fill")
     assert status == 0 and "nothing to fill: params, flops are counted exactly" in out, err
+
+
+def test_jacov_reads_at_most_one_example_fewer_than_the_input_has_values() -> None:
+    """Centred Jacobian rows of D inputs span D - 1 dimensions: examples past that only add
+    forced zero eigenvalues (+1e5 each), so they are left out (MNIST-1D: 40 values, batch
+    64); a batch below that is read whole."""
+    from archrank.zc import _jacov_score
+
+    jac = np.random.default_rng(0).normal(size=(64, 40))
+    assert _jacov_score(jac) == _jacov_score(jac[:39])
+    assert _jacov_score(jac[:20]) != _jacov_score(jac[:19])  # below D: every example counts
+    assert _jacov_score(jac) > -1e5  # no forced zero eigenvalue left in the score
+
+
+def test_sample_unique_reaches_every_distinct_cell_and_says_when_asked_for_more() -> None:
+    """Rejection sampling stalls near the number of distinct cells (8,689 of nb201's 8,765
+    for a first version): the rest come from the enumeration; asking for more is said. The
+    committed truth's 500 cells (sample seed 0) stay the cells of that seed."""
+    from archrank.cli.zc import sample_unique
+
+    space = get_space("nb201")
+    cells = sample_unique(space, 8765, np.random.default_rng(0))
+    assert len({space.hash(a) for a in cells}) == 8765
+    with pytest.warns(UserWarning, match="nb201 has 8,765 distinct cells, fewer than the 9,000"):
+        assert len(sample_unique(space, 9000, np.random.default_rng(0))) == 8765
+    truth = Path(__file__).parents[1] / "benchmarks/truth/nb201_mnist1d_w16.csv"
+    with open(truth, newline="") as fh:
+        committed = sorted(row["arch"] for row in csv.DictReader(fh))
+    assert sorted(space.format(a) for a in sample_unique(space, 500, np.random.default_rng(0))
+                  ) == committed
+
+
+def test_an_interrupted_fill_says_what_it_saved(tmp_path: Path, cli, monkeypatch) -> None:
+    """Ctrl-C during ``zc --fill`` said only "interrupted": the finished chunks are kept and
+    the message says how many, and that the same command continues."""
+    import archrank.zccache as zccache
+
+    monkeypatch.setenv("ARCHRANK_CACHE_DIR", str(tmp_path / "cache"))
+    space = get_space("nb201")
+    cells = space.sample(40, np.random.default_rng(5))
+    table = tmp_path / "t.csv"
+    table.write_text("arch,acc\n" + "".join(f"{space.format(a)},1\n" for a in cells))
+    distinct = len({space.hash(a) for a in cells})
+    real, calls = zccache._score_chunk, []
+
+    def stopped_on_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zccache, "_score_chunk", stopped_on_the_second_chunk)
+    status, _, err = cli("zc", "--fill", "--table", table, "--proxies", "synflow")
+    assert status == 130, err
+    assert f"interrupted: 25 of {distinct} cells saved in" in err
+    assert "the same command continues with the rest" in err
+    calls.clear()
+    status, out, err = cli("zc", "--fill", "--table", table, "--proxies", "synflow")
+    assert status == 0 and f"computed {distinct - 25} cells" in out, err

@@ -25,13 +25,16 @@ from archrank.zc import PROXIES
 def arch_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
                 table: Any = None, rows: np.ndarray | None = None,
                 zc_cache: str | Path | None = None) -> np.ndarray:
-    """Arch inputs ``names`` of ``archs`` [len(archs), len(names)].
+    """Arch inputs ``names`` of ``archs`` [len(archs), len(names)] (``structure`` stands
+    for every structural signal of the space, as in a predictor's ``arch_inputs``).
 
     ``table`` / ``rows``: the benchmark the cells come from and their row numbers (for
     table columns); ``zc_cache``: another cache file than the space's default one.
     """
+    from archrank.predictors.base import signal_names
     from archrank.zccache import ZCCache, ZCSetting, signal_matrix, split_signal
 
+    names = signal_names(names, space)
     out = np.full((len(archs), len(names)), np.nan)
     parsed = [split_signal(n) for n in names]
     from archrank.zccache import EXACT
@@ -100,12 +103,19 @@ def _table_column(table: Any, rows: np.ndarray | None, name: str, what: str,
             if what == "arch input" else "")
     if table is None or rows is None:
         raise ArchrankError(f"{what} {name!r} is neither a known signal nor a column of a "
-                            f"table (no table was given){also}")
+                            f"table (table columns are read by bench predictor, and by a "
+                            f"search among a table's cells: --space-from-bench){also}")
     if name not in table.metrics:
         raise ArchrankError(f"unknown {what} column {name!r} in {table.source}; numeric "
                             f"columns: {', '.join(table.metrics)}{also}")
     col = np.asarray(table.values(name), dtype=np.float64)[rows]
     assert len(col) == n
+    bad = np.flatnonzero(np.isinf(col))
+    if bad.size:  # a table's infinity is a broken value, not a rank (an empty cell: missing)
+        where = table.row_name(int(np.asarray(rows)[bad[0]]))
+        raise ArchrankError(f"{what} {name!r} of {table.source} is {col[bad[0]]} on {where} "
+                            f"({bad.size:,} infinite values among the cells used); write an "
+                            f"empty cell for a missing value")
     return col
 
 

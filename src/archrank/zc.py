@@ -20,7 +20,8 @@ grad_norm  sum over conv/linear layers of the L2 norm of ``dL/dw``
 jacov      Jacobian covariance (Mellor et al. 2021, v1): with ``J`` the per-example gradient
            of the summed outputs w.r.t. the input and ``v`` the eigenvalues of the correlation
            matrix of its rows, ``-sum(log(v + 1e-5) + 1 / (v + 1e-5))``; ``-inf`` when some
-           row is constant (the output does not depend on the input)
+           row is constant (the output does not depend on the input). At most ``D - 1``
+           examples (the batch's first; ``D`` the input's size): more force zero eigenvalues
 nwot       NASWOT (Mellor et al. 2021, v2): ``log|det K|`` with ``K[i, j]`` the number of ReLU
            units on which examples i and j agree (both active or both inactive), summed over
            every ReLU of the network; ``-inf`` when K is singular
@@ -189,6 +190,10 @@ def _agreement(active: torch.Tensor) -> torch.Tensor:
 
 
 def _jacov_score(jac: np.ndarray) -> float:
+    # centred rows of D inputs span at most D - 1 dimensions: from the D-th example on,
+    # every one adds a forced zero eigenvalue (+1e5 each) whose count, not the network,
+    # would decide the score (MNIST-1D: 40 inputs, batch 64)
+    jac = jac[:max(2, min(len(jac), jac.shape[1] - 1))]
     centred = jac - jac.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(centred, axis=1)
     if np.any(norms == 0) or not np.all(np.isfinite(jac)):

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from archrank.cache import atomic_path, cache_path
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, first_line
 from archrank.executors import process_pool, stop_pool
 from archrank.zc import PROXIES, check_proxies, compute_proxies
 
@@ -242,19 +242,21 @@ class ZCCache:
                 raise ValueError("inconsistent arrays")
         except Exception as exc:  # truncated, foreign or hand-edited file: rebuild it
             if warn:
-                warnings.warn(f"{self.path}: corrupt zero-cost cache ({exc}); it will be "
+                # numpy's advice on pickled data means the file is no npz archive at all
+                why = ("not an npz archive" if "pickle" in str(exc) else first_line(exc))
+                warnings.warn(f"{self.path}: corrupt zero-cost cache ({why}); it will be "
                               f"rebuilt", stacklevel=4)
             return None
         if meta.get("space") != self.space.name:
             raise ArchrankError(f"{self.path}: a zero-cost cache of space "
-                                f"{meta.get('space')!r}, not {self.space.name!r}")
-        if (meta.get("setting") != self.setting.key()
-                or meta.get("code", 1) != code_version(self.space.name)):
+                                f"{meta.get('space')!r}, not {self.space.name!r}; move or "
+                                f"delete it (or set ARCHRANK_CACHE_DIR to another folder)")
+        code = meta.get("code", 1)
+        if meta.get("setting") != self.setting.key() or code != code_version(self.space.name):
             if warn:
                 warnings.warn(f"{self.path}: written under another setting "
-                              f"({meta.get('setting')}, proxy code version "
-                              f"{meta.get('code', 1)}); invalidated, it will be rebuilt",
-                              stacklevel=4)
+                              f"({self._differs(meta.get('setting'), code)}); invalidated, "
+                              f"it will be rebuilt", stacklevel=4)
             return None
         distinct = self.space.distinct_cells()
         if meta.get("representative") != REPRESENTATIVE and (distinct is None
@@ -268,6 +270,18 @@ class ZCCache:
                               "representatives of cells that hash alike); delete it and fill "
                               "it again", stacklevel=4)
         return hashes, values
+
+    def _differs(self, stored: Any, code: Any) -> str:
+        """What differs between a file's setting and this cache's, field by field."""
+        now = self.setting.key()
+        if code != code_version(self.space.name):
+            return f"proxy code version {code}, now {code_version(self.space.name)}"
+        if isinstance(stored, dict) and isinstance(now, dict):
+            diff = [f"{k} {stored.get(k)!r}, now {now.get(k)!r}"
+                    for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
+            if diff:
+                return "; ".join(diff)
+        return f"{stored}, now {now}"
 
     def _load(self) -> None:
         read = self._read()
@@ -335,7 +349,7 @@ class ZCCache:
         return out
 
     def fill(self, archs: Sequence[Any], names: Sequence[str] | str | None = None, *,
-             workers: int = 1, chunk: int = 100,
+             workers: int = 1, chunk: int = 25,
              on_done: Callable[[int, int], None] | None = None) -> int:
         """Compute whatever of ``names`` is missing for ``archs`` (one per canonical cell),
         saving after each chunk. Returns how many cells the slow proxies were computed for

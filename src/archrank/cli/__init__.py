@@ -105,9 +105,30 @@ def _one_line_warnings() -> Iterator[None]:
         warnings.showwarning = before
 
 
+@contextlib.contextmanager
+def _notices() -> Iterator[None]:
+    """The library's notices (the ``archrank`` logger at INFO: a long one-off computation
+    such as enumerating NB101) as lines on standard error."""
+    import logging
+
+    class Show(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            err.print(_one_line(record.getMessage()), soft_wrap=True, highlight=False)
+
+    logger = logging.getLogger("archrank")
+    handler, level = Show(logging.INFO), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
-    with _signals_as_interrupts(), _one_line_warnings():
+    with _signals_as_interrupts(), _one_line_warnings(), _notices():
         try:
             # Not ``app(...)``: typer's own main turns Ctrl-C into a bare exit status 130,
             # losing what the interrupted command had to say (and which signal it was).

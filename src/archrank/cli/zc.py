@@ -24,7 +24,11 @@ from archrank.spaces.base import SearchSpace
 
 
 def sample_unique(space: SearchSpace, n: int, rng: np.random.Generator) -> list[Any]:
-    """``n`` cells with distinct canonical hashes (fewer only if the space has fewer)."""
+    """``n`` cells with distinct canonical hashes (fewer only if the space has fewer).
+
+    Drawn by rejection (the cells of a given seed stay those of earlier versions); when that
+    stalls near the number of distinct cells, an enumerable space gives the rest from a
+    shuffle of its other cells."""
     seen: set[str] = set()
     cells: list[Any] = []
     for _ in range(100):
@@ -35,6 +39,20 @@ def sample_unique(space: SearchSpace, n: int, rng: np.random.Generator) -> list[
                 cells.append(arch)
                 if len(cells) == n:
                     return cells
+    if space.enumerable:
+        every = space.enumerate()
+        for i in rng.permutation(len(every)):
+            h = space.hash(every[i])
+            if h not in seen:
+                seen.add(h)
+                cells.append(every[i])
+                if len(cells) == n:
+                    break
+    if len(cells) < n:
+        import warnings
+
+        warnings.warn(f"{space.name} has {len(cells):,} distinct cells, fewer than the "
+                      f"{n:,} asked: taking every one", stacklevel=2)
     return cells
 
 
@@ -219,11 +237,18 @@ def _fill_cache(space_name: str, table: str | None, proxies: str | None, workers
     with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task(f"{space_name} zero-cost cache", total=None)
+        saved = [0, 0]
 
         def done(k: int, total: int) -> None:
+            saved[:] = [k, total]
             progress.update(task, completed=k, total=total)
 
-        computed = cache.fill(cells, proxies, workers=workers, on_done=done)
+        try:
+            computed = cache.fill(cells, proxies, workers=workers, on_done=done)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted: {saved[0]:,} of {saved[1]:,} cells saved in "
+                              f"{cache.path}; the same command continues with the rest"
+                              ) from None
     seconds = time.perf_counter() - start
     console.print(f"{cache.path}: {len(cache.hashes):,} cells, proxies "
                   f"{', '.join(sorted(cache.values))}; computed {computed:,} cells in "

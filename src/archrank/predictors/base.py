@@ -141,7 +141,10 @@ def signal_matrix_arg(value: Any, n: int, names: Sequence[str], what: str,
                "it")
         raise ArchrankError(f"this predictor uses {what} {', '.join(names)}: pass {what} "
                             f"[{n}, {len(names)}] ({how})")
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ArchrankError(f"{what} must be numbers ({first_line(exc)})") from None
     if arr.ndim == 1 and len(names) == 1:
         arr = arr[:, None]
     if arr.shape != (n, len(names)):

@@ -172,7 +172,7 @@ def _table_candidates(spec: str, space_name: str, metric: str,
     # space (NAS-Bench-Graph's proteins: 5 of the 9 ops), whose op ids the predictor, built on
     # the search's space, would misread
     return CandidateSet(get_space(space_name), [bench.archs[i] for i in rows],
-                        [hashes[i] for i in rows])
+                        [hashes[i] for i in rows], table=bench, rows=rows)
 
 
 def candidates_for(config: SearchConfig) -> CandidateSet | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import threading
 from collections.abc import Hashable, Iterator, Mapping, Sequence
@@ -629,6 +630,11 @@ class NodeCellSpace(SearchSpace[Cell]):
                 f"space {self.name!r} is too large to enumerate ({self.max_vertices} vertices, "
                 f"{len(self.ops)} ops); sample it instead"
             )
+        # a minute or more for NB101 the first time on a machine: said, not silent (the
+        # CLI prints the ``archrank`` logger's notices on standard error)
+        logging.getLogger("archrank").info(
+            "enumerating every %s cell once (cached for later use in %s)", self.name,
+            self.cache_path.parent)
         cells = dag_enum.enumerate_cells(len(self.ops), self.max_vertices, self.max_edges)
         labels = cells.labels.astype(np.int16)
         ops = np.where(labels >= 0, labels + 1, 0)

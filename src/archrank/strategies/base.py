@@ -43,7 +43,10 @@ class CandidateSet(Generic[A]):
     """
 
     def __init__(self, space: SearchSpace[A], archs: Sequence[A],
-                 hashes: Sequence[str] | None = None) -> None:
+                 hashes: Sequence[str] | None = None, *, table: Any = None,
+                 rows: Sequence[int] | None = None) -> None:
+        """``table`` / ``rows``: the benchmark table the cells come from and each one's row,
+        so that a predictor's arch inputs may be columns of that table."""
         if hashes is None:
             hashes = [space.hash(a) for a in archs]
         if len(hashes) != len(archs):
@@ -58,11 +61,21 @@ class CandidateSet(Generic[A]):
         self.archs: list[A] = [archs[i] for i in keep]
         self.hashes: list[str] = [hashes[i] for i in keep]
         self.index = index
+        self.table = table
+        self.rows = None if rows is None else np.asarray(rows)[keep]
         self._graphs: GraphBatch | None = None
         self._codes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.archs)
+
+    def table_rows(self, archs: Sequence[A]) -> np.ndarray | None:
+        """The table rows of ``archs`` (candidates of this set; ``None`` without a table)."""
+        if self.rows is None:
+            return None
+        if len(archs) == len(self.archs) and all(a is b for a, b in zip(archs, self.archs)):
+            return self.rows  # every candidate, in order: no hashing
+        return self.rows[[self.index[self.space.hash(a)] for a in archs]]
 
     @property
     def graphs(self) -> GraphBatch:

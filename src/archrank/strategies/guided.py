@@ -129,12 +129,13 @@ class GuidedSearch(Strategy[A]):
                                 f"{predictor!r} cannot use aux_targets "
                                 f"{', '.join(probe.aux_targets)} here")
         self.arch_inputs = probe.arch_inputs
-        if self.arch_inputs:  # fail early on a signal that is missing: for a cell the
-            # search may propose (a table's cells may be filled where the space is not)
-            probe_cell = (self.candidates.archs[0] if self.candidates is not None
-                          and len(self.candidates) else
-                          space.sample(1, np.random.default_rng(0))[0])
-            self._arch_features([probe_cell])
+        if self.arch_inputs:  # fail early on a signal that is missing for a cell the
+            # search may propose: every candidate (milliseconds: cache reads, exact counts),
+            # or one sampled cell where the space is not enumerated
+            if self.candidates is not None and len(self.candidates):
+                self._candidate_features()
+            else:
+                self._arch_features(space.sample(1, np.random.default_rng(0)))
         self._warm_cols = warm_columns(self.arch_inputs)
         if init == "arch" and not self._warm_cols:
             raise ValueError(f"init=arch ranks cells by the predictor's arch-level inputs among "
@@ -196,12 +197,17 @@ class GuidedSearch(Strategy[A]):
 
     def _arch_features(self, archs: Any) -> np.ndarray | None:
         """The predictor's arch-level inputs of ``archs`` (``None`` when it takes none; every
-        fit of a search has the same ones)."""
+        fit of a search has the same ones). Cells of a table's candidate set may also take
+        columns of that table."""
         if not self.arch_inputs:
             return None
         from archrank.signals import arch_matrix
 
-        return arch_matrix(self.space, list(archs), self.arch_inputs)
+        archs = list(archs)
+        table = rows = None
+        if self.candidates is not None and self.candidates.table is not None:
+            table, rows = self.candidates.table, self.candidates.table_rows(archs)
+        return arch_matrix(self.space, archs, self.arch_inputs, table=table, rows=rows)
 
     def _candidate_features(self) -> np.ndarray | None:
         """The arch-level inputs of every candidate, computed once per search."""
