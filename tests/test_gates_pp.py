@@ -745,12 +745,12 @@ def test_guided_search_among_a_tables_cells_reads_its_columns(nb201_zc_csv: Path
     assert strategy.model is not None and strategy.model.arch_ref_
     feats = strategy._candidate_features()
     np.testing.assert_array_equal(feats[:, 1], fisher[candidates.rows])  # twins dropped
-    with pytest.raises(ArchrankError, match="'fisher' is neither a known signal nor a column "
-                       "of a table .*--space-from-bench"):
+    with pytest.raises(ArchrankError, match=r"'fisher' is neither a known signal nor a column "
+                       r"of a table .*--space-from-bench"):
         make_strategy("gates++", space, seed=0, objective="val_acc", predictor_params=params)
 
     table = f"{nb201_zc_csv}?dataset=cifar10"
-    code, out, err = cli("search", "--space", "nb201", "--bench", table, "--metric", "val_acc",
+    code, _, err = cli("search", "--space", "nb201", "--bench", table, "--metric", "val_acc",
                          "--strategy", "guided", "--predictor", "gates++", "--space-from-bench",
                          "--budget", "8", "--set", "n_init=4", "--set", "predictor.epochs=2",
                          "--set", "predictor.arch_inputs=params,fisher",
@@ -802,9 +802,9 @@ def test_signal_inputs_name_bad_values(tmp_path: Path) -> None:
     path.write_text("arch,acc,aux\n" + "".join(
         f"{space.format(a)},{90 + k},{'inf' if k == 2 else k}\n" for k, a in enumerate(cells)))
     bench = load_benchmark(path, space)
-    with pytest.raises(ArchrankError, match="aux target 'aux' of .*t.csv is inf on line 4"):
+    with pytest.raises(ArchrankError, match=r"aux target 'aux' of .*t\.csv is inf on line 4"):
         aux_matrix(bench, np.arange(3), ["aux"], 3)
-    with pytest.raises(ArchrankError, match="arch input 'aux' .* is inf on line 4"):
+    with pytest.raises(ArchrankError, match=r"arch input 'aux' .* is inf on line 4"):
         arch_matrix(space, bench.archs, ["aux"], table=bench, rows=np.arange(3))
     assert arch_matrix(space, cells, ["structure"]).shape == (3, len(structure_names(space)))
     model = make_predictor("gates++", space, **{**FAST, "arch_inputs": "flops"})

@@ -127,3 +127,15 @@ def test_regret_and_report() -> None:
     report = ranking_report(y, y + rng.normal(scale=0.1, size=500))
     assert set(report) == {"kendall_tau", "spearman", "precision_at_5pct", "n_at_10"}
     assert report["kendall_tau"] > 0.8 and report["n_at_10"] <= 3
+
+
+def test_a_matrix_is_refused_and_an_empty_report_is_nan() -> None:
+    """A [2, 2] matrix was flattened into four values in silence; a report over values that
+    are all NaN gave NaN correlations but an error from N@K."""
+    from archrank.metrics import ranking_report
+
+    with pytest.raises(ArchrankError, match=r"true values have shape \(2, 2\)"):
+        kendall_tau([[1, 2], [3, 4]], [1, 2, 3, 4])
+    assert kendall_tau(np.array([[1.0], [2.0], [3.0]]), [1, 2, 3]) == 1.0  # a column is fine
+    report = ranking_report([np.nan] * 3, [1, 2, 3])
+    assert all(np.isnan(v) for v in report.values())

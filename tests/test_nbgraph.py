@@ -198,3 +198,38 @@ def test_space_pickles(space: NBGraphSpace) -> None:
     clone = pickle.loads(blob)
     arch = clone.parse("0,1,2,1|gcn,gin,fc,cheb")
     assert clone.hash(arch) == "61237"
+
+
+def test_a_predictor_of_a_restricted_vocabulary_loads_back_on_it(tmp_path) -> None:
+    """proteins' space (5 ops) shares the name 'nbgraph' with the nine-op space: a saved
+    predictor reloaded on the nine-op one read its op ids as other ops and ranked wrongly
+    without a word. The saved vocabulary now rebuilds its space, and a space given that
+    differs is refused."""
+    from archrank.errors import ArchrankError
+    from archrank.predictors.base import Predictor, make_predictor
+
+    proteins = NBGraphSpace(PROTEINS_OPS)
+    archs = proteins.enumerate()[:300]
+    y = np.array([sum(op == "gcn" for op in a.ops) + 0.1 * (a.ops[0] == "fc") for a in archs])
+    model = make_predictor("rf", proteins, seed=0).fit(archs[:200], y[:200])
+    path = tmp_path / "rf.pt"
+    model.save(path)
+    loaded = Predictor.load(path)
+    assert loaded.space.node_op_names == proteins.node_op_names
+    np.testing.assert_array_equal(loaded.predict(archs[200:]), model.predict(archs[200:]))
+    with pytest.raises(ArchrankError, match="fitted on a nbgraph space with ops input, gcn, "
+                       "sage, arma, fc, skip, output, not input, gat, gcn"):
+        Predictor.load(path, space=get_space("nbgraph"))
+    with pytest.raises(ArchrankError, match="fitted on space 'nbgraph', not 'nb201'"):
+        Predictor.load(path, space="nb201")
+
+
+def test_ssa_keeps_one_unlabelled_pool_per_vocabulary() -> None:
+    """SSA's pool cache was keyed by the space's name: after a fit on proteins' space, a fit
+    on the nine-op space took proteins' 2,021 cells (their op ids meaning other ops)."""
+    from archrank.predictors.base import make_predictor
+
+    proteins = make_predictor("ssa", NBGraphSpace(PROTEINS_OPS), pool_size=30_000)
+    full = make_predictor("ssa", get_space("nbgraph"), pool_size=30_000)
+    assert len(proteins.default_pool()) == 2021
+    assert len(full.default_pool()) == 26206

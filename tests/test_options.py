@@ -115,3 +115,12 @@ def test_version_and_group_help_examples(cli):
         assert status == 0 and "Example" in out, group
     status, _, err = cli("no-such-command")
     assert "No such command" in one_line_error(status, err)
+
+
+def test_the_help_lists_every_registered_predictor() -> None:
+    """``--predictors`` / ``--predictor`` help names the registry's predictors (kept as text
+    so that the CLI starts without importing torch)."""
+    from archrank.cli.app import PREDICTOR_NAMES
+    from archrank.predictors.base import PREDICTORS
+
+    assert PREDICTOR_NAMES.split(", ") == sorted(PREDICTORS)

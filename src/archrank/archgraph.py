@@ -47,6 +47,31 @@ def _distances(q: torch.Tensor, base: torch.Tensor, metric: str) -> torch.Tensor
     return torch.cdist(q, base)
 
 
+def _sparse_base(base: torch.Tensor) -> torch.Tensor | None:
+    """``base`` as a sparse matrix when it is wide and almost all zeros (path encodings
+    of NAS-Bench-Graph: 7,381 columns, 0.03% non-zero), else ``None``. Distances then come
+    from sparse products, minutes faster than dense ones over the same columns."""
+    if base.shape[1] < 1024 or base.numel() == 0:
+        return None
+    if torch.count_nonzero(base).item() > 0.01 * base.numel():
+        return None
+    import warnings
+
+    with warnings.catch_warnings():  # torch calls its CSR support beta; products are exact
+        warnings.simplefilter("ignore", UserWarning)
+        return base.to_sparse_csr()
+
+
+def _sparse_distances(q: torch.Tensor, base: torch.Tensor, base_sq: torch.Tensor,
+                      metric: str) -> torch.Tensor:
+    """``_distances(q, base)`` for a sparse ``base`` (``base_sq``: its rows' squared norms)."""
+    dots = (base @ q.T).T  # [Q, N] (CSR: COO's product is twenty times slower)
+    if metric == "cosine":
+        return (1.0 - dots).clamp_(min=0.0)
+    d2 = (q * q).sum(1, keepdim=True) + base_sq[None, :] - 2.0 * dots
+    return d2.clamp_(min=0.0).sqrt_()
+
+
 def knn_query(queries: torch.Tensor, base: torch.Tensor, k: int, *,
               metric: Metric = "euclidean", exclude_self: bool = False,
               chunk_elements: int = CHUNK_ELEMENTS) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,10 +94,13 @@ def knn_query(queries: torch.Tensor, base: torch.Tensor, k: int, *,
     q_all = _prepare(queries, metric)
     b = _prepare(base, metric)
     rows = max(1, min(4096, chunk_elements // max(1, base.shape[0])))
+    sparse = _sparse_base(b)
+    b_sq = (b * b).sum(1) if sparse is not None else None
     dists, idx = [], []
     for start in range(0, q_all.shape[0], rows):
         q = q_all[start:start + rows]
-        d = _distances(q, b, metric)
+        d = (_distances(q, b, metric) if sparse is None
+             else _sparse_distances(q, sparse, b_sq, metric))  # type: ignore[arg-type]
         if exclude_self:
             own = torch.arange(start, start + q.shape[0])
             d[torch.arange(q.shape[0]), own] = float("inf")

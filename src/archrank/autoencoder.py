@@ -46,7 +46,13 @@ from torch import nn
 from archrank.encodings import onehot, path_encoding, path_encoding_size
 from archrank.errors import ArchrankError
 from archrank.params import check_seed
-from archrank.predictors.base import check_graphs, check_params, load_torch_file
+from archrank.predictors.base import (
+    as_cell_list,
+    check_graphs,
+    check_params,
+    check_save_path,
+    load_torch_file,
+)
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 ENCODERS = ("gcn", "flow")
@@ -349,9 +355,13 @@ class GraphAutoEncoder:
     methods that fine-tune it.
     """
 
-    def __init__(self, space: SearchSpace, *, seed: int = 0, form: str = "graph",
+    def __init__(self, space: SearchSpace | str, *, seed: int = 0, form: str = "graph",
                  **params: Any) -> None:
         hp = check_params("graph auto-encoder", params, AE_DEFAULTS)
+        if isinstance(space, str):  # a space by name, as predictors take it
+            from archrank.spaces import get_space
+
+            space = get_space(space)
         self.space = space
         # folded into what torch and numpy take (any int, as predictors)
         self.seed = check_seed("graph auto-encoder", seed) % 2**32
@@ -393,6 +403,8 @@ class GraphAutoEncoder:
         form, ``graphs`` are path codes ``[B, E]``."""
         if self.supernet is not None:
             return Cells(None, self.supernet.codes(graphs))
+        if not isinstance(graphs, GraphBatch):
+            as_cell_list(graphs)
         return make_cells(graphs, self.space)
 
     def _targets(self, nf: NodeForm) -> tuple[torch.Tensor, torch.Tensor]:
@@ -557,6 +569,7 @@ class GraphAutoEncoder:
 
     def save(self, path: str | Path) -> None:
         """Write the fitted auto-encoder (a torch file, loadable with ``weights_only``)."""
+        check_save_path(path)
         torch.save({"kind": "archrank.GraphAutoEncoder", **self.get_state()}, Path(path))
 
     @classmethod

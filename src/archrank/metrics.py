@@ -20,8 +20,13 @@ ArrayLike = Sequence[float] | np.ndarray
 
 def _pair(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Two aligned float arrays with the positions where either is NaN removed."""
-    a = np.asarray(y_true, dtype=np.float64).reshape(-1)
-    b = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    a = np.asarray(y_true, dtype=np.float64)
+    b = np.asarray(y_pred, dtype=np.float64)
+    for name, x in (("true values", a), ("predictions", b)):  # [n] or [n, 1], not a matrix
+        if x.ndim > 2 or (x.ndim == 2 and x.shape[1] != 1):
+            raise ArchrankError(f"{name} have shape {x.shape}: give one number per "
+                                f"architecture, shape (n,)")
+    a, b = a.reshape(-1), b.reshape(-1)
     if a.shape != b.shape:
         raise ArchrankError(f"got {a.size} true values but {b.size} predictions")
     keep = ~(np.isnan(a) | np.isnan(b))
@@ -206,10 +211,12 @@ def regret(best_found: float | ArrayLike, optimum: float) -> float | np.ndarray:
 
 
 def ranking_report(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
-    """The standard set reported by ``archrank bench predictor``."""
+    """The standard set reported by ``archrank bench predictor`` (NaN each where no pair of
+    values is left, as the correlations are)."""
+    a, _ = _pair(y_true, y_pred)
     return {
         "kendall_tau": kendall_tau(y_true, y_pred),
         "spearman": spearman(y_true, y_pred),
         "precision_at_5pct": precision_at_k(y_true, y_pred, 0.05),
-        "n_at_10": float(n_at_k(y_true, y_pred, 10)),
+        "n_at_10": float(n_at_k(y_true, y_pred, 10)) if a.size else math.nan,
     }

@@ -75,11 +75,14 @@ def parse_list(text: str, what: str) -> list[str]:
 
 
 def stat(values: Sequence[float]) -> dict[str, float]:
-    """``{"mean", "std"}`` over seeds (NaN entries ignored; NaN when there is none)."""
+    """``{"mean", "std"}`` over seeds (NaN entries ignored; NaN when there is none). The
+    std is the population std (``ddof=0``, the figures published since the first bench);
+    with a single value it is NaN (no spread was measured), not 0."""
     arr = np.asarray(values, dtype=np.float64)
     if not np.isfinite(arr).any():
         return {"mean": float("nan"), "std": float("nan")}
-    return {"mean": float(np.nanmean(arr)), "std": float(np.nanstd(arr))}
+    spread = float(np.nanstd(arr)) if np.isfinite(arr).sum() > 1 else float("nan")
+    return {"mean": float(np.nanmean(arr)), "std": spread}
 
 
 def percentile(values: np.ndarray, x: float) -> float:
@@ -97,6 +100,8 @@ def format_stat(value: Any, digits: int = 3) -> str:
     if isinstance(value, dict) and "mean" in value:
         if value["mean"] is None or not np.isfinite(value["mean"]):
             return "-"
+        if value.get("std") is None or not np.isfinite(value["std"]):  # one seed: no spread
+            return f"{value['mean']:.{digits}f}"
         return f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "-"

@@ -132,7 +132,8 @@ class PredictorBench:
                     entry[metric] = stat([r[metric] for r in scored])
                 entry["fit_seconds"] = statistics.median(r["fit_seconds"] for r in runs)
                 entry["predict_seconds"] = statistics.median(r["predict_seconds"] for r in runs)
-                entry["test_size"] = runs[0]["test_size"]
+                sizes = sorted({int(r["test_size"]) for r in runs})  # --drop-twins: per seed
+                entry["test_size"] = sizes[0] if len(sizes) == 1 else sizes
                 out.append(entry)
         return out
 

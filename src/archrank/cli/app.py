@@ -65,6 +65,10 @@ def parse_sets(items: list[str] | None, *, prefixed: str | None = None) -> dict[
     return out
 
 
+# the registry's names (archrank.predictors, which imports torch: not at CLI start-up); a test
+# keeps the two alike
+PREDICTOR_NAMES = "gates, gates++, gcn, lstm, mlp, rf, rf_path, ssa, xgb, xgb_path"
+
 FILTER_HELP = ("Keep only the table's rows with COLUMN=VALUE (repeatable), e.g. "
                "dataset=cifar10 for a table that mixes datasets.")
 

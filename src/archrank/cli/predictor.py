@@ -10,7 +10,14 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from archrank.cli.app import FILTER_HELP, bench_app, console, err, parse_sets
+from archrank.cli.app import (
+    FILTER_HELP,
+    PREDICTOR_NAMES,
+    bench_app,
+    console,
+    err,
+    parse_sets,
+)
 from archrank.cli.search import keep_partial, resume_hint, save_report
 from archrank.errors import ArchrankError, FailedWithPartial, Interrupted
 from archrank.files import check_output, check_plot_dir, write_json
@@ -24,7 +31,7 @@ def bench_predictor(
     metric: str = typer.Option(..., "--metric", help="Column to predict (higher = better)."),
     filters: list[str] | None = typer.Option(None, "--filter", help=FILTER_HELP),
     predictors: str = typer.Option("gates,gcn,mlp,xgb", "--predictors",
-                                   help="Comma-separated predictor names."),
+                                   help=f"Comma-separated predictor names: {PREDICTOR_NAMES}."),
     train_sizes: str = typer.Option("100,1000", "--train-sizes",
                                     help="Comma-separated training-set sizes."),
     seeds: int = typer.Option(5, "--seeds", help="Random training sets per size."),
@@ -69,7 +76,7 @@ def bench_predictor(
         --metric cifar10_test --predictors gates,gcn,mlp,xgb --train-sizes 100,1000 \\
         --seeds 5 --json out.json
     """
-    from archrank.bench.common import parse_list
+    from archrank.bench.common import format_stat, parse_list
     from archrank.bench.journal import discard, journal_for
     from archrank.bench.predictor import bench_predictors, parse_sizes
 
@@ -99,11 +106,11 @@ def bench_predictor(
                 "fit s", "predict s"):
         table.add_column(col, justify="left" if col == "predictor" else "right")
     for entry in data["results"]:
-        def pm(key: str, fmt: str = ".3f", e: dict[str, Any] = entry) -> str:
-            return f"{e[key]['mean']:{fmt}} ± {e[key]['std']:{fmt}}"
+        def pm(key: str, digits: int = 3, e: dict[str, Any] = entry) -> str:
+            return format_stat(e[key], digits)  # one seed: the mean alone
 
         table.add_row(entry["predictor"], str(entry["train_size"]), pm("kendall_tau"),
-                      pm("spearman"), pm("precision_at_5pct"), pm("n_at_10", ".1f"),
+                      pm("spearman"), pm("precision_at_5pct"), pm("n_at_10", 1),
                       f"{entry['fit_seconds']:.2f}", f"{entry['predict_seconds']:.3f}")
     console.print(table)
     save_report(data, json_out, plot)

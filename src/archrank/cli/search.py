@@ -20,7 +20,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from archrank.cli.app import FILTER_HELP, app, bench_app, console, err, parse_sets
+from archrank.cli.app import (
+    FILTER_HELP,
+    PREDICTOR_NAMES,
+    app,
+    bench_app,
+    console,
+    err,
+    parse_sets,
+)
 from archrank.errors import ArchrankError, FailedWithPartial, Interrupted
 from archrank.files import check_output, check_plot_dir, write_json, write_output
 from archrank.tables import with_filters
@@ -174,7 +182,8 @@ def search(
         None, "--strategy",
         help="random, rea, ls, gates (default) or guided / any predictor name."),
     predictor: str | None = typer.Option(None, "--predictor",
-                                         help="Predictor of guided search (default gates)."),
+                                         help=f"Predictor of guided search (default gates): "
+                                         f"{PREDICTOR_NAMES}."),
     budget: int | None = typer.Option(None, "--budget", help="Evaluations to spend (100)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (0)."),
     space_from_bench: bool | None = typer.Option(

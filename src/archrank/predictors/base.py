@@ -161,6 +161,51 @@ def signal_matrix_arg(value: Any, n: int, names: Sequence[str], what: str,
     return arr
 
 
+def check_save_path(path: str | Path) -> None:
+    """A one-line error for a file path a model cannot be written to (torch's own errors
+    name its C++ source line)."""
+    target = Path(path)
+    if target.is_dir():
+        raise ArchrankError(f"{path} is a folder; give a file name, e.g. {target / 'model.pt'}")
+    if not target.parent.is_dir():
+        raise ArchrankError(f"{path}: folder {target.parent} does not exist")
+
+
+def as_cell_list(archs: Any) -> None:
+    """Refuse one cell where a list of cells is expected (iterating a cell's text or graph
+    gave errors about its characters)."""
+    if isinstance(archs, str) or not isinstance(archs, Iterable):
+        raise ArchrankError(f"expected a list of architectures (or a GraphBatch), got "
+                            f"one {type(archs).__name__}: wrap a single cell in a list")
+
+
+def vocabulary(space: SearchSpace) -> dict[str, list[str]]:
+    """What a space's op ids mean: its node and edge op names."""
+    return {"node": list(space.node_op_names), "edge": list(space.edge_op_names)}
+
+
+def _saved_space(blob: Mapping[str, Any], given: SearchSpace | str | None) -> SearchSpace:
+    """The space a saved predictor was fitted on: ``given``, else the registered space of the
+    saved name, rebuilt on the saved op vocabulary where that differs (one-line errors when
+    it cannot be, or when ``given`` is another space)."""
+    name, saved = blob["space"], blob.get("vocabulary")
+    space = get_space(given if given is not None else name) if not isinstance(
+        given, SearchSpace) else given
+    if space.name != name:
+        raise ArchrankError(f"fitted on space {name!r}, not {space.name!r}")
+    if saved is None or saved == vocabulary(space):
+        return space
+    if given is None:
+        rebuilt = space.with_vocabulary(saved["node"], saved["edge"])
+        if rebuilt is not None:
+            return rebuilt
+    raise ArchrankError(f"fitted on a {name} space with ops {', '.join(saved['node'])}"
+                        + (f" / {', '.join(saved['edge'])}" if saved["edge"] else "")
+                        + f", not {', '.join(space.node_op_names)}"
+                        + ("" if given is not None else
+                           "; pass that space: Predictor.load(path, space=...)"))
+
+
 def default_device() -> torch.device:
     """The GPU when one is present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -278,9 +323,7 @@ class Predictor(ABC):
     def as_graphs(self, archs: ArchInput) -> GraphBatch:
         if isinstance(archs, GraphBatch):
             return archs
-        if isinstance(archs, str) or not isinstance(archs, Iterable):
-            raise ArchrankError(f"expected a list of architectures (or a GraphBatch), got "
-                                f"one {type(archs).__name__}: wrap a single cell in a list")
+        as_cell_list(archs)
         return self.space.to_graphs(list(archs))
 
     # -- subclass hooks ---------------------------------------------------------------------
@@ -313,11 +356,12 @@ class Predictor(ABC):
         """Write the fitted predictor to ``path`` (a torch file, loadable with weights_only)."""
         if not self.fitted_:
             raise ArchrankError("cannot save a predictor that is not fitted")
-        folder = Path(path).parent
-        if not folder.is_dir():
-            raise ArchrankError(f"{path}: folder {folder} does not exist")
+        check_save_path(path)
         torch.save(
             {"predictor": self.name, "space": self.space.name, "seed": self.seed,
+             # the op ids' meaning: a table's own space may share a name with another
+             # vocabulary (NAS-Bench-Graph's proteins: 5 of the 9 ops)
+             "vocabulary": vocabulary(self.space),
              # where it trained is not what it is: a file saved on a GPU loads on a CPU
              "params": {k: v for k, v in self.params.items() if k != "device"},
              "state": self.get_state(),
@@ -328,8 +372,12 @@ class Predictor(ABC):
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> Predictor:
-        """Read a predictor written by ``save`` (no arbitrary code is unpickled)."""
+    def load(cls, path: str | Path, space: SearchSpace | str | None = None) -> Predictor:
+        """Read a predictor written by ``save`` (no arbitrary code is unpickled).
+
+        ``space``: the space it was fitted on, where its name alone does not give it back (a
+        space of your own); by default the registered space of the saved name, with the
+        saved op vocabulary (a table's own NAS-Bench-Graph space is rebuilt)."""
         blob = load_torch_file(path, "predictor")
         need = ("predictor", "space", "seed", "params", "state")
         if not isinstance(blob, dict) or any(k not in blob for k in need):
@@ -338,7 +386,8 @@ class Predictor(ABC):
         try:
             klass = predictor_class(blob["predictor"])
             params = {k: v for k, v in blob["params"].items() if k != "device"}  # older files
-            model = klass(get_space(blob["space"]), seed=blob["seed"], **params)
+            space = _saved_space(blob, space)
+            model = klass(space, seed=blob["seed"], **params)
         except ArchrankError as exc:
             raise ArchrankError(f"{path}: {exc}") from None
         signals = blob.get("signals")

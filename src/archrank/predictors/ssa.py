@@ -133,7 +133,13 @@ NODE_ENCODERS = ("ae", "gates")
 # (space, seed, auto-encoder params, fingerprint of the pool) -> (auto-encoder state, embeddings)
 _AE_CACHE: OrderedDict[tuple[Any, ...], tuple[dict[str, Any], torch.Tensor]] = OrderedDict()
 _AE_CACHE_SIZE = 4
-_POOL_CACHE: dict[str, GraphBatch] = {}
+_POOL_CACHE: dict[tuple[Any, ...], GraphBatch] = {}
+
+
+def _space_key(space: Any) -> tuple[Any, ...]:
+    """A space's identity for the caches: its name and its op vocabularies (a table's own
+    NAS-Bench-Graph space, proteins' five ops, shares the name of the nine-op one)."""
+    return (space.name, tuple(space.node_op_names), tuple(space.edge_op_names))
 
 
 def _threads(threads: int | None) -> AbstractContextManager[None]:
@@ -366,9 +372,10 @@ class SSAPredictor(Predictor):
         size = self.space.size
         limit = int(self.hp["pool_size"])
         if size is not None and size <= limit and self.space.enumerable:
-            if self.space.name not in _POOL_CACHE:
-                _POOL_CACHE[self.space.name] = self.space.to_graphs(self.space.enumerate())
-            return _POOL_CACHE[self.space.name]
+            key = _space_key(self.space)
+            if key not in _POOL_CACHE:
+                _POOL_CACHE[key] = self.space.to_graphs(self.space.enumerate())
+            return _POOL_CACHE[key]
         rng = np.random.default_rng(self.library_seed)
         return self.space.to_graphs(self.space.sample(limit, rng))
 
@@ -386,7 +393,7 @@ class SSAPredictor(Predictor):
         params = self._ae_params()
         fingerprint = hashlib.sha1(keys.tobytes()).hexdigest()
         seed = self.library_seed if self.hp["ae_seed"] is None else int(self.hp["ae_seed"])
-        cache_key = (self.space.name, seed, tuple(sorted(params.items())), fingerprint)
+        cache_key = (_space_key(self.space), seed, tuple(sorted(params.items())), fingerprint)
         if cache_key in _AE_CACHE:
             _AE_CACHE.move_to_end(cache_key)
             state, z = _AE_CACHE[cache_key]

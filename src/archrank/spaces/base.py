@@ -123,6 +123,12 @@ class SearchSpace(ABC, Generic[A]):
         shares it rather than copying hundreds of megabytes."""
         return self
 
+    def with_vocabulary(self, node_ops: Sequence[str],
+                        edge_ops: Sequence[str]) -> SearchSpace[A] | None:
+        """This kind of space over other op names (a saved model's), or ``None`` where the
+        kind has no such variants."""
+        return None
+
     # -- text and records -------------------------------------------------------------------
     @abstractmethod
     def parse(self, text: str) -> A:

@@ -223,6 +223,17 @@ class NBGraphSpace(SearchSpace[GraphArch]):
     def __repr__(self) -> str:
         return f"NBGraphSpace(gnn_ops={self.gnn_ops})"
 
+    def with_vocabulary(self, node_ops: Sequence[str],
+                        edge_ops: Sequence[str]) -> NBGraphSpace | None:
+        """The space over the GNN ops between ``input`` and ``output`` of ``node_ops``."""
+        ops = list(node_ops)
+        if edge_ops or len(ops) < 3 or ops[0] != "input" or ops[-1] != "output":
+            return None
+        try:
+            return NBGraphSpace(ops[1:-1])
+        except ValueError:
+            return None
+
     # -- text and records -------------------------------------------------------------------
     def _fail(self, what: Any, problem: str) -> InvalidArchitecture:
         text = what if isinstance(what, str) else repr(what)

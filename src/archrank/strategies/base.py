@@ -73,7 +73,8 @@ class CandidateSet(Generic[A]):
         """The table rows of ``archs`` (candidates of this set; ``None`` without a table)."""
         if self.rows is None:
             return None
-        if len(archs) == len(self.archs) and all(a is b for a, b in zip(archs, self.archs)):
+        if len(archs) == len(self.archs) and all(
+                a is b for a, b in zip(archs, self.archs, strict=True)):
             return self.rows  # every candidate, in order: no hashing
         return self.rows[[self.index[self.space.hash(a)] for a in archs]]
 
