@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -487,3 +488,77 @@ def test_a_supernet_scoring_every_sample_alike_is_said_so(monkeypatch):
                        r"\(val_acc 10\): nothing to fit; .* or by val_loss \(--score val_loss\)"):
         fit_mod._score_and_fit(None, np.zeros((3, 6)), None, [], "gcn", "val_acc", 0, None,
                                None, None, {}, 0.0)
+
+
+def test_oneshot_cli_option_errors_name_their_flags(tmp_path, cli):
+    """Negative or huge seeds ended in numpy's 'internal error'; zero sizes in messages
+    without the flag; --pool on nb201 and a negative --validate were ignored; a bad --samples
+    was found after the latency table was measured and the journal written."""
+    bad = [
+        (("oneshot", "train", "--seed", "-1", "--out", tmp_path / "a.pt"), "--seed must lie in"),
+        (("oneshot", "train", "--seed", str(2**64), "--out", tmp_path / "a.pt"),
+         "--seed must lie in"),
+        (("oneshot", "train", "--batch-size", "0", "--out", tmp_path / "a.pt"),
+         "--batch-size must be at least 2, got 0"),
+        (("oneshot", "train", "--lr", "-1", "--out", tmp_path / "a.pt"),
+         "--lr must be above 0"),
+        (("oneshot", "search", "--memory", "0", "--out", tmp_path / "a.pt"),
+         "--memory must be at least 2, got 0"),
+        (("oneshot", "search", "--seed", "-3", "--out", tmp_path / "a.pt"),
+         "--seed must lie in"),
+        (("oneshot", "fit", tmp_path / "none.pt", "--samples", "1", "--out", tmp_path / "x.csv"),
+         "--samples must be at least 2, got 1"),
+        (("oneshot", "fit", tmp_path / "none.pt", "--val-samples", "0", "--out",
+          tmp_path / "x.csv"), "--val-samples must be at least 1, got 0"),
+        (("oneshot", "latency", "--validate", "-5"), "--validate must be at least 0"),
+        (("zc", "--n", "2", "--seed", "-5", "--out", tmp_path / "z.csv"), "--seed must lie in"),
+        (("bench", "table", "--n", "2", "--sample-seed", "-1", "--out", tmp_path / "t.csv"),
+         "--sample-seed must lie in"),
+    ]
+    for argv, message in bad:
+        code, _, err = cli(*argv)
+        assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
+    assert not list(tmp_path.iterdir())  # nothing written, no journal left behind
+
+
+def test_oneshot_fit_writes_to_stdout_and_select_works_without_costs(trained_digits, tmp_path,
+                                                                      cli, capsys):
+    """``--out -`` wrote a file named '-'; --pool on an enumerable space was ignored; select
+    on a table without cost columns asked for a --front-cost it could not take."""
+    ckpt = str(trained_digits.path)
+    code, _, err = cli("oneshot", "fit", ckpt, "--pool", "7", "--out", tmp_path / "x.csv")
+    assert code == 2 and "--pool applies to spaces too large to enumerate" in err
+    code, out, err = cli("oneshot", "fit", ckpt, "--samples", "6", "--val-samples", "50",
+                         "--no-latency", "--set", "epochs=2", "--out", "-")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("arch,hash,predicted") and len(lines) == 15626
+    assert not (tmp_path / "-").exists() and "15,625 cells written to -" in err
+    table = tmp_path / "s.csv"
+    table.write_text("\n".join(",".join(line.split(",")[:3]) for line in lines[:40]) + "\n")
+    code, out, err = cli("oneshot", "select", table, "--top", "3")
+    assert code == 0 and "top 3 of 39 cells" in out and "no Pareto front" in err, err
+
+
+def test_an_interrupted_supernet_training_says_how_to_continue(tmp_path, cli, monkeypatch):
+    """Ctrl-C during oneshot train / search printed only 'interrupted'."""
+    def stopped(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SupernetTrainer, "train", stopped)
+    out = tmp_path / "s.pt"
+    code, _, err = cli("oneshot", "train", "--dataset", "digits", "--width", "4", "--depth", "1",
+                       "--epochs", "2", "--out", out)
+    assert code == 130 and "nothing was saved" in err, err
+    code, _, err = cli("oneshot", "search", "--dataset", "digits", "--width", "4", "--depth",
+                       "1", "--epochs", "1", "--method", "spos-ea", "--out", tmp_path / "q.pt")
+    assert code == 130 and "nothing was saved" in err, err
+
+    def after_an_epoch(self, checkpoint=None, **kwargs):
+        Path(checkpoint).write_bytes(b"")  # as if an epoch had been written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SupernetTrainer, "train", after_an_epoch)
+    code, _, err = cli("oneshot", "train", "--dataset", "digits", "--width", "4", "--depth", "1",
+                       "--epochs", "2", "--out", tmp_path / "t.pt")
+    assert code == 130 and f"continue with: archrank oneshot train --resume {tmp_path}" in err

@@ -65,6 +65,13 @@ def parse_sets(items: list[str] | None, *, prefixed: str | None = None) -> dict[
     return out
 
 
+def check_seed_option(seed: int | None, flag: str = "--seed") -> None:
+    """A one-line error for a seed no generator takes (negative, or 2^32 and above: numpy
+    and torch raised their own errors deep inside a command)."""
+    if seed is not None and not 0 <= seed < 2**32:
+        raise ArchrankError(f"{flag} must lie in 0..{2**32 - 1}, got {seed}")
+
+
 # the registry's names (archrank.predictors, which imports torch: not at CLI start-up); a test
 # keeps the two alike
 PREDICTOR_NAMES = "gates, gates++, gcn, lstm, mlp, rf, rf_path, ssa, xgb, xgb_path"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from archrank.cli.app import VAL_SAMPLES, bench_app, console, err, oneshot_app, parse_sets
+from archrank.cli.app import (
+    VAL_SAMPLES,
+    bench_app,
+    check_seed_option,
+    console,
+    err,
+    oneshot_app,
+    parse_sets,
+)
 from archrank.errors import ArchrankError, Interrupted
 from archrank.executors import close_now
 from archrank.files import check_output, check_plot_dir, hold_lock, write_json
@@ -41,6 +51,19 @@ def dataset_spec(dataset: str) -> str:
     return canonical_spec(dataset)
 
 
+def _check_least(**flags: tuple[float | None, float]) -> None:
+    """One-line errors naming the flag for values below their least (``None``: not given);
+    an option named ``lr`` must be above 0 rather than at least it."""
+    for name, (value, least) in flags.items():
+        flag = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if name == "lr" and not value > 0:
+            raise ArchrankError(f"{flag} must be above 0, got {value}")
+        if value < least:
+            raise ArchrankError(f"{flag} must be at least {least:g}, got {value}")
+
+
 def _as_recorded(path: Path, verb: str, why: str,
                  options: dict[str, tuple[Any, Any]]) -> None:
     """Refuse an option given next to a checkpoint with another value than the checkpoint's
@@ -50,10 +73,25 @@ def _as_recorded(path: Path, verb: str, why: str,
             raise ArchrankError(f"{path} {verb} {flag} {kept}; got {given} ({why})")
 
 
+@contextlib.contextmanager
+def _resume_hint(command: str, checkpoint: Path | None) -> Iterator[None]:
+    """Ctrl-C or SIGTERM says how to continue: from the checkpoint of the last finished
+    epoch, or that none was written yet."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if checkpoint is not None and Path(checkpoint).exists():
+            raise Interrupted(f"interrupted; continue with: archrank oneshot {command} "
+                              f"--resume {checkpoint}") from None
+        raise Interrupted("interrupted before the first epoch ended: nothing was saved (a "
+                          "checkpoint is written after every epoch)") from None
+
+
 # -- train --------------------------------------------------------------------------------------
 @oneshot_app.command("train")
 def train(
-    space: str = typer.Option("nb201", "--space", help="Search space (nb201, darts)."),
+    space: str | None = typer.Option(None, "--space", help="Search space: nb201 (default), "
+                                     "darts; on --resume, the checkpoint's."),
     dataset: str | None = typer.Option(
         None, "--dataset", help="mnist1d (default), digits or a .npz file (x_train, ...)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Supernet epochs (150)."),
@@ -92,6 +130,8 @@ def train(
     from archrank.oneshot.trainer import DEFAULT_EPOCHS, SupernetTrainer, dist_info
     from archrank.oracles.training import TrainRecipe
 
+    check_seed_option(seed)
+    _check_least(batch_size=(batch_size, 2), lr=(lr, 0))
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise ArchrankError("give either --resume CKPT or --out, not both")
     if resume is None and out is None:
@@ -103,8 +143,7 @@ def train(
     lock = hold_lock(resume or out, "the supernet checkpoint") if int(  # noqa: F841
         os.environ.get("RANK", "0")) == 0 else None
     if resume is not None:
-        ckpt = load_checkpoint(resume, space=space if space != "nb201" else None, width=width,
-                               depth=depth)
+        ckpt = load_checkpoint(resume, space=space, width=width, depth=depth)
         trainer = SupernetTrainer.resume(ckpt, epochs=epochs, **kwargs)
         target = resume
         _as_recorded(resume, "was trained with", "a resumed training keeps its settings", {
@@ -124,7 +163,7 @@ def train(
         recipe = replace(TrainRecipe(epochs=DEFAULT_EPOCHS if epochs is None else epochs),
                          batch_size=128 if batch_size is None else batch_size,
                          lr=0.1 if lr is None else lr)
-        trainer = SupernetTrainer.create(space, dataset_spec(dataset or "mnist1d"),
+        trainer = SupernetTrainer.create(space or "nb201", dataset_spec(dataset or "mnist1d"),
                                          recipe=recipe, width=width, depth=depth,
                                          seed=seed or 0, sampler=sampler or "uniform",
                                          **kwargs)
@@ -148,7 +187,7 @@ def train(
 
     try:
         if rank == 0:
-            with progress:
+            with progress, _resume_hint("train", target):
                 trainer.train(checkpoint=target, on_step=on_step)
             console.print(f"trained {trainer.epoch} epochs in {trainer.seconds:.1f} s "
                           f"(last epoch loss {trainer.history[-1]:.4f}); checkpoint: {target}")
@@ -166,9 +205,10 @@ def train(
 def fit(
     checkpoint: Path = typer.Argument(..., help="A trained supernet checkpoint."),
     samples: int = typer.Option(1000, "--samples", help="Cells scored with shared weights."),
-    pool: int = typer.Option(2000, "--pool",
-                             help="Spaces too large to enumerate (darts): cells predicted "
-                             "besides the scored ones, drawn uniformly."),
+    pool: int | None = typer.Option(None, "--pool",
+                                    help="Spaces too large to enumerate (darts): cells "
+                                    "predicted besides the scored ones, drawn uniformly "
+                                    "(2000)."),
     predictor: str = typer.Option("gcn", "--predictor",
                                   help="Graph predictor fitted to the scores (gcn, gates, ...)."),
     metric: str = typer.Option(
@@ -202,7 +242,9 @@ def fit(
     predict every cell of the space.
 
     The CSV has one row per cell: arch, hash, predicted, supernet_val_acc and
-    supernet_val_loss (where sampled), params, flops, latency_ms.
+    supernet_val_loss (where sampled), params, flops, latency_ms. predicted is the fitted
+    score, higher is better: the negated validation loss (--score val_loss, the default) or
+    the validation accuracy in percent (--score val_acc); the --json file names it.
 
     Example: archrank oneshot fit supernet.pt --samples 1000 --predictor gcn --out scores.csv
     """
@@ -220,6 +262,10 @@ def fit(
     from archrank.runs.loop import executor_for
     from archrank.spaces import get_space
 
+    check_seed_option(seed)
+    # before the latency table and the journal
+    _check_least(samples=(samples, 2), val_samples=(val_samples, 1),
+                 calib_batches=(calib_batches, 1), pool=(pool, 0))
     check_output(out, "--out", [checkpoint])
     if json_out is not None:
         check_output(json_out, "--json", [checkpoint, out])
@@ -227,6 +273,10 @@ def fit(
     check_score_metric(metric)
     predictor_params = parse_sets(sets)
     ckpt = load_checkpoint(checkpoint)
+    if pool is not None and get_space(ckpt.setting.space).enumerable:  # else ignored
+        raise ArchrankError(f"--pool applies to spaces too large to enumerate (darts); every "
+                            f"cell of {ckpt.setting.space} is predicted")
+    pool = 2000 if pool is None else pool
     check_predictors([predictor], get_space(ckpt.setting.space), {predictor: predictor_params})
     if not ckpt.finished:
         raise ArchrankError(f"{checkpoint}: the supernet trained {ckpt.epoch} of "
@@ -251,6 +301,7 @@ def fit(
     if latency:
         err.print("measuring the latency table ...")
         table_lat = LatencyTable.measure(scorer.supernet, batch_size=latency_batch)
+    reused = min(len(scorer.known), samples) if isinstance(scorer, JournaledScorer) else 0
     pooled = workers > 1 or executor_kind not in (None, "inline") or scheduler is not None
     executor = executor_for(workers, executor_kind, scheduler) if pooled else None
     progress = eta_progress(transient=True)
@@ -276,8 +327,10 @@ def fit(
             "val_samples": val_samples,
             "latency_table": None if table_lat is None else table_lat.to_dict()}
     secs = info["seconds"]
-    console.print(f"{len(table):,} cells written to {out}: scored {info['samples']} "
-                  f"({secs['score']:.1f} s, {info['samples'] / max(secs['score'], 1e-9):.1f}/s), "
+    fresh = max(int(info["samples"]) - reused, 0)  # the rate of this session's scoring
+    console.print(f"{len(table):,} cells written to {out}: scored {fresh}"
+                  + (f" (and {reused} from the journal)" if reused else "")
+                  + f" ({secs['score']:.1f} s, {fresh / max(secs['score'], 1e-9):.1f}/s), "
                   f"fit {predictor} ({secs['fit']:.1f} s), predicted all ({secs['predict']:.1f} s)")
     _print_top(table.archs, table.columns,
                np.argsort(-table.columns["predicted"], kind="stable")[:5], "best predicted")
@@ -311,14 +364,17 @@ def select_cmd(
     max_flops: float | None = typer.Option(None, "--max-flops", help="FLOPs (MACs) limit."),
     max_params: float | None = typer.Option(None, "--max-params", help="Parameter limit."),
     max_latency_ms: float | None = typer.Option(None, "--max-latency-ms",
-                                                help="Latency limit (ms, the table's device)."),
+                                                help="Latency limit (ms, the table's device: "
+                                                "per-op sums, which run below whole networks; "
+                                                "see oneshot latency --validate)."),
     top: int = typer.Option(10, "--top", help="How many cells to list."),
     cost: str | None = typer.Option(None, "--front-cost",
                                     help="Cost axis of the Pareto front: flops, params or "
                                     "latency_ms (default: latency_ms if present)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the selection here."),
 ) -> None:
-    """Best predicted cells under hardware constraints, and the score/cost Pareto front.
+    """Best predicted cells under hardware constraints, and the score/cost Pareto front
+    (predicted: the fitted score of oneshot fit, higher is better).
 
     Example: archrank oneshot select scores.csv --max-flops 500000 --max-latency-ms 0.6 --top 10
     """
@@ -332,20 +388,25 @@ def select_cmd(
     table = ScoreTable.read_csv(scores)
     cols = table.columns
     given = cost is not None
-    cost = cost or ("latency_ms" if "latency_ms" in cols else "flops")
-    if cost not in ("flops", "params", "latency_ms") or cost not in cols:
-        have = [c for c in ("flops", "params", "latency_ms") if c in cols]
+    have = [c for c in ("flops", "params", "latency_ms") if c in cols]
+    cost = cost or ("latency_ms" if "latency_ms" in cols else "flops" if have else None)
+    if cost is not None and (cost not in ("flops", "params", "latency_ms") or cost not in cols):
         raise ArchrankError(
             f"--front-cost {cost}: the score table has no such cost column" if given else
             f"the score table has no {cost} column for the Pareto front; give --front-cost "
-            f"{' or '.join(have) if have else '(it has no cost column)'}")
+            f"{' or '.join(have)}")
     mask = feasible(cols, max_flops=max_flops, max_params=max_params,
                     max_latency_ms=max_latency_ms)
     best = select(cols["predicted"], mask, top)
-    front = pareto_front(cols["predicted"], cols[cost], mask)
+    front = (pareto_front(cols["predicted"], cols[cost], mask) if cost is not None
+             else np.zeros(0, dtype=np.int64))
     _print_top(table.archs, cols, best,
                f"top {len(best)} of {int(mask.sum()):,} cells within the constraints")
-    _print_top(table.archs, cols, front, f"Pareto front: predicted score vs {cost}")
+    if cost is None:
+        err.print("no Pareto front: the score table has no cost column (flops, params or "
+                  "latency_ms)")
+    else:
+        _print_top(table.archs, cols, front, f"Pareto front: predicted score vs {cost}")
     if json_out is not None:
         def rows(idx: np.ndarray) -> list[dict[str, Any]]:
             return [{"arch": table.archs[i], "hash": table.hashes[i],
@@ -380,6 +441,9 @@ def latency_cmd(
     from archrank.oneshot.hardware import LatencyTable, validate_latency
     from archrank.oneshot.supernet import build_supernet, setting_for
 
+    check_seed_option(seed)
+    if validate < 0:
+        raise ArchrankError(f"--validate must be at least 0 (0: no check), got {validate}")
     if json_out is not None:
         check_output(json_out, "--json", [checkpoint])
     if checkpoint is not None:
@@ -496,6 +560,11 @@ def search_cmd(
     from archrank.oneshot.search import check_choice, check_method, resumable, search
     from archrank.oracles.training import TrainRecipe
 
+    check_seed_option(seed)
+    _check_least(batch_size=(batch_size, 2), lr=(lr, 0), memory=(memory, 2),
+                 refit_every=(refit_every, 1), warmup_steps=(warmup_steps, 0),
+                 alpha_steps=(alpha_steps, 0), ea_evals=(ea_evals, 1),
+                 fit_samples=(fit_samples, 2))
     if method is not None:
         check_method(method)
     ckpt = None
@@ -582,7 +651,7 @@ def search_cmd(
     lock = hold_lock(resume or out, "the search checkpoint")  # noqa: F841 (held till the end)
     err.print(f"{method} search on {space}/{dataset or 'mnist1d'}"
               + (f" (resuming {resume})" if resume else f": {epochs} epochs, seed {seed or 0}"))
-    with progress:
+    with progress, _resume_hint("search", resume or out):
         result = search(method, space=space,
                         dataset=(None if dataset is None else dataset_spec(dataset)) if resume
                         else dataset_spec(dataset or "mnist1d"),

@@ -25,6 +25,7 @@ from archrank.cli.app import (
     PREDICTOR_NAMES,
     app,
     bench_app,
+    check_seed_option,
     console,
     err,
     parse_sets,
@@ -248,8 +249,7 @@ def search(
 
     if json_out is not None:
         check_output(json_out, "--json", [bench, run_dir, resume])
-    if seed is not None and not 0 <= seed < 2**32:  # what every generator takes, unfolded
-        raise ArchrankError(f"--seed must lie in 0..{2**32 - 1}, got {seed}")
+    check_seed_option(seed)  # what every generator takes, unfolded
     if filters and bench is None:
         raise ArchrankError("--filter applies to the --bench table; give --bench too")
     if oracle is None and resume is None and any(
@@ -273,6 +273,10 @@ def search(
     if all(v is None for v in options.values()) and resume is None:
         options.update(MAIN_JOB, oracle_params=_oracle_params("train", None, None))
     elif options["oracle"] in ("train", "supernet"):
+        if options["space"] is None and supernet is not None and resume is None:
+            from archrank.oneshot.checkpoint import load_checkpoint
+
+            options["space"] = load_checkpoint(supernet).setting.space  # the supernet's
         options["space"] = options["space"] or "nb201"
         options["metric"] = options["metric"] or "val_acc"
     if resume is not None and options["oracle_params"] is not None:
@@ -694,6 +698,7 @@ def demo(
 
       archrank demo --quick --budget 100
     """
+    check_seed_option(seed)
     if not quick:
         given = [flag for flag, value, default in (
             ("--budget", budget, 100), ("--seed", seed, 0), ("--bench", bench, "nbgraph:cora"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from archrank.cli.app import bench_app, console, err
+from archrank.cli.app import bench_app, check_seed_option, console, err
 from archrank.cli.oneshot import eta_progress
 from archrank.errors import ArchrankError, Interrupted
 from archrank.executors import close_now
@@ -21,8 +21,9 @@ def parse_seeds(text: str) -> list[int]:
         raise ArchrankError(f"--train-seeds {text!r}: expected integers like 0,1,2") from None
     if not seeds:
         raise ArchrankError("--train-seeds: give at least one seed")
-    if min(seeds) < 0 or len(set(seeds)) < len(seeds):
-        raise ArchrankError(f"--train-seeds {text!r}: seeds must be distinct and at least 0")
+    if min(seeds) < 0 or max(seeds) >= 2**32 or len(set(seeds)) < len(seeds):
+        raise ArchrankError(f"--train-seeds {text!r}: seeds must be distinct and lie in "
+                            f"0..{2**32 - 1}")
     return sorted(seeds)  # the table's columns (and read_truth) go in increasing order
 
 
@@ -68,6 +69,7 @@ def bench_table(
 
     if n < 1:
         raise ArchrankError(f"--n must be at least 1, got {n}")
+    check_seed_option(sample_seed, "--sample-seed")
     check_output(out, "--out", [dataset])
     if json_out is not None:
         check_output(json_out, "--json", [out, dataset])

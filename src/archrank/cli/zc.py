@@ -17,7 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from archrank.cli.app import app, console
+from archrank.cli.app import app, check_seed_option, console
 from archrank.errors import ArchrankError, Interrupted
 from archrank.files import check_output, open_output
 from archrank.spaces.base import SearchSpace
@@ -123,6 +123,7 @@ def zero_cost(
                         ("--setting", setting != "benchmark")):
         if given:  # fill options would otherwise be ignored in silence
             raise ArchrankError(f"{flag} only applies to --fill")
+    check_seed_option(seed)
     if out is None:
         raise ArchrankError("give --out FILE (a CSV of sampled cells) or --fill (the cache)")
     check_output(out, "--out", [table, dataset])

@@ -18,7 +18,7 @@ import torch
 
 from archrank.cache import atomic_path
 from archrank.datasets import ArrayDataset, load_dataset, recorded_spec
-from archrank.errors import ArchrankError, first_line
+from archrank.errors import ArchrankError
 from archrank.oneshot.supernet import NetworkSetting, Supernet, build_supernet
 from archrank.oracles.training import TrainRecipe
 
@@ -111,10 +111,10 @@ def load_checkpoint(path: str | Path, **expect: Any) -> Checkpoint:
     except IsADirectoryError:
         raise ArchrankError(f"{path}: a directory, not a supernet checkpoint") from None
     except Exception as exc:  # truncated, corrupt or foreign
-        reason = first_line(exc, empty=type(exc).__name__)
-        if "Weights only load failed" in reason or "weights_only" in reason:
-            reason = "torch reads no archrank checkpoint in it"  # not torch's unsafe advice
-        raise ArchrankError(f"{path}: not a readable supernet checkpoint ({reason})") from None
+        from archrank.predictors.base import torch_load_problem
+
+        raise ArchrankError(f"{path}: not a readable supernet checkpoint "
+                            f"({torch_load_problem(path, exc)})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ArchrankError(f"{path}: not an archrank supernet checkpoint")
     if blob.get("version") != VERSION:

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from archrank.cache import atomic_path
 from archrank.errors import ArchrankError, first_line
 from archrank.oneshot.hardware import LatencyTable
 from archrank.oneshot.scoring import SCORE_METRICS, SubnetScorer, score_archs
@@ -47,18 +46,22 @@ class ScoreTable:
         return len(self.archs)
 
     def write_csv(self, path: str | Path) -> None:
+        """Write the table (atomically; ``-``: standard output)."""
+        from archrank.files import open_output
+
         path = Path(path)
         names = [c for c in COLUMNS[2:] if c in self.columns]
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(["arch", "hash", *names])
-                cols = [self.columns[c] for c in names]
-                for i, (arch, h) in enumerate(zip(self.archs, self.hashes, strict=True)):
-                    writer.writerow([arch, h, *(_cell(c[i]) for c in cols)])
-        except OSError as exc:
-            raise ArchrankError(f"{path}: cannot write ({exc.strerror})") from None
+        if str(path) != "-":
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ArchrankError(f"{path}: cannot write ({exc.strerror})") from None
+        with open_output(path, "w", "", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["arch", "hash", *names])
+            cols = [self.columns[c] for c in names]
+            for i, (arch, h) in enumerate(zip(self.archs, self.hashes, strict=True)):
+                writer.writerow([arch, h, *(_cell(c[i]) for c in cols)])
 
     @classmethod
     def read_csv(cls, path: str | Path, space: str | None = None) -> ScoreTable:
@@ -87,7 +90,8 @@ class ScoreTable:
         columns = {name: values[:, i] for i, name in enumerate(header[2:])}
         if np.isnan(columns["predicted"]).any():
             line = 2 + int(np.flatnonzero(np.isnan(columns["predicted"]))[0])
-            raise ArchrankError(f"{path}: line {line}, field 'predicted': empty")
+            raise ArchrankError(f"{path}: line {line}, field 'predicted': empty or not a "
+                                "number")
         for name in ("predicted", "params", "flops", "latency_ms"):  # scores and costs
             if name in columns and np.isinf(columns[name]).any():
                 line = 2 + int(np.flatnonzero(np.isinf(columns[name]))[0])

@@ -83,8 +83,29 @@ def load_torch_file(path: str | Path, what: str) -> Any:
         return torch.load(Path(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ArchrankError(f"{path}: no such {what} file") from None
+    except IsADirectoryError:
+        raise ArchrankError(f"{path}: a folder, not an archrank {what} file") from None
     except Exception as exc:  # corrupt or foreign file
-        raise ArchrankError(f"{path}: not an archrank {what} file ({exc})") from None
+        raise ArchrankError(f"{path}: not an archrank {what} file "
+                            f"({torch_load_problem(path, exc)})") from None
+
+
+def torch_load_problem(path: str | Path, exc: BaseException) -> str:
+    """Why ``torch.load`` could not read ``path``, in plain words (torch's own messages are
+    a key number, a list error or a paragraph cut mid-sentence)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    text = str(exc)
+    if "Weights only load failed" in text or "weights_only" in text:
+        return "it holds objects other than archrank's data"
+    if head.startswith(b"PK"):  # torch's zip format
+        return "a truncated or damaged torch file"
+    if not head:
+        return "the file is empty"
+    return "not a torch file"
 
 
 def check_graphs(graphs: GraphBatch, space: SearchSpace) -> None:
