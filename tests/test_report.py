@@ -730,3 +730,75 @@ def test_a_run_without_evaluations_and_a_training_oracles_dataset(nb201_csv, tmp
     RunStore.create(trained, base.to_dict(),
                     inputs={"dataset": {"fingerprint": "feedbeef0000"}}).close()
     assert read_input(trained).data.fingerprint == "feedbeef0000"
+
+
+def test_a_stopped_run_an_empty_one_and_failures_are_said(nb101_csv, tmp_path, cli):
+    """A run with unfinished evaluations that no process holds was reported 'still
+    running'; a run with nothing finished beside runs with costs crashed the cost figure;
+    failed evaluations were not mentioned."""
+    base = SearchConfig(space="nb101", bench=str(nb101_csv), metric="val_acc_108",
+                        budget=12, space_from_bench=True, strategy="random")
+    done = make_run(base, tmp_path / "done")
+    with sqlite3.connect(done / "run.sqlite") as conn:  # two evaluations failed
+        conn.execute("UPDATE evaluations SET status = 'failed', objective = NULL "
+                     "WHERE seq IN (3, 4)")
+    stopped = tmp_path / "stopped"
+    store = RunStore.create(stopped, replace(base, seed=1).to_dict())
+    store.add_ask(0, 0, 1, [(0, "h0", "0110000100010000|input,conv3x3-bn-relu,"
+                              "maxpool3x3,output")])
+    store.close()  # a pending evaluation and nobody holding the run
+    assert RunStore.is_running(stopped) is False
+    code, out, err = cli("runs", "show", stopped / "run.sqlite")  # the database named
+    assert code == 0 and "1 unfinished (the run is not running" in out, err
+    html = build_report([done, stopped], tmp_path / "r.html").read_text()
+    assert "still running" not in html
+    assert "1 stopped before finishing (1 unfinished evaluations" in html
+    assert "2 failed evaluations" in html and "runs0_best_vs_cost" in html
+    holder = RunStore.open(stopped)  # a process holds it: running
+    try:
+        assert RunStore.is_running(stopped) is True
+        assert "1 still running" in build_report([stopped], tmp_path / "s.html").read_text()
+    finally:
+        holder.close()
+
+
+def test_wrong_field_types_in_bench_jsons_are_one_line(cli, search_json, predictor_json,
+                                                       tmp_path):
+    data = json.loads(search_json.read_text())
+    for edit, message in (
+        (lambda d: d.update(budget=-1), "field 'budget' must be at least 1, got -1"),
+        (lambda d: d["strategies"]["rea"]["queries_to_optimum"].update(median="x"),
+         "queries_to_optimum.median is not a number ('x')"),
+        (lambda d: d["strategies"]["rea"].update(best_at="x"), "best_at is not an object"),
+    ):
+        bad = json.loads(json.dumps(data))
+        edit(bad)
+        (tmp_path / "s.json").write_text(json.dumps(bad))
+        code, _, err = cli("report", tmp_path / "s.json", "--out", tmp_path / "r.html")
+        assert code == 2 and message in err and err.count("\n") == 1, err
+    bad = json.loads(json.dumps(data))
+    bad["strategies"]["rea"]["runs"] = None  # a curve alone (older files) is drawn
+    bad["strategies"]["rea"]["curve"] = bad["strategies"]["random"]["runs"][0]["curve"]
+    (tmp_path / "s.json").write_text(json.dumps(bad))
+    assert cli("report", tmp_path / "s.json", "--out", tmp_path / "r.html")[0] == 0
+    data = json.loads(predictor_json.read_text())
+    for edit, message in (
+        (lambda d: d["settings"].update(predictors=None), "settings.predictors is not a list"),
+        (lambda d: d["results"][0].update(seeds="x"), "results[0].seeds is not a count"),
+        (lambda d: d["results"][0]["kendall_tau"].update(std=-1.0),
+         "results[0].kendall_tau.std is negative"),
+    ):
+        bad = json.loads(json.dumps(data))
+        edit(bad)
+        (tmp_path / "p.json").write_text(json.dumps(bad))
+        code, _, err = cli("report", tmp_path / "p.json", "--out", tmp_path / "r.html")
+        assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_scatter_of_a_predictor_alone_takes_its_largest_size(predictor_json, tmp_path):
+    from archrank.report.predictor import _pick_sample, read_predictor
+
+    bench = read_predictor(predictor_json, json.loads(predictor_json.read_text()))
+    name = bench.data["samples"][0]["predictor"]
+    sizes = [s["train_size"] for s in bench.data["samples"] if s["predictor"] == name]
+    assert _pick_sample(bench, name)["train_size"] == max(sizes)

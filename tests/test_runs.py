@@ -341,3 +341,21 @@ def test_bench_search_journal_of_an_edited_table_is_refused(nb201_csv, tmp_path)
     table.write_text("\n".join(edited) + "\n")
     with pytest.raises(ArchrankError, match=r"other settings \(table\)"):
         bench_search(cfg, ["random"], 3, journal=journal)
+
+
+def test_another_programs_database_is_named_as_such(tmp_path, cli, nb201_csv):
+    """A run directory holding some other SQLite file was 'stopped while being created'
+    (and a new search would have replaced it); it is now left alone and named."""
+    import sqlite3
+
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    with sqlite3.connect(run_dir / "run.sqlite") as conn:
+        conn.execute("CREATE TABLE notes (x)")
+    code, _, err = cli("runs", "show", run_dir)
+    assert code == 2 and "not an archrank run database" in err
+    code, _, err = cli("search", "--space", "nb201", "--bench", nb201_csv, "--metric",
+                       "cifar10_test", "--budget", "3", "--run-dir", run_dir)
+    assert code == 2 and "not an archrank run database" in err
+    with sqlite3.connect(run_dir / "run.sqlite") as conn:  # untouched
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["notes"]

@@ -76,13 +76,12 @@ def parse_list(text: str, what: str) -> list[str]:
 
 def stat(values: Sequence[float]) -> dict[str, float]:
     """``{"mean", "std"}`` over seeds (NaN entries ignored; NaN when there is none). The
-    std is the population std (``ddof=0``, the figures published since the first bench);
-    with a single value it is NaN (no spread was measured), not 0."""
+    std is the population std (``ddof=0``, the figures published since the first bench; 0
+    for a single value: the printed tables then show the mean alone)."""
     arr = np.asarray(values, dtype=np.float64)
     if not np.isfinite(arr).any():
         return {"mean": float("nan"), "std": float("nan")}
-    spread = float(np.nanstd(arr)) if np.isfinite(arr).sum() > 1 else float("nan")
-    return {"mean": float(np.nanmean(arr)), "std": spread}
+    return {"mean": float(np.nanmean(arr)), "std": float(np.nanstd(arr))}
 
 
 def percentile(values: np.ndarray, x: float) -> float:

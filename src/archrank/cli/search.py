@@ -434,6 +434,8 @@ def _print_training_summary(summary: dict[str, Any]) -> None:
     rows = [(label, rec) for label, rec in (("best found", summary["best"]),
                                             (start_label, start))
             if rec]
+    if not rows:  # nothing finished (an interrupt before the first result): no empty table
+        return
     for label, rec in rows:
         m = rec["metrics"]
         table.add_row(label, _fmt(m.get("val_acc")), _fmt(m.get("test_acc")),
@@ -638,8 +640,11 @@ def runs_show(run_dir: Path = typer.Argument(..., help="A run directory.")) -> N
     table.add_column("", overflow="fold")
     for key, value in config.items():
         table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
-    table.add_row("evaluations", f"{counts['ok']} ok, {counts['failed']} failed, "
-                  f"{counts['pending']} pending")
+    pending = f"{counts['pending']} pending"
+    if counts["pending"] and RunStore.is_running(run_dir) is False:  # no process has it
+        pending = (f"{counts['pending']} unfinished (the run is not running: they are "
+                   f"evaluated again by archrank search --resume {run_dir})")
+    table.add_row("evaluations", f"{counts['ok']} ok, {counts['failed']} failed, {pending}")
     ok = [r for r in records if r.status == "ok" and r.objective is not None]
     if ok:
         best = max(ok, key=lambda r: r.objective)  # type: ignore[arg-type,return-value]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, first_line
 
 RUN_KIND = "run"
 
@@ -223,5 +223,14 @@ def render(inputs: Sequence[Input], options: ReportOptions) -> list[Section]:
     kinds = load_plugins()
     sections: list[Section] = []
     for name in dict.fromkeys(i.kind for i in inputs):
-        sections.extend(kinds[name].render([i.data for i in inputs if i.kind == name], options))
+        mine = [i for i in inputs if i.kind == name]
+        try:
+            sections.extend(kinds[name].render([i.data for i in mine], options))
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            # a field the readers' checks let through (a hand-edited or foreign file): said
+            # with the files, not as an internal error
+            raise ArchrankError(f"{', '.join(str(i.path) for i in mine)}: cannot draw this "
+                                f"{name} ({type(exc).__name__}: {first_line(exc)}); a field "
+                                f"of an unexpected type or size? (if the file is archrank's "
+                                f"own, please report it)") from None
     return sections

@@ -42,6 +42,9 @@ def read_predictor(path: Path, data: dict[str, Any]) -> PredictorBench:
     for key in ("space", "metric", "seeds"):
         if key not in settings:
             raise ArchrankError(f"{path}: settings.{key} is missing")
+    names = settings.get("predictors", [])
+    if not isinstance(names, list) or not all(isinstance(v, str) for v in names):
+        raise ArchrankError(f"{path}: settings.predictors is not a list of predictor names")
     results = need(path, data, "results", list, "a list")
     if not results:
         raise ArchrankError(f"{path}: no fit finished (results is empty"
@@ -55,6 +58,13 @@ def read_predictor(path: Path, data: dict[str, Any]) -> PredictorBench:
             raise ArchrankError(f"{path}: results[{k}] is not a bench predictor result "
                                 "(predictor, train_size, kendall_tau/precision_at_5pct "
                                 "mean and std)")
+        seeds = entry.get("seeds", 0)
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 0:
+            raise ArchrankError(f"{path}: results[{k}].seeds is not a count ({seeds!r})")
+        for m, _ in QUALITY:
+            numbers(path, f"results[{k}].{m}", [entry[m]["mean"], entry[m]["std"]])
+            if entry[m]["std"] is not None and entry[m]["std"] < 0:
+                raise ArchrankError(f"{path}: results[{k}].{m}.std is negative")
     samples = data.get("samples", [])
     if not isinstance(samples, list) or not all(
             isinstance(s, dict) and isinstance(s.get("true"), list)
@@ -76,9 +86,10 @@ def _pick_sample(bench: PredictorBench, choice: str | None) -> dict[str, Any] | 
         return None
     if choice:
         name, _, size = choice.partition(":")
-        for s in samples:
-            if s["predictor"] == name and (not size or str(s["train_size"]) == size):
-                return s
+        found = [s for s in samples if s["predictor"] == name
+                 and (not size or str(s["train_size"]) == size)]
+        if found:  # a predictor alone: its largest training size, as the default choice
+            return max(found, key=lambda s: s["train_size"])
         have = ", ".join(f"{s['predictor']}:{s['train_size']}" for s in samples)
         raise ArchrankError(f"--scatter {choice}: {bench.path} has no such sample (has {have})")
     results = bench.data["results"]

@@ -46,6 +46,7 @@ class Run:
     pending: int
     seqs: np.ndarray | None = None  # proposal number (0-based) of each finished evaluation
     fingerprint: str = ""  # the content fingerprint of the run's table or dataset
+    running: bool | None = None  # a process holds the run now (None: cannot tell)
 
     @property
     def label(self) -> str:
@@ -114,7 +115,7 @@ def read_run(path: Path, _data: dict[str, Any]) -> Run:
                           or (data.get("fingerprint") if isinstance(data, dict) else "") or "")
     return Run(run_dir, config, [r.arch for r in done], values, costs,
                len(records) - len(done), np.array([r.seq for r in done], dtype=np.int64),
-               fingerprint)
+               fingerprint, RunStore.is_running(run_dir))
 
 
 def _compact(options: dict[str, Any]) -> str:
@@ -144,11 +145,20 @@ def render_runs(runs: Sequence[Run], options: ReportOptions) -> list[Section]:
             studies.items()):
         labels = sorted({r.label for r in members})
         by_label = {lab: [r for r in members if r.label == lab] for lab in labels}
-        live = sum(r.pending > 0 for r in members)
+        # unfinished evaluations: a run a process holds is still running; one nobody holds
+        # was stopped (its unfinished evaluations are lost until it is resumed)
+        live = sum(r.pending > 0 and r.running is not False for r in members)
+        stopped = [r for r in members if r.pending > 0 and r.running is False]
+        failed = sum(int(np.isnan(r.values).sum()) for r in members)
         intro = (f"{len(members)} run directories · space {space_name} · {oracle} oracle "
                  f"({bench}{'; ' + settings if settings else ''}"
                  f"{'; content ' + fingerprint[:12] if fingerprint else ''}) · objective {metric}"
-                 + (f" · {live} still running (read from a consistent snapshot)" if live else ""))
+                 + (f" · {failed:,} failed evaluations (they count on the x axes)"
+                    if failed else "")
+                 + (f" · {live} still running (read from a consistent snapshot)" if live else "")
+                 + (f" · {len(stopped)} stopped before finishing "
+                    f"({sum(r.pending for r in stopped)} unfinished evaluations; "
+                    f"archrank search --resume DIR continues each)" if stopped else ""))
         name = f"{space_name}, {metric}"
         if same[(space_name, metric)] > 1:
             name += (f" ({oracle}, {bench}{'; ' + settings if settings else ''}"
@@ -187,6 +197,9 @@ def _cost_figure(n: int, by_label: dict[str, list[Run]], metric: str) -> Figure:
     """Best-so-far against cumulative recorded cost, on a common grid per strategy."""
     series, xs = {}, {}
     for lab, rs in by_label.items():
+        rs = [r for r in rs if len(r.values)]  # a run with nothing finished has no curve
+        if not rs:
+            continue
         total = max(float(r.costs.sum()) for r in rs)
         grid = np.linspace(0, total, 200)[1:]
         rows = []

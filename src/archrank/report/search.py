@@ -40,7 +40,8 @@ class SearchBench:
 def read_search(path: Path, data: dict[str, Any]) -> SearchBench:
     need(path, data, "space", str, "a space name")
     need(path, data, "metric", str, "a metric name")
-    need(path, data, "budget", int, "an integer")
+    if need(path, data, "budget", int, "an integer") < 1:
+        raise ArchrankError(f"{path}: field 'budget' must be at least 1, got {data['budget']}")
     strategies = need(path, data, "strategies", dict, "an object (strategy -> results)")
     if not strategies:
         raise ArchrankError(f"{path}: no search finished (strategies is empty"
@@ -50,6 +51,16 @@ def read_search(path: Path, data: dict[str, Any]) -> SearchBench:
         if not isinstance(q, dict) or not isinstance(q.get("per_seed"), list):
             raise ArchrankError(f"{path}: strategies.{label}.queries_to_optimum.per_seed is "
                                 "missing")
+        med = q.get("median")
+        if med is not None and (isinstance(med, bool) or not isinstance(med, int | float)):
+            raise ArchrankError(f"{path}: strategies.{label}.queries_to_optimum.median is not "
+                                f"a number ({med!r})")
+        best_at = entry.get("best_at")
+        if best_at is not None:
+            if not isinstance(best_at, dict):
+                raise ArchrankError(f"{path}: strategies.{label}.best_at is not an object "
+                                    "(queries -> mean best value)")
+            numbers(path, f"strategies.{label}.best_at", list(best_at.values()))
         runs = entry.get("runs")
         if runs is not None and not (isinstance(runs, list) and all(
                 isinstance(r, dict) and isinstance(r.get("curve"), list) for r in runs)):
@@ -70,7 +81,7 @@ def read_search(path: Path, data: dict[str, Any]) -> SearchBench:
 def search_figures(bench: SearchBench, n: int = 0) -> list[Figure]:
     d = bench.data
     budget, metric = d["budget"], d["metric"]
-    per_seed = all("runs" in e for e in bench.strategies.values())
+    per_seed = all(isinstance(e.get("runs"), list) for e in bench.strategies.values())
     series = {label: figures.pad_curves(
         [r["curve"] for r in e["runs"]] if per_seed else [e["curve"]], budget)
         for label, e in bench.strategies.items()}
@@ -124,7 +135,7 @@ def render_searches(benches: Sequence[SearchBench], options: ReportOptions) -> l
             rows, "Seeds that found the table's best cell within the budget, the median "
             "queries they needed, and the mean best value after that many queries."))
         for label, e in bench.strategies.items():
-            best = max((r for r in e.get("runs", []) if r.get("best_arch")
+            best = max((r for r in e.get("runs") or [] if r.get("best_arch")
                         and isinstance(r.get("best"), int | float)),
                        key=lambda r: r["best"], default=None)
             if best is not None:

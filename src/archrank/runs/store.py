@@ -212,6 +212,23 @@ class RunStore:
         return store
 
     @staticmethod
+    def _foreign(run_dir: Path) -> bool:
+        """Whether the run database is another program's SQLite file (tables, no config)."""
+        try:
+            conn = sqlite3.connect(f"{(run_dir / DB_NAME).resolve().as_uri()}?mode=ro",
+                                   uri=True, timeout=30.0)
+        except sqlite3.Error:
+            return False
+        try:
+            tables = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            return bool(tables) and "config" not in tables
+        except sqlite3.Error:  # not a database at all: said where it is read
+            return False
+        finally:
+            conn.close()
+
+    @staticmethod
     def _unborn(run_dir: Path) -> bool:
         """Whether the run database is missing, or its creation never finished (no recorded
         schema version: ``_init`` writes it in the transaction that creates the tables)."""
@@ -226,13 +243,34 @@ class RunStore:
             tables = {r[0] for r in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
             if "config" not in tables:
-                return True
+                return not tables  # an empty database; another program's is not ours
             return conn.execute("SELECT 1 FROM config WHERE key = 'schema_version'"
                                 ).fetchone() is None
         except sqlite3.Error:  # not a database: not ours to replace
             return False
         finally:
             conn.close()
+
+    @staticmethod
+    def is_running(run_dir: str | Path) -> bool | None:
+        """Whether a process holds the run's lock now (it is being searched), without taking
+        it; ``None`` where that cannot be told (an unreadable lock file)."""
+        path = Path(run_dir) / LOCK_NAME
+        if not path.exists():
+            return False
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return None
+        finally:
+            os.close(fd)  # (closing releases a shared lock just taken)
+        return False
 
     @classmethod
     def open(cls, run_dir: str | Path, *, readonly: bool = False) -> RunStore:
@@ -241,6 +279,8 @@ class RunStore:
         still being written can be read (a consistent WAL snapshot), and a read-only run
         directory too."""
         run_dir = Path(run_dir)
+        if run_dir.name == DB_NAME and run_dir.is_file():  # the database named: its run
+            run_dir = run_dir.parent
         if not run_dir.is_dir():
             raise ArchrankError(f"{run_dir}: a file, not a run directory" if run_dir.exists()
                                 else f"{run_dir}: no such run directory")
@@ -249,6 +289,9 @@ class RunStore:
         if cls._unborn(run_dir):
             raise ArchrankError(f"{run_dir}: the run was stopped while being created (nothing "
                                 "was evaluated); start it again without --resume")
+        if cls._foreign(run_dir):
+            raise ArchrankError(f"{run_dir / DB_NAME}: not an archrank run database (it has "
+                                "tables, none of them a run's config)")
         if readonly:
             store = cls._connect_readonly(run_dir)
         else:
