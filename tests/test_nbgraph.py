@@ -217,6 +217,7 @@ def test_a_predictor_of_a_restricted_vocabulary_loads_back_on_it(tmp_path) -> No
     loaded = Predictor.load(path)
     assert loaded.space.node_op_names == proteins.node_op_names
     np.testing.assert_array_equal(loaded.predict(archs[200:]), model.predict(archs[200:]))
+    assert Predictor.load(path, space="nbgraph").space.node_op_names == proteins.node_op_names
     with pytest.raises(ArchrankError, match="fitted on a nbgraph space with ops input, gcn, "
                        "sage, arma, fc, skip, output, not input, gat, gcn"):
         Predictor.load(path, space=get_space("nbgraph"))
@@ -233,3 +234,16 @@ def test_ssa_keeps_one_unlabelled_pool_per_vocabulary() -> None:
     full = make_predictor("ssa", get_space("nbgraph"), pool_size=30_000)
     assert len(proteins.default_pool()) == 2021
     assert len(full.default_pool()) == 26206
+
+
+def test_saving_where_nothing_can_be_written_is_one_line(tmp_path) -> None:
+    from archrank.errors import ArchrankError
+    from archrank.predictors.base import make_predictor
+
+    space = get_space("nb201")
+    cells = space.sample(30, np.random.default_rng(0))
+    model = make_predictor("rf", space, seed=0).fit(cells, np.arange(30.0))
+    with pytest.raises(ArchrankError, match=r"is a folder; give a file name"):
+        model.save(tmp_path)
+    with pytest.raises(ArchrankError, match=r"/proc/x\.pt: cannot write \(No such file"):
+        model.save("/proc/x.pt")  # (a folder that exists, a file torch cannot create)

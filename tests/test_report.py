@@ -758,8 +758,19 @@ def test_a_stopped_run_an_empty_one_and_failures_are_said(nb101_csv, tmp_path, c
     try:
         assert RunStore.is_running(stopped) is True
         assert "1 still running" in build_report([stopped], tmp_path / "s.html").read_text()
+        code, out, _ = cli("runs", "show", stopped / "run.sqlite")
+        assert code == 0 and "1 pending" in out and "not running" not in out
     finally:
         holder.close()
+
+
+def test_one_seed_has_no_spread_to_print() -> None:
+    from archrank.bench.common import format_stat
+
+    stat = {"mean": 0.5, "std": 0.0}
+    assert format_stat(stat, 3, seeds=1) == "0.500"
+    assert format_stat(stat, 3, seeds=2) == "0.500 ± 0.000"
+    assert format_stat({"mean": 0.5, "std": None}) == "0.500"
 
 
 def test_wrong_field_types_in_bench_jsons_are_one_line(cli, search_json, predictor_json,

@@ -50,8 +50,8 @@ from archrank.predictors.base import (
     as_cell_list,
     check_graphs,
     check_params,
-    check_save_path,
     load_torch_file,
+    save_torch_file,
 )
 from archrank.spaces.base import GraphBatch, SearchSpace
 
@@ -569,8 +569,7 @@ class GraphAutoEncoder:
 
     def save(self, path: str | Path) -> None:
         """Write the fitted auto-encoder (a torch file, loadable with ``weights_only``)."""
-        check_save_path(path)
-        torch.save({"kind": "archrank.GraphAutoEncoder", **self.get_state()}, Path(path))
+        save_torch_file({"kind": "archrank.GraphAutoEncoder", **self.get_state()}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> GraphAutoEncoder:

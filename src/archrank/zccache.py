@@ -11,8 +11,9 @@ cell hash:
   with the values; a cache written under another setting is invalidated (with a warning) and
   rebuilt, never mixed;
 * a corrupt or unreadable file is rebuilt with a warning;
-* a file of another space is an error (it was named explicitly);
-* filling saves after every chunk (atomic rename), so a killed fill resumes where it stopped.
+* a file of another space is an error (move or delete it: it is not ours to replace);
+* filling saves every 30 s, at the end and on Ctrl-C (atomic rename), so a stopped fill
+  resumes where it stopped (a killed one from its last save).
 
 ``params`` and ``flops`` are exact and vectorised (``archrank.nn.counting``): instant for any
 number of cells, nb101's 423,624 included. The other proxies build each cell's network: on nb201
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import as_completed
@@ -349,7 +351,7 @@ class ZCCache:
         return out
 
     def fill(self, archs: Sequence[Any], names: Sequence[str] | str | None = None, *,
-             workers: int = 1, chunk: int = 25,
+             workers: int = 1, chunk: int = 25, save_seconds: float = 30.0,
              on_done: Callable[[int, int], None] | None = None) -> int:
         """Compute whatever of ``names`` is missing for ``archs`` (one per canonical cell),
         saving after each chunk. Returns how many cells the slow proxies were computed for
@@ -391,32 +393,41 @@ class ZCCache:
         if not total:
             return 0
         parts = [idx[s:s + chunk] for s in range(0, total, chunk)]
-        done = 0
+        done, saved_at = 0, time.monotonic()
 
         def store(part: np.ndarray, result: np.ndarray) -> None:
-            nonlocal done
+            # progress every chunk; the file (rewritten whole: 78 MB for all of NB101) every
+            # ``save_seconds``, at the end and on Ctrl-C, so that saving never dominates
+            nonlocal done, saved_at
             for k, n in enumerate(slow):
                 self.values[n][rows[part]] = result[:, k]
-            self.save()
             done += len(part)
+            if done == total or time.monotonic() - saved_at >= save_seconds:
+                self.save()
+                saved_at = time.monotonic()
             if on_done:
                 on_done(done, total)
 
-        if workers <= 1:
-            for part in parts:
-                store(part, _score_chunk(self.setting, [cells[i] for i in part], slow))
-        else:
-            # spawned workers of one torch thread that leave Ctrl-C to this process: it stops
-            # them at once (a plain pool's workers each took the interrupt as one failed
-            # chunk and went on computing, and leaving the pool waited for the whole fill)
-            pool = process_pool(workers)
-            try:
-                futures = {pool.submit(_score_chunk, self.setting, [cells[i] for i in p],
-                                       slow): p for p in parts}
-                for fut in as_completed(futures):  # every chunk kept as it finishes
-                    store(futures[fut], fut.result())
-            finally:
-                stop_pool(pool)
+        try:
+            if workers <= 1:
+                for part in parts:
+                    store(part, _score_chunk(self.setting, [cells[i] for i in part], slow))
+            else:
+                # spawned workers of one torch thread that leave Ctrl-C to this process: it
+                # stops them at once (a plain pool's workers each took the interrupt as one
+                # failed chunk and went on computing, and leaving the pool waited for the
+                # whole fill)
+                pool = process_pool(workers)
+                try:
+                    futures = {pool.submit(_score_chunk, self.setting, [cells[i] for i in p],
+                                           slow): p for p in parts}
+                    for fut in as_completed(futures):  # every chunk kept as it finishes
+                        store(futures[fut], fut.result())
+                finally:
+                    stop_pool(pool)
+        except KeyboardInterrupt:  # what finished is kept (a kill loses the last seconds)
+            self.save()
+            raise
         return total
 
 

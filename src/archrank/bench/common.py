@@ -94,12 +94,13 @@ def percentile(values: np.ndarray, x: float) -> float:
     return float(100.0 * ((values < x).sum() + 0.5 * (values == x).sum()) / len(values))
 
 
-def format_stat(value: Any, digits: int = 3) -> str:
-    """A table cell: ``mean ± std`` for a stat, the number for a number, ``-`` for nothing."""
+def format_stat(value: Any, digits: int = 3, seeds: Any = None) -> str:
+    """A table cell: ``mean ± std`` for a stat (the mean alone over ``seeds == 1`` or without
+    a std: no spread was measured), the number for a number, ``-`` for nothing."""
     if isinstance(value, dict) and "mean" in value:
         if value["mean"] is None or not np.isfinite(value["mean"]):
             return "-"
-        if value.get("std") is None or not np.isfinite(value["std"]):  # one seed: no spread
+        if seeds == 1 or value.get("std") is None or not np.isfinite(value["std"]):
             return f"{value['mean']:.{digits}f}"
         return f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
     if value is None or (isinstance(value, float) and not np.isfinite(value)):

@@ -301,7 +301,7 @@ def fit(
     if latency:
         err.print("measuring the latency table ...")
         table_lat = LatencyTable.measure(scorer.supernet, batch_size=latency_batch)
-    reused = min(len(scorer.known), samples) if isinstance(scorer, JournaledScorer) else 0
+    known_before = len(scorer.known) if isinstance(scorer, JournaledScorer) else 0
     pooled = workers > 1 or executor_kind not in (None, "inline") or scheduler is not None
     executor = executor_for(workers, executor_kind, scheduler) if pooled else None
     progress = eta_progress(transient=True)
@@ -327,7 +327,10 @@ def fit(
             "val_samples": val_samples,
             "latency_table": None if table_lat is None else table_lat.to_dict()}
     secs = info["seconds"]
-    fresh = max(int(info["samples"]) - reused, 0)  # the rate of this session's scoring
+    # this session's scoring: what the journal gained (it may hold other samples' cells)
+    fresh = (len(scorer.known) - known_before if isinstance(scorer, JournaledScorer)
+             else int(info["samples"]))
+    reused = max(int(info["samples"]) - fresh, 0)
     console.print(f"{len(table):,} cells written to {out}: scored {fresh}"
                   + (f" (and {reused} from the journal)" if reused else "")
                   + f" ({secs['score']:.1f} s, {fresh / max(secs['score'], 1e-9):.1f}/s), "

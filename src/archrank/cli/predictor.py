@@ -3,7 +3,6 @@ predictors rank."""
 
 from __future__ import annotations
 
-import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -108,8 +107,7 @@ def bench_predictor(
         table.add_column(col, justify="left" if col == "predictor" else "right")
     for entry in data["results"]:
         def pm(key: str, digits: int = 3, e: dict[str, Any] = entry) -> str:
-            one = e.get("seeds") == 1  # no spread was measured: the mean alone
-            return format_stat({**e[key], "std": math.nan} if one else e[key], digits)
+            return format_stat(e[key], digits, e.get("seeds"))  # one seed: the mean alone
 
         table.add_row(entry["predictor"], str(entry["train_size"]), pm("kendall_tau"),
                       pm("spearman"), pm("precision_at_5pct"), pm("n_at_10", 1),

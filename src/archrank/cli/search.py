@@ -635,6 +635,7 @@ def runs_show(run_dir: Path = typer.Argument(..., help="A run directory.")) -> N
 
     with RunStore.open(run_dir, readonly=True) as store:
         config, counts, records = store.config, store.counts(), store.records()
+        run_dir = store.run_dir or run_dir  # RUN/run.sqlite names its directory
     table = Table(title=str(run_dir), show_header=False)
     table.add_column("", style="bold", no_wrap=True)
     table.add_column("", overflow="fold")

@@ -247,6 +247,9 @@ def _fill_cache(space_name: str, table: str | None, proxies: str | None, workers
         try:
             computed = cache.fill(cells, proxies, workers=workers, on_done=done)
         except KeyboardInterrupt:
+            if not saved[0]:
+                raise Interrupted("interrupted before a cell was computed: nothing was "
+                                  "saved") from None
             raise Interrupted(f"interrupted: {saved[0]:,} of {saved[1]:,} cells saved in "
                               f"{cache.path}; the same command continues with the rest"
                               ) from None

@@ -192,6 +192,19 @@ def check_save_path(path: str | Path) -> None:
         raise ArchrankError(f"{path}: folder {target.parent} does not exist")
 
 
+def save_torch_file(obj: Any, path: str | Path) -> None:
+    """``torch.save`` with the checks of ``check_save_path`` and a one-line error for a file
+    that cannot be written (torch's names its C++ source line)."""
+    check_save_path(path)
+    try:
+        torch.save(obj, Path(path))
+    except (OSError, RuntimeError) as exc:
+        text = str(exc)  # torch's: "[enforce fail at ...] ... strerror: REASON"
+        why = text.rsplit("strerror:", 1)[1].strip() if "strerror:" in text else \
+            "permission denied" if "Permission denied" in text else first_line(exc)
+        raise ArchrankError(f"{path}: cannot write ({why})") from None
+
+
 def as_cell_list(archs: Any) -> None:
     """Refuse one cell where a list of cells is expected (iterating a cell's text or graph
     gave errors about its characters)."""
@@ -216,14 +229,14 @@ def _saved_space(blob: Mapping[str, Any], given: SearchSpace | str | None) -> Se
         raise ArchrankError(f"fitted on space {name!r}, not {space.name!r}")
     if saved is None or saved == vocabulary(space):
         return space
-    if given is None:
+    if not isinstance(given, SearchSpace):  # by name: that kind of space on the saved ops
         rebuilt = space.with_vocabulary(saved["node"], saved["edge"])
         if rebuilt is not None:
             return rebuilt
     raise ArchrankError(f"fitted on a {name} space with ops {', '.join(saved['node'])}"
                         + (f" / {', '.join(saved['edge'])}" if saved["edge"] else "")
                         + f", not {', '.join(space.node_op_names)}"
-                        + ("" if given is not None else
+                        + ("" if isinstance(given, SearchSpace) else
                            "; pass that space: Predictor.load(path, space=...)"))
 
 
@@ -377,8 +390,7 @@ class Predictor(ABC):
         """Write the fitted predictor to ``path`` (a torch file, loadable with weights_only)."""
         if not self.fitted_:
             raise ArchrankError("cannot save a predictor that is not fitted")
-        check_save_path(path)
-        torch.save(
+        save_torch_file(
             {"predictor": self.name, "space": self.space.name, "seed": self.seed,
              # the op ids' meaning: a table's own space may share a name with another
              # vocabulary (NAS-Bench-Graph's proteins: 5 of the 9 ops)
@@ -389,7 +401,7 @@ class Predictor(ABC):
              # the names as resolved now ("auto", "structure" may resolve otherwise later)
              "signals": {"arch_inputs": list(self.arch_inputs),
                          "aux_targets": list(self.aux_targets)}},
-            Path(path),
+            path,
         )
 
     @classmethod

@@ -62,7 +62,12 @@ def read_predictor(path: Path, data: dict[str, Any]) -> PredictorBench:
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 0:
             raise ArchrankError(f"{path}: results[{k}].seeds is not a count ({seeds!r})")
         for m, _ in QUALITY:
-            numbers(path, f"results[{k}].{m}", [entry[m]["mean"], entry[m]["std"]])
+            for part in ("mean", "std"):
+                value = entry[m][part]
+                if value is not None and (isinstance(value, bool)
+                                          or not isinstance(value, int | float)):
+                    raise ArchrankError(f"{path}: results[{k}].{m}.{part} is not a number "
+                                        f"({value!r})")
             if entry[m]["std"] is not None and entry[m]["std"] < 0:
                 raise ArchrankError(f"{path}: results[{k}].{m}.std is negative")
     samples = data.get("samples", [])
@@ -151,7 +156,8 @@ def render_predictors(benches: Sequence[PredictorBench], options: ReportOptions
         rows = []
         for r in bench.data["results"]:
             def pm(key: str, r: dict[str, Any] = r) -> str:
-                return format_stat(r.get(key), 3)  # "-" where no seed gave one
+                # "-" where no seed gave one; the mean alone for one seed
+                return format_stat(r.get(key), 3, r.get("seeds"))
 
             fit = r.get("fit_seconds")
             n10 = r.get("n_at_10")

@@ -171,8 +171,8 @@ def render_runs(runs: Sequence[Run], options: ReportOptions) -> list[Section]:
         seeds = ", ".join(f"{lab}: {len(curves[lab])}" for lab in by_label)
         twice = sorted({f"{lab} seed {s}" for lab, rs in by_label.items()
                         for s, k in Counter(r.config.get("seed") for r in rs).items() if k > 1})
-        if not series:  # no run has a finished evaluation yet: no curve to draw
-            sec.blocks.append(_top_table(members, metric, options.top))
+        if not series:  # no run has a finished evaluation yet: no curve, no cells to list
+            sec.intro += " · nothing evaluated yet"
             sections.append(sec)
             continue
         sec.blocks.append(Figure(

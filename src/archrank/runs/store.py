@@ -389,12 +389,16 @@ class RunStore:
             lock_fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise ArchrankError(f"{run_dir}: cannot lock the run ({exc.strerror})") from None
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(lock_fd)
-            raise ArchrankError(f"{run_dir}: the run is in use by another archrank process"
-                                ) from None
+        for attempt in range(5):  # a reader testing the lock (is_running) holds it for
+            try:                  # microseconds: try again before calling the run in use
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == 4:
+                    os.close(lock_fd)
+                    raise ArchrankError(f"{run_dir}: the run is in use by another archrank "
+                                        "process") from None
+                time.sleep(0.05)
         conn = sqlite3.connect(run_dir / DB_NAME, timeout=30.0)
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
