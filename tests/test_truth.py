@@ -152,7 +152,7 @@ def test_bench_table_seeds_in_any_order_and_bad_sizes(cli, tmp_path):
 
     assert parse_seeds("2,0,1") == [0, 1, 2]  # the columns read_truth expects
     for text in ("0,0", "-1,0"):
-        with pytest.raises(ArchrankError, match="distinct and at least 0"):
+        with pytest.raises(ArchrankError, match=r"distinct and lie in 0\.\.4294967295"):
             parse_seeds(text)
     line = one_line_error(*cli("bench", "table", "--dataset", "digits", "--n", "2",
                                "--width", "0", "--out", tmp_path / "t.csv")[::2])
@@ -200,3 +200,76 @@ def test_a_second_writer_of_one_table_is_refused(tmp_path, nb201):
         TruthBuilder(oracle, cells, [0], out)
     other.close()
     assert len(TruthBuilder(oracle, cells, [0], out).pending) == 2
+
+
+def _hand_truth(tmp_path, nb201, rows=None, recipe_epochs=5):
+    """A truth CSV of five cells x seeds 0, 1 and its bench table JSON, written by hand."""
+    from archrank.truth import read_truth  # noqa: F401  (the reader under test)
+
+    cells = [nb201.format(a) for a in nb201.sample(5, np.random.default_rng(1))]
+    rows = rows or [(c, 90.0 + k, 89.5 + k, 90.5 + k) for k, c in enumerate(cells)]
+    path = tmp_path / "t.csv"
+    path.write_text("arch,val_acc,val_acc_s0,val_acc_s1\n" + "".join(
+        f"{a},{v},{s0},{s1}\n" for a, v, s0, s1 in rows))
+    setting = {"space": "nb201", "seeds": [0, 1], "width": 4, "depth": 1,
+               "recipe": {"epochs": recipe_epochs}, "dataset": {"name": "digits",
+                                                                "fingerprint": "f00d"}}
+    (tmp_path / "t.json").write_text(json.dumps(setting))
+    return path, cells, setting
+
+
+def test_read_truth_refuses_what_would_mislead_a_judgement(tmp_path, nb201):
+    """A --recipe that differs from the truth's own record, a repeated cell, an infinite or
+    empty column, and a run's export (no seed columns) were read as if right."""
+    from archrank.truth import read_truth
+
+    path, cells, setting = _hand_truth(tmp_path, nb201)
+    assert len(read_truth(path, "nb201").archs) == 5
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**setting, "recipe": {"epochs": 3}}))
+    with pytest.raises(ArchrankError, match=r"--recipe .*other\.json differs from t\.json, the "
+                       r"truth's own record, in recipe"):
+        read_truth(path, "nb201", other)
+    other.write_text(json.dumps({**setting, "space": "nb101"}))
+    (tmp_path / "t.json").unlink()
+    with pytest.raises(ArchrankError, match=r"other\.json is the recipe of a nb101 truth"):
+        read_truth(path, "nb201", other)
+    (tmp_path / "t.json").write_text(json.dumps(setting))
+    rows = [(c, 90.0 + k, 89.5 + k, 90.5 + k) for k, c in enumerate(cells)]
+    for bad, message in (
+        ([*rows, (cells[0], 99.0, 99.0, 99.0)], "line 7 repeats the cell of line 2"),
+        ([*rows[:4], (cells[4], "inf", 90, 90)], "line 6, field 'val_acc': not finite"),
+        ([(c, v, s0, "") for c, v, s0, _ in rows], "column 'val_acc_s1' has no values"),
+    ):
+        _hand_truth(tmp_path, nb201, bad)
+        with pytest.raises(ArchrankError, match=message):
+            read_truth(path, "nb201")
+    _hand_truth(tmp_path, nb201, [*rows[:4], (cells[4], "", 90, "")])
+    with pytest.warns(UserWarning, match="1 cells without a val_acc are left out"):
+        assert len(read_truth(path, "nb201").archs) == 4
+    path.write_text("arch,val_acc\n" + "".join(f"{c},90\n" for c in cells))  # runs export
+    (tmp_path / "t.json").unlink()
+    with pytest.raises(ArchrankError, match="needs the columns val_acc and val_acc_s<seed>"):
+        read_truth(path, "nb201")
+
+
+def test_the_better_half_is_half_even_when_cells_tie():
+    """Twelve of twenty cells at chance made a 'half' of twelve by >= median."""
+    values = np.full((20, 3), 9.19)
+    values[:8] += np.random.default_rng(0).normal(5, 1, size=(8, 3))
+    assert noise_ceiling(values)["better_half"]["cells"] == 10
+
+
+def test_a_journal_names_its_truth_without_binding_to_that_path(tmp_path, nb201):
+    """The truth a pick is judged by, given by another path or as a copy, resumes the same
+    stand-alone journal (its path was compared as a setting)."""
+    oracle = TrainingOracle("nb201", "digits", recipe=TrainRecipe(epochs=1), width=4)
+    cells = [nb201.format(a) for a in nb201.sample(1, np.random.default_rng(0))]
+    out = tmp_path / "picks.csv"
+    TruthBuilder(oracle, cells, [0], out, {"truth": "t.csv"})
+    assert len(TruthBuilder(oracle, cells, [0], out, {"truth": "/abs/t.csv"}).pending) == 1
+
+
+def test_bench_table_refuses_a_journal_as_out(cli, tmp_path):
+    code, _, err = cli("bench", "table", "--n", "2", "--out", tmp_path / "t.csv.journal.jsonl")
+    assert code == 2 and "a truth table's journal name" in err

@@ -45,6 +45,11 @@ def journal_path(out: str | Path) -> Path:
 class TruthBuilder:
     """Trains ``archs`` (cell strings of ``oracle.space``) with each of ``seeds``."""
 
+    # header entries that say where a journal came from but not what it trained: neither a
+    # resume nor ``reuse`` compares them (the truth a pick is judged by may be named by
+    # another path, or be a copy, and its trainings are the same)
+    NOTES = frozenset({"truth"})
+
     def __init__(self, oracle: TrainingOracle, archs: Sequence[str], seeds: Sequence[int],
                  out: str | Path, info: dict[str, Any] | None = None) -> None:
         if not archs:
@@ -80,7 +85,7 @@ class TruthBuilder:
         if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT:
             raise ArchrankError(f"{self.journal}: line 1: not a truth-table journal")
         diff = sorted(k for k in set(header) | set(self.header)
-                      if header.get(k) != self.header.get(k))
+                      if k not in self.NOTES and header.get(k) != self.header.get(k))
         if diff:
             raise ArchrankError(f"{self.journal} was started with other settings ({', '.join(diff)}"
                                 f"); use another --out or the same options")
@@ -102,7 +107,8 @@ class TruthBuilder:
             return self._reuse(journals)
 
     def _reuse(self, journals: Iterable[Path]) -> int:
-        mine = {k: v for k, v in self.header.items() if k != "archs"}
+        skip = {"archs", *self.NOTES}
+        mine = {k: v for k, v in self.header.items() if k not in skip}
         wanted = {(a, s) for a, s in self.pending}
         taken = 0
         for path in journals:
@@ -113,7 +119,7 @@ class TruthBuilder:
             except (OSError, ArchrankError):  # unreadable or damaged: not ours to fix here
                 continue
             if not isinstance(header, dict) or {
-                    k: v for k, v in header.items() if k != "archs"} != mine:
+                    k: v for k, v in header.items() if k not in skip} != mine:
                 continue
             for rec in records:
                 try:
@@ -200,7 +206,10 @@ class TruthBuilder:
         per = {m: self.values(m) for m in [*metrics, "params", "flops", "train_seconds"]}
         with _quiet():
             means = {m: np.nanmean(v, axis=1) for m, v in per.items()}
-            stds = {m: np.nanstd(v, axis=1) for m, v in per.items()}  # population std, ddof 0
+            # population std (ddof 0); empty where fewer than two seeds finished (no spread
+            # was measured: a diverged seed left one value)
+            stds = {m: np.where(np.isfinite(v).sum(axis=1) > 1, np.nanstd(v, axis=1), np.nan)
+                    for m, v in per.items()}
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(self.out) as tmp, open(tmp, "w", newline="") as fh:
@@ -277,7 +286,12 @@ def noise_ceiling(values: np.ndarray, higher_is_better: bool = True) -> dict[str
         return out
 
     def half(by: np.ndarray) -> np.ndarray:
-        return by >= np.median(by) if higher_is_better else by <= np.median(by)
+        # the better ceil(n/2) by rank (ties by row order): ">= median" took every cell tied
+        # at the median (12 of 20 at chance), and fewer than two distinct values left no tau
+        order = np.argsort(-by if higher_is_better else by, kind="stable")
+        rows = np.zeros(len(by), dtype=bool)
+        rows[order[:(len(by) + 1) // 2]] = True
+        return rows
 
     def stats(pairs: list[float], rest: list[float], rows: np.ndarray) -> dict[str, Any]:
         return {"seed_to_seed_kendall_tau": float(np.mean(pairs)) if pairs else None,
@@ -372,25 +386,46 @@ def read_truth(path: str | Path, space: str, recipe: str | Path | None = None) -
         raise ArchrankError(f"{path}: no such truth table")
     space_obj = get_space(space)
     _check_space(path, space_obj)
-    setting, source = _truth_setting(path, recipe)
-    if setting.get("space", space) != space:
-        raise ArchrankError(f"{path} is a truth of space {setting['space']}, not {space} "
-                            f"(from {source})")
-    bench = load_benchmark(path, space_obj)
+    bench = load_benchmark(path, space_obj)  # the columns first: a run's export has no seeds
     seed_cols = sorted((int(m[len("val_acc_s"):]), m) for m in bench.metrics
                        if m.startswith("val_acc_s") and m[len("val_acc_s"):].isdigit())
     if "val_acc" not in bench.metrics or len(seed_cols) < 2:
         raise ArchrankError(f"{path}: a truth table needs the columns val_acc and val_acc_s<seed> "
                             "of at least two training seeds (archrank bench table writes them)")
+    setting, source = _truth_setting(path, recipe)
+    if setting.get("space", space) != space:
+        raise ArchrankError(f"{source} is the recipe of a {setting['space']} truth, not of "
+                            f"{space}" if recipe is not None else
+                            f"{path} is a truth of space {setting['space']}, not {space} "
+                            f"(from {source})")
     seeds = [s for s, _ in seed_cols]
     if "seeds" in setting and [int(s) for s in setting["seeds"]] != seeds:
         raise ArchrankError(f"{path}: columns of training seeds {seeds}, but {source} says "
                             f"{setting['seeds']}")
+    repeats = bench.text_repeats()
+    if repeats:  # counted twice in every tau and percentile
+        first, later = repeats[0]
+        raise ArchrankError(f"{path}: {bench.row_name(later)} repeats the cell of "
+                            f"{bench.row_name(first)} ({len(repeats)} repeated rows); a truth "
+                            "holds each cell once, its seeds in columns")
     per_seed = np.stack([bench.values(c) for _, c in seed_cols], axis=1)
     val = bench.values("val_acc")
+    for name, col in (("val_acc", val[:, None]), *((c, per_seed[:, [j]])
+                                                    for j, (_, c) in enumerate(seed_cols))):
+        if np.isinf(col).any():
+            row = int(np.flatnonzero(np.isinf(col).any(axis=1))[0])
+            raise ArchrankError(f"{path}: {bench.row_name(row)}, field {name!r}: not finite")
+        if np.isnan(col).all():
+            raise ArchrankError(f"{path}: column {name!r} has no values")
     keep = np.isfinite(val)
     if keep.sum() < 3:
         raise ArchrankError(f"{path}: only {int(keep.sum())} cells have a val_acc")
+    if not keep.all():  # cells whose every training failed: said, not dropped in silence
+        import warnings
+
+        warnings.warn(f"{path}: {int((~keep).sum())} cells without a val_acc are left out "
+                      f"(first: {bench.row_name(int(np.flatnonzero(~keep)[0]))})",
+                      stacklevel=2)
     flops = bench.values("flops")[keep] if "flops" in bench.metrics else None
     archs = [space_obj.format(a) for a, k in zip(bench.archs, keep, strict=True) if k]
     return Truth(path, space, archs, val[keep], per_seed[keep], seeds, flops, setting, source)
@@ -428,35 +463,62 @@ def _check_space(path: Path, space: Any) -> None:
 
 
 def _truth_setting(path: Path, recipe: str | Path | None) -> tuple[dict[str, Any], str]:
-    """``recipe_info`` of the truth (plus ``space``/``seeds`` where recorded), and its file."""
-    candidates = [Path(recipe)] if recipe is not None else [journal_path(path),
-                                                            path.with_suffix(".json")]
-    for file in candidates:
-        if not file.is_file():
-            if recipe is not None:
-                raise ArchrankError(f"{file}: no such recipe file")
-            continue
-        try:
-            text = file.read_text()
-            first = text.splitlines()[0] if text.strip() else ""
-            data = json.loads(first if first.lstrip().startswith("{") and
-                              file.name.endswith(".jsonl") else text)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, IndexError):
-            raise ArchrankError(f"{file}: not a truth journal or bench table JSON") from None
-        if isinstance(data, dict) and data.get("format") == JOURNAL_FORMAT:
-            oracle = data.get("oracle") or {}
-            net = oracle.get("network") or {}
-            data = {"space": data.get("space"), "seeds": data.get("seeds"),
-                    "recipe": oracle.get("recipe"), "dataset": oracle.get("dataset"),
-                    "width": net.get("width"), "depth": net.get("depth")}
-        if not isinstance(data, dict):
-            raise ArchrankError(f"{file}: not a truth journal or bench table JSON")
-        missing = [k for k in ("recipe", "width", "depth", "dataset") if data.get(k) is None]
-        if missing:
-            raise ArchrankError(f"{file}: no {missing[0]!r}: not the recipe of a truth table "
-                                "(bench table --json writes it)")
-        keep = ("space", "seeds", "recipe", "width", "depth", "dataset")
-        return {k: data[k] for k in keep if data.get(k) is not None}, str(file)
+    """``recipe_info`` of the truth (plus ``space``/``seeds`` where recorded), and its file.
+    A ``recipe`` given beside a table whose own journal or JSON exists must agree with it
+    (else a pick would be trained with another recipe than the truth's, in silence)."""
+    if recipe is not None:
+        given = _setting_from(Path(recipe), must=True)
+        assert given is not None
+        for own in (journal_path(path), path.with_suffix(".json")):
+            if own.is_file() and own.resolve() != Path(recipe).resolve():
+                found = _setting_from(own, must=False)
+                if found is None:
+                    continue
+                mine, theirs = found[0], given[0]
+                differ = [k for k in ("recipe", "width", "depth", "seeds")
+                          if k in mine and k in theirs and mine[k] != theirs[k]]
+                if (mine.get("dataset") or {}).get("fingerprint") != \
+                        (theirs.get("dataset") or {}).get("fingerprint"):
+                    differ.append("dataset")
+                if differ:
+                    raise ArchrankError(f"--recipe {recipe} differs from {own.name}, the "
+                                        f"truth's own record, in {', '.join(differ)}")
+                break
+        return given
+    for own in (journal_path(path), path.with_suffix(".json")):
+        found = _setting_from(own, must=False)
+        if found is not None:
+            return found
     raise ArchrankError(f"{path}: no recipe found (neither {journal_path(path).name} nor "
                         f"{path.with_suffix('.json').name} beside it); give --recipe FILE, the "
                         "--json report of the bench table run that made it")
+
+
+def _setting_from(file: Path, must: bool) -> tuple[dict[str, Any], str] | None:
+    """The setting recorded in ``file`` (a truth journal or ``bench table --json``); ``None``
+    when it does not exist and ``must`` is false."""
+    if not file.is_file():
+        if must:
+            raise ArchrankError(f"{file}: no such recipe file")
+        return None
+    try:
+        text = file.read_text()
+        first = text.splitlines()[0] if text.strip() else ""
+        data = json.loads(first if first.lstrip().startswith("{") and
+                          file.name.endswith(".jsonl") else text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, IndexError):
+        raise ArchrankError(f"{file}: not a truth journal or bench table JSON") from None
+    if isinstance(data, dict) and data.get("format") == JOURNAL_FORMAT:
+        oracle = data.get("oracle") or {}
+        net = oracle.get("network") or {}
+        data = {"space": data.get("space"), "seeds": data.get("seeds"),
+                "recipe": oracle.get("recipe"), "dataset": oracle.get("dataset"),
+                "width": net.get("width"), "depth": net.get("depth")}
+    if not isinstance(data, dict):
+        raise ArchrankError(f"{file}: not a truth journal or bench table JSON")
+    missing = [k for k in ("recipe", "width", "depth", "dataset") if data.get(k) is None]
+    if missing:
+        raise ArchrankError(f"{file}: no {missing[0]!r}: not the recipe of a truth table "
+                            "(bench table --json writes it)")
+    keep = ("space", "seeds", "recipe", "width", "depth", "dataset")
+    return {k: data[k] for k in keep if data.get(k) is not None}, str(file)

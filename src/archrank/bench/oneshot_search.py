@@ -50,17 +50,24 @@ def _options(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | Path,
-                 space: str, dataset: Any, epochs: int, work_dir: str | Path,
+                 space: str, dataset: Any = None, epochs: int, work_dir: str | Path,
                  executor: Executor, workers: int = 1, search_kwargs: dict | None = None,
-                 on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run every (method spec, seed) search, train the picks stand-alone, report per spec."""
+                 on_stage: Callable[[str], None] | None = None,
+                 on_progress: Callable[[int, int, str], None] | None = None,
+                 recipe: str | Path | None = None) -> dict[str, Any]:
+    """Run every (method spec, seed) search, train the picks stand-alone, report per spec.
+
+    ``dataset`` None: the truth's own; ``recipe``: the truth's recipe file where none lies
+    beside it (``read_truth``); ``on_progress(done, total, what)`` within each stage."""
     from archrank.oracles.training import TrainingOracle, TrainRecipe
 
     specs = {m: parse_method(m) for m in methods}
     if len(specs) != len(methods):
         raise ArchrankError(f"a method is given twice in {', '.join(methods)}")
-    table = read_truth(truth, space)  # its recipe from the journal or the bench table JSON
+    table = read_truth(truth, space, recipe)  # its recipe: beside it, or the file given
     setting, train_seeds = table.setting, table.seeds
+    if dataset is None:  # the data the truth was trained on
+        dataset = setting["dataset"].get("name")
     truth_vals = table.val_acc  # mean over training seeds (cells without one left out)
     oracle = TrainingOracle(space, dataset, recipe=TrainRecipe(**setting["recipe"]),
                             width=int(setting["width"]), depth=int(setting["depth"]))
@@ -78,10 +85,20 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
                 on_stage(f"{m} seed {seed}")
             # proxy settings always given, so a checkpoint of other settings is refused
             extra = {"proxy": {}} if method.startswith("proxy-") else {}
+            def on_step(epoch: int, step: int, n: int, loss: float) -> None:
+                if on_progress:
+                    on_progress(epoch * n + step, epochs * n, f"epoch {epoch + 1} loss "
+                                f"{loss:.3f}")
+
+            def on_choice(done: int, total: int, what: str) -> None:
+                if on_progress:
+                    on_progress(done, total, what)
+
             results.setdefault(m, []).append(search(
                 method, space=space, dataset=oracle.dataset, epochs=epochs, seed=seed,
                 width=oracle.width, depth=oracle.depth, checkpoint=ckpt,
-                resume=ckpt.exists(), **{**extra, **(search_kwargs or {}), **kwargs}))
+                resume=ckpt.exists(), on_step=on_step, on_choice=on_choice,
+                **{**extra, **(search_kwargs or {}), **kwargs}))
     picks = sorted({r.arch for rs in results.values() for r in rs})
     if on_stage:
         on_stage(f"stand-alone training of {len(picks)} cells x {len(train_seeds)} seeds")
@@ -93,7 +110,8 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
     # a cell another set of picks trained in this work dir (other --methods / --seeds, or a
     # process sharing it) with the same recipe and seeds is taken, not trained again
     builder.reuse(sorted(work.glob("standalone-*.csv.journal.jsonl")))
-    builder.run(executor, in_flight=workers)
+    builder.run(executor, in_flight=workers, on_result=None if on_progress is None else (
+        lambda n, rec: on_progress(n, builder.total, "trained")))
     builder.write_csv()
     # the mean over the training seeds that finished (one diverged seed does not void a pick,
     # as in the truth table and ``bench oneshot``); NaN only when none did

@@ -674,7 +674,8 @@ def search_cmd(
 @bench_app.command("oneshot-search")
 def bench_oneshot_search(
     space: str = typer.Option("nb201", "--space", help="Search space (nb201, darts)."),
-    dataset: str = typer.Option("mnist1d", "--dataset", help="The truth's dataset."),
+    dataset: str | None = typer.Option(None, "--dataset", help="The truth's dataset (default: "
+                                       "the one its recipe records)."),
     methods: str = typer.Option("proxy-ea,proxy-darts,darts,spos-ea,gcn-fit", "--methods",
                                 help="Comma-separated methods, each METHOD[:KEY=VALUE...] "
                                 "(ablations: proxy-darts:oiw=off, proxy-darts:sampling=uniform, "
@@ -684,6 +685,8 @@ def bench_oneshot_search(
                                    "other processes share --work-dir)."),
     epochs: int = typer.Option(50, "--epochs", help="Supernet epochs of every search."),
     truth: Path = typer.Option(..., "--truth", help="Truth table of bench table."),
+    recipe: Path | None = typer.Option(None, "--recipe", help="The truth's recipe (its bench "
+                                       "table --json report) where none lies beside it."),
     work_dir: Path = typer.Option(Path("oneshot-search"), "--work-dir",
                                   help="Search checkpoints and stand-alone trainings."),
     workers: int = typer.Option(1, "--workers", min=1,
@@ -717,23 +720,35 @@ def bench_oneshot_search(
         check_output(json_out, "--json", [truth, work_dir])
     check_plot_dir(plot)
     executor = executor_for(workers)
+    progress = eta_progress()
+    task = progress.add_task("oneshot-search", total=None, info="")
+
+    def on_stage(text: str) -> None:  # a new stage: its own bar from zero
+        progress.update(task, description=text, completed=0, total=None, info="")
+
     try:
-        report = bench_search(names, seed_list, truth=truth, space=space,
-                              dataset=dataset_spec(dataset), epochs=epochs, work_dir=work_dir,
-                              executor=executor, workers=workers,
-                              on_stage=lambda text: err.print(text))
+        with progress:
+            report = bench_search(
+                names, seed_list, truth=truth, space=space,
+                dataset=None if dataset is None else dataset_spec(dataset), epochs=epochs,
+                work_dir=work_dir, executor=executor, workers=workers, recipe=recipe,
+                on_stage=on_stage,
+                on_progress=lambda done, total, info: progress.update(
+                    task, completed=done, total=total, info=info))
     except KeyboardInterrupt:  # every finished search and training is kept in the work dir
         raise Interrupted(f"interrupted; the same command resumes from {work_dir}") from None
     finally:
         close_now(executor)
     table = Table("method", "truth percentile", "val_acc", "test_acc", "search s", "degenerate")
     for m, r in report["methods"].items():
-        table.add_row(m, format_stat(r["truth_percentile"], 1),
-                      format_stat(r["val_acc"], 2), format_stat(r["test_acc"], 2),
+        one = len(seed_list)  # one search seed: the mean alone
+        table.add_row(m, format_stat(r["truth_percentile"], 1, one),
+                      format_stat(r["val_acc"], 2, one), format_stat(r["test_acc"], 2, one),
                       f"{r['search_seconds']['mean']:.0f}", f"{r['degenerate_rate']:.2f}")
     console.print(table)
     if json_out is not None:
         write_json(json_out, report)
+        err.print(f"wrote {json_out}")
     if plot is not None:
         from archrank.report import write_plots
 

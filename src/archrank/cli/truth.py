@@ -70,6 +70,9 @@ def bench_table(
     if n < 1:
         raise ArchrankError(f"--n must be at least 1, got {n}")
     check_seed_option(sample_seed, "--sample-seed")
+    if str(out).endswith(".journal.jsonl"):  # another table's journal: its trainings
+        raise ArchrankError(f"--out {out}: a truth table's journal name; give the table's "
+                            "own name (e.g. truth.csv)")
     check_output(out, "--out", [dataset])
     if json_out is not None:
         check_output(json_out, "--json", [out, dataset])
@@ -93,7 +96,7 @@ def bench_table(
     progress = eta_progress()
     task = progress.add_task("trainings", total=builder.total, completed=done0, info="")
     executor = executor_for(workers, executor_kind, scheduler)
-    failed = 0
+    failed = sum(rec["status"] != "ok" for rec in builder.results.values())  # journaled
 
     def on_result(count: int, rec: dict) -> None:
         nonlocal failed
@@ -117,7 +120,9 @@ def bench_table(
               **info, **{f"noise_ceiling_{m}": c for m, c in ceilings.items()},
               "train_seconds_mean": float(np.nanmean(seconds)) if np.isfinite(seconds).any()
               else None}
-    console.print(f"wrote {len(cells)} cells to {out}")
+    console.print(f"wrote {len(cells)} cells to {out}"
+                  + (f" ({failed} of {builder.total} trainings failed or diverged: those "
+                     f"cells' means are over the seeds that finished)" if failed else ""))
     for metric, ceiling in ceilings.items():
         for label in ("all", "better_half"):
             c = ceiling.get(label)
