@@ -148,6 +148,7 @@ def test_a_metric_summary_needs_one_dataset(tmp_path: Path, capsys) -> None:
     table = tmp_path / "mixed.csv"
     table.write_text(f"arch,acc,dataset\n{A1},93.1,a\n{A2},40.0,b\n")
     assert run(["bench", "check", str(table), "--space", "nb201"]) == 0
+    assert "mixed datasets" in capsys.readouterr().out  # said without --metric too
     assert run(["bench", "check", str(table), "--space", "nb201", "--metric", "acc"]) == 2
     assert "mixes 2 datasets" in capsys.readouterr().err
     assert run(["bench", "check", str(table), "--space", "nb201", "--metric", "acc",

@@ -810,3 +810,15 @@ def test_signal_inputs_name_bad_values(tmp_path: Path) -> None:
     model = make_predictor("gates++", space, **{**FAST, "arch_inputs": "flops"})
     with pytest.raises(ArchrankError, match="arch_features must be numbers"):
         model.fit(cells, [1.0, 2.0, 3.0], arch_features=[["a"], ["b"], ["c"]])
+
+
+def test_every_predictor_takes_its_space_by_name() -> None:
+    """make_predictor promises a space or its name; gates++ read ``space.name`` of the name."""
+    from archrank.predictors.base import PREDICTORS
+
+    for name in sorted(PREDICTORS):
+        if name.startswith("xgb"):
+            pytest.importorskip("xgboost")
+        model = make_predictor(name, "nb201")
+        assert model.space is get_space("nb201"), name
+    assert make_predictor("gates++", "nb201").arch_inputs[:3] == ("flops", "params", "synflow")

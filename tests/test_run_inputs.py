@@ -49,6 +49,7 @@ def test_resume_on_a_changed_table_is_an_error(tmp_path, table, cli):
     status, _, err = cli("search", "--resume", run_dir)
     line = one_line_error(status, err)
     assert "inputs changed since it was created" in line and "fingerprint" in line
+    assert f"the contents of {table}" in line  # whose contents, not only a hash
 
 
 def test_resume_on_a_changed_dataset_is_an_error(tmp_path, cli):

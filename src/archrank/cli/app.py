@@ -127,5 +127,9 @@ bench_app = typer.Typer(
 app.add_typer(space_app, name="space")
 app.add_typer(bench_app, name="bench")
 oneshot_app = typer.Typer(help="Weight-sharing NAS: train a supernet, fit its scores over the "
-                          "space, select under hardware constraints.", no_args_is_help=True)
+                          "space, select under hardware constraints.\n\nExample:\n\n"
+                          "  archrank oneshot train --space nb201 --epochs 150 --out s.pt\n\n"
+                          "  archrank oneshot fit s.pt --out scores.csv\n\n"
+                          "  archrank oneshot select scores.csv --max-flops 500000",
+                          no_args_is_help=True)
 app.add_typer(oneshot_app, name="oneshot")

@@ -21,7 +21,7 @@ def check_report(spec: str, space_name: str, metric: str | None = None,
                  show: int = 5) -> dict[str, Any]:
     """Everything ``bench check`` reports, as a JSON-able dict."""
     from archrank.spaces import get_space
-    from archrank.tables import check_one_table, scan_benchmark
+    from archrank.tables import check_one_table, mixed_datasets, scan_benchmark
 
     space = get_space(space_name)
     start = time.perf_counter()
@@ -65,6 +65,8 @@ def check_report(spec: str, space_name: str, metric: str | None = None,
         # rows repeating an earlier row's exact text: queries never return them
         "repeated_rows": len(bench.text_repeats()),
         "seconds": round(seconds, 3),
+        # rows of several datasets: the unique / duplicate counts are over all of them
+        "mixed_datasets": mixed_datasets(bench, spec),
     }
     if metric is not None:
         # a summary of one metric over several datasets' rows means nothing (the rows are
@@ -148,6 +150,9 @@ def _print(report: dict[str, Any]) -> None:
                               f"{m['best_rows']:,} ({m['best_cells']:,} distinct cells)")
     table.add_row("read and hashed in", f"{report['seconds']:.2f} s")
     console.print(table)
+    if report.get("mixed_datasets"):
+        console.print(Text.assemble(("mixed datasets", "yellow"),
+                                    f" {report['mixed_datasets']}"))
     for p in report["problems"]:
         unit = next(k for k in p if k != "message")
         console.print(Text.assemble(("invalid", "red"), f" {unit} {p[unit]}: {p['message']}"))

@@ -80,7 +80,9 @@ def zero_cost(
     proxies: str | None = typer.Option(
         None, "--proxies",
         help="Comma-separated subset of params,flops,synflow,snip,grad_norm,jacov,nwot "
-        "(default: all; with --fill, the space's default set: nb101 flops, params).",
+        "(default: all; with --fill: nb201 all, nb101 and darts none at the benchmark setting "
+        "(params and flops are counted when needed, never cached: name the proxies), every "
+        "one with --setting small).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample, the weights and the batch."),
     batch_size: int = typer.Option(64, "--batch-size", help="Examples in the proxy batch."),

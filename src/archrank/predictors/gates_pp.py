@@ -137,8 +137,9 @@ class GatesPPPredictor(GatesPredictor):
         "op_rank": 0,
     }
 
-    def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
+    def __init__(self, space: SearchSpace | str, *, seed: int = 0, **params: Any) -> None:
         super().__init__(space, seed=seed, **params)
+        space = self.space  # a name resolved
         if self.hp["arch_inputs"] == "auto":
             self.arch_inputs = signal_names(AUTO_ARCH_INPUTS.get(space.name, ""), space)
         else:

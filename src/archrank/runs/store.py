@@ -475,6 +475,10 @@ class RunStore:
                                                 "name": recorded_spec(name)[0]}}
         now = json.loads(json.dumps(current, sort_keys=True, default=str))
         changed = _changes(recorded, now)
+        source = now.get("source") or (now.get("dataset") or {}).get("name")
+        if source:  # the contents' fingerprint: say whose contents
+            changed = [f"the contents of {source} ({c})" if c.startswith("fingerprint:")
+                       or c.startswith("dataset.fingerprint:") else c for c in changed]
         if changed:
             raise ArchrankError(
                 f"{self.run_dir}: the run's inputs changed since it was created "
