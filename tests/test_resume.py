@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from archrank.errors import ArchrankError
 from archrank.oracles.base import Evaluation, Oracle
 from archrank.runs import RunStore, SearchConfig, build_oracle, build_strategy, run_search
 from conftest import finished_count
@@ -109,16 +110,49 @@ def test_ctrl_c_and_resume_equals_an_uninterrupted_run(config, tmp_path, strateg
     assert {r.arch for r in records} <= set(evaluated)
 
 
-def test_resume_of_a_finished_run_evaluates_nothing(config, tmp_path):
+def test_resume_of_a_finished_run_evaluates_nothing(config, tmp_path, monkeypatch):
+    """Nor does it replay the run (a gates run's resume refitted every predictor, as long
+    as the search, only to print the summary)."""
+    import archrank.runs.loop as loop
+
     path = tmp_path / "run"
     with RunStore.create(path, config.to_dict()) as store:
         first = run_search(build_strategy(config), build_oracle(config), store,
                            budget=config.budget)
+    monkeypatch.setattr(loop, "replay", lambda *a, **k: pytest.fail("replayed"))
     with RunStore.open(path) as store:
         oracle = Counting(build_oracle(config))
         again = run_search(build_strategy(config), oracle, store, budget=config.budget)
     assert oracle.archs == []
     assert fingerprint(again.records) == fingerprint(first.records)
+
+
+def test_an_oracle_that_cannot_reach_worker_processes_is_said_so(config, tmp_path):
+    """It was reported as a dead worker, with a resume that fails the same way every time."""
+    import threading
+
+    from archrank.executors import make_executor
+    from archrank.spaces import get_space
+    from archrank.strategies import make_strategy
+
+    class Locked(Oracle):
+        objective = "acc"
+
+        def __init__(self) -> None:
+            self.lock = threading.Lock()  # cannot be pickled
+
+        def evaluate(self, arch):
+            return Evaluation(metrics={"acc": 1.0})
+
+    space = get_space("nb201")
+    pool = make_executor("process", 2)
+    try:
+        with pytest.raises(ArchrankError, match=r"the oracle cannot be sent to worker "
+                           r"processes .*--executor inline"):
+            run_search(make_strategy("random", space, seed=0), Locked(),
+                       RunStore.memory({}), budget=4, executor=pool, max_in_flight=2)
+    finally:
+        pool.shutdown()
 
 
 def test_recorded_but_untold_results_are_not_reevaluated(config, tmp_path):

@@ -208,3 +208,24 @@ def test_strategies_work_in_op_on_node_spaces(space_name, name):
     asked = drive(strategy, 16, objective=score, n=2)
     assert len(asked) == 16
     assert len({space.hash(a) for a in asked}) == 16
+
+
+def test_ask_and_tell_refuse_misuse_and_ask_stays_within_the_space() -> None:
+    """A second tell of one cell was taken (evolution's population then held it twice, and
+    best disagreed with values); ask(-3) returned nothing and ask(10**8) tried to sample
+    10**8 cells at once."""
+    from archrank.errors import ArchrankError as Error
+    from archrank.spaces import get_space
+    from archrank.strategies import make_strategy
+
+    space = get_space("nb201")
+    strategy = make_strategy("rea", space, seed=0, population=5, tournament=2)
+    cells = strategy.ask(3)
+    strategy.tell(cells[0], 90.0)
+    with pytest.raises(Error, match="was told already"):
+        strategy.tell(cells[0], 10.0)
+    with pytest.raises(Error, match="n must be at least 0"):
+        strategy.ask(-3)
+    assert strategy.ask(0) == []
+    every = make_strategy("random", space, seed=0).ask(10**8)
+    assert len(every) == space.distinct_cells() == 8765

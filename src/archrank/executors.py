@@ -161,7 +161,9 @@ class DaskExecutor(Executor):
         self.client = None
         # the client side's own logs: a lost scheduler printed a 35-line traceback before the
         # one-line error of the search
-        logging.getLogger("distributed").setLevel(logging.CRITICAL)
+        for name in ("distributed", "distributed.client", "distributed.worker",
+                     "distributed.core", "distributed.comm", "distributed.batched"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)  # Dask sets some of its own
         try:
             if scheduler:
                 self.client = Client(scheduler, timeout=timeout)
@@ -175,7 +177,7 @@ class DaskExecutor(Executor):
                     self.cluster = LocalCluster(
                         n_workers=workers, threads_per_worker=1, processes=processes,
                         host="127.0.0.1", protocol="tcp://", dashboard_address=None,
-                        silence_logs=logging.ERROR,
+                        silence_logs=logging.CRITICAL,
                     )
                 finally:
                     if previous is not None:

@@ -641,11 +641,21 @@ def runs_show(run_dir: Path = typer.Argument(..., help="A run directory.")) -> N
     table.add_column("", overflow="fold")
     for key, value in config.items():
         table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    running = RunStore.is_running(run_dir)
     pending = f"{counts['pending']} pending"
-    if counts["pending"] and RunStore.is_running(run_dir) is False:  # no process has it
+    if counts["pending"] and running is False:  # no process has it
         pending = (f"{counts['pending']} unfinished (the run is not running: they are "
                    f"evaluated again by archrank search --resume {run_dir})")
     table.add_row("evaluations", f"{counts['ok']} ok, {counts['failed']} failed, {pending}")
+    done, budget = counts["ok"] + counts["failed"], config.get("budget")
+    if running:
+        status = "running"
+    elif isinstance(budget, int) and done < budget:  # stopped between evaluations
+        status = (f"stopped at {done} of {budget} evaluations (archrank search --resume "
+                  f"{run_dir} continues it)")
+    else:
+        status = "finished" if running is False else "not known (the run's lock is unreadable)"
+    table.add_row("status", status)
     ok = [r for r in records if r.status == "ok" and r.objective is not None]
     if ok:
         best = max(ok, key=lambda r: r.objective)  # type: ignore[arg-type,return-value]

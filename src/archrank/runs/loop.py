@@ -49,6 +49,14 @@ def executor_for(workers: int, kind: str | None = None,
     return make_executor(kind, workers, scheduler)
 
 
+def _unshippable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the oracle (or a cell) cannot be pickled for a worker process: a
+    setting that fails the same way on every resume, not a lost worker."""
+    text = str(exc).lower()
+    return isinstance(exc, pickle.PicklingError | TypeError | AttributeError) and (
+        "cannot pickle" in text or "can't pickle" in text or "not picklable" in text)
+
+
 def _worker_lost(exc: BaseException) -> bool:
     """Whether ``exc`` from a future comes from the machinery rather than the evaluation: its
     worker process is gone (a broken process pool, a future cancelled when Dask lost its
@@ -269,6 +277,13 @@ def run_search(
     if strategy.objective is None:
         strategy.objective = oracle.objective
     t0 = time.perf_counter()
+    counts = store.counts()
+    if counts["pending"] == 0 and counts["ok"] + counts["failed"] >= budget:
+        # a finished run: nothing to propose, so no replay of its predictor fits (a gates
+        # run's resume spent as long as the search to print its summary)
+        finished = SearchResult(store.records(), oracle.objective, info={"diverged": False})
+        finished.seconds = time.perf_counter() - t0
+        return finished
     executor = executor or InlineExecutor()
     space = strategy.space
     try:  # a resume first replays every recorded step (refits included): seconds
@@ -308,6 +323,10 @@ def run_search(
         try:
             slot.future = executor.submit(evaluate_arch, payload, slot.arch)
         except Exception as exc:  # a pool already broken refuses new work at once
+            if _unshippable(exc):
+                raise ArchrankError(f"the oracle cannot be sent to worker processes "
+                                    f"({first_line(exc)}); evaluate in this process "
+                                    "(--workers 1, or --executor inline)") from None
             if _worker_lost(exc):
                 raise _lost(exc) from None
             raise
@@ -321,6 +340,10 @@ def run_search(
             try:
                 evaluation, started, finished = slot.future.result()
             except Exception as exc:
+                if _unshippable(exc):  # the same on every resume: not a lost worker
+                    raise ArchrankError(f"the oracle cannot be sent to worker processes "
+                                        f"({first_line(exc)}); evaluate in this process "
+                                        "(--workers 1, or --executor inline)") from None
                 if _worker_lost(exc) and not _killed_worker(exc):
                     raise _lost(exc) from None
                 # anything else (Dask's KilledWorker: this task killed its workers) is that
@@ -380,9 +403,14 @@ def run_search(
                 repeated.append(seq)
         cells = ", ".join(f"#{s} {records[s].arch}" for s in flying)
         kept = len(flying) - len(repeated)
+        # proposals recorded but not yet sent are unfinished too (runs show counts them)
+        waiting = sum(not r.done for s, r in records.items() if s not in flying)
+        why = first_line(exc) or ("the Dask scheduler or its worker was lost"
+                                  if "Cancelled" in type(exc).__name__ else "no message")
         return ArchrankError(
-            f"an evaluation worker stopped ({type(exc).__name__}: {first_line(exc)}) with "
+            f"an evaluation worker stopped ({type(exc).__name__}: {why}) with "
             f"{len(flying)} evaluation(s) in flight ({cells[:300]}); {kept} kept pending"
+            + (f" (and {waiting} proposal(s) not yet sent)" if waiting else "")
             + (f", {len(repeated)} recorded as failed (its worker stopped with it alone in "
                "flight twice)" if repeated else "") + ": continue the run with --resume")
 

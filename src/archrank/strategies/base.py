@@ -145,6 +145,12 @@ class Strategy(ABC, Generic[A]):
     def ask(self, n: int = 1) -> list[A]:
         """Up to ``n`` architectures to evaluate next, none seen before (fewer when the space
         is exhausted or the strategy waits for results it needs)."""
+        if n < 0:
+            raise ArchrankError(f"ask(n): n must be at least 0, got {n}")
+        left = (int((~self._seen_mask).sum()) if self._seen_mask is not None  # type: ignore[operator]
+                else self.space.distinct_cells())
+        if left is not None:  # never more than the unseen cells (n is sampled up front)
+            n = min(n, max(left - len(self.seen) if self._seen_mask is None else left, 0))
         if n < 1:
             return []
         out: list[A] = []
@@ -163,8 +169,12 @@ class Strategy(ABC, Generic[A]):
 
     def tell(self, arch: A, result: Evaluation | float | None) -> None:
         """Record the result of ``arch``: an ``Evaluation``, an objective value, or ``None``
-        for a failed evaluation."""
+        for a failed evaluation (a NaN or infinite value counts as failed). Each cell is told
+        once: a second result would count it twice (in evolution's population, say)."""
         h = self.space.hash(arch)
+        if h in self._told:
+            raise ArchrankError(f"{self.space.format(arch)} was told already (cells that hash "
+                                f"alike are one cell); tell each cell once")
         self._mark(h)
         self._told.add(h)
         self.n_told += 1
