@@ -251,8 +251,8 @@ def test_bad_truths_are_one_line_errors(cli, truth, tmp_path):
     # its recipe says another space
     rec = json.loads(truth.with_suffix(".json").read_text())
     (tmp_path / "r101.json").write_text(json.dumps({**rec, "space": "nb101"}))
-    assert "a truth of space nb101, not nb201" in run("--truth", str(truth), "--recipe",
-                                                       str(tmp_path / "r101.json"))
+    assert "r101.json is the recipe of a nb101 truth, not of nb201" in run(
+        "--truth", str(truth), "--recipe", str(tmp_path / "r101.json"))
     # without the per-seed columns
     single = _write(tmp_path / "single.csv", ["arch", "val_acc"],
                     [[a, 90.0 + i] for i, a in enumerate(t.archs)])

@@ -273,3 +273,19 @@ def test_a_journal_names_its_truth_without_binding_to_that_path(tmp_path, nb201)
 def test_bench_table_refuses_a_journal_as_out(cli, tmp_path):
     code, _, err = cli("bench", "table", "--n", "2", "--out", tmp_path / "t.csv.journal.jsonl")
     assert code == 2 and "a truth table's journal name" in err
+
+
+def test_a_truth_table_is_never_written_over_a_device(tmp_path, nb201):
+    """bench table --out /dev/null renamed a regular file over the device (as root)."""
+    import os
+    import stat
+
+    if os.geteuid() != 0:
+        pytest.skip("making a device node needs root")
+    node = tmp_path / "null"
+    os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    oracle = TrainingOracle("nb201", "digits", recipe=TrainRecipe(epochs=1), width=4)
+    cells = [nb201.format(a) for a in nb201.sample(1, np.random.default_rng(0))]
+    with pytest.raises(ArchrankError, match="not to a device or folder"):
+        TruthBuilder(oracle, cells, [0], node)
+    assert stat.S_ISCHR(os.stat(node).st_mode)

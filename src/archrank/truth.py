@@ -61,6 +61,9 @@ class TruthBuilder:
         self.archs = list(archs)
         self.seeds = [int(s) for s in seeds]
         self.out = Path(out)
+        if self.out.exists() and not self.out.is_file():  # an atomic rename would replace it
+            raise ArchrankError(f"{out}: a truth table is written to a file (journaled "
+                                "beside it), not to a device or folder")
         self.journal = journal_path(out)
         self.header = {"format": JOURNAL_FORMAT, "space": self.space.name,
                        "oracle": {k: v for k, v in oracle.describe().items() if k != "seed"},

@@ -73,6 +73,9 @@ def bench_table(
     if str(out).endswith(".journal.jsonl"):  # another table's journal: its trainings
         raise ArchrankError(f"--out {out}: a truth table's journal name; give the table's "
                             "own name (e.g. truth.csv)")
+    if str(out) == "-" or (out.exists() and not out.is_file()):  # /dev/null was replaced
+        raise ArchrankError(f"--out {out}: a truth table is a file (its trainings are "
+                            "journaled beside it), not standard output or a device")
     check_output(out, "--out", [dataset])
     if json_out is not None:
         check_output(json_out, "--json", [out, dataset])
