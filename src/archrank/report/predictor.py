@@ -168,8 +168,9 @@ def render_predictors(benches: Sequence[PredictorBench], options: ReportOptions
         sec.blocks.append(Table(
             ["predictor", "n train", "Kendall tau", "Spearman", "precision@5%", "N@10",
              "fit s"], rows,
-            "Mean ± standard deviation over the seeds; N@10: true rank (1 = best) of the best "
-            "of the predictor's top 10; fit s: median wall seconds of one fit."))
+            "Mean ± population standard deviation over the seeds (the mean alone for one "
+            "seed); N@10: true rank (1 = best) of the best of the predictor's top 10; fit s: "
+            "median wall seconds of one fit."))
         sec.blocks += figs[1:]
         sections.append(sec)
     return sections
