@@ -286,6 +286,6 @@ def test_a_truth_table_is_never_written_over_a_device(tmp_path, nb201):
     os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     oracle = TrainingOracle("nb201", "digits", recipe=TrainRecipe(epochs=1), width=4)
     cells = [nb201.format(a) for a in nb201.sample(1, np.random.default_rng(0))]
-    with pytest.raises(ArchrankError, match="not to a device or folder"):
+    with pytest.raises(ArchrankError, match="not standard output, a device or a folder"):
         TruthBuilder(oracle, cells, [0], node)
     assert stat.S_ISCHR(os.stat(node).st_mode)

@@ -115,19 +115,25 @@ def test_zc_cli_writes_a_csv(tmp_path: Path) -> None:
     assert all(float(r["params"]) > 0 for r in rows)
 
 
+def _stopped_on_the_second_call(real, calls: list[int]):
+    """``real`` that raises KeyboardInterrupt (Ctrl-C) on its second call; ``calls`` counts
+    the calls (a test may clear or preset it)."""
+    def stopped(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    return stopped
+
+
 def test_zc_cli_keeps_the_finished_cells_on_ctrl_c(tmp_path: Path, cli, monkeypatch) -> None:
     """Every score was held in memory and written at the end: Ctrl-C lost them all."""
     import archrank.zc as zc_module
 
-    calls = []
-
-    def stopped_on_the_second_chunk(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return score_architectures(*args, **kwargs)
-
-    monkeypatch.setattr(zc_module, "score_architectures", stopped_on_the_second_chunk)
+    calls: list[int] = []
+    monkeypatch.setattr(zc_module, "score_architectures",
+                        _stopped_on_the_second_call(score_architectures, calls))
     out = tmp_path / "zc.csv"
     status, _, err = cli("zc", "--space", "nb201", "--dataset", "digits", "--n", "70",
                          "--proxies", "params,flops", "--out", out)
@@ -217,15 +223,9 @@ def test_an_interrupted_fill_says_what_it_saved(tmp_path: Path, cli, monkeypatch
     table = tmp_path / "t.csv"
     table.write_text("arch,acc\n" + "".join(f"{space.format(a)},1\n" for a in cells))
     distinct = len({space.hash(a) for a in cells})
-    real, calls = zccache._score_chunk, []
-
-    def stopped_on_the_second_chunk(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(zccache, "_score_chunk", stopped_on_the_second_chunk)
+    calls: list[int] = []
+    monkeypatch.setattr(zccache, "_score_chunk",
+                        _stopped_on_the_second_call(zccache._score_chunk, calls))
     status, _, err = cli("zc", "--fill", "--table", table, "--proxies", "synflow")
     assert status == 130, err
     assert f"interrupted: 25 of {distinct} cells saved in" in err

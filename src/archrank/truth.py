@@ -42,6 +42,19 @@ def journal_path(out: str | Path) -> Path:
     return out.with_name(out.name + ".journal.jsonl")
 
 
+def check_table_path(out: str | Path) -> None:
+    """A one-line error for a truth table's path that is not a file of its own: standard
+    output, a device or a folder (an atomic rename over ``/dev/null`` replaced the device), or
+    another table's journal (its trainings)."""
+    path = Path(out)
+    if str(out).endswith(".journal.jsonl"):
+        raise ArchrankError(f"{out}: a truth table's journal name; give the table's own name "
+                            "(e.g. truth.csv)")
+    if str(out) == "-" or (path.exists() and not path.is_file()):
+        raise ArchrankError(f"{out}: a truth table is a file (its trainings are journaled "
+                            "beside it), not standard output, a device or a folder")
+
+
 class TruthBuilder:
     """Trains ``archs`` (cell strings of ``oracle.space``) with each of ``seeds``."""
 
@@ -60,10 +73,8 @@ class TruthBuilder:
         self.space = oracle.space
         self.archs = list(archs)
         self.seeds = [int(s) for s in seeds]
+        check_table_path(out)
         self.out = Path(out)
-        if self.out.exists() and not self.out.is_file():  # an atomic rename would replace it
-            raise ArchrankError(f"{out}: a truth table is written to a file (journaled "
-                                "beside it), not to a device or folder")
         self.journal = journal_path(out)
         self.header = {"format": JOURNAL_FORMAT, "space": self.space.name,
                        "oracle": {k: v for k, v in oracle.describe().items() if k != "seed"},
@@ -413,10 +424,10 @@ def read_truth(path: str | Path, space: str, recipe: str | Path | None = None) -
                             "holds each cell once, its seeds in columns")
     per_seed = np.stack([bench.values(c) for _, c in seed_cols], axis=1)
     val = bench.values("val_acc")
-    for name, col in (("val_acc", val[:, None]), *((c, per_seed[:, [j]])
-                                                    for j, (_, c) in enumerate(seed_cols))):
+    columns = {"val_acc": val, **{c: per_seed[:, j] for j, (_, c) in enumerate(seed_cols)}}
+    for name, col in columns.items():
         if np.isinf(col).any():
-            row = int(np.flatnonzero(np.isinf(col).any(axis=1))[0])
+            row = int(np.flatnonzero(np.isinf(col))[0])
             raise ArchrankError(f"{path}: {bench.row_name(row)}, field {name!r}: not finite")
         if np.isnan(col).all():
             raise ArchrankError(f"{path}: column {name!r} has no values")
@@ -469,41 +480,34 @@ def _truth_setting(path: Path, recipe: str | Path | None) -> tuple[dict[str, Any
     """``recipe_info`` of the truth (plus ``space``/``seeds`` where recorded), and its file.
     A ``recipe`` given beside a table whose own journal or JSON exists must agree with it
     (else a pick would be trained with another recipe than the truth's, in silence)."""
-    if recipe is not None:
-        given = _setting_from(Path(recipe), must=True)
-        assert given is not None
-        for own in (journal_path(path), path.with_suffix(".json")):
-            if own.is_file() and own.resolve() != Path(recipe).resolve():
-                found = _setting_from(own, must=False)
-                if found is None:
-                    continue
-                mine, theirs = found[0], given[0]
-                differ = [k for k in ("recipe", "width", "depth", "seeds")
-                          if k in mine and k in theirs and mine[k] != theirs[k]]
-                if (mine.get("dataset") or {}).get("fingerprint") != \
-                        (theirs.get("dataset") or {}).get("fingerprint"):
-                    differ.append("dataset")
-                if differ:
-                    raise ArchrankError(f"--recipe {recipe} differs from {own.name}, the "
-                                        f"truth's own record, in {', '.join(differ)}")
-                break
-        return given
-    for own in (journal_path(path), path.with_suffix(".json")):
-        found = _setting_from(own, must=False)
-        if found is not None:
-            return found
-    raise ArchrankError(f"{path}: no recipe found (neither {journal_path(path).name} nor "
-                        f"{path.with_suffix('.json').name} beside it); give --recipe FILE, the "
-                        "--json report of the bench table run that made it")
+    given = None if recipe is None else Path(recipe)
+    own = next((f for f in (journal_path(path), path.with_suffix(".json"))
+                if f.is_file() and (given is None or f.resolve() != given.resolve())), None)
+    if given is None:
+        if own is None:
+            raise ArchrankError(f"{path}: no recipe found (neither {journal_path(path).name} "
+                                f"nor {path.with_suffix('.json').name} beside it); give "
+                                "--recipe FILE, the --json report of the bench table run that "
+                                "made it")
+        return _setting_from(own)
+    theirs = _setting_from(given)
+    if own is not None:
+        mine = _setting_from(own)[0]
+        differ = [k for k in ("recipe", "width", "depth", "seeds")
+                  if k in mine and k in theirs[0] and mine[k] != theirs[0][k]]
+        if (mine.get("dataset") or {}).get("fingerprint") != \
+                (theirs[0].get("dataset") or {}).get("fingerprint"):
+            differ.append("dataset")
+        if differ:
+            raise ArchrankError(f"--recipe {recipe} differs from {own.name}, the truth's own "
+                                f"record, in {', '.join(differ)}")
+    return theirs
 
 
-def _setting_from(file: Path, must: bool) -> tuple[dict[str, Any], str] | None:
-    """The setting recorded in ``file`` (a truth journal or ``bench table --json``); ``None``
-    when it does not exist and ``must`` is false."""
+def _setting_from(file: Path) -> tuple[dict[str, Any], str]:
+    """The setting recorded in ``file`` (a truth journal or ``bench table --json``)."""
     if not file.is_file():
-        if must:
-            raise ArchrankError(f"{file}: no such recipe file")
-        return None
+        raise ArchrankError(f"{file}: no such recipe file")
     try:
         text = file.read_text()
         first = text.splitlines()[0] if text.strip() else ""

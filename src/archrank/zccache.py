@@ -354,7 +354,8 @@ class ZCCache:
              workers: int = 1, chunk: int = 25, save_seconds: float = 30.0,
              on_done: Callable[[int, int], None] | None = None) -> int:
         """Compute whatever of ``names`` is missing for ``archs`` (one per canonical cell),
-        saving after each chunk. Returns how many cells the slow proxies were computed for
+        ``chunk`` cells at a time (``on_done`` after each), saving every ``save_seconds``, at
+        the end and on Ctrl-C. Returns how many cells the slow proxies were computed for
         (the exact counts, instant, are not counted)."""
         if names is None:  # every proxy at a small setting (what it is for), else per space
             names = (PROXIES if self.setting.tag() == "small"

@@ -78,6 +78,15 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[SearchResult]] = {}
+
+    def on_step(epoch: int, step: int, n: int, loss: float) -> None:
+        if on_progress:
+            on_progress(epoch * n + step, epochs * n, f"epoch {epoch + 1} loss {loss:.3f}")
+
+    def on_choice(done: int, total: int, what: str) -> None:
+        if on_progress:
+            on_progress(done, total, what)
+
     for m, (method, kwargs) in specs.items():
         for seed in seeds:
             ckpt = work / f"{checkpoint_stem(m, method)}-seed{seed}.pt"
@@ -85,15 +94,6 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
                 on_stage(f"{m} seed {seed}")
             # proxy settings always given, so a checkpoint of other settings is refused
             extra = {"proxy": {}} if method.startswith("proxy-") else {}
-            def on_step(epoch: int, step: int, n: int, loss: float) -> None:
-                if on_progress:
-                    on_progress(epoch * n + step, epochs * n, f"epoch {epoch + 1} loss "
-                                f"{loss:.3f}")
-
-            def on_choice(done: int, total: int, what: str) -> None:
-                if on_progress:
-                    on_progress(done, total, what)
-
             results.setdefault(m, []).append(search(
                 method, space=space, dataset=oracle.dataset, epochs=epochs, seed=seed,
                 width=oracle.width, depth=oracle.depth, checkpoint=ckpt,

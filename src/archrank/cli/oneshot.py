@@ -740,10 +740,11 @@ def bench_oneshot_search(
     finally:
         close_now(executor)
     table = Table("method", "truth percentile", "val_acc", "test_acc", "search s", "degenerate")
+    n_seeds = len(seed_list)  # one search seed: the mean alone
     for m, r in report["methods"].items():
-        one = len(seed_list)  # one search seed: the mean alone
-        table.add_row(m, format_stat(r["truth_percentile"], 1, one),
-                      format_stat(r["val_acc"], 2, one), format_stat(r["test_acc"], 2, one),
+        table.add_row(m, format_stat(r["truth_percentile"], 1, n_seeds),
+                      format_stat(r["val_acc"], 2, n_seeds),
+                      format_stat(r["test_acc"], 2, n_seeds),
                       f"{r['search_seconds']['mean']:.0f}", f"{r['degenerate_rate']:.2f}")
     console.print(table)
     if json_out is not None:

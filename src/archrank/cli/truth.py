@@ -65,17 +65,15 @@ def bench_table(
     from archrank.oracles.training import TrainingOracle
     from archrank.runs.loop import executor_for
     from archrank.spaces import get_space
-    from archrank.truth import TruthBuilder, noise_ceiling, recipe_info
+    from archrank.truth import TruthBuilder, check_table_path, noise_ceiling, recipe_info
 
     if n < 1:
         raise ArchrankError(f"--n must be at least 1, got {n}")
     check_seed_option(sample_seed, "--sample-seed")
-    if str(out).endswith(".journal.jsonl"):  # another table's journal: its trainings
-        raise ArchrankError(f"--out {out}: a truth table's journal name; give the table's "
-                            "own name (e.g. truth.csv)")
-    if str(out) == "-" or (out.exists() and not out.is_file()):  # /dev/null was replaced
-        raise ArchrankError(f"--out {out}: a truth table is a file (its trainings are "
-                            "journaled beside it), not standard output or a device")
+    try:
+        check_table_path(out)  # before the data and the sample
+    except ArchrankError as exc:
+        raise ArchrankError(f"--out {exc}") from None
     check_output(out, "--out", [dataset])
     if json_out is not None:
         check_output(json_out, "--json", [out, dataset])

@@ -49,12 +49,17 @@ def executor_for(workers: int, kind: str | None = None,
     return make_executor(kind, workers, scheduler)
 
 
-def _unshippable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the oracle (or a cell) cannot be pickled for a worker process: a
-    setting that fails the same way on every resume, not a lost worker."""
+def _unshippable(exc: BaseException) -> ArchrankError | None:
+    """The error to raise when ``exc`` says the oracle (or a cell) cannot be pickled for a
+    worker process: a setting that fails the same way on every resume, not a lost worker;
+    else ``None``."""
     text = str(exc).lower()
-    return isinstance(exc, pickle.PicklingError | TypeError | AttributeError) and (
-        "cannot pickle" in text or "can't pickle" in text or "not picklable" in text)
+    if isinstance(exc, pickle.PicklingError | TypeError | AttributeError) and (
+            "cannot pickle" in text or "can't pickle" in text or "not picklable" in text):
+        return ArchrankError(f"the oracle cannot be sent to worker processes "
+                             f"({first_line(exc)}); evaluate in this process (--workers 1, "
+                             "or --executor inline)")
+    return None
 
 
 def _worker_lost(exc: BaseException) -> bool:
@@ -323,10 +328,9 @@ def run_search(
         try:
             slot.future = executor.submit(evaluate_arch, payload, slot.arch)
         except Exception as exc:  # a pool already broken refuses new work at once
-            if _unshippable(exc):
-                raise ArchrankError(f"the oracle cannot be sent to worker processes "
-                                    f"({first_line(exc)}); evaluate in this process "
-                                    "(--workers 1, or --executor inline)") from None
+            setting = _unshippable(exc)
+            if setting is not None:
+                raise setting from None
             if _worker_lost(exc):
                 raise _lost(exc) from None
             raise
@@ -340,10 +344,9 @@ def run_search(
             try:
                 evaluation, started, finished = slot.future.result()
             except Exception as exc:
-                if _unshippable(exc):  # the same on every resume: not a lost worker
-                    raise ArchrankError(f"the oracle cannot be sent to worker processes "
-                                        f"({first_line(exc)}); evaluate in this process "
-                                        "(--workers 1, or --executor inline)") from None
+                setting = _unshippable(exc)  # the same on every resume: no lost worker
+                if setting is not None:
+                    raise setting from None
                 if _worker_lost(exc) and not _killed_worker(exc):
                     raise _lost(exc) from None
                 # anything else (Dask's KilledWorker: this task killed its workers) is that

@@ -212,44 +212,35 @@ class RunStore:
         return store
 
     @staticmethod
-    def _foreign(run_dir: Path) -> bool:
-        """Whether the run database is another program's SQLite file (tables, no config)."""
-        try:
-            conn = sqlite3.connect(f"{(run_dir / DB_NAME).resolve().as_uri()}?mode=ro",
-                                   uri=True, timeout=30.0)
-        except sqlite3.Error:
-            return False
-        try:
-            tables = {r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            return bool(tables) and "config" not in tables
-        except sqlite3.Error:  # not a database at all: said where it is read
-            return False
-        finally:
-            conn.close()
-
-    @staticmethod
-    def _unborn(run_dir: Path) -> bool:
-        """Whether the run database is missing, or its creation never finished (no recorded
-        schema version: ``_init`` writes it in the transaction that creates the tables)."""
+    def _state(run_dir: Path) -> str:
+        """What the run database is: ``unborn`` (missing, empty, or its creation never
+        finished: ``_init`` writes the schema version in the transaction that creates the
+        tables), ``foreign`` (another program's tables, no config), ``unreadable`` (not a
+        database: said where it is read) or ``ours``."""
         db = run_dir / DB_NAME
         if not db.is_file():
-            return True
+            return "unborn"
         try:
             conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
         except sqlite3.Error:
-            return False
+            return "unreadable"
         try:
             tables = {r[0] for r in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
             if "config" not in tables:
-                return not tables  # an empty database; another program's is not ours
-            return conn.execute("SELECT 1 FROM config WHERE key = 'schema_version'"
-                                ).fetchone() is None
+                return "foreign" if tables else "unborn"
+            return "unborn" if conn.execute(
+                "SELECT 1 FROM config WHERE key = 'schema_version'").fetchone() is None \
+                else "ours"
         except sqlite3.Error:  # not a database: not ours to replace
-            return False
+            return "unreadable"
         finally:
             conn.close()
+
+    @classmethod
+    def _unborn(cls, run_dir: Path) -> bool:
+        """Whether the run database is missing or its creation never finished (``_state``)."""
+        return cls._state(run_dir) == "unborn"
 
     @staticmethod
     def is_running(run_dir: str | Path) -> bool | None:
@@ -286,10 +277,11 @@ class RunStore:
                                 else f"{run_dir}: no such run directory")
         if not cls.exists(run_dir):
             raise ArchrankError(f"{run_dir}: not a run directory (no {DB_NAME})")
-        if cls._unborn(run_dir):
+        state = cls._state(run_dir)
+        if state == "unborn":
             raise ArchrankError(f"{run_dir}: the run was stopped while being created (nothing "
                                 "was evaluated); start it again without --resume")
-        if cls._foreign(run_dir):
+        if state == "foreign":
             raise ArchrankError(f"{run_dir / DB_NAME}: not an archrank run database (it has "
                                 "tables, none of them a run's config)")
         if readonly:

@@ -147,10 +147,11 @@ class Strategy(ABC, Generic[A]):
         is exhausted or the strategy waits for results it needs)."""
         if n < 0:
             raise ArchrankError(f"ask(n): n must be at least 0, got {n}")
-        left = (int((~self._seen_mask).sum()) if self._seen_mask is not None  # type: ignore[operator]
-                else self.space.distinct_cells())
-        if left is not None:  # never more than the unseen cells (n is sampled up front)
-            n = min(n, max(left - len(self.seen) if self._seen_mask is None else left, 0))
+        # never more than the unseen cells (strategies sample n cells up front)
+        if self._seen_mask is not None:
+            n = min(n, int((~self._seen_mask).sum()))
+        elif (total := self.space.distinct_cells()) is not None:
+            n = min(n, max(total - len(self.seen), 0))
         if n < 1:
             return []
         out: list[A] = []
