@@ -186,3 +186,35 @@ def test_check_names_json_list_rows_as_records(tmp_path: Path, capsys) -> None:
     assert report["metric"]["first_conflicts"] == [
         {"record": 3, "repeats": 1, "values": ["90.0", "99.0"]}]
     assert "conflicting repeat record 3 repeats the cell of record 1" in capsys.readouterr().out
+
+
+def test_check_fails_on_a_table_without_data_rows(tmp_path: Path, capsys) -> None:
+    table = tmp_path / "header.csv"
+    table.write_text("arch,cifar10_test\n")
+    assert run(["bench", "check", str(table), "--space", "nb201"]) == 1
+    assert "no data rows" in capsys.readouterr().out
+
+
+def test_lenient_json_lines_report_a_first_record_without_the_cell(tmp_path: Path) -> None:
+    """Only the record lacking the cell is invalid, wherever it stands; a file where no
+    record has it is the one-line missing-column error."""
+    from archrank.cli.bench import check_report
+    from archrank.errors import BenchmarkFormatError
+
+    arch = A1
+    table = tmp_path / "t.jsonl"
+    table.write_text('{"acc": 1}\n' + json.dumps({"arch": arch, "acc": 2}) + "\n")
+    report = check_report(str(table), "nb201")
+    assert (report["rows"], report["valid"], report["invalid"]) == (2, 1, 1)
+    assert report["problems"] == [{"line": 1, "message": "missing field 'arch'"}]
+    table.write_text('{"acc": 1}\n{"acc": 2}\n')
+    with pytest.raises(BenchmarkFormatError, match="missing column 'arch'"):
+        check_report(str(table), "nb201")
+
+
+def test_check_mean_of_huge_values_is_finite(tmp_path: Path) -> None:
+    from archrank.cli.bench import check_report
+
+    table = tmp_path / "huge.csv"
+    table.write_text(f"arch,acc\n{A1},1e308\n{A2},1e308\n")
+    assert check_report(str(table), "nb201", "acc")["metric"]["mean"] == pytest.approx(1e308)

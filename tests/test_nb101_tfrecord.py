@@ -248,3 +248,60 @@ def test_bench_check_on_tfrecord(tmp_path: Path) -> None:
     assert (report["rows"], report["valid"], report["hashes_checked"],
             report["hash_mismatches"]) == (3, 3, 3, 1)
     assert report["first_mismatches"][0]["recorded"] == "f" * 32
+
+
+def test_a_file_without_one_readable_record_is_reported_not_crashed(tmp_path: Path) -> None:
+    from archrank.cli import main
+
+    path = write_file(tmp_path / "junk.tfrecord", [b"hello world"])
+    scan = scan_benchmark(path, "nb101")
+    assert (scan.rows, scan.valid, scan.invalid, scan.row_name) == (1, 0, 1, "module")
+    assert str(scan.problems[0]).startswith("record 1: record is not JSON")
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "check", str(path), "--space", "nb101", "--json", str(tmp_path / "r.json")])
+    assert exc.value.code == 1
+
+
+def test_bench_check_names_a_modules_first_record(tmp_path: Path) -> None:
+    """A module's row is the mean of its records; a mismatch names its first record."""
+    records, _ = sample_records()
+    forged = [r.replace(CELLS[2][0].encode(), b"0" * 32) for r in records]
+    scan = scan_benchmark(write_file(tmp_path / "forged.tfrecord", forged), "nb101")
+    assert scan.bench.line_unit == "record" and scan.lines == [1, 7, 13]
+    from archrank.cli.bench import check_report
+
+    report = check_report(str(tmp_path / "forged.tfrecord"), "nb101")
+    assert report["row_name"] == "module"
+    assert report["first_mismatches"] == [
+        {"record": 13, "recorded": "0" * 32, "computed": CELLS[2][0]}]
+
+
+def test_records_of_one_module_may_order_its_vertices_differently(tmp_path: Path) -> None:
+    """Two records of one module whose cells are isomorphic (another vertex order, the same
+    recomputed hash) are one cell; a truly different cell is still refused."""
+    import itertools
+
+    module, adjacency, ops, params = CELLS[0]
+    n = 7
+    matrix = np.array([int(c) for c in adjacency]).reshape(n, n)
+    names = ops.split(",")
+    for perm in itertools.permutations(range(1, n - 1)):
+        order = [0, *perm, n - 1]
+        moved = matrix[np.ix_(order, order)]
+        if order != list(range(n)) and not np.tril(moved).any():
+            break
+    adjacency2 = "".join(str(v) for v in moved.flatten())
+    ops2 = ",".join(names[i] for i in order)
+    assert (adjacency2, ops2) != (adjacency, ops)
+    final, half = (10.0, 0.9, 0.8, 0.7), (5.0, 0.5, 0.4, 0.3)
+    path = write_file(tmp_path / "iso.tfrecord", [
+        record(module, 108, adjacency, ops, params, final, half),
+        record(module, 108, adjacency2, ops2, params, final, half)])
+    bench = read_nb101_tfrecord(path)
+    assert len(bench) == 1 and bench.hashes == [module]
+    other = CELLS[1]
+    path = write_file(tmp_path / "other.tfrecord", [
+        record(module, 108, adjacency, ops, params, final, half),
+        record(module, 108, other[1], other[2], params, final, half)])
+    with pytest.raises(BenchmarkFormatError, match=r"record 2: module .* has a different cell"):
+        read_nb101_tfrecord(path)

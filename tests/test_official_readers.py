@@ -339,6 +339,25 @@ def test_nats_partial_records_give_missing_values(tmp_path: Path) -> None:
     assert math.isnan(bench.values("cifar100_test")[1])
 
 
+def test_nats_seeds_that_cannot_be_averaged_leave_the_value_missing(tmp_path: Path) -> None:
+    """A seed without the final accuracy another seed has, or seeds of different
+    schedules, would make the mean some seeds' value alone: missing, with a warning."""
+    data = _nats_dict()
+    runs = data["arch2infos"][0]["200"]["all_results"]
+    runs["cifar10-valid", 777]["eval_acc1es"]["x-valid@199"] = float("nan")
+    runs = data["arch2infos"][1]["200"]["all_results"]
+    runs["cifar10-valid", 888] = _results_count(1, "cifar10-valid", 888, 150)
+    file = tmp_path / "uneven.pickle.pbz2"
+    _write_pbz2(file, data)
+    with pytest.warns(UserWarning, match=r"2 accuracy value\(s\) left missing .* arch2infos"
+                      r"\[0\] \(cifar10-valid, x-valid\): seed 777 has no final value"):
+        bench = read_nats(file)
+    valid = bench.values("cifar10_valid")
+    assert math.isnan(valid[0]) and math.isnan(valid[1])
+    test = _expected(0, "cifar10", "ori-test", 200)
+    assert bench.values("cifar10_test")[0] == pytest.approx(test)
+
+
 def test_nats_format_errors_name_file_and_field(tmp_path: Path) -> None:
     def write(name: str, obj: object) -> Path:
         file = tmp_path / name
@@ -414,9 +433,15 @@ def test_nb201_pth_corrupt_or_wrong(tmp_path: Path) -> None:
     torch.save(_nb201_dict(), file)
     cut = tmp_path / "cut.pth"
     cut.write_bytes(file.read_bytes()[:300])
-    with pytest.raises(BenchmarkFormatError, match=r"cut\.pth: not a readable torch file") as err:
+    with pytest.raises(BenchmarkFormatError,
+                       match=r"cut\.pth: a damaged or truncated torch\.save \(zip\)") as err:
         read_nb201_pth(cut)
     assert "\n" not in str(err.value)
+    legacy = tmp_path / "legacy.pth"
+    torch.save(_nb201_dict(), legacy, _use_new_zipfile_serialization=False)
+    cut.write_bytes(legacy.read_bytes()[:300])
+    with pytest.raises(BenchmarkFormatError, match=r"cut\.pth: not a readable pickle .*truncated"):
+        read_nb201_pth(cut)
     other = tmp_path / "other.pth"
     torch.save({"state_dict": {"w": torch.zeros(1)}}, other)
     with pytest.raises(BenchmarkFormatError, match="missing key 'meta_archs'"):

@@ -51,6 +51,7 @@ def check_report(spec: str, space_name: str, metric: str | None = None,
         "file": spec,
         "space": space.name,
         "rows": scan.rows,
+        "row_name": scan.row_name,  # "module" for an NB101 tfrecord (its records averaged)
         "valid": scan.valid,
         "invalid": scan.invalid,
         "unique": bench.n_unique,
@@ -93,13 +94,23 @@ def check_report(spec: str, space_name: str, metric: str | None = None,
         if finite.any():
             i = int(np.flatnonzero(finite)[np.argmax(col[finite])])
             info.update({"min": float(col[finite].min()), "max": float(col[i]),
-                         "mean": float(col[finite].mean()),
+                         "mean": _finite_mean(col[finite]),
                          "best_arch": space.format(bench.archs[i]), "best_hash": hashes[i],
                          # rows sharing the best value, and how many distinct cells they are
                          "best_rows": int((col[finite] == col[i]).sum()),
                          "best_cells": len({hashes[j] for j in np.flatnonzero(col == col[i])})})
         report["metric"] = info
     return report
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    """The mean of finite values without overflow (1e308s average to 1e308, not inf)."""
+    with np.errstate(over="ignore"):
+        mean = float(values.mean())
+    if math.isfinite(mean):
+        return mean
+    scale = float(np.abs(values).max())
+    return float(np.mean(values / scale) * scale)
 
 
 def _fmt(value: Any) -> str:
@@ -117,7 +128,9 @@ def _print(report: dict[str, Any]) -> None:
     table.add_column("item", style="bold")
     table.add_column("value", overflow="fold")
     ok = "green" if report["invalid"] == 0 else "red"
-    table.add_row("rows", _fmt(report["rows"]))
+    rows = f"{report.get('row_name', 'row')}s"
+    table.add_row(rows if rows == "rows" else f"rows ({rows})",
+                  _fmt(report["rows"]))
     table.add_row("valid", Text(_fmt(report["valid"]), style=ok))
     table.add_row("invalid", Text(_fmt(report["invalid"]), style=ok))
     table.add_row("unique cells (canonical hash)", _fmt(report["unique"]))
@@ -150,6 +163,9 @@ def _print(report: dict[str, Any]) -> None:
                               f"{m['best_rows']:,} ({m['best_cells']:,} distinct cells)")
     table.add_row("read and hashed in", f"{report['seconds']:.2f} s")
     console.print(table)
+    if report["rows"] == 0:
+        console.print(Text.assemble(("empty", "red"), " no data rows: nothing to search or "
+                                    "fit (a header alone?)"))
     if report.get("mixed_datasets"):
         console.print(Text.assemble(("mixed datasets", "yellow"),
                                     f" {report['mixed_datasets']}"))
@@ -157,7 +173,8 @@ def _print(report: dict[str, Any]) -> None:
         unit = next(k for k in p if k != "message")
         console.print(Text.assemble(("invalid", "red"), f" {unit} {p[unit]}: {p['message']}"))
     if report["invalid"] > len(report["problems"]):
-        console.print(f"... and {report['invalid'] - len(report['problems'])} more invalid rows")
+        console.print(f"... and {report['invalid'] - len(report['problems'])} more invalid "
+                      f"{report.get('row_name', 'row')}s")
     for v in report.get("metric", {}).get("first_infinite", []):
         unit = next(k for k in v if k != "value")
         console.print(Text.assemble(("infinite", "yellow"), f" {unit} {v[unit]}: "
@@ -178,7 +195,8 @@ def _print(report: dict[str, Any]) -> None:
 @bench_app.command("check")
 def check(
     file: str = typer.Argument(..., help="Table (.csv, .jsonl, .json), NB101 .tfrecord, "
-                               "NB201 .pth, NATS-Bench file/dir, or nbgraph:DATASET."),
+                               "NB201 .pth or NATS-Bench file/dir (200-epoch schedule), or "
+                               "nbgraph:DATASET."),
     space: str = typer.Option(..., "--space", "-s", help="Search space: nb101, nb201, nbgraph."),
     metric: str | None = typer.Option(None, "--metric", "-m",
                                       help="Also summarise this column (and check it exists)."),
@@ -191,10 +209,10 @@ def check(
     and invalid rows (with line numbers), duplicates (rows whose canonical hash was already
     seen) and rows whose `hash` column disagrees with the recomputed hash.
 
-    Exits with status 1 when some rows are invalid, some hashes disagree, or a cell written
-    twice with the same text has two values of --metric (a search would see the first only);
-    infinite values of --metric are listed (a proxy's -inf is a value; as a score, search
-    refuses it).
+    Exits with status 1 when the table has no data rows, some rows are invalid, some hashes
+    disagree, or a cell written twice with the same text has two values of --metric (a search
+    would see the first only); infinite values of --metric are listed (a proxy's -inf is a
+    value; as a score, search refuses it).
 
     Example: archrank bench check ../shared/data/nb101_10k.csv --space nb101 --json check.json
     """
@@ -207,7 +225,7 @@ def check(
         _print(report)
         if json_out is not None:
             write_json(json_out, report)
-    if (report["invalid"] or report["hash_mismatches"]
+    if (report["invalid"] or report["hash_mismatches"] or report["rows"] == 0
             or report.get("metric", {}).get("conflicting_repeats")):
         raise typer.Exit(1)
 

@@ -12,7 +12,9 @@ dict of the API's class of that name: ``arch_index``, ``arch_str``, ``dataset_se
 (``{dataset: [seeds]}``) and ``all_results`` (``{(dataset, seed): ResultsCount}``), where a
 ``ResultsCount`` holds ``epochs``, ``eval_acc1es`` (``{"x-valid@199": acc, ...}``),
 ``train_times`` (``{epoch: seconds}``), ``params``, ``flop`` and ``latency``. Values are means
-over the seeds, after the last epoch, as the API's ``get_metrics(..., is_random=False)``.
+over the seeds, after the last epoch, as the API's ``get_metrics(..., is_random=False)``; an
+accuracy whose seeds cannot be averaged (different schedules, a seed without the final value)
+is left missing, with one warning per file.
 Files are read with the allow-list unpickler; trained weights, if a file holds any, are not
 built (they read as ``None``).
 
@@ -26,6 +28,7 @@ of a query is ``cifar10_valid_train_time``, what the API charges for a CIFAR-10 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -83,7 +86,7 @@ def _run_values(run: Any, where: str) -> dict[str, float]:
             f"{where}: field 'epochs' must be a positive integer, got {epochs!r}"
         )
     last = int(epochs) - 1
-    out: dict[str, float] = {}
+    out: dict[str, float] = {"epochs": float(epochs)}
     accs = run.get("eval_acc1es") or {}
     if not isinstance(accs, Mapping):
         raise BenchmarkFormatError(f"{where}: field 'eval_acc1es' must be a dict")
@@ -108,8 +111,26 @@ def _run_values(run: Any, where: str) -> dict[str, float]:
     return out
 
 
-def arch_results_row(state: Any, where: str) -> dict[str, float]:
-    """Columns of one architecture from an ArchResults state dict (see module doc)."""
+def _seed_mean(values: list[float], seeds: list[Any], epochs: set[float]) -> tuple[float, str]:
+    """The mean of one accuracy over a dataset's seeds, or NaN and why it cannot be taken:
+    the seeds were trained for different epochs, or a seed lacks the final value another
+    has (the mean would silently be the other seeds'; the NATS-Bench API fails there too)."""
+    if len(epochs) > 1 and not all(math.isnan(v) for v in values):
+        return math.nan, ("seeds trained for different epochs ("
+                          f"{', '.join(str(int(e)) for e in sorted(epochs))})")
+    lacking = [s for s, v in zip(seeds, values, strict=True) if math.isnan(v)]
+    if lacking and len(lacking) < len(values):
+        return math.nan, f"seed {lacking[0]!r} has no final value another seed has"
+    return _mean(values), ""
+
+
+def arch_results_row(state: Any, where: str,
+                     notes: list[str] | None = None) -> dict[str, float]:
+    """Columns of one architecture from an ArchResults state dict (see module doc).
+
+    An accuracy whose seeds cannot be averaged (``_seed_mean``) is left missing and the
+    reason appended to ``notes``."""
+    notes = [] if notes is None else notes
     if not isinstance(state, Mapping):
         raise BenchmarkFormatError(
             f"{where}: expected an ArchResults dict, got {type(state).__name__}"
@@ -130,9 +151,13 @@ def arch_results_row(state: Any, where: str) -> dict[str, float]:
             if (dataset, seed) not in results:
                 raise BenchmarkFormatError(f"{where}: no result for ({dataset!r}, {seed!r})")
             runs.append(_run_values(results[(dataset, seed)], f"{where} ({dataset}, seed {seed})"))
+        epochs = {r["epochs"] for r in runs}
         for (ds, setname), column in ACCURACY_COLUMNS.items():
             if ds == dataset:
-                row[column] = _mean([r.get(f"acc:{setname}", math.nan) for r in runs])
+                values = [r.get(f"acc:{setname}", math.nan) for r in runs]
+                row[column], why = _seed_mean(values, list(seeds), epochs)
+                if why:  # left missing; build_table warns
+                    notes.append(f"{where} ({dataset}, {setname}): {why}")
         prefix = TIME_PREFIX.get(str(dataset))
         if prefix is not None:
             row[f"{prefix}_train_time"] = _mean([r.get("time", math.nan) for r in runs])
@@ -173,6 +198,7 @@ def build_table(
         raise BenchmarkFormatError(f"{source}: 'meta_archs' must be a list of architecture strings")
     space = get_space("nb201")
     archs, rows = [], []
+    notes: list[str] = []
     for index, state, where in entries:
         if state is None:
             continue  # not trained with this schedule
@@ -192,7 +218,7 @@ def build_table(
             arch = space.parse(text)
         except InvalidArchitecture as exc:
             raise BenchmarkFormatError(f"{where}: {exc}") from None
-        row = arch_results_row(state, where)
+        row = arch_results_row(state, where, notes)
         row["index"] = float(index)
         archs.append(arch)
         rows.append(row)
@@ -201,6 +227,10 @@ def build_table(
             f"{source}: no architecture has results for the {hp_label} schedule; available: "
             f"{', '.join(sorted(available)) or 'none'}"
         )
+    if notes:
+        first = notes[0].removeprefix(f"{source}: ")
+        warnings.warn(f"{source}: {len(notes)} accuracy value(s) left missing because their "
+                      f"seeds cannot be averaged; the first: {first}", stacklevel=3)
     names = ["index", *ACCURACY_COLUMNS.values()]
     names += [f"{p}_train_time" for p in TIME_PREFIX.values()] + ["params", "flops", "latency"]
     present = [n for n in names if any(n in r for r in rows)]

@@ -375,7 +375,9 @@ class _Accumulator:
         flat = (np.frombuffer(self.flat, dtype=np.float64) if self.flat
                 else np.zeros(0)).reshape(-1, self.width)
         budgets = [int(e) for e in np.unique(ep)]
-        n_mod = int(mod.max()) + 1 if mod.size else 0
+        if not budgets:  # no record decoded: no column to average
+            return {}, []
+        n_mod = int(mod.max()) + 1
         slot = np.searchsorted(np.asarray(budgets, dtype=np.int64), ep)
         key = mod * max(len(budgets), 1) + slot
         size = n_mod * len(budgets)
@@ -402,6 +404,7 @@ def _records_to_table(path: Path, space: Any, records: Iterator[bytes],
 
     index: dict[str, int] = {}  # module hash -> module number
     cells: list[tuple[int, str, str, int]] = []  # first record, adjacency, ops, params
+    same_cell: dict[tuple[int, str, str], bool] = {}  # (module, adjacency, ops) -> same cell
     bad: set[int] = set()
     undecodable = 0
     acc = _Accumulator()
@@ -418,7 +421,8 @@ def _records_to_table(path: Path, space: Any, records: Iterator[bytes],
         if m is None:
             m = index[module_hash] = len(cells)
             cells.append((i, adjacency, operations, params))
-        elif (adjacency, operations) != cells[m][1:3]:
+        elif (adjacency, operations) != cells[m][1:3] and not _same_cell(
+                space, cells[m][1:3], (adjacency, operations), same_cell, m):
             problem(i, f"module {module_hash} has a different cell than record {cells[m][0]}")
             bad.add(m)
             continue
@@ -454,7 +458,24 @@ def _records_to_table(path: Path, space: Any, records: Iterator[bytes],
     columns["params"] = np.asarray([float(cells[m][3]) for m in keep], dtype=np.float64)
     cost = f"train_time_{budgets[-1]}" if budgets else None
     bench = TabularBenchmark(space, archs, columns, str(path), cost, hashes=hashes)
-    return TableScan(bench, len(index) + undecodable, problems, recorded)
+    # a row is a module (the mean over its records); it is named by its first record
+    bench.lines, bench.line_unit = [cells[m][0] for m in keep], "record"
+    return TableScan(bench, len(index) + undecodable, problems, recorded, row_name="module")
+
+
+def _same_cell(space: Any, first: tuple[str, str], other: tuple[str, str],
+               memo: dict[tuple[int, str, str], bool], module: int) -> bool:
+    """Whether two records of one module write the same cell in other words (an isomorphic
+    vertex order): their recomputed hashes agree. Unreadable cells are not the same."""
+    key = (module, *other)
+    if key not in memo:
+        try:
+            hashes = [space.hash(space.from_record({"adjacency": a, "ops": o}))
+                      for a, o in (first, other)]
+        except ArchrankError:
+            hashes = [None, 0]
+        memo[key] = hashes[0] == hashes[1]
+    return memo[key]
 
 
 def read_nb101_tfrecord(path: str | Path) -> TabularBenchmark:

@@ -43,6 +43,10 @@ def load_pth(path: str | Path) -> Any:
                 fh.seek(0)
                 return _load_zip(fh, path)
             fh.seek(0)
+            if fh.read(4) == b"PK\x03\x04":  # a zip's start without its directory at the end
+                raise BenchmarkFormatError(
+                    f"{path}: a damaged or truncated torch.save (zip) file: its end is missing")
+            fh.seek(0)
             return _load_legacy(fh, path)
     except PermissionError:
         raise BenchmarkFormatError(f"{path}: permission denied") from None

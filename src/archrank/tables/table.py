@@ -451,13 +451,16 @@ class TableScan:
     """What a lenient read found: the valid rows as a benchmark, and the problems.
 
     ``recorded_hashes`` is the file's own ``hash`` of each valid row (``None`` where it has
-    none); ``lines`` the line of each valid row (the benchmark's own).
+    none); ``lines`` the line of each valid row (the benchmark's own). ``row_name`` says what
+    a row of the file is: an NB101 tfrecord's rows are modules (a module's records, one per
+    repeat and budget, are averaged into one row; an undecodable record counts as one).
     """
 
     bench: TabularBenchmark
     rows: int
     problems: list[RowProblem] = field(default_factory=list)
     recorded_hashes: list[str | None] | None = None
+    row_name: str = "row"
 
     @property
     def lines(self) -> list[int] | None:
@@ -472,7 +475,8 @@ class TableScan:
         pick = [int(i) for i in rows]
         return TableScan(
             self.bench.subset(rows), len(pick) + self.invalid, self.problems,
-            None if self.recorded_hashes is None else [self.recorded_hashes[i] for i in pick])
+            None if self.recorded_hashes is None else [self.recorded_hashes[i] for i in pick],
+            self.row_name)
 
     @property
     def invalid(self) -> int:
@@ -837,6 +841,7 @@ def scan_jsonl(path: str | Path, space: SearchSpace, *, lenient: bool = False) -
     records: list[tuple[int, dict[str, Any]]] = []
     order: dict[str, None] = {}
     rows = 0
+    lacking: tuple[list[str], list[str]] | None = None  # the first record without a field
     for line, obj in _iter_json_records(path, collect):
         rows += 1
         if obj is None:
@@ -846,14 +851,20 @@ def scan_jsonl(path: str | Path, space: SearchSpace, *, lenient: bool = False) -
             continue
         if not records:
             missing = [f for f in space.record_fields if f not in obj]
-            if missing:
+            if missing and not lenient:
                 raise _missing_columns_error(path, space, missing, list(obj))
+            if missing:  # one bad record among good ones is one invalid row (as later on)
+                lacking = lacking or (missing, list(obj))
+                collect.add(line, f"missing field {missing[0]!r}")
+                continue
         for k in obj:
             if k not in order:
                 order[k] = None
         records.append((line, obj))
     if rows == 0:
         raise BenchmarkFormatError(f"{path}: empty file (no records)")
+    if not records and lacking is not None:  # no record has the space's fields: say which
+        raise _missing_columns_error(path, space, *lacking)
     return _assemble(path, space, records, list(order), collect, rows)
 
 
