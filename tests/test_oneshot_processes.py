@@ -33,6 +33,7 @@ codes = tuple(int(c) for c in trainer.sampler.sample(trainer.step - 1))
 with_grad = sorted(n for n, p in trainer.supernet.named_parameters() if p.grad is not None)
 assert with_grad == sorted(trainer.supernet.path_parameters(codes)), "grads off the path"
 torch.save(trainer.supernet.state_dict(), {out!r} + f"/rank{{rank}}.pt")
+open({out!r} + f"/history{{rank}}.txt", "w").write(repr(trainer.history))
 dist.destroy_process_group()
 """
 
@@ -62,6 +63,10 @@ def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     ckpt = load_checkpoint(tmp_path / "ck.pt")
     assert ckpt.finished and all(torch.equal(ckpt.model[k], a[k]) for k in a)
+    # the recorded loss is over the whole batch (both ranks' shares), the same on each rank
+    histories = [(tmp_path / f"history{r}.txt").read_text() for r in (0, 1)]
+    assert histories[0] == histories[1] == repr(ckpt.history)
+    assert ckpt.world == 2
     fresh = ckpt.supernet().state_dict()  # the training moved the weights
     start = SupernetTrainer.create("nb201", ckpt.dataset(_tiny()), width=4, depth=1, seed=0,
                                    recipe=TrainRecipe(epochs=2, batch_size=32)).supernet
@@ -209,3 +214,52 @@ def test_training_seed_is_its_own_option_recorded_in_the_run():
     assert build_oracle(SearchConfig(space="nb201", metric="val_acc", strategy="random",
                                      seed=3, oracle="train",
                                      oracle_params={"dataset": "digits"})).seed == 3
+
+
+def test_a_training_continues_with_the_process_count_it_had(tmp_path):
+    """Each process computes BN statistics on its share of a batch, so a resume with another
+    count would end elsewhere: refused, saying how to continue (torchrun and its count)."""
+    trainer = SupernetTrainer.create("nb201", _tiny(), width=4, depth=1, device="cpu",
+                                     recipe=TrainRecipe(epochs=3, batch_size=32))
+    trainer.recipe = TrainRecipe(epochs=1, batch_size=32)
+    trainer.train()
+    trainer.recipe = TrainRecipe(epochs=3, batch_size=32)
+    trainer.world = 2  # as if the first epoch ran under torchrun with two processes
+    trainer.checkpoint().save(tmp_path / "ck.pt")
+    ckpt = load_checkpoint(tmp_path / "ck.pt")
+    assert ckpt.world == 2 and ckpt.epoch == 1
+    resumed = SupernetTrainer.resume(ckpt, dataset=_tiny(), device="cpu")
+    with pytest.raises(ArchrankError, match="trained by 2 process.*resumed with 1; continue "
+                       r"with: torchrun --nproc-per-node 2 -m archrank oneshot train --resume"):
+        resumed.train(checkpoint=tmp_path / "ck.pt")
+
+
+def test_a_torchrun_environment_is_checked(monkeypatch, capsys):
+    from archrank.cli import run
+    from archrank.oneshot.trainer import dist_info
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for key in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(ArchrankError, match="RANK, MASTER_ADDR, MASTER_PORT not set; launch "
+                       "data-parallel training with: torchrun"):
+        dist_info()
+    # only the supernet training is data-parallel: other commands would run once a process
+    assert run(["oneshot", "search", "--method", "spos-ea", "--out", "s.pt"]) == 2
+    assert "only `archrank oneshot train` runs data-parallel" in capsys.readouterr().err
+    # bad input fails every process alike: rank 0 says it, the others keep quiet
+    monkeypatch.setenv("RANK", "1")
+    assert run(["oneshot", "train", "--resume", "absent.pt"]) == 2
+    assert capsys.readouterr().err == ""
+
+
+def test_a_lost_peer_says_how_to_continue(tmp_path):
+    from archrank.cli.oneshot import _resume_hint
+    from archrank.oneshot.trainer import PeerLost
+
+    ckpt = tmp_path / "ck.pt"
+    ckpt.write_bytes(b"x")
+    with pytest.raises(PeerLost, match=r"stopped \(reset\); continue with: torchrun "
+                       r"--nproc-per-node 2 -m archrank oneshot train --resume .*ck\.pt"):
+        with _resume_hint("train", ckpt, 2):
+            raise PeerLost("another process of this 2-process torchrun job stopped (reset)")

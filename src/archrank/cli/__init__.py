@@ -134,12 +134,15 @@ def run(argv: list[str] | None = None) -> int:
             # losing what the interrupted command had to say (and which signal it was).
             command = typer.main.get_command(app)
             args = sys.argv[1:] if argv is None else list(argv)
+            _one_process_unless_training(args)
             with command.make_context("archrank", args) as ctx, _stdout_for_data(args):
                 command.invoke(ctx)
             return 0
         except typer.Exit as exc:  # --help, --version, typer.Exit(1) of a command
             return int(exc.exit_code)
         except ArchrankError as exc:
+            if _quiet_rank(exc):
+                return 2
             error_line(str(exc))
             return 2
         except click_exc.UsageError as exc:
@@ -177,6 +180,29 @@ def run(argv: list[str] | None = None) -> int:
             error_line(f"internal error: {type(exc).__name__}: {exc} (please report it; set "
                        f"{TRACEBACK_ENV}=1 for the traceback)")
             return 1
+
+
+def _one_process_unless_training(args: list[str]) -> None:
+    """Under torchrun (``WORLD_SIZE`` above 1) only ``oneshot train`` is data-parallel; any
+    other command would run once per process, each writing the same outputs."""
+    world = os.environ.get("WORLD_SIZE", "1").strip()
+    words = [a for a in args if not a.startswith("-")][:2]
+    if world not in ("", "1", "0") and words and words != ["oneshot", "train"]:
+        raise ArchrankError(f"started by torchrun (WORLD_SIZE={world}): only `archrank oneshot "
+                            f"train` runs data-parallel; run `archrank {' '.join(words)}` "
+                            "as one process")
+
+
+def _quiet_rank(exc: ArchrankError) -> bool:
+    """Whether a process other than rank 0 of a torchrun job keeps an error to itself: bad
+    input fails every process alike and rank 0 says it; a lost peer is news from any."""
+    from archrank.oneshot.trainer import PeerLost
+
+    try:
+        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return False
+    return world > 1 and rank > 0 and not isinstance(exc, PeerLost)
 
 
 # Options whose value ``-`` writes their data to standard output.

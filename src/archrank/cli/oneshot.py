@@ -74,17 +74,23 @@ def _as_recorded(path: Path, verb: str, why: str,
 
 
 @contextlib.contextmanager
-def _resume_hint(command: str, checkpoint: Path | None) -> Iterator[None]:
-    """Ctrl-C or SIGTERM says how to continue: from the checkpoint of the last finished
-    epoch, or that none was written yet."""
+def _resume_hint(command: str, checkpoint: Path | None, world: int = 1) -> Iterator[None]:
+    """Ctrl-C, SIGTERM or a lost torchrun peer says how to continue: from the checkpoint of
+    the last finished epoch (with as many processes), or that none was written yet."""
+    from archrank.oneshot.trainer import PeerLost, resume_command
+
     try:
         yield
     except KeyboardInterrupt:
         if checkpoint is not None and Path(checkpoint).exists():
-            raise Interrupted(f"interrupted; continue with: archrank oneshot {command} "
-                              f"--resume {checkpoint}") from None
+            raise Interrupted(f"interrupted; {resume_command(command, checkpoint, world)}"
+                              ) from None
         raise Interrupted("interrupted before the first epoch ended: nothing was saved (a "
                           "checkpoint is written after every epoch)") from None
+    except PeerLost as exc:
+        saved = checkpoint is not None and Path(checkpoint).exists()
+        raise PeerLost(f"{exc}; " + (resume_command(command, checkpoint, world) if saved else
+                                     "no epoch had finished: nothing was saved")) from None
 
 
 # -- train --------------------------------------------------------------------------------------
@@ -169,6 +175,7 @@ def train(
                                          **kwargs)
         target = out
     rank, world = dist_info()
+    trainer.check_world(world, target)
     steps = trainer.steps_per_epoch(world)
     epochs_total = trainer.recipe.epochs
     if rank == 0:
@@ -187,12 +194,13 @@ def train(
 
     try:
         if rank == 0:
-            with progress, _resume_hint("train", target):
+            with progress, _resume_hint("train", target, world):
                 trainer.train(checkpoint=target, on_step=on_step)
             console.print(f"trained {trainer.epoch} epochs in {trainer.seconds:.1f} s "
                           f"(last epoch loss {trainer.history[-1]:.4f}); checkpoint: {target}")
         else:
-            trainer.train(checkpoint=target)
+            with _resume_hint("train", target, world):
+                trainer.train(checkpoint=target)
     finally:
         if world > 1:
             import torch.distributed as dist

@@ -1,11 +1,12 @@
 """Supernet checkpoints: one torch file that says what it is and refuses to be misused.
 
 A checkpoint records the network setting (space, width, depth, input kind and shape, classes),
-the training recipe, the sampler, the seed, the dataset (how to load it and a fingerprint of
-its arrays), the progress (epochs and steps done, loss history, seconds) and the weights and
-optimizer state. It is written atomically (a kill leaves the previous one) and read with
-``weights_only`` (no code is unpickled). Reading a truncated or foreign file, or one made for
-another space/width/depth/dataset than the caller expects, is a one-line ``ArchrankError``.
+the training recipe, the sampler, the seed, the number of processes that trained it, the
+dataset (how to load it and a fingerprint of its arrays), the progress (epochs and steps done,
+loss history, seconds) and the weights and optimizer state. It is written atomically (a kill
+leaves the previous one) and read with ``weights_only`` (no code is unpickled). Reading a
+truncated or foreign file, or one made for another space/width/depth/dataset than the caller
+expects, is a one-line ``ArchrankError``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class Checkpoint:
     optimizer: dict[str, Any] = field(default_factory=dict)
     sampler_state: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    # processes that trained it (torchrun): each computes BN statistics on its own share of a
+    # batch, so the count is part of the run; a resume must keep it to end where one run would
+    world: int = 1
 
     @property
     def finished(self) -> bool:
@@ -58,7 +62,7 @@ class Checkpoint:
             "dataset_spec": self.dataset_spec, "data": self.data, "epoch": self.epoch,
             "step": self.step, "history": list(self.history), "seconds": self.seconds,
             "model": self.model, "optimizer": self.optimizer,
-            "sampler_state": self.sampler_state,
+            "sampler_state": self.sampler_state, "world": self.world,
         }
 
     def save(self, path: str | Path) -> None:
@@ -129,6 +133,7 @@ def load_checkpoint(path: str | Path, **expect: Any) -> Checkpoint:
             history=[float(v) for v in blob["history"]], seconds=float(blob["seconds"]),
             model=blob["model"], optimizer=blob["optimizer"],
             sampler_state=blob.get("sampler_state") or {}, path=path,
+            world=int(blob.get("world", 1)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ArchrankError(f"{path}: damaged supernet checkpoint (field {exc})") from None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -34,7 +35,7 @@ import torch
 from torch import nn
 
 from archrank.datasets import ArrayDataset, canonical_spec, load_dataset
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, first_line
 from archrank.nn import torch_threads
 from archrank.oneshot.checkpoint import Checkpoint
 from archrank.oneshot.sampler import SAMPLERS, ArchSampler, make_sampler
@@ -65,17 +66,77 @@ def resolve_device(device: str | None) -> torch.device:
     return resolved
 
 
+# Seconds the processes of a torchrun job wait for each other: to meet at the start, and at
+# any collective step afterwards (a process that died is reported after this long).
+DIST_TIMEOUT_ENV = "ARCHRANK_DIST_TIMEOUT"
+DIST_TIMEOUT = 300.0
+_LAUNCH = "launch data-parallel training with: torchrun --nproc-per-node N -m archrank ..."
+
+
+class PeerLost(ArchrankError):
+    """Another process of the torchrun job stopped (killed, or failed) during training."""
+
+
+def world_size_env() -> int:
+    """The process count torchrun announced (``WORLD_SIZE``), 1 when not under torchrun."""
+    value = os.environ.get("WORLD_SIZE", "1")
+    try:
+        world = int(value)
+    except ValueError:
+        raise ArchrankError(f"WORLD_SIZE={value!r} is not a process count; {_LAUNCH}") from None
+    if world < 1:
+        raise ArchrankError(f"WORLD_SIZE={value!r} is not a process count; {_LAUNCH}")
+    return world
+
+
 def dist_info() -> tuple[int, int]:
-    """``(rank, world size)``; initialises ``torch.distributed`` when started by ``torchrun``."""
+    """``(rank, world size)``; initialises ``torch.distributed`` when started by ``torchrun``.
+
+    The processes meet in a background thread, so Ctrl-C still stops a process whose peers
+    never come, and give up after ``ARCHRANK_DIST_TIMEOUT`` seconds (300)."""
     import torch.distributed as dist
 
     if not dist.is_available():
         return 0, 1
-    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if not dist.is_initialized() and world_size_env() > 1:
+        _init_process_group(dist)
     if not dist.is_initialized():
         return 0, 1
     return dist.get_rank(), dist.get_world_size()
+
+
+def _init_process_group(dist: Any) -> None:
+    import threading
+    from datetime import timedelta
+
+    missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
+    if missing:
+        raise ArchrankError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {', '.join(missing)} "
+                            f"not set; {_LAUNCH}")
+    raw = os.environ.get(DIST_TIMEOUT_ENV, str(DIST_TIMEOUT))
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0:
+        raise ArchrankError(f"{DIST_TIMEOUT_ENV}={raw!r} must be a number of seconds above 0")
+    failure: list[BaseException] = []
+
+    def meet() -> None:
+        try:
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+                                    timeout=timedelta(seconds=seconds))
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=meet, name="archrank-rendezvous", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)  # short waits: the main thread takes Ctrl-C / SIGTERM in between
+    if failure:
+        raise ArchrankError(
+            f"the {os.environ['WORLD_SIZE']} processes of this torchrun job did not meet "
+            f"({first_line(failure[0])}); check that every one was started") from None
 
 
 class SupernetTrainer:
@@ -105,6 +166,7 @@ class SupernetTrainer:
         self.step = 0
         self.history: list[float] = []
         self.seconds = 0.0
+        self.world = 1  # processes that trained it so far (a resume must keep the count)
         self._optimizer_state: dict[str, Any] | None = None
 
     # -- construction ---------------------------------------------------------------------------
@@ -151,6 +213,7 @@ class SupernetTrainer:
             trainer.sampler.load_state_dict(checkpoint.sampler_state)
         trainer.epoch, trainer.step = checkpoint.epoch, checkpoint.step
         trainer.history, trainer.seconds = list(checkpoint.history), checkpoint.seconds
+        trainer.world = checkpoint.world
         trainer._optimizer_state = checkpoint.optimizer or None
         return trainer
 
@@ -167,7 +230,7 @@ class SupernetTrainer:
             seed=self.seed, dataset_spec=self.dataset_spec, data=self.dataset.describe(),
             epoch=self.epoch, step=self.step, history=list(self.history),
             seconds=self.seconds, model=model, optimizer=_to_cpu(opt),
-            sampler_state=self.sampler.state_dict(),
+            sampler_state=self.sampler.state_dict(), world=self.world,
         )
 
     # -- training ---------------------------------------------------------------------------------
@@ -177,6 +240,15 @@ class SupernetTrainer:
         if batch < world:
             raise ArchrankError(f"batch size {batch} is smaller than the {world} processes")
         return n // batch
+
+    def check_world(self, world: int, checkpoint: str | Path | None = None) -> None:
+        """Refuse to continue a training with another process count than it had so far."""
+        if self.epoch and world != self.world and self.epoch < self.recipe.epochs:
+            raise ArchrankError(
+                f"{checkpoint or 'this supernet'}: trained by {self.world} process(es) so far, "
+                f"resumed with {world}; {resume_command('train', checkpoint, self.world)} "
+                "(each process computes batch-norm statistics on its share of a batch, so "
+                "another count ends with other weights)")
 
     def train(self, checkpoint: str | Path | None = None,
               on_step: StepCallback | None = None) -> SupernetTrainer:
@@ -190,6 +262,8 @@ class SupernetTrainer:
         if world > 1 and not self.sampler.distributed:
             raise ArchrankError(f"the {self.sampler.name} sampler runs in one process only, "
                                 f"not under torchrun with {world} processes")
+        self.check_world(world, checkpoint)
+        self.world = world
         device = self.device
         if device.type == "cuda" and world > 1:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
@@ -209,11 +283,28 @@ class SupernetTrainer:
         loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         x_train = torch.from_numpy(self.dataset.x_train).to(device)
         y_train = torch.from_numpy(self.dataset.y_train).to(device)
-        n = len(y_train)
-        batch = min(recipe.batch_size, n)
         steps = self.steps_per_epoch(world)
         total = steps * recipe.epochs
         net.train()
+        try:
+            self._epochs(model, net, optimizer, loss_fn, x_train, y_train, steps, total,
+                         rank, world, checkpoint, on_step)
+        except RuntimeError as exc:
+            if world == 1:
+                raise
+            why = re.sub(r"^\[[^\]]*\]\s*", "", first_line(exc, None))  # gloo's source line
+            raise PeerLost(f"another process of this {world}-process torchrun job stopped "
+                           f"({why[:120]})") from None
+        self._optimizer_state = _to_cpu(optimizer.state_dict())
+        return self
+
+    def _epochs(self, model: nn.Module, net: Supernet, optimizer: torch.optim.Optimizer,
+                loss_fn: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, steps: int,
+                total: int, rank: int, world: int, checkpoint: str | Path | None,
+                on_step: StepCallback | None) -> None:
+        recipe, device = self.recipe, x_train.device
+        n = len(y_train)
+        batch = min(recipe.batch_size, n)
         while self.epoch < recipe.epochs:
             start = time.perf_counter()
             perm = torch.from_numpy(
@@ -239,10 +330,12 @@ class SupernetTrainer:
                 losses.append(value)
                 if on_step is not None and rank == 0:
                     on_step(self.epoch, s + 1, steps, value)
+            mean_loss = float(np.mean(losses))
             if world > 1:
                 _average_buffers(net, world)
+                mean_loss = _mean_over_ranks(mean_loss, device)
             self.epoch += 1
-            self.history.append(float(np.mean(losses)))
+            self.history.append(mean_loss)
             self.seconds += time.perf_counter() - start
             if checkpoint is not None and rank == 0:
                 self.checkpoint(optimizer).save(checkpoint)
@@ -250,8 +343,21 @@ class SupernetTrainer:
                 import torch.distributed as dist
 
                 dist.barrier()
-        self._optimizer_state = _to_cpu(optimizer.state_dict())
-        return self
+
+
+def resume_command(command: str, checkpoint: str | Path | None, world: int) -> str:
+    """How to continue a supernet training of ``world`` processes from ``checkpoint``."""
+    launch = (f"torchrun --nproc-per-node {world} -m archrank" if world > 1 else "archrank")
+    return f"continue with: {launch} oneshot {command} --resume {checkpoint}"
+
+
+def _mean_over_ranks(value: float, device: torch.device) -> float:
+    """The mean of ``value`` over the ranks (each rank's loss is over its share of a batch)."""
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return float(t.item()) / dist.get_world_size()
 
 
 def _average_buffers(net: nn.Module, world: int) -> None:
