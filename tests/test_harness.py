@@ -172,15 +172,38 @@ def test_bench_predictors_resumes_from_its_journal(nb201_csv: Path, tmp_path: Pa
     # another table setting shared by every fit: refused, not mixed in
     with pytest.raises(ArchrankError, match=r"other settings \(drop_twins\)"):
         bench_predictors(*args, seeds=2, params=params, journal=journal, drop_twins=True)
-    # a fit that fails keeps the whole seeds before it: the test set left by --drop-twins
+    # a split without test rows (--drop-twins) is bad input: said before any fit or journal
     twins = tmp_path / "twins.csv"
     rows = nb201_csv.read_text().splitlines()
     twins.write_text("\n".join([rows[0], *rows[1:11] * 6]) + "\n")
-    with pytest.raises(FailedWithPartial, match="0 test rows are left once the training "
+    with pytest.raises(ArchrankError, match="0 test rows are left once the training "
                        "rows' twins are dropped") as info:
         bench_predictors("nb201", str(twins), "cifar10_test", ["xgb"], [5, 55], seeds=2,
-                         drop_twins=True, params={"xgb": params["xgb"]})
-    assert info.value.partial["interrupted"] and info.value.partial["seeds"] == []
+                         drop_twins=True, params={"xgb": params["xgb"]},
+                         journal=tmp_path / "t.json.journal.jsonl")
+    assert not isinstance(info.value, FailedWithPartial)
+    assert not (tmp_path / "t.json.journal.jsonl").exists()
+    # a fit that fails keeps the whole seeds before it
+    import archrank.bench.predictor as harness
+
+    calls = []
+
+    def fail_on_third(*a, **k):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+        return report(*a, **k)
+
+    report = harness.ranking_report
+    harness.ranking_report = fail_on_third
+    try:
+        with pytest.raises(FailedWithPartial, match=r"a fit failed \(RuntimeError: boom\); "
+                           "2 of 4 fits finished") as failed:
+            bench_predictors("nb201", str(nb201_csv), "cifar10_test", ["xgb"], [20, 40],
+                             seeds=2, params={"xgb": params["xgb"]})
+    finally:
+        harness.ranking_report = report
+    assert failed.value.partial["interrupted"] and failed.value.partial["seeds"] == [0]
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -197,8 +220,8 @@ def test_bench_speed_refuses_options_it_would_ignore(args: list[str], message: s
 
 def test_a_failed_bench_leaves_an_earlier_json_whole(nb201_csv: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    """A bench that stops before any fit finished writes no empty report over an earlier
-    one, and the header-only journal it leaves does not block another command."""
+    """A bench refused before any fit (a split without test rows) writes no report over an
+    earlier one and leaves no journal to block another command."""
     from archrank.bench.journal import journal_for
 
     out = tmp_path / "p.json"
@@ -210,7 +233,8 @@ def test_a_failed_bench_leaves_an_earlier_json_whole(nb201_csv: Path, tmp_path: 
         main([*base, "--train-sizes", "15624", "--drop-twins"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "nothing finished, " in err and out.read_text() == '{"kept": true}'
+    assert "0 test rows are left" in err and out.read_text() == '{"kept": true}'
+    assert not journal_for(out).exists()
     with pytest.raises(SystemExit) as exc:
         main([*base, "--train-sizes", "20"])
     assert exc.value.code in (0, None) and json.loads(out.read_text())["results"]

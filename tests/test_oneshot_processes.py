@@ -259,7 +259,7 @@ def test_a_lost_peer_says_how_to_continue(tmp_path):
 
     ckpt = tmp_path / "ck.pt"
     ckpt.write_bytes(b"x")
-    with pytest.raises(PeerLost, match=r"stopped \(reset\); continue with: torchrun "
-                       r"--nproc-per-node 2 -m archrank oneshot train --resume .*ck\.pt"):
-        with _resume_hint("train", ckpt, 2):
-            raise PeerLost("another process of this 2-process torchrun job stopped (reset)")
+    match = (r"stopped \(reset\); continue with: torchrun --nproc-per-node 2 -m archrank "
+             r"oneshot train --resume .*ck\.pt")
+    with pytest.raises(PeerLost, match=match), _resume_hint("train", ckpt, 2):
+        raise PeerLost("another process of this 2-process torchrun job stopped (reset)")

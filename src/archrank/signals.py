@@ -12,6 +12,7 @@ column of the table; a missing value (empty cell) is NaN, which the predictor ma
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,11 @@ import numpy as np
 
 from archrank.errors import ArchrankError
 from archrank.zc import PROXIES
+
+# Names of table columns that hold what training a cell measured (an accuracy, a loss, a
+# training time), not what is known of it beforehand.
+TRAINING_RESULT = re.compile(r"acc|loss|err(or)?\b|test|valid|val_|train_time|epoch",
+                             re.IGNORECASE)
 
 
 def arch_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
@@ -77,6 +83,14 @@ def arch_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
         if parsed[k] is not None or k in graph_cols:
             continue
         col = _table_column(table, rows, n, "arch input", len(archs), structural=structural)
+        if TRAINING_RESULT.search(n):
+            import warnings
+
+            warnings.warn(f"arch input {n!r} is the column of {table.source} for every cell, "
+                          "the cells scored included; its name reads as a training result, "
+                          "which would make the figures better than a search can see: use "
+                          "values known without training (proxies, costs); a result of "
+                          "other trainings belongs in --aux-targets", stacklevel=2)
         lack = np.flatnonzero(np.isnan(col))
         if lack.size:
             raise ArchrankError(f"arch-level signal {n!r} is missing for {lack.size:,} of "

@@ -10,6 +10,7 @@ only fitting and scoring. ``bench_speed`` times GATES on the figures issue 3 set
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -33,7 +34,7 @@ from archrank.bench.common import (
 from archrank.bench.journal import BenchJournal
 from archrank.errors import ArchrankError, FailedWithPartial, first_line
 from archrank.metrics import ranking_report
-from archrank.predictors.base import make_predictor, predictor_class
+from archrank.predictors.base import ConstantTargets, make_predictor, predictor_class
 from archrank.spaces import get_space
 from archrank.spaces.base import GraphBatch, SearchSpace
 from archrank.tables import load_benchmark
@@ -128,6 +129,9 @@ class PredictorBench:
                                          "seeds": len(scored)}
                 if len(scored) < len(runs):
                     entry["seeds_without_tau"] = len(runs) - len(scored)
+                    alike = sum(bool(r.get("targets_alike")) for r in runs)
+                    if alike:  # the rest: the model predicted one value for every cell
+                        entry["seeds_with_targets_alike"] = alike
                 for metric in METRICS:  # over the same fits as the tau (none: NaN)
                     entry[metric] = stat([r[metric] for r in scored])
                 entry["fit_seconds"] = statistics.median(r["fit_seconds"] for r in runs)
@@ -255,6 +259,7 @@ def bench_predictors(
         result.signals[name] = {"arch_inputs": list(model.arch_inputs),
                                 "aux_targets": list(model.aux_targets)}
     hashes = np.asarray(space.hash_many(cells)) if drop_twins else None
+    _splits(result, len(y), hashes)  # a split without test rows: bad input, before any journal
     log = BenchJournal(journal, "bench predictor", {
         "space": space_name, "bench": str(bench_spec), "metric": metric,
         "table": bench.fingerprint(), "drop_twins": drop_twins})  # an edited table is new
@@ -319,6 +324,25 @@ def _rows(matrix: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
     return None if matrix is None else matrix[idx]
 
 
+def _splits(result: PredictorBench, n: int, hashes: np.ndarray | None
+            ) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    """Every (seed, size) split of ``n`` rows into training and test rows, each checked
+    (``hashes``: leave the training rows' twins out of the test set)."""
+    splits = {}
+    for seed in range(result.first_seed, result.first_seed + result.seeds):
+        for size in result.train_sizes:
+            train, test = train_split(n, size, seed)
+            if hashes is not None:
+                test = test[~np.isin(hashes[test], hashes[train])]
+            if len(test) < 2:
+                raise ArchrankError(
+                    f"seed {seed}, {size} training rows: {len(test)} test rows are left"
+                    + (" once the training rows' twins are dropped (--drop-twins)"
+                       if hashes is not None else "") + "; use fewer --train-sizes rows")
+            splits[seed, size] = train, test
+    return splits
+
+
 def _fit_all(result: PredictorBench, space: SearchSpace, graphs: GraphBatch, y: np.ndarray,
              params: dict[str, dict[str, Any]],
              signals_of: Callable[[Any], dict[str, np.ndarray | None]],
@@ -330,18 +354,7 @@ def _fit_all(result: PredictorBench, space: SearchSpace, graphs: GraphBatch, y: 
     log = log or BenchJournal(None, "bench predictor", {})
     first_seed, seeds, predictors = result.first_seed, result.seeds, result.predictors
     train_sizes = result.train_sizes
-    splits = {}
-    for seed in range(first_seed, first_seed + seeds):  # every split checked before any fit
-        for size in train_sizes:
-            train, test = train_split(len(y), size, seed)
-            if hashes is not None:
-                test = test[~np.isin(hashes[test], hashes[train])]
-            if len(test) < 2:
-                raise ArchrankError(
-                    f"seed {seed}, {size} training rows: {len(test)} test rows are left"
-                    + (" once the training rows' twins are dropped (--drop-twins)"
-                       if hashes is not None else "") + "; use fewer --train-sizes rows")
-            splits[seed, size] = train, test
+    splits = _splits(result, len(y), hashes)
     for seed in range(first_seed, first_seed + seeds):
         for size in train_sizes:
             train, test = splits[seed, size]
@@ -357,15 +370,25 @@ def _fit_all(result: PredictorBench, space: SearchSpace, graphs: GraphBatch, y: 
                 model = make_predictor(name, space, seed=seed, **params[name])
                 sig = signals_of(model)
                 t0 = time.perf_counter()
-                model.fit(g_train, y[train], arch_features=_rows(sig["arch_features"], train),
-                          aux=_rows(sig["aux"], train))
-                t1 = time.perf_counter()
-                scores = model.predict(g_test, _rows(sig["arch_features"], test))
+                alike = False
+                try:
+                    model.fit(g_train, y[train],
+                              arch_features=_rows(sig["arch_features"], train),
+                              aux=_rows(sig["aux"], train))
+                    t1 = time.perf_counter()
+                    scores = model.predict(g_test, _rows(sig["arch_features"], test))
+                except ConstantTargets:  # a tie-heavy metric's small training set: no ranking
+                    alike, t1 = True, time.perf_counter()  # to learn, so no tau (not a crash)
+                    scores = np.zeros(len(test))
                 t2 = time.perf_counter()
                 report = ranking_report(y[test], scores)
+                if alike:
+                    report = dict.fromkeys(report, math.nan)
                 run = {"predictor": name, "train_size": size, "seed": seed,
                        "test_size": len(test), **report,
                        "fit_seconds": t1 - t0, "predict_seconds": t2 - t1}
+                if alike:
+                    run["targets_alike"] = True
                 sample = _sample(name, size, seed, y[test], scores)
                 log.add(key, {"run": run, "sample": sample})
                 result.runs.append(run)

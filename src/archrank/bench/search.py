@@ -209,10 +209,16 @@ def bench_search(
         settings[cfg.label] = described
 
     cells = oracle.bench.n_unique  # type: ignore[attr-defined]
+    which = "distinct cells of this table"
+    if base.space_from_bench:  # the search proposes only the cells holding a value
+        from archrank.runs.config import candidates_for
+
+        cands = candidates_for(base)
+        assert cands is not None
+        cells, which = len(set(cands.hashes)), f"distinct cells with a value of {base.metric}"
     if base.budget > cells:  # a search ends by then; its curve would be padded to the budget
-        warnings.warn(f"--budget {base.budget:,} is more than the {cells:,} distinct cells of "
-                      f"this table: every search ends by then, so the budget is {cells:,}",
-                      stacklevel=2)
+        warnings.warn(f"--budget {base.budget:,} is more than the {cells:,} {which}: every "
+                      f"search ends by then, so the budget is {cells:,}", stacklevel=2)
         base = replace(base, budget=cells)
         configs = [replace(cfg, budget=cells) for cfg in configs]
     described_base = base.to_dict()

@@ -113,6 +113,15 @@ def bench_predictor(
                       pm("spearman"), pm("precision_at_5pct"), pm("n_at_10", 1),
                       f"{entry['fit_seconds']:.2f}", f"{entry['predict_seconds']:.3f}")
     console.print(table)
+    for entry in data["results"]:  # "-" figures, or means over fewer seeds: say why
+        if entry.get("seeds_without_tau"):
+            n, alike = entry["seeds_without_tau"], entry.get("seeds_with_targets_alike", 0)
+            why = ", ".join(w for w in (
+                f"{alike} with training targets all alike" if alike else "",
+                f"{n - alike} predicting one score for every cell" if n > alike else "") if w)
+            console.print(f"{entry['predictor']} n={entry['train_size']}: {n} of "
+                          f"{n + entry['seeds']} fits have no Kendall tau ({why}); the "
+                          "figures are over the others")
     save_report(data, json_out, plot)
     discard(journal_for(json_out))
 

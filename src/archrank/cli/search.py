@@ -455,7 +455,8 @@ def bench_search_cmd(
     strategies: str = typer.Option("random,rea,ls,gates", "--strategies",
                                    help="Comma-separated strategy names."),
     budget: int = typer.Option(150, "--budget", help="Evaluations per search."),
-    seeds: int = typer.Option(20, "--seeds", help="Seeds per strategy (0..N-1)."),
+    seeds: int = typer.Option(20, "--seeds", help="Seeds per strategy (FIRST..FIRST+N-1, "
+                              "FIRST from --first-seed, 0 by default)."),
     first_seed: int = typer.Option(0, "--first-seed",
                                    help="First seed (seeds FIRST..FIRST+N-1), to check a "
                                    "setting on fresh seeds."),
@@ -560,8 +561,11 @@ def resume_hint(json_out: Path | None) -> str:
 
 def _print_bench_search(report: dict[str, Any], bench: str, metric: str, budget: int,
                         seeds: int, jobs: int) -> None:
-    table = Table(title=f"{bench} · {metric} · budget {budget} · {seeds} seeds · "
-                        f"optimum {_fmt(report['optimum'])}")
+    listed = report.get("seeds") or list(range(seeds))
+    which = (f"{len(listed)} seeds" if listed[0] == 0 else
+             f"seeds {listed[0]}-{listed[-1]}" if len(listed) > 1 else f"seed {listed[0]}")
+    table = Table(title=f"{bench} · {metric} · budget {report.get('budget', budget)} · {which} "
+                        f"· optimum {_fmt(report['optimum'])}")
     table.add_column("strategy")
     table.add_column("reached", justify="right")
     table.add_column("median queries", justify="right")

@@ -257,6 +257,10 @@ def _targets(y: Any) -> np.ndarray:
     return arr.reshape(-1)
 
 
+class ConstantTargets(ArchrankError, ValueError):
+    """Training targets that are all alike: there is no ranking to learn from them."""
+
+
 class Predictor(ABC):
     """Base class: input checking, graph conversion and save/load live here."""
 
@@ -327,7 +331,7 @@ class Predictor(ABC):
             raise ArchrankError(f"target values up to {float(np.abs(target).max()):.3g} are "
                                 "too large to fit (rescale them; at most 1e30 in size)")
         if len(target) < 2 or np.all(target == target[0]):
-            raise ArchrankError(
+            raise ConstantTargets(
                 f"cannot learn a ranking from {len(target)} target value(s) that are all "
                 f"{target[0]:g}: a predictor needs at least two different values")
         unl = None if unlabeled is None else self.as_graphs(unlabeled)

@@ -21,8 +21,9 @@ built (they read as ``None``).
 Columns: ``cifar10_valid`` (cifar10-valid / x-valid), ``cifar10_test`` (cifar10 / ori-test),
 ``cifar100_valid``, ``cifar100_test``, ``ImageNet16-120_valid``, ``ImageNet16-120_test``
 (x-valid / x-test), ``<dataset>_train_time`` (seconds for the whole schedule), ``params``
-(MB), ``flops`` (M) and ``latency`` (s) on CIFAR-10, and the benchmark ``index``. The cost
-of a query is ``cifar10_valid_train_time``, what the API charges for a CIFAR-10 search.
+(MB), ``flops`` (M) and ``latency`` (s) on CIFAR-10, and the benchmark ``index`` (a text
+column: an id, no metric). The cost of a query is ``cifar10_valid_train_time``, what the API
+charges for a CIFAR-10 search.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def build_table(
     if not isinstance(meta_archs, list | tuple) or not all(isinstance(a, str) for a in meta_archs):
         raise BenchmarkFormatError(f"{source}: 'meta_archs' must be a list of architecture strings")
     space = get_space("nb201")
-    archs, rows = [], []
+    archs, rows, indexes = [], [], []
     notes: list[str] = []
     for index, state, where in entries:
         if state is None:
@@ -219,9 +220,9 @@ def build_table(
         except InvalidArchitecture as exc:
             raise BenchmarkFormatError(f"{where}: {exc}") from None
         row = arch_results_row(state, where, notes)
-        row["index"] = float(index)
         archs.append(arch)
         rows.append(row)
+        indexes.append(str(index))
     if not rows:
         raise BenchmarkFormatError(
             f"{source}: no architecture has results for the {hp_label} schedule; available: "
@@ -231,14 +232,15 @@ def build_table(
         first = notes[0].removeprefix(f"{source}: ")
         warnings.warn(f"{source}: {len(notes)} accuracy value(s) left missing because their "
                       f"seeds cannot be averaged; the first: {first}", stacklevel=3)
-    names = ["index", *ACCURACY_COLUMNS.values()]
+    names = [*ACCURACY_COLUMNS.values()]
     names += [f"{p}_train_time" for p in TIME_PREFIX.values()] + ["params", "flops", "latency"]
     present = [n for n in names if any(n in r for r in rows)]
     columns = {n: np.array([r.get(n, math.nan) for r in rows], dtype=np.float64) for n in present}
     cost = COST_COLUMN if COST_COLUMN in columns else next(
         (n for n in present if n.endswith("_train_time")), None
     )
-    return TabularBenchmark(space, archs, columns, str(source), cost_column=cost)
+    return TabularBenchmark(space, archs, columns, str(source), cost_column=cost,
+                            text_columns={"index": indexes})  # the benchmark's own id
 
 
 def arch2infos(data: Any, path: Path, kind: str) -> Mapping:

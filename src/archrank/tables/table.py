@@ -35,8 +35,8 @@ import numpy as np
 from archrank.errors import ArchrankError, BenchmarkFormatError, NotInBenchmark
 from archrank.spaces.base import SearchSpace
 
-# Columns that identify a row rather than measure it: never metric columns.
-ID_COLUMNS = ("hash",)
+# Columns that identify a row rather than measure it: never metric columns (kept as text).
+ID_COLUMNS = ("hash", "index")
 # Cost columns recognised automatically (training time in seconds), in order of preference.
 COST_COLUMNS = ("train_time_s", "train_time", "training_time", "train_time_108", "time_s", "cost")
 _MISSING = frozenset({"", "nan", "na", "n/a", "none", "null"})
@@ -145,6 +145,10 @@ class TabularBenchmark:
 
     def check_metric(self, metric: str) -> str:
         """``metric`` if it is a column, else a one-line error listing the columns."""
+        if metric in ID_COLUMNS and metric not in self._columns:
+            raise ArchrankError(f"column {metric!r} of {self.source} identifies the rows; it "
+                                f"is no metric (numeric columns: "
+                                f"{', '.join(self._columns) or '(none)'})")
         if metric not in self._columns and metric in self._text:
             texts = self._text[metric]
             i = next((j for j, t in enumerate(texts) if not _is_number(t)), 0)
