@@ -157,9 +157,48 @@ def test_mnist1d_generator_settings_name_the_dataset_and_its_cache(cache_dir: Pa
         [quieter.x_train, quieter.x_val])))
     for bad, why in (("mnist1d:noise=1", "KEY one of num_samples"),
                      ("mnist1d:num_samples=many", "num_samples must be an integer"),
-                     ("mnist1d:val_fraction=1", "val_fraction must be between")):
+                     ("mnist1d:val_fraction=1", "val_fraction must be between"),
+                     ("mnist1d:seed=-1", "seed must be between 0 and 4294967295"),
+                     ("mnist1d:num_samples=1059", "multiple of 10 .*e.g. 1050")):
         with pytest.raises(ArchrankError, match=why):
             load_dataset(bad)
+
+
+def test_a_damaged_or_wrong_mnist1d_cache_is_generated_again(cache_dir: Path) -> None:
+    data = load_dataset("mnist1d:num_samples=1000")
+    file = cache_dir / "mnist1d-v1-num_samples=1000.npz"
+    file.write_bytes(b"")  # empty: np.load raises EOFError
+    assert load_dataset("mnist1d:num_samples=1000").fingerprint() == data.fingerprint()
+    arrays = dict(np.load(file))
+    np.savez(file, **{k: v[:5] for k, v in arrays.items()})  # readable, another size
+    with pytest.warns(UserWarning, match="holds 10 signals, not 1000; generating it again"):
+        again = load_dataset("mnist1d:num_samples=1000")
+    assert again.fingerprint() == data.fingerprint()
+
+
+def test_dataset_typos_and_layouts_are_named(tmp_path: Path, monkeypatch) -> None:
+    from archrank.datasets import canonical_spec
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ArchrankError, match=r"unknown dataset 'digit'; use"):
+        canonical_spec("digit")  # as typed, not as an absolute path
+    last = torch.utils.data.TensorDataset(torch.randn(4, 8, 8, 3), torch.arange(4) % 2)
+    with pytest.raises(ArchrankError, match=r"shape \(8, 8, 3\), which reads as channels last"):
+        ArrayDataset.from_torch(last, last)
+
+    class Image:  # what a torchvision dataset without ToTensor() returns
+        def getbands(self) -> tuple[str, ...]:
+            return ("R", "G", "B")
+
+    class Pil(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
+            return Image(), i
+
+    with pytest.raises(ArchrankError, match="PIL images; give tensors"):
+        ArrayDataset.from_torch(Pil(), Pil())
 
 
 def test_digits_dataset() -> None:
@@ -299,6 +338,22 @@ def test_torch_dataset_becomes_arrays() -> None:
 
 
 # -- the oracle ----------------------------------------------------------------------------------
+def test_the_oracle_checks_its_network_device_and_threads() -> None:
+    from archrank.nn import check_size
+
+    with pytest.raises(ArchrankError, match="nb101 networks need width >= 5, got width 4"):
+        check_size("nb101", 4, 1)
+    with pytest.raises(ArchrankError, match="width >= 5"):
+        TrainingOracle("nb101", _tiny(), width=2, depth=1)
+    with pytest.raises(ArchrankError, match="unknown device 'gpu'"):
+        TrainingOracle("nb201", _tiny(), width=4, depth=1, device="gpu")
+    with pytest.raises(ArchrankError, match="threads must be at least 1"):
+        TrainingOracle("nb201", _tiny(), width=4, depth=1, threads=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(ArchrankError, match="no CUDA GPU"):
+            TrainingOracle("nb201", _tiny(), width=4, depth=1, device="cuda")
+
+
 def test_training_is_deterministic_and_picklable() -> None:
     oracle = TrainingOracle("nb201", _tiny(), width=4, depth=1,
                             recipe=TrainRecipe(epochs=2, batch_size=16))

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +142,8 @@ class ArrayDataset:
             xs, ys = [], []
             for i in range(len(ds)):
                 x, y = ds[i]
+                if i == 0:
+                    _check_channels_first(x, name, split)
                 xs.append(np.asarray(x, dtype=np.float32))
                 ys.append(int(y))
             if not xs:
@@ -153,6 +156,19 @@ class ArrayDataset:
                 ) from None
             arrays[f"y_{split}"] = np.asarray(ys, dtype=np.int64)
         return _from_arrays(name, arrays)
+
+
+def _check_channels_first(x: Any, name: str, split: str) -> None:
+    """Refuse an example whose layout would be misread: a PIL image, or an array whose last
+    axis looks like colour channels and whose first does not (H, W, C instead of C, H, W)."""
+    if hasattr(x, "getbands"):
+        raise ArchrankError(f"{name}: the {split} examples are PIL images; give tensors "
+                            "(channels first), e.g. torchvision's transforms.ToTensor()")
+    shape = np.shape(x)
+    if len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):
+        raise ArchrankError(f"{name}: the {split} examples have shape {tuple(shape)}, which "
+                            "reads as channels last (H, W, C); give (C, H, W), e.g. with "
+                            "transforms.ToTensor() or x.permute(2, 0, 1)")
 
 
 def load_dataset(spec: str | Path | ArrayDataset | tuple | list) -> ArrayDataset:
@@ -194,7 +210,11 @@ def canonical_spec(spec: str) -> str:
         return _mnist1d_name(mnist1d_settings(spec))
     if is_builtin(spec):
         return spec
-    return str(Path(spec).expanduser().resolve())
+    path = Path(spec).expanduser()
+    if path.suffix != ".npz" and not path.exists():  # a typo, named as typed
+        raise ArchrankError(
+            f"unknown dataset {spec!r}; use {', '.join(BUILTIN)} or a path to a .npz file")
+    return str(path.resolve())
 
 
 def recorded_spec(name: str) -> tuple[str, bool]:
@@ -227,13 +247,20 @@ def parse_mnist1d_spec(text: str) -> dict[str, Any]:
             raise ArchrankError(f"dataset {text!r}: {key.strip()} must be "
                                 f"{'an integer' if kind is int else 'a number'}") from None
     for key, value in settings.items():  # nan / inf / negatives: empty or failing data
+        if key == "seed" and not 0 <= value < 2**32:
+            raise ArchrankError(f"dataset {text!r}: seed must be between 0 and {2**32 - 1}, "
+                                f"got {value}")
         if key in ("seed", "num_samples", "val_fraction"):
             continue
         if not math.isfinite(value) or value < 0 or (key == "max_translation" and value < 1):
             raise ArchrankError(f"dataset {text!r}: {key} must be a finite number at least "
                                 f"{1 if key == 'max_translation' else 0}, got {value}")
-    if settings.get("num_samples", MNIST1D_DEFAULT["num_samples"]) < 50:
+    samples = settings.get("num_samples", MNIST1D_DEFAULT["num_samples"])
+    if samples < 50:
         raise ArchrankError(f"dataset {text!r}: num_samples must be at least 50")
+    if samples % 10:  # the generator makes num_samples // 10 signals of each class
+        raise ArchrankError(f"dataset {text!r}: num_samples must be a multiple of 10 (ten "
+                            f"classes of equal size), e.g. {samples - samples % 10}")
     if not 0.05 <= settings.get("val_fraction", MNIST1D_DEFAULT["val_fraction"]) <= 0.95:
         raise ArchrankError(f"dataset {text!r}: val_fraction must be between 0.05 and 0.95")
     return settings
@@ -286,9 +313,14 @@ def _mnist1d_arrays(settings: dict[str, Any]) -> dict[str, np.ndarray]:
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as f:
-                return {k: f[k] for k in ("x", "y", "x_test", "y_test")}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            pass  # a damaged cache file is regenerated below
+                arrays = {k: f[k] for k in ("x", "y", "x_test", "y_test")}
+            if len(arrays["y"]) + len(arrays["y_test"]) == settings["num_samples"]:
+                return arrays
+            warnings.warn(f"{path}: holds {len(arrays['y']) + len(arrays['y_test'])} "
+                          f"signals, not {settings['num_samples']}; generating it again",
+                          stacklevel=2)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # a damaged (empty, truncated) cache file is regenerated below
     arrays = _generate_mnist1d(settings)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)

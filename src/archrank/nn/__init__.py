@@ -37,6 +37,9 @@ def _space_name(space: Any) -> str:
 # Fewest cells a network of a space can have (DARTS: a reduction cell at a third and at two
 # thirds of the depth, and normal cells around them).
 MIN_DEPTH: dict[str, int] = {"darts": 3}
+# Narrowest network of a space: an NB101 cell splits its output's channels among the (up to
+# five) interior vertices feeding it, so below five some vertex would get no channel.
+MIN_WIDTH: dict[str, int] = {"nb101": 5}
 
 
 def check_size(space: str, width: int, depth: int) -> None:
@@ -44,9 +47,11 @@ def check_size(space: str, width: int, depth: int) -> None:
     before a run or a training starts, not at its first evaluation)."""
     from archrank.errors import ArchrankError
 
-    least = MIN_DEPTH.get(space, 1)
-    if width < 1:
-        raise ArchrankError(f"{space} networks need width >= 1, got width {width}")
+    least, narrowest = MIN_DEPTH.get(space, 1), MIN_WIDTH.get(space, 1)
+    if width < narrowest:
+        raise ArchrankError(f"{space} networks need width >= {narrowest}, got width {width}"
+                            + (" (an NB101 cell splits its output's channels among up to "
+                               "five vertices)" if space == "nb101" else ""))
     if depth < least:
         raise ArchrankError(f"{space} networks need depth >= {least}, got depth {depth}")
 
@@ -70,8 +75,9 @@ def build_network(
     alone, even with other threads building networks at the same time (Dask threads), and
     torch's global random state is left as it was.
     """
-    if seed is not None:
-        with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
+    if seed is not None:  # manual_seed seeds every device: keep the GPUs' states too
+        gpus = range(torch.cuda.device_count()) if torch.cuda.is_available() else []
+        with _BUILD_LOCK, torch.random.fork_rng(devices=gpus):
             torch.manual_seed(seed)
             return build_network(space, arch, width=width, depth=depth,
                                  num_classes=num_classes, in_channels=in_channels,
@@ -99,6 +105,20 @@ _BUILD_LOCK = threading.RLock()
 _THREADS_LOCK = threading.Lock()
 _threads_users = 0
 _threads_before = 0
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``"auto"`` (or None): the GPU when one is present, else the CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ArchrankError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ArchrankError(f"device {device!r}: no CUDA GPU is available to this torch "
+                            f"({torch.__version__}); use auto or cpu")
+    return resolved
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ from torch import nn
 
 from archrank.datasets import ArrayDataset, canonical_spec, load_dataset
 from archrank.errors import ArchrankError, first_line
-from archrank.nn import torch_threads
+from archrank.nn import resolve_device, torch_threads
 from archrank.oneshot.checkpoint import Checkpoint
 from archrank.oneshot.sampler import SAMPLERS, ArchSampler, make_sampler
 from archrank.oneshot.supernet import NetworkSetting, Supernet, build_supernet, setting_for
@@ -50,20 +50,6 @@ from archrank.oracles.training import TrainRecipe
 DEFAULT_EPOCHS = 150
 
 StepCallback = Callable[[int, int, int, float], None]  # epoch, step in epoch, steps, loss
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``"auto"`` (or None): the GPU when one is present, else the CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ArchrankError(f"unknown device {device!r}; use auto, cpu or cuda") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ArchrankError(f"device {device!r}: no CUDA GPU is available to this torch "
-                            f"({torch.__version__}); use auto or cpu")
-    return resolved
 
 
 # Seconds the processes of a torchrun job wait for each other: to meet at the start, and at

@@ -35,7 +35,7 @@ from torch import nn
 
 from archrank.datasets import ArrayDataset, load_dataset
 from archrank.errors import ArchrankError, first_line
-from archrank.nn import BENCHMARK_SIZE, build_network, check_size, torch_threads
+from archrank.nn import BENCHMARK_SIZE, build_network, check_size, resolve_device, torch_threads
 from archrank.nn.counting import count_flops, count_params
 from archrank.oracles.base import Evaluation, Oracle
 from archrank.spaces import get_space
@@ -137,9 +137,9 @@ class TrainingOracle(Oracle):
         self.recipe = recipe or TrainRecipe(epochs=default["epochs"])
         self.seed = int(seed)
         self.threads = int(threads)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = device
+        if self.threads < 1:
+            raise ArchrankError(f"threads must be at least 1, got {threads}")
+        self.device = str(resolve_device(device))  # checked now, not at every evaluation
 
     # -- pickling: ship a registered space by name (workers rebuild it) -----------------------
     def __getstate__(self) -> dict[str, Any]:
