@@ -137,6 +137,8 @@ def test_demo_compares_gates_with_random_search(cli):
     code, out, err = cli("demo", "--quick", "--budget", "15")
     assert code == 0, err
     assert "gates" in out and "random" in out and "nbgraph:cora" in out
+    code, out, err = cli("demo", "--quick", "--budget", "30000")  # minutes of nothing before
+    assert code == 2 and "more than the 26,206 distinct cells of nbgraph:cora" in err
 
 
 def test_a_run_recorded_before_guided_defaults_continues(cli, base, tmp_path):
@@ -242,3 +244,24 @@ def test_sparse_tables_seeds_failures_and_a_bare_run_dir(cli, nb201_csv, tmp_pat
     assert code == 2 and "goes past the largest seed" in err
     code, out, err = cli("search", "--run-dir", str(tmp_path / "s"))
     assert code == 0 and "resuming" in err and "(this session)" in out
+
+
+def test_the_demo_continues_its_stopped_main_job(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`archrank demo` after a Ctrl-C continues the main job's newest unfinished run under
+    runs/ rather than starting another one beside it; a finished or other run is left."""
+    from archrank.cli.search import MAIN_JOB, _unfinished_main_job
+    from archrank.datasets import canonical_spec
+    from archrank.runs.store import RunStore
+
+    runs = tmp_path / "runs"
+    assert _unfinished_main_job(runs) is None
+    main = {"space": "nb201", "metric": "val_acc", "strategy": "guided", "predictor": "gates",
+            "budget": MAIN_JOB["budget"], "seed": 0, "bench": None, "space_from_bench": False,
+            "max_in_flight": 2, "ordered": True, "oracle": "train", "strategy_params": {},
+            "oracle_params": {"dataset": canonical_spec("mnist1d")}}
+    older, newer = runs / "gates-nb201-seed0-20260101-000000", runs / "gates-nb201-seed0-2027"
+    for run, budget in ((older, MAIN_JOB["budget"]), (newer, 7)):
+        RunStore.create(run, {**main, "budget": budget}).close()
+    assert _unfinished_main_job(runs) == older  # the newer one is another search
+    RunStore.create(runs / "gates-nb201-seed0-20260202-000000", main).close()
+    assert _unfinished_main_job(runs) == runs / "gates-nb201-seed0-20260202-000000"

@@ -494,7 +494,8 @@ def signal_matrix(space: Any, archs: Sequence[Any], names: Sequence[str], *,
                     + (f" --setting {zc.setting.tag()}" if zc.setting.tag() in SETTINGS
                        else "")
                     + " (add --table TABLE to fill only a table's cells"
-                    + ("; all 8,765 of nb201 take about 15 CPU-minutes)"
+                    + ("; all 8,765 of nb201 take about 12 CPU-minutes for synflow, about "
+                       "50 for the four data-dependent proxies)"
                        if space.name == "nb201" else ": the whole space can take hours)"))
             out[:, [j for j, m in enumerate(names) if m == n]] = col[:, None]
     return out

@@ -55,11 +55,13 @@ def _threads_param(config: SearchConfig, threads: int) -> SearchConfig:
 
 
 def run_one(config: SearchConfig, threads: int | None = None,
-            stop_at_optimum: bool = False) -> dict[str, Any]:
+            stop_at_optimum: bool = False,
+            on_result: Callable[[Any, int, Any], None] | None = None) -> dict[str, Any]:
     """One seed of one strategy: its best-so-far curve and statistics.
 
     ``stop_at_optimum`` ends the search once it found the table's best value; the best-so-far
-    curve is then that value up to the budget, as if the search had gone on.
+    curve is then that value up to the budget, as if the search had gone on. ``on_result``:
+    ``run_search``'s progress callback.
     """
     if threads:
         config = _threads_param(config, threads)
@@ -70,7 +72,8 @@ def run_one(config: SearchConfig, threads: int | None = None,
     with RunStore.memory(config.to_dict()) as store:
         result = run_search(strategy, oracle, store, budget=config.budget,
                             max_consecutive_failures=None,
-                            target=optimum if stop_at_optimum else None)
+                            target=optimum if stop_at_optimum else None,
+                            on_result=on_result)
     if result.interrupted:  # a cut-short seed is no result: never count it
         raise KeyboardInterrupt
     best = result.best

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -341,8 +344,9 @@ def search(
     except TooManyFailures as exc:  # summarised like an interruption, then the error
         stopped, result = exc, exc.result()
     finally:
-        close_now(executor)
-        store.close()
+        with _shielded():
+            close_now(executor)
+            store.close()
     summary = search_summary(config, result, directory, strat.describe())
     summary["resumed"] = bool(existing)  # its seconds are this session's
     _print_summary(summary)
@@ -359,6 +363,21 @@ def search(
     if result.best is None and failed:  # nothing to report: not a successful search
         raise ArchrankError(f"every one of the {len(failed)} evaluations failed (first error: "
                             f"{failed[0].error}); the run is kept in {directory}")
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """Cleanup that a second Ctrl-C must not cut short: the summary and the resume line come
+    after it (GNU timeout and a terminal's process group can deliver two SIGINTs at once)."""
+    before = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):  # not the main thread
+            before[sig] = signal.signal(sig, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def search_summary(config: Any, result: Any, directory: Path | None,
@@ -683,9 +702,23 @@ def run_demo(bench: str = "nbgraph:cora", metric: str = "valid_perf", budget: in
     base = SearchConfig(space="nbgraph", bench=bench, metric=metric, budget=budget, seed=seed)
     oracle = build_oracle(base)
     column = oracle.bench.values(metric)  # type: ignore[attr-defined]
+    cells = oracle.bench.n_unique  # type: ignore[attr-defined]
+    if budget > cells:  # a search ends by then (the table's every cell evaluated)
+        raise ArchrankError(f"--budget {budget:,} is more than the {cells:,} distinct cells of "
+                            f"{bench}")
     out = []
     for name in ("gates", "random"):
-        run = run_one(replace(base, strategy=name, predictor=None))
+        progress = Progress(  # a large --budget takes minutes
+            TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+            MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True)
+        task = progress.add_task(name, total=budget)
+
+        def tick(rec: Any, n_done: int, best: Any, task: Any = task,
+                 progress: Progress = progress) -> None:
+            progress.update(task, completed=n_done)
+
+        with progress:
+            run = run_one(replace(base, strategy=name, predictor=None), on_result=tick)
         run["optimum"] = float(np.nanmax(column))
         if run["best"] is not None:
             run["top_percent"] = 100.0 * float(np.mean(column > run["best"] + 1e-12))
@@ -695,17 +728,43 @@ def run_demo(bench: str = "nbgraph:cora", metric: str = "valid_perf", budget: in
     return out
 
 
+def _unfinished_main_job(runs: Path) -> Path | None:
+    """The newest main-job run under ``runs`` when it stopped before its budget (a Ctrl-C):
+    ``archrank demo`` continues it rather than starting another beside it."""
+    from archrank.datasets import canonical_spec
+    from archrank.runs.store import RunStore
+
+    main = {"space": "nb201", "metric": "val_acc", "oracle": "train", "predictor": "gates",
+            "budget": MAIN_JOB["budget"], "seed": 0, "bench": None, "strategy_params": {},
+            "oracle_params": {"dataset": canonical_spec("mnist1d")}}
+    for run in sorted(runs.glob("gates-nb201-seed0-*"), reverse=True):
+        try:
+            if not RunStore.exists(run) or RunStore.is_running(run):
+                continue
+            with RunStore.open(run, readonly=True) as store:
+                config, counts = store.config, store.counts()
+        except (ArchrankError, OSError):
+            continue
+        if any(config.get(k) != v for k, v in main.items()):
+            continue
+        return run if counts["ok"] + counts["failed"] < main["budget"] else None
+    return None
+
+
 @app.command("demo")
 def demo(
     quick: bool = typer.Option(False, "--quick",
                                help="Only the tabular demo on NAS-Bench-Graph (seconds)."),
     budget: int = typer.Option(100, "--budget", help="Evaluations per search (--quick)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (--quick)."),
-    bench: str = typer.Option("nbgraph:cora", "--bench", help="NAS-Bench-Graph dataset."),
-    metric: str = typer.Option("valid_perf", "--metric", help="Column to maximise."),
+    bench: str = typer.Option("nbgraph:cora", "--bench",
+                              help="NAS-Bench-Graph dataset (--quick)."),
+    metric: str = typer.Option("valid_perf", "--metric", help="Column to maximise (--quick)."),
 ) -> None:
     """The main job: GATES-guided search over NAS-Bench-201 cells with real training on
     MNIST-1D (what `archrank search` with no options runs; about 2.5 minutes on 2 cores).
+    Its run is written under runs/ in the working folder; run after a Ctrl-C, the demo
+    continues the run it stopped.
 
     With --quick: GATES-guided search next to random search on the embedded NAS-Bench-Graph
     table instead (no training), with the same budget and seed; the table shows the best
@@ -726,7 +785,12 @@ def demo(
         if given:  # the main job is fixed: `archrank search` takes options
             raise ArchrankError(f"{', '.join(given)} only with --quick (the main job is "
                                 f"fixed; give options to `archrank search` instead)")
-        search(**{name: None for name in inspect.signature(search).parameters})
+        options: dict[str, Any] = dict.fromkeys(inspect.signature(search).parameters)
+        options["resume"] = _unfinished_main_job(Path("runs"))
+        if options["resume"] is not None:
+            err.print(f"continuing the main job stopped in {options['resume']} (remove that "
+                      "folder to start afresh)")
+        search(**options)
         return
     t0 = time.perf_counter()
     runs = run_demo(bench, metric, budget, seed)
