@@ -265,3 +265,26 @@ def test_the_demo_continues_its_stopped_main_job(tmp_path) -> None:  # type: ign
     assert _unfinished_main_job(runs) == older  # the newer one is another search
     RunStore.create(runs / "gates-nb201-seed0-20260202-000000", main).close()
     assert _unfinished_main_job(runs) == runs / "gates-nb201-seed0-20260202-000000"
+
+
+def test_a_search_among_a_tables_cells_has_the_cells_with_a_value_as_budget(cli, tmp_path):
+    import json
+
+    import numpy as np
+
+    from archrank.spaces import get_space
+
+    space = get_space("nb201")
+    cells = space.sample(40, np.random.default_rng(1))
+    table = tmp_path / "part.csv"
+    table.write_text("arch,c\n" + "".join(
+        f"{space.format(c)},{i if i < 30 else ''}\n" for i, c in enumerate(cells)))
+    code, out, err = cli("bench", "search", "--space", "nb201", "--bench", table, "--metric",
+                         "c", "--strategies", "random", "--budget", "100", "--seeds", "1",
+                         "--first-seed", "4", "--space-from-bench", "--json",
+                         tmp_path / "s.json")
+    assert code == 0, err
+    valued = len({space.hash(c) for c in cells[:30]})  # distinct cells holding a value
+    assert f"the budget is {valued}" in err and "distinct cells with a value of c" in err
+    assert json.loads((tmp_path / "s.json").read_text())["budget"] == valued
+    assert f"budget {valued} · seed 4" in out

@@ -260,3 +260,36 @@ def test_locks_step_aside_where_they_cannot_work(tmp_path: Path, monkeypatch) ->
     monkeypatch.setattr(fcntl, "flock", no_locks)
     with pytest.warns(UserWarning, match="cannot lock x on this file system"):
         assert hold_lock(tmp_path / "f.json", "x") is None
+
+
+def test_a_training_set_of_equal_targets_is_a_fit_without_tau(tmp_path: Path, cli) -> None:
+    """A tie-heavy metric's small training set can hold one value only: that fit has no
+    ranking to learn and no tau, and the bench goes on (it stopped, and every resume with
+    it); the table says why its figures are missing."""
+    from archrank.spaces import get_space
+
+    space = get_space("nb201")
+    cells = space.sample(60, np.random.default_rng(0))
+    table = tmp_path / "ties.csv"
+    table.write_text("arch,c\n" + "".join(
+        f"{space.format(c)},{1 if i < 2 else 0}\n" for i, c in enumerate(cells)))
+    code, out, err = cli("bench", "predictor", "--space", "nb201", "--bench", table,
+                         "--metric", "c", "--predictors", "rf", "--train-sizes", "4",
+                         "--seeds", "2", "--json", tmp_path / "t.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "t.json").read_text())
+    entry = report["results"][0]
+    assert entry["seeds"] + entry["seeds_without_tau"] == 2
+    assert entry["seeds_with_targets_alike"] >= 1
+    assert all(r["kendall_tau"] is None for r in report["runs"]  # NaN: null in JSON
+               if r.get("targets_alike"))
+    assert "fits have no Kendall tau" in out and "training targets all alike" in out
+
+
+def test_a_training_result_as_an_arch_input_is_warned_about(nb201_csv: Path) -> None:
+    """A table column holding another training result, given for every test cell, makes the
+    figures better than any search could see: said."""
+    with pytest.warns(UserWarning, match="'cifar100_test' .* reads as a training result"):
+        bench_predictors("nb201", str(nb201_csv), "cifar10_test", ["gates++"], [20], 1,
+                         params={"gates++": {"epochs": 1, "ensemble": 1}},
+                         arch_inputs="cifar100_test")

@@ -263,3 +263,46 @@ def test_a_lost_peer_says_how_to_continue(tmp_path):
              r"oneshot train --resume .*ck\.pt")
     with pytest.raises(PeerLost, match=match), _resume_hint("train", ckpt, 2):
         raise PeerLost("another process of this 2-process torchrun job stopped (reset)")
+
+
+def test_only_a_lost_peer_reads_as_one():
+    from archrank.oneshot.trainer import peer_loss
+
+    gloo = RuntimeError("[/__w/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] "
+                        "Connection closed by peer [127.0.0.1]:41132. This is typically "
+                        "caused by a remote worker crashing.")
+    assert peer_loss(gloo) == "Connection closed by peer [127.0.0.1]:41132"
+    assert peer_loss(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")) is None
+    assert peer_loss(RuntimeError("expected scalar type Float but found Double")) is None
+
+
+def test_a_checkpoint_from_before_the_process_count_continues_with_any(tmp_path):
+    trainer = SupernetTrainer.create("nb201", _tiny(), width=4, depth=1, device="cpu",
+                                     recipe=TrainRecipe(epochs=1, batch_size=32)).train()
+    trainer.recipe = TrainRecipe(epochs=3, batch_size=32)
+    blob = trainer.checkpoint().to_dict()
+    del blob["world"]  # as written before archrank recorded it
+    torch.save(blob, tmp_path / "old.pt")
+    ckpt = load_checkpoint(tmp_path / "old.pt")
+    assert ckpt.world is None
+    resumed = SupernetTrainer.resume(ckpt, dataset=_tiny(), device="cpu")
+    resumed.check_world(2, tmp_path / "old.pt")  # torchrun's count is not known: any goes
+    resumed.train()
+    assert resumed.epoch == 3 and resumed.world == 1
+
+
+def test_ranks_other_than_0_speak_when_it_is_news(monkeypatch, capsys):
+    from archrank.cli import run
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    # a command refused under torchrun says so on every rank (rank 0 may be elsewhere)
+    assert run(["bench", "check", "t.csv", "--space", "nb201"]) == 2
+    assert "only `archrank oneshot train` runs data-parallel" in capsys.readouterr().err
+    # processes that never meet: every one says so
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    monkeypatch.setenv("ARCHRANK_DIST_TIMEOUT", "1")
+    assert run(["oneshot", "train", "--dataset", "digits", "--epochs", "1", "--width", "4",
+                "--out", "never.pt"]) == 2
+    assert "processes of this torchrun job did not meet" in capsys.readouterr().err

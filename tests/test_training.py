@@ -158,10 +158,18 @@ def test_mnist1d_generator_settings_name_the_dataset_and_its_cache(cache_dir: Pa
     for bad, why in (("mnist1d:noise=1", "KEY one of num_samples"),
                      ("mnist1d:num_samples=many", "num_samples must be an integer"),
                      ("mnist1d:val_fraction=1", "val_fraction must be between"),
-                     ("mnist1d:seed=-1", "seed must be between 0 and 4294967295"),
-                     ("mnist1d:num_samples=1059", "multiple of 10 .*e.g. 1050")):
+                     ("mnist1d:seed=-1", "seed must be between 0 and 4294967295")):
         with pytest.raises(ArchrankError, match=why):
             load_dataset(bad)
+    from archrank.datasets import canonical_spec, recorded_spec
+
+    # a new spec must say what the generator makes; one recorded before still loads
+    with pytest.raises(ArchrankError, match=r"multiple of 10 .*e\.g\. 1050"):
+        canonical_spec("mnist1d:num_samples=1059")
+    assert recorded_spec("mnist1d:num_samples=1059,val_fraction=0.8")[1] is False
+    with pytest.warns(UserWarning, match="the generator makes 1050 signals"):
+        odd = load_dataset("mnist1d:num_samples=1059")
+    assert len(odd.y_train) + len(odd.y_val) + len(odd.y_test) == 1050
 
 
 def test_a_damaged_or_wrong_mnist1d_cache_is_generated_again(cache_dir: Path) -> None:

@@ -207,7 +207,12 @@ def canonical_spec(spec: str) -> str:
     of the defaults cannot change what a recorded spec loads), a file as an absolute path (so a
     resume from another directory reads the same file)."""
     if is_mnist1d(spec):
-        return _mnist1d_name(mnist1d_settings(spec))
+        settings = mnist1d_settings(spec)
+        if settings["num_samples"] % 10:  # a new spec (recorded ones load as generated)
+            rounded = settings["num_samples"] // 10 * 10
+            raise ArchrankError(f"dataset {spec!r}: num_samples must be a multiple of 10 (ten "
+                                f"classes of equal size), e.g. {rounded}")
+        return _mnist1d_name(settings)
     if is_builtin(spec):
         return spec
     path = Path(spec).expanduser()
@@ -259,8 +264,8 @@ def parse_mnist1d_spec(text: str) -> dict[str, Any]:
     if samples < 50:
         raise ArchrankError(f"dataset {text!r}: num_samples must be at least 50")
     if samples % 10:  # the generator makes num_samples // 10 signals of each class
-        raise ArchrankError(f"dataset {text!r}: num_samples must be a multiple of 10 (ten "
-                            f"classes of equal size), e.g. {samples - samples % 10}")
+        warnings.warn(f"dataset {text!r}: the generator makes {samples - samples % 10} "
+                      f"signals (num_samples // 10 of each of ten classes)", stacklevel=2)
     if not 0.05 <= settings.get("val_fraction", MNIST1D_DEFAULT["val_fraction"]) <= 0.95:
         raise ArchrankError(f"dataset {text!r}: val_fraction must be between 0.05 and 0.95")
     return settings
@@ -314,11 +319,11 @@ def _mnist1d_arrays(settings: dict[str, Any]) -> dict[str, np.ndarray]:
         try:
             with np.load(path, allow_pickle=False) as f:
                 arrays = {k: f[k] for k in ("x", "y", "x_test", "y_test")}
-            if len(arrays["y"]) + len(arrays["y_test"]) == settings["num_samples"]:
+            made = settings["num_samples"] // 10 * 10  # what the generator makes of it
+            if len(arrays["y"]) + len(arrays["y_test"]) == made:
                 return arrays
             warnings.warn(f"{path}: holds {len(arrays['y']) + len(arrays['y_test'])} "
-                          f"signals, not {settings['num_samples']}; generating it again",
-                          stacklevel=2)
+                          f"signals, not {made}; generating it again", stacklevel=2)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # a damaged (empty, truncated) cache file is regenerated below
     arrays = _generate_mnist1d(settings)

@@ -134,8 +134,10 @@ class PredictorBench:
                         entry["seeds_with_targets_alike"] = alike
                 for metric in METRICS:  # over the same fits as the tau (none: NaN)
                     entry[metric] = stat([r[metric] for r in scored])
-                entry["fit_seconds"] = statistics.median(r["fit_seconds"] for r in runs)
-                entry["predict_seconds"] = statistics.median(r["predict_seconds"] for r in runs)
+                fitted = [r for r in runs if not r.get("targets_alike")] or runs  # real fits
+                entry["fit_seconds"] = statistics.median(r["fit_seconds"] for r in fitted)
+                entry["predict_seconds"] = statistics.median(r["predict_seconds"]
+                                                             for r in fitted)
                 sizes = sorted({int(r["test_size"]) for r in runs})  # --drop-twins: per seed
                 entry["test_size"] = sizes[0] if len(sizes) == 1 else sizes
                 out.append(entry)

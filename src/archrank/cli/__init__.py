@@ -59,8 +59,13 @@ def error_line(message: str) -> None:
 _last_signal = signal.SIGINT
 
 
+_closing = False  # the command has ended (its error line printed): signals only end it
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     global _last_signal
+    if _closing:  # e.g. torchrun's SIGTERM to the survivors after a peer failed
+        return
     _last_signal = signum
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -128,58 +133,74 @@ def _notices() -> Iterator[None]:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    global _closing
+    _closing = False
     with _signals_as_interrupts(), _one_line_warnings(), _notices():
         try:
-            # Not ``app(...)``: typer's own main turns Ctrl-C into a bare exit status 130,
-            # losing what the interrupted command had to say (and which signal it was).
+            return _run(sys.argv[1:] if argv is None else list(argv))
+        finally:
+            _closing = True  # a signal while the handlers unwind prints no traceback
+
+
+def _run(args: list[str]) -> int:
+    """``run``'s body: the command, and what its end prints and returns."""
+    global _closing
+    try:
+        try:
+            # Not ``app(...)``: typer's own main turns Ctrl-C into a bare exit status
+            # 130, losing what the interrupted command had to say (and which signal).
             command = typer.main.get_command(app)
-            args = sys.argv[1:] if argv is None else list(argv)
             _one_process_unless_training(args)
             with command.make_context("archrank", args) as ctx, _stdout_for_data(args):
                 command.invoke(ctx)
             return 0
-        except typer.Exit as exc:  # --help, --version, typer.Exit(1) of a command
-            return int(exc.exit_code)
-        except ArchrankError as exc:
-            if _quiet_rank(exc):
-                return 2
-            error_line(str(exc))
+        except BaseException:
+            _closing = True  # from here on a signal (torchrun's SIGTERM to the
+            raise  # survivors) only ends the process: no traceback mid-report
+    except typer.Exit as exc:  # --help, --version, typer.Exit(1) of a command
+        return int(exc.exit_code)
+    except ArchrankError as exc:
+        if _quiet_rank(exc, args):
             return 2
-        except click_exc.UsageError as exc:
-            if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
-                typer.echo(exc.ctx.get_help())  # a group called without a command
-                return 2
-            hint = ""
-            if exc.ctx is not None:
-                hint = f" (see: {exc.ctx.command_path} --help)"
-            error_line(exc.format_message() + hint)
+        error_line(str(exc))
+        return 2
+    except click_exc.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+            typer.echo(exc.ctx.get_help())  # a group called without a command
             return 2
-        except click_exc.ClickException as exc:
-            error_line(exc.format_message())
-            return exc.exit_code
-        except (KeyboardInterrupt, typer.Abort) as exc:
-            status = 128 + int(_last_signal)
-            if isinstance(exc, Interrupted) and exc.message:
-                err.print(_one_line(exc.message), soft_wrap=True)
-            else:
-                err.print("interrupted", soft_wrap=True)
+        hint = ""
+        if exc.ctx is not None:
+            hint = f" (see: {exc.ctx.command_path} --help)"
+        error_line(exc.format_message() + hint)
+        return 2
+    except click_exc.ClickException as exc:
+        error_line(exc.format_message())
+        return exc.exit_code
+    except (KeyboardInterrupt, typer.Abort) as exc:
+        status = 128 + int(_last_signal)
+        if _quiet_rank(exc, args):  # rank 0 says how to continue
             return status
-        except BrokenPipeError:  # e.g. `archrank runs export RUN | head`
-            with contextlib.suppress(OSError):
-                sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (silence the final flush)
-            return 1
-        except RecursionError:
-            error_line("input nested too deeply to process")
-            return 2
-        except MemoryError:
-            error_line("out of memory (is an input far larger than expected?)")
-            return 2
-        except Exception as exc:  # a bug: still one line, the traceback only on request
-            if os.environ.get(TRACEBACK_ENV):
-                traceback.print_exc()
-            error_line(f"internal error: {type(exc).__name__}: {exc} (please report it; set "
-                       f"{TRACEBACK_ENV}=1 for the traceback)")
-            return 1
+        if isinstance(exc, Interrupted) and exc.message:
+            err.print(_one_line(exc.message), soft_wrap=True)
+        else:
+            err.print("interrupted", soft_wrap=True)
+        return status
+    except BrokenPipeError:  # e.g. `archrank runs export RUN | head`
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (silence the final flush)
+        return 1
+    except RecursionError:
+        error_line("input nested too deeply to process")
+        return 2
+    except MemoryError:
+        error_line("out of memory (is an input far larger than expected?)")
+        return 2
+    except Exception as exc:  # a bug: still one line, the traceback only on request
+        if os.environ.get(TRACEBACK_ENV):
+            traceback.print_exc()
+        error_line(f"internal error: {type(exc).__name__}: {exc} (please report it; set "
+                   f"{TRACEBACK_ENV}=1 for the traceback)")
+        return 1
 
 
 def _one_process_unless_training(args: list[str]) -> None:
@@ -193,16 +214,20 @@ def _one_process_unless_training(args: list[str]) -> None:
                             "as one process")
 
 
-def _quiet_rank(exc: ArchrankError) -> bool:
-    """Whether a process other than rank 0 of a torchrun job keeps an error to itself: bad
-    input fails every process alike and rank 0 says it; a lost peer is news from any."""
-    from archrank.oneshot.trainer import PeerLost
+def _quiet_rank(exc: BaseException, args: list[str]) -> bool:
+    """Whether a process other than rank 0 of a torchrun training keeps its message to
+    itself: bad input fails every process alike, and a Ctrl-C stops them all, and rank 0
+    says so; a failure of the processes together (a lost peer, no rendezvous) is news from
+    any, and another command (refused under torchrun) speaks for itself."""
+    from archrank.oneshot.trainer import DistributedFailure
 
     try:
         rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
         return False
-    return world > 1 and rank > 0 and not isinstance(exc, PeerLost)
+    training = [a for a in args if not a.startswith("-")][:2] == ["oneshot", "train"]
+    return (world > 1 and rank > 0 and training
+            and not isinstance(exc, DistributedFailure))
 
 
 # Options whose value ``-`` writes their data to standard output.

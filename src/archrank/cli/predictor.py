@@ -119,9 +119,10 @@ def bench_predictor(
             why = ", ".join(w for w in (
                 f"{alike} with training targets all alike" if alike else "",
                 f"{n - alike} predicting one score for every cell" if n > alike else "") if w)
+            rest = ("no figures" if not entry["seeds"] else
+                    f"the figures are over the other {entry['seeds']}")
             console.print(f"{entry['predictor']} n={entry['train_size']}: {n} of "
-                          f"{n + entry['seeds']} fits have no Kendall tau ({why}); the "
-                          "figures are over the others")
+                          f"{n + entry['seeds']} fits have no Kendall tau ({why}); {rest}")
     save_report(data, json_out, plot)
     discard(journal_for(json_out))
 

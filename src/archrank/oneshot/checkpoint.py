@@ -47,7 +47,8 @@ class Checkpoint:
     path: Path | None = None
     # processes that trained it (torchrun): each computes BN statistics on its own share of a
     # batch, so the count is part of the run; a resume must keep it to end where one run would
-    world: int = 1
+    # (None: written before archrank recorded the count)
+    world: int | None = 1
 
     @property
     def finished(self) -> bool:
@@ -133,7 +134,7 @@ def load_checkpoint(path: str | Path, **expect: Any) -> Checkpoint:
             history=[float(v) for v in blob["history"]], seconds=float(blob["seconds"]),
             model=blob["model"], optimizer=blob["optimizer"],
             sampler_state=blob.get("sampler_state") or {}, path=path,
-            world=int(blob.get("world", 1)),
+            world=None if blob.get("world") is None else int(blob["world"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ArchrankError(f"{path}: damaged supernet checkpoint (field {exc})") from None

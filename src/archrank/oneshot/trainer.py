@@ -59,8 +59,26 @@ DIST_TIMEOUT = 300.0
 _LAUNCH = "launch data-parallel training with: torchrun --nproc-per-node N -m archrank ..."
 
 
-class PeerLost(ArchrankError):
+class DistributedFailure(ArchrankError):
+    """The processes of a torchrun job could not work together: every process says so (the
+    others' bad-input errors are left to rank 0, ``cli._quiet_rank``)."""
+
+
+class PeerLost(DistributedFailure):
     """Another process of the torchrun job stopped (killed, or failed) during training."""
+
+
+def peer_loss(exc: BaseException) -> str | None:
+    """What a failed collective step says of a lost peer (the cause, cut to its first
+    sentence), or ``None`` for any other error (out of memory, a disk full, a bug)."""
+    import torch.distributed as dist
+
+    text = re.sub(r"^\[[^\]]*\]\s*", "", first_line(exc, None))  # gloo's source line
+    if not (isinstance(exc, getattr(dist, "DistError", ())) or re.search(
+            r"gloo|nccl|connection (closed|reset) by peer|broken pipe|timed out", str(exc),
+            re.IGNORECASE)):
+        return None
+    return text.split(". ")[0][:160]
 
 
 def world_size_env() -> int:
@@ -120,7 +138,7 @@ def _init_process_group(dist: Any) -> None:
     while thread.is_alive():
         thread.join(0.2)  # short waits: the main thread takes Ctrl-C / SIGTERM in between
     if failure:
-        raise ArchrankError(
+        raise DistributedFailure(
             f"the {os.environ['WORLD_SIZE']} processes of this torchrun job did not meet "
             f"({first_line(failure[0])}); check that every one was started") from None
 
@@ -152,7 +170,9 @@ class SupernetTrainer:
         self.step = 0
         self.history: list[float] = []
         self.seconds = 0.0
-        self.world = 1  # processes that trained it so far (a resume must keep the count)
+        # processes that trained it so far (a resume must keep the count; None: a checkpoint
+        # written before the count was recorded, which any count may continue)
+        self.world: int | None = 1
         self._optimizer_state: dict[str, Any] | None = None
 
     # -- construction ---------------------------------------------------------------------------
@@ -229,7 +249,8 @@ class SupernetTrainer:
 
     def check_world(self, world: int, checkpoint: str | Path | None = None) -> None:
         """Refuse to continue a training with another process count than it had so far."""
-        if self.epoch and world != self.world and self.epoch < self.recipe.epochs:
+        if (self.epoch and self.world is not None and world != self.world
+                and self.epoch < self.recipe.epochs):
             raise ArchrankError(
                 f"{checkpoint or 'this supernet'}: trained by {self.world} process(es) so far, "
                 f"resumed with {world}; {resume_command('train', checkpoint, self.world)} "
@@ -276,11 +297,11 @@ class SupernetTrainer:
             self._epochs(model, net, optimizer, loss_fn, x_train, y_train, steps, total,
                          rank, world, checkpoint, on_step)
         except RuntimeError as exc:
-            if world == 1:
+            why = peer_loss(exc) if world > 1 else None
+            if why is None:
                 raise
-            why = re.sub(r"^\[[^\]]*\]\s*", "", first_line(exc, None))  # gloo's source line
             raise PeerLost(f"another process of this {world}-process torchrun job stopped "
-                           f"({why[:120]})") from None
+                           f"({why})") from None
         self._optimizer_state = _to_cpu(optimizer.state_dict())
         return self
 
@@ -333,6 +354,8 @@ class SupernetTrainer:
 
 def resume_command(command: str, checkpoint: str | Path | None, world: int) -> str:
     """How to continue a supernet training of ``world`` processes from ``checkpoint``."""
+    if checkpoint is None:  # the library, training without a checkpoint file
+        return f"continue it with {world} process(es)"
     launch = (f"torchrun --nproc-per-node {world} -m archrank" if world > 1 else "archrank")
     return f"continue with: {launch} oneshot {command} --resume {checkpoint}"
 
