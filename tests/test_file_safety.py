@@ -231,3 +231,98 @@ def test_a_released_lock_leaves_no_file_and_a_held_one_refuses(tmp_path):
     with pytest.raises(ArchrankError, match="in use"):
         hold_lock(journal, "the bench journal")
     held.close()
+
+
+def test_paths_naming_a_descriptor_write_through_it(tmp_path, capsys):
+    """/dev/stdout followed is the file `>>` appends to (replaced by an atomic rename: its
+    earlier lines lost) or a pipe's name (no such file): written through the descriptor."""
+    from archrank.files import open_descriptor, write_output
+
+    assert [open_descriptor(p) for p in ("/dev/stdout", "/dev/stderr", "/dev/fd/5",
+                                         "/proc/self/fd/1", "/dev/null", "out.csv")] == \
+        [1, 2, 5, 1, None, None]
+    assert check_output("/dev/stdout", "--out") == Path("/dev/stdout")
+    write_output("/dev/stdout", "data\n")
+    assert capsys.readouterr().out == "data\n"
+    kept = tmp_path / "log.txt"
+    kept.write_text("precious\n")
+    with open(kept, "a") as fh:
+        write_output(f"/dev/fd/{fh.fileno()}", "more\n")
+    assert kept.read_text() == "precious\nmore\n"
+
+
+def test_two_outputs_to_standard_output_and_a_checkpoint_there_are_refused(cli):
+    code, _, err = cli("zc", "--n", "2", "--proxies", "params", "--out", "-", "--json", "-")
+    assert code == 2 and "two outputs to standard output" in err
+    code, _, err = cli("oneshot", "train", "--out", "-", "--epochs", "1")
+    assert code == 2 and "a checkpoint is a file" in err
+
+
+def test_a_symlinked_file_written_atomically_stays_a_link(tmp_path):
+    from archrank.files import atomic_path
+
+    real, link = tmp_path / "real.npz", tmp_path / "link.npz"
+    real.write_text("old")
+    link.symlink_to(real)
+    with atomic_path(link) as tmp:
+        tmp.write_text("new")
+    assert link.is_symlink() and real.read_text() == "new"
+
+
+def test_a_full_disk_while_journaling_is_one_line(tmp_path, monkeypatch):
+    import builtins
+
+    from archrank.bench.journal import BenchJournal
+    from archrank.errors import ArchrankError
+
+    journal = BenchJournal(tmp_path / "j.jsonl", "bench x", {"a": 1})
+    real_open = builtins.open
+
+    def full(path, mode="r", *a, **k):  # type: ignore[no-untyped-def]
+        if str(path).endswith("j.jsonl") and "a" in mode:
+            raise OSError(28, "No space left on device")
+        return real_open(path, mode, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", full)
+    with pytest.raises(ArchrankError, match="cannot write the journal \\(No space left on "
+                       "device\\); the units before this one are kept"):
+        journal.add(["unit"], {"x": 1})
+    journal.close()
+
+
+def test_a_cache_folder_that_cannot_be_written_still_gives_the_data(tmp_path, monkeypatch):
+    import archrank.datasets as datasets
+
+    monkeypatch.setenv("ARCHRANK_CACHE_DIR", str(tmp_path))
+
+    def refuse(path):  # type: ignore[no-untyped-def]
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("archrank.cache.atomic_path", refuse)
+    with pytest.warns(UserWarning, match="cannot cache the generated MNIST-1D \\(Read-only"):
+        data = datasets.load_dataset("mnist1d:num_samples=100")
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 100
+
+
+def test_a_run_directory_whose_creation_was_cut_short_is_created_again(tmp_path, cli,
+                                                                          nb201_csv):
+    run_dir = tmp_path / "rd"
+    run_dir.mkdir()
+    (run_dir / "run.sqlite").write_bytes(b"")  # killed between connect and the config
+    code, _, err = cli("search", "--space", "nb201", "--bench", nb201_csv, "--metric",
+                       "cifar10_test", "--strategy", "random", "--budget", "3",
+                       "--run-dir", run_dir)
+    assert code == 0, err
+    code, _, err = cli("search", "--resume", run_dir)
+    assert code == 0, err
+
+
+def test_searches_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    from archrank.cli.search import _create_default
+
+    monkeypatch.chdir(tmp_path)
+    first, a = _create_default(Path("runs/x"), {"space": "nb201"}, None)
+    second, b = _create_default(Path("runs/x"), {"space": "nb201", "metric": "m"}, None)
+    first.close()
+    second.close()
+    assert (a, b) == (Path("runs/x"), Path("runs/x-2"))

@@ -327,8 +327,13 @@ def _mnist1d_arrays(settings: dict[str, Any]) -> dict[str, np.ndarray]:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # a damaged (empty, truncated) cache file is regenerated below
     arrays = _generate_mnist1d(settings)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    except OSError as exc:  # a read-only or full cache folder: the data is here all the same
+        warnings.warn(f"{path}: cannot cache the generated MNIST-1D ({exc.strerror or exc}); "
+                      "it is generated again next time (ARCHRANK_CACHE_DIR moves the cache)",
+                      stacklevel=2)
     return arrays
 
 

@@ -9,13 +9,15 @@ silently). ``open_output(path)`` then writes:
   bits are kept);
 - anything else (``/dev/null``, a FIFO, a terminal) in place, never replacing it;
 - through a symbolic link: the file the link points to is written, the link stays a link;
-- ``-``: standard output.
+- ``-``: standard output; ``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N`` likewise write
+  through the open descriptor (``open_descriptor``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import sys
 import time
@@ -31,6 +33,19 @@ from archrank.errors import ArchrankError
 def _real(path: Path) -> Path:
     """``path`` with symbolic links followed (also a dangling link's target)."""
     return Path(os.path.realpath(path))
+
+
+_FD_PATH = re.compile(r"^/dev/(?:(stdout)|(stderr)|fd/(\d+))$|^/proc/self/fd/(\d+)$")
+
+
+def open_descriptor(path: str | os.PathLike[str]) -> int | None:
+    """The file descriptor a path such as ``/dev/stdout`` or ``/dev/fd/3`` names, else None:
+    such a path is written through the open descriptor (as ``-`` is), never resolved and
+    replaced (followed, ``/dev/stdout`` is the file ``>>`` appends to, or a pipe's name)."""
+    m = _FD_PATH.match(str(path))
+    if m is None:
+        return None
+    return 1 if m.group(1) else 2 if m.group(2) else int(m.group(3) or m.group(4))
 
 
 # What archrank reads inside an input directory (a run's database and lock, a work dir's
@@ -54,7 +69,7 @@ def check_output(path: str | os.PathLike[str], flag: str = "--out",
     if str(path) in ("", "."):  # Path("") is ".", the working folder: never a file
         raise ArchrankError(f"{flag or 'output'}: an empty path (give a file name)")
     p = Path(path)
-    if str(p) == "-":
+    if str(p) == "-" or open_descriptor(p) is not None:
         return p
     where = f"{flag} {p}" if flag else str(p)
     real = _real(p)
@@ -112,7 +127,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     ``path`` left by writers killed outright (SIGKILL runs no clean-up; a supernet checkpoint
     leaves one its size) are removed first.
     """
-    target = Path(path)
+    target = _real(Path(path))  # through a symbolic link: the link stays, its file changes
     _remove_orphans(target)
     # A fresh name the writer creates itself, so the file gets the usual (umask) permissions.
     tmp_path = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -163,11 +178,20 @@ def open_output(path: str | os.PathLike[str], mode: str = "w", flag: str = "--ou
     if mode not in ("w", "wb"):
         raise ValueError(f"open_output writes ('w' or 'wb'), not {mode!r}")
     p = Path(path)
-    if str(p) == "-":
-        yield sys.stdout.buffer if mode == "wb" else sys.stdout
+    fd = 1 if str(p) == "-" else open_descriptor(p)
+    where = f"{flag} {p}" if flag else str(p)
+    if fd in (1, 2):
+        stream = sys.stdout if fd == 1 else sys.stderr
+        yield stream.buffer if mode == "wb" else stream
+        return
+    if fd is not None:
+        try:
+            with open(fd, mode, closefd=False, **kwargs) as fh:
+                yield fh
+        except OSError as exc:
+            raise ArchrankError(f"{where}: cannot write ({exc.strerror or exc})") from None
         return
     real = _real(p)
-    where = f"{flag} {p}" if flag else str(p)
     try:
         if real.exists() and not real.is_file():  # a device, FIFO, socket: write in place
             with open(real, mode, **kwargs) as fh:

@@ -108,8 +108,12 @@ class BenchJournal:
                 self.header, *({"key": k, "result": v} for k, v in self.done.items()))))
 
     def _write_fresh(self, path: Path) -> None:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(self.header) + "\n")
+        try:
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(self.header) + "\n")
+        except OSError as exc:
+            raise ArchrankError(f"{path}: cannot write the journal ({exc.strerror or exc})"
+                                ) from None
 
     def get(self, parts: Sequence[Any]) -> dict[str, Any] | None:
         return self.done.get(self.key(parts))
@@ -120,10 +124,16 @@ class BenchJournal:
         self.done[key] = result
         if self.path is None:
             return
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"key": key, "result": result}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"key": key, "result": result}) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # a full disk: the work so far is in the journal, not lost
+            raise ArchrankError(f"{self.path}: cannot write the journal "
+                                f"({exc.strerror or exc}); the units before this one are "
+                                "kept there: free some space and run the same command "
+                                "again") from None
 
 
 def _differences(theirs: Any, mine: Any, prefix: str = "") -> list[str]:

@@ -238,9 +238,19 @@ _DATA_OPTIONS = ("--out", "-o", "--json")
 def _stdout_for_data(args: list[str]) -> Iterator[None]:
     """With ``--out -`` or ``--json -`` standard output carries the data, so the command's
     status lines and tables go to standard error (they made the JSON / CSV unreadable)."""
-    pairs = itertools.pairwise(args)
-    claimed = any(a == "-" and prev in _DATA_OPTIONS for prev, a in pairs) or any(
-        a in (f"{o}=-" for o in _DATA_OPTIONS) for a in args)
+    from archrank.files import open_descriptor
+
+    def stdout(value: str) -> bool:
+        return value == "-" or open_descriptor(value) == 1
+
+    values = [a for prev, a in itertools.pairwise(args) if prev in _DATA_OPTIONS]
+    values += [a.split("=", 1)[1] for a in args
+               if a.split("=", 1)[0] in _DATA_OPTIONS and "=" in a]
+    values += [a[2:] for a in args if a.startswith("-o") and len(a) > 2]  # -o- / -oFILE
+    claimed = sum(stdout(v) for v in values)
+    if claimed > 1:
+        raise ArchrankError("two outputs to standard output ('-') would mix; give one of "
+                            "them a file")
     if not claimed:
         yield
         return

@@ -122,7 +122,7 @@ bench_app = typer.Typer(
     "  archrank bench search --space nb201 --bench ../shared/data/nb201.csv "
     "--metric cifar10_test --seeds 5\n\n"
     "  archrank bench predictor --space nb201 --bench ../shared/data/nb201_zc.csv "
-    "--filter dataset=cifar10 --metric val_acc",
+    "--filter dataset=cifar10 --metric val_acc --train-sizes 50,100",
     no_args_is_help=True)
 app.add_typer(space_app, name="space")
 app.add_typer(bench_app, name="bench")

@@ -64,6 +64,16 @@ def _check_least(**flags: tuple[float | None, float]) -> None:
             raise ArchrankError(f"{flag} must be at least {least:g}, got {value}")
 
 
+def _checkpoint_file(*paths: Path | None) -> None:
+    """A checkpoint is a file (written every epoch, resumed from): not standard output."""
+    from archrank.files import open_descriptor
+
+    for path in paths:
+        if path is not None and (str(path) == "-" or open_descriptor(path) is not None):
+            raise ArchrankError(f"{path}: a checkpoint is a file (written after every epoch, "
+                                "resumed from); give a file name")
+
+
 def _as_recorded(path: Path, verb: str, why: str,
                  options: dict[str, tuple[Any, Any]]) -> None:
     """Refuse an option given next to a checkpoint with another value than the checkpoint's
@@ -138,6 +148,7 @@ def train(
 
     check_seed_option(seed)
     _check_least(batch_size=(batch_size, 2), lr=(lr, 0))
+    _checkpoint_file(out, resume)
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise ArchrankError("give either --resume CKPT or --out, not both")
     if resume is None and out is None:
@@ -601,6 +612,7 @@ def search_cmd(
         raise ArchrankError(f"--epochs must be at least 1, got {epochs}")
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise ArchrankError("give either --resume CKPT or --out, not both")
+    _checkpoint_file(out, resume)
     if resume is None and out is None:
         raise ArchrankError("missing --out CKPT (or --resume CKPT to continue a search)")
     if resume is None and out is not None and out.exists():

@@ -59,6 +59,23 @@ def _default_run_dir(label: str, space: str, seed: int) -> Path:
     return Path("runs") / f"{label}-{space}-seed{seed}-{stamp}"
 
 
+def _create_default(directory: Path, config: dict[str, Any], inputs: Any) -> tuple[Any, Path]:
+    """Create a run under its default name, or under NAME-2, NAME-3, ... when another search
+    took that name in the same second (searches started together)."""
+    from archrank.runs.store import RunStore
+
+    for k in range(1, 100):
+        candidate = directory if k == 1 else directory.with_name(f"{directory.name}-{k}")
+        if RunStore.exists(candidate) and not RunStore.half_created(candidate):
+            continue
+        try:
+            return RunStore.create(candidate, config, inputs), candidate
+        except ArchrankError as exc:
+            if "already holds a run" not in str(exc):
+                raise
+    raise ArchrankError(f"{directory}: a hundred runs of that name; give --run-dir")
+
+
 # -- archrank search -------------------------------------------------------------------------
 # `archrank search` with no options: real NAS end to end on a dataset that needs no download.
 # Its dataset is plain mnist1d, recorded by its full name (``_oracle_params``).
@@ -129,7 +146,8 @@ def resolve_run(
     if resume is not None and run_dir is not None and Path(run_dir) != Path(resume):
         raise ArchrankError("give either --resume RUN_DIR or --run-dir, not both")
     target = resume or run_dir
-    if resume is not None or (target is not None and RunStore.exists(target)):
+    if resume is not None or (target is not None and RunStore.exists(target)
+                              and not RunStore.half_created(target)):
         assert target is not None
         with RunStore.open(target) as store:
             store_inputs = store.inputs
@@ -310,6 +328,8 @@ def search(
             except ArchrankError:
                 store.close()
                 raise
+        elif run_dir is None and resume is None:  # a default name: another search started
+            store, directory = _create_default(directory, config.to_dict(), inputs)
         else:
             store = RunStore.create(directory, config.to_dict(), inputs)
     except BaseException:

@@ -88,6 +88,7 @@ def bench_table(
     info = {"n": n, "sample_seed": sample_seed, **recipe_info(oracle)}
     if workers < 1:  # before the journal is written
         raise ArchrankError(f"--workers must be at least 1, got {workers}")
+    executor = executor_for(workers, executor_kind, scheduler)  # a bad one: before the journal
     builder = TruthBuilder(oracle, cells, seeds, out, info)
     done0 = builder.total - len(builder.pending)
     err.print(f"truth table of {len(cells)} {space.name} cells x {len(seeds)} training seeds on "
@@ -96,7 +97,6 @@ def bench_table(
               + (f" ({done0} trainings journaled)" if done0 else ""))
     progress = eta_progress()
     task = progress.add_task("trainings", total=builder.total, completed=done0, info="")
-    executor = executor_for(workers, executor_kind, scheduler)
     failed = sum(rec["status"] != "ok" for rec in builder.results.values())  # journaled
 
     def on_result(count: int, rec: dict) -> None:

@@ -203,8 +203,8 @@ class RunStore:
             raise ArchrankError(f"{run_dir}: cannot create run directory ({exc.strerror})"
                                 ) from None
         store = cls._connect(run_dir)
-        if not cls._unborn(run_dir):  # another process created it meanwhile
-            store.close()
+        if cls._state(run_dir) in ("ours", "foreign"):  # another process created it meanwhile
+            store.close()  # (unreadable here: our own connect on a full disk; _init says so)
             raise ArchrankError(already)
         # a database whose creation was killed before its configuration was written (it has
         # no run in it) is created again rather than left to block the directory for good
@@ -241,6 +241,12 @@ class RunStore:
     def _unborn(cls, run_dir: Path) -> bool:
         """Whether the run database is missing or its creation never finished (``_state``)."""
         return cls._state(run_dir) == "unborn"
+
+    @classmethod
+    def half_created(cls, run_dir: str | Path) -> bool:
+        """Whether a run database is there but its creation never finished (killed, a full
+        disk): no run to resume; ``create`` makes it anew."""
+        return cls.exists(run_dir) and cls._unborn(Path(run_dir))
 
     @staticmethod
     def is_running(run_dir: str | Path) -> bool | None:
@@ -280,7 +286,8 @@ class RunStore:
         state = cls._state(run_dir)
         if state == "unborn":
             raise ArchrankError(f"{run_dir}: the run was stopped while being created (nothing "
-                                "was evaluated); start it again without --resume")
+                                "was evaluated); start it again: archrank search --run-dir "
+                                f"{run_dir} with the search's options")
         if state == "foreign":
             raise ArchrankError(f"{run_dir / DB_NAME}: not an archrank run database (it has "
                                 "tables, none of them a run's config)")
