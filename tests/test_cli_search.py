@@ -288,3 +288,14 @@ def test_a_search_among_a_tables_cells_has_the_cells_with_a_value_as_budget(cli,
     assert f"the budget is {valued}" in err and "distinct cells with a value of c" in err
     assert json.loads((tmp_path / "s.json").read_text())["budget"] == valued
     assert f"budget {valued} · seed 4" in out
+
+
+def test_set_may_name_the_strategy_it_configures(cli, base, tmp_path):
+    """`--set rea.population=5` (as bench search takes it) works in search too."""
+    code, _, err = cli("search", *base, "--strategy", "rea", "--budget", "12", "--set",
+                       "rea.population=5", "--run-dir", tmp_path / "r")
+    assert code == 0, err
+    from archrank.runs.store import RunStore
+
+    with RunStore.open(tmp_path / "r", readonly=True) as store:
+        assert store.config["strategy_params"] == {"population": 5}

@@ -37,16 +37,20 @@ def _parse_value(item: str, raw: str) -> Any:
         raise ArchrankError(f"--set {item[:60]!r}: not a usable value") from None
 
 
-def parse_sets(items: list[str] | None, *, prefixed: str | None = None) -> dict[str, Any]:
+def parse_sets(items: list[str] | None, *, prefixed: str | None = None,
+               own: str | None = None) -> dict[str, Any]:
     """``--set`` options as nested dicts: ``explore=0.2``, ``predictor.epochs=50`` (strategy
     options; ``predictor.X`` goes to the predictor), or with ``prefixed`` (the form's name,
-    e.g. "STRATEGY.KEY") a component name first (``gates.explore=0.2``). Only the syntax is
-    checked here; the component checks names and values (``archrank.params``) before any
-    work starts."""
+    e.g. "STRATEGY.KEY") a component name first (``gates.explore=0.2``). ``own``: the one
+    component the command configures, whose name may lead too (``--set rea.population=5``
+    as ``bench search`` takes it). Only the syntax is checked here; the component checks
+    names and values (``archrank.params``) before any work starts."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, eq, raw = item.partition("=")
         parts = [p for p in key.strip().split(".") if p]
+        if own is not None and not prefixed and len(parts) >= 2 and parts[0] == own:
+            parts.pop(0)
         if not eq or not parts or (prefixed and len(parts) < 2):
             form = f"{prefixed}=VALUE" if prefixed else "KEY=VALUE or predictor.KEY=VALUE"
             raise ArchrankError(f"--set {item[:60]!r}: expected {form}")

@@ -304,7 +304,7 @@ def bench_oneshot_cmd(
                        **({} if epochs is None else {"epochs": epochs}), sampler=sampler,
                        samples=samples,
                        val_samples=val_samples,
-                       predictor=predictor, predictor_params=parse_sets(sets),
+                       predictor=predictor, predictor_params=parse_sets(sets, own=predictor),
                        score={"val_loss": "loss", "val_acc": "acc"}.get(score, score),
                        bn_recalibrate=bn_recal, calib_batches=calib_batches,
                        standalone=standalone, work_dir=work_dir, threads=threads)

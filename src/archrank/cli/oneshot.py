@@ -290,7 +290,7 @@ def fit(
         check_output(json_out, "--json", [checkpoint, out])
     metric = {"loss": "val_loss", "acc": "val_acc"}.get(metric, metric)  # bench's names
     check_score_metric(metric)
-    predictor_params = parse_sets(sets)
+    predictor_params = parse_sets(sets, own=predictor)
     ckpt = load_checkpoint(checkpoint)
     if pool is not None and get_space(ckpt.setting.space).enumerable:  # else ignored
         raise ArchrankError(f"--pool applies to spaces too large to enumerate (darts); every "

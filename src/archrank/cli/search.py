@@ -284,7 +284,7 @@ def search(
                "metric": metric, "strategy": strategy,
                "predictor": predictor, "budget": budget, "seed": seed,
                "space_from_bench": space_from_bench, "max_in_flight": workers,
-               "strategy_params": parse_sets(sets) if sets else None,
+               "strategy_params": parse_sets(sets, own=strategy) if sets else None,
                "oracle": oracle,
                "oracle_params": _oracle_params(oracle, dataset, epochs, train_seed, supernet,
                                                width, depth)}
