@@ -244,6 +244,14 @@ def test_paths_naming_a_descriptor_write_through_it(tmp_path, capsys):
     assert check_output("/dev/stdout", "--out") == Path("/dev/stdout")
     write_output("/dev/stdout", "data\n")
     assert capsys.readouterr().out == "data\n"
+    # nothing can sit beside a stream: no journal, and a truth table is refused there
+    from archrank.bench.journal import journal_for
+    from archrank.errors import ArchrankError
+    from archrank.truth import check_table_path
+
+    assert journal_for("/dev/stdout") is None and journal_for("-") is None
+    with pytest.raises(ArchrankError, match="a truth table is a file"):
+        check_table_path("/dev/stdout")
     kept = tmp_path / "log.txt"
     kept.write_text("precious\n")
     with open(kept, "a") as fh:

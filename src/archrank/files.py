@@ -48,6 +48,12 @@ def open_descriptor(path: str | os.PathLike[str]) -> int | None:
     return 1 if m.group(1) else 2 if m.group(2) else int(m.group(3) or m.group(4))
 
 
+def is_stream(path: str | os.PathLike[str]) -> bool:
+    """Whether an output path is a stream (``-`` or an open descriptor), not a file of its
+    own: nothing (a journal, a lock, a checkpoint) can sit beside it."""
+    return str(path) == "-" or open_descriptor(path) is not None
+
+
 # What archrank reads inside an input directory (a run's database and lock, a work dir's
 # checkpoints and journals): an output may replace anything else there (a report, an export).
 _READ_IN_DIRS = ("run.sqlite", "run.lock")
@@ -69,7 +75,7 @@ def check_output(path: str | os.PathLike[str], flag: str = "--out",
     if str(path) in ("", "."):  # Path("") is ".", the working folder: never a file
         raise ArchrankError(f"{flag or 'output'}: an empty path (give a file name)")
     p = Path(path)
-    if str(p) == "-" or open_descriptor(p) is not None:
+    if is_stream(p):
         return p
     where = f"{flag} {p}" if flag else str(p)
     real = _real(p)

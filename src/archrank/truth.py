@@ -29,7 +29,7 @@ import numpy as np
 
 from archrank.cache import atomic_path
 from archrank.errors import ArchrankError, first_line
-from archrank.files import locked, read_journal
+from archrank.files import is_stream, locked, read_journal
 from archrank.metrics import kendall_tau
 from archrank.oracles.training import TrainingOracle
 
@@ -50,7 +50,7 @@ def check_table_path(out: str | Path) -> None:
     if str(out).endswith(".journal.jsonl"):
         raise ArchrankError(f"{out}: a truth table's journal name; give the table's own name "
                             "(e.g. truth.csv)")
-    if str(out) == "-" or (path.exists() and not path.is_file()):
+    if is_stream(out) or (path.exists() and not path.is_file()):
         raise ArchrankError(f"{out}: a truth table is a file (its trainings are journaled "
                             "beside it), not standard output, a device or a folder")
 

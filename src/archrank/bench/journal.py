@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from archrank.errors import ArchrankError
-from archrank.files import atomic_path, hold_lock, read_journal
+from archrank.files import atomic_path, hold_lock, is_stream, read_journal
 
 FORMAT = "archrank-bench-journal-1"
 
@@ -25,8 +25,9 @@ FORMAT = "archrank-bench-journal-1"
 def journal_for(out: str | os.PathLike[str] | None,
                 suffix: str = ".journal.jsonl") -> Path | None:
     """Where the journal of a job writing ``out`` lives (none without a file to sit beside:
-    no output, ``-``, or /dev/null and other non-regular files written in place)."""
-    if out is None or str(out) == "-":
+    no output, a stream such as ``-`` or /dev/stdout, or /dev/null and other non-regular
+    files written in place)."""
+    if out is None or is_stream(out):
         return None
     p = Path(out)
     if p.exists() and not p.is_file():

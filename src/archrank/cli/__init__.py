@@ -37,7 +37,7 @@ from archrank.cli import search as _search  # noqa: F401
 from archrank.cli import spaces as _spaces  # noqa: F401
 from archrank.cli import truth as _truth  # noqa: F401
 from archrank.cli import zc as _zc  # noqa: F401
-from archrank.cli.app import app, console, err
+from archrank.cli.app import app, console, err, ignore_stop_signals
 from archrank.errors import ArchrankError, Interrupted
 
 TRACEBACK_ENV = "ARCHRANK_TRACEBACK"
@@ -203,11 +203,16 @@ def _run(args: list[str]) -> int:
         return 1
 
 
+def _command(args: list[str]) -> list[str]:
+    """The command's words (``["oneshot", "train"]``): the first two that are no option."""
+    return [a for a in args if not a.startswith("-")][:2]
+
+
 def _one_process_unless_training(args: list[str]) -> None:
     """Under torchrun (``WORLD_SIZE`` above 1) only ``oneshot train`` is data-parallel; any
     other command would run once per process, each writing the same outputs."""
     world = os.environ.get("WORLD_SIZE", "1").strip()
-    words = [a for a in args if not a.startswith("-")][:2]
+    words = _command(args)
     if world not in ("", "1", "0") and words and words != ["oneshot", "train"]:
         raise ArchrankError(f"started by torchrun (WORLD_SIZE={world}): only `archrank oneshot "
                             f"train` runs data-parallel; run `archrank {' '.join(words)}` "
@@ -225,8 +230,7 @@ def _quiet_rank(exc: BaseException, args: list[str]) -> bool:
         rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
         return False
-    training = [a for a in args if not a.startswith("-")][:2] == ["oneshot", "train"]
-    return (world > 1 and rank > 0 and training
+    return (world > 1 and rank > 0 and _command(args) == ["oneshot", "train"]
             and not isinstance(exc, DistributedFailure))
 
 
@@ -269,7 +273,5 @@ def main(argv: list[str] | None = None) -> None:
     works)."""
     status = run(argv)
     if status > 128:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError, OSError):  # not the main thread
-                signal.signal(sig, signal.SIG_IGN)
+        ignore_stop_signals()
     sys.exit(status)

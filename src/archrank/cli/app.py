@@ -7,7 +7,9 @@ directories) is printed as given, never read as ``[style]`` markup. Styles are g
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 from typing import Any
 
 import typer
@@ -24,6 +26,16 @@ VAL_SAMPLES = 2000
 
 
 # -- --set options ---------------------------------------------------------------------------
+def ignore_stop_signals() -> dict[int, Any]:
+    """Ignore SIGINT and SIGTERM from now on (a command that has ended, or clean-up a second
+    Ctrl-C must not cut short); returns the handlers they had, to put back."""
+    before = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):  # not the main thread
+            before[sig] = signal.signal(sig, signal.SIG_IGN)
+    return before
+
+
 def _parse_value(item: str, raw: str) -> Any:
     """A ``--set`` value: JSON when it parses (numbers, true/false, null, lists, objects),
     else the text itself."""

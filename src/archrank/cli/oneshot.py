@@ -66,10 +66,10 @@ def _check_least(**flags: tuple[float | None, float]) -> None:
 
 def _checkpoint_file(*paths: Path | None) -> None:
     """A checkpoint is a file (written every epoch, resumed from): not standard output."""
-    from archrank.files import open_descriptor
+    from archrank.files import is_stream
 
     for path in paths:
-        if path is not None and (str(path) == "-" or open_descriptor(path) is not None):
+        if path is not None and is_stream(path):
             raise ArchrankError(f"{path}: a checkpoint is a file (written after every epoch, "
                                 "resumed from); give a file name")
 

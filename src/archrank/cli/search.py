@@ -31,6 +31,7 @@ from archrank.cli.app import (
     check_seed_option,
     console,
     err,
+    ignore_stop_signals,
     parse_sets,
 )
 from archrank.errors import ArchrankError, FailedWithPartial, Interrupted
@@ -62,17 +63,14 @@ def _default_run_dir(label: str, space: str, seed: int) -> Path:
 def _create_default(directory: Path, config: dict[str, Any], inputs: Any) -> tuple[Any, Path]:
     """Create a run under its default name, or under NAME-2, NAME-3, ... when another search
     took that name in the same second (searches started together)."""
-    from archrank.runs.store import RunStore
+    from archrank.runs.store import RunExists, RunStore
 
     for k in range(1, 100):
         candidate = directory if k == 1 else directory.with_name(f"{directory.name}-{k}")
-        if RunStore.exists(candidate) and not RunStore.half_created(candidate):
-            continue
         try:
             return RunStore.create(candidate, config, inputs), candidate
-        except ArchrankError as exc:
-            if "already holds a run" not in str(exc):
-                raise
+        except RunExists:
+            continue
     raise ArchrankError(f"{directory}: a hundred runs of that name; give --run-dir")
 
 
@@ -389,10 +387,7 @@ def search(
 def _shielded() -> Iterator[None]:
     """Cleanup that a second Ctrl-C must not cut short: the summary and the resume line come
     after it (GNU timeout and a terminal's process group can deliver two SIGINTs at once)."""
-    before = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(ValueError, OSError):  # not the main thread
-            before[sig] = signal.signal(sig, signal.SIG_IGN)
+    before = ignore_stop_signals()
     try:
         yield
     finally:
@@ -754,9 +749,9 @@ def _unfinished_main_job(runs: Path) -> Path | None:
     from archrank.datasets import canonical_spec
     from archrank.runs.store import RunStore
 
-    main = {"space": "nb201", "metric": "val_acc", "oracle": "train", "predictor": "gates",
-            "budget": MAIN_JOB["budget"], "seed": 0, "bench": None, "strategy_params": {},
-            "oracle_params": {"dataset": canonical_spec("mnist1d")}}
+    main = {**{k: MAIN_JOB[k] for k in ("space", "metric", "oracle", "budget")},
+            "predictor": MAIN_JOB["strategy"], "seed": 0, "bench": None, "strategy_params": {},
+            "oracle_params": {"dataset": canonical_spec("mnist1d")}}  # (strategy gates: guided)
     for run in sorted(runs.glob("gates-nb201-seed0-*"), reverse=True):
         try:
             if not RunStore.exists(run) or RunStore.is_running(run):

@@ -171,6 +171,11 @@ def _guarded(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class RunExists(ArchrankError):
+    """``RunStore.create`` where a run already is (another search's, or one created at the
+    same moment)."""
+
+
 class RunStore:
     """A run directory's database. Open with ``create``, ``open`` or ``memory``."""
 
@@ -196,7 +201,7 @@ class RunStore:
         run_dir = Path(run_dir)
         already = f"{run_dir}: already holds a run (resume it with --resume)"
         if cls.exists(run_dir) and not cls._unborn(run_dir):
-            raise ArchrankError(already)
+            raise RunExists(already)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -205,7 +210,7 @@ class RunStore:
         store = cls._connect(run_dir)
         if cls._state(run_dir) in ("ours", "foreign"):  # another process created it meanwhile
             store.close()  # (unreadable here: our own connect on a full disk; _init says so)
-            raise ArchrankError(already)
+            raise RunExists(already)
         # a database whose creation was killed before its configuration was written (it has
         # no run in it) is created again rather than left to block the directory for good
         store._init(config if inputs is None else {**config, INPUTS_KEY: inputs})
