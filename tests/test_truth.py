@@ -146,6 +146,44 @@ def test_a_cell_trained_for_another_set_of_picks_is_reused(tmp_path, nb201):
                .pending) == 2
 
 
+def test_a_table_of_more_seeds_is_built_from_a_table_of_fewer(tmp_path, nb201):
+    """``bench table --from``: the trainings a finished table holds (its per-seed columns)
+    are taken, so only the new seeds train; a table of another recipe is refused by name."""
+    pytest.importorskip("sklearn")
+    from archrank.truth import read_truth
+
+    oracle = TrainingOracle("nb201", "digits", recipe=TrainRecipe(epochs=1), width=4)
+    cells = [nb201.format(a) for a in nb201.sample(4, np.random.default_rng(0))]
+    small = TruthBuilder(oracle, cells, [0, 1], tmp_path / "s01.csv")
+    small.run(InlineExecutor())
+    small.write_csv()
+    big = TruthBuilder(oracle, cells[1:], [0, 1, 2], tmp_path / "s012.csv")
+    assert big.reuse_tables([tmp_path / "s01.csv"]) == 6
+    assert big.pending == [(c, 2) for c in cells[1:]]
+    trained = []
+    big.run(InlineExecutor(), on_result=lambda c, rec: trained.append(rec["seed"]))
+    assert trained == [2, 2, 2]
+    big.write_csv()
+    truth = read_truth(tmp_path / "s012.csv", "nb201")
+    assert truth.seeds == [0, 1, 2]
+    assert np.allclose(truth.per_seed[:, :2], small.values("val_acc")[1:], atol=1e-5)
+    assert np.allclose(truth.val_acc, truth.per_seed.mean(axis=1), atol=1e-5)
+    # resumed, the taken trainings are in its own journal
+    assert TruthBuilder(oracle, cells[1:], [0, 1, 2], tmp_path / "s012.csv").pending == []
+    # a journal (of an unfinished build of other seeds) is a source too
+    whole = TruthBuilder(oracle, cells, [0, 1, 2], tmp_path / "all.csv")
+    assert whole.reuse_tables([tmp_path / "s01.csv",
+                               journal_path(tmp_path / "s012.csv")]) == 8 + 3
+    assert whole.pending == [(cells[0], 2)]
+
+    other = TrainingOracle("nb201", "digits", recipe=TrainRecipe(epochs=2), width=4)
+    with pytest.raises(ArchrankError, match=r"s01\.csv: trained with another recipe"):
+        TruthBuilder(other, cells, [0, 1, 2], tmp_path / "o.csv").reuse_tables(
+            [tmp_path / "s01.csv"])
+    with pytest.raises(ArchrankError, match="no such truth table"):
+        big.reuse_tables([tmp_path / "missing.csv"])
+
+
 def test_bench_table_seeds_in_any_order_and_bad_sizes(cli, tmp_path):
     from archrank.cli.truth import parse_seeds
     from conftest import one_line_error

@@ -148,6 +148,95 @@ class TruthBuilder:
                 taken += 1
         return taken
 
+    def reuse_tables(self, tables: Iterable[str | Path]) -> int:
+        """Take into this journal the trainings that other truth tables (``bench table``
+        CSVs, finished) or their journals (``*.journal.jsonl``, finished or not) hold for
+        this table's cells and seeds, so that a table of more seeds is built from tables of
+        fewer without training anything twice; how many were taken.
+
+        Unlike ``reuse``, a source of another setting is an error, not skipped (it was named
+        on purpose): its recipe (a table's journal or JSON, as ``read_truth`` finds it) must
+        give the same recipe, width, depth and dataset fingerprint. A table keeps only the
+        mean training time of a cell, so each seed taken from it gets that mean as its own."""
+        with locked(self.journal, "the truth table's journal"):
+            taken = 0
+            for t in tables:
+                path = Path(t)
+                if not path.is_file():
+                    raise ArchrankError(f"{path}: no such truth table")
+                if path.name.endswith(".journal.jsonl"):
+                    taken += self._reuse_journal_file(path)
+                else:
+                    taken += self._reuse_table(path)
+            return taken
+
+    def _check_setting(self, path: Path, setting: dict[str, Any], source: str) -> None:
+        mine = self.header["oracle"]
+        pairs = {"recipe": (setting.get("recipe"), mine.get("recipe")),
+                 "width": (setting.get("width"), (mine.get("network") or {}).get("width")),
+                 "depth": (setting.get("depth"), (mine.get("network") or {}).get("depth")),
+                 "dataset": ((setting.get("dataset") or {}).get("fingerprint"),
+                             (mine.get("dataset") or {}).get("fingerprint"))}
+        differ = [k for k, (a, b) in pairs.items() if a != b]
+        if setting.get("space", self.space.name) != self.space.name:
+            differ.insert(0, "space")
+        if differ:
+            raise ArchrankError(f"{path}: trained with another {', '.join(differ)} (from "
+                                f"{source}) than this table")
+
+    def _reuse_journal_file(self, path: Path) -> int:
+        setting, source = _setting_from(path)
+        self._check_setting(path, setting, source)
+        _, records, _ = read_journal(path)
+        wanted = set(self.pending)
+        taken = 0
+        for rec in records:
+            try:
+                key = (self.space.format(self.space.parse(rec["arch"])), int(rec["seed"]))
+            except (KeyError, TypeError, ValueError, ArchrankError):
+                continue
+            if key in wanted and _stands(rec):
+                wanted.discard(key)
+                rec = {**rec, "arch": key[0]}
+                self.results[key] = rec
+                self._append(rec)
+                taken += 1
+        return taken
+
+    def _reuse_table(self, path: Path) -> int:
+        from archrank.tables import load_benchmark
+
+        self._check_setting(path, *_truth_setting(path, None))
+        _check_space(path, self.space)
+        bench = load_benchmark(path, self.space)
+        row_of = {self.space.format(a): i for i, a in enumerate(bench.archs)}
+        seeds = sorted({int(m.rsplit("_s", 1)[1]) for m in bench.metrics
+                        if "_s" in m and m.rsplit("_s", 1)[1].isdigit()
+                        and m.rsplit("_s", 1)[0] in METRICS})
+        cols = {c: bench.values(c) for c in ("params", "flops", "train_time_s")
+                if c in bench.metrics}
+        per = {(m, s): bench.values(f"{m}_s{s}") for m in METRICS for s in seeds
+               if f"{m}_s{s}" in bench.metrics}
+        taken = 0
+        for arch, seed in self.pending:
+            i = row_of.get(arch)
+            if i is None or seed not in seeds:
+                continue
+            metrics = {m: float(v[i]) for (m, s), v in per.items()
+                       if s == seed and math.isfinite(v[i])}
+            if "val_acc" not in metrics:  # that training failed there: trained here
+                continue
+            metrics.update({k: float(v[i]) for k, v in
+                            (("params", cols.get("params")), ("flops", cols.get("flops")),
+                             ("train_seconds", cols.get("train_time_s")))
+                            if v is not None and math.isfinite(v[i])})
+            rec = {"arch": arch, "seed": seed, "status": "ok", "metrics": metrics,
+                   "error": None, "from": str(path)}
+            self.results[(arch, seed)] = rec
+            self._append(rec)
+            taken += 1
+        return taken
+
     def _append(self, record: dict[str, Any]) -> None:
         with open(self.journal, "a") as fh:
             fh.write(json.dumps(record) + "\n")

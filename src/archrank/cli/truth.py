@@ -48,16 +48,21 @@ def bench_table(
     scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address."),
     out: Path = typer.Option(..., "--out", "-o", help="Truth table (CSV) to write."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the noise ceiling here."),
+    tables: list[Path] | None = typer.Option(
+        None, "--from", help="A truth table of the same recipe (repeatable): the trainings it "
+        "holds for these cells and seeds are taken, not trained again."),
 ) -> None:
     """Train N sampled cells with each training seed: a benchmark table of the means, per-seed
     values, stds, params, FLOPs and training seconds, and its noise ceiling.
 
     Every result is journaled as it arrives (OUT.journal.jsonl); run the same command again
-    after a kill and it continues where it stopped.
+    after a kill and it continues where it stopped. With --from, a table of more seeds is
+    built from tables of fewer: only the missing trainings run.
 
     Example:
       archrank bench table --space nb201 --dataset mnist1d --n 200 --sample-seed 0 \\
         --train-seeds 0,1,2 --workers 2 --out truth.csv
+      archrank bench table ... --train-seeds 0,1,2,3,4 --from truth.csv --out truth5.csv
     """
     from dataclasses import replace
 
@@ -74,7 +79,7 @@ def bench_table(
         check_table_path(out)  # before the data and the sample
     except ArchrankError as exc:
         raise ArchrankError(f"--out {exc}") from None
-    check_output(out, "--out", [dataset])
+    check_output(out, "--out", [dataset, *(tables or [])])
     if json_out is not None:
         check_output(json_out, "--json", [out, dataset])
     seeds = parse_seeds(train_seeds)
@@ -90,6 +95,9 @@ def bench_table(
         raise ArchrankError(f"--workers must be at least 1, got {workers}")
     executor = executor_for(workers, executor_kind, scheduler)  # a bad one: before the journal
     builder = TruthBuilder(oracle, cells, seeds, out, info)
+    if tables:
+        taken = builder.reuse_tables(tables)
+        err.print(f"{taken} trainings taken from {', '.join(map(str, tables))}")
     done0 = builder.total - len(builder.pending)
     err.print(f"truth table of {len(cells)} {space.name} cells x {len(seeds)} training seeds on "
               f"{oracle.dataset.name} (width {oracle.width}, depth {oracle.depth}, "
