@@ -300,6 +300,13 @@ def test_fair_supernets_keep_files_of_their_own(truth, tmp_path):
     assert any(n.startswith("fit-seed0-e1-fair-") for n in names), names
     assert not any(n.startswith(("supernet-seed0-e1.", "scores-seed0-e1-bn")) for n in names)
     [fair] = (tmp_path / "w").rglob("supernet-seed0-e1-fair.pt")
+    # a second bench on the same work dir and seed is refused while the first holds it
+    from archrank.files import hold_lock
+
+    held = hold_lock(fair, "a test")
+    with pytest.raises(ArchrankError, match="seed 0's supernet is in use"):
+        bench_oneshot(OneshotBench(**base, sampler="fair"))
+    held.close()
     fair.rename(fair.with_name("supernet-seed0-e1.pt"))  # a fair supernet under the uniform name
     with pytest.raises(ArchrankError, match="trained with the fair sampler, not uniform"):
         bench_oneshot(OneshotBench(**base))

@@ -334,3 +334,24 @@ def test_searches_started_in_the_same_second_get_their_own_folders(tmp_path, mon
     first.close()
     second.close()
     assert (a, b) == (Path("runs/x"), Path("runs/x-2"))
+
+
+def test_a_bench_holds_its_output_till_it_is_written(cli, tmp_path):
+    """bench predictor / bench search / zc hold their output from the start to the writing,
+    so that a second run on the same file is refused at once, not let in between the last
+    unit and the writing (where the first one's journal went away under it)."""
+    from archrank.files import hold_lock
+    from conftest import one_line_error
+
+    out = tmp_path / "out.json"
+    held = hold_lock(out, "a test")
+    for argv in (["bench", "predictor", "--space", "nb201", "--bench", tmp_path / "t.csv",
+                  "--metric", "val_acc", "--predictors", "gates", "--json", out],
+                 ["bench", "search", "--space", "nb201", "--bench", tmp_path / "t.csv",
+                  "--metric", "val_acc", "--strategies", "random", "--json", out]):
+        line = one_line_error(*cli(*argv)[::2])
+        assert "out.json: this bench's --json is in use" in line, line
+    line = one_line_error(*cli("zc", "--space", "nb201", "--dataset", "digits", "--n", "3",
+                               "--out", out)[::2])
+    assert "out.json: this score table (--out) is in use" in line, line
+    held.close()

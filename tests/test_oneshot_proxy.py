@@ -616,6 +616,12 @@ def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_p
         assert ckpt.setting.width == 4 and ckpt.finished
     code, _, err = cli(*args[:-2], "--work-dir", str(tmp_path / "w2"), "--dataset", "digits")
     assert code == 2 and "was trained on" in err
+    from archrank.files import hold_lock  # another bench on the work dir runs that search
+
+    held = hold_lock(tmp_path / "w" / "darts-seed0.pt", "a test")
+    code, _, err = cli(*args)
+    assert code == 2 and "the darts search of seed 0 is in use" in err, err
+    held.close()
     code, _, err = cli(*args, "--methods", "nope")
     assert code == 2 and "unknown search method 'nope'" in err
     code, _, err = cli(*args, "--methods", "proxy-darts:oiw=of")

@@ -233,3 +233,21 @@ def test_an_interrupted_fill_says_what_it_saved(tmp_path: Path, cli, monkeypatch
     calls.clear()
     status, out, err = cli("zc", "--fill", "--table", table, "--proxies", "synflow")
     assert status == 0 and f"computed {distinct - 25} cells" in out, err
+
+
+def test_a_second_fill_of_one_cache_is_refused(tmp_path: Path, cli, monkeypatch) -> None:
+    """Two ``zc --fill`` of the same cache computed the same cells side by side: the second
+    is refused while the first runs."""
+    from archrank.files import hold_lock
+    from archrank.zccache import ZCCache, ZCSetting
+
+    monkeypatch.setenv("ARCHRANK_CACHE_DIR", str(tmp_path / "cache"))
+    space = get_space("nb201")
+    table = tmp_path / "t.csv"
+    table.write_text("arch,acc\n" + "".join(
+        f"{space.format(a)},1\n" for a in space.sample(3, np.random.default_rng(5))))
+    path = ZCCache(space, ZCSetting.named("nb201", "benchmark")).path
+    held = hold_lock(path, "a test")
+    status, _, err = cli("zc", "--fill", "--table", table, "--proxies", "synflow")
+    assert status == 2 and "a fill of this zero-cost cache is in use" in err, err
+    held.close()

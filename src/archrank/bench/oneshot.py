@@ -176,13 +176,17 @@ def supernet_recipe(cfg: OneshotBench) -> Any:
     return TrainRecipe(epochs=cfg.epochs)
 
 
+def _checkpoint(ctx: _Context, seed: int) -> Path:
+    return ctx.work / f"supernet-seed{seed}-{_train_tag(ctx.cfg)}.pt"
+
+
 def _train(ctx: _Context, seed: int, progress: Progress | None) -> Any:
     """The finished supernet checkpoint of ``seed`` (trained, resumed or reused)."""
     from archrank.oneshot.checkpoint import load_checkpoint
     from archrank.oneshot.trainer import SupernetTrainer
 
     cfg, s = ctx.cfg, ctx.setting
-    path = ctx.work / f"supernet-seed{seed}-{_train_tag(cfg)}.pt"
+    path = _checkpoint(ctx, seed)
     if path.exists():
         ckpt = load_checkpoint(path, space=s.space, width=s.width, depth=s.depth)
         ckpt.dataset(ctx.data)  # the fingerprint check
@@ -336,6 +340,17 @@ def _judge(ctx: _Context, sc: np.ndarray) -> dict[str, Any]:
 
 
 def _one_seed(ctx: _Context, seed: int, say: Say, progress: Progress | None) -> dict[str, Any]:
+    """One seed's supernet, scores, fit and judgement; the seed's checkpoint is locked
+    meanwhile, so that two benches sharing a work dir (one per seed, as the docs run them)
+    never train or score the same seed at once: the second is refused."""
+    from archrank.files import locked
+
+    with locked(_checkpoint(ctx, seed), f"seed {seed}'s supernet"):
+        return _judge_seed(ctx, seed, say, progress)
+
+
+def _judge_seed(ctx: _Context, seed: int, say: Say, progress: Progress | None
+                ) -> dict[str, Any]:
     from archrank.metrics import kendall_tau
 
     cfg, truth = ctx.cfg, ctx.truth

@@ -27,6 +27,7 @@ import numpy as np
 
 from archrank.bench.common import envelope, percentile, stat
 from archrank.errors import ArchrankError
+from archrank.files import locked
 from archrank.oneshot.search import UNIFORM_METHODS, SearchResult, parse_method, search
 from archrank.truth import TruthBuilder, read_truth
 
@@ -94,11 +95,14 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
                 on_stage(f"{m} seed {seed}")
             # proxy settings always given, so a checkpoint of other settings is refused
             extra = {"proxy": {}} if method.startswith("proxy-") else {}
-            results.setdefault(m, []).append(search(
-                method, space=space, dataset=oracle.dataset, epochs=epochs, seed=seed,
-                width=oracle.width, depth=oracle.depth, checkpoint=ckpt,
-                resume=ckpt.exists(), on_step=on_step, on_choice=on_choice,
-                **{**extra, **(search_kwargs or {}), **kwargs}))
+            # locked while it runs: a second bench sharing the work dir is refused, not let
+            # to train the same search beside it
+            with locked(ckpt, f"the {m} search of seed {seed}"):
+                results.setdefault(m, []).append(search(
+                    method, space=space, dataset=oracle.dataset, epochs=epochs, seed=seed,
+                    width=oracle.width, depth=oracle.depth, checkpoint=ckpt,
+                    resume=ckpt.exists(), on_step=on_step, on_choice=on_choice,
+                    **{**extra, **(search_kwargs or {}), **kwargs}))
     picks = sorted({r.arch for rs in results.values() for r in rs})
     if on_stage:
         on_stage(f"stand-alone training of {len(picks)} cells x {len(train_seeds)} seeds")

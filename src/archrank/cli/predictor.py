@@ -20,7 +20,7 @@ from archrank.cli.app import (
 )
 from archrank.cli.search import keep_partial, resume_hint, save_report
 from archrank.errors import ArchrankError, FailedWithPartial, Interrupted
-from archrank.files import check_output, check_plot_dir, write_json
+from archrank.files import check_output, check_plot_dir, hold_lock, write_json
 from archrank.tables import with_filters
 
 
@@ -83,6 +83,9 @@ def bench_predictor(
     if json_out is not None:
         check_output(json_out, "--json", [bench])
     check_plot_dir(plot)
+    # held till the JSON is written and the journal gone: a second bench on the same --json
+    # is refused at once, not let in between the last fit and the writing
+    lock = json_out and hold_lock(json_out, "this bench's --json")  # noqa: F841
     bench = with_filters(bench, filters)
     names = parse_list(predictors, "predictors")
     sizes = parse_sizes(train_sizes)

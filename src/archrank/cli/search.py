@@ -35,7 +35,13 @@ from archrank.cli.app import (
     parse_sets,
 )
 from archrank.errors import ArchrankError, FailedWithPartial, Interrupted
-from archrank.files import check_output, check_plot_dir, write_json, write_output
+from archrank.files import (
+    check_output,
+    check_plot_dir,
+    hold_lock,
+    write_json,
+    write_output,
+)
 from archrank.tables import with_filters
 
 runs_app = typer.Typer(
@@ -529,6 +535,8 @@ def bench_search_cmd(
     if json_out is not None:
         check_output(json_out, "--json", [bench])
     check_plot_dir(plot)
+    # held till the JSON is written and the journal gone (as in bench predictor)
+    lock = json_out and hold_lock(json_out, "this bench's --json")  # noqa: F841
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     bench = with_filters(bench, filters)
     base = SearchConfig(space=space, bench=bench, metric=metric, strategy="random",

@@ -19,7 +19,7 @@ from rich.progress import (
 
 from archrank.cli.app import app, check_seed_option, console
 from archrank.errors import ArchrankError, Interrupted
-from archrank.files import check_output, open_output
+from archrank.files import check_output, hold_lock, open_output
 from archrank.spaces.base import SearchSpace
 
 
@@ -151,7 +151,9 @@ def zero_cost(
     start = time.perf_counter()
     parts: list[dict[str, np.ndarray]] = []  # finished chunks, written even after Ctrl-C
     chunk = 50
-    # every finished chunk is journaled beside --out: the same command continues after a kill
+    # every finished chunk is journaled beside --out: the same command continues after a kill;
+    # --out is held till it is written and the journal gone (a second zc on it is refused)
+    lock = hold_lock(out, "this score table (--out)")  # noqa: F841
     journal = journal_for(out)
     log = BenchJournal(journal, "zc", {
         "space": space_name, "dataset": load_dataset(dataset).fingerprint(), "n": n,
@@ -236,6 +238,10 @@ def _fill_cache(space_name: str, table: str | None, proxies: str | None, workers
     if table is None:
         cells = list(space.enumerate())
     cache = ZCCache(space, setting)
+    # one fill of a cache at a time: a second would compute the same cells beside it (each
+    # save merges, so nothing is lost, but the work is done twice); searches that read or
+    # top up the cache meanwhile are not held up (they merge under the cache's own lock)
+    lock = hold_lock(cache.path, "a fill of this zero-cost cache")  # noqa: F841
     start = time.perf_counter()
     with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
