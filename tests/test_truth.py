@@ -184,6 +184,31 @@ def test_a_table_of_more_seeds_is_built_from_a_table_of_fewer(tmp_path, nb201):
         big.reuse_tables([tmp_path / "missing.csv"])
 
 
+def test_bench_table_trains_the_cells_of_a_file(cli, tmp_path, nb201):
+    """--cells: the given cells (the picks of searches to judge), each once however spelled,
+    in file order; a bad line is named; --n and --cells are exclusive."""
+    pytest.importorskip("sklearn")
+    from conftest import one_line_error
+
+    a, b = (nb201.format(c) for c in nb201.sample(2, np.random.default_rng(3)))
+    cells = tmp_path / "picks.txt"
+    cells.write_text(f"# picks\n{b}\n\n{a}  # seed 1\n{b}\n")
+    out = tmp_path / "p.csv"
+    status, _, err = cli("bench", "table", "--dataset", "digits", "--cells", cells,
+                         "--train-seeds", "0", "--epochs", "1", "--width", "4", "--out", out)
+    assert status == 0, err
+    assert [r.split(",")[0] for r in out.read_text().splitlines()[1:]] == [b, a]
+    journal = json.loads(journal_path(out).read_text().splitlines()[0])
+    assert journal["cells_file"] == str(cells) and "n" not in journal
+    cells.write_text(f"{a}\n|nor_conv_3x3~0|+|bad\n")
+    line = one_line_error(*cli("bench", "table", "--dataset", "digits", "--cells", cells,
+                               "--out", tmp_path / "q.csv")[::2])
+    assert "picks.txt: line 2: not a nb201 cell" in line
+    line = one_line_error(*cli("bench", "table", "--n", "3", "--cells", cells,
+                               "--out", tmp_path / "q.csv")[::2])
+    assert "give --n (a uniform sample of cells) or --cells FILE, one of them" in line
+
+
 def test_bench_table_seeds_in_any_order_and_bad_sizes(cli, tmp_path):
     from archrank.cli.truth import parse_seeds
     from conftest import one_line_error

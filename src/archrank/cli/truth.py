@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
@@ -27,13 +28,37 @@ def parse_seeds(text: str) -> list[int]:
     return sorted(seeds)  # the table's columns (and read_truth) go in increasing order
 
 
+def read_cells(path: Path, space: Any) -> list[str]:
+    """The distinct cells of a ``--cells`` file, in file order (a cell named twice, also in
+    another spelling of the same cell, is trained once); one-line errors naming the line."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArchrankError(f"--cells {path}: cannot read ({exc})") from None
+    cells: dict[str, None] = {}
+    for i, line in enumerate(lines, start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            cells[space.format(space.parse(text))] = None
+        except (ArchrankError, ValueError) as exc:
+            raise ArchrankError(f"{path}: line {i}: not a {space.name} cell ({exc})") from None
+    if not cells:
+        raise ArchrankError(f"--cells {path}: no cell in the file")
+    return list(cells)
+
+
 @bench_app.command("table")
 def bench_table(
     space_name: str = typer.Option("nb201", "--space",
                                    help="Search space: nb201, nb101 or darts."),
     dataset: str = typer.Option("mnist1d", "--dataset",
                                 help="mnist1d, digits or a .npz file (x_train, y_train, ...)."),
-    n: int = typer.Option(..., "--n", help="Distinct cells, sampled uniformly."),
+    n: int | None = typer.Option(None, "--n", help="Distinct cells, sampled uniformly."),
+    cells_file: Path | None = typer.Option(
+        None, "--cells", help="Train these cells instead of a sample: a file of one cell per "
+        "line (# starts a comment), such as the picks of searches to judge."),
     sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of the cell sample."),
     train_seeds: str = typer.Option("0,1,2", "--train-seeds", help="Training seeds, e.g. 0,1,2."),
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs per training (default: "
@@ -72,14 +97,16 @@ def bench_table(
     from archrank.spaces import get_space
     from archrank.truth import TruthBuilder, check_table_path, noise_ceiling, recipe_info
 
-    if n < 1:
+    if (n is None) == (cells_file is None):
+        raise ArchrankError("give --n (a uniform sample of cells) or --cells FILE, one of them")
+    if n is not None and n < 1:
         raise ArchrankError(f"--n must be at least 1, got {n}")
     check_seed_option(sample_seed, "--sample-seed")
     try:
         check_table_path(out)  # before the data and the sample
     except ArchrankError as exc:
         raise ArchrankError(f"--out {exc}") from None
-    check_output(out, "--out", [dataset, *(tables or [])])
+    check_output(out, "--out", [dataset, *(tables or []), *([cells_file] if cells_file else [])])
     if json_out is not None:
         check_output(json_out, "--json", [out, dataset])
     seeds = parse_seeds(train_seeds)
@@ -89,8 +116,13 @@ def bench_table(
     oracle = TrainingOracle(space, dataset_spec(dataset), width=width, depth=depth)
     if epochs is not None:
         oracle.recipe = replace(oracle.recipe, epochs=epochs)
-    cells = [space.format(a) for a in sample_unique(space, n, np.random.default_rng(sample_seed))]
-    info = {"n": n, "sample_seed": sample_seed, **recipe_info(oracle)}
+    if cells_file is not None:
+        cells = read_cells(cells_file, space)
+        info = {"cells_file": str(cells_file), **recipe_info(oracle)}
+    else:
+        cells = [space.format(a) for a in sample_unique(space, n, np.random.default_rng(
+            sample_seed))]
+        info = {"n": n, "sample_seed": sample_seed, **recipe_info(oracle)}
     if workers < 1:  # before the journal is written
         raise ArchrankError(f"--workers must be at least 1, got {workers}")
     executor = executor_for(workers, executor_kind, scheduler)  # a bad one: before the journal
