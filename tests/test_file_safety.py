@@ -355,3 +355,33 @@ def test_a_bench_holds_its_output_till_it_is_written(cli, tmp_path):
                                "--out", out)[::2])
     assert "out.json: this score table (--out) is in use" in line, line
     held.close()
+
+
+def test_a_model_save_cut_short_keeps_the_earlier_file(tmp_path, monkeypatch):
+    """Predictors and auto-encoders save through an atomic rename: a save killed midway
+    left a truncated model where a whole one was; a stream is no place for a model."""
+    import numpy as np
+    import torch
+
+    from archrank.errors import ArchrankError
+    from archrank.predictors.base import make_predictor
+    from archrank.spaces import get_space
+
+    space = get_space("nb201")
+    cells = space.sample(20, np.random.default_rng(0))
+    model = make_predictor("rf", space, seed=0).fit(cells, np.arange(20.0))
+    path = tmp_path / "m.pt"
+    model.save(path)
+    before = path.read_bytes()
+
+    def cut_short(obj, f):
+        Path(f).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+    with pytest.raises(ArchrankError, match="not to a stream"):
+        model.save("/dev/stdout")

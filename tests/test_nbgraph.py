@@ -243,7 +243,7 @@ def test_saving_where_nothing_can_be_written_is_one_line(tmp_path) -> None:
     space = get_space("nb201")
     cells = space.sample(30, np.random.default_rng(0))
     model = make_predictor("rf", space, seed=0).fit(cells, np.arange(30.0))
-    with pytest.raises(ArchrankError, match=r"is a folder; give a file name"):
+    with pytest.raises(ArchrankError, match=r"is a directory; give a file name"):
         model.save(tmp_path)
     with pytest.raises(ArchrankError, match=r"/proc/x\.pt: cannot write \(No such file"):
         model.save("/proc/x.pt")  # (a folder that exists, a file torch cannot create)

@@ -182,22 +182,19 @@ def signal_matrix_arg(value: Any, n: int, names: Sequence[str], what: str,
     return arr
 
 
-def check_save_path(path: str | Path) -> None:
-    """A one-line error for a file path a model cannot be written to (torch's own errors
-    name its C++ source line)."""
-    target = Path(path)
-    if target.is_dir():
-        raise ArchrankError(f"{path} is a folder; give a file name, e.g. {target / 'model.pt'}")
-    if not target.parent.is_dir():
-        raise ArchrankError(f"{path}: folder {target.parent} does not exist")
-
-
 def save_torch_file(obj: Any, path: str | Path) -> None:
-    """``torch.save`` with the checks of ``check_save_path`` and a one-line error for a file
-    that cannot be written (torch's names its C++ source line)."""
-    check_save_path(path)
+    """``torch.save`` with the output checks every command makes (``files.check_output``: a
+    folder, a missing folder, an unwritable file), written through ``files.atomic_path`` (a
+    kill while saving leaves the earlier file whole), and a one-line error for a file that
+    cannot be written (torch's names its C++ source line)."""
+    from archrank.files import atomic_path, check_output, is_stream
+
+    check_output(path, "")
+    if is_stream(path):
+        raise ArchrankError(f"{path}: a model is saved to a file, not to a stream")
     try:
-        torch.save(obj, Path(path))
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
     except (OSError, RuntimeError) as exc:
         text = str(exc)  # torch's: "[enforce fail at ...] ... strerror: REASON"
         why = text.rsplit("strerror:", 1)[1].strip() if "strerror:" in text else \
