@@ -17,10 +17,12 @@ control cells measure that shift (``seed_shift``: the median over them of fresh 
 ``val_acc``) and the ``*_shift_corrected`` figures take it out. SEEDS may be the truth's own
 (``0,1,2``): that is how ``bench oneshot-search`` judges a pick, and ``reproduced`` then says
 which share of the trainings gave the truth's value again (1.0 on the truth's machine).
-``rotation`` is a bound that needs no training (see ``rotation``), ``truth_seed_means`` the
+``rotation`` and ``split_half`` are bounds that need no training (``bounds`` computes them
+alone, for a truth of any number of seeds), ``truth_seed_means`` the
 truth's mean ``val_acc`` per training seed.
 
     python benchmarks/pick_ceiling.py TRUTH.csv DATASET K WORK_DIR OUT.json [SEEDS [CONTROL]]
+    python benchmarks/pick_ceiling.py bounds TRUTH.csv [K]    # no training: rotation, split_half
     # e.g. benchmarks/truth/nb201_mnist1d_w16.csv mnist1d:num_samples=20000,val_fraction=0.8
     #      20 pick-ceiling pick_ceiling.json 3,4,5 60
 
@@ -56,6 +58,44 @@ def rotation(per_seed: np.ndarray, k: int) -> dict[str, float]:
         out[f"top{top}_percentile_mean"] = float(np.mean(pct))
         out[f"top{top}_in_top10pct"] = float(np.mean(np.array(pct) >= 90))
     return out
+
+
+def split_half(per_seed: np.ndarray, k: int) -> dict[str, float]:
+    """A bound without training for a truth of an even number of seeds 2h: choose the best
+    cells by the mean of h seeds and judge them by the mean of the other h (their percentile
+    among the other half's means), over every split of the seeds into halves and both
+    directions. This is a pick as good as an h-seed truth's own order, judged as
+    ``bench oneshot-search`` judges against an h-seed truth: by independent trainings."""
+    import itertools
+
+    n = per_seed.shape[1]
+    if n < 2 or n % 2:
+        return {}
+    out: dict[str, float] = {"splits": 0}
+    pct: dict[int, list[float]] = {1: [], 5: [], k: []}
+    for half in itertools.combinations(range(n), n // 2):
+        if 0 not in half:  # each split once; both directions below
+            continue
+        other = [j for j in range(n) if j not in half]
+        a, b = per_seed[:, list(half)].mean(axis=1), per_seed[:, other].mean(axis=1)
+        for choose, judge in ((a, b), (b, a)):
+            order = np.argsort(-choose, kind="stable")
+            for top in pct:
+                pct[top] += [percentile(judge, judge[i]) for i in order[:top]]
+            out["splits"] += 1
+    for top, values in pct.items():
+        out[f"top{top}_percentile_mean"] = float(np.mean(values))
+        out[f"top{top}_in_top10pct"] = float(np.mean(np.array(values) >= 90))
+    return out
+
+
+def bounds(truth_path: str, k: int = 20) -> dict[str, object]:
+    """The bounds that need no training, for a truth of any number of seeds."""
+    truth = read_truth(truth_path, "nb201")
+    ok = ~np.isnan(truth.per_seed).any(axis=1)
+    return {"truth": truth_path, "truth_seeds": truth.seeds, "cells": int(ok.sum()),
+            "rotation": rotation(truth.per_seed[ok], k),
+            "split_half": split_half(truth.per_seed[ok], k), "ceiling": truth.ceiling()}
 
 
 def main(truth_path: str, dataset: str, k: int, work_dir: str, out: str,
@@ -142,6 +182,9 @@ def main(truth_path: str, dataset: str, k: int, work_dir: str, out: str,
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["bounds"] and len(sys.argv) in (3, 4):
+        print(json.dumps(bounds(sys.argv[2], *map(int, sys.argv[3:])), indent=1))
+        sys.exit()
     if len(sys.argv) not in (6, 7, 8):
         sys.exit(__doc__)
     try:
