@@ -24,6 +24,14 @@ err = Console(stderr=True, markup=False, highlight=False, emoji=False)
 # 12,800-signal split of the MNIST-1D default costs five times as much a path.
 VAL_SAMPLES = 2000
 
+# Exit statuses (README "Exit status"; ``archrank.cli.run`` maps exceptions to them): 0
+# success, CHECK_FAILED, BAD_INPUT, 128 + the signal for an interruption (130 SIGINT, 143
+# SIGTERM), BROKEN_PIPE, INTERNAL_ERROR.
+CHECK_FAILED = 1  # a check that ran and failed (bench check found bad rows)
+BAD_INPUT = 2  # bad input or option: a one-line error
+INTERNAL_ERROR = 70  # a bug (EX_SOFTWARE of sysexits.h)
+BROKEN_PIPE = 128 + 13  # the reader stopped reading (as a program SIGPIPE killed)
+
 
 # -- --set options ---------------------------------------------------------------------------
 def ignore_stop_signals() -> dict[int, Any]:
