@@ -124,3 +124,42 @@ def test_the_help_lists_every_registered_predictor() -> None:
     from archrank.predictors.base import PREDICTORS
 
     assert PREDICTOR_NAMES.split(", ") == sorted(PREDICTORS)
+
+
+# Every command that trains networks names the flag of an out-of-range recipe value (search
+# and bench table said "epochs and batch sizes must be positive", naming no flag).
+EPOCHS_ARGV = [
+    ("search", "--oracle", "train", "--budget", "2"),
+    ("oneshot", "train", "--out", "{tmp}/s.pt"),
+    ("oneshot", "search", "--out", "{tmp}/s.pt"),
+    ("bench", "oneshot", "--truth", "{tmp}/truth.csv"),
+    ("bench", "oneshot-search", "--truth", "{tmp}/truth.csv", "--json", "{tmp}/o.json"),
+]
+
+
+@pytest.mark.parametrize("argv", EPOCHS_ARGV, ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_epochs_out_of_range_names_the_flag(tmp_path, cli, argv, value):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    status, _, err = cli(*argv, "--epochs", value)
+    line = one_line_error(status, err)
+    assert f"--epochs must be at least 1, got {value}" in line
+    assert not (tmp_path / "s.pt").exists()
+
+
+@pytest.mark.parametrize("argv", [EPOCHS_ARGV[0], EPOCHS_ARGV[1], EPOCHS_ARGV[2]],
+                         ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("flag", ["--width", "--depth"])
+def test_network_size_out_of_range_names_the_flag(tmp_path, cli, argv, flag):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    line = one_line_error(*cli(*argv, flag, "0")[::2])
+    assert f"{flag} must be at least 1, got 0" in line
+
+
+def test_a_recipe_names_its_field():
+    from archrank.oracles.training import TrainRecipe
+
+    with pytest.raises(ArchrankError, match="epochs must be at least 1, got 0"):
+        TrainRecipe(epochs=0)
+    with pytest.raises(ArchrankError, match="batch_size must be at least 1, got -1"):
+        TrainRecipe(batch_size=-1)

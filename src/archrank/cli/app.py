@@ -96,6 +96,21 @@ def check_seed_option(seed: int | None, flag: str = "--seed") -> None:
         raise ArchrankError(f"{flag} must lie in 0..{2**32 - 1}, got {seed}")
 
 
+def check_least(**flags: tuple[float | None, float]) -> None:
+    """One-line errors naming the flag for values below their least, before any work starts
+    (``epochs=(epochs, 1)`` checks ``--epochs``; ``None``: not given): a recipe or network
+    that refused the value later said so without the flag. An option named ``lr`` must be
+    above 0 rather than at least it."""
+    for name, (value, least) in flags.items():
+        flag = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if name == "lr" and not value > 0:
+            raise ArchrankError(f"{flag} must be above 0, got {value}")
+        if value < least:
+            raise ArchrankError(f"{flag} must be at least {least:g}, got {value}")
+
+
 # the registry's names (archrank.predictors, which imports torch: not at CLI start-up); a test
 # keeps the two alike
 PREDICTOR_NAMES = "gates, gates++, gcn, lstm, mlp, rf, rf_path, ssa, xgb, xgb_path"

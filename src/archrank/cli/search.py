@@ -28,6 +28,7 @@ from archrank.cli.app import (
     PREDICTOR_NAMES,
     app,
     bench_app,
+    check_least,
     check_seed_option,
     console,
     err,
@@ -117,9 +118,7 @@ def _oracle_params(oracle: str | None, dataset: str | None, epochs: int | None,
         return {"dataset": canonical_spec("mnist1d")} if oracle == "train" else None
     if oracle not in (None, "train"):
         raise ArchrankError(only)
-    for name, value in (("--width", width), ("--depth", depth)):
-        if value is not None and value < 1:
-            raise ArchrankError(f"{name} must be at least 1, got {value}")
+    check_least(epochs=(epochs, 1), width=(width, 1), depth=(depth, 1))
     params: dict[str, Any] = {"dataset": canonical_spec(dataset or "mnist1d")}
     params.update({k: v for k, v in (("width", width), ("depth", depth)) if v is not None})
     if epochs is not None:
