@@ -48,6 +48,8 @@ def check_report(spec: str, space_name: str, metric: str | None = None,
                 if len(mismatches) < show:
                     mismatches.append({where_unit: where(i), "recorded": rec, "computed": got})
     report: dict[str, Any] = {
+        "kind": "bench-check",  # a record, no report input (report.kinds.RECORDS)
+        "schema": 1,
         "file": spec,
         "space": space.name,
         "rows": scan.rows,

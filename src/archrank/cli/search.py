@@ -409,6 +409,8 @@ def search_summary(config: Any, result: Any, directory: Path | None,
     if best is not None:
         found_at = 1 + [r.seq for r in result.finished].index(best.seq)
     return {
+        "kind": "search-summary",  # no report of its own: the report reads its run_dir
+        "schema": 1,
         "run_dir": None if directory is None else str(directory),
         "strategy": config.label,
         "space": config.space,
@@ -671,39 +673,56 @@ def runs_export(
 
 
 @runs_app.command("show")
-def runs_show(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+def runs_show(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the same as JSON here "
+                                         "('-': standard output, instead of the table)."),
+) -> None:
     """Show a run's configuration, progress and best cell.
 
-    Example: archrank runs show runs/demo
+    Example: archrank runs show runs/demo --json -
     """
     from archrank.runs.store import RunStore
 
+    if json_out is not None:
+        check_output(json_out, "--json", [run_dir])
     with RunStore.open(run_dir, readonly=True) as store:
         config, counts, records = store.config, store.counts(), store.records()
         run_dir = store.run_dir or run_dir  # RUN/run.sqlite names its directory
-    table = Table(title=str(run_dir), show_header=False)
-    table.add_column("", style="bold", no_wrap=True)
-    table.add_column("", overflow="fold")
-    for key, value in config.items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
     running = RunStore.is_running(run_dir)
     pending = f"{counts['pending']} pending"
     if counts["pending"] and running is False:  # no process has it
         pending = (f"{counts['pending']} unfinished (the run is not running: they are "
                    f"evaluated again by archrank search --resume {run_dir})")
-    table.add_row("evaluations", f"{counts['ok']} ok, {counts['failed']} failed, {pending}")
     done, budget = counts["ok"] + counts["failed"], config.get("budget")
     if running:
-        status = "running"
+        state, status = "running", "running"
     elif isinstance(budget, int) and done < budget:  # stopped between evaluations
-        status = (f"stopped at {done} of {budget} evaluations (archrank search --resume "
-                  f"{run_dir} continues it)")
+        state, status = "stopped", (f"stopped at {done} of {budget} evaluations (archrank "
+                                    f"search --resume {run_dir} continues it)")
+    elif running is False:
+        state = status = "finished"
     else:
-        status = "finished" if running is False else "not known (the run's lock is unreadable)"
-    table.add_row("status", status)
+        state, status = "unknown", "not known (the run's lock is unreadable)"
     ok = [r for r in records if r.status == "ok" and r.objective is not None]
-    if ok:
-        best = max(ok, key=lambda r: r.objective)  # type: ignore[arg-type,return-value]
+    best = max(ok, key=lambda r: r.objective) if ok else None  # type: ignore[arg-type,return-value]
+    if json_out is not None:
+        write_json(json_out, {
+            "kind": "run-show", "schema": 1, "run_dir": str(Path(run_dir).resolve()),
+            "config": config, "evaluations": {k: counts[k] for k in ("ok", "failed", "pending")},
+            "status": state, "status_text": status,
+            "best": None if best is None else {"arch": best.arch, "hash": best.hash,
+                                               "value": best.objective, "metrics": best.metrics}})
+        if str(json_out) == "-":
+            return
+    table = Table(title=str(run_dir), show_header=False)
+    table.add_column("", style="bold", no_wrap=True)
+    table.add_column("", overflow="fold")
+    for key, value in config.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    table.add_row("evaluations", f"{counts['ok']} ok, {counts['failed']} failed, {pending}")
+    table.add_row("status", status)
+    if best is not None:
         table.add_row("best", f"{_fmt(best.objective)}  {best.arch}")
     console.print(table)
 
