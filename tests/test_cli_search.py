@@ -366,3 +366,25 @@ def test_report_of_a_search_json_reports_its_run(cli, small_run, tmp_path):
     line = one_line_error(*cli("report", tmp_path / "c.json", "--out", tmp_path / "r.html")[::2])
     assert "output of `archrank bench check --json` (kind 'bench-check'), which has no report" \
         in line
+
+
+def test_an_exported_run_read_back_has_no_bookkeeping_metrics(cli, small_run, tmp_path):
+    """`runs export --csv` given as --bench: seq, started, finished, batch... read as metrics
+    (listed by bench check, accepted as --metric)."""
+    run_dir, _ = small_run
+    assert cli("runs", "export", run_dir, "--csv", "--out", tmp_path / "e.csv")[0] == 0
+    code, _, err = cli("bench", "check", tmp_path / "e.csv", "--space", "nb201", "--json",
+                       tmp_path / "c.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "c.json").read_text())["metrics"] == ["objective", "cost",
+                                                                         "acc"]
+    for column in ("started", "seq", "status"):
+        line = one_line_error(*cli("search", "--space", "nb201", "--bench", tmp_path / "e.csv",
+                                   "--space-from-bench", "--metric", column, "--budget", "2",
+                                   "--run-dir", tmp_path / "r2")[::2])
+        assert f"column {column!r}" in line and "bookkeeping of an exported run" in line
+    # a table that merely has a column called seq keeps it as a metric
+    table = tmp_path / "own.csv"
+    table.write_text("arch,seq,acc\n" + f"{SMALL[0]},1,90\n{SMALL[1]},2,91\n")
+    assert cli("bench", "check", table, "--space", "nb201", "--json", tmp_path / "o.json")[0] == 0
+    assert json.loads((tmp_path / "o.json").read_text())["metrics"] == ["seq", "acc"]
