@@ -388,3 +388,36 @@ def test_an_exported_run_read_back_has_no_bookkeeping_metrics(cli, small_run, tm
     table.write_text("arch,seq,acc\n" + f"{SMALL[0]},1,90\n{SMALL[1]},2,91\n")
     assert cli("bench", "check", table, "--space", "nb201", "--json", tmp_path / "o.json")[0] == 0
     assert json.loads((tmp_path / "o.json").read_text())["metrics"] == ["seq", "acc"]
+
+
+def test_a_budget_past_the_cells_is_capped_with_a_note(cli, small_run, tmp_path):
+    """`search --budget 1000000000` was taken as given (bench search capped it already)."""
+    _, table = small_run
+    argv = ["search", "--space", "nb201", "--bench", table, "--metric", "acc",
+            "--space-from-bench", "--strategy", "random", "--budget", "1000000000",
+            "--run-dir", tmp_path / "big", "--json", tmp_path / "big.json"]
+    code, _, err = cli(*argv)
+    assert code == 0, err
+    assert ("warning: --budget 1,000,000,000 is more than the 4 distinct cells with a value "
+            "of acc: every search ends by then, so the budget is 4") in err
+    assert json.loads((tmp_path / "big.json").read_text())["budget"] == 4
+    code, _, err = cli(*argv)  # the same command continues the same run
+    assert code == 0, err
+    code, _, err = cli("bench", "search", "--space", "nb201", "--bench", table, "--metric", "acc",
+                       "--space-from-bench", "--strategies", "random", "--seeds", "1",
+                       "--budget", "1000000000", "--json", tmp_path / "b.json")
+    assert code == 0 and "so the budget is 4" in err, err
+    assert json.loads((tmp_path / "b.json").read_text())["budget"] == 4
+
+
+def test_a_training_search_is_capped_at_the_space():
+    from archrank.runs.config import SearchConfig, cap_budget
+
+    config = SearchConfig(space="nb201", metric="val_acc", oracle="train", budget=10**9)
+    capped, note = cap_budget(config)
+    assert capped.budget == 8765 and "distinct cells of nb201" in (note or "")
+    assert cap_budget(SearchConfig(space="nb201", metric="val_acc", oracle="train",
+                                   budget=40)) == (SearchConfig(space="nb201", metric="val_acc",
+                                                                oracle="train", budget=40), None)
+    darts = SearchConfig(space="darts", metric="val_acc", oracle="train", budget=10**9)
+    assert cap_budget(darts) == (darts, None)  # too many to count: as given

@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -138,7 +139,7 @@ def resolve_run(
     ``options`` holds the options the user gave explicitly (others are ``None``). Returns
     ``(config, run_dir, existing)``.
     """
-    from archrank.runs.config import SearchConfig, as_recorded
+    from archrank.runs.config import SearchConfig, as_recorded, cap_budget
     from archrank.runs.store import RunStore
 
     given = {k: v for k, v in options.items() if v is not None}
@@ -166,6 +167,8 @@ def resolve_run(
             wanted = as_recorded(replace(wanted, predictor_defaults=recorded.predictor_defaults,
                                          defaults_session=recorded.defaults_session),
                                  store_inputs, raw)
+        if wanted.budget > recorded.budget and cap_budget(wanted)[0].budget == recorded.budget:
+            wanted = replace(wanted, budget=recorded.budget)  # the same command, capped alike
         diff = recorded.differences(wanted)
         if diff:
             mine = wanted.differences(recorded)
@@ -267,7 +270,7 @@ def search(
       archrank search --resume runs/demo
     """
     from archrank.executors import close_now
-    from archrank.runs.config import build_oracle, build_strategy
+    from archrank.runs.config import build_oracle, build_strategy, cap_budget
     from archrank.runs.loop import TooManyFailures, executor_for, run_search
     from archrank.runs.store import RunStore
 
@@ -319,6 +322,10 @@ def search(
         options["oracle_params"] = {**recorded_params, **given_params}
     config, directory, existing = resolve_run(options, run_dir, resume)
     the_oracle = build_oracle(config)
+    if not existing:  # (a run keeps the budget it was created with)
+        config, note = cap_budget(config)
+        if note is not None:
+            warnings.warn(note, stacklevel=1)
     strat = build_strategy(config)
     inputs = the_oracle.describe()
     # The executor before the run directory: a bad --scheduler leaves nothing behind.
