@@ -163,3 +163,38 @@ def test_a_recipe_names_its_field():
         TrainRecipe(epochs=0)
     with pytest.raises(ArchrankError, match="batch_size must be at least 1, got -1"):
         TrainRecipe(batch_size=-1)
+
+
+def _every_command():
+    import typer
+
+    from archrank.cli.app import app, tidy_help
+
+    def walk(command, path):
+        yield path, command
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            yield from walk(sub, [*path, name])
+
+    yield from walk(tidy_help(typer.main.get_command(app)), [])
+
+
+def test_help_shows_switches_without_metavar_and_defaults_one_way(cli):
+    """`--help <bool>`, defaults as '(100)', '(default: X)' and '[default: X]' side by side,
+    and prose paragraphs broken where the source line ended ('again' / 'after a kill')."""
+    import re
+
+    seen = 0
+    for path, command in _every_command():
+        seen += 1
+        status, out, err = cli(*path, "--help")
+        assert status == 0 and "<bool>" not in out, (path, err)
+        for param in command.params:  # a default in words is at the end, shown as typer's
+            words = re.search(r"\((default\b[^()]*|-?\d[\d.,_]*)\)\.?$", param.help or "")
+            assert not words, (path, param.name)
+    assert seen > 20
+    _, out, _ = cli("search", "--help")
+    assert "Evaluations to spend. [default: 100]" in out
+    _, out, _ = cli("bench", "table", "--help")
+    assert "run the same command again after a kill" in out  # one line at 200 columns
+    assert "[default: the training oracle's for the dataset]" in out
+    assert "  archrank bench table ... --train-seeds 0,1,2,3,4" in out  # examples keep lines

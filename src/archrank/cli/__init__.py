@@ -50,6 +50,7 @@ from archrank.cli.app import (
     console,
     err,
     ignore_stop_signals,
+    tidy_help,
 )
 from archrank.errors import ArchrankError, Interrupted
 
@@ -162,7 +163,7 @@ def _run(args: list[str]) -> int:
         try:
             # Not ``app(...)``: typer's own main turns Ctrl-C into a bare exit status
             # 130, losing what the interrupted command had to say (and which signal).
-            command = typer.main.get_command(app)
+            command = tidy_help(typer.main.get_command(app))
             _one_process_unless_training(args)
             with command.make_context("archrank", args) as ctx, _stdout_for_data(args):
                 command.invoke(ctx)
