@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from conftest import one_line_error
+
 
 @pytest.fixture
 def base(nb201_csv) -> list[str]:
@@ -299,3 +301,123 @@ def test_set_may_name_the_strategy_it_configures(cli, base, tmp_path):
 
     with RunStore.open(tmp_path / "r", readonly=True) as store:
         assert store.config["strategy_params"] == {"population": 5}
+
+
+SMALL = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+         "nor_conv_3x3~2|",
+         "|skip_connect~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+         "nor_conv_3x3~2|",
+         "|avg_pool_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+         "nor_conv_3x3~2|",
+         "|none~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+         "nor_conv_3x3~2|"]
+
+
+@pytest.fixture
+def small_run(cli, tmp_path):
+    """A finished random search of 3 evaluations on a 4-cell table, and its --json."""
+    table = tmp_path / "small.csv"
+    table.write_text("arch,acc\n" + "".join(f"{c},{90 + i}\n" for i, c in enumerate(SMALL)))
+    run_dir = tmp_path / "run"
+    code, _, err = cli("search", "--space", "nb201", "--bench", table, "--metric", "acc",
+                       "--strategy", "random", "--budget", "3", "--space-from-bench",
+                       "--run-dir", run_dir,
+                       "--json", tmp_path / "s.json")
+    assert code == 0, err
+    return run_dir, table
+
+
+def test_runs_show_json_says_what_the_table_says(cli, small_run, tmp_path):
+    run_dir, _ = small_run
+    code, table_out, _ = cli("runs", "show", run_dir)
+    assert code == 0
+    code, out, err = cli("runs", "show", run_dir, "--json", "-")
+    assert code == 0, err
+    shown = json.loads(out)  # only the JSON on stdout
+    assert shown["kind"] == "run-show" and shown["run_dir"] == str(run_dir.resolve())
+    assert shown["evaluations"] == {"ok": 3, "failed": 0, "pending": 0}
+    assert shown["status"] == "finished" and shown["config"]["budget"] == 3
+    assert shown["best"]["arch"] in table_out and shown["config"]["strategy"] == "random"
+    code, out, _ = cli("runs", "show", run_dir, "--json", tmp_path / "show.json")
+    assert code == 0 and "3 ok, 0 failed" in out  # a file: the table too
+    assert json.loads((tmp_path / "show.json").read_text()) == shown
+
+
+def test_report_of_a_search_json_reports_its_run(cli, small_run, tmp_path):
+    """`search --json` wrote no kind: `report` said 'JSON without a kind field'."""
+    run_dir, table = small_run
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["kind"] == "search-summary" and summary["schema"] == 1
+    assert cli("runs", "show", run_dir, "--json", tmp_path / "show.json")[0] == 0
+    for source in ("s.json", "show.json"):  # the report of the run they stand for
+        code, _, err = cli("report", tmp_path / source, "--out", tmp_path / "r.html")
+        assert code == 0, err[-300:]
+        assert 'alt="runs0_best_so_far"' in (tmp_path / "r.html").read_text()
+    del summary["kind"], summary["schema"]  # written before kinds: recognised all the same
+    (tmp_path / "old.json").write_text(json.dumps(summary))
+    assert cli("report", tmp_path / "old.json", "--out", tmp_path / "r.html")[0] == 0
+    (tmp_path / "gone.json").write_text(json.dumps({**summary, "run_dir": "nowhere"}))
+    line = one_line_error(*cli("report", tmp_path / "gone.json", "--out",
+                               tmp_path / "r.html")[::2])
+    assert "output of `archrank search --json`" in line and "nowhere" in line
+
+    assert cli("bench", "check", table, "--space", "nb201", "--json",
+               tmp_path / "c.json")[0] == 0
+    line = one_line_error(*cli("report", tmp_path / "c.json", "--out", tmp_path / "r.html")[::2])
+    assert "output of `archrank bench check --json` (kind 'bench-check'), which has no report" \
+        in line
+
+
+def test_an_exported_run_read_back_has_no_bookkeeping_metrics(cli, small_run, tmp_path):
+    """`runs export --csv` given as --bench: seq, started, finished, batch... read as metrics
+    (listed by bench check, accepted as --metric)."""
+    run_dir, _ = small_run
+    assert cli("runs", "export", run_dir, "--csv", "--out", tmp_path / "e.csv")[0] == 0
+    code, _, err = cli("bench", "check", tmp_path / "e.csv", "--space", "nb201", "--json",
+                       tmp_path / "c.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "c.json").read_text())["metrics"] == ["objective", "cost",
+                                                                         "acc"]
+    for column in ("started", "seq", "status"):
+        line = one_line_error(*cli("search", "--space", "nb201", "--bench", tmp_path / "e.csv",
+                                   "--space-from-bench", "--metric", column, "--budget", "2",
+                                   "--run-dir", tmp_path / "r2")[::2])
+        assert f"column {column!r}" in line and "bookkeeping of an exported run" in line
+    # a table that merely has a column called seq keeps it as a metric
+    table = tmp_path / "own.csv"
+    table.write_text("arch,seq,acc\n" + f"{SMALL[0]},1,90\n{SMALL[1]},2,91\n")
+    assert cli("bench", "check", table, "--space", "nb201", "--json", tmp_path / "o.json")[0] == 0
+    assert json.loads((tmp_path / "o.json").read_text())["metrics"] == ["seq", "acc"]
+
+
+def test_a_budget_past_the_cells_is_capped_with_a_note(cli, small_run, tmp_path):
+    """`search --budget 1000000000` was taken as given (bench search capped it already)."""
+    _, table = small_run
+    argv = ["search", "--space", "nb201", "--bench", table, "--metric", "acc",
+            "--space-from-bench", "--strategy", "random", "--budget", "1000000000",
+            "--run-dir", tmp_path / "big", "--json", tmp_path / "big.json"]
+    code, _, err = cli(*argv)
+    assert code == 0, err
+    assert ("warning: --budget 1,000,000,000 is more than the 4 distinct cells with a value "
+            "of acc: every search ends by then, so the budget is 4") in err
+    assert json.loads((tmp_path / "big.json").read_text())["budget"] == 4
+    code, _, err = cli(*argv)  # the same command continues the same run
+    assert code == 0, err
+    code, _, err = cli("bench", "search", "--space", "nb201", "--bench", table, "--metric", "acc",
+                       "--space-from-bench", "--strategies", "random", "--seeds", "1",
+                       "--budget", "1000000000", "--json", tmp_path / "b.json")
+    assert code == 0 and "so the budget is 4" in err, err
+    assert json.loads((tmp_path / "b.json").read_text())["budget"] == 4
+
+
+def test_a_training_search_is_capped_at_the_space():
+    from archrank.runs.config import SearchConfig, cap_budget
+
+    config = SearchConfig(space="nb201", metric="val_acc", oracle="train", budget=10**9)
+    capped, note = cap_budget(config)
+    assert capped.budget == 8765 and "distinct cells of nb201" in (note or "")
+    assert cap_budget(SearchConfig(space="nb201", metric="val_acc", oracle="train",
+                                   budget=40)) == (SearchConfig(space="nb201", metric="val_acc",
+                                                                oracle="train", budget=40), None)
+    darts = SearchConfig(space="darts", metric="val_acc", oracle="train", budget=10**9)
+    assert cap_budget(darts) == (darts, None)  # too many to count: as given

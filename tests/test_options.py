@@ -124,3 +124,77 @@ def test_the_help_lists_every_registered_predictor() -> None:
     from archrank.predictors.base import PREDICTORS
 
     assert PREDICTOR_NAMES.split(", ") == sorted(PREDICTORS)
+
+
+# Every command that trains networks names the flag of an out-of-range recipe value (search
+# and bench table said "epochs and batch sizes must be positive", naming no flag).
+EPOCHS_ARGV = [
+    ("search", "--oracle", "train", "--budget", "2"),
+    ("oneshot", "train", "--out", "{tmp}/s.pt"),
+    ("oneshot", "search", "--out", "{tmp}/s.pt"),
+    ("bench", "oneshot", "--truth", "{tmp}/truth.csv"),
+    ("bench", "oneshot-search", "--truth", "{tmp}/truth.csv", "--json", "{tmp}/o.json"),
+]
+
+
+@pytest.mark.parametrize("argv", EPOCHS_ARGV, ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_epochs_out_of_range_names_the_flag(tmp_path, cli, argv, value):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    status, _, err = cli(*argv, "--epochs", value)
+    line = one_line_error(status, err)
+    assert f"--epochs must be at least 1, got {value}" in line
+    assert not (tmp_path / "s.pt").exists()
+
+
+@pytest.mark.parametrize("argv", [EPOCHS_ARGV[0], EPOCHS_ARGV[1], EPOCHS_ARGV[2]],
+                         ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("flag", ["--width", "--depth"])
+def test_network_size_out_of_range_names_the_flag(tmp_path, cli, argv, flag):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    line = one_line_error(*cli(*argv, flag, "0")[::2])
+    assert f"{flag} must be at least 1, got 0" in line
+
+
+def test_a_recipe_names_its_field():
+    from archrank.oracles.training import TrainRecipe
+
+    with pytest.raises(ArchrankError, match="epochs must be at least 1, got 0"):
+        TrainRecipe(epochs=0)
+    with pytest.raises(ArchrankError, match="batch_size must be at least 1, got -1"):
+        TrainRecipe(batch_size=-1)
+
+
+def _every_command():
+    import typer
+
+    from archrank.cli.app import app, tidy_help
+
+    def walk(command, path):
+        yield path, command
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            yield from walk(sub, [*path, name])
+
+    yield from walk(tidy_help(typer.main.get_command(app)), [])
+
+
+def test_help_shows_switches_without_metavar_and_defaults_one_way(cli):
+    """`--help <bool>`, defaults as '(100)', '(default: X)' and '[default: X]' side by side,
+    and prose paragraphs broken where the source line ended ('again' / 'after a kill')."""
+    import re
+
+    seen = 0
+    for path, command in _every_command():
+        seen += 1
+        status, out, err = cli(*path, "--help")
+        assert status == 0 and "<bool>" not in out, (path, err)
+        for param in command.params:  # a default in words is at the end, shown as typer's
+            words = re.search(r"\((default\b[^()]*|-?\d[\d.,_]*)\)\.?$", param.help or "")
+            assert not words, (path, param.name)
+    assert seen > 20
+    _, out, _ = cli("search", "--help")
+    assert "Evaluations to spend. [default: 100]" in out
+    _, out, _ = cli("bench", "table", "--help")
+    assert "run the same command again after a kill" in out  # one line at 200 columns
+    assert "[default: the training oracle's for the dataset]" in out
+    assert "  archrank bench table ... --train-seeds 0,1,2,3,4" in out  # examples keep lines

@@ -24,7 +24,7 @@ from archrank.bench.common import check_seeds, envelope, interrupted
 from archrank.bench.journal import BenchJournal
 from archrank.errors import ArchrankError, FailedWithPartial, Interrupted, first_line
 from archrank.executors import process_pool, stop_pool
-from archrank.runs.config import SearchConfig, build_oracle, build_strategy
+from archrank.runs.config import SearchConfig, build_oracle, build_strategy, cap_budget
 from archrank.runs.loop import run_search
 from archrank.runs.store import RunStore
 
@@ -211,19 +211,11 @@ def bench_search(
         described.pop("seed", None)
         settings[cfg.label] = described
 
-    cells = oracle.bench.n_unique  # type: ignore[attr-defined]
-    which = "distinct cells of this table"
-    if base.space_from_bench:  # the search proposes only the cells holding a value
-        from archrank.runs.config import candidates_for
-
-        cands = candidates_for(base)
-        assert cands is not None
-        cells, which = len(set(cands.hashes)), f"distinct cells with a value of {base.metric}"
-    if base.budget > cells:  # a search ends by then; its curve would be padded to the budget
-        warnings.warn(f"--budget {base.budget:,} is more than the {cells:,} {which}: every "
-                      f"search ends by then, so the budget is {cells:,}", stacklevel=2)
-        base = replace(base, budget=cells)
-        configs = [replace(cfg, budget=cells) for cfg in configs]
+    capped, note = cap_budget(base)
+    if note is not None:  # a search ends by then; its curve would be padded to the budget
+        warnings.warn(note, stacklevel=2)
+        base = capped
+        configs = [replace(cfg, budget=capped.budget) for cfg in configs]
     described_base = base.to_dict()
     described_base.pop("seed", None)
     log = BenchJournal(journal, "bench search", {

@@ -6,8 +6,13 @@ Every command runs through ``main``, the one place that turns failures into exit
   one line of stderr and exits with status 2;
 - Ctrl-C (SIGINT) and SIGTERM stop the command the same way (the command keeps what finished
   and says how to resume) and exit with 128 + the signal number (130, 143);
-- anything else is a bug: one line naming the exception, exit status 1, and the traceback only
-  when ``ARCHRANK_TRACEBACK=1`` is set.
+- a check that ran and found problems (``bench check`` of a table with bad rows) exits with
+  status 1 (``CHECK_FAILED``);
+- a reader that stops reading (``archrank runs export RUN | head``) ends the command quietly
+  with status 141 (128 + SIGPIPE, what a program killed by the broken pipe would return);
+- anything else is a bug: one ``internal error`` line naming the exception and saying it is a
+  bug, exit status 70 (``EX_SOFTWARE``), and the traceback only when ``ARCHRANK_TRACEBACK=1``
+  is set.
 """
 
 from __future__ import annotations
@@ -37,7 +42,16 @@ from archrank.cli import search as _search  # noqa: F401
 from archrank.cli import spaces as _spaces  # noqa: F401
 from archrank.cli import truth as _truth  # noqa: F401
 from archrank.cli import zc as _zc  # noqa: F401
-from archrank.cli.app import app, console, err, ignore_stop_signals
+from archrank.cli.app import (
+    BAD_INPUT,
+    BROKEN_PIPE,
+    INTERNAL_ERROR,
+    app,
+    console,
+    err,
+    ignore_stop_signals,
+    tidy_help,
+)
 from archrank.errors import ArchrankError, Interrupted
 
 TRACEBACK_ENV = "ARCHRANK_TRACEBACK"
@@ -149,7 +163,7 @@ def _run(args: list[str]) -> int:
         try:
             # Not ``app(...)``: typer's own main turns Ctrl-C into a bare exit status
             # 130, losing what the interrupted command had to say (and which signal).
-            command = typer.main.get_command(app)
+            command = tidy_help(typer.main.get_command(app))
             _one_process_unless_training(args)
             with command.make_context("archrank", args) as ctx, _stdout_for_data(args):
                 command.invoke(ctx)
@@ -161,18 +175,18 @@ def _run(args: list[str]) -> int:
         return int(exc.exit_code)
     except ArchrankError as exc:
         if _quiet_rank(exc, args):
-            return 2
+            return BAD_INPUT
         error_line(str(exc))
-        return 2
+        return BAD_INPUT
     except click_exc.UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
             typer.echo(exc.ctx.get_help())  # a group called without a command
-            return 2
+            return BAD_INPUT
         hint = ""
         if exc.ctx is not None:
             hint = f" (see: {exc.ctx.command_path} --help)"
         error_line(exc.format_message() + hint)
-        return 2
+        return BAD_INPUT
     except click_exc.ClickException as exc:
         error_line(exc.format_message())
         return exc.exit_code
@@ -185,22 +199,24 @@ def _run(args: list[str]) -> int:
         else:
             err.print("interrupted", soft_wrap=True)
         return status
-    except BrokenPipeError:  # e.g. `archrank runs export RUN | head`
+    except BrokenPipeError:  # e.g. `archrank runs export RUN | head`: quiet, and not 0 (the
+        # output was cut short: `set -o pipefail` scripts can tell), 141 as for a program
+        # SIGPIPE killed; nothing on stderr (the reader chose to stop)
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (silence the final flush)
-        return 1
+        return BROKEN_PIPE
     except RecursionError:
         error_line("input nested too deeply to process")
-        return 2
+        return BAD_INPUT
     except MemoryError:
         error_line("out of memory (is an input far larger than expected?)")
-        return 2
+        return BAD_INPUT
     except Exception as exc:  # a bug: still one line, the traceback only on request
         if os.environ.get(TRACEBACK_ENV):
             traceback.print_exc()
-        error_line(f"internal error: {type(exc).__name__}: {exc} (please report it; set "
-                   f"{TRACEBACK_ENV}=1 for the traceback)")
-        return 1
+        error_line(f"internal error (a bug in archrank, please report it): "
+                   f"{type(exc).__name__}: {exc} (set {TRACEBACK_ENV}=1 for the traceback)")
+        return INTERNAL_ERROR
 
 
 def _command(args: list[str]) -> list[str]:

@@ -8,7 +8,9 @@ directories) is printed as given, never read as ``[style]`` markup. Styles are g
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
+import re
 import signal
 from typing import Any
 
@@ -23,6 +25,14 @@ err = Console(stderr=True, markup=False, highlight=False, emoji=False)
 # setting every bench oneshot figure was measured with (docs/benchmarks.md); the whole
 # 12,800-signal split of the MNIST-1D default costs five times as much a path.
 VAL_SAMPLES = 2000
+
+# Exit statuses (README "Exit status"; ``archrank.cli.run`` maps exceptions to them): 0
+# success, CHECK_FAILED, BAD_INPUT, 128 + the signal for an interruption (130 SIGINT, 143
+# SIGTERM), BROKEN_PIPE, INTERNAL_ERROR.
+CHECK_FAILED = 1  # a check that ran and failed (bench check found bad rows)
+BAD_INPUT = 2  # bad input or option: a one-line error
+INTERNAL_ERROR = 70  # a bug (EX_SOFTWARE of sysexits.h)
+BROKEN_PIPE = 128 + 13  # the reader stopped reading (as a program SIGPIPE killed)
 
 
 # -- --set options ---------------------------------------------------------------------------
@@ -86,6 +96,71 @@ def check_seed_option(seed: int | None, flag: str = "--seed") -> None:
     and torch raised their own errors deep inside a command)."""
     if seed is not None and not 0 <= seed < 2**32:
         raise ArchrankError(f"{flag} must lie in 0..{2**32 - 1}, got {seed}")
+
+
+def check_least(**flags: tuple[float | None, float]) -> None:
+    """One-line errors naming the flag for values below their least, before any work starts
+    (``epochs=(epochs, 1)`` checks ``--epochs``; ``None``: not given): a recipe or network
+    that refused the value later said so without the flag. An option named ``lr`` must be
+    above 0 rather than at least it."""
+    for name, (value, least) in flags.items():
+        flag = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if name == "lr" and not value > 0:
+            raise ArchrankError(f"{flag} must be above 0, got {value}")
+        if value < least:
+            raise ArchrankError(f"{flag} must be at least {least:g}, got {value}")
+
+
+# -- --help ---------------------------------------------------------------------------------
+_DEFAULT_IN_HELP = re.compile(r"\s*\((?:default:?\s+(?:is\s+)?([^()]+)|(-?\d[\d.,_]*))\)(\.?)\s*$")
+
+
+def _prose(paragraph: str) -> str:
+    """A paragraph of a docstring as one line when it is prose: typer keeps the single line
+    breaks of every paragraph after the first, and rich then wraps each source line again at
+    the terminal's width ("...run the same command again" / "after a kill"). Examples, lists
+    and other indented blocks keep their lines."""
+    lines = paragraph.splitlines()
+    if any(line[:1].isspace() or line.lstrip().startswith(("-", "*", "\b", "$"))
+           for line in lines):
+        return paragraph
+    return " ".join(line.strip() for line in lines)
+
+
+def tidy_help(command: Any) -> Any:
+    """One look for every command's ``--help`` (typer 0.29's defaults differ): prose
+    paragraphs reflowed (``_prose``), switches without a ``<bool>`` metavar (``--help`` and
+    ``--version`` included), and a default the help text gives in words, ``(default: X)`` or
+    ``(100)`` at its end, shown as ``[default: X]`` like the defaults typer shows itself.
+    Applied to the command tree ``archrank.cli.run`` invokes; returns ``command``."""
+    if getattr(command, "help", None):
+        first, *rest = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join([first, *map(_prose, rest)])
+    for param in getattr(command, "params", []):
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+        help_text = getattr(param, "help", None)
+        match = _DEFAULT_IN_HELP.search(help_text or "")
+        if match and param.default is None and not getattr(param, "required", False):
+            shown_default = (match.group(1) or match.group(2)).strip()
+            param.help = help_text[:match.start()] + match.group(3)
+            param.show_default = True
+            param._extract_default_help_str = (  # what typer shows after [default: ...]
+                lambda *, ctx, value=shown_default: value)
+    help_option = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in (getattr(command, "commands", None) or {}).values():
+        tidy_help(sub)
+    return command
 
 
 # the registry's names (archrank.predictors, which imports torch: not at CLI start-up); a test

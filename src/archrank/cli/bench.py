@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from archrank.cli.app import FILTER_HELP, VAL_SAMPLES, bench_app, console
+from archrank.cli.app import CHECK_FAILED, FILTER_HELP, VAL_SAMPLES, bench_app, console
 from archrank.files import check_output, check_plot_dir, write_json
 from archrank.tables import with_filters
 
@@ -48,6 +48,8 @@ def check_report(spec: str, space_name: str, metric: str | None = None,
                 if len(mismatches) < show:
                     mismatches.append({where_unit: where(i), "recorded": rec, "computed": got})
     report: dict[str, Any] = {
+        "kind": "bench-check",  # a record, no report input (report.kinds.RECORDS)
+        "schema": 1,
         "file": spec,
         "space": space.name,
         "rows": scan.rows,
@@ -227,7 +229,7 @@ def check(
             write_json(json_out, report)
     if (report["invalid"] or report["hash_mismatches"] or report["rows"] == 0
             or report.get("metric", {}).get("conflicting_repeats")):
-        raise typer.Exit(1)
+        raise typer.Exit(CHECK_FAILED)
 
 
 # -- bench oneshot ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from rich.table import Table
 from archrank.cli.app import (
     VAL_SAMPLES,
     bench_app,
+    check_least,
     check_seed_option,
     console,
     err,
@@ -49,19 +50,6 @@ def dataset_spec(dataset: str) -> str:
     from archrank.datasets import canonical_spec
 
     return canonical_spec(dataset)
-
-
-def _check_least(**flags: tuple[float | None, float]) -> None:
-    """One-line errors naming the flag for values below their least (``None``: not given);
-    an option named ``lr`` must be above 0 rather than at least it."""
-    for name, (value, least) in flags.items():
-        flag = "--" + name.replace("_", "-")
-        if value is None:
-            continue
-        if name == "lr" and not value > 0:
-            raise ArchrankError(f"{flag} must be above 0, got {value}")
-        if value < least:
-            raise ArchrankError(f"{flag} must be at least {least:g}, got {value}")
 
 
 def _checkpoint_file(*paths: Path | None) -> None:
@@ -147,7 +135,7 @@ def train(
     from archrank.oracles.training import TrainRecipe
 
     check_seed_option(seed)
-    _check_least(batch_size=(batch_size, 2), lr=(lr, 0))
+    check_least(batch_size=(batch_size, 2), lr=(lr, 0), width=(width, 1), depth=(depth, 1))
     _checkpoint_file(out, resume)
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise ArchrankError("give either --resume CKPT or --out, not both")
@@ -283,7 +271,7 @@ def fit(
 
     check_seed_option(seed)
     # before the latency table and the journal
-    _check_least(samples=(samples, 2), val_samples=(val_samples, 1),
+    check_least(samples=(samples, 2), val_samples=(val_samples, 1),
                  calib_batches=(calib_batches, 1), pool=(pool, 0))
     check_output(out, "--out", [checkpoint])
     if json_out is not None:
@@ -583,10 +571,10 @@ def search_cmd(
     from archrank.oracles.training import TrainRecipe
 
     check_seed_option(seed)
-    _check_least(batch_size=(batch_size, 2), lr=(lr, 0), memory=(memory, 2),
+    check_least(batch_size=(batch_size, 2), lr=(lr, 0), memory=(memory, 2),
                  refit_every=(refit_every, 1), warmup_steps=(warmup_steps, 0),
                  alpha_steps=(alpha_steps, 0), ea_evals=(ea_evals, 1),
-                 fit_samples=(fit_samples, 2))
+                 fit_samples=(fit_samples, 2), width=(width, 1), depth=(depth, 1))
     if method is not None:
         check_method(method)
     ckpt = None

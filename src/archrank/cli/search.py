@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from archrank.cli.app import (
     PREDICTOR_NAMES,
     app,
     bench_app,
+    check_least,
     check_seed_option,
     console,
     err,
@@ -117,9 +119,7 @@ def _oracle_params(oracle: str | None, dataset: str | None, epochs: int | None,
         return {"dataset": canonical_spec("mnist1d")} if oracle == "train" else None
     if oracle not in (None, "train"):
         raise ArchrankError(only)
-    for name, value in (("--width", width), ("--depth", depth)):
-        if value is not None and value < 1:
-            raise ArchrankError(f"{name} must be at least 1, got {value}")
+    check_least(epochs=(epochs, 1), width=(width, 1), depth=(depth, 1))
     params: dict[str, Any] = {"dataset": canonical_spec(dataset or "mnist1d")}
     params.update({k: v for k, v in (("width", width), ("depth", depth)) if v is not None})
     if epochs is not None:
@@ -139,7 +139,7 @@ def resolve_run(
     ``options`` holds the options the user gave explicitly (others are ``None``). Returns
     ``(config, run_dir, existing)``.
     """
-    from archrank.runs.config import SearchConfig, as_recorded
+    from archrank.runs.config import SearchConfig, as_recorded, cap_budget
     from archrank.runs.store import RunStore
 
     given = {k: v for k, v in options.items() if v is not None}
@@ -167,6 +167,8 @@ def resolve_run(
             wanted = as_recorded(replace(wanted, predictor_defaults=recorded.predictor_defaults,
                                          defaults_session=recorded.defaults_session),
                                  store_inputs, raw)
+        if wanted.budget > recorded.budget and cap_budget(wanted)[0].budget == recorded.budget:
+            wanted = replace(wanted, budget=recorded.budget)  # the same command, capped alike
         diff = recorded.differences(wanted)
         if diff:
             mine = wanted.differences(recorded)
@@ -268,7 +270,7 @@ def search(
       archrank search --resume runs/demo
     """
     from archrank.executors import close_now
-    from archrank.runs.config import build_oracle, build_strategy
+    from archrank.runs.config import build_oracle, build_strategy, cap_budget
     from archrank.runs.loop import TooManyFailures, executor_for, run_search
     from archrank.runs.store import RunStore
 
@@ -320,6 +322,10 @@ def search(
         options["oracle_params"] = {**recorded_params, **given_params}
     config, directory, existing = resolve_run(options, run_dir, resume)
     the_oracle = build_oracle(config)
+    if not existing:  # (a run keeps the budget it was created with)
+        config, note = cap_budget(config)
+        if note is not None:
+            warnings.warn(note, stacklevel=1)
     strat = build_strategy(config)
     inputs = the_oracle.describe()
     # The executor before the run directory: a bad --scheduler leaves nothing behind.
@@ -410,6 +416,8 @@ def search_summary(config: Any, result: Any, directory: Path | None,
     if best is not None:
         found_at = 1 + [r.seq for r in result.finished].index(best.seq)
     return {
+        "kind": "search-summary",  # no report of its own: the report reads its run_dir
+        "schema": 1,
         "run_dir": None if directory is None else str(directory),
         "strategy": config.label,
         "space": config.space,
@@ -672,39 +680,56 @@ def runs_export(
 
 
 @runs_app.command("show")
-def runs_show(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+def runs_show(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the same as JSON here "
+                                         "('-': standard output, instead of the table)."),
+) -> None:
     """Show a run's configuration, progress and best cell.
 
-    Example: archrank runs show runs/demo
+    Example: archrank runs show runs/demo --json -
     """
     from archrank.runs.store import RunStore
 
+    if json_out is not None:
+        check_output(json_out, "--json", [run_dir])
     with RunStore.open(run_dir, readonly=True) as store:
         config, counts, records = store.config, store.counts(), store.records()
         run_dir = store.run_dir or run_dir  # RUN/run.sqlite names its directory
-    table = Table(title=str(run_dir), show_header=False)
-    table.add_column("", style="bold", no_wrap=True)
-    table.add_column("", overflow="fold")
-    for key, value in config.items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
     running = RunStore.is_running(run_dir)
     pending = f"{counts['pending']} pending"
     if counts["pending"] and running is False:  # no process has it
         pending = (f"{counts['pending']} unfinished (the run is not running: they are "
                    f"evaluated again by archrank search --resume {run_dir})")
-    table.add_row("evaluations", f"{counts['ok']} ok, {counts['failed']} failed, {pending}")
     done, budget = counts["ok"] + counts["failed"], config.get("budget")
     if running:
-        status = "running"
+        state, status = "running", "running"
     elif isinstance(budget, int) and done < budget:  # stopped between evaluations
-        status = (f"stopped at {done} of {budget} evaluations (archrank search --resume "
-                  f"{run_dir} continues it)")
+        state, status = "stopped", (f"stopped at {done} of {budget} evaluations (archrank "
+                                    f"search --resume {run_dir} continues it)")
+    elif running is False:
+        state = status = "finished"
     else:
-        status = "finished" if running is False else "not known (the run's lock is unreadable)"
-    table.add_row("status", status)
+        state, status = "unknown", "not known (the run's lock is unreadable)"
     ok = [r for r in records if r.status == "ok" and r.objective is not None]
-    if ok:
-        best = max(ok, key=lambda r: r.objective)  # type: ignore[arg-type,return-value]
+    best = max(ok, key=lambda r: r.objective) if ok else None  # type: ignore[arg-type,return-value]
+    if json_out is not None:
+        write_json(json_out, {
+            "kind": "run-show", "schema": 1, "run_dir": str(Path(run_dir).resolve()),
+            "config": config, "evaluations": {k: counts[k] for k in ("ok", "failed", "pending")},
+            "status": state, "status_text": status,
+            "best": None if best is None else {"arch": best.arch, "hash": best.hash,
+                                               "value": best.objective, "metrics": best.metrics}})
+        if str(json_out) == "-":
+            return
+    table = Table(title=str(run_dir), show_header=False)
+    table.add_column("", style="bold", no_wrap=True)
+    table.add_column("", overflow="fold")
+    for key, value in config.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    table.add_row("evaluations", f"{counts['ok']} ok, {counts['failed']} failed, {pending}")
+    table.add_row("status", status)
+    if best is not None:
         table.add_row("best", f"{_fmt(best.objective)}  {best.arch}")
     console.print(table)
 

@@ -86,8 +86,10 @@ class TrainRecipe:
     eval_batch_size: int = 1000
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ArchrankError("epochs and batch sizes must be positive")
+        for name in ("epochs", "batch_size", "eval_batch_size"):  # (the CLI names its flag)
+            if getattr(self, name) < 1:
+                raise ArchrankError(f"training recipe: {name} must be at least 1, got "
+                                    f"{getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ArchrankError(f"learning rate must be a positive number, got {self.lr}")
         if not (math.isfinite(self.momentum) and self.momentum >= 0):

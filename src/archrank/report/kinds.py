@@ -120,13 +120,38 @@ class Input:
     data: Any
 
 
+# JSON records archrank writes for people and scripts that are no report input: kind -> the
+# command that wrote it. One of a run (``run_dir``) stands for that run directory.
+RECORDS = {"search-summary": "archrank search --json", "run-show": "archrank runs show --json",
+           "bench-check": "archrank bench check --json"}
+
+
 def _legacy_kind(data: dict[str, Any]) -> str | None:
     """Kind of a JSON written before files carried one (schema 0)."""
     if data.get("command") == "bench predictor":
         return "bench-predictor"
     if "strategies" in data and "optimum" in data and "budget" in data:
         return "bench-search"
+    if {"run_dir", "strategy", "queries", "best"} <= data.keys():
+        return "search-summary"
+    if {"file", "space", "invalid", "hash_mismatches"} <= data.keys():
+        return "bench-check"
     return None
+
+
+def _record(path: Path, name: str, data: dict[str, Any]) -> Input:
+    """A record of a run (``search --json``, ``runs show --json``) read as its run directory,
+    as the user meant it; any other record a one-line error saying what it is."""
+    what = f"{path}: the output of `{RECORDS[name]}` (kind {name!r})"
+    run_dir = data.get("run_dir")
+    if not isinstance(run_dir, str) or not run_dir:
+        raise ArchrankError(f"{what}, which has no report; archrank report reads "
+                            f"{expected()}")
+    found = [d for d in (Path(run_dir), path.parent / run_dir) if (d / "run.sqlite").is_file()]
+    if not found:
+        raise ArchrankError(f"{what} of the run {run_dir}, which is no run directory (any "
+                            "more); report the run directory itself")
+    return Input(found[0], RUN_KIND, load_plugins()[RUN_KIND].read(found[0], {}))
 
 
 def read_input(path: str | Path) -> Input:
@@ -164,6 +189,8 @@ def read_input(path: str | Path) -> Input:
         if name is None:
             raise ArchrankError(f"{path}: JSON without a 'kind' field; expected {expected()}")
         data = {**data, "schema": 0}
+    if name in RECORDS:
+        return _record(path, name, data)
     if not isinstance(name, str) or name not in kinds or name == RUN_KIND:
         raise ArchrankError(f"{path}: unknown kind {name!r}; expected {expected()}")
     kind = kinds[name]

@@ -185,6 +185,28 @@ def candidates_for(config: SearchConfig) -> CandidateSet | None:
                              _stamp(config.bench))
 
 
+def cap_budget(config: SearchConfig) -> tuple[SearchConfig, str | None]:
+    """``config`` with its budget cut to the most distinct cells its search can evaluate (a
+    search ends once every candidate is evaluated: a larger budget only pads a bench's
+    curves to it, and sizes progress bars and arrays), and the note saying so; ``config``
+    and ``None`` when the budget fits or the space is too large to count. ``search`` and
+    ``bench search`` both cap this way."""
+    cands = candidates_for(config)
+    if cands is not None:
+        cells, which = len(set(cands.hashes)), f"distinct cells with a value of {config.metric}"
+    else:
+        space = get_space(config.space)
+        counted = space.distinct_cells() if space.enumerable else None
+        if counted is None:
+            return config, None
+        cells, which = counted, f"distinct cells of {space.name}"
+    if config.budget <= cells:
+        return config, None
+    return replace(config, budget=cells), (
+        f"--budget {config.budget:,} is more than the {cells:,} {which}: every search ends by "
+        f"then, so the budget is {cells:,}")
+
+
 ORACLES = ("table", "train", "supernet")
 
 

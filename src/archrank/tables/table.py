@@ -37,6 +37,18 @@ from archrank.spaces.base import SearchSpace
 
 # Columns that identify a row rather than measure it: never metric columns (kept as text).
 ID_COLUMNS = ("hash", "index")
+# The bookkeeping columns of `archrank runs export --csv` (a run's evaluation records: order,
+# batch, status, error text, timestamps): in a table that has them all (an exported run) they
+# describe how a row was evaluated, not the cell, so they are no metrics either (kept as text).
+# Its `objective` (the run's metric) and `cost` (the oracle's cost, the cost column) stay.
+RUN_EXPORT_COLUMNS = ("seq", "status", "error", "started", "finished", "batch", "tell_seq")
+
+
+def non_metric_columns(names: Iterable[str]) -> tuple[str, ...]:
+    """The columns of a table with header ``names`` that are never metrics: ``ID_COLUMNS``,
+    and ``RUN_EXPORT_COLUMNS`` in an exported run."""
+    names = set(names)
+    return ID_COLUMNS + (RUN_EXPORT_COLUMNS if set(RUN_EXPORT_COLUMNS) <= names else ())
 # Cost columns recognised automatically (training time in seconds), in order of preference.
 COST_COLUMNS = ("train_time_s", "train_time", "training_time", "train_time_108", "time_s", "cost")
 _MISSING = frozenset({"", "nan", "na", "n/a", "none", "null"})
@@ -65,12 +77,17 @@ def content_fingerprint(path: str | os.PathLike[str]) -> str | None:
 class TabularBenchmark:
     """A table of evaluated architectures of one search space.
 
+    ``bookkeeping``: the columns of an exported run that the reader kept out of the metrics
+    (``RUN_EXPORT_COLUMNS``), named as such when asked for as a metric.
+
     ``columns`` maps a metric name to a float array aligned with ``archs`` (NaN = missing);
     ``cost_column`` names the column holding the training cost of a row (seconds), if any.
     ``hashes`` may be given when the reader already computed them (they are trusted);
     ``text_columns`` keeps non-numeric columns (e.g. ``dataset``) for filtering with ``where``.
     Architectures may be given as objects of the space or as its text form.
     """
+
+    bookkeeping: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -149,6 +166,10 @@ class TabularBenchmark:
             raise ArchrankError(f"column {metric!r} of {self.source} identifies the rows; it "
                                 f"is no metric (numeric columns: "
                                 f"{', '.join(self._columns) or '(none)'})")
+        if metric in self.bookkeeping and metric not in self._columns:
+            raise ArchrankError(f"column {metric!r} of {self.source} is bookkeeping of an "
+                                f"exported run (how the row was evaluated); it is no metric "
+                                f"(numeric columns: {', '.join(self._columns) or '(none)'})")
         if metric not in self._columns and metric in self._text:
             texts = self._text[metric]
             i = next((j for j, t in enumerate(texts) if not _is_number(t)), 0)
@@ -662,7 +683,8 @@ def _assemble(
 ) -> TableScan:
     """Turn ``(line, record)`` pairs into a benchmark: type the columns, parse architectures."""
     fields = space.record_fields
-    metric_names = [k for k in order if k not in fields and k not in ID_COLUMNS]
+    skip = non_metric_columns(order)
+    metric_names = [k for k in order if k not in fields and k not in skip]
     # A column is a metric column when most of its present values are numbers (a stray '-'
     # in the first row must not turn a metric into text; it is reported on its own line).
     cells = {name: [rec.get(name) for _, rec in records] for name in metric_names}
@@ -703,6 +725,7 @@ def _assemble(
             h = records[i][1].get("hash")
             recorded.append(None if h is None or h == "" else str(h))
     bench.lines, bench.line_unit = [records[i][0] for i in keep], collect.unit
+    bench.bookkeeping = tuple(c for c in skip if c not in ID_COLUMNS)
     return TableScan(bench, rows, collect.problems, recorded)
 
 
