@@ -134,6 +134,7 @@ EPOCHS_ARGV = [
     ("oneshot", "search", "--out", "{tmp}/s.pt"),
     ("bench", "oneshot", "--truth", "{tmp}/truth.csv"),
     ("bench", "oneshot-search", "--truth", "{tmp}/truth.csv", "--json", "{tmp}/o.json"),
+    ("bench", "table", "--n", "2", "--out", "{tmp}/t.csv"),
 ]
 
 

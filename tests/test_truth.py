@@ -219,7 +219,7 @@ def test_bench_table_seeds_in_any_order_and_bad_sizes(cli, tmp_path):
             parse_seeds(text)
     line = one_line_error(*cli("bench", "table", "--dataset", "digits", "--n", "2",
                                "--width", "0", "--out", tmp_path / "t.csv")[::2])
-    assert "networks need width >= 1, got width 0" in line
+    assert "--width must be at least 1, got 0" in line
 
 
 def test_a_dead_training_worker_is_a_one_line_error_and_the_journal_stays(tmp_path, nb201):

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from archrank.cli.app import bench_app, check_seed_option, console, err
+from archrank.cli.app import bench_app, check_least, check_seed_option, console, err
 from archrank.cli.oneshot import eta_progress
 from archrank.errors import ArchrankError, Interrupted
 from archrank.executors import close_now
@@ -102,6 +102,7 @@ def bench_table(
     if n is not None and n < 1:
         raise ArchrankError(f"--n must be at least 1, got {n}")
     check_seed_option(sample_seed, "--sample-seed")
+    check_least(epochs=(epochs, 1), width=(width, 1), depth=(depth, 1))
     try:
         check_table_path(out)  # before the data and the sample
     except ArchrankError as exc:
