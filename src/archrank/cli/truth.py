@@ -77,8 +77,9 @@ def bench_table(
         None, "--from", help="A truth table of the same recipe (repeatable): the trainings it "
         "holds for these cells and seeds are taken, not trained again."),
 ) -> None:
-    """Train N sampled cells with each training seed: a benchmark table of the means, per-seed
-    values, stds, params, FLOPs and training seconds, and its noise ceiling.
+    """Train N sampled cells (or those of --cells FILE) with each training seed: a benchmark
+    table of the means, per-seed values, stds, params, FLOPs and training seconds, and its
+    noise ceiling.
 
     Every result is journaled as it arrives (OUT.journal.jsonl); run the same command again
     after a kill and it continues where it stopped. With --from, a table of more seeds is
