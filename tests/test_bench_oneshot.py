@@ -333,3 +333,17 @@ def test_top1_of_tied_scores_is_the_group_not_the_first_row():
     assert _best_rows(score, mask).tolist() == [0, 2]
     assert _best_rows(score, np.array([0, 1, 0, 1, 1], bool)).tolist() == [4]
     assert _best_rows(np.full(3, np.nan), np.ones(3, bool)).tolist() == []
+
+
+def test_one_seed_tables_show_means_without_a_spread():
+    """A one-seed bench oneshot printed "0.343 ± 0.000": no spread was measured."""
+    from rich.console import Console
+
+    from archrank.bench.common import results_table
+
+    stat = {"mean": 0.343, "std": 0.0}
+    for seeds, want in ((1, "0.343"), (2, "0.343 ± 0.000")):
+        console = Console(width=120, record=True)
+        console.print(results_table("t", ["method", "tau"], [["raw", stat]], seeds=seeds))
+        text = console.export_text()
+        assert want in text and (seeds > 1 or "±" not in text)

@@ -111,14 +111,15 @@ def format_stat(value: Any, digits: int = 3, seeds: Any = None) -> str:
 
 
 def results_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                  digits: int = 3) -> Any:
+                  digits: int = 3, seeds: int | None = None) -> Any:
     """The printed table of a harness: first column left, the others right-aligned, every
-    cell through ``format_stat`` (a rich ``Table``)."""
+    cell through ``format_stat`` (a rich ``Table``; over ``seeds == 1`` the means alone, not
+    a "± 0.000" that no spread measured)."""
     from rich.table import Table
 
     table = Table(title=title)
     for i, col in enumerate(columns):
         table.add_column(col, justify="left" if i == 0 else "right")
     for row in rows:
-        table.add_row(*(format_stat(v, digits) for v in row))
+        table.add_row(*(format_stat(v, digits, seeds) for v in row))
     return table

@@ -347,7 +347,7 @@ def _print_oneshot(report: dict[str, Any]) -> None:
         f"{st['epochs']} epochs, {st.get('sampler', 'uniform')} sampling · "
         f"score {st['score']}{'' if st['bn_recalibrate'] else ' (no BN recal)'}",
         ["method", "Kendall tau", "of ceiling", "P@5%", "top-1 pct", "top-1 pct FLOPs cap"],
-        rows))
+        rows, seeds=len(report["seeds"])))
     console.print(f"truth ceiling: Kendall tau {format_stat(top)} (an error-free "
                   f"predictor against the mean of {len(st['train_seeds'])} seeds)")
     if report.get("space_pick"):
