@@ -187,19 +187,28 @@ def _hash_task(task: tuple[list[list[int]], list[tuple[int, ...]]]) -> list[str]
     """Module hashes of one graph under many labellings (same result as ``module_hash``).
 
     Faster than calling ``module_hash`` per cell: neighbour lists, degrees and the first
-    round of vertex hashes are computed once per graph.
+    round of vertex hashes are computed once per graph; the second round's inputs depend on
+    a vertex's and its neighbours' labels only, so their md5s repeat across labellings and
+    are computed once each; one neighbour is taken as is, not sorted.
     """
     matrix, label_rows = task
     md5 = hashlib.md5
     n = len(matrix)
-    preds = [[u for u in range(n) if matrix[u][v]] for v in range(n)]
-    succs = [[w for w in range(n) if matrix[v][w]] for v in range(n)]
+    preds = [tuple(u for u in range(n) if matrix[u][v]) for v in range(n)]
+    succs = [tuple(w for w in range(n) if matrix[v][w]) for v in range(n)]
     out_deg = [len(s) for s in succs]
     in_deg = [len(p) for p in preds]
     start: dict[tuple[int, int], str] = {}
+    first: dict[str, str] = {}  # the first round's md5 of each input text
     results = []
-    rounds = range(n)
+    later = range(1, n)
     verts = list(zip(range(n), preds, succs, strict=True))
+
+    def joined(hashes: list[str], ws: tuple[int, ...]) -> str:
+        if len(ws) > 1:
+            return "".join(sorted([hashes[w] for w in ws]))
+        return hashes[ws[0]] if ws else ""
+
     for labels in label_rows:
         hashes = []
         for v in range(n):
@@ -209,13 +218,23 @@ def _hash_task(task: tuple[list[list[int]], list[tuple[int, ...]]]) -> list[str]
                 text = str((out_deg[v], in_deg[v], labels[v]))
                 h = start[key] = md5(text.encode()).hexdigest()
             hashes.append(h)
-        for _ in rounds:
+        new = []
+        for v, p, s in verts:
+            text = joined(hashes, p) + "|" + joined(hashes, s) + "|" + hashes[v]
+            h = first.get(text)
+            if h is None:
+                h = first[text] = md5(text.encode()).hexdigest()
+            new.append(h)
+        hashes = new
+        for _ in later:  # joined(), inlined: the hot loop
             hashes = [
                 md5(
                     (
-                        "".join(sorted([hashes[w] for w in p]))
+                        ("".join(sorted([hashes[w] for w in p])) if len(p) > 1
+                         else hashes[p[0]] if p else "")
                         + "|"
-                        + "".join(sorted([hashes[w] for w in s]))
+                        + ("".join(sorted([hashes[w] for w in s])) if len(s) > 1
+                           else hashes[s[0]] if s else "")
                         + "|"
                         + hashes[v]
                     ).encode()
