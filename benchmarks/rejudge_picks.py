@@ -70,6 +70,13 @@ def main(argv: list[str]) -> None:
         sys.exit(__doc__)
     truth = read_truth(argv[1], "nb201")
     picks = read_truth(argv[2], "nb201", recipe=None)
+    differ = [k for k in ("recipe", "width", "depth")
+              if picks.setting.get(k) != truth.setting.get(k)]
+    if (picks.setting.get("dataset") or {}).get("fingerprint") != \
+            (truth.setting.get("dataset") or {}).get("fingerprint"):
+        differ.append("dataset")
+    if differ:  # judged by a truth of another recipe: meaningless
+        sys.exit(f"{argv[2]} was trained with another {', '.join(differ)} than {argv[1]}")
     missing = sorted(set(truth.seeds) - set(picks.seeds))
     if missing:
         sys.exit(f"{argv[2]} lacks the truth's training seeds {missing}")

@@ -374,8 +374,8 @@ def test_a_model_save_cut_short_keeps_the_earlier_file(tmp_path, monkeypatch):
     model.save(path)
     before = path.read_bytes()
 
-    def cut_short(obj, f):
-        Path(f).write_bytes(b"half")
+    def cut_short(obj, fh):
+        fh.write(b"half")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", cut_short)
@@ -385,3 +385,10 @@ def test_a_model_save_cut_short_keeps_the_earlier_file(tmp_path, monkeypatch):
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.pt"]
     with pytest.raises(ArchrankError, match="not to a stream"):
         model.save("/dev/stdout")
+    fifo = tmp_path / "fifo"  # a special file is written in place, never replaced (the
+    os.mkfifo(fifo)  # first atomic version turned /dev/null into a regular file)
+    reader = threading.Thread(target=lambda: fifo.read_bytes())
+    reader.start()
+    model.save(fifo)
+    reader.join(10)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)

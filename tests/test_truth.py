@@ -209,6 +209,53 @@ def test_bench_table_trains_the_cells_of_a_file(cli, tmp_path, nb201):
     assert "give --n (a uniform sample of cells) or --cells FILE, one of them" in line
 
 
+def test_bench_table_from_refuses_bad_sources_before_its_journal(cli, tmp_path, nb201):
+    """A refused --from (missing, no recipe beside it, no per-seed columns, another recipe)
+    leaves no journal that would block the corrected command; --json may not overwrite a
+    --from table or the --cells file; a --cells file with a byte-order mark reads, a cell
+    spelled twice trains once, and the same command resumes from another folder."""
+    pytest.importorskip("sklearn")
+    from conftest import one_line_error
+
+    a, b = (nb201.format(c) for c in nb201.sample(2, np.random.default_rng(3)))
+    cells = tmp_path / "picks.txt"
+    cells.write_bytes(f"\ufeff{a}\r\n{b}\r\n".encode())
+    base = ["bench", "table", "--dataset", "digits", "--cells", cells, "--epochs", "1",
+            "--width", "4"]
+    src = tmp_path / "s0.csv"
+    status, _, err = cli(*base, "--train-seeds", "0", "--out", src)
+    assert status == 0, err
+    out = tmp_path / "s01.csv"
+    lone = tmp_path / "lone.csv"
+    lone.write_text(src.read_text())
+    noseed = tmp_path / "noseed.csv"
+    noseed.write_text("arch,val_acc\n" + f"{a},90\n")
+    (tmp_path / "noseed.json").write_text((tmp_path / "s0.csv.journal.jsonl").read_text()
+                                          .splitlines()[0])
+    for source, epochs, want in ((tmp_path / "nope.csv", "1", "no such truth table"),
+                                 (lone, "1", "no recipe beside it"),
+                                 (noseed, "1", "no per-seed columns"),
+                                 (src, "2", "trained with another recipe")):
+        argv = [*base[:-4], "--epochs", epochs, "--width", "4", "--train-seeds", "0,1",
+                "--from", source, "--out", out]
+        assert want in one_line_error(*cli(*argv)[::2])
+        assert not journal_path(out).exists()
+    for victim in (src, cells):
+        line = one_line_error(*cli(*base, "--train-seeds", "0,1", "--from", src, "--out", out,
+                                   "--json", victim)[::2])
+        assert "this is the input" in line
+    status, _, err = cli(*base, "--train-seeds", "0,1", "--from", src, "--out", out)
+    assert status == 0 and "2 trainings taken" in err, err
+    assert len(out.read_text().splitlines()) == 3
+    # the same cells named from another folder: the journal resumes (nothing to train)
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "copy.txt").write_text(f"{a}\n{b}\n{a}\n")
+    status, _, err = cli(*base[:5], sub / "copy.txt", *base[6:], "--train-seeds", "0,1",
+                         "--out", out)
+    assert status == 0, err
+
+
 def test_bench_table_seeds_in_any_order_and_bad_sizes(cli, tmp_path):
     from archrank.cli.truth import parse_seeds
     from conftest import one_line_error

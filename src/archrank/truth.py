@@ -55,13 +55,54 @@ def check_table_path(out: str | Path) -> None:
                             "beside it), not standard output, a device or a folder")
 
 
+def check_sources(oracle: TrainingOracle, sources: Iterable[str | Path]) -> None:
+    """One-line errors for ``bench table --from`` sources that cannot give trainings of
+    ``oracle``'s setting: a missing file, a table without its recipe beside it or without
+    per-seed columns, a journal or table of another space, recipe, width, depth or dataset.
+    The CLI calls it before the new table's journal exists, so that a refused source leaves
+    nothing behind that would block the corrected command."""
+    mine = recipe_info(oracle)
+    for src in sources:
+        path = Path(src)
+        if not path.is_file():
+            raise ArchrankError(f"--from {path}: no such truth table or journal")
+        if path.name.endswith(".journal.jsonl"):
+            setting, source = _setting_from(path)
+        else:
+            own = [f for f in (journal_path(path), path.with_suffix(".json")) if f.is_file()]
+            if not own:
+                raise ArchrankError(f"--from {path}: no recipe beside it (neither "
+                                    f"{journal_path(path).name} nor "
+                                    f"{path.with_suffix('.json').name}); --from needs the "
+                                    "table's journal or its bench table --json report")
+            setting, source = _setting_from(own[0])
+            _check_space(path, oracle.space)
+            with open(path, encoding="utf-8-sig", errors="replace") as fh:
+                header = [h.strip() for h in fh.readline().split(",")]
+            if not any(h.startswith("val_acc_s") and h[9:].isdigit() for h in header):
+                raise ArchrankError(f"--from {path}: no per-seed columns (val_acc_s<seed>): "
+                                    "not a truth table of bench table")
+        pairs = {"recipe": (setting.get("recipe"), mine["recipe"]),
+                 "width": (setting.get("width"), mine["width"]),
+                 "depth": (setting.get("depth"), mine["depth"]),
+                 "dataset": ((setting.get("dataset") or {}).get("fingerprint"),
+                             mine["dataset"].get("fingerprint"))}
+        differ = [k for k, (a, b) in pairs.items() if a != b]
+        if setting.get("space", oracle.space.name) != oracle.space.name:
+            differ.insert(0, "space")
+        if differ:
+            raise ArchrankError(f"--from {path}: trained with another {', '.join(differ)} "
+                                f"(from {source}) than this table")
+
+
 class TruthBuilder:
     """Trains ``archs`` (cell strings of ``oracle.space``) with each of ``seeds``."""
 
     # header entries that say where a journal came from but not what it trained: neither a
     # resume nor ``reuse`` compares them (the truth a pick is judged by may be named by
-    # another path, or be a copy, and its trainings are the same)
-    NOTES = frozenset({"truth"})
+    # another path, or be a copy, and its trainings are the same; a --cells file may be
+    # named from another folder: the header's archs pin its cells)
+    NOTES = frozenset({"truth", "cells_file"})
 
     def __init__(self, oracle: TrainingOracle, archs: Sequence[str], seeds: Sequence[int],
                  out: str | Path, info: dict[str, Any] | None = None) -> None:
@@ -155,38 +196,21 @@ class TruthBuilder:
         fewer without training anything twice; how many were taken.
 
         Unlike ``reuse``, a source of another setting is an error, not skipped (it was named
-        on purpose): its recipe (a table's journal or JSON, as ``read_truth`` finds it) must
-        give the same recipe, width, depth and dataset fingerprint. A table keeps only the
-        mean training time of a cell, so each seed taken from it gets that mean as its own."""
+        on purpose; ``check_sources``, which the CLI calls before any journal exists). A
+        table keeps only the mean training time of a cell, so each seed taken from it gets
+        that mean as its own."""
+        tables = [Path(t) for t in tables]
+        check_sources(self.oracle, tables)
         with locked(self.journal, "the truth table's journal"):
             taken = 0
-            for t in tables:
-                path = Path(t)
-                if not path.is_file():
-                    raise ArchrankError(f"{path}: no such truth table")
+            for path in tables:
                 if path.name.endswith(".journal.jsonl"):
                     taken += self._reuse_journal_file(path)
                 else:
                     taken += self._reuse_table(path)
             return taken
 
-    def _check_setting(self, path: Path, setting: dict[str, Any], source: str) -> None:
-        mine = self.header["oracle"]
-        pairs = {"recipe": (setting.get("recipe"), mine.get("recipe")),
-                 "width": (setting.get("width"), (mine.get("network") or {}).get("width")),
-                 "depth": (setting.get("depth"), (mine.get("network") or {}).get("depth")),
-                 "dataset": ((setting.get("dataset") or {}).get("fingerprint"),
-                             (mine.get("dataset") or {}).get("fingerprint"))}
-        differ = [k for k, (a, b) in pairs.items() if a != b]
-        if setting.get("space", self.space.name) != self.space.name:
-            differ.insert(0, "space")
-        if differ:
-            raise ArchrankError(f"{path}: trained with another {', '.join(differ)} (from "
-                                f"{source}) than this table")
-
     def _reuse_journal_file(self, path: Path) -> int:
-        setting, source = _setting_from(path)
-        self._check_setting(path, setting, source)
         _, records, _ = read_journal(path)
         wanted = set(self.pending)
         taken = 0
@@ -206,8 +230,6 @@ class TruthBuilder:
     def _reuse_table(self, path: Path) -> int:
         from archrank.tables import load_benchmark
 
-        self._check_setting(path, *_truth_setting(path, None))
-        _check_space(path, self.space)
         bench = load_benchmark(path, self.space)
         row_of = {self.space.format(a): i for i, a in enumerate(bench.archs)}
         seeds = sorted({int(m.rsplit("_s", 1)[1]) for m in bench.metrics

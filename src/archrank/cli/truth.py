@@ -30,23 +30,25 @@ def parse_seeds(text: str) -> list[int]:
 
 def read_cells(path: Path, space: Any) -> list[str]:
     """The distinct cells of a ``--cells`` file, in file order (a cell named twice, also in
-    another spelling of the same cell, is trained once); one-line errors naming the line."""
+    another spelling of the same cell: one hash, is trained once, as first written);
+    one-line errors naming the line. A byte-order mark and CRLF line ends are read."""
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise ArchrankError(f"--cells {path}: cannot read ({exc})") from None
-    cells: dict[str, None] = {}
+    cells: dict[str, str] = {}  # hash -> the cell as first written
     for i, line in enumerate(lines, start=1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
         try:
-            cells[space.format(space.parse(text))] = None
+            arch = space.parse(text)
         except (ArchrankError, ValueError) as exc:
             raise ArchrankError(f"{path}: line {i}: not a {space.name} cell ({exc})") from None
+        cells.setdefault(space.hash(arch), space.format(arch))
     if not cells:
         raise ArchrankError(f"--cells {path}: no cell in the file")
-    return list(cells)
+    return list(cells.values())
 
 
 @bench_app.command("table")
@@ -65,7 +67,7 @@ def bench_table(
                                       "the training oracle's for the dataset)."),
     width: int | None = typer.Option(None, "--width", help="Network width (default: by data)."),
     depth: int | None = typer.Option(None, "--depth", help="Cells per stage (nb201), per stack "
-                                     "(nb101), in all (darts); default: by data."),
+                                     "(nb101), in all (darts) (default: by data)."),
     workers: int = typer.Option(1, "--workers", help="Trainings in parallel."),
     executor_kind: str | None = typer.Option(None, "--executor",
                                              help="inline, process (default with --workers > 1) "
@@ -74,8 +76,9 @@ def bench_table(
     out: Path = typer.Option(..., "--out", "-o", help="Truth table (CSV) to write."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the noise ceiling here."),
     tables: list[Path] | None = typer.Option(
-        None, "--from", help="A truth table of the same recipe (repeatable): the trainings it "
-        "holds for these cells and seeds are taken, not trained again."),
+        None, "--from", metavar="<path>", help="A truth table (or its journal) of the same "
+        "recipe, repeatable: the trainings it holds for these cells and seeds are taken, not "
+        "trained again."),
 ) -> None:
     """Train N sampled cells (or those of --cells FILE) with each training seed: a benchmark
     table of the means, per-seed values, stds, params, FLOPs and training seconds, and its
@@ -96,7 +99,13 @@ def bench_table(
     from archrank.oracles.training import TrainingOracle
     from archrank.runs.loop import executor_for
     from archrank.spaces import get_space
-    from archrank.truth import TruthBuilder, check_table_path, noise_ceiling, recipe_info
+    from archrank.truth import (
+        TruthBuilder,
+        check_sources,
+        check_table_path,
+        noise_ceiling,
+        recipe_info,
+    )
 
     if (n is None) == (cells_file is None):
         raise ArchrankError("give --n (a uniform sample of cells) or --cells FILE, one of them")
@@ -110,7 +119,8 @@ def bench_table(
         raise ArchrankError(f"--out {exc}") from None
     check_output(out, "--out", [dataset, *(tables or []), *([cells_file] if cells_file else [])])
     if json_out is not None:
-        check_output(json_out, "--json", [out, dataset])
+        check_output(json_out, "--json", [out, dataset, *(tables or []),
+                                          *([cells_file] if cells_file else [])])
     seeds = parse_seeds(train_seeds)
     space = get_space(space_name)
     from archrank.cli.oneshot import dataset_spec
@@ -128,6 +138,8 @@ def bench_table(
     if workers < 1:  # before the journal is written
         raise ArchrankError(f"--workers must be at least 1, got {workers}")
     executor = executor_for(workers, executor_kind, scheduler)  # a bad one: before the journal
+    if tables:  # before the journal exists: a refused source leaves nothing behind
+        check_sources(oracle, tables)
     builder = TruthBuilder(oracle, cells, seeds, out, info)
     if tables:
         taken = builder.reuse_tables(tables)

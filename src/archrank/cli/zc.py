@@ -88,7 +88,7 @@ def zero_cost(
     batch_size: int = typer.Option(64, "--batch-size", help="Examples in the proxy batch."),
     width: int | None = typer.Option(None, "--width", help="Network width (default: by dataset)."),
     depth: int | None = typer.Option(None, "--depth", help="Cells per stage (nb201), per stack "
-                                     "(nb101), in all (darts, 3 at least); default: by data."),
+                                     "(nb101), in all (darts, 3 at least) (default: by data)."),
 ) -> None:
     """Compute zero-cost proxies of N sampled cells on their untrained networks.
 

@@ -184,18 +184,19 @@ def signal_matrix_arg(value: Any, n: int, names: Sequence[str], what: str,
 
 def save_torch_file(obj: Any, path: str | Path) -> None:
     """``torch.save`` with the output checks every command makes (``files.check_output``: a
-    folder, a missing folder, an unwritable file), written through ``files.atomic_path`` (a
-    kill while saving leaves the earlier file whole), and a one-line error for a file that
-    cannot be written (torch's names its C++ source line)."""
-    from archrank.files import atomic_path, check_output, is_stream
+    folder, a missing folder, an unwritable file), written through ``files.open_output`` (a
+    kill while saving leaves the earlier file whole; a device such as /dev/null is written
+    in place, never replaced by a file), and a one-line error for a file that cannot be
+    written (torch's names its C++ source line)."""
+    from archrank.files import check_output, is_stream, open_output
 
     check_output(path, "")
     if is_stream(path):
         raise ArchrankError(f"{path}: a model is saved to a file, not to a stream")
     try:
-        with atomic_path(path) as tmp:
-            torch.save(obj, tmp)
-    except (OSError, RuntimeError) as exc:
+        with open_output(path, "wb", "") as fh:
+            torch.save(obj, fh)
+    except RuntimeError as exc:
         text = str(exc)  # torch's: "[enforce fail at ...] ... strerror: REASON"
         why = text.rsplit("strerror:", 1)[1].strip() if "strerror:" in text else \
             "permission denied" if "Permission denied" in text else first_line(exc)
