@@ -7,6 +7,7 @@ import json
 import pytest
 
 from conftest import one_line_error
+from test_options import CELLS
 
 
 @pytest.fixture
@@ -303,14 +304,7 @@ def test_set_may_name_the_strategy_it_configures(cli, base, tmp_path):
         assert store.config["strategy_params"] == {"population": 5}
 
 
-SMALL = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
-         "nor_conv_3x3~2|",
-         "|skip_connect~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
-         "nor_conv_3x3~2|",
-         "|avg_pool_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
-         "nor_conv_3x3~2|",
-         "|none~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
-         "nor_conv_3x3~2|"]
+SMALL = CELLS  # four nb201 cells of one small table (test_options)
 
 
 @pytest.fixture
