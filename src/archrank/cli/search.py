@@ -510,7 +510,9 @@ def bench_search_cmd(
                                    "setting on fresh seeds."),
     space_from_bench: bool = typer.Option(False, "--space-from-bench",
                                           help="Search only the table's architectures."),
-    jobs: int = typer.Option(1, "--jobs", help="Searches run in parallel processes."),
+    jobs: int = typer.Option(1, "--workers", "--jobs", help="Searches run in parallel "
+                             "processes (--workers as in every other command; --jobs, its "
+                             "first name, still works)."),
     stop_at_optimum: bool = typer.Option(
         True, "--stop-at-optimum/--full-budget",
         help="End a search once it found the table's best (same figures, less time)."),
@@ -534,7 +536,7 @@ def bench_search_cmd(
     Example:
       archrank bench search --space nb201 --bench ../shared/data/nb201.csv \\
         --metric cifar10_test --strategies random,rea,ls,gates --budget 150 --seeds 20 \\
-        --jobs 2 --json out.json
+        --workers 2 --json out.json
     """
     from archrank.bench.journal import discard, journal_for
     from archrank.bench.search import bench_search
