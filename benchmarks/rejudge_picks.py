@@ -25,7 +25,7 @@ import numpy as np
 
 from archrank.bench.common import percentile, stat
 from archrank.spaces import get_space
-from archrank.truth import read_truth
+from archrank.truth import read_truth, setting_differences
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FINAL = RESULTS / "dev-2026-11-30-final-choice"
@@ -70,11 +70,7 @@ def main(argv: list[str]) -> None:
         sys.exit(__doc__)
     truth = read_truth(argv[1], "nb201")
     picks = read_truth(argv[2], "nb201", recipe=None)
-    differ = [k for k in ("recipe", "width", "depth")
-              if picks.setting.get(k) != truth.setting.get(k)]
-    if (picks.setting.get("dataset") or {}).get("fingerprint") != \
-            (truth.setting.get("dataset") or {}).get("fingerprint"):
-        differ.append("dataset")
+    differ = setting_differences(picks.setting, truth.setting)
     if differ:  # judged by a truth of another recipe: meaningless
         sys.exit(f"{argv[2]} was trained with another {', '.join(differ)} than {argv[1]}")
     missing = sorted(set(truth.seeds) - set(picks.seeds))

@@ -82,12 +82,7 @@ def check_sources(oracle: TrainingOracle, sources: Iterable[str | Path]) -> None
             if not any(h.startswith("val_acc_s") and h[9:].isdigit() for h in header):
                 raise ArchrankError(f"--from {path}: no per-seed columns (val_acc_s<seed>): "
                                     "not a truth table of bench table")
-        pairs = {"recipe": (setting.get("recipe"), mine["recipe"]),
-                 "width": (setting.get("width"), mine["width"]),
-                 "depth": (setting.get("depth"), mine["depth"]),
-                 "dataset": ((setting.get("dataset") or {}).get("fingerprint"),
-                             mine["dataset"].get("fingerprint"))}
-        differ = [k for k, (a, b) in pairs.items() if a != b]
+        differ = setting_differences(setting, mine)
         if setting.get("space", oracle.space.name) != oracle.space.name:
             differ.insert(0, "space")
         if differ:
@@ -164,7 +159,6 @@ class TruthBuilder:
     def _reuse(self, journals: Iterable[Path]) -> int:
         skip = {"archs", *self.NOTES}
         mine = {k: v for k, v in self.header.items() if k not in skip}
-        wanted = {(a, s) for a, s in self.pending}
         taken = 0
         for path in journals:
             if path.resolve() == self.journal.resolve():
@@ -176,17 +170,7 @@ class TruthBuilder:
             if not isinstance(header, dict) or {
                     k: v for k, v in header.items() if k not in skip} != mine:
                 continue
-            for rec in records:
-                try:
-                    key = (rec["arch"], int(rec["seed"]))
-                except (KeyError, TypeError, ValueError):
-                    continue
-                if key not in wanted or not _stands(rec):
-                    continue
-                wanted.discard(key)
-                self.results[key] = rec
-                self._append(rec)
-                taken += 1
+            taken += self._take(records)
         return taken
 
     def reuse_tables(self, tables: Iterable[str | Path]) -> int:
@@ -205,13 +189,14 @@ class TruthBuilder:
             taken = 0
             for path in tables:
                 if path.name.endswith(".journal.jsonl"):
-                    taken += self._reuse_journal_file(path)
+                    taken += self._take(read_journal(path)[1])
                 else:
                     taken += self._reuse_table(path)
             return taken
 
-    def _reuse_journal_file(self, path: Path) -> int:
-        _, records, _ = read_journal(path)
+    def _take(self, records: Iterable[dict[str, Any]]) -> int:
+        """Journal the records (of another journal) that train a pending (cell, seed) and
+        stand (``_stands``); how many. A record's cell is read in this table's spelling."""
         wanted = set(self.pending)
         taken = 0
         for rec in records:
@@ -232,9 +217,8 @@ class TruthBuilder:
 
         bench = load_benchmark(path, self.space)
         row_of = {self.space.format(a): i for i, a in enumerate(bench.archs)}
-        seeds = sorted({int(m.rsplit("_s", 1)[1]) for m in bench.metrics
-                        if "_s" in m and m.rsplit("_s", 1)[1].isdigit()
-                        and m.rsplit("_s", 1)[0] in METRICS})
+        seeds = sorted({int(s) for m, _, s in (c.rpartition("_s") for c in bench.metrics)
+                        if m in METRICS and s.isdigit()})
         cols = {c: bench.values(c) for c in ("params", "flops", "train_time_s")
                 if c in bench.metrics}
         per = {(m, s): bench.values(f"{m}_s{s}") for m in METRICS for s in seeds
@@ -603,16 +587,24 @@ def _truth_setting(path: Path, recipe: str | Path | None) -> tuple[dict[str, Any
         return _setting_from(own)
     theirs = _setting_from(given)
     if own is not None:
-        mine = _setting_from(own)[0]
-        differ = [k for k in ("recipe", "width", "depth", "seeds")
-                  if k in mine and k in theirs[0] and mine[k] != theirs[0][k]]
-        if (mine.get("dataset") or {}).get("fingerprint") != \
-                (theirs[0].get("dataset") or {}).get("fingerprint"):
-            differ.append("dataset")
+        differ = setting_differences(_setting_from(own)[0], theirs[0],
+                                     ("recipe", "width", "depth", "seeds"))
         if differ:
             raise ArchrankError(f"--recipe {recipe} differs from {own.name}, the truth's own "
                                 f"record, in {', '.join(differ)}")
     return theirs
+
+
+def setting_differences(a: dict[str, Any], b: dict[str, Any],
+                        keys: Sequence[str] = ("recipe", "width", "depth")) -> list[str]:
+    """The names of the truth-setting entries (``recipe_info`` and a truth's recorded
+    setting) in which ``a`` and ``b`` differ: ``keys`` that both record, then ``dataset``
+    when the data's fingerprints differ."""
+    differ = [k for k in keys if k in a and k in b and a[k] != b[k]]
+    if (a.get("dataset") or {}).get("fingerprint") != (b.get("dataset") or {}).get(
+            "fingerprint"):
+        differ.append("dataset")
+    return differ
 
 
 def _setting_from(file: Path) -> tuple[dict[str, Any], str]:

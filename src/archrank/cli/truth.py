@@ -117,10 +117,10 @@ def bench_table(
         check_table_path(out)  # before the data and the sample
     except ArchrankError as exc:
         raise ArchrankError(f"--out {exc}") from None
-    check_output(out, "--out", [dataset, *(tables or []), *([cells_file] if cells_file else [])])
+    inputs = [dataset, *(tables or []), cells_file]  # what the command reads (None: nothing)
+    check_output(out, "--out", inputs)
     if json_out is not None:
-        check_output(json_out, "--json", [out, dataset, *(tables or []),
-                                          *([cells_file] if cells_file else [])])
+        check_output(json_out, "--json", [out, *inputs])
     seeds = parse_seeds(train_seeds)
     space = get_space(space_name)
     from archrank.cli.oneshot import dataset_spec
