@@ -199,3 +199,19 @@ def test_help_shows_switches_without_metavar_and_defaults_one_way(cli):
     assert "run the same command again after a kill" in out  # one line at 200 columns
     assert "[default: the training oracle's for the dataset]" in out
     assert "  archrank bench table ... --train-seeds 0,1,2,3,4" in out  # examples keep lines
+
+
+def test_every_device_option_defaults_to_auto_with_one_help(cli):
+    """Every command that takes --device uses the GPU when one is present (the house rule):
+    oneshot search defaulted to cpu while oneshot train took the GPU."""
+    from archrank.cli.app import DEVICE_DEFAULT
+
+    options = {" ".join(path): param for path, command in _every_command()
+               for param in command.params if "--device" in getattr(param, "opts", ())}
+    assert {"oneshot train", "oneshot search"} <= set(options)
+    assert DEVICE_DEFAULT == "auto"
+    assert {param.default for param in options.values()} == {"auto"}, options
+    assert len({param.help for param in options.values()}) == 1
+    for path in options:
+        _, out, _ = cli(*path.split(), "--help")
+        assert "[default: auto]" in out and "GPU when one is present" in out, path

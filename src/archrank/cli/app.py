@@ -113,6 +113,20 @@ def check_least(**flags: tuple[float | None, float]) -> None:
             raise ArchrankError(f"{flag} must be at least {least:g}, got {value}")
 
 
+# -- --device ---------------------------------------------------------------------------------
+# The house rule: code runs on the CPU and uses a GPU when one is present. Every command that
+# trains takes its --device from here (one default and one help text, not copies that drift:
+# oneshot search once defaulted to cpu while oneshot train took the GPU).
+DEVICE_DEFAULT = "auto"
+
+
+def device_option() -> Any:
+    """The ``--device`` option of a command that trains (``archrank.nn.resolve_device``
+    reads the value)."""
+    return typer.Option(DEVICE_DEFAULT, "--device",
+                        help="auto (the GPU when one is present, else the CPU), cpu or cuda.")
+
+
 # -- --help ---------------------------------------------------------------------------------
 _DEFAULT_IN_HELP = re.compile(r"\s*\((?:default:?\s+(?:is\s+)?([^()]+)|(-?\d[\d.,_]*))\)(\.?)\s*$")
 

@@ -27,6 +27,7 @@ from archrank.cli.app import (
     check_least,
     check_seed_option,
     console,
+    device_option,
     err,
     oneshot_app,
     parse_sets,
@@ -113,7 +114,7 @@ def train(
                                        help="uniform (SPOS, default) or fair (each op once "
                                        "per block)."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch threads per process."),
-    device: str = typer.Option("auto", "--device", help="auto (GPU when present), cpu, cuda."),
+    device: str = device_option(),
     out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write."),
     resume: Path | None = typer.Option(None, "--resume",
                                        help="Continue the training of this checkpoint."),
@@ -545,7 +546,7 @@ def search_cmd(
                                            "sampled cells scored and fitted (1000); give it "
                                            "again on --resume."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch threads."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    device: str = device_option(),
     out: Path | None = typer.Option(None, "--out", "-o", help="Checkpoint to write."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue this search (its "
                                        "settings come from the checkpoint)."),

@@ -238,7 +238,7 @@ def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d",
            seed: int = 0, recipe: TrainRecipe | None = None, checkpoint: str | Path | None = None,
            resume: bool = False, proxy: dict[str, Any] | None = None, ea_evals: int = 100,
            fit_samples: int = DEFAULT_SAMPLES, width: int | None = None,
-           depth: int | None = None, threads: int = 1, device: str = "cpu",
+           depth: int | None = None, threads: int = 1, device: str = "auto",
            on_step: StepCallback | None = None, final: str | None = None,
            on_choice: ChoiceCallback | None = None) -> SearchResult:
     """Run (or continue) a one-shot search with ``method``; see the module docstring.
