@@ -215,3 +215,13 @@ def test_every_device_option_defaults_to_auto_with_one_help(cli):
     for path in options:
         _, out, _ = cli(*path.split(), "--help")
         assert "[default: auto]" in out and "GPU when one is present" in out, path
+
+
+@pytest.mark.parametrize("argv", [EPOCHS_ARGV[1], EPOCHS_ARGV[2], EPOCHS_ARGV[5]],
+                         ids=lambda a: " ".join(a[:2]))
+def test_a_network_too_large_for_the_machine_names_the_flag(tmp_path, cli, argv):
+    """A --depth of absurdly large networks is refused before any file, naming the flag."""
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    line = one_line_error(*cli(*argv, "--depth", "999999")[::2])
+    assert line.startswith("error: --depth 999999 (with --width ") and "memory" in line
+    assert list(tmp_path.iterdir()) == []

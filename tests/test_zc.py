@@ -17,6 +17,7 @@ from archrank.errors import ArchrankError
 from archrank.nn import build_network
 from archrank.spaces import get_space
 from archrank.zc import PROXIES, _agreement, compute_proxies, score_architectures
+from conftest import one_line_error
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -251,3 +252,35 @@ def test_a_second_fill_of_one_cache_is_refused(tmp_path: Path, cli, monkeypatch)
     status, _, err = cli("zc", "--fill", "--table", table, "--proxies", "synflow")
     assert status == 2 and "a fill of this zero-cost cache is in use" in err, err
     held.close()
+
+
+def test_zc_refuses_networks_too_large_for_the_machine(tmp_path: Path, cli,
+                                                      monkeypatch) -> None:
+    """``zc --depth 999999`` started scoring, silently, networks of ~3e11 parameters: the
+    setting is refused in one line naming the flag before any work or file."""
+    import archrank.zc
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started")
+
+    monkeypatch.setattr(archrank.zc, "score_architectures", no_work)
+    out = tmp_path / "x.csv"
+    for flag, value in (("--depth", "999999"), ("--width", "1000000")):
+        line = one_line_error(*cli("zc", flag, value, "--n", "2", "--out", out)[::2])
+        assert line.startswith(f"error: {flag} {value} (with ") and "GiB of memory" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_parameter_estimate_of_a_setting() -> None:
+    """``estimated_params``: exact for nb201 and nb101 (stages repeat one cell), within 10%
+    for darts; check_size refuses what cannot fit in memory and keeps the benchmark's size."""
+    from archrank.nn import _largest_cell as largest
+    from archrank.nn import check_size, count_params, estimated_params
+
+    for space, width, depth, slack in (("nb201", 16, 5, 0), ("nb101", 8, 2, 0),
+                                       ("darts", 8, 8, 0.1)):
+        real = count_params(build_network(space, largest(space), width=width, depth=depth))
+        assert abs(estimated_params(space, width, depth) - real) <= slack * real, space
+    check_size("nb101", 128, 3)  # the benchmark network
+    with pytest.raises(ArchrankError, match=r"^depth 10000000 \(with width 16\): nb201 "):
+        check_size("nb201", 16, 10_000_000)

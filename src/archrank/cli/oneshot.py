@@ -53,6 +53,22 @@ def dataset_spec(dataset: str) -> str:
     return canonical_spec(dataset)
 
 
+def check_network_size(space: str, dataset: str | None, width: int | None,
+                       depth: int | None) -> None:
+    """``archrank.nn.check_size`` of the network ``--width`` / ``--depth`` ask for (the
+    other from the dataset's default), naming the flags, before the data or any file."""
+    if width is None and depth is None:
+        return
+    from archrank.nn import NETWORK_SPACES, check_size
+    from archrank.oracles.training import default_setup
+
+    if space not in NETWORK_SPACES:
+        return  # the command's own error names the space
+    size = default_setup(space, dataset or "mnist1d")
+    check_size(space, size["width"] if width is None else width,
+               size["depth"] if depth is None else depth, names=("--width", "--depth"))
+
+
 def _checkpoint_file(*paths: Path | None) -> None:
     """A checkpoint is a file (written every epoch, resumed from): not standard output."""
     from archrank.files import is_stream
@@ -142,6 +158,8 @@ def train(
         raise ArchrankError("give either --resume CKPT or --out, not both")
     if resume is None and out is None:
         raise ArchrankError("missing --out CKPT (or --resume CKPT to continue a training)")
+    if resume is None:  # (a resumed training's size is the checkpoint's, checked against it)
+        check_network_size(space or "nb201", dataset, width, depth)
     kwargs = {"device": device, "threads": threads}
     if resume is None and epochs is not None and epochs < 1:  # before any file is touched
         raise ArchrankError(f"--epochs must be at least 1, got {epochs}")
@@ -592,11 +610,7 @@ def search_cmd(
     check_choice(method, ea_evals, fit_samples)  # before the training, not after it
     ea_evals = 100 if ea_evals is None else ea_evals
     fit_samples = 1000 if fit_samples is None else fit_samples
-    if width is not None or depth is not None:  # before the progress bar and the data
-        from archrank.nn import MIN_DEPTH, check_size
-
-        check_size(space, 1 if width is None else width,
-                   MIN_DEPTH.get(space, 1) if depth is None else depth)
+    check_network_size(space, dataset, width, depth)  # before the progress bar and the data
     if epochs is not None and epochs < 1:
         raise ArchrankError(f"--epochs must be at least 1, got {epochs}")
     if resume is not None and out is not None and Path(out) != Path(resume):

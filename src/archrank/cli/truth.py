@@ -123,8 +123,9 @@ def bench_table(
         check_output(json_out, "--json", [out, *inputs])
     seeds = parse_seeds(train_seeds)
     space = get_space(space_name)
-    from archrank.cli.oneshot import dataset_spec
+    from archrank.cli.oneshot import check_network_size, dataset_spec
 
+    check_network_size(space.name, dataset, width, depth)  # naming the flags
     oracle = TrainingOracle(space, dataset_spec(dataset), width=width, depth=depth)
     if epochs is not None:
         oracle.recipe = replace(oracle.recipe, epochs=epochs)

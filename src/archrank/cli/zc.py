@@ -17,7 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from archrank.cli.app import app, check_seed_option, console
+from archrank.cli.app import app, check_seed_option, console, err
 from archrank.errors import ArchrankError, Interrupted
 from archrank.files import check_output, hold_lock, open_output
 from archrank.spaces.base import SearchSpace
@@ -138,10 +138,16 @@ def zero_cost(
             f"zero-cost proxies need real networks; choose --space from "
             f"{', '.join(NETWORK_SPACES)}, not {space_name!r}"
         )
-    if depth is not None:  # before the journal and the data (darts needs 3 cells at least)
+    if width is not None or depth is not None:  # before the journal and the data: darts
+        # needs 3 cells at least, and networks too large for this machine are refused
         from archrank.nn import check_size
+        from archrank.oracles.training import default_setup
 
-        check_size(space_name, 1 if width is None else width, depth)
+        size = default_setup(space_name, str(dataset))  # (the default is by dataset)
+        check_size(space_name, size["width"] if width is None else width,
+                   size["depth"] if depth is None else depth, names=("--width", "--depth"))
+        _say_when_long(space_name, size["width"] if width is None else width,
+                       size["depth"] if depth is None else depth, n)
     from archrank.bench.journal import BenchJournal, discard, journal_for
     from archrank.datasets import load_dataset
 
@@ -193,6 +199,20 @@ def zero_cost(
     seconds = time.perf_counter() - start
     console.print(f"wrote {len(cells)} cells x {len(names)} proxies to {out} "
                   f"in {seconds:.1f} s ({1000 * seconds / len(cells):.0f} ms per cell)")
+
+
+def _say_when_long(space_name: str, width: int, depth: int, n: int) -> None:
+    """A line before the work when the networks are over ten times the benchmark network's
+    size: each cell then takes long before the progress bar (per cell) moves, and the bar
+    is not drawn at all where standard error is no terminal."""
+    from archrank.nn import BENCHMARK_SIZE, estimated_params
+
+    size = BENCHMARK_SIZE[space_name]
+    params = estimated_params(space_name, width, depth)
+    if params > 10 * estimated_params(space_name, size["width"], size["depth"]):
+        err.print(f"networks of about {params:.2g} parameters (width {width}, depth {depth}): "
+                  f"each of the {n:,} cells takes a while; progress is shown per cell",
+                  soft_wrap=True)
 
 
 def _write_scores(out: Path, space: Any, cells: list[Any], names: tuple[str, ...],

@@ -8,6 +8,7 @@ signals ("1d").
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -42,18 +43,85 @@ MIN_DEPTH: dict[str, int] = {"darts": 3}
 MIN_WIDTH: dict[str, int] = {"nb101": 5}
 
 
-def check_size(space: str, width: int, depth: int) -> None:
+def check_size(space: str, width: int, depth: int,
+               names: tuple[str, str] = ("width", "depth")) -> None:
     """A one-line error for a width or depth no network of ``space`` can have (checked
-    before a run or a training starts, not at its first evaluation)."""
+    before a run or a training starts, not at its first evaluation): below the space's least,
+    or so large that the network's weights and gradients alone would not fit in this
+    machine's memory (``estimated_params``; activations come on top, so what is refused
+    certainly cannot run). ``names``: how the message calls the two (a command passes its
+    flags, ``("--width", "--depth")``)."""
     from archrank.errors import ArchrankError
 
     least, narrowest = MIN_DEPTH.get(space, 1), MIN_WIDTH.get(space, 1)
+    w, d = names
     if width < narrowest:
-        raise ArchrankError(f"{space} networks need width >= {narrowest}, got width {width}"
+        raise ArchrankError(f"{space} networks need {w} >= {narrowest}, got {w} {width}"
                             + (" (an NB101 cell splits its output's channels among up to "
                                "five vertices)" if space == "nb101" else ""))
     if depth < least:
-        raise ArchrankError(f"{space} networks need depth >= {least}, got depth {depth}")
+        raise ArchrankError(f"{space} networks need {d} >= {least}, got {d} {depth}")
+    size = BENCHMARK_SIZE.get(space)
+    if size is None or (width <= size["width"] and depth <= size["depth"]):
+        return  # no larger than the benchmark's network: never too large
+    memory = _physical_memory()
+    params = estimated_params(space, width, depth)
+    if memory and params * BYTES_PER_PARAM > memory:
+        said = [f"{d} {depth}", f"{w} {width}"]  # the one further beyond the benchmark first
+        if (width / size["width"]) ** 2 > depth / size["depth"]:  # (parameters ~ width^2)
+            said.reverse()
+        raise ArchrankError(
+            f"{said[0]} (with {said[1]}): {space} networks of about {params:.2g} parameters, "
+            f"{params * BYTES_PER_PARAM / 2**30:,.0f} GiB for their weights and gradients "
+            f"alone, more than this machine's {memory / 2**30:,.0f} GiB of memory (the "
+            f"benchmark network: {w} {size['width']}, {d} {size['depth']})")
+
+
+# float32 weights and their gradients: what any training or gradient-based proxy holds at once
+BYTES_PER_PARAM = 8
+
+
+def _physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the platform does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def estimated_params(space: str, width: int, depth: int) -> int:
+    """Parameters of the ``space`` network of ``width`` and ``depth`` with the space's
+    largest cell (every op a 3x3 convolution; darts: 5x5 separable ones), without building
+    it: the networks of the two fewest depths are built on torch's meta device (shapes, no
+    storage, milliseconds at any width) and the count extrapolated linearly in depth. Exact
+    for nb201 and nb101 (their stages repeat one cell); darts' reduction cells sit at thirds
+    of the depth, so its count is within a few percent (5,144,086 at the benchmark size,
+    estimated 4.80e6)."""
+    least = MIN_DEPTH.get(space, 1)
+    with torch.device("meta"):
+        counts = [count_params(build_network(space, _largest_cell(space), width=width, depth=d))
+                  for d in (least, 2 * least)]
+    per_depth = (counts[1] - counts[0]) / least
+    return int(counts[0] + per_depth * (depth - least))
+
+
+def _largest_cell(space: str) -> Any:
+    """The cell of ``space`` with the most parameters (the architecture ``build_network``
+    takes)."""
+    if space == "nb201":
+        return ("nor_conv_3x3",) * 6
+    if space == "nb101":
+        import numpy as np
+
+        matrix = np.eye(7, k=1, dtype=int)  # a chain of five 3x3 convolutions
+        return matrix, ("input", *["conv3x3-bn-relu"] * 5, "output")
+    from archrank.spaces.darts import make_genotype
+
+    pairs = [("sep_conv_5x5", 0), ("sep_conv_5x5", 1)] * 4
+    return make_genotype({"normal": pairs, "reduce": pairs})
 
 
 def build_network(
