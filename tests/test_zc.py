@@ -284,3 +284,17 @@ def test_the_parameter_estimate_of_a_setting() -> None:
     check_size("nb101", 128, 3)  # the benchmark network
     with pytest.raises(ArchrankError, match=r"^depth 10000000 \(with width 16\): nb201 "):
         check_size("nb201", 16, 10_000_000)
+
+
+def test_a_fill_leaves_no_lock_file_behind(tmp_path: Path, cli, monkeypatch) -> None:
+    """``zc --fill`` left an empty ``zc-SPACE.npz.lock`` beside the cache (the merge lock of
+    its saves, a twin of archrank.files' locks that never removed its file)."""
+    monkeypatch.setenv("ARCHRANK_CACHE_DIR", str(tmp_path / "cache"))
+    space = get_space("nb201")
+    table = tmp_path / "t.csv"
+    table.write_text("arch,acc\n" + "".join(
+        f"{space.format(a)},1\n" for a in space.sample(3, np.random.default_rng(5))))
+    status, _, err = cli("zc", "--fill", "--table", table, "--proxies", "synflow")
+    assert status == 0, err
+    left = sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    assert "zc-nb201.npz" in left and not [n for n in left if "lock" in n], left

@@ -279,11 +279,14 @@ def _same_file(fh: IO[Any], where: Path) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def hold_lock(path: str | os.PathLike[str], what: str) -> FileLock | None:
+def hold_lock(path: str | os.PathLike[str], what: str, *, wait: bool = False
+              ) -> FileLock | None:
     """Take the exclusive advisory lock of ``path`` (``lock_path``) without waiting: a
     ``FileLock``, whose closing (or the process's end, also by SIGKILL) releases it; a
     one-line error when another process holds it, so that two jobs never write one file at
-    once. ``None`` where ``fcntl`` is missing (not POSIX) or the folder does not exist."""
+    once. ``None`` where ``fcntl`` is missing (not POSIX) or the folder does not exist.
+    ``wait``: wait for the holder instead (a short critical section, such as merging into a
+    shared file, that any number of processes take in turn)."""
     try:
         import fcntl
     except ImportError:
@@ -293,13 +296,13 @@ def hold_lock(path: str | os.PathLike[str], what: str) -> FileLock | None:
     if (str(path) == "-" or not where.parent.is_dir()
             or (target.exists() and not target.is_file())):
         return None  # nothing written there (stdout, a missing folder, /dev/null)
-    for _ in range(10):
+    for _ in range(1000 if wait else 10):  # (each holder removes the file it held)
         try:
             fh = open(where, "a")  # noqa: SIM115 (held open: the lock lives as long as it)
         except OSError:  # a read-only folder: this job cannot write the file either, and
             return None  # whatever it does write fails with its own message
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             fh.close()
             raise ArchrankError(f"{path}: {what} is in use (by another archrank process, "
@@ -316,9 +319,9 @@ def hold_lock(path: str | os.PathLike[str], what: str) -> FileLock | None:
 
 
 @contextlib.contextmanager
-def locked(path: str | os.PathLike[str], what: str) -> Iterator[None]:
+def locked(path: str | os.PathLike[str], what: str, *, wait: bool = False) -> Iterator[None]:
     """``hold_lock`` for the duration of a block."""
-    lock = hold_lock(path, what)
+    lock = hold_lock(path, what, wait=wait)
     try:
         yield
     finally:

@@ -28,9 +28,8 @@ import hashlib
 import json
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import as_completed
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ import torch
 from archrank.cache import atomic_path, cache_path
 from archrank.errors import ArchrankError, first_line
 from archrank.executors import process_pool, stop_pool
+from archrank.files import locked
 from archrank.zc import PROXIES, check_proxies, compute_proxies
 
 FORMAT = 1
@@ -309,7 +309,10 @@ class ZCCache:
         wrote to it meanwhile."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with _file_lock(self.path.with_name(self.path.name + ".lock")):
+            # (a lock of its own, ".NAME.merge.lock": a fill holds the cache's for its whole
+            # run, and its saves take this one in turn with any other process's)
+            with locked(self.path.with_name(self.path.name + ".merge"), "the merge into "
+                        "this zero-cost cache", wait=True):
                 self._merge_file()
                 meta = {"format": FORMAT, "code": code_version(self.space.name),
                         "space": self.space.name,
@@ -430,22 +433,6 @@ class ZCCache:
             self.save()
             raise
         return total
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (no-op where ``fcntl`` is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        yield
-        return
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def split_signal(name: str) -> tuple[str, str] | None:
