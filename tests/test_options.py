@@ -225,3 +225,31 @@ def test_a_network_too_large_for_the_machine_names_the_flag(tmp_path, cli, argv)
     line = one_line_error(*cli(*argv, "--depth", "999999")[::2])
     assert line.startswith("error: --depth 999999 (with --width ") and "memory" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_help_examples_are_not_broken_mid_command_at_80_columns(cli, monkeypatch):
+    """rich wrapped a long example command at the terminal's width, wherever the column fell
+    (`--metric` / `cifar10_test --seeds 5` on two lines that no longer pasted as one
+    command): every example line of every command's --help comes out whole at 80 columns,
+    a long command continued with a trailing backslash."""
+    def example_lines(text):  # a command's lines, and the lines a trailing \ continues
+        found, going_on = [], False
+        for line in text.split("\n"):
+            if going_on or line.strip().startswith(("archrank ", "torchrun ")):
+                found.append(line)
+                going_on = line.rstrip().endswith("\\")
+        return found
+
+    monkeypatch.setenv("COLUMNS", "80")
+    checked = 0
+    for path, command in _every_command():
+        status, out, err = cli(*path, "--help")
+        assert status == 0, (path, err)
+        shown = {line.strip() for line in out.splitlines()}
+        lines = example_lines(command.help or "")
+        for i, line in enumerate(lines):
+            assert line.strip() in shown, (path, line)
+            if i + 1 < len(lines) and line.rstrip().endswith("\\"):
+                assert lines[i + 1].startswith(" "), (path, lines[i + 1])  # continued
+            checked += 1
+    assert checked > 30

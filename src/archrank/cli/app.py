@@ -143,15 +143,54 @@ def _prose(paragraph: str) -> str:
     return " ".join(line.strip() for line in lines)
 
 
+# --help examples fit an 80-column terminal: rich prints the help with a column of margin on
+# either side, and a command line it wrapped itself could no longer be copied whole.
+HELP_WIDTH = 80
+EXAMPLE_WIDTH = HELP_WIDTH - 4
+_EXAMPLE_START = ("archrank ", "torchrun ")
+_TOKEN = re.compile(r"""(?:"[^"]*"|'[^']*'|\S)+""")  # a shell word, quotes kept whole
+
+
+def _wrap_examples(text: str) -> str:
+    """Example commands longer than ``EXAMPLE_WIDTH`` broken between shell words, each line
+    but the last ending in `` \\`` and the next indented two more spaces (a copy pastes
+    as one command); shorter ones, and any other line, as they are."""
+    lines, out = text.split("\n"), []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not line.strip().startswith(_EXAMPLE_START):
+            out.append(line)
+            continue
+        indent = line[:len(line) - len(line.lstrip())]
+        command = [line.strip()]
+        while command[-1].endswith("\\") and i < len(lines):  # an example continued already
+            command[-1] = command[-1][:-1].rstrip()
+            command.append(lines[i].strip())
+            i += 1
+        words = _TOKEN.findall(" ".join(command))
+        current = indent + words[0]
+        for word in words[1:]:
+            if len(current) + 1 + len(word) + 2 > EXAMPLE_WIDTH:  # (+2: room for " \")
+                out.append(current + " \\")
+                current = f"{indent}  {word}"
+            else:
+                current += " " + word
+        out.append(current)
+    return "\n".join(out)
+
+
 def tidy_help(command: Any) -> Any:
     """One look for every command's ``--help`` (typer 0.29's defaults differ): prose
-    paragraphs reflowed (``_prose``), switches without a ``<bool>`` metavar (``--help`` and
+    paragraphs reflowed (``_prose``), long example commands continued with `` \\``
+    (``_wrap_examples``), switches without a ``<bool>`` metavar (``--help`` and
     ``--version`` included), and a default the help text gives in words, ``(default: X)`` or
     ``(100)`` at its end, shown as ``[default: X]`` like the defaults typer shows itself.
     Applied to the command tree ``archrank.cli.run`` invokes; returns ``command``."""
     if getattr(command, "help", None):
         first, *rest = inspect.cleandoc(command.help).split("\n\n")
-        command.help = "\n\n".join([first, *map(_prose, rest)])
+        command.help = _wrap_examples("\n\n".join([first, *map(_prose, rest)]))
     for param in getattr(command, "params", []):
         if getattr(param, "is_flag", False):
             param.metavar = ""
