@@ -3,6 +3,8 @@ values) before any work and before any run directory exists (issue 16)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from archrank.errors import ArchrankError
@@ -227,11 +229,23 @@ def test_a_network_too_large_for_the_machine_names_the_flag(tmp_path, cli, argv)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_help_examples_are_not_broken_mid_command_at_80_columns(cli, monkeypatch):
+def test_a_search_without_space_names_the_size_flags(tmp_path, cli):
+    """search --oracle train without --space trains the main job's space: its too-large
+    network is refused naming --width, as with --space given."""
+    line = one_line_error(*cli("search", "--oracle", "train", "--width", "100000", "--budget",
+                               "5", "--run-dir", str(tmp_path / "r"))[::2])
+    assert line.startswith("error: --width 100000 (with --depth ") and "nb201" in line
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_help_examples_are_not_broken_mid_command(cli, monkeypatch, columns):
     """rich wrapped a long example command at the terminal's width, wherever the column fell
     (`--metric` / `cifar10_test --seeds 5` on two lines that no longer pasted as one
-    command): every example line of every command's --help comes out whole at 80 columns,
-    a long command continued with a trailing backslash."""
+    command): every example line of every command's --help comes out whole, a long command
+    continued with a trailing backslash between flags, also an example written on its
+    label's line (`Example: archrank ...`) and one with a trailing comment (a backslash in
+    a comment continues nothing: `# the darts pool \\` then `alone` ran as a command)."""
     def example_lines(text):  # a command's lines, and the lines a trailing \ continues
         found, going_on = [], False
         for line in text.split("\n"):
@@ -240,16 +254,32 @@ def test_help_examples_are_not_broken_mid_command_at_80_columns(cli, monkeypatch
                 going_on = line.rstrip().endswith("\\")
         return found
 
-    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("COLUMNS", str(columns))
     checked = 0
     for path, command in _every_command():
         status, out, err = cli(*path, "--help")
         assert status == 0, (path, err)
+        assert not re.search(r"Examples?: +(archrank|torchrun) ", out), path
         shown = {line.strip() for line in out.splitlines()}
         lines = example_lines(command.help or "")
         for i, line in enumerate(lines):
             assert line.strip() in shown, (path, line)
+            assert "#" not in line or not line.rstrip().endswith("\\"), (path, line)
             if i + 1 < len(lines) and line.rstrip().endswith("\\"):
                 assert lines[i + 1].startswith(" "), (path, lines[i + 1])  # continued
             checked += 1
     assert checked > 30
+
+
+def test_a_long_example_breaks_between_flags_and_keeps_its_comment_apart():
+    """The wrapping itself, at a width of 40: breaks before a flag (a flag with its value),
+    room for the backslash only on lines continued, a trailing comment above the command,
+    and an example on its label's line moved below the label."""
+    from archrank.cli.app import _wrap_examples
+
+    text = ("Example: archrank bench predictor --metric cifar10_test --seeds 5 "
+            "# five seeds")
+    assert _wrap_examples(text, 40).split("\n") == [
+        "Example:", "", "  # five seeds", "  archrank bench predictor \\",
+        "    --metric cifar10_test --seeds 5"]
+    assert _wrap_examples("  archrank spaces", 40) == "  archrank spaces"

@@ -143,24 +143,72 @@ def _prose(paragraph: str) -> str:
     return " ".join(line.strip() for line in lines)
 
 
-# --help examples fit an 80-column terminal: rich prints the help with a column of margin on
-# either side, and a command line it wrapped itself could no longer be copied whole.
+# --help examples fit the terminal (80 columns at most): rich prints the help with a column of
+# margin on either side, and a command line it wrapped itself could no longer be copied whole.
 HELP_WIDTH = 80
-EXAMPLE_WIDTH = HELP_WIDTH - 4
 _EXAMPLE_START = ("archrank ", "torchrun ")
+_LABELLED = re.compile(r"^(\s*)(Examples?:)\s+((?:archrank|torchrun) .*)$")  # "Example: cmd"
 _TOKEN = re.compile(r"""(?:"[^"]*"|'[^']*'|\S)+""")  # a shell word, quotes kept whole
 
 
-def _wrap_examples(text: str) -> str:
-    """Example commands longer than ``EXAMPLE_WIDTH`` broken between shell words, each line
-    but the last ending in `` \\`` and the next indented two more spaces (a copy pastes
-    as one command); shorter ones, and any other line, as they are."""
+def example_width() -> int:
+    """Columns an example line may take: the terminal's, 80 at most, less rich's margins."""
+    import shutil
+
+    return max(40, min(shutil.get_terminal_size((HELP_WIDTH, 24)).columns, HELP_WIDTH) - 4)
+
+
+def _units(words: list[str]) -> list[str]:
+    """Shell words grouped so that a flag keeps its value (``--metric cifar10_test``): the
+    places where a long command may break."""
+    units: list[str] = []
+    for word in words:
+        if units and not word.startswith("-") and units[-1].startswith("--") \
+                and " " not in units[-1]:
+            units[-1] += " " + word
+        else:
+            units.append(word)
+    return units
+
+
+def _wrap_command(indent: str, command: str, width: int) -> list[str]:
+    """One example command as lines of at most ``width`` columns where it can: broken
+    between flags (a flag with its value), each line but the last ending in `` \\`` and the
+    next indented two more spaces, so that a copy pastes as one command; a trailing
+    ``# comment`` goes on a line of its own above it (a backslash in a comment continues
+    nothing)."""
+    words = _TOKEN.findall(command)
+    if len(indent) + len(command) <= width:
+        return [indent + command]
+    comment = next((k for k, w in enumerate(words) if w.startswith("#")), len(words))
+    lines = [indent + " ".join(words[comment:])] if comment < len(words) else []
+    units = _units(words[:comment])
+    current = indent + units[0]
+    for k, unit in enumerate(units[1:], start=2):
+        room = width - (0 if k == len(units) else 2)  # (2: the " \\" of a line continued)
+        if len(current) + 1 + len(unit) > room:
+            lines.append(current + " \\")
+            current = f"{indent}  {unit}"
+        else:
+            current += " " + unit
+    return [*lines, current]
+
+
+def _wrap_examples(text: str, width: int | None = None) -> str:
+    """Example commands longer than ``width`` (``example_width()``) broken between shell
+    words (``_wrap_command``); an example on its label's line (``Example: archrank ...``)
+    moved onto a line of its own below the label; any other line as it is."""
+    width = example_width() if width is None else width
     lines, out = text.split("\n"), []
     i = 0
     while i < len(lines):
         line = lines[i]
         i += 1
-        if not line.strip().startswith(_EXAMPLE_START):
+        labelled = _LABELLED.match(line)
+        if labelled:
+            out += [labelled.group(1) + labelled.group(2), ""]
+            line = labelled.group(1) + "  " + labelled.group(3)
+        elif not line.strip().startswith(_EXAMPLE_START):
             out.append(line)
             continue
         indent = line[:len(line) - len(line.lstrip())]
@@ -169,15 +217,7 @@ def _wrap_examples(text: str) -> str:
             command[-1] = command[-1][:-1].rstrip()
             command.append(lines[i].strip())
             i += 1
-        words = _TOKEN.findall(" ".join(command))
-        current = indent + words[0]
-        for word in words[1:]:
-            if len(current) + 1 + len(word) + 2 > EXAMPLE_WIDTH:  # (+2: room for " \")
-                out.append(current + " \\")
-                current = f"{indent}  {word}"
-            else:
-                current += " " + word
-        out.append(current)
+        out += _wrap_command(indent, " ".join(command), width)
     return "\n".join(out)
 
 
