@@ -347,3 +347,27 @@ def test_one_seed_tables_show_means_without_a_spread():
         console.print(results_table("t", ["method", "tau"], [["raw", stat]], seeds=seeds))
         text = console.export_text()
         assert want in text and (seeds > 1 or "±" not in text)
+
+
+def test_bench_oneshot_search_runs_its_searches_on_the_cpu(truth, tmp_path, monkeypatch):
+    """bench oneshot-search, like bench oneshot, trains on the CPU whatever the library's
+    default device (auto): its figures are CPU figures, and a work dir started on one device
+    is never resumed on another."""
+    import archrank.bench.oneshot_search as harness
+    from archrank.executors import InlineExecutor
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_search(method, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(harness, "search", fake_search)
+    with pytest.raises(Stop):
+        harness.bench_search(["spos-ea"], [0], truth=truth, space="nb201",
+                             dataset=str(truth.parent / "tiny.npz"), epochs=1,
+                             work_dir=tmp_path / "w", executor=InlineExecutor())
+    assert seen["device"] == "cpu"

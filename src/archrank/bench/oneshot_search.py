@@ -102,7 +102,10 @@ def bench_search(methods: Sequence[str], seeds: Sequence[int], *, truth: str | P
                     method, space=space, dataset=oracle.dataset, epochs=epochs, seed=seed,
                     width=oracle.width, depth=oracle.depth, checkpoint=ckpt,
                     resume=ckpt.exists(), on_step=on_step, on_choice=on_choice,
-                    **{**extra, **(search_kwargs or {}), **kwargs}))
+                    # on the CPU unless asked, like bench oneshot's supernets: the
+                    # committed figures are CPU figures, and a work dir resumes on the
+                    # device it started on
+                    **{"device": "cpu", **extra, **(search_kwargs or {}), **kwargs}))
     picks = sorted({r.arch for rs in results.values() for r in rs})
     if on_stage:
         on_stage(f"stand-alone training of {len(picks)} cells x {len(train_seeds)} seeds")
