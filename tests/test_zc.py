@@ -282,6 +282,8 @@ def test_the_parameter_estimate_of_a_setting() -> None:
         real = count_params(build_network(space, largest(space), width=width, depth=depth))
         assert abs(estimated_params(space, width, depth) - real) <= slack * real, space
     check_size("nb101", 128, 3)  # the benchmark network
+    # the largest nb101 cell: the space's published maximum (nb101_10k.csv's largest row)
+    assert estimated_params("nb101", 128, 3) == 49_979_274
     with pytest.raises(ArchrankError, match=r"^depth 10000000 \(with width 16\): nb201 "):
         check_size("nb201", 16, 10_000_000)
 

@@ -294,10 +294,11 @@ def search(
                "oracle": oracle,
                "oracle_params": _oracle_params(oracle, dataset, epochs, train_seed, supernet,
                                                width, depth)}
-    if options["oracle_params"] and space is not None:  # the network, naming the flags
+    if options["oracle_params"] and (space is not None or bench is None):
         from archrank.cli.oneshot import check_network_size
 
-        check_network_size(space, dataset, width, depth)
+        # the network, naming the flags (no --space and no table: the main job's space)
+        check_network_size(space or MAIN_JOB["space"], dataset, width, depth)
     if (all(v is None for v in options.values()) and resume is None and run_dir is not None
             and RunStore.exists(run_dir)):
         resume, run_dir = run_dir, None  # only a run's directory: continue that run

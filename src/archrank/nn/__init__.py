@@ -98,8 +98,9 @@ def estimated_params(space: str, width: int, depth: int) -> int:
     it: the networks of the two fewest depths are built on torch's meta device (shapes, no
     storage, milliseconds at any width) and the count extrapolated linearly in depth. Exact
     for nb201 and nb101 (their stages repeat one cell); darts' reduction cells sit at thirds
-    of the depth, so its count is within a few percent (5,144,086 at the benchmark size,
-    estimated 4.80e6)."""
+    of the depth, so its count is low, by 7% at the benchmark size (5,144,086, estimated
+    4.80e6) and by up to about 20% for shallow narrow networks: a bound that refuses less,
+    never more."""
     least = MIN_DEPTH.get(space, 1)
     with torch.device("meta"):
         counts = [count_params(build_network(space, _largest_cell(space), width=width, depth=d))
@@ -116,7 +117,11 @@ def _largest_cell(space: str) -> Any:
     if space == "nb101":
         import numpy as np
 
-        matrix = np.eye(7, k=1, dtype=int)  # a chain of five 3x3 convolutions
+        # five 3x3 convolutions in a chain, the input also projected into vertices 2, 3 and
+        # 5: the most parameters of the space (49,979,274 at the benchmark size, the
+        # published maximum and nb101_10k.csv's)
+        matrix = np.eye(7, k=1, dtype=int)
+        matrix[0, [2, 3, 5]] = 1
         return matrix, ("input", *["conv3x3-bn-relu"] * 5, "output")
     from archrank.spaces.darts import make_genotype
 
