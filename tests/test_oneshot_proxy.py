@@ -340,11 +340,16 @@ def test_darts_collapse_is_judged_on_the_normal_cell():
     assert not is_degenerate(darts, codes)
 
 
+# a quick gcn for gcn-fit: its default (1,000 epochs, 3 members on 40 cells) is most of the
+# test's time and not what it checks
+QUICK_GCN = {"epochs": 20, "ensemble": 1}
+
+
 @pytest.mark.parametrize("method", ["darts", "spos-ea", "gcn-fit"])
 def test_baselines_choose_a_cell_with_its_supernet_score(method, tmp_path):
     result = search(method, dataset=tiny_data(), epochs=1, seed=0,
                     recipe=TrainRecipe(batch_size=32), width=4, depth=1, ea_evals=10,
-                    fit_samples=40, checkpoint=tmp_path / "s.pt")
+                    fit_samples=40, fit_params=QUICK_GCN, checkpoint=tmp_path / "s.pt")
     ckpt = load_checkpoint(tmp_path / "s.pt")
     assert ckpt.finished and ckpt.sampler == ("darts" if method == "darts" else "uniform")
     assert len(result.codes) == 6 and 0 <= result.supernet_val_acc <= 100
@@ -357,7 +362,7 @@ def test_baselines_choose_a_cell_with_its_supernet_score(method, tmp_path):
         from archrank.oneshot.scoring import SubnetScorer
 
         table = fit_space(SubnetScorer.from_checkpoint(ckpt, tiny_data()), samples=40,
-                          seed=0)
+                          seed=0, predictor_params=QUICK_GCN)
         assert result.arch == table.archs[int(np.argmax(table.columns["predicted"]))]
         again = search("spos-ea", dataset=tiny_data(), epochs=1, seed=0, ea_evals=10,
                        checkpoint=tmp_path / "s.pt", resume=True)

@@ -237,8 +237,9 @@ def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d",
            epochs: int | None = 50,
            seed: int = 0, recipe: TrainRecipe | None = None, checkpoint: str | Path | None = None,
            resume: bool = False, proxy: dict[str, Any] | None = None, ea_evals: int = 100,
-           fit_samples: int = DEFAULT_SAMPLES, width: int | None = None,
-           depth: int | None = None, threads: int = 1, device: str = "cpu",
+           fit_samples: int = DEFAULT_SAMPLES, fit_params: dict[str, Any] | None = None,
+           width: int | None = None, depth: int | None = None, threads: int = 1,
+           device: str = "cpu",
            on_step: StepCallback | None = None, final: str | None = None,
            on_choice: ChoiceCallback | None = None) -> SearchResult:
     """Run (or continue) a one-shot search with ``method``; see the module docstring.
@@ -247,7 +248,9 @@ def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d",
     the checkpoint's settings and anything else must match them, except the final choice
     (``final``, or ``proxy``'s "final"), which may be asked anew; without one a resumed
     search keeps its recorded choice. ``ea_evals``: cells scored by spos-ea's evolution;
-    ``fit_samples``: cells scored for gcn-fit's fit (both checked before any training).
+    ``fit_samples``: cells scored for gcn-fit's fit (both checked before any training);
+    ``fit_params``: the parameters of gcn-fit's gcn (``fit_space``'s ``predictor_params``,
+    e.g. fewer epochs for a quick search; None: its defaults).
     ``on_choice(done, total, what)`` follows the work after training (spos-ea's evolution,
     gcn-fit's scoring)."""
     check_method(method)
@@ -255,13 +258,13 @@ def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d",
     with torch_threads(threads):  # also the landscape's pre-training and the final choice
         return _search(method, space=space, dataset=dataset, epochs=epochs, seed=seed,
                        recipe=recipe, checkpoint=checkpoint, resume=resume, proxy=proxy,
-                       ea_evals=ea_evals, fit_samples=fit_samples, width=width, depth=depth,
-                       threads=threads, device=device, on_step=on_step, final=final,
-                       on_choice=on_choice)
+                       ea_evals=ea_evals, fit_samples=fit_samples, fit_params=fit_params,
+                       width=width, depth=depth, threads=threads, device=device,
+                       on_step=on_step, final=final, on_choice=on_choice)
 
 
 def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, fit_samples: int,
-            threads: int, on_step: StepCallback | None,
+            fit_params: dict[str, Any] | None, threads: int, on_step: StepCallback | None,
             on_choice: ChoiceCallback | None = None, **kwargs: Any) -> SearchResult:
     from archrank.oneshot.scoring import JournaledScorer, SubnetScorer, journal_header
 
@@ -284,7 +287,7 @@ def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, fit_sa
     if method == "spos-ea":
         codes = _evolve(sp, scorer, ea_evals, runner.seed, on_choice)
     elif method == "gcn-fit":
-        codes = _fitted_best(scorer, fit_samples, runner.seed, on_choice)
+        codes = _fitted_best(scorer, fit_samples, runner.seed, on_choice, fit_params)
     else:
         codes = runner.sampler.final_codes()
     scores = scorer.score_codes(np.asarray([codes]))
@@ -300,7 +303,8 @@ def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, fit_sa
 
 
 def _fitted_best(scorer: Any, samples: int, seed: int,
-                 on_choice: ChoiceCallback | None = None) -> np.ndarray:
+                 on_choice: ChoiceCallback | None = None,
+                 params: dict[str, Any] | None = None) -> np.ndarray:
     """gcn-fit: the cell of the whole space with the best score of ``fit_space``'s gcn."""
     from archrank.oneshot.fit import fit_space
 
@@ -308,7 +312,8 @@ def _fitted_best(scorer: Any, samples: int, seed: int,
         if on_choice:
             on_choice(done, total, "scoring sampled cells with shared weights")
 
-    table = fit_space(scorer, samples=samples, predictor="gcn", seed=seed, on_scored=on_scored)
+    table = fit_space(scorer, samples=samples, predictor="gcn", seed=seed, on_scored=on_scored,
+                      predictor_params=params)
     space = scorer.supernet.space
     best = table.archs[int(np.argmax(table.columns["predicted"]))]
     return space.codes([space.parse(best)])[0]  # type: ignore[attr-defined]
