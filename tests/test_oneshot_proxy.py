@@ -379,11 +379,15 @@ def test_method_specs_and_resume_with_other_settings(tmp_path):
     assert method == "proxy-darts" and kw["proxy"]["sampling"] == "uniform"
     assert kw["proxy"]["alpha_lr"] == 0.01 and kw["proxy"]["landscape"].pretrain is False
     assert parse_method("gcn-fit:samples=50") == ("gcn-fit", {"fit_samples": 50})
+    assert parse_method("gcn-fit:epochs=20:loss=mse") == (
+        "gcn-fit", {"fit_params": {"epochs": 20, "loss": "mse"}})
     for spec, message in [("proxy-darts:oiw=bad", "unknown OIW normalisation 'bad'"),
                           ("proxy-ea:oiw=off", "oiw_norm applies to proxy-darts only: alpha"),
                           ("proxy-darts:alpha_lr=nan", "alpha_lr must be a positive number"),
                           ("proxy-ea:population=0", "population must be at least 1"),
                           ("gcn-fit:evals=3", "gcn-fit has no option 'evals'"),
+                          ("gcn-fit:epochs=0", "gcn-fit:epochs=0: predictor 'gcn': parameter "
+                                               "'epochs' must be at least 1"),
                           ("proxy-darts:alpha_lr=x", "bad option 'alpha_lr=x'"),
                           ("proxy-ea:warmup_steps=5", "warmup_steps applies to proxy-darts"),
                           ("nope", "unknown search method 'nope'")]:
@@ -588,7 +592,7 @@ def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_p
                        str(truth))
     assert code == 0, err
     args = ["bench", "oneshot-search", "--dataset", str(npz), "--methods",
-            "spos-ea,darts,gcn-fit:samples=30",
+            "spos-ea,darts,gcn-fit:samples=30:epochs=20:ensemble=1",  # a quick gcn
             "--seeds", "1", "--epochs", "1", "--truth", str(truth), "--work-dir",
             str(tmp_path / "w")]
     code, out, err = cli(*args, "--json", str(tmp_path / "r.json"), "--plot",
@@ -605,9 +609,11 @@ def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_p
     # the envelope every bench JSON shares
     assert report["command"] == "bench oneshot-search" and report["seeds"] == [0]
     assert report["interrupted"] is False and report["machine"]["torch_threads"] >= 1
-    assert set(report["methods"]) == {"spos-ea", "darts", "gcn-fit:samples=30"}
-    assert report["methods"]["gcn-fit:samples=30"]["method"] == "gcn-fit"
-    assert report["methods"]["gcn-fit:samples=30"]["options"] == {"fit_samples": 30}
+    fit = "gcn-fit:samples=30:epochs=20:ensemble=1"
+    assert set(report["methods"]) == {"spos-ea", "darts", fit}
+    assert report["methods"][fit]["method"] == "gcn-fit"
+    assert report["methods"][fit]["options"] == {"fit_samples": 30,
+                                                 "fit_params": {"epochs": 20, "ensemble": 1}}
     standalone = Path(report["standalone"]).read_text()
     assert Path(report["standalone"]).parent == tmp_path / "w"
     for m, r in report["methods"].items():

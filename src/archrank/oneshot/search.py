@@ -20,6 +20,7 @@ input-to-output path: the DARTS collapse).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, first_line
 from archrank.nn import torch_threads
 from archrank.oneshot.checkpoint import Checkpoint, load_checkpoint
 from archrank.oneshot.darts import DartsSampler
@@ -106,8 +107,10 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
 
     So that one benchmark runs ablations side by side as methods: proxy methods take any
     ``ProxyConfig`` field (``sampling``, ``oiw`` for ``oiw_norm``, ``alpha_lr``, ...) and
-    ``pretrain=on|off``; spos-ea takes ``evals``, gcn-fit ``samples``. Example:
-    ``proxy-darts:oiw=off``, ``proxy-ea:sampling=uniform:pretrain=off``.
+    ``pretrain=on|off``; spos-ea takes ``evals``, gcn-fit ``samples`` and its gcn's parameters
+    (``fit_params``: ``epochs``, ``ensemble``, ...; values read as JSON, else as text).
+    Example: ``proxy-darts:oiw=off``, ``proxy-ea:sampling=uniform:pretrain=off``,
+    ``gcn-fit:samples=200:epochs=50``.
     """
     method, *opts = spec.strip().split(":")
     check_method(method)
@@ -124,6 +127,8 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
             if method in UNIFORM_METHODS and key == {"spos-ea": "evals",
                                                      "gcn-fit": "samples"}[method]:
                 kwargs["ea_evals" if method == "spos-ea" else "fit_samples"] = int(value)
+            elif method == "gcn-fit" and key in _gcn_params():
+                kwargs.setdefault("fit_params", {})[key] = _json_or_text(value)
             elif method.startswith("proxy-") and key == "pretrain":
                 proxy["landscape"] = LandscapeConfig(pretrain=_ONOFF[value.lower()])
             elif method == "proxy-ea" and key in DARTS_ONLY:
@@ -139,7 +144,29 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
     if proxy:
         ProxyConfig(**proxy)  # unknown values fail here, with their names
         kwargs["proxy"] = proxy
+    if "fit_params" in kwargs:  # bad values fail here, not after the training
+        from archrank.predictors.base import make_predictor
+
+        try:
+            make_predictor("gcn", "nb201", **kwargs["fit_params"])
+        except (ArchrankError, ValueError, TypeError) as exc:
+            raise ArchrankError(f"{spec}: {first_line(exc)}") from None
     return method, kwargs
+
+
+def _gcn_params() -> set[str]:
+    """The parameter names of gcn-fit's gcn (a method spec may set them)."""
+    from archrank.predictors.gcn import GCNPredictor
+    from archrank.predictors.neural import TRAIN_DEFAULTS
+
+    return {*TRAIN_DEFAULTS, *GCNPredictor.defaults}
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
 
 
 def resumable(path: str | Path, method: str | None, space: str | None, *,
