@@ -340,11 +340,16 @@ def test_darts_collapse_is_judged_on_the_normal_cell():
     assert not is_degenerate(darts, codes)
 
 
+# a quick gcn for gcn-fit: its default (1,000 epochs, 3 members on 40 cells) is most of the
+# test's time and not what it checks
+QUICK_GCN = {"epochs": 20, "ensemble": 1}
+
+
 @pytest.mark.parametrize("method", ["darts", "spos-ea", "gcn-fit"])
 def test_baselines_choose_a_cell_with_its_supernet_score(method, tmp_path):
     result = search(method, dataset=tiny_data(), epochs=1, seed=0,
                     recipe=TrainRecipe(batch_size=32), width=4, depth=1, ea_evals=10,
-                    fit_samples=40, checkpoint=tmp_path / "s.pt")
+                    fit_samples=40, fit_params=QUICK_GCN, checkpoint=tmp_path / "s.pt")
     ckpt = load_checkpoint(tmp_path / "s.pt")
     assert ckpt.finished and ckpt.sampler == ("darts" if method == "darts" else "uniform")
     assert len(result.codes) == 6 and 0 <= result.supernet_val_acc <= 100
@@ -357,7 +362,7 @@ def test_baselines_choose_a_cell_with_its_supernet_score(method, tmp_path):
         from archrank.oneshot.scoring import SubnetScorer
 
         table = fit_space(SubnetScorer.from_checkpoint(ckpt, tiny_data()), samples=40,
-                          seed=0)
+                          seed=0, predictor_params=QUICK_GCN)
         assert result.arch == table.archs[int(np.argmax(table.columns["predicted"]))]
         again = search("spos-ea", dataset=tiny_data(), epochs=1, seed=0, ea_evals=10,
                        checkpoint=tmp_path / "s.pt", resume=True)
@@ -374,11 +379,15 @@ def test_method_specs_and_resume_with_other_settings(tmp_path):
     assert method == "proxy-darts" and kw["proxy"]["sampling"] == "uniform"
     assert kw["proxy"]["alpha_lr"] == 0.01 and kw["proxy"]["landscape"].pretrain is False
     assert parse_method("gcn-fit:samples=50") == ("gcn-fit", {"fit_samples": 50})
+    assert parse_method("gcn-fit:epochs=20:loss=mse") == (
+        "gcn-fit", {"fit_params": {"epochs": 20, "loss": "mse"}})
     for spec, message in [("proxy-darts:oiw=bad", "unknown OIW normalisation 'bad'"),
                           ("proxy-ea:oiw=off", "oiw_norm applies to proxy-darts only: alpha"),
                           ("proxy-darts:alpha_lr=nan", "alpha_lr must be a positive number"),
                           ("proxy-ea:population=0", "population must be at least 1"),
                           ("gcn-fit:evals=3", "gcn-fit has no option 'evals'"),
+                          ("gcn-fit:epochs=0", "gcn-fit:epochs=0: predictor 'gcn': parameter "
+                                               "'epochs' must be at least 1"),
                           ("proxy-darts:alpha_lr=x", "bad option 'alpha_lr=x'"),
                           ("proxy-ea:warmup_steps=5", "warmup_steps applies to proxy-darts"),
                           ("nope", "unknown search method 'nope'")]:
@@ -583,7 +592,7 @@ def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_p
                        str(truth))
     assert code == 0, err
     args = ["bench", "oneshot-search", "--dataset", str(npz), "--methods",
-            "spos-ea,darts,gcn-fit:samples=30",
+            "spos-ea,darts,gcn-fit:samples=30:epochs=20:ensemble=1",  # a quick gcn
             "--seeds", "1", "--epochs", "1", "--truth", str(truth), "--work-dir",
             str(tmp_path / "w")]
     code, out, err = cli(*args, "--json", str(tmp_path / "r.json"), "--plot",
@@ -600,9 +609,11 @@ def test_bench_oneshot_search_trains_the_picks_with_the_truths_recipe(cli, tmp_p
     # the envelope every bench JSON shares
     assert report["command"] == "bench oneshot-search" and report["seeds"] == [0]
     assert report["interrupted"] is False and report["machine"]["torch_threads"] >= 1
-    assert set(report["methods"]) == {"spos-ea", "darts", "gcn-fit:samples=30"}
-    assert report["methods"]["gcn-fit:samples=30"]["method"] == "gcn-fit"
-    assert report["methods"]["gcn-fit:samples=30"]["options"] == {"fit_samples": 30}
+    fit = "gcn-fit:samples=30:epochs=20:ensemble=1"
+    assert set(report["methods"]) == {"spos-ea", "darts", fit}
+    assert report["methods"][fit]["method"] == "gcn-fit"
+    assert report["methods"][fit]["options"] == {"fit_samples": 30,
+                                                 "fit_params": {"epochs": 20, "ensemble": 1}}
     standalone = Path(report["standalone"]).read_text()
     assert Path(report["standalone"]).parent == tmp_path / "w"
     for m, r in report["methods"].items():

@@ -702,7 +702,8 @@ def bench_oneshot_search(
     methods: str = typer.Option("proxy-ea,proxy-darts,darts,spos-ea,gcn-fit", "--methods",
                                 help="Comma-separated methods, each METHOD[:KEY=VALUE...] "
                                 "(ablations: proxy-darts:oiw=off, proxy-darts:sampling=uniform, "
-                                "proxy-ea:pretrain=off, gcn-fit:samples=200)."),
+                                "proxy-ea:pretrain=off, gcn-fit:samples=200; gcn-fit also "
+                                "takes its gcn's parameters: gcn-fit:epochs=50)."),
     seeds: int = typer.Option(3, "--seeds", help="Search seeds 0..N-1."),
     first_seed: int = typer.Option(0, "--first-seed", help="First search seed (seeds run in "
                                    "other processes share --work-dir)."),

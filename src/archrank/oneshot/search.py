@@ -20,6 +20,7 @@ input-to-output path: the DARTS collapse).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, first_line
 from archrank.nn import torch_threads
 from archrank.oneshot.checkpoint import Checkpoint, load_checkpoint
 from archrank.oneshot.darts import DartsSampler
@@ -106,8 +107,10 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
 
     So that one benchmark runs ablations side by side as methods: proxy methods take any
     ``ProxyConfig`` field (``sampling``, ``oiw`` for ``oiw_norm``, ``alpha_lr``, ...) and
-    ``pretrain=on|off``; spos-ea takes ``evals``, gcn-fit ``samples``. Example:
-    ``proxy-darts:oiw=off``, ``proxy-ea:sampling=uniform:pretrain=off``.
+    ``pretrain=on|off``; spos-ea takes ``evals``, gcn-fit ``samples`` and its gcn's parameters
+    (``fit_params``: ``epochs``, ``ensemble``, ...; values read as JSON, else as text).
+    Example: ``proxy-darts:oiw=off``, ``proxy-ea:sampling=uniform:pretrain=off``,
+    ``gcn-fit:samples=200:epochs=50``.
     """
     method, *opts = spec.strip().split(":")
     check_method(method)
@@ -124,6 +127,8 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
             if method in UNIFORM_METHODS and key == {"spos-ea": "evals",
                                                      "gcn-fit": "samples"}[method]:
                 kwargs["ea_evals" if method == "spos-ea" else "fit_samples"] = int(value)
+            elif method == "gcn-fit" and key in _gcn_params():
+                kwargs.setdefault("fit_params", {})[key] = _json_or_text(value)
             elif method.startswith("proxy-") and key == "pretrain":
                 proxy["landscape"] = LandscapeConfig(pretrain=_ONOFF[value.lower()])
             elif method == "proxy-ea" and key in DARTS_ONLY:
@@ -139,7 +144,29 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
     if proxy:
         ProxyConfig(**proxy)  # unknown values fail here, with their names
         kwargs["proxy"] = proxy
+    if "fit_params" in kwargs:  # bad values fail here, not after the training
+        from archrank.predictors.base import make_predictor
+
+        try:
+            make_predictor("gcn", "nb201", **kwargs["fit_params"])
+        except (ArchrankError, ValueError, TypeError) as exc:
+            raise ArchrankError(f"{spec}: {first_line(exc)}") from None
     return method, kwargs
+
+
+def _gcn_params() -> set[str]:
+    """The parameter names of gcn-fit's gcn (a method spec may set them)."""
+    from archrank.predictors.gcn import GCNPredictor
+    from archrank.predictors.neural import TRAIN_DEFAULTS
+
+    return {*TRAIN_DEFAULTS, *GCNPredictor.defaults}
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
 
 
 def resumable(path: str | Path, method: str | None, space: str | None, *,
@@ -237,8 +264,9 @@ def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d",
            epochs: int | None = 50,
            seed: int = 0, recipe: TrainRecipe | None = None, checkpoint: str | Path | None = None,
            resume: bool = False, proxy: dict[str, Any] | None = None, ea_evals: int = 100,
-           fit_samples: int = DEFAULT_SAMPLES, width: int | None = None,
-           depth: int | None = None, threads: int = 1, device: str = "auto",
+           fit_samples: int = DEFAULT_SAMPLES, fit_params: dict[str, Any] | None = None,
+           width: int | None = None, depth: int | None = None, threads: int = 1,
+           device: str = "auto",
            on_step: StepCallback | None = None, final: str | None = None,
            on_choice: ChoiceCallback | None = None) -> SearchResult:
     """Run (or continue) a one-shot search with ``method``; see the module docstring.
@@ -247,7 +275,9 @@ def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d",
     the checkpoint's settings and anything else must match them, except the final choice
     (``final``, or ``proxy``'s "final"), which may be asked anew; without one a resumed
     search keeps its recorded choice. ``ea_evals``: cells scored by spos-ea's evolution;
-    ``fit_samples``: cells scored for gcn-fit's fit (both checked before any training).
+    ``fit_samples``: cells scored for gcn-fit's fit (both checked before any training);
+    ``fit_params``: the parameters of gcn-fit's gcn (``fit_space``'s ``predictor_params``,
+    e.g. fewer epochs for a quick search; None: its defaults).
     ``on_choice(done, total, what)`` follows the work after training (spos-ea's evolution,
     gcn-fit's scoring)."""
     check_method(method)
@@ -255,13 +285,13 @@ def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d",
     with torch_threads(threads):  # also the landscape's pre-training and the final choice
         return _search(method, space=space, dataset=dataset, epochs=epochs, seed=seed,
                        recipe=recipe, checkpoint=checkpoint, resume=resume, proxy=proxy,
-                       ea_evals=ea_evals, fit_samples=fit_samples, width=width, depth=depth,
-                       threads=threads, device=device, on_step=on_step, final=final,
-                       on_choice=on_choice)
+                       ea_evals=ea_evals, fit_samples=fit_samples, fit_params=fit_params,
+                       width=width, depth=depth, threads=threads, device=device,
+                       on_step=on_step, final=final, on_choice=on_choice)
 
 
 def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, fit_samples: int,
-            threads: int, on_step: StepCallback | None,
+            fit_params: dict[str, Any] | None, threads: int, on_step: StepCallback | None,
             on_choice: ChoiceCallback | None = None, **kwargs: Any) -> SearchResult:
     from archrank.oneshot.scoring import JournaledScorer, SubnetScorer, journal_header
 
@@ -284,7 +314,7 @@ def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, fit_sa
     if method == "spos-ea":
         codes = _evolve(sp, scorer, ea_evals, runner.seed, on_choice)
     elif method == "gcn-fit":
-        codes = _fitted_best(scorer, fit_samples, runner.seed, on_choice)
+        codes = _fitted_best(scorer, fit_samples, runner.seed, on_choice, fit_params)
     else:
         codes = runner.sampler.final_codes()
     scores = scorer.score_codes(np.asarray([codes]))
@@ -300,7 +330,8 @@ def _search(method: str, *, checkpoint: str | Path | None, ea_evals: int, fit_sa
 
 
 def _fitted_best(scorer: Any, samples: int, seed: int,
-                 on_choice: ChoiceCallback | None = None) -> np.ndarray:
+                 on_choice: ChoiceCallback | None = None,
+                 params: dict[str, Any] | None = None) -> np.ndarray:
     """gcn-fit: the cell of the whole space with the best score of ``fit_space``'s gcn."""
     from archrank.oneshot.fit import fit_space
 
@@ -308,7 +339,8 @@ def _fitted_best(scorer: Any, samples: int, seed: int,
         if on_choice:
             on_choice(done, total, "scoring sampled cells with shared weights")
 
-    table = fit_space(scorer, samples=samples, predictor="gcn", seed=seed, on_scored=on_scored)
+    table = fit_space(scorer, samples=samples, predictor="gcn", seed=seed, on_scored=on_scored,
+                      predictor_params=params)
     space = scorer.supernet.space
     best = table.archs[int(np.argmax(table.columns["predicted"]))]
     return space.codes([space.parse(best)])[0]  # type: ignore[attr-defined]
