@@ -467,10 +467,10 @@ def test_mixed_forward_with_one_hot_weights_is_the_single_path():
 def test_killed_proxy_search_resumes_exactly(tmp_path):
     npz = tiny_npz(tmp_path)
     ckpt_path = tmp_path / "s.pt"
-    epochs = 6
+    epochs = 6  # 8 steps an epoch: the kill's checkpoint (step 16+) lies between two refits
     opts = ["--method", "proxy-ea", "--dataset", str(npz), "--epochs", str(epochs),
-            "--width", "4", "--depth", "1", "--batch-size", "16", "--seed", "2",
-            "--refit-every", "4", "--memory", "20", "--no-pretrain"]
+            "--width", "4", "--depth", "1", "--batch-size", "32", "--seed", "2",
+            "--refit-every", "5", "--memory", "20", "--no-pretrain"]
     env = {**os.environ, "COLUMNS": "100"}
     proc = subprocess.Popen([str(ARCHRANK), "oneshot", "search", *opts, "--out",
                              str(ckpt_path)], env=env, stdout=subprocess.DEVNULL,
@@ -497,9 +497,9 @@ def test_killed_proxy_search_resumes_exactly(tmp_path):
 
     from archrank.oneshot.search import _runner
 
-    proxy = {"refit_every": 4, "memory": 20, "landscape": LandscapeConfig(pretrain=False)}
+    proxy = {"refit_every": 5, "memory": 20, "landscape": LandscapeConfig(pretrain=False)}
     ref = _runner("proxy-ea", space="nb201", dataset=str(npz), epochs=epochs, seed=2,
-                  recipe=TrainRecipe(batch_size=16), checkpoint=None, resume=False,
+                  recipe=TrainRecipe(batch_size=32), checkpoint=None, resume=False,
                   proxy=proxy, threads=1, device="cpu", width=4, depth=1).train()
     weights = ref.supernet.state_dict()
     assert all(torch.equal(after.model[k], weights[k]) for k in weights)
