@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -399,3 +401,25 @@ def test_a_truth_table_is_never_written_over_a_device(tmp_path, nb201):
     with pytest.raises(ArchrankError, match="not standard output, a device or a folder"):
         TruthBuilder(oracle, cells, [0], node)
     assert stat.S_ISCHR(os.stat(node).st_mode)
+
+
+def test_the_committed_truths_of_more_seeds_extend_those_of_fewer() -> None:
+    """benchmarks/truth: the 6- and 10-seed tables hold the 3-seed table's 500 cells, with
+    the same setting, and the values of the seeds they share unchanged (each was built from
+    the one before with --from), so a figure judged against one is comparable with the
+    others; the means are the means of their seeds."""
+    from archrank.truth import read_truth
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "truth"
+    tables = [read_truth(root / f"nb201_mnist1d_w16{tag}.csv", "nb201")
+              for tag in ("", "_s6", "_s10")]
+    assert [t.seeds for t in tables] == [[0, 1, 2], list(range(6)), list(range(10))]
+    keys = ("recipe", "width", "depth", "dataset")
+    assert all({k: t.setting[k] for k in keys} == {k: tables[0].setting[k] for k in keys}
+               for t in tables)
+    assert all(t.archs == tables[0].archs for t in tables) and len(tables[0].archs) == 500
+    for few, more in itertools.pairwise(tables):
+        k = len(few.seeds)
+        assert np.array_equal(more.per_seed[:, :k], few.per_seed)
+    last = tables[-1]
+    assert np.allclose(last.val_acc, last.per_seed.mean(axis=1), atol=1e-4)
