@@ -386,13 +386,21 @@ def test_method_specs_and_resume_with_other_settings(tmp_path):
                           ("proxy-darts:alpha_lr=nan", "alpha_lr must be a positive number"),
                           ("proxy-ea:population=0", "population must be at least 1"),
                           ("gcn-fit:evals=3", "gcn-fit has no option 'evals'"),
-                          ("gcn-fit:epochs=0", "gcn-fit:epochs=0: predictor 'gcn': parameter "
-                                               "'epochs' must be at least 1"),
+                          ("gcn-fit:epochs=0", "gcn-fit:epochs=0: gcn-fit's gcn: predictor "
+                                               "'gcn': parameter 'epochs' must be at least 1"),
+                          ("gcn-fit:epochs=5:epochs=6", "epochs is given twice"),
+                          ("gcn-fit:samples=abc", "samples must be a whole number, got 'abc'"),
+                          ("gcn-fit:samples=1", "--fit-samples must be at least 2, got 1"),
                           ("proxy-darts:alpha_lr=x", "bad option 'alpha_lr=x'"),
                           ("proxy-ea:warmup_steps=5", "warmup_steps applies to proxy-darts"),
                           ("nope", "unknown search method 'nope'")]:
         with pytest.raises(ArchrankError, match=message):
             parse_method(spec)
+    # the library's search checks gcn-fit's gcn before it trains anything
+    with pytest.raises(ArchrankError, match=r"gcn-fit's gcn: .*'epochs' must be at least 1"):
+        search("gcn-fit", dataset=tiny_data(), epochs=1, fit_params={"epochs": 0},
+               checkpoint=tmp_path / "g.pt")
+    assert not (tmp_path / "g.pt").exists()
     cfg = {"refit_every": 4, "warmup_steps": 4, "memory": 6, "landscape": SMALL}
     kw = {"dataset": tiny_data(), "seed": 0, "recipe": TrainRecipe(batch_size=32), "width": 4,
           "depth": 1, "checkpoint": tmp_path / "p.pt"}

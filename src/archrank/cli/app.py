@@ -155,7 +155,7 @@ def example_width() -> int:
     """Columns an example line may take: the terminal's, 80 at most, less rich's margins."""
     import shutil
 
-    return max(40, min(shutil.get_terminal_size((HELP_WIDTH, 24)).columns, HELP_WIDTH) - 4)
+    return max(20, min(shutil.get_terminal_size((HELP_WIDTH, 24)).columns, HELP_WIDTH) - 4)
 
 
 def _units(words: list[str]) -> list[str]:
@@ -183,14 +183,18 @@ def _wrap_command(indent: str, command: str, width: int) -> list[str]:
     comment = next((k for k, w in enumerate(words) if w.startswith("#")), len(words))
     lines = [indent + " ".join(words[comment:])] if comment < len(words) else []
     units = _units(words[:comment])
-    current = indent + units[0]
-    for k, unit in enumerate(units[1:], start=2):
-        room = width - (0 if k == len(units) else 2)  # (2: the " \\" of a line continued)
-        if len(current) + 1 + len(unit) > room:
-            lines.append(current + " \\")
-            current = f"{indent}  {unit}"
-        else:
+    current = indent + units.pop(0)
+    while units:
+        unit = units.pop(0)
+        room = width - (2 if units else 0)  # (2: the " \\" of a line continued)
+        if len(current) + 1 + len(unit) <= room:
             current += " " + unit
+            continue
+        if " " in unit and len(indent) + 2 + len(unit) > room:  # too long for a line of
+            units[:0] = unit.split(" ")  # its own as well: the flag and its value apart
+            continue
+        lines.append(current + " \\")
+        current = f"{indent}  {unit}"
     return [*lines, current]
 
 

@@ -98,9 +98,9 @@ def estimated_params(space: str, width: int, depth: int) -> int:
     it: the networks of the two fewest depths are built on torch's meta device (shapes, no
     storage, milliseconds at any width) and the count extrapolated linearly in depth. Exact
     for nb201 and nb101 (their stages repeat one cell); darts' reduction cells sit at thirds
-    of the depth, so its count is low, by 7% at the benchmark size (5,144,086, estimated
-    4.80e6) and by up to about 20% for shallow narrow networks: a bound that refuses less,
-    never more."""
+    of the depth, so its count is low: by 7% at the benchmark size (5,144,086, estimated
+    4.80e6), by up to about 25% at depth 4 (more the wider), exact at depth 3: a bound that
+    refuses less, never more."""
     least = MIN_DEPTH.get(space, 1)
     with torch.device("meta"):
         counts = [count_params(build_network(space, _largest_cell(space), width=width, depth=d))

@@ -71,13 +71,22 @@ def is_degenerate(space: SearchSpace, codes: np.ndarray) -> bool:
                    for name in space.normal_live_ops([int(c) for c in codes]))
 
 
-def check_choice(method: str, ea_evals: int | None, fit_samples: int | None) -> None:
+def check_choice(method: str, ea_evals: int | None, fit_samples: int | None,
+                 fit_params: dict[str, Any] | None = None) -> None:
     """The settings of the choice after training, before any training: spos-ea's
-    ``ea_evals`` (at least 1), gcn-fit's ``fit_samples`` (at least 2); None: the default."""
+    ``ea_evals`` (at least 1), gcn-fit's ``fit_samples`` (at least 2) and ``fit_params``
+    (the gcn is built with them); None: the default."""
     if method == "spos-ea" and ea_evals is not None and ea_evals < 1:
         raise ArchrankError(f"--ea-evals must be at least 1, got {ea_evals}")
     if method == "gcn-fit" and fit_samples is not None and fit_samples < 2:
         raise ArchrankError(f"--fit-samples must be at least 2, got {fit_samples}")
+    if method == "gcn-fit" and fit_params:
+        from archrank.predictors.base import make_predictor
+
+        try:
+            make_predictor("gcn", "nb201", **fit_params)
+        except (ArchrankError, ValueError, TypeError) as exc:
+            raise ArchrankError(f"gcn-fit's gcn: {first_line(exc)}") from None
 
 
 def check_method(method: str) -> str:
@@ -118,14 +127,21 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
     kwargs: dict[str, Any] = {}
     fields = {f.name: f for f in ProxyConfig.__dataclass_fields__.values()
               if f.name not in ("mode", "landscape")}
+    seen: set[str] = set()
     for opt in opts:
         key, sep, value = opt.partition("=")
         key = _ALIASES.get(key, key)
+        if sep and key in seen:  # the spec names a run: one value a key
+            raise ArchrankError(f"{spec}: {key} is given twice")
+        seen.add(key)
         try:
             if not sep or not value:
                 raise ValueError
             if method in UNIFORM_METHODS and key == {"spos-ea": "evals",
                                                      "gcn-fit": "samples"}[method]:
+                if not value.strip().lstrip("+-").isdigit():
+                    raise ArchrankError(f"{spec}: {key} must be a whole number, got "
+                                        f"{value!r}")
                 kwargs["ea_evals" if method == "spos-ea" else "fit_samples"] = int(value)
             elif method == "gcn-fit" and key in _gcn_params():
                 kwargs.setdefault("fit_params", {})[key] = _json_or_text(value)
@@ -144,13 +160,11 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
     if proxy:
         ProxyConfig(**proxy)  # unknown values fail here, with their names
         kwargs["proxy"] = proxy
-    if "fit_params" in kwargs:  # bad values fail here, not after the training
-        from archrank.predictors.base import make_predictor
-
-        try:
-            make_predictor("gcn", "nb201", **kwargs["fit_params"])
-        except (ArchrankError, ValueError, TypeError) as exc:
-            raise ArchrankError(f"{spec}: {first_line(exc)}") from None
+    try:  # bad values fail here, not after the training
+        check_choice(method, kwargs.get("ea_evals"), kwargs.get("fit_samples"),
+                     kwargs.get("fit_params"))
+    except ArchrankError as exc:
+        raise ArchrankError(f"{spec}: {exc}") from None
     return method, kwargs
 
 
@@ -281,7 +295,7 @@ def search(method: str, *, space: str = "nb201", dataset: Any = "mnist1d",
     ``on_choice(done, total, what)`` follows the work after training (spos-ea's evolution,
     gcn-fit's scoring)."""
     check_method(method)
-    check_choice(method, ea_evals, fit_samples)
+    check_choice(method, ea_evals, fit_samples, fit_params)
     with torch_threads(threads):  # also the landscape's pre-training and the final choice
         return _search(method, space=space, dataset=dataset, epochs=epochs, seed=seed,
                        recipe=recipe, checkpoint=checkpoint, resume=resume, proxy=proxy,
