@@ -24,6 +24,7 @@ images of standard normal noise (seeded) with uniformly random labels.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -322,6 +323,7 @@ class ZCCache:
                 with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
                     np.savez(fh, meta=np.array(json.dumps(meta)),
                              hashes=np.array(self.hashes, dtype=str), **arrays)
+                _remove_empty(self.path.with_name(self.path.name + ".lock"))
         except OSError as exc:
             raise ArchrankError(f"{self.path}: cannot write ({exc.strerror})") from None
 
@@ -433,6 +435,14 @@ class ZCCache:
             self.save()
             raise
         return total
+
+
+def _remove_empty(path: Path) -> None:
+    """Remove ``path`` if it is an empty file: the lock file that older archrank versions
+    left beside each cache (``zc-SPACE.npz.lock``), which nothing uses now."""
+    with contextlib.suppress(OSError):
+        if path.is_file() and path.stat().st_size == 0:
+            path.unlink()
 
 
 def split_signal(name: str) -> tuple[str, str] | None:

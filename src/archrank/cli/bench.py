@@ -282,7 +282,8 @@ def bench_oneshot_cmd(
     Kendall tau and precision@5% against the truth's mean val_acc (also as fractions of its
     ceiling), where each top-1 pick lands in the truth (no constraint, and FLOPs at most the
     space's 25th percentile), and the fitted best cell of the space trained stand-alone.
-    Resumable (--work-dir).
+    Resumable (--work-dir). Supernets train on the CPU, so that figures compare across
+    machines and a work dir resumes where it started (oneshot train takes --device).
 
     Example:
       archrank bench oneshot --space nb201 --dataset mnist1d --truth truth.csv --seeds 3 \\

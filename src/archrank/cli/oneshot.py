@@ -722,6 +722,8 @@ def bench_oneshot_search(
     """Search with each method and seed, train the chosen cells stand-alone with the truth's
     recipe and training seeds, and report per method: cells, val/test accuracy, truth
     percentile, search time and the rate of degenerate cells. Resumable (--work-dir).
+    Searches run on the CPU, so that figures compare across machines and a work dir resumes
+    where it started (oneshot search takes --device).
 
     Example:
       archrank bench oneshot-search --truth benchmarks/truth/nb201_mnist1d_w16.csv --seeds 3 \\
