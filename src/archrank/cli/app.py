@@ -113,6 +113,26 @@ def check_least(**flags: tuple[float | None, float]) -> None:
             raise ArchrankError(f"{flag} must be at least {least:g}, got {value}")
 
 
+def check_network_size(space: str, dataset: str | None, width: int | None,
+                       depth: int | None) -> tuple[int, int] | None:
+    """``archrank.nn.check_size`` of the network ``--width`` / ``--depth`` ask for (the
+    other from the dataset's default), naming the flags, before the data or any file; the
+    network's ``(width, depth)``, or None when neither flag is given or ``space`` builds no
+    network (the command's own error names the space)."""
+    if width is None and depth is None:
+        return None
+    from archrank.nn import NETWORK_SPACES, check_size
+    from archrank.oracles.training import default_setup
+
+    if space not in NETWORK_SPACES:
+        return None
+    size = default_setup(space, dataset or "mnist1d")
+    width = size["width"] if width is None else width
+    depth = size["depth"] if depth is None else depth
+    check_size(space, width, depth, names=("--width", "--depth"))
+    return width, depth
+
+
 # -- --device ---------------------------------------------------------------------------------
 # The house rule: code runs on the CPU and uses a GPU when one is present. Every command that
 # trains takes its --device from here (one default and one help text, not copies that drift:

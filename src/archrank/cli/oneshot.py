@@ -25,6 +25,7 @@ from archrank.cli.app import (
     VAL_SAMPLES,
     bench_app,
     check_least,
+    check_network_size,
     check_seed_option,
     console,
     device_option,
@@ -51,22 +52,6 @@ def dataset_spec(dataset: str) -> str:
     from archrank.datasets import canonical_spec
 
     return canonical_spec(dataset)
-
-
-def check_network_size(space: str, dataset: str | None, width: int | None,
-                       depth: int | None) -> None:
-    """``archrank.nn.check_size`` of the network ``--width`` / ``--depth`` ask for (the
-    other from the dataset's default), naming the flags, before the data or any file."""
-    if width is None and depth is None:
-        return
-    from archrank.nn import NETWORK_SPACES, check_size
-    from archrank.oracles.training import default_setup
-
-    if space not in NETWORK_SPACES:
-        return  # the command's own error names the space
-    size = default_setup(space, dataset or "mnist1d")
-    check_size(space, size["width"] if width is None else width,
-               size["depth"] if depth is None else depth, names=("--width", "--depth"))
 
 
 def _checkpoint_file(*paths: Path | None) -> None:

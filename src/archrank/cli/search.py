@@ -30,6 +30,7 @@ from archrank.cli.app import (
     app,
     bench_app,
     check_least,
+    check_network_size,
     check_seed_option,
     console,
     err,
@@ -295,8 +296,6 @@ def search(
                "oracle_params": _oracle_params(oracle, dataset, epochs, train_seed, supernet,
                                                width, depth)}
     if options["oracle_params"] and (space is not None or bench is None):
-        from archrank.cli.oneshot import check_network_size
-
         # the network, naming the flags (no --space and no table: the main job's space)
         check_network_size(space or MAIN_JOB["space"], dataset, width, depth)
     if (all(v is None for v in options.values()) and resume is None and run_dir is not None

@@ -17,7 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from archrank.cli.app import app, check_seed_option, console, err
+from archrank.cli.app import app, check_network_size, check_seed_option, console, err
 from archrank.errors import ArchrankError, Interrupted
 from archrank.files import check_output, hold_lock, open_output
 from archrank.spaces.base import SearchSpace
@@ -138,16 +138,11 @@ def zero_cost(
             f"zero-cost proxies need real networks; choose --space from "
             f"{', '.join(NETWORK_SPACES)}, not {space_name!r}"
         )
-    if width is not None or depth is not None:  # before the journal and the data: darts
-        # needs 3 cells at least, and networks too large for this machine are refused
-        from archrank.nn import check_size
-        from archrank.oracles.training import default_setup
-
-        size = default_setup(space_name, str(dataset))  # (the default is by dataset)
-        check_size(space_name, size["width"] if width is None else width,
-                   size["depth"] if depth is None else depth, names=("--width", "--depth"))
-        _say_when_long(space_name, size["width"] if width is None else width,
-                       size["depth"] if depth is None else depth, n)
+    # before the journal and the data: darts needs 3 cells at least, and networks too large
+    # for this machine are refused
+    network = check_network_size(space_name, str(dataset), width, depth)
+    if network is not None:
+        _say_when_long(space_name, *network, n)
     from archrank.bench.journal import BenchJournal, discard, journal_for
     from archrank.datasets import load_dataset
 
