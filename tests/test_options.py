@@ -203,7 +203,7 @@ def test_help_shows_switches_without_metavar_and_defaults_one_way(cli):
     assert "  archrank bench table ... --train-seeds 0,1,2,3,4" in out  # examples keep lines
 
 
-def test_every_device_option_defaults_to_auto_with_one_help(cli):
+def test_every_device_option_defaults_to_auto_with_one_help(cli, tmp_path):
     """Every command that takes --device uses the GPU when one is present (the house rule):
     oneshot search defaulted to cpu while oneshot train took the GPU."""
     from archrank.cli.app import DEVICE_DEFAULT
@@ -217,6 +217,11 @@ def test_every_device_option_defaults_to_auto_with_one_help(cli):
     for path in options:
         _, out, _ = cli(*path.split(), "--help")
         assert "[default: auto]" in out and "GPU when one is present" in out, path
+        # a bad device is one line before any output (oneshot search drew its bar first)
+        status, out, err = cli(*path.split(), "--device", "bogus", "--out", tmp_path / "x.pt")
+        assert status == 2 and not out and not list(tmp_path.iterdir()), (path, out)
+        assert err.strip() == "error: --device: unknown device 'bogus'; use auto, cpu or " \
+            "cuda", (path, err)
 
 
 @pytest.mark.parametrize("argv", [EPOCHS_ARGV[1], EPOCHS_ARGV[2], EPOCHS_ARGV[5]],

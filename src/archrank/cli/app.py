@@ -141,10 +141,20 @@ DEVICE_DEFAULT = "auto"
 
 
 def device_option() -> Any:
-    """The ``--device`` option of a command that trains (``archrank.nn.resolve_device``
-    reads the value)."""
-    return typer.Option(DEVICE_DEFAULT, "--device",
+    """The ``--device`` option of a command that trains, checked as it is parsed (an unknown
+    device, or cuda without a GPU: one line before any output or work)."""
+    return typer.Option(DEVICE_DEFAULT, "--device", callback=_checked_device,
                         help="auto (the GPU when one is present, else the CPU), cpu or cuda.")
+
+
+def _checked_device(value: str) -> str:
+    from archrank.nn import resolve_device
+
+    try:
+        resolve_device(value)
+    except ArchrankError as exc:
+        raise ArchrankError(f"--device: {exc}") from None
+    return value
 
 
 # -- --help ---------------------------------------------------------------------------------
