@@ -8,14 +8,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from archrank.cli.app import (
-    bench_app,
-    check_least,
-    check_network_size,
-    check_seed_option,
-    console,
-    err,
-)
+from archrank.cli.app import bench_app, check_least, check_seed_option, console, err
 from archrank.cli.oneshot import eta_progress
 from archrank.errors import ArchrankError, Interrupted
 from archrank.executors import close_now
@@ -130,6 +123,7 @@ def bench_table(
         check_output(json_out, "--json", [out, *inputs])
     seeds = parse_seeds(train_seeds)
     space = get_space(space_name)
+    from archrank.cli.app import check_network_size
     from archrank.cli.oneshot import dataset_spec
 
     check_network_size(space.name, dataset, width, depth)  # naming the flags
