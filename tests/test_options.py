@@ -201,6 +201,13 @@ def test_help_shows_switches_without_metavar_and_defaults_one_way(cli):
     assert "run the same command again after a kill" in out  # one line at 200 columns
     assert "[default: the training oracle's for the dataset]" in out
     assert "  archrank bench table ... --train-seeds 0,1,2,3,4" in out  # examples keep lines
+    # a group's list of commands: each command's first sentence, as one paragraph (it was
+    # the whole first paragraph, its source lines wrapped again one by one)
+    _, out, _ = cli("bench", "--help")
+    assert "Check a benchmark table: valid and invalid rows, duplicates, disagreeing" in out
+    assert "graph fit." in out and "Resumable" not in out
+    _, out, _ = cli("--help")
+    assert "with real training on MNIST-1D (what" in out
 
 
 def test_every_device_option_defaults_to_auto_with_one_help(cli, tmp_path):

@@ -173,6 +173,19 @@ def _prose(paragraph: str) -> str:
     return " ".join(line.strip() for line in lines)
 
 
+_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)\.(?=\s|$)")
+
+
+def _summary(paragraph: str) -> str:
+    """The first sentence of a help paragraph (a full stop outside brackets), as the line a
+    group's list of commands shows."""
+    for end in _SENTENCE_END.finditer(paragraph):
+        before = paragraph[:end.start()]
+        if before.count("(") == before.count(")"):
+            return before.rstrip() + "."
+    return paragraph
+
+
 # --help examples fit the terminal (80 columns at most): rich prints the help with a column of
 # margin on either side, and a command line it wrapped itself could no longer be copied whole.
 HELP_WIDTH = 80
@@ -257,14 +270,17 @@ def _wrap_examples(text: str, width: int | None = None) -> str:
 
 def tidy_help(command: Any) -> Any:
     """One look for every command's ``--help`` (typer 0.29's defaults differ): prose
-    paragraphs reflowed (``_prose``), long example commands continued with `` \\``
+    paragraphs reflowed (``_prose``), a group's list of commands showing each command's
+    first sentence (``_summary``; it showed the whole first paragraph, line breaks kept), long example commands continued with `` \\``
     (``_wrap_examples``), switches without a ``<bool>`` metavar (``--help`` and
     ``--version`` included), and a default the help text gives in words, ``(default: X)`` or
     ``(100)`` at its end, shown as ``[default: X]`` like the defaults typer shows itself.
     Applied to the command tree ``archrank.cli.run`` invokes; returns ``command``."""
     if getattr(command, "help", None):
         first, *rest = inspect.cleandoc(command.help).split("\n\n")
-        command.help = _wrap_examples("\n\n".join([first, *map(_prose, rest)]))
+        command.help = _wrap_examples("\n\n".join([_prose(first), *map(_prose, rest)]))
+        if hasattr(command, "short_help") and not command.short_help:
+            command.short_help = _summary(_prose(first))
     for param in getattr(command, "params", []):
         if getattr(param, "is_flag", False):
             param.metavar = ""

@@ -207,9 +207,10 @@ def check(
                                          "('-' for stdout)."),
     show: int = typer.Option(5, "--show", min=0, help="How many problems to list."),
 ) -> None:
-    """Read a benchmark table, recompute every row's canonical hash, and report rows, valid
-    and invalid rows (with line numbers), duplicates (rows whose canonical hash was already
-    seen) and rows whose `hash` column disagrees with the recomputed hash.
+    """Check a benchmark table: valid and invalid rows, duplicates, disagreeing hashes.
+    Every row's canonical hash is recomputed; the report gives the rows, the invalid ones
+    with their line numbers, duplicates (rows whose canonical hash was already seen) and rows
+    whose `hash` column disagrees with the recomputed hash.
 
     Exits with status 1 when the table has no data rows, some rows are invalid, some hashes
     disagree, or a cell written twice with the same text has two values of --metric (a search
@@ -276,8 +277,8 @@ def bench_oneshot_cmd(
     plot: Path | None = typer.Option(None, "--plot", help="Also write the figures (SVG and "
                                      "PNG) to this directory."),
 ) -> None:
-    """Rank a multi-seed truth with a supernet's shared-weight scores and with their graph
-    fit over the whole space: per seed, train the supernet at the truth's setting, score the
+    """Rank a multi-seed truth with a supernet's scores and with their graph fit.
+    Per seed: train the supernet at the truth's setting, score the
     truth's cells, fit the predictor to the scores of --samples sampled cells, and report
     Kendall tau and precision@5% against the truth's mean val_acc (also as fractions of its
     ceiling), where each top-1 pick lands in the truth (no constraint, and FLOPs at most the

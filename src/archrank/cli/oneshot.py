@@ -704,9 +704,10 @@ def bench_oneshot_search(
     plot: Path | None = typer.Option(None, "--plot", help="Also write the figures (SVG and "
                                      "PNG) to this directory."),
 ) -> None:
-    """Search with each method and seed, train the chosen cells stand-alone with the truth's
-    recipe and training seeds, and report per method: cells, val/test accuracy, truth
-    percentile, search time and the rate of degenerate cells. Resumable (--work-dir).
+    """Judge one-shot search methods by training their picks stand-alone.
+    Each method searches with each seed; the chosen cells are trained with the truth's
+    recipe and training seeds; the report gives per method the cells, val/test accuracy,
+    truth percentile, search time and the rate of degenerate cells. Resumable (--work-dir).
     Searches run on the CPU, so that figures compare across machines and a work dir resumes
     where it started (oneshot search takes --device).
 

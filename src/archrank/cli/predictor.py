@@ -149,9 +149,10 @@ def bench_speed_cmd(
                                             help="Predictor parameter, e.g. gates.ensemble=3"),
     json_out: Path | None = typer.Option(None, "--json", help="Write the timings here."),
 ) -> None:
-    """Time a predictor: fit on 1,000 nb201 cells, score all 15,625 nb201 cells and all
-    423,624 nb101 cells (the nb101 enumeration is cached on disk after its first run), and
-    sample, hash, convert and score 100,000 darts genotypes.
+    """Time a predictor's fit and its scoring of whole spaces.
+    It fits on 1,000 nb201 cells, scores all 15,625 nb201 cells and all 423,624 nb101 cells
+    (the nb101 enumeration is cached on disk after its first run), and samples, hashes,
+    converts and scores 100,000 darts genotypes.
 
     Example:
       archrank bench speed --bench ../shared/data/nb201.csv --json speed.json

@@ -80,9 +80,9 @@ def bench_table(
         "recipe, repeatable: the trainings it holds for these cells and seeds are taken, not "
         "trained again."),
 ) -> None:
-    """Train N sampled cells (or those of --cells FILE) with each training seed: a benchmark
-    table of the means, per-seed values, stds, params, FLOPs and training seconds, and its
-    noise ceiling.
+    """Build a multi-seed benchmark table by training cells, with its noise ceiling.
+    N sampled cells (or those of --cells FILE) are trained with each training seed; the
+    table holds the means, per-seed values, stds, params, FLOPs and training seconds.
 
     Every result is journaled as it arrives (OUT.journal.jsonl); run the same command again
     after a kill and it continues where it stopped. With --from, a table of more seeds is
