@@ -271,10 +271,11 @@ def _wrap_examples(text: str, width: int | None = None) -> str:
 def tidy_help(command: Any) -> Any:
     """One look for every command's ``--help`` (typer 0.29's defaults differ): prose
     paragraphs reflowed (``_prose``), a group's list of commands showing each command's
-    first sentence (``_summary``; it showed the whole first paragraph, line breaks kept), long example commands continued with `` \\``
-    (``_wrap_examples``), switches without a ``<bool>`` metavar (``--help`` and
-    ``--version`` included), and a default the help text gives in words, ``(default: X)`` or
-    ``(100)`` at its end, shown as ``[default: X]`` like the defaults typer shows itself.
+    first sentence (``_summary``; it showed the whole first paragraph, line breaks kept), long
+    example commands continued with `` \\`` (``_wrap_examples``), switches without a
+    ``<bool>`` metavar (``--help`` and ``--version`` included), and a default the help text
+    gives in words, ``(default: X)`` or ``(100)`` at its end, shown as ``[default: X]`` like
+    the defaults typer shows itself.
     Applied to the command tree ``archrank.cli.run`` invokes; returns ``command``."""
     if getattr(command, "help", None):
         first, *rest = inspect.cleandoc(command.help).split("\n\n")

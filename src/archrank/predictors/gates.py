@@ -114,7 +114,7 @@ class GatesLayer(nn.Module):
         """
         table = self.gate_table()
         if self.op_on == "edge":
-            weight = edges["edge_onehot"] @ table             # [E, B, D]: gate of edge i -> j
+            weight = self.edge_gates(edges, table)            # [E, B, D]: gate of edge i -> j
             node_gate = None
         else:
             weight = edges["coef"].unsqueeze(-1)              # [E, B, 1]: adj of edge i -> j
@@ -152,6 +152,11 @@ class GatesLayer(nn.Module):
                 x = x + res_n[j]
             states.append(x)
         return torch.stack(states)
+
+    def edge_gates(self, edges: dict[str, Any], table: torch.Tensor) -> torch.Tensor:
+        """Gate of every edge [E, B, D] from the one-hot edge ops and the gate table (a
+        subclass may change it with more of ``edges``: benchmarks/edge_flow_prototype.py)."""
+        return edges["edge_onehot"] @ table
 
     def _residual_inplace(self, prev: torch.Tensor) -> torch.Tensor:
         """``W_r prev`` without autograd; the input nodes' states are the same in every cell
