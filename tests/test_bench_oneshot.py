@@ -111,6 +111,16 @@ def test_bench_oneshot_command_json_and_figure(cli, truth, tmp_path):
             assert capped["candidates"] == int(ok.sum())
             below = (y[ok] < y[i]).sum() + 0.5 * (y[ok] == y[i]).sum()
             assert capped["truth_percentile"] == pytest.approx(100 * below / ok.sum())
+        # each ranking blended with the FLOPs rank, as oneshot select --size-prior orders
+        from archrank.metrics import rankdata
+
+        for key, sc in (("supernet", raw), ("fitted", fitted)):
+            blend = (rankdata(sc) + rankdata(flops)) / (2 * len(y))
+            assert run[f"{key}_size_prior_kendall_tau"] == pytest.approx(kendall_tau(y, blend))
+            best = np.flatnonzero(blend == blend.max())
+            assert run[f"{key}_size_prior_top1"]["none"]["truth_percentile"] == pytest.approx(
+                np.mean([100 * ((y < y[j]).sum() + 0.5 * (y == y[j]).sum()) / len(y)
+                         for j in best]))
         pick = run["space_pick"]
         assert 0 <= pick["truth_percentile"] <= 100 and 0 <= pick["val_acc"] <= 100
         assert set(run["seconds"]) >= {"train", "score_truth", "score_samples", "fit",
@@ -119,8 +129,11 @@ def test_bench_oneshot_command_json_and_figure(cli, truth, tmp_path):
     taus = [run["fitted_kendall_tau"] for run in r["per_seed"]]
     assert r["fitted_kendall_tau"]["mean"] == pytest.approx(np.mean(taus))
     assert r["fitted_fraction_of_ceiling"]["mean"] == pytest.approx(np.mean(taus) / ceiling)
-    for key in ("top1_truth_percentile", "supernet_top1_truth_percentile"):
+    for key in ("top1_truth_percentile", "supernet_top1_truth_percentile",
+                "supernet_size_prior_top1_truth_percentile",
+                "fitted_size_prior_top1_truth_percentile"):
         assert set(r[key]) == {"none", "flops_p25"}
+    assert r["settings"]["size_prior"] == 0.5 and "fitted + FLOPs rank (0.5)" in out
     # the no-training baselines: the truth ranked by the cells' own FLOPs / parameters
     base = r["cost_baselines"]
     assert base["flops"]["kendall_tau"] == pytest.approx(kendall_tau(y, flops))

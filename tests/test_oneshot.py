@@ -449,6 +449,24 @@ def test_selection_under_constraints_and_pareto_front():
         feasible({"flops": np.array([nan, nan])}, max_flops=5)
 
 
+def test_size_prior_blends_the_ranks_of_score_and_size():
+    from archrank.oneshot.hardware import size_prior
+
+    score = np.array([4.0, 3.0, 2.0, 1.0])
+    flops = np.array([1.0, 2.0, 3.0, 4.0])
+    assert size_prior(score, flops, 0.0).tolist() == [1.0, 0.75, 0.5, 0.25]  # score's order
+    assert size_prior(score, flops, 1.0).tolist() == [0.25, 0.5, 0.75, 1.0]  # size's order
+    assert np.allclose(size_prior(score, flops, 0.5), 0.625)  # opposite orders: all tie
+    # ties share their mean rank; a row without a finite score or size is NaN, never selected
+    out = size_prior(np.array([1.0, 1.0, np.nan, 2.0]), np.array([1.0, 2.0, 3.0, np.inf]), 0.5)
+    assert out[0] == pytest.approx(0.5 * 1.5 / 2 + 0.5 * 1 / 2) and np.isnan(out[2:]).all()
+    from archrank.oneshot import select
+
+    assert select(out, np.ones(4, bool), 4).tolist() == [1, 0]
+    with pytest.raises(ArchrankError, match=r"weight must be in \[0, 1\], got 2"):
+        size_prior(score, flops, 2.0)
+
+
 def test_score_tables_refuse_infinite_scores_and_repeated_cells(tmp_path):
     from archrank.oneshot.fit import ScoreTable
     from archrank.spaces import get_space

@@ -183,6 +183,19 @@ def test_oneshot_train_fit_select_and_search(cli, tmp_path):
     assert [r["predicted"] for r in front] == sorted(r["predicted"] for r in front)
     code, _, err = cli("oneshot", "select", str(scores), "--max-flops", "10")
     assert code == 2 and "no cell satisfies --max-flops 10" in err and err.count("\n") == 1
+    # the size prior: the top cells ordered by the blend of the score's and the FLOPs' ranks
+    code, out, err = cli("oneshot", "select", str(scores), "--max-flops", "40000", "--top", "3",
+                         "--size-prior", "1", "--json", str(tmp_path / "big.json"))
+    assert code == 0 and "size prior 1" in out, err
+    big = json.loads((tmp_path / "big.json").read_text())
+    assert big["size_prior"] == 1.0 and big["pareto"] == sel["pareto"]  # the front stays
+    flops = [r["flops"] for r in big["top"]]
+    assert flops == sorted(flops, reverse=True) and flops[0] == max(
+        f for f in (float(line.split(",")[6]) for line in scores.read_text().splitlines()[1:])
+        if f <= 40000)
+    for bad in ("1.5", "-0.1", "nan"):
+        code, _, err = cli("oneshot", "select", str(scores), "--size-prior", bad)
+        assert code == 2 and "--size-prior must be a weight in [0, 1]" in err, (bad, err)
 
     truncated = tmp_path / "t.pt"
     truncated.write_bytes(ckpt.read_bytes()[:500])

@@ -9,7 +9,9 @@ Kendall tau and precision@5%, also as fractions of the truth's own ceiling (the 
 error-free predictor reaches against it, ``truth.ceiling_kendall_tau``); where each top-1 pick
 among the truth's cells lands in the truth, with no constraint and under a FLOPs cap at the
 25th percentile of the whole space's FLOPs; and the fitted table's best cell of the whole
-space, trained stand-alone with the truth's recipe and training seeds.
+space, trained stand-alone with the truth's recipe and training seeds. The raw and fitted
+scores are also judged blended with the FLOPs rank (``oneshot.hardware.size_prior``, weight
+``BENCH_SIZE_PRIOR``), as ``oneshot select --size-prior`` orders cells.
 
 Durable: everything a seed costs lives in ``work_dir`` under the setting's name: the supernet
 checkpoint (every epoch), the shared-weight scores (journaled per chunk, keyed by cell, so a
@@ -34,6 +36,7 @@ import numpy as np
 from archrank.bench.common import envelope, interrupted, percentile, stat
 from archrank.errors import ArchrankError
 from archrank.files import write_output
+from archrank.oneshot.hardware import size_prior
 from archrank.oneshot.scoring import JournaledScorer, ScoreOptions, journal_header
 from archrank.oneshot.trainer import DEFAULT_EPOCHS
 
@@ -42,6 +45,9 @@ SCHEMA = 1
 SCORES = {"acc": "val_acc", "loss": "val_loss"}  # --score: the supernet score ranked and fitted
 FLOPS_CAP_PERCENTILE = 25.0
 CONSTRAINTS = ("none", "flops_p25")
+# the rankings judged: the supernet's scores, their fit, and each blended with the FLOPs rank
+METHODS = ("supernet", "fitted", "supernet_size_prior", "fitted_size_prior")
+BENCH_SIZE_PRIOR = 0.5  # weight of the FLOPs rank in the blended rankings
 
 Say = Callable[[str], None]
 Progress = Callable[[str, int, int], None]  # stage, done, total
@@ -365,6 +371,10 @@ def _judge_seed(ctx: _Context, seed: int, say: Say, progress: Progress | None
     fitted_all = np.asarray(table.columns["predicted"], dtype=np.float64)
     scores = {"supernet": raw["val_acc"] if cfg.score == "acc" else -raw["val_loss"],
               "fitted": fitted_all[ctx.truth_rows]}
+    for method in ("supernet", "fitted"):  # each blended with the FLOPs rank (size_prior)
+        scores[f"{method}_size_prior"] = size_prior(scores[method],
+                                                    ctx.flops_all[ctx.truth_rows],
+                                                    BENCH_SIZE_PRIOR)
     out: dict[str, Any] = {"seed": seed}
     for method, sc in scores.items():
         out.update({f"{method}_{k}": v for k, v in _judge(ctx, sc).items()})
@@ -418,9 +428,10 @@ def _report(ctx: _Context, per_seed: list[dict[str, Any]], wall: float) -> dict[
                   "calib_batches": cfg.calib_batches, "val_samples": cfg.val_samples,
                   "flops_cap": ctx.flops_cap,
                   "flops_cap_percentile": FLOPS_CAP_PERCENTILE, "standalone": cfg.standalone,
+                  "size_prior": BENCH_SIZE_PRIOR,
                   "work_dir": str(ctx.work), "threads": cfg.threads},
         truth_ceiling_kendall_tau=top, truth_noise_ceiling=ceiling)
-    for method in ("supernet", "fitted"):
+    for method in METHODS:
         taus = [r[f"{method}_kendall_tau"] for r in per_seed]
         out[f"{method}_kendall_tau"] = stat(taus)
         out[f"{method}_precision_at_5pct"] = stat([r[f"{method}_precision_at_5pct"]
@@ -440,7 +451,9 @@ def _report(ctx: _Context, per_seed: list[dict[str, Any]], wall: float) -> dict[
         judged["fraction_of_ceiling"] = judged["kendall_tau"] / top if top > 0 else float("nan")
         out["cost_baselines"][name] = judged
     for key, method in (("top1_truth_percentile", "fitted"),
-                        ("supernet_top1_truth_percentile", "supernet")):
+                        ("supernet_top1_truth_percentile", "supernet"),
+                        ("supernet_size_prior_top1_truth_percentile", "supernet_size_prior"),
+                        ("fitted_size_prior_top1_truth_percentile", "fitted_size_prior")):
         out[key] = {c: stat([r[f"{method}_top1"][c]["truth_percentile"] for r in per_seed
                              if r[f"{method}_top1"][c] is not None]) for c in CONSTRAINTS}
     picks = [r["space_pick"] for r in per_seed if "truth_percentile" in r["space_pick"]]

@@ -339,6 +339,14 @@ def _print_oneshot(report: dict[str, Any]) -> None:
              report[f"{key}_precision_at_5pct"], p["none"], p["flops_p25"]]
             for name, key, p in (("supernet (raw)", "supernet", raw_pct),
                                  (f"fitted ({st['predictor']})", "fitted", pct))]
+    prior = st.get("size_prior")
+    for name, key in (("supernet", "supernet_size_prior"), ("fitted", "fitted_size_prior")):
+        if f"{key}_kendall_tau" in report:  # reports written before session 18 lack them
+            rows.append([f"{name} + FLOPs rank ({prior:g})", report[f"{key}_kendall_tau"],
+                         report[f"{key}_fraction_of_ceiling"],
+                         report[f"{key}_precision_at_5pct"],
+                         *(report[f"{key}_top1_truth_percentile"][c]
+                           for c in ("none", "flops_p25"))])
     for name, b in report.get("cost_baselines", {}).items():
         rows.append([f"{name} alone (no training)", b["kendall_tau"], b["fraction_of_ceiling"],
                      b["precision_at_5pct"],
