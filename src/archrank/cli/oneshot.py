@@ -389,10 +389,10 @@ def select_cmd(
     prior: float = typer.Option(0.0, "--size-prior",
                                 help="Weight in [0, 1] of the FLOPs rank blended with the "
                                 "predicted score's rank to order the top cells (0: the "
-                                "predicted score alone). A supernet underrates large cells; "
-                                "0.5 ranked the MNIST-1D truth at 0.53 against 0.42 "
-                                "(docs/benchmarks.md). The Pareto front stays on the "
-                                "predicted score."),
+                                "predicted score alone). A supernet underrates large cells: "
+                                "on the MNIST-1D truth, 0.5 ranked the fitted table at "
+                                "Kendall tau 0.52 against 0.42 (docs/benchmarks.md). The "
+                                "Pareto front stays on the predicted score."),
 ) -> None:
     """Best predicted cells under hardware constraints, and the score/cost Pareto front
     (predicted: the fitted score of oneshot fit, higher is better).
