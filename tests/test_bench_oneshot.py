@@ -123,6 +123,9 @@ def test_bench_oneshot_command_json_and_figure(cli, truth, tmp_path):
                          for j in best]))
         pick = run["space_pick"]
         assert 0 <= pick["truth_percentile"] <= 100 and 0 <= pick["val_acc"] <= 100
+        blended = run["space_pick_size_prior"]  # the same table's best with the FLOPs rank
+        assert 0 <= blended["truth_percentile"] <= 100 and blended["flops"] > 0
+        assert blended["predicted"] <= pick["predicted"]
         assert set(run["seconds"]) >= {"train", "score_truth", "score_samples", "fit",
                                        "predict", "standalone", "pipeline"}
         assert run["seconds"]["train"] > 0 and run["seconds"]["score_samples"] > 0
@@ -183,6 +186,7 @@ def test_bench_oneshot_command_json_and_figure(cli, truth, tmp_path):
     for run in loss["per_seed"]:
         assert run["supernet_kendall_tau"] == run["supernet_kendall_tau_by_score"]["val_loss"]
         assert "truth_percentile" not in run["space_pick"]
+        assert "truth_percentile" not in run["space_pick_size_prior"]
     assert len(list((tmp_path / "w").rglob("supernet-*.pt"))) == 2
     assert len(list((tmp_path / "w").rglob("scores-*nobn*.jsonl"))) == 2
     assert loss["per_seed"][0]["cells"]["supernet_val_acc"] != \

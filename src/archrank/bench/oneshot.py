@@ -380,17 +380,23 @@ def _judge_seed(ctx: _Context, seed: int, say: Say, progress: Progress | None
         out.update({f"{method}_{k}": v for k, v in _judge(ctx, sc).items()})
     out["supernet_kendall_tau_by_score"] = {"val_acc": kendall_tau(y, raw["val_acc"]),
                                             "val_loss": kendall_tau(y, -raw["val_loss"])}
-    best = int(np.argmax(fitted_all))
-    pick: dict[str, Any] = {"cell": table.archs[best], "predicted": float(fitted_all[best]),
-                            "flops": float(ctx.flops_all[best])}
+    # the whole space's best cell by the fitted table, and by its blend with the FLOPs rank
+    # (what oneshot select --size-prior picks with no constraint), trained stand-alone
     standalone_s = 0.0
-    if cfg.standalone:
-        say(f"seed {seed}: training the fitted table's best cell stand-alone with the truth's "
-            f"seeds {truth.seeds}")
-        trained = _standalone(ctx, table.archs[best])
-        standalone_s = trained.pop("seconds")
-        pick.update(trained, truth_percentile=percentile(y, trained["val_acc"]))
-    out["space_pick"] = pick
+    ranked = {"space_pick": fitted_all,
+              "space_pick_size_prior": size_prior(fitted_all, ctx.flops_all, BENCH_SIZE_PRIOR)}
+    for key, order in ranked.items():
+        best = int(np.nanargmax(order))
+        pick: dict[str, Any] = {"cell": table.archs[best], "predicted": float(fitted_all[best]),
+                                "flops": float(ctx.flops_all[best])}
+        if cfg.standalone:
+            what = "" if key == "space_pick" else " blended with the FLOPs rank"
+            say(f"seed {seed}: training the fitted table's best cell{what} stand-alone with "
+                f"the truth's seeds {truth.seeds}")
+            trained = _standalone(ctx, table.archs[best])
+            standalone_s += trained.pop("seconds")
+            pick.update(trained, truth_percentile=percentile(y, trained["val_acc"]))
+        out[key] = pick
     secs = table.info.get("seconds", {})
     out["seconds"] = {"train": float(ckpt.seconds), "score_truth": float(raw["seconds"].sum()),
                       "score_samples": float(secs.get("score", float("nan"))),
@@ -456,9 +462,10 @@ def _report(ctx: _Context, per_seed: list[dict[str, Any]], wall: float) -> dict[
                         ("fitted_size_prior_top1_truth_percentile", "fitted_size_prior")):
         out[key] = {c: stat([r[f"{method}_top1"][c]["truth_percentile"] for r in per_seed
                              if r[f"{method}_top1"][c] is not None]) for c in CONSTRAINTS}
-    picks = [r["space_pick"] for r in per_seed if "truth_percentile" in r["space_pick"]]
-    out["space_pick"] = {"truth_percentile": stat([p["truth_percentile"] for p in picks]),
-                         "val_acc": stat([p["val_acc"] for p in picks])} if picks else None
+    for key in ("space_pick", "space_pick_size_prior"):
+        picks = [r[key] for r in per_seed if "truth_percentile" in r[key]]
+        out[key] = {"truth_percentile": stat([p["truth_percentile"] for p in picks]),
+                    "val_acc": stat([p["val_acc"] for p in picks])} if picks else None
     stages = ("train", "score_truth", "score_samples", "fit", "predict", "standalone",
               "pipeline")
     out["seconds"] = {s: stat([r["seconds"][s] for r in per_seed]) for s in stages}

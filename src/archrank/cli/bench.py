@@ -360,11 +360,13 @@ def _print_oneshot(report: dict[str, Any]) -> None:
         rows, seeds=len(report["seeds"])))
     console.print(f"truth ceiling: Kendall tau {format_stat(top)} (an error-free "
                   f"predictor against the mean of {len(st['train_seeds'])} seeds)")
-    if report.get("space_pick"):
-        p = report["space_pick"]
-        console.print(f"fitted best cell of the space, trained stand-alone: val_acc "
-                      f"{p['val_acc']['mean']:.2f}, truth percentile "
-                      f"{p['truth_percentile']['mean']:.1f}")
+    for key, what in (("space_pick", "fitted best cell of the space"),
+                      ("space_pick_size_prior", "the same, blended with the FLOPs rank "
+                       f"({st.get('size_prior', 0):g})")):
+        if report.get(key):
+            p = report[key]
+            console.print(f"{what}, trained stand-alone: val_acc {p['val_acc']['mean']:.2f}, "
+                          f"truth percentile {p['truth_percentile']['mean']:.1f}")
     s = report["seconds"]
     console.print("seconds per seed: " + ", ".join(
         f"{k} {v['mean']:.1f}" for k, v in s.items() if isinstance(v, dict)))
