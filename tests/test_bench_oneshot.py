@@ -111,16 +111,6 @@ def test_bench_oneshot_command_json_and_figure(cli, truth, tmp_path):
             assert capped["candidates"] == int(ok.sum())
             below = (y[ok] < y[i]).sum() + 0.5 * (y[ok] == y[i]).sum()
             assert capped["truth_percentile"] == pytest.approx(100 * below / ok.sum())
-        # each ranking blended with the FLOPs rank, as oneshot select --size-prior orders
-        from archrank.metrics import rankdata
-
-        for key, sc in (("supernet", raw), ("fitted", fitted)):
-            blend = (rankdata(sc) + rankdata(flops)) / (2 * len(y))
-            assert run[f"{key}_size_prior_kendall_tau"] == pytest.approx(kendall_tau(y, blend))
-            best = np.flatnonzero(blend == blend.max())
-            assert run[f"{key}_size_prior_top1"]["none"]["truth_percentile"] == pytest.approx(
-                np.mean([100 * ((y < y[j]).sum() + 0.5 * (y == y[j]).sum()) / len(y)
-                         for j in best]))
         pick = run["space_pick"]
         assert 0 <= pick["truth_percentile"] <= 100 and 0 <= pick["val_acc"] <= 100
         blended = run["space_pick_size_prior"]  # the same table's best with the FLOPs rank
@@ -159,6 +149,24 @@ def test_bench_oneshot_command_json_and_figure(cli, truth, tmp_path):
     every = nb201_costs(cells, channels=4, cells_per_stage=1, num_classes=4, in_channels=1,
                         input_size=data["x_train"].shape[2:])["flops"]
     assert cap == pytest.approx(np.percentile(every, 25))
+    # each ranking blended with the rank of the FLOPs of the cells' live ops, as oneshot
+    # select --size-prior orders cells
+    from archrank.metrics import rankdata
+    from archrank.oneshot.hardware import live_size
+
+    whole = space.enumerate()
+    live = dict(zip(map(space.format, whole), live_size(space, whole, every), strict=True))
+    size = np.array([live[a] for a in t.archs])
+    assert (size <= flops).all()
+    for run in r["per_seed"]:
+        for key in ("supernet", "fitted"):
+            sc = np.asarray(run["cells"]["supernet_val_acc" if key == "supernet" else "fitted"])
+            blend = (rankdata(sc) + rankdata(size)) / (2 * len(y))
+            assert run[f"{key}_size_prior_kendall_tau"] == pytest.approx(kendall_tau(y, blend))
+            best = np.flatnonzero(blend == blend.max())
+            assert run[f"{key}_size_prior_top1"]["none"]["truth_percentile"] == pytest.approx(
+                np.mean([100 * ((y < y[j]).sum() + 0.5 * (y == y[j]).sum()) / len(y)
+                         for j in best]))
     # the figure: --plot wrote it, and archrank report reads the JSON
     assert (tmp_path / "plots" / "oneshot_bench0_truth_scatter.svg").is_file()
     code, _, err = cli("report", str(tmp_path / "o.json"), "--out", str(tmp_path / "r.html"))

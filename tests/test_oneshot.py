@@ -467,6 +467,30 @@ def test_size_prior_blends_the_ranks_of_score_and_size():
         size_prior(score, flops, 2.0)
 
 
+def test_live_size_counts_a_cells_live_ops_only():
+    """A size prior on raw FLOPs picked nb201 cells whose convolutions sat on dead edges."""
+    from archrank.nn.counting import nb201_costs
+    from archrank.oneshot.hardware import live_size
+    from archrank.spaces import get_space
+
+    space = get_space("nb201")
+    dead = space.parse("|none~0|+|none~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+                       "nor_conv_3x3~2|")  # node 1 reads nothing: three convs on dead edges
+    assert space.format(space.prune(dead)) == ("|none~0|+|none~0|none~1|+|nor_conv_3x3~0|"
+                                               "none~1|none~2|")
+    assert space.hash(space.prune(dead)) == space.hash(dead)
+    cells = space.enumerate()
+    flops = nb201_costs([c.ops for c in cells], channels=8, cells_per_stage=1)["flops"]
+    live = live_size(space, cells, flops)
+    i, j = cells.index(dead), cells.index(space.prune(dead))
+    assert flops[i] > flops[j] and live[i] == live[j] == flops[j]
+    assert (live <= flops).all() and (live == flops).mean() > 0.5
+    assert live_size(space, [dead], flops[[i]])[0] == flops[i]  # pruned cell not given
+    darts = get_space("darts")
+    g = darts.sample(1, np.random.default_rng(0))[0]
+    assert darts.prune(g) is g  # no dead ops to remove there
+
+
 def test_score_tables_refuse_infinite_scores_and_repeated_cells(tmp_path):
     from archrank.oneshot.fit import ScoreTable
     from archrank.spaces import get_space

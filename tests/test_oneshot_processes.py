@@ -189,10 +189,18 @@ def test_oneshot_train_fit_select_and_search(cli, tmp_path):
     assert code == 0 and "size prior 1" in out, err
     big = json.loads((tmp_path / "big.json").read_text())
     assert big["size_prior"] == 1.0 and big["pareto"] == sel["pareto"]  # the front stays
-    flops = [r["flops"] for r in big["top"]]
-    assert flops == sorted(flops, reverse=True) and flops[0] == max(
-        f for f in (float(line.split(",")[6]) for line in scores.read_text().splitlines()[1:])
-        if f <= 40000)
+    # weight 1: the largest cells by the FLOPs of their live ops (dead ones compute on zeros)
+    from archrank.oneshot.fit import ScoreTable
+    from archrank.oneshot.hardware import live_size
+    from archrank.spaces import get_space
+
+    whole, space = ScoreTable.read_csv(scores), get_space("nb201")
+    live = live_size(space, [space.parse(a) for a in whole.archs], whole.columns["flops"])
+    size = dict(zip(whole.archs, live, strict=True))
+    top = [size[r["arch"]] for r in big["top"]]
+    assert top == sorted(top, reverse=True)
+    assert top[0] == max(v for v, f in zip(live, whole.columns["flops"], strict=True)
+                         if f <= 40000)
     for bad in ("1.5", "-0.1", "nan"):
         code, _, err = cli("oneshot", "select", str(scores), "--size-prior", bad)
         assert code == 2 and "--size-prior must be a weight in [0, 1]" in err, (bad, err)

@@ -36,7 +36,7 @@ import numpy as np
 from archrank.bench.common import envelope, interrupted, percentile, stat
 from archrank.errors import ArchrankError
 from archrank.files import write_output
-from archrank.oneshot.hardware import size_prior
+from archrank.oneshot.hardware import live_size, size_prior
 from archrank.oneshot.scoring import JournaledScorer, ScoreOptions, journal_header
 from archrank.oneshot.trainer import DEFAULT_EPOCHS
 
@@ -123,6 +123,7 @@ class _Context:
     truth_codes: np.ndarray
     truth_rows: np.ndarray  # each truth cell's row in the space's enumeration
     flops_all: np.ndarray
+    live_flops_all: np.ndarray  # each cell's FLOPs on its live ops (the size prior's size)
     flops_cap: float
     params_all: np.ndarray
 
@@ -170,6 +171,7 @@ def _prepare(cfg: OneshotBench, say: Say) -> _Context:
     say(f"truth {truth.path}: {len(truth.archs)} cells x training seeds {truth.seeds}; "
         f"{setting.describe()} on {data.name} (from {truth.setting_source}); work dir {work}")
     return _Context(cfg, truth, data, setting, work, truth_codes, rows, flops_all,
+                    live_size(space, space.enumerate(), flops_all),
                     float(np.percentile(flops_all, FLOPS_CAP_PERCENTILE)),
                     costs["params"].astype(np.float64))
 
@@ -373,7 +375,7 @@ def _judge_seed(ctx: _Context, seed: int, say: Say, progress: Progress | None
               "fitted": fitted_all[ctx.truth_rows]}
     for method in ("supernet", "fitted"):  # each blended with the FLOPs rank (size_prior)
         scores[f"{method}_size_prior"] = size_prior(scores[method],
-                                                    ctx.flops_all[ctx.truth_rows],
+                                                    ctx.live_flops_all[ctx.truth_rows],
                                                     BENCH_SIZE_PRIOR)
     out: dict[str, Any] = {"seed": seed}
     for method, sc in scores.items():
@@ -384,7 +386,8 @@ def _judge_seed(ctx: _Context, seed: int, say: Say, progress: Progress | None
     # (what oneshot select --size-prior picks with no constraint), trained stand-alone
     standalone_s = 0.0
     ranked = {"space_pick": fitted_all,
-              "space_pick_size_prior": size_prior(fitted_all, ctx.flops_all, BENCH_SIZE_PRIOR)}
+              "space_pick_size_prior": size_prior(fitted_all, ctx.live_flops_all,
+                                                  BENCH_SIZE_PRIOR)}
     for key, order in ranked.items():
         best = int(np.nanargmax(order))
         pick: dict[str, Any] = {"cell": table.archs[best], "predicted": float(fitted_all[best]),

@@ -387,8 +387,9 @@ def select_cmd(
                                     "latency_ms (default: latency_ms if present)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the selection here."),
     prior: float = typer.Option(0.0, "--size-prior",
-                                help="Weight in [0, 1] of the FLOPs rank blended with the "
-                                "predicted score's rank to order the top cells (0: the "
+                                help="Weight in [0, 1] of the FLOPs rank (FLOPs of the "
+                                "cell's live ops) blended with the predicted score's rank to "
+                                "order the top cells (0: the "
                                 "predicted score alone). A supernet underrates large cells: "
                                 "on the MNIST-1D truth, 0.5 ranked the fitted table at "
                                 "Kendall tau 0.52 against 0.42 (docs/benchmarks.md). The "
@@ -402,7 +403,8 @@ def select_cmd(
       archrank oneshot select scores.csv --max-flops 500000 --size-prior 0.5
     """
     from archrank.oneshot.fit import ScoreTable
-    from archrank.oneshot.hardware import feasible, pareto_front, select, size_prior
+    from archrank.oneshot.hardware import feasible, live_size, pareto_front, select, size_prior
+    from archrank.spaces import get_space
 
     if top < 1:
         raise ArchrankError(f"--top must be at least 1, got {top}")
@@ -426,7 +428,9 @@ def select_cmd(
     if prior > 0:
         if "flops" not in cols or not np.isfinite(cols["flops"]).any():
             raise ArchrankError("--size-prior: the score table has no flops column")
-        order_by = size_prior(cols["predicted"], cols["flops"], prior)
+        space = get_space(table.space)
+        size = live_size(space, [space.parse(a) for a in table.archs], cols["flops"])
+        order_by = size_prior(cols["predicted"], size, prior)
     best = select(order_by, mask, top)
     front = (pareto_front(cols["predicted"], cols[cost], mask) if cost is not None
              else np.zeros(0, dtype=np.int64))

@@ -207,6 +207,12 @@ class SearchSpace(ABC, Generic[A]):
         is computed once per hash (the cell itself where the space has no rule)."""
         return arch
 
+    def prune(self, arch: A) -> A:
+        """``arch`` with every op off the input-to-output paths removed (such an op computes
+        on zeros: it costs FLOPs and adds nothing); the cell itself where the space has no
+        such ops."""
+        return arch
+
     @abstractmethod
     def neighbours(self, arch: A) -> list[A]:
         """Every valid architecture one edit away (one op or one edge changed)."""

@@ -335,6 +335,11 @@ class EdgeCellSpace(SearchSpace[EdgeCell]):
         first = self._first_of_hashes()
         if first is not None:
             return self.from_codes(np.array(self._cell_codes(first[self.hash(arch)])))[0]
+        return self.prune(arch)
+
+    def prune(self, arch: EdgeCell) -> EdgeCell:
+        """``arch`` with every edge off the input-to-output paths set to the blocking op
+        (``none``)."""
         if not self._blocks.any():
             return arch
         codes = [self._op_index[o] for o in self._checked(arch).ops]
