@@ -158,6 +158,8 @@ def test_bench_oneshot_command_json_and_figure(cli, truth, tmp_path):
     live = dict(zip(map(space.format, whole), live_size(space, whole, every), strict=True))
     size = np.array([live[a] for a in t.archs])
     assert (size <= flops).all()
+    assert r["cost_baselines"]["live_flops"]["kendall_tau"] == pytest.approx(
+        kendall_tau(y, size))
     for run in r["per_seed"]:
         for key in ("supernet", "fitted"):
             sc = np.asarray(run["cells"]["supernet_val_acc" if key == "supernet" else "fitted"])

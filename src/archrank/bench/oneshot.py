@@ -455,7 +455,8 @@ def _report(ctx: _Context, per_seed: list[dict[str, Any]], wall: float) -> dict[
     # ties in the tau, count fractionally in P@5%, and the top-1 figures are the mean over
     # the cells tied for the largest)
     out["cost_baselines"] = {}
-    for name, cost in (("flops", ctx.flops_all), ("params", ctx.params_all)):
+    for name, cost in (("flops", ctx.flops_all), ("params", ctx.params_all),
+                       ("live_flops", ctx.live_flops_all)):  # the size prior's size alone
         judged = _judge(ctx, cost[ctx.truth_rows])
         judged["fraction_of_ceiling"] = judged["kendall_tau"] / top if top > 0 else float("nan")
         out["cost_baselines"][name] = judged
