@@ -415,3 +415,27 @@ def test_cell_value_semantics() -> None:
     assert a.to_numpy().tolist() == [[0, 1], [0, 0]]
     with pytest.raises(AttributeError):
         a.ops = ()  # type: ignore[misc]
+
+
+def test_text_or_another_spaces_cell_is_a_one_line_error(space: NB101Space) -> None:
+    """hash / format / neighbours / to_graphs of text or an nb201 cell raised AttributeError
+    ('str' object has no attribute 'ops'), which reached predictors' predict too; nb201
+    already named the expected cell type."""
+    cell = space.sample(1, np.random.default_rng(0))[0]
+    text = space.format(cell)
+    nb201_cell = get_space("nb201").sample(1, np.random.default_rng(0))[0]
+    calls = [space.hash, space.format, space.neighbours, space.validate, space.to_record,
+             lambda a: space.to_graphs([cell, a]), lambda a: space.hash_many([a]),
+             lambda a: space.mutate(a, np.random.default_rng(0))]
+    for call in calls:
+        with pytest.raises(InvalidArchitecture, match=r"expected a Cell of space nb101, got str "
+                           r"\(read text with get_space\('nb101'\).parse\)"):
+            call(text)
+        with pytest.raises(InvalidArchitecture, match=r"got EdgeCell$"):
+            call(nb201_cell)
+    from archrank.predictors.base import make_predictor
+
+    model = make_predictor("mlp", space, epochs=1).fit([cell, *space.neighbours(cell)[:3]],
+                                                       [1.0, 2.0, 3.0, 4.0])
+    with pytest.raises(InvalidArchitecture, match=r"expected a Cell of space nb101, got str"):
+        model.predict([text])

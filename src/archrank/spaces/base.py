@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 import numpy as np
 import torch
 
+from archrank.errors import InvalidArchitecture
+
 A = TypeVar("A")
 
 
@@ -99,6 +101,10 @@ class SupernetGraph:
     links: tuple[tuple[int, int], ...] = ()
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 class SearchSpace(ABC, Generic[A]):
     """A set of architectures with the operations every method needs.
 
@@ -116,6 +122,23 @@ class SearchSpace(ABC, Generic[A]):
     edge_op_names: tuple[str, ...] = ()
     max_nodes: int
     num_inputs: ClassVar[int] = 1
+    cell_type: ClassVar[type | None] = None  # the class of the space's cells (check_cell)
+
+    def check_cell(self, arch: Any) -> None:
+        """A one-line ``InvalidArchitecture`` unless ``arch`` is a cell object of this space's
+        kind: text or another space's cell otherwise failed deep inside with an
+        ``AttributeError`` on a missing field."""
+        kind = self.cell_type
+        if kind is None or isinstance(arch, kind):
+            return
+        hint = f" (read text with get_space({self.name!r}).parse)" if isinstance(arch, str) else ""
+        raise InvalidArchitecture(f"expected {_article(kind.__name__)} {kind.__name__} of space "
+                                  f"{self.name}, got {type(arch).__name__}{hint}")
+
+    def check_cells(self, archs: Sequence[Any]) -> None:
+        """``check_cell`` of each of ``archs`` (the failure path of a batch method)."""
+        for arch in archs:
+            self.check_cell(arch)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> SearchSpace[A]:
         """A space is configuration, its caches (hash tables, enumerations) are derived: a
