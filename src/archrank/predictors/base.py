@@ -276,7 +276,7 @@ class Predictor(ABC):
         self.seed = check_seed(f"predictor {self.name!r}", seed)
         self.params = params
         self.fitted_ = False
-        self.arch_inputs = signal_names(params.get("arch_inputs"), space)
+        self.arch_inputs = signal_names(params.get("arch_inputs"), self.space)
         self.aux_targets = signal_names(params.get("aux_targets"))
 
     def check_build(self) -> None:  # noqa: B027  (a hook: most predictors have nothing to do)
