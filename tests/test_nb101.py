@@ -439,3 +439,13 @@ def test_text_or_another_spaces_cell_is_a_one_line_error(space: NB101Space) -> N
                                                        [1.0, 2.0, 3.0, 4.0])
     with pytest.raises(InvalidArchitecture, match=r"expected a Cell of space nb101, got str"):
         model.predict([text])
+
+
+def test_sample_takes_an_int_seed_and_checks_its_count(space: NB101Space) -> None:
+    """sample(2, 0) was an AttributeError ('int' object has no attribute 'integers'); the
+    count check moved to SearchSpace.sample, shared by every space."""
+    from archrank.errors import ArchrankError
+
+    assert space.sample(2, 0) == space.sample(2, np.random.default_rng(0))
+    with pytest.raises(ArchrankError, match=r"cannot sample -1 cells"):
+        space.sample(-1, 0)

@@ -9,6 +9,7 @@ archrank talks to them only through the space.
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 import numpy as np
 import torch
 
-from archrank.errors import InvalidArchitecture
+from archrank.errors import ArchrankError, InvalidArchitecture
 
 A = TypeVar("A")
 
@@ -99,6 +100,17 @@ class SupernetGraph:
     ops: tuple[str, ...]
     blocking: tuple[str, ...] = ("none",)
     links: tuple[tuple[int, int], ...] = ()
+
+
+def as_generator(rng: np.random.Generator | int) -> np.random.Generator:
+    """``rng`` itself, or a generator seeded with it when it is an int seed (a one-line
+    error for anything else)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool) and rng >= 0:
+        return np.random.default_rng(int(rng))
+    raise ArchrankError(f"rng must be a numpy Generator or a seed of at least 0, got "
+                        f"{rng!r}"[:200])
 
 
 def _article(word: str) -> str:
@@ -187,9 +199,18 @@ class SearchSpace(ABC, Generic[A]):
         return arch
 
     # -- sampling and neighbourhoods --------------------------------------------------------
+    def sample(self, n: int, rng: np.random.Generator | int) -> list[A]:
+        """``n`` architectures drawn uniformly from the valid cells (with replacement);
+        ``rng`` a numpy ``Generator`` or an int seed. The checks live here so that every
+        space refuses a bad count alike (numpy's errors named neither the count nor the
+        space)."""
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            raise ArchrankError(f"cannot sample {n!r} cells: give a count of at least 0")
+        return self._sample(int(n), as_generator(rng))
+
     @abstractmethod
-    def sample(self, n: int, rng: np.random.Generator) -> list[A]:
-        """``n`` architectures drawn uniformly from the valid cells (with replacement)."""
+    def _sample(self, n: int, rng: np.random.Generator) -> list[A]:
+        """``sample`` with its arguments checked."""
 
     def random_codes(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` uniformly drawn cells as the space's integer path codes ``[n, P]`` (what a

@@ -465,7 +465,7 @@ class DartsSpace(SearchSpace[Genotype]):
             srcs[:, 2 * k], srcs[:, 2 * k + 1] = first, second
         return ops, srcs
 
-    def sample(self, n: int, rng: np.random.Generator) -> list[Genotype]:
+    def _sample(self, n: int, rng: np.random.Generator) -> list[Genotype]:
         """Uniform over the DARTS search space (distinct inputs per node, full concat)."""
         cells = [self._sample_cells(n, rng) for _ in ("normal", "reduce")]
         return self._genotypes(cells)

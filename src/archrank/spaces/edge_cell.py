@@ -395,7 +395,7 @@ class EdgeCellSpace(SearchSpace[EdgeCell]):
         return h
 
     # -- sampling and neighbourhoods --------------------------------------------------------
-    def sample(self, n: int, rng: np.random.Generator) -> list[EdgeCell]:
+    def _sample(self, n: int, rng: np.random.Generator) -> list[EdgeCell]:
         """Uniform over all cells (every op string is a cell of the space)."""
         return self.from_codes(self.random_codes(n, rng))
 

@@ -345,7 +345,7 @@ class NBGraphSpace(SearchSpace[GraphArch]):
         return {self.key(a): a for a in self._enumerated}
 
     # -- sampling and neighbourhoods --------------------------------------------------------
-    def sample(self, n: int, rng: np.random.Generator) -> list[GraphArch]:
+    def _sample(self, n: int, rng: np.random.Generator) -> list[GraphArch]:
         """Uniform over the distinct architectures (one per benchmark key)."""
         cells = self._enumerated
         return [cells[i] for i in rng.integers(0, len(cells), size=int(n))]

@@ -365,15 +365,13 @@ class NodeCellSpace(SearchSpace[Cell]):
         return module_hash(np.array(arch.matrix, dtype=np.int8), self.labels(arch))
 
     # -- sampling and neighbourhoods ----------------------------------------------------------
-    def sample(self, n: int, rng: np.random.Generator) -> list[Cell]:
+    def _sample(self, n: int, rng: np.random.Generator) -> list[Cell]:
         """``n`` cells drawn uniformly (with replacement) from the unique valid cells.
 
         Exact: indices into the cached enumeration (computed on first use; about 20 s for
         NB101 on 2 cores, then loaded from the cache in well under a second).  A space too big
         to enumerate falls back to ``sample_specs``, which is not uniform over unique cells.
         """
-        if n < 0:
-            raise ArchrankError(f"cannot sample {n} cells")
         if self.enumeration_feasible():
             arrays = self.enumeration()
             return self.cells_at(rng.integers(len(arrays), size=n))
