@@ -72,7 +72,7 @@ def check_output(path: str | os.PathLike[str], flag: str = "--out",
     directories): an output that is one of them, or a file archrank reads inside one (a
     run's database, a checkpoint, a journal), would destroy it; anything else there (an
     earlier report or export) may be replaced. Creates nothing."""
-    if str(path) in ("", "."):  # Path("") is ".", the working folder: never a file
+    if str(path) == "":  # Path("") is ".", which would be called a directory
         raise ArchrankError(f"{flag or 'output'}: an empty path (give a file name)")
     p = Path(path)
     if is_stream(p):
