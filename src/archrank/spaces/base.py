@@ -280,7 +280,10 @@ class SearchSpace(ABC, Generic[A]):
         return self.size is not None
 
     def enumerate(self) -> list[A]:
-        """Every cell of the space, one per canonical hash."""
+        """Every cell of the space: ``size`` of them, one per canonical hash on node-op
+        spaces but every op string on edge-cell spaces (nb201: all 15,625, which hash to
+        8,765 distinct cells; ``distinct_cells``), so callers that need one per hash keep
+        the first of each (``CandidateSet`` does)."""
         raise NotImplementedError(f"space {self.name!r} cannot be enumerated")
 
     # -- tensors ----------------------------------------------------------------------------
