@@ -175,6 +175,21 @@ def test_save_load_round_trip(tmp_path: Path, nb101) -> None:
     assert isinstance(loaded, GatesPredictor) and loaded.hp["ensemble"] == 2
     np.testing.assert_array_equal(model.predict(cells), loaded.predict(cells))
     np.testing.assert_array_equal(model.predict(graphs), loaded.predict(cells))
+    assert isinstance(GatesPredictor.load(path), GatesPredictor)
+
+
+def test_a_subclass_loads_only_its_own_predictors(tmp_path: Path, nb201, nb201_all) -> None:
+    """GatesPredictor.load of an rf_path file returned an RFPathPredictor in silence."""
+    from archrank.predictors.trees import RFPredictor
+
+    path = tmp_path / "rf_path.pt"
+    make_predictor("rf_path", nb201, n_estimators=5).fit(nb201_all[:20],
+                                                          np.arange(20.0)).save(path)
+    with pytest.raises(ArchrankError, match=r"rf_path.pt: holds a 'rf_path' predictor, not "
+                       r"'gates'; read any predictor file with Predictor.load$"):
+        GatesPredictor.load(path)
+    assert Predictor.load(path).name == "rf_path"
+    assert isinstance(RFPredictor.load(path), RFPredictor)  # rf_path is a random forest
 
 
 def test_predictions_do_not_depend_on_chunking(nb201, nb201_all) -> None:

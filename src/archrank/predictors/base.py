@@ -408,7 +408,8 @@ class Predictor(ABC):
 
     @classmethod
     def load(cls, path: str | Path, space: SearchSpace | str | None = None) -> Predictor:
-        """Read a predictor written by ``save`` (no arbitrary code is unpickled).
+        """Read a predictor written by ``save`` (no arbitrary code is unpickled); called on a
+        subclass (``GatesPredictor.load``), a file of another predictor is refused.
 
         ``space``: the space it was fitted on, where its name alone does not give it back (a
         space of your own); by default the registered space of the saved name, with the
@@ -420,6 +421,10 @@ class Predictor(ABC):
                                 f"{', '.join(need)})")
         try:
             klass = predictor_class(blob["predictor"])
+            if not issubclass(klass, cls):  # GatesPredictor.load of an rf_path file
+                raise ArchrankError(f"holds a {blob['predictor']!r} predictor, not "
+                                    f"{getattr(cls, 'name', cls.__name__)!r}; read any "
+                                    f"predictor file with Predictor.load")
             params = {k: v for k, v in blob["params"].items() if k != "device"}  # older files
             space = _saved_space(blob, space)
             model = klass(space, seed=blob["seed"], **params)
