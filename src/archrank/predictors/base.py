@@ -20,6 +20,7 @@ False) do not accept the parameter, and ignore matrices passed to ``fit`` / ``pr
 
 from __future__ import annotations
 
+import copy
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
@@ -282,16 +283,31 @@ class Predictor(ABC):
     def check_build(self) -> None:  # noqa: B027  (a hook: most predictors have nothing to do)
         """Raise a one-line error if the parameters cannot build the model (a hook)."""
 
+    def param_defaults(self) -> dict[str, Any]:
+        """Every hyper-parameter the predictor declares, with its default: what its
+        constructor checks keywords against (``check_params``) and ``get_params`` lists."""
+        return {}
+
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor's arguments (scikit-learn's protocol: ``sklearn.base.clone`` and
-        parameter searches work on predictors)."""
-        return {"space": self.space, "seed": self.seed, **self.params}
+        """Every constructor argument, defaults included (scikit-learn's protocol:
+        ``sklearn.base.clone``, ``GridSearchCV`` and ``cross_val_score`` take predictors;
+        give them a ``scoring``, e.g. ``make_scorer(archrank.metrics.kendall_tau)``)."""
+        return {"space": self.space, "seed": self.seed,
+                **copy.deepcopy(self.param_defaults()), **self.params}
+
+    def __sklearn_tags__(self) -> Any:
+        """A regressor's tags (scikit-learn 1.6+ asks every estimator; imported here, as
+        scikit-learn is an optional extra)."""
+        from sklearn.utils import RegressorTags, Tags, TargetTags
+
+        return Tags(estimator_type="regressor", target_tags=TargetTags(required=True),
+                    regressor_tags=RegressorTags())
 
     def set_params(self, **params: Any) -> Self:
         """Rebuild with some arguments changed (unfitted, as scikit-learn's ``set_params``
         followed by a new ``fit``); unknown names are one-line errors, as in the
-        constructor."""
-        merged = {**self.get_params(), **params}
+        constructor. Parameters left at their default stay so (not pinned)."""
+        merged = {"space": self.space, "seed": self.seed, **self.params, **params}
         space, seed = merged.pop("space"), merged.pop("seed")
         fresh = type(self)(space, seed=seed, **merged)
         fresh.check_build()
