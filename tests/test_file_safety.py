@@ -128,10 +128,11 @@ def test_the_working_folder_is_called_a_folder_and_an_empty_path_empty(tmp_path,
     from archrank.predictors.base import save_torch_file
 
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ArchrankError, match=r"^\.: is a directory; give a file name$"):
+    with pytest.raises(ArchrankError, match=r"^\.: is the working folder \(or an empty "
+                       r"path\); give a file name$"):
         save_torch_file({}, ".")
-    with pytest.raises(ArchrankError, match=r"^--out \.: is a directory"):
-        check_output(".")
+    with pytest.raises(ArchrankError, match=r"^--out \.: is the working folder"):
+        check_output(Path(""))
     with pytest.raises(ArchrankError, match=r"^--out: an empty path \(give a file name\)$"):
         check_output("")
 
