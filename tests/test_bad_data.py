@@ -387,7 +387,7 @@ def test_empty_paths_huge_budgets_and_doubled_prefixes(tmp_path, cli, nb201_csv,
     assert "--run-dir: give a folder" in line and not (tmp_path / "run.sqlite").exists()
     line = one_line_error(*cli("bench", "search", *base, "--strategies", "random",
                                "--seeds", "1", "--json", "")[::2])
-    assert "--json: an empty path" in line
+    assert "--json .: is the working folder (or an empty path); give a file name" in line
     status, _, err = cli("bench", "search", *base, "--strategies", "random", "--seeds", "1",
                          "--budget", "99999999", "--json", tmp_path / "b.json")
     assert status == 0 and "more than the 8,765 distinct cells" in err, err

@@ -424,3 +424,21 @@ def test_canonical_genotype_is_one_per_hash(darts) -> None:
             assert darts.canonical(twin) == c
     v2 = darts.parse(DARTS_V2)
     assert darts.hash(darts.canonical(v2)) == darts.hash(v2)
+
+
+def test_text_or_another_spaces_cell_is_a_one_line_error() -> None:
+    """hash / format / neighbours / to_graphs of a genotype's text or an nb201 cell raised
+    AttributeError; now the one-line error nb201 gives, with a pointer to parse."""
+    space = get_space("darts")
+    text = DARTS_V2
+    nb201_cell = get_space("nb201").sample(1, np.random.default_rng(0))[0]
+    good = space.parse(DARTS_V2)
+    calls = [space.hash, space.format, space.neighbours, space.validate, space.canonical,
+             lambda a: space.to_graphs([good, a]), lambda a: space.hash_many([a]),
+             lambda a: space.mutate(a, np.random.default_rng(0))]
+    for call in calls:
+        with pytest.raises(InvalidArchitecture, match=r"expected a Genotype of space darts, "
+                           r"got str \(read text with get_space\('darts'\).parse\)"):
+            call(text)
+        with pytest.raises(InvalidArchitecture, match=r"got EdgeCell$"):
+            call(nb201_cell)

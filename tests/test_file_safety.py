@@ -121,6 +121,22 @@ def test_check_output_rejects_directory_and_missing_folder(tmp_path):
     assert check_output(tmp_path / "b.json") == Path(tmp_path / "b.json")
 
 
+def test_the_working_folder_is_called_a_folder_and_an_empty_path_empty(tmp_path,
+                                                                       monkeypatch):
+    """model.save(".") said "an empty path (give a file name)"."""
+    from archrank.errors import ArchrankError
+    from archrank.predictors.base import save_torch_file
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ArchrankError, match=r"^\.: is the working folder \(or an empty "
+                       r"path\); give a file name$"):
+        save_torch_file({}, ".")
+    with pytest.raises(ArchrankError, match=r"^--out \.: is the working folder"):
+        check_output(Path(""))
+    with pytest.raises(ArchrankError, match=r"^--out: an empty path \(give a file name\)$"):
+        check_output("")
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write read-only files")
 def test_read_only_output_rejected_up_front(tmp_path, cli):
     path = tmp_path / "ro.jsonl"

@@ -175,6 +175,21 @@ def test_save_load_round_trip(tmp_path: Path, nb101) -> None:
     assert isinstance(loaded, GatesPredictor) and loaded.hp["ensemble"] == 2
     np.testing.assert_array_equal(model.predict(cells), loaded.predict(cells))
     np.testing.assert_array_equal(model.predict(graphs), loaded.predict(cells))
+    assert isinstance(GatesPredictor.load(path), GatesPredictor)
+
+
+def test_a_subclass_loads_only_its_own_predictors(tmp_path: Path, nb201, nb201_all) -> None:
+    """GatesPredictor.load of an rf_path file returned an RFPathPredictor in silence."""
+    from archrank.predictors.trees import RFPredictor
+
+    path = tmp_path / "rf_path.pt"
+    make_predictor("rf_path", nb201, n_estimators=5).fit(nb201_all[:20],
+                                                          np.arange(20.0)).save(path)
+    with pytest.raises(ArchrankError, match=r"rf_path.pt: holds a 'rf_path' predictor, not "
+                       r"'gates'; read any predictor file with Predictor.load$"):
+        GatesPredictor.load(path)
+    assert Predictor.load(path).name == "rf_path"
+    assert isinstance(RFPredictor.load(path), RFPredictor)  # rf_path is a random forest
 
 
 def test_predictions_do_not_depend_on_chunking(nb201, nb201_all) -> None:
@@ -278,19 +293,39 @@ def test_library_mistakes_get_one_line_errors(nb201, nb201_all, tmp_path) -> Non
 
 
 def test_predictors_follow_scikit_learns_params_protocol(nb201) -> None:
-    """get_params / set_params as scikit-learn's clone and parameter searches use them."""
+    """get_params / set_params as scikit-learn's clone and parameter searches use them:
+    get_params returned only the arguments given, and GridSearchCV / cross_val_score
+    failed on scikit-learn 1.9 (no __sklearn_tags__)."""
+    from archrank.predictors.neural import TRAIN_DEFAULTS
+
     model = make_predictor("gates", nb201, seed=5, **FAST)
     params = model.get_params()
-    assert params == {"space": nb201, "seed": 5, **FAST}
+    assert params == {"space": nb201, "seed": 5, **TRAIN_DEFAULTS, **GatesPredictor.defaults,
+                      **FAST}
+    assert params["loss"] == "hinge" and params["epochs"] == 2  # defaults and given ones
     twin = type(model)(**params)
     assert twin.get_params() == params
     assert model.set_params(epochs=3, seed=6) is model
     assert model.get_params()["epochs"] == 3 and model.seed == 6 and not model.fitted_
+    assert model.params == {**FAST, "epochs": 3}  # defaults are not pinned by set_params
     with pytest.raises(ArchrankError, match="epochz"):
         model.set_params(epochz=3)
+    forest = make_predictor("rf", nb201, n_estimators=5)
+    assert forest.get_params()["target"] == "rank" and forest.get_params()["n_estimators"] == 5
+    assert "min_samples_leaf" in forest.get_params()
     try:
         from sklearn.base import clone
+        from sklearn.metrics import make_scorer
+        from sklearn.model_selection import GridSearchCV, cross_val_score
     except ImportError:
         return
     copy = clone(model)
     assert copy is not model and copy.get_params() == model.get_params()
+    archs = nb201.sample(60, np.random.default_rng(0))
+    y = conv3x3_count(nb201.to_graphs(archs), nb201) + np.arange(60) / 100
+    scorer = make_scorer(kendall_tau)
+    scores = cross_val_score(forest, archs, y, cv=3, scoring=scorer)
+    assert scores.shape == (3,) and np.all(np.isfinite(scores))
+    search = GridSearchCV(forest, {"n_estimators": [3, 6]}, cv=2, scoring=scorer).fit(archs, y)
+    assert search.best_params_["n_estimators"] in (3, 6)
+    assert search.best_estimator_.predict(archs[:4]).shape == (4,)

@@ -139,3 +139,15 @@ def test_a_matrix_is_refused_and_an_empty_report_is_nan() -> None:
     assert kendall_tau(np.array([[1.0], [2.0], [3.0]]), [1, 2, 3]) == 1.0  # a column is fine
     report = ranking_report([np.nan] * 3, [1, 2, 3])
     assert all(np.isnan(v) for v in report.values())
+
+
+def test_text_values_are_a_one_line_error_naming_the_argument() -> None:
+    """spearman(["a"], [1]) raised numpy's bare ValueError naming neither argument."""
+    with pytest.raises(ArchrankError, match=r"true values must be numbers: could not convert"):
+        spearman(["a"], [1])
+    with pytest.raises(ArchrankError, match=r"predictions must be numbers"):
+        kendall_tau([1, 2], [1, "x"])
+    with pytest.raises(ArchrankError, match=r"values must be numbers"):
+        rankdata(["b"])
+    with pytest.raises(ArchrankError, match=r"best values must be numbers"):
+        regret("high", 1.0)

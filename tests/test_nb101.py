@@ -415,3 +415,37 @@ def test_cell_value_semantics() -> None:
     assert a.to_numpy().tolist() == [[0, 1], [0, 0]]
     with pytest.raises(AttributeError):
         a.ops = ()  # type: ignore[misc]
+
+
+def test_text_or_another_spaces_cell_is_a_one_line_error(space: NB101Space) -> None:
+    """hash / format / neighbours / to_graphs of text or an nb201 cell raised AttributeError
+    ('str' object has no attribute 'ops'), which reached predictors' predict too; nb201
+    already named the expected cell type."""
+    cell = space.sample(1, np.random.default_rng(0))[0]
+    text = space.format(cell)
+    nb201_cell = get_space("nb201").sample(1, np.random.default_rng(0))[0]
+    calls = [space.hash, space.format, space.neighbours, space.validate, space.to_record,
+             lambda a: space.to_graphs([cell, a]), lambda a: space.hash_many([a]),
+             lambda a: space.mutate(a, np.random.default_rng(0))]
+    for call in calls:
+        with pytest.raises(InvalidArchitecture, match=r"expected a Cell of space nb101, got str "
+                           r"\(read text with get_space\('nb101'\).parse\)"):
+            call(text)
+        with pytest.raises(InvalidArchitecture, match=r"got EdgeCell$"):
+            call(nb201_cell)
+    from archrank.predictors.base import make_predictor
+
+    model = make_predictor("mlp", space, epochs=1).fit([cell, *space.neighbours(cell)[:3]],
+                                                       [1.0, 2.0, 3.0, 4.0])
+    with pytest.raises(InvalidArchitecture, match=r"expected a Cell of space nb101, got str"):
+        model.predict([text])
+
+
+def test_sample_takes_an_int_seed_and_checks_its_count(space: NB101Space) -> None:
+    """sample(2, 0) was an AttributeError ('int' object has no attribute 'integers'); the
+    count check moved to SearchSpace.sample, shared by every space."""
+    from archrank.errors import ArchrankError
+
+    assert space.sample(2, 0) == space.sample(2, np.random.default_rng(0))
+    with pytest.raises(ArchrankError, match=r"cannot sample -1 cells"):
+        space.sample(-1, 0)

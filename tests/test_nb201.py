@@ -279,3 +279,18 @@ def test_a_new_edge_space_is_a_config() -> None:
 def test_unknown_space_name() -> None:
     with pytest.raises(ArchrankError, match="unknown search space 'nb999'"):
         get_space("nb999")
+
+
+@pytest.mark.parametrize("name", ["nb201", "darts", "nbgraph"])  # nb101: test_nb101
+def test_sample_checks_its_count_and_takes_an_int_seed(name: str) -> None:
+    """sample(-1, rng) was numpy's ValueError on nb201, darts and nbgraph (nb101 alone said
+    "cannot sample -1 cells"), and sample(2, 0) an AttributeError on every space."""
+    space = get_space(name)
+    for n in (-1, 1.5, "2"):
+        with pytest.raises(ArchrankError, match=rf"cannot sample {n!r} cells"):
+            space.sample(n, np.random.default_rng(0))  # type: ignore[arg-type]
+    seeded = space.sample(2, 0)
+    assert space.hash_many(seeded) == space.hash_many(space.sample(2, np.random.default_rng(0)))
+    assert space.sample(0, 0) == []
+    with pytest.raises(ArchrankError, match=r"rng must be a numpy Generator or a seed"):
+        space.sample(2, "0")  # type: ignore[arg-type]

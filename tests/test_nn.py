@@ -215,3 +215,23 @@ def test_nb101_analytic_counts_refuse_cells_that_are_not_pruned() -> None:
         with pytest.raises(ArchrankError, match="is not a pruned NB101 cell"):
             nb101_costs(mats, names)
     assert nb101_costs([chain], [three])["params"][0] > 0
+
+
+def test_a_cell_as_text_or_a_space_without_networks_is_a_one_line_error() -> None:
+    """A cell's text was read character by character ("an NB201 cell has 6 edge ops, got
+    87"; a ValueError for nb101), and nbgraph's defaults were a bare KeyError."""
+    from archrank.errors import ArchrankError
+    from archrank.oracles.training import TrainingOracle, default_setup
+
+    for name in ("nb201", "nb101", "darts"):
+        space = get_space(name)
+        text = space.format(space.sample(1, np.random.default_rng(0))[0])
+        with pytest.raises(ArchrankError, match=rf"got the {name} cell as text \(str\); read "
+                           rf"it with get_space\('{name}'\)\.parse\(text\) first"):
+            build_network(name, text)
+    oracle = TrainingOracle("nb201", "digits", width=4, depth=1)
+    assert "cell as text" in (oracle.evaluate("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|"
+                                              "none~1|none~2|").error or "")
+    with pytest.raises(ArchrankError, match=r"no network skeleton for space 'nbgraph'; "
+                       r"networks exist for nb201, nb101, darts"):
+        default_setup("nbgraph", "digits")

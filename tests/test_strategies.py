@@ -229,3 +229,47 @@ def test_ask_and_tell_refuse_misuse_and_ask_stays_within_the_space() -> None:
     assert strategy.ask(0) == []
     every = make_strategy("random", space, seed=0).ask(10**8)
     assert len(every) == space.distinct_cells() == 8765
+
+
+def test_a_bad_result_is_refused_before_the_cell_counts_as_told() -> None:
+    """tell marked the cell as told before reading the result: a multi-metric Evaluation
+    without objective (a bare ValueError), a missing metric or text such as "abc" (a bare
+    ValueError) or [1.0] (TypeError) lost the cell, and telling it again said "told
+    already"."""
+    strategy = make_strategy("random", SPACE, seed=0)
+    cell = strategy.ask(1)[0]
+    bad = [(Evaluation({"acc": 1.0, "loss": 2.0}), r"has metrics acc, loss: pass objective="),
+           ("abc", r"must be a number, got 'abc'"), ([1.0], r"must be a number, got \[1.0\]"),
+           (Evaluation({"acc": "x"}), "must be a number, got 'x'")]
+    for result, message in bad:
+        with pytest.raises(ArchrankError, match=message):
+            strategy.tell(cell, result)
+    assert strategy.n_told == 0 and not strategy.observed
+    named = make_strategy("random", SPACE, seed=0, objective="acc")
+    other = named.ask(1)[0]
+    with pytest.raises(ArchrankError, match=r"no metric 'acc' \(it has loss\)"):
+        named.tell(other, Evaluation({"loss": 1.0}))
+    strategy.tell(cell, np.float32(2.5))  # the cell is still to be told; numpy scalars do
+    assert strategy.n_told == 1 and strategy.best == (cell, 2.5)
+
+
+def test_ask_and_seed_take_integers_only() -> None:
+    """ask(1.5) raised a TypeError deep inside sampling; seed=1.7 became 1 and seed="5" was
+    taken, unlike a predictor's seed."""
+    strategy = RandomSearch(SPACE, seed=0)
+    with pytest.raises(ArchrankError, match=r"n must be an integer, got 1.5"):
+        strategy.ask(1.5)  # type: ignore[arg-type]
+    for seed in (1.7, "5", True):
+        with pytest.raises(ArchrankError, match=r"seed must be an integer"):
+            RandomSearch(SPACE, seed=seed)  # type: ignore[arg-type]
+    assert RandomSearch(SPACE, seed=np.int64(3)).seed == 3
+
+
+def test_guided_search_built_directly_gives_one_line_errors() -> None:
+    """GuidedSearch(space, n_init=0) raised a bare ValueError (make_strategy wrapped it)."""
+    from archrank.errors import InvalidOption
+
+    with pytest.raises(InvalidOption, match=r"n_init, batch and pool_size must be at least 1"):
+        GuidedSearch(SPACE, n_init=0)
+    with pytest.raises(InvalidOption, match=r"strategy 'gates': n_init"):
+        make_strategy("guided", SPACE, n_init=0)

@@ -129,6 +129,10 @@ def test_structure_stands_for_every_structural_signal() -> None:
     nb201 = get_space("nb201")
     model = make_predictor("gates++", nb201, arch_inputs="flops,structure,depth")
     assert model.arch_inputs == ("flops", *structure_names(nb201))
+    # by the space's name: signal_names was given the raw argument, a str (AttributeError
+    # 'str' object has no attribute 'op_on')
+    named = make_predictor("gates++", "nb201", arch_inputs="flops,structure")
+    assert named.arch_inputs == ("flops", *structure_names(nb201))
 
 
 def test_a_table_column_named_like_a_structural_signal_is_refused(tmp_path) -> None:

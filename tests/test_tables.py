@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archrank.errors import ArchrankError, BenchmarkFormatError, NotInBenchmark
+from archrank.errors import ArchrankError, BenchmarkFormatError, InvalidOption, NotInBenchmark
 from archrank.oracles.tabular import TabularOracle
 from archrank.spaces import get_space
 from archrank.tables import TabularBenchmark, load_benchmark, scan_benchmark
@@ -272,6 +272,9 @@ def test_tabular_oracle(tmp_path: Path, nb201) -> None:
         oracle.evaluate(absent)
     failed = TabularOracle(bench, "acc", missing="fail").evaluate(absent)
     assert not failed.ok and "not in the benchmark" in (failed.error or "")
+    with pytest.raises(InvalidOption, match=r"TabularOracle: missing must be 'raise' or "
+                       r"'fail', not 'skip'"):  # was a bare ValueError
+        TabularOracle(bench, "acc", missing="skip")  # type: ignore[arg-type]
 
 
 # -- the real tables -------------------------------------------------------------------------

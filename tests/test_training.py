@@ -312,6 +312,12 @@ def test_npz_dataset_and_its_errors(tmp_path: Path) -> None:
                                       "x_test": x},
         r"x_train has shape \(20,\)": {"x_train": np.zeros(20), "y_train": y,
                                        "x_val": x, "y_val": y},
+        # channels last was read as 32 channels of 32 x 3 images, in silence (from_torch
+        # refused it)
+        r"the x_train examples have shape \(32, 32, 3\), which reads as channels last .* "
+        r"x_train.transpose\(0, 3, 1, 2\)": {
+            "x_train": np.zeros((20, 32, 32, 3)), "y_train": y,
+            "x_val": np.zeros((5, 32, 32, 3)), "y_val": y[:5]},
     }
     for i, (message, arrays) in enumerate(cases.items()):
         path = _write(tmp_path / f"bad{i}.npz", **arrays)

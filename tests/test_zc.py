@@ -303,3 +303,10 @@ def test_a_fill_leaves_no_lock_file_behind(tmp_path: Path, cli, monkeypatch) -> 
     assert status == 0, err
     left = sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())
     assert "zc-nb201.npz" in left and not [n for n in left if "lock" in n], left
+
+
+def test_score_architectures_of_a_space_without_networks_is_a_one_line_error() -> None:
+    """nbgraph (GNNs, no network skeleton here) raised KeyError ('nbgraph', '*')."""
+    space = get_space("nbgraph")
+    with pytest.raises(ArchrankError, match=r"no network skeleton for space 'nbgraph'"):
+        score_architectures(space, space.sample(2, np.random.default_rng(0)), "digits")

@@ -158,17 +158,20 @@ class ArrayDataset:
         return _from_arrays(name, arrays)
 
 
-def _check_channels_first(x: Any, name: str, split: str) -> None:
+def _check_channels_first(x: Any, name: str, split: str,
+                          fix: str = "transforms.ToTensor() or x.permute(2, 0, 1)") -> None:
     """Refuse an example whose layout would be misread: a PIL image, or an array whose last
-    axis looks like colour channels and whose first does not (H, W, C instead of C, H, W)."""
+    axis looks like colour channels and whose first does not (H, W, C instead of C, H, W:
+    read as 32 channels of 32 x 3 images, it trained without a word). ``fix``: how to
+    reorder, for the message."""
     if hasattr(x, "getbands"):
         raise ArchrankError(f"{name}: the {split} examples are PIL images; give tensors "
                             "(channels first), e.g. torchvision's transforms.ToTensor()")
     shape = np.shape(x)
     if len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):
         raise ArchrankError(f"{name}: the {split} examples have shape {tuple(shape)}, which "
-                            "reads as channels last (H, W, C); give (C, H, W), e.g. with "
-                            "transforms.ToTensor() or x.permute(2, 0, 1)")
+                            f"reads as channels last (H, W, C); give (C, H, W), e.g. with "
+                            f"{fix}")
 
 
 def load_dataset(spec: str | Path | ArrayDataset | tuple | list) -> ArrayDataset:
@@ -433,6 +436,9 @@ def _from_arrays(name: str, arrays: dict[str, np.ndarray]) -> ArrayDataset:
             )
         if x.ndim == 2:
             x = x[:, None, :]
+        if x.ndim == 4 and len(x):
+            _check_channels_first(x[0], name, f"x_{split}",
+                                  fix=f"x_{split}.transpose(0, 3, 1, 2)")
         if len(x) == 0:
             raise ArchrankError(f"{name}: x_{split} is empty")
         if 0 in x.shape[1:]:

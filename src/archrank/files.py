@@ -72,12 +72,15 @@ def check_output(path: str | os.PathLike[str], flag: str = "--out",
     directories): an output that is one of them, or a file archrank reads inside one (a
     run's database, a checkpoint, a journal), would destroy it; anything else there (an
     earlier report or export) may be replaced. Creates nothing."""
-    if str(path) in ("", "."):  # Path("") is ".", the working folder: never a file
+    if str(path) == "":
         raise ArchrankError(f"{flag or 'output'}: an empty path (give a file name)")
     p = Path(path)
     if is_stream(p):
         return p
     where = f"{flag} {p}" if flag else str(p)
+    if str(p) == ".":  # an option's empty text arrives as Path(""), which is "." too
+        raise ArchrankError(f"{where}: is the working folder (or an empty path); give a file "
+                            "name")
     real = _real(p)
     if real.is_dir():
         raise ArchrankError(f"{where}: is a directory; give a file name")

@@ -13,15 +13,23 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from archrank.errors import ArchrankError
+from archrank.errors import ArchrankError, first_line
 
 ArrayLike = Sequence[float] | np.ndarray
 
 
+def _floats(x: ArrayLike | float, name: str) -> np.ndarray:
+    """``x`` as a float array; a one-line error naming ``name`` for text or ragged lists
+    (numpy's own error named neither the argument nor the metric)."""
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ArchrankError(f"{name} must be numbers: {first_line(exc, 120)}") from None
+
+
 def _pair(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Two aligned float arrays with the positions where either is NaN removed."""
-    a = np.asarray(y_true, dtype=np.float64)
-    b = np.asarray(y_pred, dtype=np.float64)
+    a, b = _floats(y_true, "true values"), _floats(y_pred, "predictions")
     for name, x in (("true values", a), ("predictions", b)):  # [n] or [n, 1], not a matrix
         if x.ndim > 2 or (x.ndim == 2 and x.shape[1] != 1):
             raise ArchrankError(f"{name} have shape {x.shape}: give one number per "
@@ -104,7 +112,7 @@ def kendall_tau(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 
 def rankdata(x: ArrayLike) -> np.ndarray:
     """Average ranks, 1-based (ties get the mean of the ranks they span), like scipy's."""
-    v = np.asarray(x, dtype=np.float64).reshape(-1)
+    v = _floats(x, "values").reshape(-1)
     n = v.size
     order = np.argsort(v, kind="mergesort")
     sorted_v = v[order]
@@ -170,7 +178,7 @@ def precision_at_k(y_true: ArrayLike, y_pred: ArrayLike, k_fraction: float) -> f
 
 def true_ranks(y_true: ArrayLike) -> np.ndarray:
     """1-based rank of each value, 1 = best; tied values share the better (min) rank."""
-    a = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    a = _floats(y_true, "true values").reshape(-1)
     # Number of values strictly larger, + 1.
     return a.size - np.searchsorted(np.sort(a), a, side="right") + 1
 
@@ -206,7 +214,7 @@ def n_at_k(y_true: ArrayLike, y_pred: ArrayLike, k: int) -> float:
 def regret(best_found: float | ArrayLike, optimum: float) -> float | np.ndarray:
     """How far below the optimum the best found value is (``optimum - best_found``, >= 0
     when the optimum really is the best). Works on scalars and arrays (e.g. a curve)."""
-    out = float(optimum) - np.asarray(best_found, dtype=np.float64)
+    out = float(_floats(optimum, "optimum")) - _floats(best_found, "best values")
     return float(out) if out.ndim == 0 else out
 
 

@@ -35,6 +35,14 @@ def _space_name(space: Any) -> str:
     return space if isinstance(space, str) else space.name
 
 
+def check_network_space(space: str) -> None:
+    """A one-line error for a space without a network skeleton (nbgraph's GNNs are not
+    built here): a table lookup by its name failed with a bare ``KeyError``."""
+    if space not in BENCHMARK_SIZE:
+        raise ArchrankError(f"no network skeleton for space {space!r}; networks exist for "
+                            f"{', '.join(NETWORK_SPACES)}")
+
+
 # Fewest cells a network of a space can have (DARTS: a reduction cell at a third and at two
 # thirds of the depth, and normal cells around them).
 MIN_DEPTH: dict[str, int] = {"darts": 3}
@@ -156,11 +164,10 @@ def build_network(
                                  num_classes=num_classes, in_channels=in_channels,
                                  input_kind=input_kind)
     name = _space_name(space)
-    if name not in BENCHMARK_SIZE:
-        raise ArchrankError(
-            f"no network skeleton for space {name!r}; networks exist for "
-            f"{', '.join(NETWORK_SPACES)}"
-        )
+    check_network_space(name)
+    if isinstance(arch, str):  # iterated, text is read character by character
+        raise ArchrankError(f"got the {name} cell as text (str); read it with "
+                            f"get_space({name!r}).parse(text) first")
     size = BENCHMARK_SIZE[name]
     width = size["width"] if width is None else int(width)
     depth = size["depth"] if depth is None else int(depth)
@@ -224,6 +231,7 @@ __all__ = [
     "NB101Network",
     "NB201Network",
     "build_network",
+    "check_network_space",
     "count_flops",
     "count_params",
     "torch_threads",

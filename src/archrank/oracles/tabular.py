@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from archrank.errors import InvalidOption
 from archrank.oracles.base import Evaluation, Oracle
 from archrank.spaces.base import SearchSpace
 from archrank.tables import check_one_table
@@ -32,7 +33,8 @@ class TabularOracle(Oracle):
         check_one_table(bench, bench.source)  # a cell of two datasets is no repeat to fix
         bench.check_repeats_agree(metric)
         if missing not in ("raise", "fail"):
-            raise ValueError(f"missing must be 'raise' or 'fail', not {missing!r}")
+            raise InvalidOption(f"TabularOracle: missing must be 'raise' or 'fail', "
+                                f"not {missing!r}")
         self.bench = bench
         self.objective = metric
         self.missing = missing

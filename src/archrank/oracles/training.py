@@ -35,7 +35,14 @@ from torch import nn
 
 from archrank.datasets import ArrayDataset, load_dataset
 from archrank.errors import ArchrankError, first_line
-from archrank.nn import BENCHMARK_SIZE, build_network, check_size, resolve_device, torch_threads
+from archrank.nn import (
+    BENCHMARK_SIZE,
+    build_network,
+    check_network_space,
+    check_size,
+    resolve_device,
+    torch_threads,
+)
 from archrank.nn.counting import count_flops, count_params
 from archrank.oracles.base import Evaluation, Oracle
 from archrank.spaces import get_space
@@ -68,6 +75,7 @@ DEFAULTS_BEFORE: dict[tuple[str, str], dict[str, int]] = {("nb201", "mnist1d"): 
 def default_setup(space: str, dataset: str) -> dict[str, int]:
     """Width, depth and epochs used for ``space`` on ``dataset`` when none are given
     (generator variants such as ``mnist1d:num_samples=20000`` use their base's)."""
+    check_network_space(space)
     base = dataset.partition(":")[0]
     return DEFAULTS.get((space, base), DEFAULTS[(space, "*")])
 

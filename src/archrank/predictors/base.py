@@ -20,6 +20,7 @@ False) do not accept the parameter, and ignore matrices passed to ``fit`` / ``pr
 
 from __future__ import annotations
 
+import copy
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
@@ -276,22 +277,37 @@ class Predictor(ABC):
         self.seed = check_seed(f"predictor {self.name!r}", seed)
         self.params = params
         self.fitted_ = False
-        self.arch_inputs = signal_names(params.get("arch_inputs"), space)
+        self.arch_inputs = signal_names(params.get("arch_inputs"), self.space)
         self.aux_targets = signal_names(params.get("aux_targets"))
 
     def check_build(self) -> None:  # noqa: B027  (a hook: most predictors have nothing to do)
         """Raise a one-line error if the parameters cannot build the model (a hook)."""
 
+    def param_defaults(self) -> dict[str, Any]:
+        """Every hyper-parameter the predictor declares, with its default: what its
+        constructor checks keywords against (``check_params``) and ``get_params`` lists."""
+        return {}
+
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor's arguments (scikit-learn's protocol: ``sklearn.base.clone`` and
-        parameter searches work on predictors)."""
-        return {"space": self.space, "seed": self.seed, **self.params}
+        """Every constructor argument, defaults included (scikit-learn's protocol:
+        ``sklearn.base.clone``, ``GridSearchCV`` and ``cross_val_score`` take predictors;
+        give them a ``scoring``, e.g. ``make_scorer(archrank.metrics.kendall_tau)``)."""
+        return {"space": self.space, "seed": self.seed,
+                **copy.deepcopy(self.param_defaults()), **self.params}
+
+    def __sklearn_tags__(self) -> Any:
+        """A regressor's tags (scikit-learn 1.6+ asks every estimator; imported here, as
+        scikit-learn is an optional extra)."""
+        from sklearn.utils import RegressorTags, Tags, TargetTags
+
+        return Tags(estimator_type="regressor", target_tags=TargetTags(required=True),
+                    regressor_tags=RegressorTags())
 
     def set_params(self, **params: Any) -> Self:
         """Rebuild with some arguments changed (unfitted, as scikit-learn's ``set_params``
         followed by a new ``fit``); unknown names are one-line errors, as in the
-        constructor."""
-        merged = {**self.get_params(), **params}
+        constructor. Parameters left at their default stay so (not pinned)."""
+        merged = {"space": self.space, "seed": self.seed, **self.params, **params}
         space, seed = merged.pop("space"), merged.pop("seed")
         fresh = type(self)(space, seed=seed, **merged)
         fresh.check_build()
@@ -408,7 +424,8 @@ class Predictor(ABC):
 
     @classmethod
     def load(cls, path: str | Path, space: SearchSpace | str | None = None) -> Predictor:
-        """Read a predictor written by ``save`` (no arbitrary code is unpickled).
+        """Read a predictor written by ``save`` (no arbitrary code is unpickled); called on a
+        subclass (``GatesPredictor.load``), a file of another predictor is refused.
 
         ``space``: the space it was fitted on, where its name alone does not give it back (a
         space of your own); by default the registered space of the saved name, with the
@@ -420,6 +437,10 @@ class Predictor(ABC):
                                 f"{', '.join(need)})")
         try:
             klass = predictor_class(blob["predictor"])
+            if not issubclass(klass, cls):  # GatesPredictor.load of an rf_path file
+                raise ArchrankError(f"holds a {blob['predictor']!r} predictor, not "
+                                    f"{getattr(cls, 'name', cls.__name__)!r}; read any "
+                                    f"predictor file with Predictor.load")
             params = {k: v for k, v in blob["params"].items() if k != "device"}  # older files
             space = _saved_space(blob, space)
             model = klass(space, seed=blob["seed"], **params)

@@ -167,9 +167,7 @@ class NeuralPredictor(Predictor):
     positive_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
-        allowed = {**TRAIN_DEFAULTS, **(AUX_DEFAULTS if self.uses_aux_targets else {}),
-                   **self.defaults}
-        hp = check_params(f"predictor {self.name!r}", params, allowed)
+        hp = check_params(f"predictor {self.name!r}", params, self.param_defaults())
         super().__init__(space, seed=seed, **params)
         self.hp: dict[str, Any] = hp
         if self.hp["loss"] not in LOSSES:
@@ -185,6 +183,10 @@ class NeuralPredictor(Predictor):
         self.aux_mean_ = np.zeros(0)
         self.aux_std_ = np.ones(0)
         self.device_ = self._device()
+
+    def param_defaults(self) -> dict[str, Any]:
+        return {**TRAIN_DEFAULTS, **(AUX_DEFAULTS if self.uses_aux_targets else {}),
+                **self.defaults}
 
     def check_build(self) -> None:
         """Build the network once (``make_predictor`` does, before any work): parameters it

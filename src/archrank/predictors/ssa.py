@@ -285,7 +285,7 @@ class SSAPredictor(Predictor):
     name: ClassVar[str] = "ssa"
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
-        hp = check_params("predictor 'ssa'", params, SSA_DEFAULTS)
+        hp = check_params("predictor 'ssa'", params, self.param_defaults())
         super().__init__(space, seed=seed, **params)
         self.hp: dict[str, Any] = hp
         self._check_hp()
@@ -306,6 +306,9 @@ class SSAPredictor(Predictor):
         self.history_: list[dict[str, Any]] = []
         self._states: list[list[torch.Tensor]] = []
         self._key_index: dict[bytes, int] | None = None
+
+    def param_defaults(self) -> dict[str, Any]:
+        return dict(SSA_DEFAULTS)
 
     def check_build(self) -> None:
         """Path encodings (``path`` in graph_on / features, the auto-encoder's path

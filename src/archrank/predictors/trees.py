@@ -57,8 +57,7 @@ class TreePredictor(Predictor):
     FRACTIONS: ClassVar[tuple[str, ...]] = ("subsample", "colsample_bytree", "learning_rate")
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
-        merged = check_params(f"predictor {self.name!r}", params,
-                              {**self.COMMON, **self.defaults})
+        merged = check_params(f"predictor {self.name!r}", params, self.param_defaults())
         super().__init__(space, seed=seed, **params)
         self.target = str(merged.pop("target"))
         if self.target not in ("raw", "rank"):
@@ -66,6 +65,9 @@ class TreePredictor(Predictor):
                                 f"got {self.target!r}")
         self.hp: dict[str, Any] = merged  # the library's own keyword arguments
         self._check_ranges()
+
+    def param_defaults(self) -> dict[str, Any]:
+        return {**self.COMMON, **self.defaults}
 
     def check_build(self) -> None:
         """The path encoding exists only where paths can be listed: refused when built, not

@@ -9,6 +9,7 @@ archrank talks to them only through the space.
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 import torch
+
+from archrank.errors import ArchrankError, InvalidArchitecture
 
 A = TypeVar("A")
 
@@ -99,6 +102,21 @@ class SupernetGraph:
     links: tuple[tuple[int, int], ...] = ()
 
 
+def as_generator(rng: np.random.Generator | int) -> np.random.Generator:
+    """``rng`` itself, or a generator seeded with it when it is an int seed (a one-line
+    error for anything else)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool) and rng >= 0:
+        return np.random.default_rng(int(rng))
+    raise ArchrankError(f"rng must be a numpy Generator or a seed of at least 0, got "
+                        f"{rng!r}"[:200])
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 class SearchSpace(ABC, Generic[A]):
     """A set of architectures with the operations every method needs.
 
@@ -116,6 +134,23 @@ class SearchSpace(ABC, Generic[A]):
     edge_op_names: tuple[str, ...] = ()
     max_nodes: int
     num_inputs: ClassVar[int] = 1
+    cell_type: ClassVar[type | None] = None  # the class of the space's cells (check_cell)
+
+    def check_cell(self, arch: Any) -> None:
+        """A one-line ``InvalidArchitecture`` unless ``arch`` is a cell object of this space's
+        kind: text or another space's cell otherwise failed deep inside with an
+        ``AttributeError`` on a missing field."""
+        kind = self.cell_type
+        if kind is None or isinstance(arch, kind):
+            return
+        hint = f" (read text with get_space({self.name!r}).parse)" if isinstance(arch, str) else ""
+        raise InvalidArchitecture(f"expected {_article(kind.__name__)} {kind.__name__} of space "
+                                  f"{self.name}, got {type(arch).__name__}{hint}")
+
+    def check_cells(self, archs: Sequence[Any]) -> None:
+        """``check_cell`` of each of ``archs`` (the failure path of a batch method)."""
+        for arch in archs:
+            self.check_cell(arch)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> SearchSpace[A]:
         """A space is configuration, its caches (hash tables, enumerations) are derived: a
@@ -164,9 +199,18 @@ class SearchSpace(ABC, Generic[A]):
         return arch
 
     # -- sampling and neighbourhoods --------------------------------------------------------
+    def sample(self, n: int, rng: np.random.Generator | int) -> list[A]:
+        """``n`` architectures drawn uniformly from the valid cells (with replacement);
+        ``rng`` a numpy ``Generator`` or an int seed. The checks live here so that every
+        space refuses a bad count alike (numpy's errors named neither the count nor the
+        space)."""
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            raise ArchrankError(f"cannot sample {n!r} cells: give a count of at least 0")
+        return self._sample(int(n), as_generator(rng))
+
     @abstractmethod
-    def sample(self, n: int, rng: np.random.Generator) -> list[A]:
-        """``n`` architectures drawn uniformly from the valid cells (with replacement)."""
+    def _sample(self, n: int, rng: np.random.Generator) -> list[A]:
+        """``sample`` with its arguments checked."""
 
     def random_codes(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` uniformly drawn cells as the space's integer path codes ``[n, P]`` (what a
@@ -242,7 +286,10 @@ class SearchSpace(ABC, Generic[A]):
         return self.size is not None
 
     def enumerate(self) -> list[A]:
-        """Every cell of the space, one per canonical hash."""
+        """Every cell of the space: ``size`` of them, one per canonical hash on node-op
+        spaces but every op string on edge-cell spaces (nb201: all 15,625, which hash to
+        8,765 distinct cells; ``distinct_cells``), so callers that need one per hash keep
+        the first of each (``CandidateSet`` does)."""
         raise NotImplementedError(f"space {self.name!r} cannot be enumerated")
 
     # -- tensors ----------------------------------------------------------------------------

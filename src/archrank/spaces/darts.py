@@ -326,6 +326,7 @@ class DartsSpace(SearchSpace[Genotype]):
     node_op_names = ("input", *DARTS_OPS, "normal_concat", "reduce_concat", "output")
     max_nodes = _GRAPH_NODES
     cell_op_names = DARTS_OPS
+    cell_type = Genotype
 
     def __init__(self) -> None:
         self._op_index = {o: i for i, o in enumerate(DARTS_OPS)}
@@ -340,6 +341,8 @@ class DartsSpace(SearchSpace[Genotype]):
         return make_genotype(fields)
 
     def format(self, arch: Genotype) -> str:
+        self.check_cell(arch)
+
         def pairs(cell: Sequence[tuple[str, int]]) -> str:
             return "[" + ", ".join(f"({op!r}, {src})" for op, src in cell) + "]"
 
@@ -392,12 +395,17 @@ class DartsSpace(SearchSpace[Genotype]):
         Each genotype keeps its row (``_ROW``) once computed, and the genotypes ``sample``
         and ``from_codes`` make carry theirs from birth, so hashing a pool and building its
         graph tensors read the strings once, not twice."""
-        rows = [g.__dict__.get(_ROW) for g in archs]
+        try:
+            rows = [g.__dict__.get(_ROW) for g in archs]
+        except AttributeError:  # text or another space's cell (no __dict__)
+            self.check_cells(archs)
+            raise
         missing = [n for n, r in enumerate(rows) if r is None]
         if missing:
             index = self._op_index
             for n in missing:
                 g = archs[n]
+                self.check_cell(g)
                 row = np.zeros((2, _ROW_WIDTH), dtype=np.int8)
                 for c, (pairs, cat) in enumerate((g.cell("normal"), g.cell("reduce"))):
                     row[c, :NUM_PAIRS] = [index[o] for o, _ in pairs]
@@ -442,8 +450,7 @@ class DartsSpace(SearchSpace[Genotype]):
                               "reduce": cells[1][0], "reduce_concat": cells[1][1]})
 
     def validate(self, arch: Genotype) -> Genotype:
-        if not isinstance(arch, Genotype):
-            raise InvalidArchitecture(f"expected a DARTS Genotype, got {type(arch).__name__}")
+        self.check_cell(arch)
         return make_genotype({f: getattr(arch, f) for f in _FIELDS})
 
     # -- sampling and neighbourhoods ----------------------------------------------------------
@@ -458,7 +465,7 @@ class DartsSpace(SearchSpace[Genotype]):
             srcs[:, 2 * k], srcs[:, 2 * k + 1] = first, second
         return ops, srcs
 
-    def sample(self, n: int, rng: np.random.Generator) -> list[Genotype]:
+    def _sample(self, n: int, rng: np.random.Generator) -> list[Genotype]:
         """Uniform over the DARTS search space (distinct inputs per node, full concat)."""
         cells = [self._sample_cells(n, rng) for _ in ("normal", "reduce")]
         return self._genotypes(cells)
@@ -589,6 +596,7 @@ class DartsSpace(SearchSpace[Genotype]):
 
     def neighbours(self, arch: Genotype) -> list[Genotype]:
         """Every genotype one op or one input away (inputs stay distinct within a node)."""
+        self.check_cell(arch)
         out = []
         for kind in ("normal", "reduce"):
             pairs, _ = arch.cell(kind)

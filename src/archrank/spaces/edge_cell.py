@@ -86,6 +86,7 @@ class EdgeCellSpace(SearchSpace[EdgeCell]):
     name = "edge_cell"
     op_on = "edge"
     record_fields = ("arch",)
+    cell_type = EdgeCell
     node_op_names = ("input", "intermediate", "output")
 
     def __init__(
@@ -207,10 +208,7 @@ class EdgeCellSpace(SearchSpace[EdgeCell]):
         return self._checked(arch)
 
     def _checked(self, arch: Any) -> EdgeCell:
-        if not isinstance(arch, EdgeCell):
-            raise InvalidArchitecture(
-                f"expected an EdgeCell of space {self.name}, got {type(arch).__name__}"
-            )
+        self.check_cell(arch)
         if len(arch.ops) != self.num_edges:
             raise InvalidArchitecture(
                 f"invalid {self.name} cell: {len(arch.ops)} edge ops, expected {self.num_edges}"
@@ -402,7 +400,7 @@ class EdgeCellSpace(SearchSpace[EdgeCell]):
         return h
 
     # -- sampling and neighbourhoods --------------------------------------------------------
-    def sample(self, n: int, rng: np.random.Generator) -> list[EdgeCell]:
+    def _sample(self, n: int, rng: np.random.Generator) -> list[EdgeCell]:
         """Uniform over all cells (every op string is a cell of the space)."""
         return self.from_codes(self.random_codes(n, rng))
 

@@ -195,6 +195,7 @@ class NBGraphSpace(SearchSpace[GraphArch]):
     description = "NAS-Bench-Graph GNNs (op on node, 4 layers, 9 datasets)"
     op_on = "node"
     record_fields = ("links", "ops")
+    cell_type = GraphArch
     max_nodes = NUM_LAYERS + 2
 
     def __init__(self, gnn_ops: Sequence[str] = GNN_OPS) -> None:
@@ -307,10 +308,7 @@ class NBGraphSpace(SearchSpace[GraphArch]):
         return {"hash": self.hash(arch), "links": list(arch.links), "ops": list(arch.ops)}
 
     def _checked(self, arch: Any) -> GraphArch:
-        if not isinstance(arch, GraphArch):
-            raise InvalidArchitecture(
-                f"expected a GraphArch of space nbgraph, got {type(arch).__name__}"
-            )
+        self.check_cell(arch)
         if arch in self._canon:
             return arch
         return self._build(arch.links, arch.ops, f"{arch.links}|{arch.ops}")
@@ -347,7 +345,7 @@ class NBGraphSpace(SearchSpace[GraphArch]):
         return {self.key(a): a for a in self._enumerated}
 
     # -- sampling and neighbourhoods --------------------------------------------------------
-    def sample(self, n: int, rng: np.random.Generator) -> list[GraphArch]:
+    def _sample(self, n: int, rng: np.random.Generator) -> list[GraphArch]:
         """Uniform over the distinct architectures (one per benchmark key)."""
         cells = self._enumerated
         return [cells[i] for i in rng.integers(0, len(cells), size=int(n))]

@@ -98,6 +98,7 @@ class NodeCellSpace(SearchSpace[Cell]):
 
     op_on: ClassVar[Literal["node", "edge"]] = "node"
     record_fields: ClassVar[tuple[str, ...]] = ("adjacency", "ops")
+    cell_type = Cell
     # Enumerations bigger than this are refused (memory), and sampling falls back to rejection.
     max_enumeration: ClassVar[int] = 5_000_000
 
@@ -156,6 +157,7 @@ class NodeCellSpace(SearchSpace[Cell]):
         return self._build(self._read_adjacency(matrix), self._read_ops(ops))
 
     def validate(self, arch: Cell) -> Cell:
+        self.check_cell(arch)
         return self._build(self._read_adjacency(arch.matrix), list(arch.ops))
 
     def _fail(self, detail: str) -> InvalidArchitecture:
@@ -322,6 +324,7 @@ class NodeCellSpace(SearchSpace[Cell]):
         return self._build(self._bits_to_matrix(bits), self._read_ops(ops))
 
     def format(self, arch: Cell) -> str:
+        self.check_cell(arch)
         bits = "".join(str(b) for row in arch.matrix for b in row)
         return f"{bits}|{','.join(arch.ops)}"
 
@@ -355,21 +358,20 @@ class NodeCellSpace(SearchSpace[Cell]):
         return out
 
     def hash(self, arch: Cell) -> str:
+        self.check_cell(arch)
         return self._hash_cached(arch)
 
     def _compute_hash(self, arch: Cell) -> str:
         return module_hash(np.array(arch.matrix, dtype=np.int8), self.labels(arch))
 
     # -- sampling and neighbourhoods ----------------------------------------------------------
-    def sample(self, n: int, rng: np.random.Generator) -> list[Cell]:
+    def _sample(self, n: int, rng: np.random.Generator) -> list[Cell]:
         """``n`` cells drawn uniformly (with replacement) from the unique valid cells.
 
         Exact: indices into the cached enumeration (computed on first use; about 20 s for
         NB101 on 2 cores, then loaded from the cache in well under a second).  A space too big
         to enumerate falls back to ``sample_specs``, which is not uniform over unique cells.
         """
-        if n < 0:
-            raise ArchrankError(f"cannot sample {n} cells")
         if self.enumeration_feasible():
             arrays = self.enumeration()
             return self.cells_at(rng.integers(len(arrays), size=n))
@@ -456,8 +458,8 @@ class NodeCellSpace(SearchSpace[Cell]):
         Uniform over valid edits (not over distinct neighbours) and much cheaper than building
         the whole neighbourhood.
         """
+        own = self.hash(arch)  # checks the cell
         edits = self._edits(arch)
-        own = self.hash(arch)
         for k in rng.permutation(len(edits)).tolist():
             cell = self._apply(arch, edits[k])
             if cell is not None and self.hash(cell) != own:
@@ -685,8 +687,12 @@ class NodeCellSpace(SearchSpace[Cell]):
             return self._graphs_from_arrays(
                 np.zeros((0, v, v), np.uint8), np.zeros((0, v), np.int8), np.zeros(0, np.int8)
             )
-        mats, mat_inv = _dedupe([a.matrix for a in archs])
-        opss, ops_inv = _dedupe([a.ops for a in archs])
+        try:
+            mats, mat_inv = _dedupe([a.matrix for a in archs])
+            opss, ops_inv = _dedupe([a.ops for a in archs])
+        except AttributeError:  # text or another space's cell
+            self.check_cells(archs)
+            raise
         mat_arr = np.zeros((len(mats), v, v), dtype=np.uint8)
         mat_n = np.empty(len(mats), dtype=np.int64)
         for u, m in enumerate(mats):

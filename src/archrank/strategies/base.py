@@ -13,6 +13,7 @@ enumerable space): it then proposes only candidates.
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import cache
@@ -22,6 +23,7 @@ import numpy as np
 
 from archrank.errors import ArchrankError
 from archrank.oracles.base import Evaluation
+from archrank.params import check_seed
 from archrank.spaces.base import GraphBatch, SearchSpace
 
 A = TypeVar("A")
@@ -125,7 +127,7 @@ class Strategy(ABC, Generic[A]):
     def __init__(self, space: SearchSpace[A], *, seed: int = 0, objective: str | None = None,
                  candidates: CandidateSet[A] | Sequence[A] | None = None) -> None:
         self.space = space
-        self.seed = int(seed)
+        self.seed = check_seed(f"strategy {getattr(self, 'name', type(self).__name__)!r}", seed)
         self.objective = objective
         self.rng = np.random.default_rng(derive_seed(self.seed, 0))
         if candidates is not None and not isinstance(candidates, CandidateSet):
@@ -145,6 +147,8 @@ class Strategy(ABC, Generic[A]):
     def ask(self, n: int = 1) -> list[A]:
         """Up to ``n`` architectures to evaluate next, none seen before (fewer when the space
         is exhausted or the strategy waits for results it needs)."""
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+            raise ArchrankError(f"ask(n): n must be an integer, got {n!r}")
         if n < 0:
             raise ArchrankError(f"ask(n): n must be at least 0, got {n}")
         # never more than the unseen cells (strategies sample n cells up front)
@@ -176,10 +180,10 @@ class Strategy(ABC, Generic[A]):
         if h in self._told:
             raise ArchrankError(f"{self.space.format(arch)} was told already (cells that hash "
                                 f"alike are one cell); tell each cell once")
+        value = self._value(result)  # before marking: a bad result must not lose the cell
         self._mark(h)
         self._told.add(h)
         self.n_told += 1
-        value = self._value(result)
         if value is not None:
             self.values[h] = value
             self.observed.append((arch, h, value))
@@ -237,6 +241,8 @@ class Strategy(ABC, Generic[A]):
     def _taken(self, h: str) -> bool:
         return h in self.seen or h in self._claimed
     def _value(self, result: Evaluation | float | None) -> float | None:
+        """The objective value of ``result`` (``None``: failed); a one-line error for a result
+        that names no single value or holds something other than a number."""
         if result is None:
             return None
         if isinstance(result, Evaluation):
@@ -253,10 +259,19 @@ class Strategy(ABC, Generic[A]):
             elif len(result.metrics) == 1:
                 value = next(iter(result.metrics.values()))
             else:
-                raise ValueError("strategy.objective must name the metric to maximise")
+                raise ArchrankError(
+                    f"evaluation has metrics {', '.join(result.metrics) or 'none'}: pass "
+                    f"objective=... to the strategy to name the one to maximise")
         else:
             value = result
-        value = float(value)
+        try:
+            if isinstance(value, (str, bytes, bool)):
+                raise TypeError
+            value = float(value)  # numpy and torch scalars too
+        except (TypeError, ValueError):
+            text = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            raise ArchrankError(
+                f"tell: the objective value must be a number, got {text}") from None
         return value if np.isfinite(value) else None
 
     def _mark(self, h: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, TypeVar
 
+from archrank.errors import InvalidOption
 from archrank.strategies.base import Strategy
 
 A = TypeVar("A")
@@ -25,7 +26,7 @@ class RegularizedEvolution(Strategy[A]):
                  **kwargs: Any) -> None:
         super().__init__(space, **kwargs)
         if population < 1 or tournament < 1:
-            raise ValueError("population and tournament must be positive")
+            raise InvalidOption("population and tournament must be positive")
         self.population_size = population
         self.tournament = tournament
         self.population: deque[tuple[Any, str, float]] = deque(maxlen=population)

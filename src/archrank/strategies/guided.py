@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from archrank.errors import InvalidOption
 from archrank.predictors.base import Predictor, make_predictor
 from archrank.strategies.base import CandidateSet, Strategy, derive_seed
 
@@ -87,17 +88,18 @@ class GuidedSearch(Strategy[A]):
                  **kwargs: Any) -> None:
         super().__init__(space, **kwargs)
         if n_init < 1 or batch < 1 or pool_size < 1:
-            raise ValueError("n_init, batch and pool_size must be positive")
+            raise InvalidOption(f"n_init, batch and pool_size must be at least 1, got {n_init}, "
+                                f"{batch} and {pool_size}")
         if init not in INIT_CHOICES:
-            raise ValueError(f"init must be one of {', '.join(INIT_CHOICES)}, not {init!r}")
+            raise InvalidOption(f"init must be one of {', '.join(INIT_CHOICES)}, not {init!r}")
         if not 0.0 < init_top <= 1.0:
-            raise ValueError("init_top must lie in (0, 1]")
+            raise InvalidOption("init_top must lie in (0, 1]")
         if not 0.0 <= explore <= 1.0:
-            raise ValueError("explore must lie in [0, 1]")
+            raise InvalidOption("explore must lie in [0, 1]")
         if not 0.0 < explore_top <= 1.0:
-            raise ValueError("explore_top must lie in (0, 1]")
+            raise InvalidOption("explore_top must lie in (0, 1]")
         if explore_near < 0:
-            raise ValueError("explore_near must be 0 or positive")
+            raise InvalidOption("explore_near must be 0 or positive")
         self.explore_top = explore_top
         self.explore_near = explore_near
         self.predictor_name = predictor
@@ -123,9 +125,7 @@ class GuidedSearch(Strategy[A]):
         self._candidate_arch: np.ndarray | None = None
         probe = make_predictor(predictor, space, **self.fit_params(10))
         if probe.aux_targets:
-            from archrank.errors import ArchrankError
-
-            raise ArchrankError(f"guided search measures only its objective: predictor "
+            raise InvalidOption(f"guided search measures only its objective: predictor "
                                 f"{predictor!r} cannot use aux_targets "
                                 f"{', '.join(probe.aux_targets)} here")
         self.arch_inputs = probe.arch_inputs
@@ -138,7 +138,7 @@ class GuidedSearch(Strategy[A]):
                 self._arch_features(space.sample(1, np.random.default_rng(0)))
         self._warm_cols = warm_columns(self.arch_inputs)
         if init == "arch" and not self._warm_cols:
-            raise ValueError(f"init=arch ranks cells by the predictor's arch-level inputs among "
+            raise InvalidOption(f"init=arch ranks cells by the predictor's arch-level inputs among "
                              f"{', '.join(WARM_SIGNALS)}, and predictor {predictor!r} is set "
                              f"up with none of them")
         self.init = resolved_init(init, self.arch_inputs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
+from archrank.errors import InvalidOption
 from archrank.strategies.base import Strategy
 
 A = TypeVar("A")
@@ -27,7 +28,7 @@ class LocalSearch(Strategy[A]):
                  **kwargs: Any) -> None:
         super().__init__(space, **kwargs)
         if mode not in ("best", "first"):
-            raise ValueError(f"local search mode must be 'best' or 'first', not {mode!r}")
+            raise InvalidOption(f"local search mode must be 'best' or 'first', not {mode!r}")
         self.mode = mode
         self.center: tuple[Any, str] | None = None
         self._queue: list[tuple[Any, str]] = []   # neighbourhood not yet proposed
