@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -416,3 +417,33 @@ def test_a_training_search_is_capped_at_the_space():
                                                                 oracle="train", budget=40), None)
     darts = SearchConfig(space="darts", metric="val_acc", oracle="train", budget=10**9)
     assert cap_budget(darts) == (darts, None)  # too many to count: as given
+
+
+class _Pipe(io.RawIOBase):
+    """A pipe whose reader takes ``room`` bytes and goes away (`| head -c ROOM`): a write
+    that runs past is cut short, as the kernel cuts one, and the next one is refused."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def,override]
+        if self.room <= 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        taken = min(self.room, len(data))
+        self.room -= taken
+        return taken
+
+
+@pytest.mark.parametrize("form", ["--jsonl", "--csv"])
+def test_an_export_to_a_reader_that_quits_ends_with_141(cli, small_run, monkeypatch, form):
+    """`runs export RUN | head` of JSON Lines exited 0 with the output cut short (one write
+    of the whole export; the part left in the buffer failed unnoticed at exit)."""
+    run_dir, _ = small_run
+    assert len(cli("runs", "export", run_dir, form)[1]) > 300
+    pipe = io.TextIOWrapper(io.BufferedWriter(_Pipe(200), 8192), encoding="utf-8")
+    monkeypatch.setattr("sys.stdout", pipe)
+    code, _, err = cli("runs", "export", run_dir, form)
+    assert code == 141 and err == "", err

@@ -167,6 +167,10 @@ def _run(args: list[str]) -> int:
             _one_process_unless_training(args)
             with command.make_context("archrank", args) as ctx, _stdout_for_data(args):
                 command.invoke(ctx)
+                # What is still buffered goes out now, inside the handlers: a reader that
+                # quit is then a BrokenPipeError here (141), not a failed flush at exit
+                # that went unnoticed (status 0 with the output cut short)
+                sys.stdout.flush()
             return 0
         except BaseException:
             _closing = True  # from here on a signal (torchrun's SIGTERM to the

@@ -676,11 +676,11 @@ def runs_export(
                       ("seq", "hash", "arch", "status", "objective"))
     else:
         n = len(lines)
-        text = "".join(line + "\n" for line in lines)
-        if out is None:
-            sys.stdout.write(text)
+        if out is None:  # line by line, as the CSV is: a reader that quits is seen (141)
+            for line in lines:
+                sys.stdout.write(line + "\n")
             return
-        write_output(out, text, "--out")
+        write_output(out, "".join(line + "\n" for line in lines), "--out")
     if out is not None:
         err.print(f"{n} evaluations written to {out}")
 
