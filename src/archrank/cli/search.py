@@ -601,7 +601,7 @@ def keep_partial(json_out: Path | None, report: dict[str, Any] | None) -> str:
     finished = next((bool(report[k]) for k in ("runs", "strategies", "per_seed", "methods")
                      if k in report), True)
     if not finished:  # an empty report would replace an earlier, whole one
-        return "" if json_out is None else f"; nothing finished, {json_out} is left as it was"
+        return "" if json_out is None else f"; {json_out} is left as it was"
     if json_out is None:
         return "; give --json FILE to keep the finished ones"
     write_json(json_out, report)
