@@ -562,3 +562,18 @@ def test_an_interrupted_supernet_training_says_how_to_continue(tmp_path, cli, mo
     code, _, err = cli("oneshot", "train", "--dataset", "digits", "--width", "4", "--depth", "1",
                        "--epochs", "2", "--out", tmp_path / "t.pt")
     assert code == 130 and f"continue with: archrank oneshot train --resume {tmp_path}" in err
+
+
+def test_resuming_a_finished_training_says_there_is_nothing_to_do(tmp_path, cli):
+    """`oneshot train --resume` of a finished checkpoint said "(resuming after epoch 1)", ran a
+    full bar and printed "trained 1 epochs in 1.2 s"."""
+    out = tmp_path / "s.pt"
+    code, printed, err = cli("oneshot", "train", "--dataset", "digits", "--width", "4",
+                             "--depth", "1", "--epochs", "1", "--out", out)
+    assert code == 0 and "trained 1 epochs" in printed, err
+    assert "(mean loss of the last epoch " in printed  # not taken for the bar's step loss
+    before = out.read_bytes()
+    code, printed, err = cli("oneshot", "train", "--resume", out)
+    assert code == 0, err
+    assert f"{out} already finished its 1 epochs" in printed and "nothing to do" in printed
+    assert "resuming" not in err and "trained" not in printed and out.read_bytes() == before

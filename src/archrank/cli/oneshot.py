@@ -178,9 +178,20 @@ def train(
                                          **kwargs)
         target = out
     rank, world = dist_info()
+    epochs_total = trainer.recipe.epochs
+    if trainer.epoch >= epochs_total:  # a finished training: no bar run to its end again
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+        if rank == 0:
+            console.print(f"{target} already finished its {epochs_total} epochs (mean loss of "
+                          f"the last epoch {trainer.history[-1]:.4f}, {trainer.seconds:.1f} s "
+                          "of training): nothing to do; its schedule is fixed, so train "
+                          "longer as a new supernet (--out)", soft_wrap=True)
+        return
     trainer.check_world(world, target)
     steps = trainer.steps_per_epoch(world)
-    epochs_total = trainer.recipe.epochs
     if rank == 0:
         err.print(f"supernet of {trainer.setting.describe()} on {trainer.dataset.name}: "
                   f"{epochs_total} epochs x {steps} steps, {trainer.sampler.name} sampling, "
@@ -193,14 +204,15 @@ def train(
 
     def on_step(epoch: int, step: int, n: int, loss: float) -> None:
         progress.update(task, completed=epoch * n + step,
-                        info=f"epoch {epoch + 1}/{epochs_total} loss {loss:.3f}")
+                        info=f"epoch {epoch + 1}/{epochs_total} step loss {loss:.3f}")
 
     try:
         if rank == 0:
             with progress, _resume_hint("train", target, world):
                 trainer.train(checkpoint=target, on_step=on_step)
             console.print(f"trained {trainer.epoch} epochs in {trainer.seconds:.1f} s "
-                          f"(last epoch loss {trainer.history[-1]:.4f}); checkpoint: {target}")
+                          f"(mean loss of the last epoch {trainer.history[-1]:.4f}); "
+                          f"checkpoint: {target}")
         else:
             with _resume_hint("train", target, world):
                 trainer.train(checkpoint=target)
@@ -654,7 +666,7 @@ def search_cmd(
     def on_step(epoch: int, step: int, n: int, loss: float) -> None:
         total = (ckpt.recipe.epochs if ckpt is not None else int(epochs or 0)) * n
         progress.update(task, total=total, completed=epoch * n + step,
-                        info=f"epoch {epoch + 1} loss {loss:.3f}")
+                        info=f"epoch {epoch + 1} step loss {loss:.3f}")
 
     def on_choice(done: int, total: int, what: str) -> None:  # after training: the choice
         progress.update(task, total=total, completed=done, info=what)
