@@ -169,7 +169,8 @@ class NeuralPredictor(Predictor):
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
         allowed = {**TRAIN_DEFAULTS, **(AUX_DEFAULTS if self.uses_aux_targets else {}),
                    **self.defaults}
-        hp = check_params(f"predictor {self.name!r}", params, allowed)
+        hp = check_params(f"predictor {self.name!r}", params, allowed,
+                          at_least_one=(*POSITIVE_TRAIN, *self.positive_params))
         super().__init__(space, seed=seed, **params)
         self.hp: dict[str, Any] = hp
         if self.hp["loss"] not in LOSSES:
@@ -198,10 +199,6 @@ class NeuralPredictor(Predictor):
 
     def _check_ranges(self) -> None:
         hp, owner = self.hp, f"predictor {self.name!r}"
-        for key in (*POSITIVE_TRAIN, *self.positive_params):
-            if hp.get(key) is not None and hp[key] < 1:
-                raise InvalidOption(f"{owner}: parameter {key!r} must be at least 1, got "
-                                    f"{hp[key]}")
         if hp.get("batch_size") is not None and hp["batch_size"] < 2:
             raise InvalidOption(f"{owner}: parameter 'batch_size' must be at least 2 (a batch "
                                 f"of one cell has no pair to rank; the loop skips it), got "
