@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -270,6 +272,41 @@ def test_the_demo_continues_its_stopped_main_job(tmp_path) -> None:  # type: ign
     assert _unfinished_main_job(runs) == older  # the newer one is another search
     RunStore.create(runs / "gates-nb201-seed0-20260202-000000", main).close()
     assert _unfinished_main_job(runs) == runs / "gates-nb201-seed0-20260202-000000"
+
+
+def test_a_bare_search_continues_the_stopped_main_job_as_the_demo_does(cli, tmp_path,
+                                                                       monkeypatch):
+    """`archrank search` with no options (the main job) started a new run each time, while
+    `archrank demo` continued the stopped one."""
+    import archrank.cli.search as search_module
+    from archrank.cli.search import MAIN_JOB
+    from archrank.datasets import canonical_spec
+    from archrank.errors import ArchrankError
+    from archrank.runs.store import RunStore
+
+    resolved: list[tuple[Any, Any]] = []
+
+    def resolve_run(options, run_dir, resume):  # type: ignore[no-untyped-def]
+        resolved.append((run_dir, resume))
+        raise ArchrankError("stop here")  # (no training in a test)
+
+    monkeypatch.setattr(search_module, "resolve_run", resolve_run)
+    monkeypatch.chdir(tmp_path)
+    for command in ("search", "demo"):  # nothing stopped: a new run
+        assert cli(command)[0] == 2 and resolved.pop() == (None, None)
+    run = Path("runs") / "gates-nb201-seed0-20260101-000000"
+    RunStore.create(run, {
+        "space": "nb201", "metric": "val_acc", "strategy": "guided", "predictor": "gates",
+        "budget": MAIN_JOB["budget"], "seed": 0, "bench": None, "space_from_bench": False,
+        "max_in_flight": 2, "ordered": True, "oracle": "train", "strategy_params": {},
+        "oracle_params": {"dataset": canonical_spec("mnist1d")}}).close()
+    for command in ("search", "demo"):
+        code, _, err = cli(command)
+        assert code == 2 and f"continuing the main job stopped in {run}" in err, err
+        assert resolved.pop() == (None, run)
+    # a search with options, or into a run directory of its own, starts its own run
+    assert cli("search", "--run-dir", tmp_path / "mine")[0] == 2
+    assert resolved.pop() == (tmp_path / "mine", None)
 
 
 def test_a_search_among_a_tables_cells_has_the_cells_with_a_value_as_budget(cli, tmp_path):

@@ -259,7 +259,8 @@ def search(
 
     With no options at all this is archrank's main job: a GATES-guided search over the
     NAS-Bench-201 cell space with real training on MNIST-1D at the committed truth's recipe
-    (width 16, 3,200 / 12,800 training / validation signals; budget 40, 2 workers).
+    (width 16, 3,200 / 12,800 training / validation signals; budget 40, 2 workers), under
+    runs/ in the working folder; run again after a Ctrl-C, it continues the run it stopped.
 
     The run directory (SQLite) records each evaluation as it completes; after a crash or
     Ctrl-C, --resume continues without re-evaluating anything recorded (the evaluations
@@ -301,6 +302,11 @@ def search(
     if (all(v is None for v in options.values()) and resume is None and run_dir is not None
             and RunStore.exists(run_dir)):
         resume, run_dir = run_dir, None  # only a run's directory: continue that run
+    if all(v is None for v in options.values()) and resume is None and run_dir is None:
+        resume = _unfinished_main_job(Path("runs"))  # the main job a Ctrl-C stopped
+        if resume is not None:
+            err.print(f"continuing the main job stopped in {resume} (remove that folder to "
+                      "start afresh)")
     if all(v is None for v in options.values()) and resume is None:
         options.update(MAIN_JOB, oracle_params=_oracle_params("train", None, None))
     elif options["oracle"] in ("train", "supernet"):
@@ -784,7 +790,8 @@ def run_demo(bench: str = "nbgraph:cora", metric: str = "valid_perf", budget: in
 
 def _unfinished_main_job(runs: Path) -> Path | None:
     """The newest main-job run under ``runs`` when it stopped before its budget (a Ctrl-C):
-    ``archrank demo`` continues it rather than starting another beside it."""
+    ``archrank search`` with no options (and ``archrank demo``) continues it rather than
+    starting another beside it."""
     from archrank.datasets import canonical_spec
     from archrank.runs.store import RunStore
 
@@ -839,12 +846,8 @@ def demo(
         if given:  # the main job is fixed: `archrank search` takes options
             raise ArchrankError(f"{', '.join(given)} only with --quick (the main job is "
                                 f"fixed; give options to `archrank search` instead)")
-        options: dict[str, Any] = dict.fromkeys(inspect.signature(search).parameters)
-        options["resume"] = _unfinished_main_job(Path("runs"))
-        if options["resume"] is not None:
-            err.print(f"continuing the main job stopped in {options['resume']} (remove that "
-                      "folder to start afresh)")
-        search(**options)
+        # `archrank search` with no options: it continues a main job a Ctrl-C stopped
+        search(**dict.fromkeys(inspect.signature(search).parameters))
         return
     t0 = time.perf_counter()
     runs = run_demo(bench, metric, budget, seed)
