@@ -267,6 +267,11 @@ def test_help_examples_are_not_broken_mid_command(cli, monkeypatch, columns):
         assert not re.search(r"Examples?: +(archrank|torchrun) ", out), path
         shown = {line.strip() for line in out.splitlines()}
         lines = example_lines(command.help or "")
+        # every example starts at one indentation (`Example: archrank zc ...` with the next
+        # example aligned under the first showed that one moved and the other 7 further in)
+        starts = [line for i, line in enumerate(lines) if line.lstrip().startswith(
+            ("archrank ", "torchrun ")) and not (i and lines[i - 1].rstrip().endswith("\\"))]
+        assert len({len(line) - len(line.lstrip()) for line in starts}) <= 1, (path, starts)
         for i, line in enumerate(lines):
             if len(line) > columns - 4:  # only a word longer than the terminal may be
                 assert len(line.strip().removesuffix("\\").split()) == 1, (path, line)

@@ -366,21 +366,35 @@ def fit(
 
 def _print_top(archs: list[str], columns: dict[str, np.ndarray], rows: np.ndarray,
                title: str) -> None:
-    table = Table(title=title)
+    """The numbers of ``rows`` in whole (no header or value cut), then each cell's text: in
+    a last column that folds where the terminal leaves it room, else listed below the table
+    (at 80 columns the arch folded over ten lines and the headers were cut)."""
     shown = [c for c in ("predicted", "supernet_val_acc", "params", "flops", "latency_ms")
              if c in columns]
-    table.add_column("#", justify="right")
-    for c in shown:
-        table.add_column(c, justify="right")
-    table.add_column("arch", overflow="fold")
+    body = []
     for rank, i in enumerate(rows, start=1):
         cells = []
         for c in shown:
             v = float(columns[c][i])
             cells.append("-" if np.isnan(v) else (f"{v:,.0f}" if c in ("params", "flops")
                                                   else f"{v:.4g}"))
-        table.add_row(str(rank), *cells, archs[i])
+        body.append([str(rank), *cells])
+    heads = ["#", *shown]
+    numbers = 1 + sum(3 + max(len(h), *(len(r[k]) for r in body)) if body else 3 + len(h)
+                      for k, h in enumerate(heads))  # each column: its text, padding, a rule
+    beside = console.width - numbers - 3 >= 40  # room for the arch in two or three lines
+    table = Table(title=title)
+    for h in heads:
+        table.add_column(h, justify="right", no_wrap=True)
+    if beside:
+        table.add_column("arch", overflow="fold")
+    for row, i in zip(body, rows, strict=True):
+        table.add_row(*row, *([archs[i]] if beside else []))
     console.print(table)
+    if not beside:
+        for row, i in zip(body, rows, strict=True):
+            console.print(f"{row[0]:>3}  {archs[i]}", soft_wrap=True, markup=False,
+                          highlight=False)
 
 
 # -- select -------------------------------------------------------------------------------------

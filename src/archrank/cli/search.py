@@ -660,8 +660,9 @@ def runs_export(
     Reads a consistent snapshot without taking the run's lock, so it works on a search that
     is still running and on a read-only run directory.
 
-    Example: archrank runs export runs/demo --jsonl --out evals.jsonl
-             archrank runs export runs/demo --csv --out evals.csv
+    Examples:
+      archrank runs export runs/demo --jsonl --out evals.jsonl
+      archrank runs export runs/demo --csv --out evals.csv
     """
     from archrank.runs.store import RunStore
     from archrank.tables.table import write_csv

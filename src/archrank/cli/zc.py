@@ -104,8 +104,9 @@ def zero_cost(
     --setting small, on small networks (nb101: 16 channels, one cell a stack; nb201: C=8,
     N=1; 3x16x16 inputs) into a cache file of their own (arch inputs ``nwot@small``...).
 
-    Example: archrank zc --space nb201 --dataset mnist1d --n 200 --out zc.csv
-             archrank zc --space nb201 --fill --workers 2
+    Examples:
+      archrank zc --space nb201 --dataset mnist1d --n 200 --out zc.csv
+      archrank zc --space nb201 --fill --workers 2
     """
     from archrank.nn import NETWORK_SPACES
     from archrank.spaces import get_space
