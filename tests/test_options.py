@@ -81,8 +81,9 @@ def test_bench_set_checked_before_any_fit(table, cli, argv, message):
 
 
 def test_bench_speed_options(cli):
-    assert "'dim' must be at least 0" in one_line_error(*cli("bench", "speed", "--set",
-                                                               "gates.dim=-1")[::2])
+    # a count: below 0 as at 0 "at least 1" (it said "at least 0" for -1, the default's sign)
+    assert "'dim' must be at least 1, got -1" in one_line_error(*cli("bench", "speed", "--set",
+                                                                    "gates.dim=-1")[::2])
     assert "--train-size" in one_line_error(*cli("bench", "speed", "--train-size",
                                                  "100000")[::2])
 
