@@ -484,3 +484,20 @@ def test_an_export_to_a_reader_that_quits_ends_with_141(cli, small_run, monkeypa
     monkeypatch.setattr("sys.stdout", pipe)
     code, _, err = cli("runs", "export", run_dir, form)
     assert code == 141 and err == "", err
+
+
+class _Full(_Pipe):
+    """`> /dev/full`: every write fails with ENOSPC."""
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def,override]
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("form", ["--jsonl", "--csv"])
+def test_an_export_to_a_full_device_is_a_one_line_error(cli, small_run, monkeypatch, form):
+    """`runs export RUN > /dev/full` ended as an internal error (exit 70, 'a bug')."""
+    run_dir, _ = small_run
+    pipe = io.TextIOWrapper(io.BufferedWriter(_Full(0), 8192), encoding="utf-8")
+    monkeypatch.setattr("sys.stdout", pipe)
+    line = one_line_error(*cli("runs", "export", run_dir, form)[::2])
+    assert line == "error: cannot write standard output (No space left on device)"

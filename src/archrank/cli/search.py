@@ -6,7 +6,6 @@ import contextlib
 import inspect
 import json
 import signal
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -42,6 +41,7 @@ from archrank.files import (
     check_output,
     check_plot_dir,
     hold_lock,
+    open_output,
     write_json,
     write_output,
 )
@@ -680,12 +680,14 @@ def runs_export(
             lines = list(store.iter_jsonl())
     if csv:
         n = write_csv("-" if out is None else out, rows,
-                      ("seq", "hash", "arch", "status", "objective"))
+                      ("seq", "hash", "arch", "status", "objective"),
+                      flag="" if out is None else "--out")
     else:
         n = len(lines)
         if out is None:  # line by line, as the CSV is: a reader that quits is seen (141)
-            for line in lines:
-                sys.stdout.write(line + "\n")
+            with open_output("-", "w", "") as fh:
+                for line in lines:
+                    fh.write(line + "\n")
             return
         write_output(out, "".join(line + "\n" for line in lines), "--out")
     if out is not None:
