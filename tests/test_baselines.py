@@ -167,6 +167,11 @@ def test_rank_target_helps_trees_on_skewed_nb201(nb201_table, tmp_path) -> None:
     ("rf", {"n_estimators": 0}, "'n_estimators' must be at least 1"),
     ("xgb", {"n_estimators": 0}, "'n_estimators' must be at least 1"),
     ("xgb", {"subsample": 0.0}, "'subsample' must lie in"),
+    # below 0 said "must be at least 0" (the declared default's sign), 0 "at least 1"
+    ("xgb", {"n_estimators": -3}, "'n_estimators' must be at least 1, got -3"),
+    ("rf", {"min_samples_leaf": -1}, "'min_samples_leaf' must be at least 1, got -1"),
+    ("gcn", {"layers": -2}, "'layers' must be at least 1, got -2"),
+    ("mlp", {"patience": -1}, "'patience' must be at least 1, got -1"),
 ])
 def test_out_of_range_parameters_are_refused_before_any_work(name, params, message, cli,
                                                              tmp_path) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -271,6 +274,41 @@ def test_the_demo_continues_its_stopped_main_job(tmp_path) -> None:  # type: ign
     assert _unfinished_main_job(runs) == runs / "gates-nb201-seed0-20260202-000000"
 
 
+def test_a_bare_search_continues_the_stopped_main_job_as_the_demo_does(cli, tmp_path,
+                                                                       monkeypatch):
+    """`archrank search` with no options (the main job) started a new run each time, while
+    `archrank demo` continued the stopped one."""
+    import archrank.cli.search as search_module
+    from archrank.cli.search import MAIN_JOB
+    from archrank.datasets import canonical_spec
+    from archrank.errors import ArchrankError
+    from archrank.runs.store import RunStore
+
+    resolved: list[tuple[Any, Any]] = []
+
+    def resolve_run(options, run_dir, resume):  # type: ignore[no-untyped-def]
+        resolved.append((run_dir, resume))
+        raise ArchrankError("stop here")  # (no training in a test)
+
+    monkeypatch.setattr(search_module, "resolve_run", resolve_run)
+    monkeypatch.chdir(tmp_path)
+    for command in ("search", "demo"):  # nothing stopped: a new run
+        assert cli(command)[0] == 2 and resolved.pop() == (None, None)
+    run = Path("runs") / "gates-nb201-seed0-20260101-000000"
+    RunStore.create(run, {
+        "space": "nb201", "metric": "val_acc", "strategy": "guided", "predictor": "gates",
+        "budget": MAIN_JOB["budget"], "seed": 0, "bench": None, "space_from_bench": False,
+        "max_in_flight": 2, "ordered": True, "oracle": "train", "strategy_params": {},
+        "oracle_params": {"dataset": canonical_spec("mnist1d")}}).close()
+    for command in ("search", "demo"):
+        code, _, err = cli(command)
+        assert code == 2 and f"continuing the main job stopped in {run}" in err, err
+        assert resolved.pop() == (None, run)
+    # a search with options, or into a run directory of its own, starts its own run
+    assert cli("search", "--run-dir", tmp_path / "mine")[0] == 2
+    assert resolved.pop() == (tmp_path / "mine", None)
+
+
 def test_a_search_among_a_tables_cells_has_the_cells_with_a_value_as_budget(cli, tmp_path):
     import json
 
@@ -416,3 +454,50 @@ def test_a_training_search_is_capped_at_the_space():
                                                                 oracle="train", budget=40), None)
     darts = SearchConfig(space="darts", metric="val_acc", oracle="train", budget=10**9)
     assert cap_budget(darts) == (darts, None)  # too many to count: as given
+
+
+class _Pipe(io.RawIOBase):
+    """A pipe whose reader takes ``room`` bytes and goes away (`| head -c ROOM`): a write
+    that runs past is cut short, as the kernel cuts one, and the next one is refused."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def,override]
+        if self.room <= 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        taken = min(self.room, len(data))
+        self.room -= taken
+        return taken
+
+
+@pytest.mark.parametrize("form", ["--jsonl", "--csv"])
+def test_an_export_to_a_reader_that_quits_ends_with_141(cli, small_run, monkeypatch, form):
+    """`runs export RUN | head` of JSON Lines exited 0 with the output cut short (one write
+    of the whole export; the part left in the buffer failed unnoticed at exit)."""
+    run_dir, _ = small_run
+    assert len(cli("runs", "export", run_dir, form)[1]) > 300
+    pipe = io.TextIOWrapper(io.BufferedWriter(_Pipe(200), 8192), encoding="utf-8")
+    monkeypatch.setattr("sys.stdout", pipe)
+    code, _, err = cli("runs", "export", run_dir, form)
+    assert code == 141 and err == "", err
+
+
+class _Full(_Pipe):
+    """`> /dev/full`: every write fails with ENOSPC."""
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def,override]
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("form", ["--jsonl", "--csv"])
+def test_an_export_to_a_full_device_is_a_one_line_error(cli, small_run, monkeypatch, form):
+    """`runs export RUN > /dev/full` ended as an internal error (exit 70, 'a bug')."""
+    run_dir, _ = small_run
+    pipe = io.TextIOWrapper(io.BufferedWriter(_Full(0), 8192), encoding="utf-8")
+    monkeypatch.setattr("sys.stdout", pipe)
+    line = one_line_error(*cli("runs", "export", run_dir, form)[::2])
+    assert line == "error: cannot write standard output (No space left on device)"

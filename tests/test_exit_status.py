@@ -50,3 +50,11 @@ def test_a_reader_that_stops_reading_ends_quietly_with_141(tmp_path) -> None:
     assert proc.wait(timeout=120) == 141, err
     assert first.startswith(b"{")
     assert "Traceback" not in err and "error" not in err and "Exception" not in err
+
+
+def test_a_command_started_with_standard_output_closed(cli, monkeypatch) -> None:
+    """`archrank spaces >&-` (Python's sys.stdout is None): the final flush of standard
+    output, which makes a reader that quit exit 141, must not turn this into a bug (70)."""
+    monkeypatch.setattr("sys.stdout", None)
+    status, _, err = cli("spaces")
+    assert status == 0, err

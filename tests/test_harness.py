@@ -151,7 +151,7 @@ def test_bench_predictors_resumes_from_its_journal(nb201_csv: Path, tmp_path: Pa
         if len(seen) == 5:
             raise KeyboardInterrupt
 
-    with pytest.raises(Interrupted, match=r"5 of 8 fits finished .1 whole seeds"):
+    with pytest.raises(Interrupted, match=r"5 of 8 fits finished .1 whole seed kept"):
         bench_predictors(*args, seeds=2, params=params, journal=journal,
                          progress=stop_at_fifth)
     fits: list[str] = []

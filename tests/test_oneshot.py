@@ -604,3 +604,48 @@ def test_an_interrupted_supernet_training_says_how_to_continue(tmp_path, cli, mo
     code, _, err = cli("oneshot", "train", "--dataset", "digits", "--width", "4", "--depth", "1",
                        "--epochs", "2", "--out", tmp_path / "t.pt")
     assert code == 130 and f"continue with: archrank oneshot train --resume {tmp_path}" in err
+
+
+def test_resuming_a_finished_training_says_there_is_nothing_to_do(tmp_path, cli):
+    """`oneshot train --resume` of a finished checkpoint said "(resuming after epoch 1)", ran a
+    full bar and printed "trained 1 epochs in 1.2 s"."""
+    out = tmp_path / "s.pt"
+    code, printed, err = cli("oneshot", "train", "--dataset", "digits", "--width", "4",
+                             "--depth", "1", "--epochs", "1", "--out", out)
+    assert code == 0 and "trained 1 epochs" in printed, err
+    assert "(mean loss of the last epoch " in printed  # not taken for the bar's step loss
+    before = out.read_bytes()
+    code, printed, err = cli("oneshot", "train", "--resume", out)
+    assert code == 0, err
+    assert f"{out} already finished its 1 epochs" in printed and "nothing to do" in printed
+    assert "resuming" not in err and "trained" not in printed and out.read_bytes() == before
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_the_top_cells_table_keeps_its_numbers_whole_at_80_columns(columns, capsys,
+                                                                   monkeypatch):
+    """oneshot fit / select at 80 columns folded the arch over ten lines a row and cut
+    headers and values ("supernet_va…", "123,456,7…"): the numbers stay whole, the arch
+    folds beside them where there is room, else is listed below the table."""
+    from archrank.cli.oneshot import _print_top
+    from archrank.spaces import get_space
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    space = get_space("nb201")
+    archs = [space.format(a) for a in space.sample(3, np.random.default_rng(0))]
+    _print_top(archs, {"predicted": np.array([-0.1234, -0.2, -0.3]),
+                       "supernet_val_acc": np.array([91.23, np.nan, 80.0]),
+                       "params": np.array([1234567.0, 2e6, 3e5]),
+                       "flops": np.array([123456789.0, 2e8, 3e7]),
+                       "latency_ms": np.array([1.234, 2.5, 3.0])}, np.arange(3), "best")
+    out = capsys.readouterr().out
+    assert "…" not in out and "supernet_val_acc" in out and "123,456,789" in out
+    table = [line for line in out.splitlines() if not line.lstrip()[:1].isdigit()]
+    assert all(len(line) <= columns for line in table)  # (each arch listed below: one line)
+    assert all(arch in out.replace("│", "").replace(" ", "").replace("\n", "")
+               for arch in archs)
+    if columns == 80:
+        assert all(f"{rank}  {arch}" in out for rank, arch in enumerate(archs, start=1))
+        assert len(out.splitlines()) == 8 + 3  # title, rules, header, 3 rows; 3 archs
+    else:
+        assert all(arch in out for arch in archs)  # one line each, beside its numbers

@@ -183,10 +183,23 @@ def test_interrupted_bench_predictor_keeps_finished_fits(tmp_path, cli, monkeypa
     status, _, err = cli("bench", "predictor", "--space", "nb201", "--bench", table,
                          "--metric", "acc", "--predictors", "xgb,rf", "--train-sizes", "2",
                          "--seeds", "3", "--json", out)
-    assert status == 130 and "3 of 6 fits finished (1 whole seeds kept)" in err, err
+    assert status == 130 and "3 of 6 fits finished (1 whole seed kept)" in err, err
     report = json.loads(out.read_text())
     assert [(r["predictor"], r["seed"]) for r in report["runs"]] == [("xgb", 0), ("rf", 0)]
     assert all(r["seeds"] + r.get("seeds_without_tau", 0) == 1 for r in report["results"])
+    # cut short in the first seed: a fit finished, no seed did. Said as such (it said "1 of 4
+    # fits finished ...; nothing finished, p.json is left as it was"), the JSON left alone
+    (tmp_path / "p.json.journal.jsonl").unlink()
+    out.write_text("earlier")
+    calls["n"] = 1  # the second fit is interrupted
+    status, _, err = cli("bench", "predictor", "--space", "nb201", "--bench", table,
+                         "--metric", "acc", "--predictors", "xgb,rf", "--train-sizes", "2",
+                         "--seeds", "2", "--json", out)
+    assert status == 130, err
+    assert ("interrupted: 1 of 4 fits finished, no whole seed yet (only whole seeds are "
+            f"written); {out} is left as it was; the same command resumes from its journal"
+            in " ".join(err.split())), err
+    assert "nothing finished" not in err and out.read_text() == "earlier"
 
 
 def test_a_failed_search_keeps_the_finished_seeds_of_a_parallel_bench(nb201_csv, monkeypatch):

@@ -138,18 +138,28 @@ def test_zc_cli_keeps_the_finished_cells_on_ctrl_c(tmp_path: Path, cli, monkeypa
     out = tmp_path / "zc.csv"
     status, _, err = cli("zc", "--space", "nb201", "--dataset", "digits", "--n", "70",
                          "--proxies", "params,flops", "--out", out)
-    assert status == 130 and "the 50 cells scored so far are in" in err
-    with open(out, newline="") as fh:
+    partial = Path(f"{out}.partial")  # OUT only ever holds a complete result
+    assert status == 130 and f"the 50 cells scored so far are in {partial}" in err
+    with open(partial, newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 50
-    assert "the same command continues from" in err
-    # the same command takes the journaled chunk and scores only the rest (also after a kill)
+    assert "the same command continues from" in err and not out.exists()
+    # interrupted again before the next chunk: the partial result is replaced in place (it
+    # went to OUT the first time; the second time OUT was taken for a complete earlier
+    # result, OUT.partial written beside it and the stale partial OUT left)
+    calls[:] = [1]
+    status, _, err = cli("zc", "--space", "nb201", "--dataset", "digits", "--n", "70",
+                         "--proxies", "params,flops", "--out", out)
+    assert status == 130 and f"the 50 cells scored so far are in {partial}" in err
+    assert not out.exists()
+    # the same command takes the journaled chunk and scores only the rest (also after a
+    # kill); the partial result goes with the journal
     calls.clear()
     status, _, err = cli("zc", "--space", "nb201", "--dataset", "digits", "--n", "70",
                          "--proxies", "params,flops", "--out", out)
     assert status == 0 and len(calls) == 1, err
     with open(out, newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 70
-    assert not Path(f"{out}.journal.jsonl").exists()
+    assert not Path(f"{out}.journal.jsonl").exists() and not partial.exists()
     before = out.read_bytes()  # a complete earlier result is not replaced by a partial one
     calls.clear()
     status, _, err = cli("zc", "--space", "nb201", "--dataset", "digits", "--n", "70",

@@ -191,7 +191,17 @@ def open_output(path: str | os.PathLike[str], mode: str = "w", flag: str = "--ou
     where = f"{flag} {p}" if flag else str(p)
     if fd in (1, 2):
         stream = sys.stdout if fd == 1 else sys.stderr
-        yield stream.buffer if mode == "wb" else stream
+        name = "standard output" if fd == 1 else "standard error"
+        prefix = f"{where}: " if flag else ""
+        if stream is None:  # started with it closed (`>&-`)
+            raise ArchrankError(f"{prefix}cannot write {name} (it is closed)")
+        try:
+            yield stream.buffer if mode == "wb" else stream
+        except BrokenPipeError:  # a reader that quit: the CLI ends quietly with 141
+            raise
+        except OSError as exc:  # `> /dev/full`
+            raise ArchrankError(f"{prefix}cannot write {name} ({exc.strerror or exc})"
+                                ) from None
         return
     if fd is not None:
         try:

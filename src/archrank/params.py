@@ -12,7 +12,9 @@ else any plain value):
 
 and, everywhere, no NaN or infinity, no number beyond 2^31 in size, no negative number
 where the default is a non-negative number, no count below 1 for the names in
-``AT_LEAST_ONE`` (epochs, batch sizes, ...) and no rate at or below 0 for ``POSITIVE``.
+``AT_LEAST_ONE`` (epochs, batch sizes, ...) or in a component's own ``at_least_one``
+(``n_estimators`` of the trees...: declared there, checked here, so that -3 and 0 get the same
+message), and no rate at or below 0 for ``POSITIVE``.
 Ranges a component knows better (``explore`` in [0, 1], a loss name) stay with the
 component, which raises a one-line error itself.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+from collections.abc import Iterable
 from typing import Any
 
 from archrank.errors import ArchrankError, InvalidOption
@@ -57,10 +60,12 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def check_value(owner: str, name: str, value: Any, default: Any) -> Any:
+def check_value(owner: str, name: str, value: Any, default: Any,
+                at_least_one: frozenset[str] = frozenset()) -> Any:
     """``value`` (converted where lossless) if it suits a parameter whose default is
     ``default``; else a one-line ``ArchrankError`` naming ``owner``, ``name`` and the value.
-    ``None`` is accepted where the default is ``None``."""
+    ``None`` is accepted where the default is ``None``. The names in ``at_least_one`` (the
+    component's counts) take no number below 1, as those in ``AT_LEAST_ONE``."""
     def bad(expected: str) -> ArchrankError:
         text = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         return InvalidOption(f"{owner}: parameter {name!r} must be {expected}, "
@@ -71,6 +76,8 @@ def check_value(owner: str, name: str, value: Any, default: Any) -> Any:
         raise bad("a finite number")
     if number and abs(value) > LIMIT:
         raise bad(f"at most {LIMIT:,} in size")
+    if number and (name in AT_LEAST_ONE or name in at_least_one) and value < 1:
+        raise bad("at least 1")
     if default is None:
         if value is None:
             return None
@@ -85,8 +92,6 @@ def check_value(owner: str, name: str, value: Any, default: Any) -> Any:
         if not isinstance(value, numbers.Integral) and not float(value).is_integer():
             raise bad("an integer")
         value = int(value)
-        if name in AT_LEAST_ONE and value < 1:
-            raise bad("at least 1")
         if default >= 0 and value < 0:
             raise bad("at least 0")
         return value
@@ -122,18 +127,20 @@ def check_value(owner: str, name: str, value: Any, default: Any) -> Any:
 
 
 def check_kwargs(owner: str, params: dict[str, Any], declared: dict[str, Any],
-                 nullable: frozenset[str] = frozenset()) -> dict[str, Any]:
+                 nullable: frozenset[str] = frozenset(),
+                 at_least_one: Iterable[str] = ()) -> dict[str, Any]:
     """``declared`` updated with ``params``, each checked with ``check_value``; a one-line
     error names any parameter ``owner`` does not declare and lists the valid ones. The
-    parameters in ``nullable`` also take ``null``."""
+    parameters in ``nullable`` also take ``null``; those in ``at_least_one`` are counts."""
     unknown = sorted(set(params) - set(declared))
     if unknown:
         raise InvalidOption(
             f"{owner} has no parameter {', '.join(map(repr, unknown))}; "
             f"valid: {', '.join(sorted(declared)) or '(none)'}"
         )
-    checked = {k: None if v is None and k in nullable else check_value(owner, k, v, declared[k])
-               for k, v in params.items()}
+    counts = frozenset(at_least_one)
+    checked = {k: None if v is None and k in nullable
+               else check_value(owner, k, v, declared[k], counts) for k, v in params.items()}
     return {**declared, **checked}
 
 

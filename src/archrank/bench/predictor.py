@@ -296,7 +296,11 @@ def _whole_seeds(result: PredictorBench) -> tuple[dict[str, Any], str]:
     result.samples = [x for x in result.samples if x["seed"] in finished]
     report = result.to_json()
     report["seeds"] = finished  # the seeds run, not those asked for
-    return report, f"{done} of {total} fits finished ({len(finished)} whole seeds kept)"
+    if not finished and done:  # fits finished, but no seed's every fit: nothing to write yet
+        return report, (f"{done} of {total} fits finished, no whole seed yet (only "
+                        "whole seeds are written)")
+    seed_s = "seed" if len(finished) == 1 else "seeds"
+    return report, f"{done} of {total} fits finished ({len(finished)} whole {seed_s} kept)"
 
 
 def _with_signals(predictors: Sequence[str], given: dict[str, dict[str, Any]],

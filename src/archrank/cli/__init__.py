@@ -167,6 +167,10 @@ def _run(args: list[str]) -> int:
             _one_process_unless_training(args)
             with command.make_context("archrank", args) as ctx, _stdout_for_data(args):
                 command.invoke(ctx)
+                # What is still buffered goes out now, inside the handlers: a reader that
+                # quit is then a BrokenPipeError here (141), not a failed flush at exit
+                # that went unnoticed (status 0 with the output cut short)
+                _flush_stdout()
             return 0
         except BaseException:
             _closing = True  # from here on a signal (torchrun's SIGTERM to the
@@ -217,6 +221,19 @@ def _run(args: list[str]) -> int:
         error_line(f"internal error (a bug in archrank, please report it): "
                    f"{type(exc).__name__}: {exc} (set {TRACEBACK_ENV}=1 for the traceback)")
         return INTERNAL_ERROR
+
+
+def _flush_stdout() -> None:
+    """Flush standard output (none when the command was started with it closed); a broken
+    pipe propagates (141), any other failure (``> /dev/full``) is a one-line error."""
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise ArchrankError(f"cannot write standard output ({exc.strerror or exc})") from None
 
 
 def _command(args: list[str]) -> list[str]:

@@ -178,9 +178,20 @@ def train(
                                          **kwargs)
         target = out
     rank, world = dist_info()
+    epochs_total = trainer.recipe.epochs
+    if trainer.epoch >= epochs_total:  # a finished training: no bar run to its end again
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+        if rank == 0:
+            console.print(f"{target} already finished its {epochs_total} epochs (mean loss of "
+                          f"the last epoch {trainer.history[-1]:.4f}, {trainer.seconds:.1f} s "
+                          "of training): nothing to do; its schedule is fixed, so train "
+                          "longer as a new supernet (--out)", soft_wrap=True)
+        return
     trainer.check_world(world, target)
     steps = trainer.steps_per_epoch(world)
-    epochs_total = trainer.recipe.epochs
     if rank == 0:
         err.print(f"supernet of {trainer.setting.describe()} on {trainer.dataset.name}: "
                   f"{epochs_total} epochs x {steps} steps, {trainer.sampler.name} sampling, "
@@ -193,14 +204,15 @@ def train(
 
     def on_step(epoch: int, step: int, n: int, loss: float) -> None:
         progress.update(task, completed=epoch * n + step,
-                        info=f"epoch {epoch + 1}/{epochs_total} loss {loss:.3f}")
+                        info=f"epoch {epoch + 1}/{epochs_total} step loss {loss:.3f}")
 
     try:
         if rank == 0:
             with progress, _resume_hint("train", target, world):
                 trainer.train(checkpoint=target, on_step=on_step)
             console.print(f"trained {trainer.epoch} epochs in {trainer.seconds:.1f} s "
-                          f"(last epoch loss {trainer.history[-1]:.4f}); checkpoint: {target}")
+                          f"(mean loss of the last epoch {trainer.history[-1]:.4f}); "
+                          f"checkpoint: {target}")
         else:
             with _resume_hint("train", target, world):
                 trainer.train(checkpoint=target)
@@ -354,21 +366,35 @@ def fit(
 
 def _print_top(archs: list[str], columns: dict[str, np.ndarray], rows: np.ndarray,
                title: str) -> None:
-    table = Table(title=title)
+    """The numbers of ``rows`` in whole (no header or value cut), then each cell's text: in
+    a last column that folds where the terminal leaves it room, else listed below the table
+    (at 80 columns the arch folded over ten lines and the headers were cut)."""
     shown = [c for c in ("predicted", "supernet_val_acc", "params", "flops", "latency_ms")
              if c in columns]
-    table.add_column("#", justify="right")
-    for c in shown:
-        table.add_column(c, justify="right")
-    table.add_column("arch", overflow="fold")
+    body = []
     for rank, i in enumerate(rows, start=1):
         cells = []
         for c in shown:
             v = float(columns[c][i])
             cells.append("-" if np.isnan(v) else (f"{v:,.0f}" if c in ("params", "flops")
                                                   else f"{v:.4g}"))
-        table.add_row(str(rank), *cells, archs[i])
+        body.append([str(rank), *cells])
+    heads = ["#", *shown]
+    numbers = 1 + sum(3 + max(len(h), *(len(r[k]) for r in body)) if body else 3 + len(h)
+                      for k, h in enumerate(heads))  # each column: its text, padding, a rule
+    beside = console.width - numbers - 3 >= 40  # room for the arch in two or three lines
+    table = Table(title=title)
+    for h in heads:
+        table.add_column(h, justify="right", no_wrap=True)
+    if beside:
+        table.add_column("arch", overflow="fold")
+    for row, i in zip(body, rows, strict=True):
+        table.add_row(*row, *([archs[i]] if beside else []))
     console.print(table)
+    if not beside:
+        for row, i in zip(body, rows, strict=True):
+            console.print(f"{row[0]:>3}  {archs[i]}", soft_wrap=True, markup=False,
+                          highlight=False)
 
 
 # -- select -------------------------------------------------------------------------------------
@@ -675,7 +701,7 @@ def search_cmd(
     def on_step(epoch: int, step: int, n: int, loss: float) -> None:
         total = (ckpt.recipe.epochs if ckpt is not None else int(epochs or 0)) * n
         progress.update(task, total=total, completed=epoch * n + step,
-                        info=f"epoch {epoch + 1} loss {loss:.3f}")
+                        info=f"epoch {epoch + 1} step loss {loss:.3f}")
 
     def on_choice(done: int, total: int, what: str) -> None:  # after training: the choice
         progress.update(task, total=total, completed=done, info=what)

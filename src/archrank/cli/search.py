@@ -6,7 +6,6 @@ import contextlib
 import inspect
 import json
 import signal
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -42,6 +41,7 @@ from archrank.files import (
     check_output,
     check_plot_dir,
     hold_lock,
+    open_output,
     write_json,
     write_output,
 )
@@ -259,7 +259,8 @@ def search(
 
     With no options at all this is archrank's main job: a GATES-guided search over the
     NAS-Bench-201 cell space with real training on MNIST-1D at the committed truth's recipe
-    (width 16, 3,200 / 12,800 training / validation signals; budget 40, 2 workers).
+    (width 16, 3,200 / 12,800 training / validation signals; budget 40, 2 workers), under
+    runs/ in the working folder; run again after a Ctrl-C, it continues the run it stopped.
 
     The run directory (SQLite) records each evaluation as it completes; after a crash or
     Ctrl-C, --resume continues without re-evaluating anything recorded (the evaluations
@@ -301,6 +302,11 @@ def search(
     if (all(v is None for v in options.values()) and resume is None and run_dir is not None
             and RunStore.exists(run_dir)):
         resume, run_dir = run_dir, None  # only a run's directory: continue that run
+    if all(v is None for v in options.values()) and resume is None and run_dir is None:
+        resume = _unfinished_main_job(Path("runs"))  # the main job a Ctrl-C stopped
+        if resume is not None:
+            err.print(f"continuing the main job stopped in {resume} (remove that folder to "
+                      "start afresh)")
     if all(v is None for v in options.values()) and resume is None:
         options.update(MAIN_JOB, oracle_params=_oracle_params("train", None, None))
     elif options["oracle"] in ("train", "supernet"):
@@ -601,7 +607,7 @@ def keep_partial(json_out: Path | None, report: dict[str, Any] | None) -> str:
     finished = next((bool(report[k]) for k in ("runs", "strategies", "per_seed", "methods")
                      if k in report), True)
     if not finished:  # an empty report would replace an earlier, whole one
-        return "" if json_out is None else f"; nothing finished, {json_out} is left as it was"
+        return "" if json_out is None else f"; {json_out} is left as it was"
     if json_out is None:
         return "; give --json FILE to keep the finished ones"
     write_json(json_out, report)
@@ -654,8 +660,9 @@ def runs_export(
     Reads a consistent snapshot without taking the run's lock, so it works on a search that
     is still running and on a read-only run directory.
 
-    Example: archrank runs export runs/demo --jsonl --out evals.jsonl
-             archrank runs export runs/demo --csv --out evals.csv
+    Examples:
+      archrank runs export runs/demo --jsonl --out evals.jsonl
+      archrank runs export runs/demo --csv --out evals.csv
     """
     from archrank.runs.store import RunStore
     from archrank.tables.table import write_csv
@@ -673,14 +680,16 @@ def runs_export(
             lines = list(store.iter_jsonl())
     if csv:
         n = write_csv("-" if out is None else out, rows,
-                      ("seq", "hash", "arch", "status", "objective"))
+                      ("seq", "hash", "arch", "status", "objective"),
+                      flag="" if out is None else "--out")
     else:
         n = len(lines)
-        text = "".join(line + "\n" for line in lines)
-        if out is None:
-            sys.stdout.write(text)
+        if out is None:  # line by line, as the CSV is: a reader that quits is seen (141)
+            with open_output("-", "w", "") as fh:
+                for line in lines:
+                    fh.write(line + "\n")
             return
-        write_output(out, text, "--out")
+        write_output(out, "".join(line + "\n" for line in lines), "--out")
     if out is not None:
         err.print(f"{n} evaluations written to {out}")
 
@@ -784,7 +793,8 @@ def run_demo(bench: str = "nbgraph:cora", metric: str = "valid_perf", budget: in
 
 def _unfinished_main_job(runs: Path) -> Path | None:
     """The newest main-job run under ``runs`` when it stopped before its budget (a Ctrl-C):
-    ``archrank demo`` continues it rather than starting another beside it."""
+    ``archrank search`` with no options (and ``archrank demo``) continues it rather than
+    starting another beside it."""
     from archrank.datasets import canonical_spec
     from archrank.runs.store import RunStore
 
@@ -839,12 +849,8 @@ def demo(
         if given:  # the main job is fixed: `archrank search` takes options
             raise ArchrankError(f"{', '.join(given)} only with --quick (the main job is "
                                 f"fixed; give options to `archrank search` instead)")
-        options: dict[str, Any] = dict.fromkeys(inspect.signature(search).parameters)
-        options["resume"] = _unfinished_main_job(Path("runs"))
-        if options["resume"] is not None:
-            err.print(f"continuing the main job stopped in {options['resume']} (remove that "
-                      "folder to start afresh)")
-        search(**options)
+        # `archrank search` with no options: it continues a main job a Ctrl-C stopped
+        search(**dict.fromkeys(inspect.signature(search).parameters))
         return
     t0 = time.perf_counter()
     runs = run_demo(bench, metric, budget, seed)

@@ -104,8 +104,9 @@ def zero_cost(
     --setting small, on small networks (nb101: 16 channels, one cell a stack; nb201: C=8,
     N=1; 3x16x16 inputs) into a cache file of their own (arch inputs ``nwot@small``...).
 
-    Example: archrank zc --space nb201 --dataset mnist1d --n 200 --out zc.csv
-             archrank zc --space nb201 --fill --workers 2
+    Examples:
+      archrank zc --space nb201 --dataset mnist1d --n 200 --out zc.csv
+      archrank zc --space nb201 --fill --workers 2
     """
     from archrank.nn import NETWORK_SPACES
     from archrank.spaces import get_space
@@ -160,6 +161,7 @@ def zero_cost(
         "space": space_name, "dataset": load_dataset(dataset).fingerprint(), "n": n,
         "seed": seed, "batch_size": batch_size, "width": width, "depth": depth,
         "proxies": list(names), "chunk": chunk})
+    resumed = bool(log.done)  # the same command was interrupted before (OUT.partial)
     try:
         with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                       MofNCompleteColumn(), TimeElapsedColumn(), console=console,
@@ -183,14 +185,18 @@ def zero_cost(
         if not parts:  # nothing finished: an existing --out stays as it was
             raise Interrupted(f"interrupted before the first {chunk} cells; {out} untouched"
                               ) from None
-        # an existing file (a complete earlier result) is not replaced by a partial one
-        partial = Path(f"{out}.partial") if Path(out).is_file() else Path(out)
+        # OUT only ever holds a complete result (an earlier one is not replaced by a partial
+        # one, and a partial one is never taken for a complete one): what finished goes to
+        # OUT.partial, replaced by each interruption and removed once the command completes
+        partial = Path(f"{out}.partial")
         done = _write_scores(partial, space, cells, names, parts)
         raise Interrupted(f"interrupted: the {done} cells scored so far are in {partial}"
                           f"{again}") from None
     log.close()
     _write_scores(out, space, cells, names, parts)
     discard(journal)
+    if resumed:  # the partial result its interruption wrote: a part of the one just written
+        Path(f"{out}.partial").unlink(missing_ok=True)
     seconds = time.perf_counter() - start
     console.print(f"wrote {len(cells)} cells x {len(names)} proxies to {out} "
                   f"in {seconds:.1f} s ({1000 * seconds / len(cells):.0f} ms per cell)")

@@ -71,10 +71,12 @@ def make_predictor(name: str, space: SearchSpace | str, **kwargs: Any) -> Predic
     return model
 
 
-def check_params(owner: str, params: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
+def check_params(owner: str, params: dict[str, Any], allowed: dict[str, Any],
+                 at_least_one: Iterable[str] = ()) -> dict[str, Any]:
     """``allowed`` updated with ``params``; a clear error names any parameter ``owner`` (e.g.
-    "predictor 'gates'") does not have, or a value of the wrong type (``archrank.params``)."""
-    return check_kwargs(owner, params, allowed)
+    "predictor 'gates'") does not have, or a value of the wrong type (``archrank.params``),
+    or a count in ``at_least_one`` below 1."""
+    return check_kwargs(owner, params, allowed, at_least_one=at_least_one)
 
 
 def load_torch_file(path: str | Path, what: str) -> Any:

@@ -167,7 +167,8 @@ class NeuralPredictor(Predictor):
     positive_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
-        hp = check_params(f"predictor {self.name!r}", params, self.param_defaults())
+        hp = check_params(f"predictor {self.name!r}", params, self.param_defaults(),
+                          at_least_one=(*POSITIVE_TRAIN, *self.positive_params))
         super().__init__(space, seed=seed, **params)
         self.hp: dict[str, Any] = hp
         if self.hp["loss"] not in LOSSES:
@@ -200,10 +201,6 @@ class NeuralPredictor(Predictor):
 
     def _check_ranges(self) -> None:
         hp, owner = self.hp, f"predictor {self.name!r}"
-        for key in (*POSITIVE_TRAIN, *self.positive_params):
-            if hp.get(key) is not None and hp[key] < 1:
-                raise InvalidOption(f"{owner}: parameter {key!r} must be at least 1, got "
-                                    f"{hp[key]}")
         if hp.get("batch_size") is not None and hp["batch_size"] < 2:
             raise InvalidOption(f"{owner}: parameter 'batch_size' must be at least 2 (a batch "
                                 f"of one cell has no pair to rank; the loop skips it), got "

@@ -52,12 +52,14 @@ class TreePredictor(Predictor):
     #: the library would do). Measured on nb201 (5 seeds, 100/1000 cells, docs/benchmarks.md):
     #: xgb 0.513/0.758 -> 0.602/0.808, xgb_path 0.423/0.567 -> 0.668/0.791 Kendall tau.
     COMMON: ClassVar[dict[str, Any]] = {"target": "rank"}
-    #: library parameters that count something (>= 1) and fractions in (0, 1]
+    #: library parameters that count something (>= 1, checked with the types by
+    #: ``check_params``) and fractions in (0, 1]
     COUNTS: ClassVar[tuple[str, ...]] = ("n_estimators", "min_samples_leaf", "n_jobs")
     FRACTIONS: ClassVar[tuple[str, ...]] = ("subsample", "colsample_bytree", "learning_rate")
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, **params: Any) -> None:
-        merged = check_params(f"predictor {self.name!r}", params, self.param_defaults())
+        merged = check_params(f"predictor {self.name!r}", params, self.param_defaults(),
+                              at_least_one=self.COUNTS)
         super().__init__(space, seed=seed, **params)
         self.target = str(merged.pop("target"))
         if self.target not in ("raw", "rank"):
@@ -81,10 +83,7 @@ class TreePredictor(Predictor):
     def _check_ranges(self) -> None:
         """The libraries check their arguments only when fitting: check them before work."""
         owner = f"predictor {self.name!r}"
-        for key, value in self.hp.items():
-            if key in self.COUNTS and value < 1:
-                raise InvalidOption(f"{owner}: parameter {key!r} must be at least 1, got "
-                                    f"{value}")
+        for key, value in self.hp.items():  # (COUNTS: checked by check_params)
             if key in self.FRACTIONS and not 0 < value <= 1:
                 raise InvalidOption(f"{owner}: parameter {key!r} must lie in (0, 1], got "
                                     f"{value}")
