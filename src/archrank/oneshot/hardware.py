@@ -14,7 +14,7 @@ them by score; ``pareto_front`` gives the cells no other cell beats on both scor
 ``live_size``): a single-path supernet trains
 each op of a large cell as often as the single op of a small one, so its shared-weight scores
 underrate large cells; on nb201 / MNIST-1D half the weight on the FLOPs rank lifted the
-Kendall tau of the scores against a 10-seed stand-alone truth from 0.42 to 0.53
+Kendall tau of the scores against a 10-seed stand-alone truth from 0.42 to 0.55
 (docs/benchmarks.md, "The supernet's bias toward small cells").
 """
 
