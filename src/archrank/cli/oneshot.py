@@ -418,7 +418,7 @@ def select_cmd(
                                 "order the top cells (0: the "
                                 "predicted score alone). A supernet underrates large cells: "
                                 "on the MNIST-1D truth, 0.5 ranked the fitted table at "
-                                "Kendall tau 0.52 against 0.42 (docs/benchmarks.md). The "
+                                "Kendall tau 0.54 against 0.42 (docs/benchmarks.md). The "
                                 "Pareto front stays on the predicted score."),
 ) -> None:
     """Best predicted cells under hardware constraints, and the score/cost Pareto front
