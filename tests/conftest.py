@@ -104,6 +104,28 @@ def cli(capsys, monkeypatch):
     return call
 
 
+def assert_refuses_foreign_cells(space, calls, good) -> None:
+    """Each of ``calls`` refuses the text of ``good`` (with a pointer to ``space.parse``) and
+    an nb201 cell with one ``InvalidArchitecture`` naming the cell type it expected."""
+    import re
+
+    import numpy as np
+
+    from archrank.errors import InvalidArchitecture
+    from archrank.spaces import get_space
+
+    kind = type(good).__name__
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    nb201_cell = get_space("nb201").sample(1, np.random.default_rng(0))[0]
+    for call in calls:
+        with pytest.raises(InvalidArchitecture, match=re.escape(
+                f"expected {article} {kind} of space {space.name}, got str (read text with "
+                f"get_space('{space.name}').parse)")):
+            call(space.format(good))
+        with pytest.raises(InvalidArchitecture, match=r"got EdgeCell$"):
+            call(nb201_cell)
+
+
 def one_line_error(status: int, err: str) -> str:
     """Assert a user error as the CLI must report it (exit 2, one ``error:`` line, no
     traceback) and return the line."""

@@ -12,7 +12,7 @@ from archrank.errors import ArchrankError, InvalidArchitecture
 from archrank.nn import build_network, count_flops, count_params
 from archrank.spaces import get_space
 from archrank.spaces.darts import ALL_CONCAT, DARTS_OPS, Genotype
-from conftest import one_line_error
+from conftest import assert_refuses_foreign_cells, one_line_error
 
 # Genotypes as printed by the reference code: DARTS (quark0/darts cnn/genotypes.py, DARTS_V1
 # / DARTS_V2) and PC-DARTS (yuhuixu1993/PC-DARTS genotypes.py, PC_DARTS_cifar).
@@ -430,15 +430,8 @@ def test_text_or_another_spaces_cell_is_a_one_line_error() -> None:
     """hash / format / neighbours / to_graphs of a genotype's text or an nb201 cell raised
     AttributeError; now the one-line error nb201 gives, with a pointer to parse."""
     space = get_space("darts")
-    text = DARTS_V2
-    nb201_cell = get_space("nb201").sample(1, np.random.default_rng(0))[0]
     good = space.parse(DARTS_V2)
-    calls = [space.hash, space.format, space.neighbours, space.validate, space.canonical,
-             lambda a: space.to_graphs([good, a]), lambda a: space.hash_many([a]),
-             lambda a: space.mutate(a, np.random.default_rng(0))]
-    for call in calls:
-        with pytest.raises(InvalidArchitecture, match=r"expected a Genotype of space darts, "
-                           r"got str \(read text with get_space\('darts'\).parse\)"):
-            call(text)
-        with pytest.raises(InvalidArchitecture, match=r"got EdgeCell$"):
-            call(nb201_cell)
+    assert_refuses_foreign_cells(space, [
+        space.hash, space.format, space.neighbours, space.validate, space.canonical,
+        lambda a: space.to_graphs([good, a]), lambda a: space.hash_many([a]),
+        lambda a: space.mutate(a, np.random.default_rng(0))], good)

@@ -18,6 +18,7 @@ from archrank.errors import InvalidArchitecture
 from archrank.spaces import get_space
 from archrank.spaces.nb101 import NB101_OPS, NB101Space
 from archrank.spaces.node_cell import Cell, NodeCellSpace
+from conftest import assert_refuses_foreign_cells
 
 C3, C1, MP = NB101_OPS
 
@@ -423,16 +424,10 @@ def test_text_or_another_spaces_cell_is_a_one_line_error(space: NB101Space) -> N
     already named the expected cell type."""
     cell = space.sample(1, np.random.default_rng(0))[0]
     text = space.format(cell)
-    nb201_cell = get_space("nb201").sample(1, np.random.default_rng(0))[0]
-    calls = [space.hash, space.format, space.neighbours, space.validate, space.to_record,
-             lambda a: space.to_graphs([cell, a]), lambda a: space.hash_many([a]),
-             lambda a: space.mutate(a, np.random.default_rng(0))]
-    for call in calls:
-        with pytest.raises(InvalidArchitecture, match=r"expected a Cell of space nb101, got str "
-                           r"\(read text with get_space\('nb101'\).parse\)"):
-            call(text)
-        with pytest.raises(InvalidArchitecture, match=r"got EdgeCell$"):
-            call(nb201_cell)
+    assert_refuses_foreign_cells(space, [
+        space.hash, space.format, space.neighbours, space.validate, space.to_record,
+        lambda a: space.to_graphs([cell, a]), lambda a: space.hash_many([a]),
+        lambda a: space.mutate(a, np.random.default_rng(0))], cell)
     from archrank.predictors.base import make_predictor
 
     model = make_predictor("mlp", space, epochs=1).fit([cell, *space.neighbours(cell)[:3]],
